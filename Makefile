@@ -10,7 +10,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 export SC_TOOLS_DIR := $(TOOLS)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help tools build test test-unit lint fmt clippy helm-lint manifests demo e2e bench chaos clean
+.PHONY: help tools build test lint fmt chart-check manifests clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,9 +31,21 @@ endif
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-lint: tools ## cargo fmt --check, clippy -D warnings
+lint: tools chart-check ## cargo fmt --check, clippy -D warnings, helm lint, manifest schemas, manifests drift
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory manifests
+	@git diff --exit-code -- manifests/ || { echo "manifests/ is out of date with chart/: run 'make manifests' and commit"; exit 1; }
+
+chart-check: tools ## helm lint (helm 3 and 4) and validate rendered manifests against the Kubernetes schemas
+	@bash scripts/chart-check.sh
+
+manifests: tools ## render the chart into manifests/sc-extension.yaml for kubectl-only installs
+	@mkdir -p manifests
+	@{ echo "# Rendered from chart/ by 'make manifests' (helm template sc-extension chart -n sc-system --skip-tests --no-hooks)."; \
+	   echo "# Do not edit: change the chart and run 'make manifests'."; \
+	   echo "# Install: kubectl create namespace sc-system && kubectl apply -n sc-system -f manifests/sc-extension.yaml"; \
+	   helm3 template sc-extension chart -n sc-system --skip-tests --no-hooks; } > manifests/sc-extension.yaml
 
 clean: ## remove build output and installed tools
 	$(CARGO) clean

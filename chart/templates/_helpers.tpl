@@ -1,0 +1,83 @@
+{{/* Common labels of every object of the release. */}}
+{{- define "sc.labels" -}}
+app.kubernetes.io/name: sc-extension
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of a component: include "sc.selectorLabels" (list . "agent") */}}
+{{- define "sc.selectorLabels" -}}
+{{- $top := index . 0 -}}
+app.kubernetes.io/name: sc-extension
+app.kubernetes.io/instance: {{ $top.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* A value given as a boolean or as the string "true"/"false" (Arc passes strings). */}}
+{{- define "sc.true" -}}
+{{- if eq (toString . | lower) "true" }}true{{ end -}}
+{{- end }}
+
+{{/* Image reference: include "sc.image" (list . "sc-agent") */}}
+{{- define "sc.image" -}}
+{{- $top := index . 0 -}}
+{{- $tag := default $top.Chart.AppVersion $top.Values.image.tag -}}
+{{- if $top.Values.image.registry -}}
+{{ printf "%s/%s:%s" (trimSuffix "/" $top.Values.image.registry) (index . 1) $tag }}
+{{- else -}}
+{{ printf "%s:%s" (index . 1) $tag }}
+{{- end -}}
+{{- end }}
+
+{{/* imagePullSecrets as a list of {name: ...}, from names or objects. */}}
+{{- define "sc.imagePullSecrets" -}}
+{{- range .Values.imagePullSecrets }}
+- name: {{ if kindIs "string" . }}{{ . }}{{ else }}{{ .name }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod placement shared by every pod of the release. */}}
+{{- define "sc.placement" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- include "sc.imagePullSecrets" . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The restricted Pod Security profile: pod level. */}}
+{{- define "sc.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The restricted Pod Security profile: container level. */}}
+{{- define "sc.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
