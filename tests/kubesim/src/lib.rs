@@ -7,6 +7,7 @@
 //!   strategic merge, server-side apply), [`proto`] (protobuf request bodies),
 //!   [`table`] (`kubectl get` columns), [`rbac`] (authorization).
 
+pub mod kubelet;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
