@@ -4,3 +4,4 @@ pub mod env;
 pub mod image;
 pub mod logs;
 pub mod process;
+pub mod status;
