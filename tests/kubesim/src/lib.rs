@@ -6,11 +6,19 @@
 //! - pure helpers: [`selector`] (label/field selectors), [`patch`] (JSON, merge,
 //!   strategic merge, server-side apply), [`proto`] (protobuf request bodies),
 //!   [`table`] (`kubectl get` columns), [`rbac`] (authorization).
+//! - [`resources`]: the served types and discovery; [`admission`] and [`strict`]: defaulting
+//!   and validation.
+//! - [`cluster`]: the in-process API every writer uses (HTTP layer, controllers, kubelet).
 
+pub mod admission;
+pub mod cluster;
+pub mod error;
 pub mod kubelet;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
+pub mod resources;
 pub mod selector;
 pub mod store;
+pub mod strict;
 pub mod table;

@@ -21,7 +21,10 @@ pub struct ResKey {
 
 impl ResKey {
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_string(), resource: resource.to_string() }
+        Self {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        }
     }
 }
 
@@ -35,7 +38,11 @@ pub struct ObjKey {
 
 impl ObjKey {
     pub fn new(res: &ResKey, namespace: &str, name: &str) -> Self {
-        Self { res: res.clone(), namespace: namespace.to_string(), name: name.to_string() }
+        Self {
+            res: res.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
     }
 }
 
@@ -120,7 +127,12 @@ impl Store {
     pub fn new(history_limit: usize, channel: usize) -> Self {
         let (tx, _) = broadcast::channel(channel);
         Self {
-            state: Mutex::new(State { rv: 1, objects: BTreeMap::new(), history: VecDeque::new(), compacted: 1 }),
+            state: Mutex::new(State {
+                rv: 1,
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                compacted: 1,
+            }),
             tx,
             history_limit,
         }
@@ -143,12 +155,19 @@ impl Store {
     /// ordered by namespace then name, with the resourceVersion of that snapshot.
     pub fn list(&self, res: &ResKey, namespace: Option<&str>) -> (Vec<Obj>, u64) {
         let st = self.lock();
-        let items = range(&st.objects, res, namespace).map(|(_, v)| v.clone()).collect();
+        let items = range(&st.objects, res, namespace)
+            .map(|(_, v)| v.clone())
+            .collect();
         (items, st.rv)
     }
 
     /// Like `list`, but only objects whose key sorts after `after` (for continue tokens).
-    pub fn list_after(&self, res: &ResKey, namespace: Option<&str>, after: Option<&ObjKey>) -> (Vec<Obj>, u64) {
+    pub fn list_after(
+        &self,
+        res: &ResKey,
+        namespace: Option<&str>,
+        after: Option<&ObjKey>,
+    ) -> (Vec<Obj>, u64) {
         let st = self.lock();
         let items = range(&st.objects, res, namespace)
             .filter(|(k, _)| after.is_none_or(|a| *k > a))
@@ -159,14 +178,22 @@ impl Store {
 
     /// Every object of every collection (for the garbage collector and scans).
     pub fn all(&self) -> Vec<(ObjKey, Obj)> {
-        self.lock().objects.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Atomic read-modify-write of one object. The closure sees the current object and
     /// decides; on `Put` the store stamps a new `metadata.resourceVersion` and emits ADDED or
     /// MODIFIED, on `Delete` it emits DELETED (the object carrying the new version).
     /// Returns the stored object (or the deleted one's last state), or `None` for `Unchanged`.
-    pub fn write<E>(&self, key: &ObjKey, f: impl FnOnce(Option<&Obj>) -> Result<Write, E>) -> Result<Option<Obj>, E> {
+    pub fn write<E>(
+        &self,
+        key: &ObjKey,
+        f: impl FnOnce(Option<&Obj>) -> Result<Write, E>,
+    ) -> Result<Option<Obj>, E> {
         let mut st = self.lock();
         let current = st.objects.get(key).cloned();
         let decision = f(current.as_ref())?;
@@ -177,10 +204,19 @@ impl Store {
                 set_rv(&mut v, st.rv);
                 let obj = Arc::new(v);
                 st.objects.insert(key.clone(), obj.clone());
-                (if current.is_some() { EventType::Modified } else { EventType::Added }, obj)
+                (
+                    if current.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    },
+                    obj,
+                )
             }
             Write::Delete => {
-                let Some(cur) = current.as_ref() else { return Ok(None) };
+                let Some(cur) = current.as_ref() else {
+                    return Ok(None);
+                };
                 st.rv += 1;
                 let mut v = (**cur).clone();
                 set_rv(&mut v, st.rv);
@@ -188,7 +224,13 @@ impl Store {
                 (EventType::Deleted, Arc::new(v))
             }
         };
-        let ev = Arc::new(WatchEvent { rv: st.rv, kind, key: key.clone(), object: object.clone(), prev: current });
+        let ev = Arc::new(WatchEvent {
+            rv: st.rv,
+            kind,
+            key: key.clone(),
+            object: object.clone(),
+            prev: current,
+        });
         st.history.push_back(ev.clone());
         while st.history.len() > self.history_limit {
             if let Some(old) = st.history.pop_front() {
@@ -208,10 +250,19 @@ impl Store {
         let backlog = match from_rv {
             None => Vec::new(),
             Some(rv) if rv >= st.rv => Vec::new(),
-            Some(rv) if rv < st.compacted => return Err(TooOld { requested: rv, oldest: st.compacted }),
+            Some(rv) if rv < st.compacted => {
+                return Err(TooOld {
+                    requested: rv,
+                    oldest: st.compacted,
+                });
+            }
             Some(rv) => st.history.iter().filter(|e| e.rv > rv).cloned().collect(),
         };
-        Ok(Subscription { backlog, live, rv: st.rv })
+        Ok(Subscription {
+            backlog,
+            live,
+            rv: st.rv,
+        })
     }
 
     /// Forget the event history up to now (tests use it to force 410 Expired on resume).
@@ -227,7 +278,11 @@ fn range<'a>(
     res: &'a ResKey,
     namespace: Option<&'a str>,
 ) -> impl Iterator<Item = (&'a ObjKey, &'a Obj)> + 'a {
-    let start = ObjKey { res: res.clone(), namespace: namespace.unwrap_or("").to_string(), name: String::new() };
+    let start = ObjKey {
+        res: res.clone(),
+        namespace: namespace.unwrap_or("").to_string(),
+        name: String::new(),
+    };
     objects
         .range(start..)
         .take_while(move |(k, _)| k.res == *res && namespace.is_none_or(|ns| k.namespace == ns))
@@ -235,7 +290,9 @@ fn range<'a>(
 
 fn set_rv(v: &mut Value, rv: u64) {
     if let Some(obj) = v.as_object_mut() {
-        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Some(m) = meta.as_object_mut() {
             m.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
@@ -255,10 +312,16 @@ mod tests {
     fn write_stamps_versions_and_lists_in_order() {
         let s = Store::default();
         for (ns, name) in [("b", "x"), ("a", "z"), ("a", "y")] {
-            s.write::<()>(&key(ns, name), |_| Ok(Write::Put(json!({"metadata": {"name": name}})))).unwrap();
+            s.write::<()>(&key(ns, name), |_| {
+                Ok(Write::Put(json!({"metadata": {"name": name}})))
+            })
+            .unwrap();
         }
         let (items, rv) = s.list(&ResKey::new("", "configmaps"), None);
-        let names: Vec<_> = items.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<_> = items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["y", "z", "x"]);
         assert_eq!(rv, 4);
         let (items, _) = s.list(&ResKey::new("", "configmaps"), Some("a"));
@@ -274,7 +337,11 @@ mod tests {
         let k = key("a", "x");
         s.write::<()>(&k, |_| Ok(Write::Put(json!({})))).unwrap();
         let sub = s.subscribe(Some(2)).unwrap();
-        assert!(s.write::<()>(&k, |_| Ok(Write::Unchanged)).unwrap().is_none());
+        assert!(
+            s.write::<()>(&k, |_| Ok(Write::Unchanged))
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(s.current_rv(), 2);
         let gone = s.write::<()>(&k, |_| Ok(Write::Delete)).unwrap().unwrap();
         assert_eq!(gone["metadata"]["resourceVersion"], "3");
@@ -289,12 +356,19 @@ mod tests {
     fn subscribe_replays_history_and_reports_compaction() {
         let s = Store::new(2, 16);
         for i in 0..4 {
-            s.write::<()>(&key("a", &format!("o{i}")), |_| Ok(Write::Put(json!({})))).unwrap();
+            s.write::<()>(&key("a", &format!("o{i}")), |_| Ok(Write::Put(json!({}))))
+                .unwrap();
         }
         // rv is 5; history holds the events at rv 4 and 5.
         let sub = s.subscribe(Some(3)).unwrap();
         assert_eq!(sub.backlog.iter().map(|e| e.rv).collect::<Vec<_>>(), [4, 5]);
-        assert_eq!(s.subscribe(Some(2)).err(), Some(TooOld { requested: 2, oldest: 3 }));
+        assert_eq!(
+            s.subscribe(Some(2)).err(),
+            Some(TooOld {
+                requested: 2,
+                oldest: 3
+            })
+        );
         s.compact();
         assert!(s.subscribe(Some(4)).is_err());
         assert!(s.subscribe(Some(5)).unwrap().backlog.is_empty());

@@ -1,0 +1,292 @@
+//! The one error type of the API: every failure renders as the API server's `metav1.Status`.
+
+use serde_json::{Value, json};
+
+use crate::resources::ResourceInfo;
+
+/// One `details.causes` entry of a `Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// e.g. `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueInvalid`,
+    /// `FieldValueForbidden`, `FieldManagerConflict`.
+    pub reason: String,
+    pub message: String,
+    pub field: String,
+}
+
+impl Cause {
+    pub fn new(reason: &str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+            field: field.into(),
+        }
+    }
+
+    /// `field: Required value[: detail]`.
+    pub fn required(field: &str, detail: &str) -> Self {
+        let msg = if detail.is_empty() {
+            "Required value".to_string()
+        } else {
+            format!("Required value: {detail}")
+        };
+        Self::new("FieldValueRequired", field, msg)
+    }
+
+    /// `field: Unsupported value: "v": supported values: "a", "b"`.
+    pub fn not_supported(field: &str, value: &str, supported: &[&str]) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::new(
+            "FieldValueNotSupported",
+            field,
+            format!("Unsupported value: {value:?}: supported values: {list}"),
+        )
+    }
+
+    /// `field: Invalid value: <value>: detail`. `value` is rendered as the API server does
+    /// (strings quoted).
+    pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Self::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {shown}: {detail}"),
+        )
+    }
+
+    /// `field: Forbidden: detail`.
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Self::new("FieldValueForbidden", field, format!("Forbidden: {detail}"))
+    }
+}
+
+/// An API failure with its HTTP code, `reason`, message and optional `details`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+    /// `details` of the Status (name, group, kind, uid, causes), when there are any.
+    pub details: Option<Value>,
+}
+
+fn details(info: &ResourceInfo, name: &str) -> Value {
+    json!({"name": name, "group": info.group, "kind": info.resource})
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// 404 `jobs.batch "x" not found`.
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        Self {
+            details: Some(details(info, name)),
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} {name:?} not found", info.qualified()),
+            )
+        }
+    }
+
+    /// 404 for a path or resource this server does not serve.
+    pub fn no_route() -> Self {
+        Self {
+            details: Some(json!({})),
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
+    }
+
+    /// 404 `namespaces "x" not found` (creating in a missing namespace).
+    pub fn namespace_not_found(ns: &str) -> Self {
+        Self {
+            details: Some(json!({"name": ns, "kind": "namespaces"})),
+            ..Self::new(404, "NotFound", format!("namespaces {ns:?} not found"))
+        }
+    }
+
+    /// 409 `configmaps "x" already exists`.
+    pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
+        Self {
+            details: Some(details(info, name)),
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} {name:?} already exists", info.qualified()),
+            )
+        }
+    }
+
+    /// 409 Conflict on a stale resourceVersion or failed precondition.
+    pub fn conflict(info: &ResourceInfo, name: &str) -> Self {
+        Self::conflict_msg(
+            info,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// 409 `Operation cannot be fulfilled on <res> "<name>": <why>`.
+    pub fn conflict_msg(info: &ResourceInfo, name: &str, why: &str) -> Self {
+        Self {
+            details: Some(details(info, name)),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} {name:?}: {why}",
+                    info.qualified()
+                ),
+            )
+        }
+    }
+
+    /// 409 for server-side apply conflicts, with `FieldManagerConflict` causes.
+    pub fn apply_conflict(
+        info: &ResourceInfo,
+        name: &str,
+        conflicts: &[crate::patch::ApplyConflict],
+    ) -> Self {
+        let lines: Vec<String> = conflicts
+            .iter()
+            .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
+            .collect();
+        let message = if lines.len() == 1 {
+            format!("Apply failed with 1 conflict: {}", lines[0])
+        } else {
+            format!(
+                "Apply failed with {} conflicts: {}",
+                lines.len(),
+                lines.join("\n")
+            )
+        };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|c| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?}", c.manager), "field": c.field})
+            })
+            .collect();
+        let mut d = details(info, name);
+        d["causes"] = Value::Array(causes);
+        Self {
+            details: Some(d),
+            ..Self::new(409, "Conflict", message)
+        }
+    }
+
+    /// 422 `Job.batch "x" is invalid: <field>: <message>` with causes.
+    pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
+        let rendered: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let summary = if rendered.len() == 1 {
+            rendered[0].clone()
+        } else {
+            format!("[{}]", rendered.join(", "))
+        };
+        let message = format!("{} {name:?} is invalid: {summary}", info.kind_qualified());
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        Self {
+            details: Some(
+                json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}),
+            ),
+            ..Self::new(422, "Invalid", message)
+        }
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403 Forbidden with the authorizer's message.
+    pub fn forbidden(message: impl Into<String>, info: Option<&ResourceInfo>, name: &str) -> Self {
+        Self {
+            details: info.map(|i| details(i, name)),
+            ..Self::new(403, "Forbidden", message)
+        }
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            details: Some(json!({})),
+            ..Self::new(405, "MethodNotAllowed", message)
+        }
+    }
+
+    /// 410 Expired.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    /// 415 UnsupportedMediaType, listing what is accepted.
+    pub fn unsupported_media_type(accepted: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {accepted}"
+            ),
+        )
+    }
+
+    /// 500 InternalError.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    /// The `metav1.Status` body.
+    pub fn status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl From<crate::patch::PatchError> for ApiError {
+    fn from(e: crate::patch::PatchError) -> Self {
+        match e {
+            crate::patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+            crate::patch::PatchError::Conflict(_) => ApiError::new(409, "Conflict", e.to_string()),
+        }
+    }
+}

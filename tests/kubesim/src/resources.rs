@@ -1,0 +1,475 @@
+//! The resource registry (built-in types plus the types CustomResourceDefinitions serve) and
+//! the documents derived from it: `/version`, `/api`, `/apis`, per group-version
+//! `APIResourceList`s and the minimal `/openapi/v3` documents.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::store::ResKey;
+
+/// The version this server reports (`/version`, OpenAPI `info.version`).
+pub const GIT_VERSION: &str = "v1.33.0";
+
+/// Everything the server knows about one resource type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group, "" for core.
+    pub group: String,
+    /// Served versions, the preferred (and storage) version first.
+    pub versions: Vec<String>,
+    /// Plural resource name (`jobs`).
+    pub resource: String,
+    pub singular: String,
+    pub kind: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    /// Served subresources: `status`, `scale`, `log`, `token`.
+    pub subresources: Vec<String>,
+    /// Served by a CustomResourceDefinition (no strategic merge patch, no typed checks).
+    pub custom: bool,
+}
+
+impl ResourceInfo {
+    /// The store collection of this type.
+    pub fn key(&self) -> ResKey {
+        ResKey::new(&self.group, &self.resource)
+    }
+
+    /// The preferred version.
+    pub fn version(&self) -> &str {
+        &self.versions[0]
+    }
+
+    /// `apiVersion` for `version` (`batch/v1`, `v1`).
+    pub fn api_version_for(&self, version: &str) -> String {
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{}", self.group, version)
+        }
+    }
+
+    /// `apiVersion` of the preferred version.
+    pub fn api_version(&self) -> String {
+        self.api_version_for(self.version())
+    }
+
+    /// `jobs.batch`, or `pods` for the core group (as in error messages).
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+
+    /// `Job.batch`, or `Pod` for the core group (as in 422 messages).
+    pub fn kind_qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// Whether `sub` is a served subresource.
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.iter().any(|s| s == sub)
+    }
+
+    /// Whether `version` is served.
+    pub fn serves(&self, version: &str) -> bool {
+        self.versions.iter().any(|v| v == version)
+    }
+}
+
+/// All served resource types, keyed by group and plural.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    types: BTreeMap<ResKey, ResourceInfo>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn builtin(
+    group: &str,
+    version: &str,
+    resource: &str,
+    kind: &str,
+    namespaced: bool,
+    short: &[&str],
+    all: bool,
+    subs: &[&str],
+) -> ResourceInfo {
+    ResourceInfo {
+        group: group.into(),
+        versions: vec![version.into()],
+        resource: resource.into(),
+        singular: kind.to_lowercase(),
+        kind: kind.into(),
+        namespaced,
+        short_names: short.iter().map(|s| s.to_string()).collect(),
+        categories: if all { vec!["all".into()] } else { vec![] },
+        subresources: subs.iter().map(|s| s.to_string()).collect(),
+        custom: false,
+    }
+}
+
+impl Registry {
+    /// The built-in types.
+    pub fn builtin() -> Self {
+        let list = [
+            builtin(
+                "",
+                "v1",
+                "namespaces",
+                "Namespace",
+                false,
+                &["ns"],
+                false,
+                &["status"],
+            ),
+            builtin(
+                "",
+                "v1",
+                "pods",
+                "Pod",
+                true,
+                &["po"],
+                true,
+                &["status", "log"],
+            ),
+            builtin("", "v1", "secrets", "Secret", true, &[], false, &[]),
+            builtin(
+                "",
+                "v1",
+                "configmaps",
+                "ConfigMap",
+                true,
+                &["cm"],
+                false,
+                &[],
+            ),
+            builtin(
+                "",
+                "v1",
+                "serviceaccounts",
+                "ServiceAccount",
+                true,
+                &["sa"],
+                false,
+                &["token"],
+            ),
+            builtin(
+                "",
+                "v1",
+                "services",
+                "Service",
+                true,
+                &["svc"],
+                true,
+                &["status"],
+            ),
+            builtin("", "v1", "events", "Event", true, &["ev"], false, &[]),
+            builtin(
+                "",
+                "v1",
+                "endpoints",
+                "Endpoints",
+                true,
+                &["ep"],
+                false,
+                &[],
+            ),
+            builtin(
+                "",
+                "v1",
+                "nodes",
+                "Node",
+                false,
+                &["no"],
+                false,
+                &["status"],
+            ),
+            builtin(
+                "events.k8s.io",
+                "v1",
+                "events",
+                "Event",
+                true,
+                &["ev"],
+                false,
+                &[],
+            ),
+            builtin("batch", "v1", "jobs", "Job", true, &[], true, &["status"]),
+            builtin(
+                "batch",
+                "v1",
+                "cronjobs",
+                "CronJob",
+                true,
+                &["cj"],
+                true,
+                &["status"],
+            ),
+            builtin(
+                "apps",
+                "v1",
+                "deployments",
+                "Deployment",
+                true,
+                &["deploy"],
+                true,
+                &["status", "scale"],
+            ),
+            builtin(
+                "apps",
+                "v1",
+                "replicasets",
+                "ReplicaSet",
+                true,
+                &["rs"],
+                true,
+                &["status", "scale"],
+            ),
+            builtin(
+                "apps",
+                "v1",
+                "statefulsets",
+                "StatefulSet",
+                true,
+                &["sts"],
+                true,
+                &["status", "scale"],
+            ),
+            builtin(
+                "apps",
+                "v1",
+                "daemonsets",
+                "DaemonSet",
+                true,
+                &["ds"],
+                true,
+                &["status"],
+            ),
+            builtin(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "Lease",
+                true,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "roles",
+                "Role",
+                true,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterroles",
+                "ClusterRole",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "rolebindings",
+                "RoleBinding",
+                true,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                "CustomResourceDefinition",
+                false,
+                &["crd", "crds"],
+                false,
+                &["status"],
+            ),
+        ];
+        let mut r = Registry::default();
+        for i in list {
+            r.types.insert(i.key(), i);
+        }
+        r
+    }
+
+    /// The type served at `group`/`resource`, any version.
+    pub fn get(&self, group: &str, resource: &str) -> Option<&ResourceInfo> {
+        self.types.get(&ResKey::new(group, resource))
+    }
+
+    /// The type of an object's `apiVersion` and `kind`.
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceInfo> {
+        let (group, version) = split_api_version(api_version);
+        self.types
+            .values()
+            .find(|i| i.group == group && i.kind == kind && i.serves(version))
+    }
+
+    /// Every served type.
+    pub fn all(&self) -> impl Iterator<Item = &ResourceInfo> {
+        self.types.values()
+    }
+
+    /// Serve the types a CustomResourceDefinition declares (replacing an earlier definition
+    /// of the same group and plural). Returns the type, or why the definition is unusable.
+    pub fn add_crd(&mut self, crd: &Value) -> Result<ResourceInfo, String> {
+        let info = crd_info(crd)?;
+        self.types.insert(info.key(), info.clone());
+        Ok(info)
+    }
+
+    /// Stop serving a CustomResourceDefinition's type.
+    pub fn remove_crd(&mut self, crd: &Value) {
+        if let Ok(info) = crd_info(crd)
+            && self.types.get(&info.key()).is_some_and(|i| i.custom)
+        {
+            self.types.remove(&info.key());
+        }
+    }
+
+    /// Served group names with their versions, core ("") excluded, in a stable order
+    /// (built-in groups first as the API server lists them, then custom ones).
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let mut ordered: Vec<&ResourceInfo> = self
+            .types
+            .values()
+            .filter(|i| !i.group.is_empty())
+            .collect();
+        ordered.sort_by_key(|i| (i.custom, group_rank(&i.group), i.group.clone()));
+        for i in ordered {
+            match out.iter_mut().find(|(g, _)| *g == i.group) {
+                Some((_, vs)) => {
+                    for v in &i.versions {
+                        if !vs.contains(v) {
+                            vs.push(v.clone());
+                        }
+                    }
+                }
+                None => out.push((i.group.clone(), i.versions.clone())),
+            }
+        }
+        out
+    }
+}
+
+fn group_rank(g: &str) -> usize {
+    const ORDER: [&str; 7] = [
+        "apps",
+        "events.k8s.io",
+        "batch",
+        "rbac.authorization.k8s.io",
+        "apiextensions.k8s.io",
+        "coordination.k8s.io",
+        "",
+    ];
+    ORDER.iter().position(|x| *x == g).unwrap_or(ORDER.len())
+}
+
+/// `batch/v1` -> (`batch`, `v1`); `v1` -> (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
+    let spec = &crd["spec"];
+    let group = spec["group"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or("spec.group is required")?;
+    let names = &spec["names"];
+    let plural = names["plural"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or("spec.names.plural is required")?;
+    let kind = names["kind"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or("spec.names.kind is required")?;
+    let singular = names["singular"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| kind.to_lowercase());
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut versions: Vec<(bool, String, bool, bool)> = Vec::new();
+    for v in spec["versions"].as_array().into_iter().flatten() {
+        if v["served"].as_bool() == Some(false) {
+            continue;
+        }
+        let name = v["name"]
+            .as_str()
+            .ok_or("spec.versions[].name is required")?;
+        let status = v["subresources"].get("status").is_some();
+        let scale = v["subresources"].get("scale").is_some();
+        versions.push((
+            v["storage"].as_bool() == Some(true),
+            name.to_string(),
+            status,
+            scale,
+        ));
+    }
+    if versions.is_empty() {
+        return Err("spec.versions must serve at least one version".into());
+    }
+    // Storage version first.
+    versions.sort_by_key(|(storage, _, _, _)| !*storage);
+    let mut subresources = Vec::new();
+    if versions.iter().any(|v| v.2) {
+        subresources.push("status".to_string());
+    }
+    if versions.iter().any(|v| v.3) {
+        subresources.push("scale".to_string());
+    }
+    Ok(ResourceInfo {
+        group: group.into(),
+        versions: versions.into_iter().map(|v| v.1).collect(),
+        resource: plural.into(),
+        singular,
+        kind: kind.into(),
+        namespaced: spec["scope"].as_str() != Some("Cluster"),
+        short_names: strings(&names["shortNames"]),
+        categories: strings(&names["categories"]),
+        subresources,
+        custom: true,
+    })
+}
