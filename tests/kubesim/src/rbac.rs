@@ -350,7 +350,7 @@ fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
         return false;
     }
     let names = strings(rule, "resourceNames");
-    names.is_empty() || names.iter().any(|n| *n == attrs.name)
+    names.is_empty() || names.contains(&attrs.name)
 }
 
 /// `rbac.NonResourceURLMatches`: exact, `*`, or a prefix ending in `*`.
