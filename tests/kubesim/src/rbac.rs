@@ -1,7 +1,16 @@
 //! RBAC authorization: Roles, ClusterRoles and their bindings, evaluated as the API server does,
 //! and the exact Forbidden message.
+//!
+//! Besides the stored objects, the bootstrap policy every cluster has is built in:
+//! `system:masters` may do everything; `system:discovery`, `system:public-info-viewer` and
+//! `system:basic-user` grant discovery, version, health and OpenAPI paths and the self-review
+//! resources to every authenticated user (the health and version paths to anonymous users too).
+//! A ClusterRole with an `aggregationRule` gets the rules of the ClusterRoles its selectors
+//! match, as the aggregation controller would have filled them in.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::selector::LabelSelector;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +20,26 @@ pub struct UserInfo {
     /// e.g. `system:serviceaccounts`, `system:serviceaccounts:sc-system`, `system:authenticated`,
     /// `system:masters`.
     pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// The user a ServiceAccount token authenticates as, with the groups the API server adds.
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        Self {
+            name: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".to_string(),
+            ],
+        }
+    }
+
+    /// Whether the user is authenticated (not `system:anonymous`).
+    pub fn is_authenticated(&self) -> bool {
+        self.name != "system:anonymous"
+            && !self.groups.iter().any(|g| g == "system:unauthenticated")
+    }
 }
 
 /// What is asked (the request attributes of the authorizer).
@@ -37,15 +66,872 @@ pub struct Policy<'a> {
     pub cluster_role_bindings: &'a [&'a Value],
 }
 
+/// Paths of the `system:discovery` ClusterRole (authenticated users).
+const DISCOVERY_PATHS: &[&str] = &[
+    "/livez",
+    "/readyz",
+    "/healthz",
+    "/version",
+    "/version/",
+    "/openapi",
+    "/openapi/*",
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+];
+
+/// Paths of the `system:public-info-viewer` ClusterRole (everyone, also anonymous).
+const PUBLIC_PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/version", "/version/"];
+
 /// Whether the request is allowed. `system:masters` is always allowed; discovery, version
 /// and openapi paths are allowed to every authenticated user (system:discovery).
-pub fn authorize(_policy: &Policy<'_>, _user: &UserInfo, _attrs: &Attributes) -> bool {
-    todo!("rbac module")
+pub fn authorize(policy: &Policy<'_>, user: &UserInfo, attrs: &Attributes) -> bool {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return true;
+    }
+    if bootstrap_allows(user, attrs) {
+        return true;
+    }
+    for binding in policy.cluster_role_bindings {
+        if !binds(binding, "", user) {
+            continue;
+        }
+        let role_ref = binding.get("roleRef");
+        if str_at(role_ref, "kind") != "ClusterRole" {
+            continue;
+        }
+        let rules = cluster_role_rules(policy, str_at(role_ref, "name"));
+        if rules.iter().any(|r| rule_allows(r, attrs)) {
+            return true;
+        }
+    }
+    if attrs.namespace.is_empty() || attrs.path.is_some() {
+        return false;
+    }
+    for binding in policy.role_bindings {
+        let ns = binding
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if ns != attrs.namespace || !binds(binding, ns, user) {
+            continue;
+        }
+        let role_ref = binding.get("roleRef");
+        let name = str_at(role_ref, "name");
+        let rules = match str_at(role_ref, "kind") {
+            "ClusterRole" => cluster_role_rules(policy, name),
+            "Role" => policy
+                .roles
+                .iter()
+                .find(|r| {
+                    r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+                        && r.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+                })
+                .map(|r| rules_of(r))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if rules.iter().any(|r| rule_allows(r, attrs)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The API server's message, e.g. `secrets "x" is forbidden: User
 /// "system:serviceaccount:ns:sa" cannot get resource "secrets" in API group "" in the
 /// namespace "default"`.
-pub fn forbidden_message(_user: &UserInfo, _attrs: &Attributes) -> String {
-    todo!("rbac module")
+pub fn forbidden_message(user: &UserInfo, attrs: &Attributes) -> String {
+    let who = &user.name;
+    let verb = &attrs.verb;
+    if let Some(path) = &attrs.path {
+        return format!("forbidden: User {who:?} cannot {verb} path {path:?}");
+    }
+    let mut resource = attrs.resource.clone();
+    if !attrs.subresource.is_empty() {
+        resource = format!("{resource}/{}", attrs.subresource);
+    }
+    let group = &attrs.api_group;
+    let reason = if attrs.namespace.is_empty() {
+        format!(
+            "User {who:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
+        )
+    } else {
+        format!(
+            "User {who:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {:?}",
+            attrs.namespace
+        )
+    };
+    let qualified = if group.is_empty() {
+        attrs.resource.clone()
+    } else {
+        format!("{}.{group}", attrs.resource)
+    };
+    if qualified.is_empty() {
+        format!("forbidden: {reason}")
+    } else if attrs.name.is_empty() {
+        format!("{qualified} is forbidden: {reason}")
+    } else {
+        format!("{qualified} {:?} is forbidden: {reason}", attrs.name)
+    }
+}
+
+/// The whole `403 Forbidden` `metav1.Status` body the API server answers with.
+pub fn forbidden_status(user: &UserInfo, attrs: &Attributes) -> Value {
+    let mut details = serde_json::Map::new();
+    if attrs.path.is_none() {
+        if !attrs.name.is_empty() {
+            details.insert("name".into(), json!(attrs.name));
+        }
+        if !attrs.api_group.is_empty() {
+            details.insert("group".into(), json!(attrs.api_group));
+        }
+        if !attrs.resource.is_empty() {
+            details.insert("kind".into(), json!(attrs.resource));
+        }
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": forbidden_message(user, attrs),
+        "reason": "Forbidden",
+        "details": details,
+        "code": 403
+    })
+}
+
+fn str_at<'v>(v: Option<&'v Value>, key: &str) -> &'v str {
+    v.and_then(|v| v.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn strings(rule: &Value, key: &str) -> Vec<String> {
+    rule.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The bootstrap ClusterRoleBindings every cluster has.
+fn bootstrap_allows(user: &UserInfo, attrs: &Attributes) -> bool {
+    let authenticated = user.is_authenticated();
+    if let Some(path) = &attrs.path {
+        if attrs.verb != "get" {
+            return false;
+        }
+        let matches = |paths: &[&str]| paths.iter().any(|p| non_resource_url_matches(p, path));
+        return matches(PUBLIC_PATHS) || (authenticated && matches(DISCOVERY_PATHS));
+    }
+    // system:basic-user
+    authenticated
+        && attrs.verb == "create"
+        && attrs.subresource.is_empty()
+        && matches!(
+            (attrs.api_group.as_str(), attrs.resource.as_str()),
+            ("authorization.k8s.io", "selfsubjectaccessreviews")
+                | ("authorization.k8s.io", "selfsubjectrulesreviews")
+                | ("authentication.k8s.io", "selfsubjectreviews")
+        )
+}
+
+/// Whether one of the binding's subjects is the user. `namespace` defaults ServiceAccount
+/// subjects without a namespace (RoleBindings only).
+fn binds(binding: &Value, namespace: &str, user: &UserInfo) -> bool {
+    let Some(subjects) = binding.get("subjects").and_then(Value::as_array) else {
+        return false;
+    };
+    subjects.iter().any(|s| {
+        let name = str_at(Some(s), "name");
+        match str_at(Some(s), "kind") {
+            "User" => user.name == name,
+            "Group" => user.groups.iter().any(|g| g == name),
+            "ServiceAccount" => {
+                let ns = match str_at(Some(s), "namespace") {
+                    "" => namespace,
+                    ns => ns,
+                };
+                !ns.is_empty() && user.name == format!("system:serviceaccount:{ns}:{name}")
+            }
+            _ => false,
+        }
+    })
+}
+
+fn rules_of(role: &Value) -> Vec<Value> {
+    role.get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The rules of a ClusterRole, including those its `aggregationRule` selects.
+fn cluster_role_rules(policy: &Policy<'_>, name: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    collect_cluster_role_rules(policy, name, &mut seen, &mut out);
+    out
+}
+
+fn collect_cluster_role_rules(
+    policy: &Policy<'_>,
+    name: &str,
+    seen: &mut Vec<String>,
+    out: &mut Vec<Value>,
+) {
+    if seen.iter().any(|s| s == name) {
+        return;
+    }
+    seen.push(name.to_string());
+    let Some(role) = policy
+        .cluster_roles
+        .iter()
+        .find(|r| r.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+    else {
+        return;
+    };
+    out.extend(rules_of(role));
+    let Some(selectors) = role
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let selectors: Vec<LabelSelector> = selectors
+        .iter()
+        .filter_map(|s| LabelSelector::from_json(s).ok())
+        .collect();
+    for other in policy.cluster_roles {
+        let other_name = other
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if other_name != name && selectors.iter().any(|s| s.matches(other)) {
+            collect_cluster_role_rules(policy, other_name, seen, out);
+        }
+    }
+}
+
+/// `rbac.RuleAllows`.
+fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
+    let verbs = strings(rule, "verbs");
+    if !verbs.iter().any(|v| v == "*" || *v == attrs.verb) {
+        return false;
+    }
+    if let Some(path) = &attrs.path {
+        return strings(rule, "nonResourceURLs")
+            .iter()
+            .any(|u| non_resource_url_matches(u, path));
+    }
+    let groups = strings(rule, "apiGroups");
+    if !groups.iter().any(|g| g == "*" || *g == attrs.api_group) {
+        return false;
+    }
+    let combined = if attrs.subresource.is_empty() {
+        attrs.resource.clone()
+    } else {
+        format!("{}/{}", attrs.resource, attrs.subresource)
+    };
+    let resources = strings(rule, "resources");
+    let resource_ok = resources.iter().any(|r| {
+        r == "*"
+            || *r == combined
+            || (!attrs.subresource.is_empty() && *r == format!("*/{}", attrs.subresource))
+    });
+    if !resource_ok {
+        return false;
+    }
+    let names = strings(rule, "resourceNames");
+    names.is_empty() || names.contains(&attrs.name)
+}
+
+/// `rbac.NonResourceURLMatches`: exact, `*`, or a prefix ending in `*`.
+fn non_resource_url_matches(rule: &str, path: &str) -> bool {
+    if rule == "*" || rule == path {
+        return true;
+    }
+    rule.strip_suffix('*')
+        .is_some_and(|prefix| path.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa() -> UserInfo {
+        UserInfo::service_account("sc-system", "sc-job")
+    }
+
+    fn attrs(verb: &str, group: &str, resource: &str, ns: &str, name: &str) -> Attributes {
+        Attributes {
+            verb: verb.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn role(ns: &str, name: &str, rules: Value) -> Value {
+        json!({"kind": "Role", "metadata": {"name": name, "namespace": ns}, "rules": rules})
+    }
+
+    fn cluster_role(name: &str, rules: Value) -> Value {
+        json!({"kind": "ClusterRole", "metadata": {"name": name}, "rules": rules})
+    }
+
+    fn rb(ns: &str, kind: &str, role: &str, subjects: Value) -> Value {
+        json!({"kind": "RoleBinding", "metadata": {"name": "b", "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": subjects})
+    }
+
+    fn crb(role: &str, subjects: Value) -> Value {
+        json!({"kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": subjects})
+    }
+
+    fn check(
+        roles: &[Value],
+        cluster_roles: &[Value],
+        rbs: &[Value],
+        crbs: &[Value],
+        user: &UserInfo,
+        a: &Attributes,
+    ) -> bool {
+        let r: Vec<&Value> = roles.iter().collect();
+        let cr: Vec<&Value> = cluster_roles.iter().collect();
+        let b: Vec<&Value> = rbs.iter().collect();
+        let cb: Vec<&Value> = crbs.iter().collect();
+        authorize(
+            &Policy {
+                roles: &r,
+                cluster_roles: &cr,
+                role_bindings: &b,
+                cluster_role_bindings: &cb,
+            },
+            user,
+            a,
+        )
+    }
+
+    #[test]
+    fn role_binding_to_role_with_defaulted_sa_namespace() {
+        let roles = [role(
+            "sc-system",
+            "r",
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]),
+        )];
+        let rbs = [rb(
+            "sc-system",
+            "Role",
+            "r",
+            json!([{"kind": "ServiceAccount", "name": "sc-job"}]),
+        )];
+        let get = attrs("get", "", "secrets", "sc-system", "s");
+        assert!(check(&roles, &[], &rbs, &[], &sa(), &get));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &sa(),
+            &attrs("delete", "", "secrets", "sc-system", "s")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &sa(),
+            &attrs("get", "", "secrets", "default", "s")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &sa(),
+            &attrs("get", "", "configmaps", "sc-system", "s")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &sa(),
+            &attrs("get", "apps", "secrets", "sc-system", "s")
+        ));
+        let other = UserInfo::service_account("other", "sc-job");
+        assert!(!check(&roles, &[], &rbs, &[], &other, &get));
+    }
+
+    #[test]
+    fn role_binding_to_cluster_role_is_namespaced() {
+        let crs = [cluster_role(
+            "reader",
+            json!([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]),
+        )];
+        let rbs = [rb(
+            "sc-system",
+            "ClusterRole",
+            "reader",
+            json!([{"kind": "User", "name": "alice"}]),
+        )];
+        let alice = UserInfo {
+            name: "alice".into(),
+            groups: vec!["system:authenticated".into()],
+        };
+        assert!(check(
+            &[],
+            &crs,
+            &rbs,
+            &[],
+            &alice,
+            &attrs("get", "batch", "jobs", "sc-system", "j")
+        ));
+        assert!(!check(
+            &[],
+            &crs,
+            &rbs,
+            &[],
+            &alice,
+            &attrs("get", "batch", "jobs", "default", "j")
+        ));
+        assert!(!check(
+            &[],
+            &crs,
+            &rbs,
+            &[],
+            &alice,
+            &attrs("get", "batch", "jobs", "", "")
+        ));
+    }
+
+    #[test]
+    fn role_binding_does_not_use_role_of_other_namespace() {
+        let roles = [role(
+            "other",
+            "r",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        )];
+        let rbs = [rb(
+            "sc-system",
+            "Role",
+            "r",
+            json!([{"kind": "ServiceAccount", "name": "sc-job", "namespace": "sc-system"}]),
+        )];
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &sa(),
+            &attrs("get", "", "pods", "sc-system", "")
+        ));
+    }
+
+    #[test]
+    fn cluster_role_binding_to_group() {
+        let crs = [cluster_role(
+            "ns-reader",
+            json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]),
+        )];
+        let crbs = [crb(
+            "ns-reader",
+            json!([{"kind": "Group", "name": "system:serviceaccounts"}]),
+        )];
+        assert!(check(
+            &[],
+            &crs,
+            &[],
+            &crbs,
+            &sa(),
+            &attrs("list", "", "namespaces", "", "")
+        ));
+        assert!(check(
+            &[],
+            &crs,
+            &[],
+            &crbs,
+            &sa(),
+            &attrs("list", "", "namespaces", "any", "")
+        ));
+        let bob = UserInfo {
+            name: "bob".into(),
+            groups: vec![],
+        };
+        assert!(!check(
+            &[],
+            &crs,
+            &[],
+            &crbs,
+            &bob,
+            &attrs("list", "", "namespaces", "", "")
+        ));
+    }
+
+    #[test]
+    fn cluster_role_binding_sa_needs_namespace() {
+        let crs = [cluster_role(
+            "all",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        )];
+        let without = [crb(
+            "all",
+            json!([{"kind": "ServiceAccount", "name": "sc-job"}]),
+        )];
+        assert!(!check(
+            &[],
+            &crs,
+            &[],
+            &without,
+            &sa(),
+            &attrs("get", "", "pods", "sc-system", "p")
+        ));
+        let with = [crb(
+            "all",
+            json!([{"kind": "ServiceAccount", "name": "sc-job", "namespace": "sc-system"}]),
+        )];
+        assert!(check(
+            &[],
+            &crs,
+            &[],
+            &with,
+            &sa(),
+            &attrs("get", "", "pods", "sc-system", "p")
+        ));
+    }
+
+    #[test]
+    fn wildcards() {
+        let crs = [cluster_role(
+            "all",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        )];
+        let crbs = [crb("all", json!([{"kind": "User", "name": "admin"}]))];
+        let admin = UserInfo {
+            name: "admin".into(),
+            groups: vec![],
+        };
+        assert!(check(
+            &[],
+            &crs,
+            &[],
+            &crbs,
+            &admin,
+            &attrs("deletecollection", "apps", "deployments", "x", "")
+        ));
+        assert!(check(
+            &[],
+            &crs,
+            &[],
+            &crbs,
+            &admin,
+            &Attributes {
+                subresource: "log".into(),
+                ..attrs("get", "", "pods", "x", "p")
+            }
+        ));
+        // Resource wildcards do not cover non-resource URLs.
+        let path = Attributes {
+            verb: "get".into(),
+            path: Some("/metrics".into()),
+            ..Default::default()
+        };
+        assert!(!check(&[], &crs, &[], &crbs, &admin, &path));
+    }
+
+    #[test]
+    fn resource_names() {
+        let roles = [role(
+            "ns",
+            "r",
+            json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["sc-leader"], "verbs": ["get", "update"]}]),
+        )];
+        let rbs = [rb(
+            "ns",
+            "Role",
+            "r",
+            json!([{"kind": "User", "name": "u"}]),
+        )];
+        let u = UserInfo {
+            name: "u".into(),
+            groups: vec![],
+        };
+        assert!(check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &attrs("get", "coordination.k8s.io", "leases", "ns", "sc-leader")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &attrs("get", "coordination.k8s.io", "leases", "ns", "other")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &attrs("get", "coordination.k8s.io", "leases", "ns", "")
+        ));
+    }
+
+    #[test]
+    fn subresources() {
+        let roles = [role(
+            "ns",
+            "r",
+            json!([
+                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]},
+                {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["update"]},
+                {"apiGroups": ["apps"], "resources": ["*/scale"], "verbs": ["patch"]}
+            ]),
+        )];
+        let rbs = [rb(
+            "ns",
+            "Role",
+            "r",
+            json!([{"kind": "User", "name": "u"}]),
+        )];
+        let u = UserInfo {
+            name: "u".into(),
+            groups: vec![],
+        };
+        let sub = |verb: &str, group: &str, res: &str, sub: &str| Attributes {
+            subresource: sub.into(),
+            ..attrs(verb, group, res, "ns", "x")
+        };
+        assert!(check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &sub("get", "", "pods", "log")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &sub("get", "", "pods", "exec")
+        ));
+        assert!(check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &sub("update", "batch", "jobs", "status")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &attrs("update", "batch", "jobs", "ns", "x")
+        ));
+        assert!(check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &sub("patch", "apps", "deployments", "scale")
+        ));
+        assert!(!check(
+            &roles,
+            &[],
+            &rbs,
+            &[],
+            &u,
+            &attrs("patch", "apps", "deployments", "ns", "x")
+        ));
+    }
+
+    #[test]
+    fn non_resource_urls() {
+        let crs = [cluster_role(
+            "m",
+            json!([{"nonResourceURLs": ["/metrics", "/logs/*"], "verbs": ["get"]}]),
+        )];
+        let crbs = [crb("m", json!([{"kind": "User", "name": "u"}]))];
+        let u = UserInfo {
+            name: "u".into(),
+            groups: vec![],
+        };
+        let path = |p: &str| Attributes {
+            verb: "get".into(),
+            path: Some(p.into()),
+            ..Default::default()
+        };
+        assert!(check(&[], &crs, &[], &crbs, &u, &path("/metrics")));
+        assert!(check(&[], &crs, &[], &crbs, &u, &path("/logs/kubelet")));
+        assert!(!check(&[], &crs, &[], &crbs, &u, &path("/debug/pprof")));
+    }
+
+    #[test]
+    fn masters_and_bootstrap_paths() {
+        let root = UserInfo {
+            name: "root".into(),
+            groups: vec!["system:masters".into()],
+        };
+        assert!(check(
+            &[],
+            &[],
+            &[],
+            &[],
+            &root,
+            &attrs("delete", "", "secrets", "x", "y")
+        ));
+        let u = UserInfo {
+            name: "u".into(),
+            groups: vec!["system:authenticated".into()],
+        };
+        let path = |p: &str| Attributes {
+            verb: "get".into(),
+            path: Some(p.into()),
+            ..Default::default()
+        };
+        for p in [
+            "/api",
+            "/apis",
+            "/apis/batch/v1",
+            "/version",
+            "/openapi/v3",
+            "/openapi/v3/apis/batch/v1",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(check(&[], &[], &[], &[], &u, &path(p)), "{p}");
+        }
+        assert!(!check(&[], &[], &[], &[], &u, &path("/metrics")));
+        assert!(!check(
+            &[],
+            &[],
+            &[],
+            &[],
+            &u,
+            &attrs("get", "", "secrets", "x", "y")
+        ));
+        let anon = UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        };
+        assert!(check(&[], &[], &[], &[], &anon, &path("/version")));
+        assert!(!check(&[], &[], &[], &[], &anon, &path("/apis")));
+        assert!(check(
+            &[],
+            &[],
+            &[],
+            &[],
+            &u,
+            &attrs(
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "",
+                ""
+            )
+        ));
+    }
+
+    #[test]
+    fn aggregated_cluster_roles() {
+        let crs = [
+            json!({"metadata": {"name": "view"}, "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-view": "true"}}]}, "rules": []}),
+            json!({"metadata": {"name": "jobs-view", "labels": {"rbac.example.com/aggregate-to-view": "true"}},
+                "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]}),
+        ];
+        let rbs = [rb(
+            "ns",
+            "ClusterRole",
+            "view",
+            json!([{"kind": "User", "name": "u"}]),
+        )];
+        let u = UserInfo {
+            name: "u".into(),
+            groups: vec![],
+        };
+        assert!(check(
+            &[],
+            &crs,
+            &rbs,
+            &[],
+            &u,
+            &attrs("get", "batch", "jobs", "ns", "j")
+        ));
+        assert!(!check(
+            &[],
+            &crs,
+            &rbs,
+            &[],
+            &u,
+            &attrs("delete", "batch", "jobs", "ns", "j")
+        ));
+    }
+
+    #[test]
+    fn messages() {
+        let u = UserInfo::service_account("ns", "sa");
+        assert_eq!(
+            forbidden_message(&u, &attrs("get", "", "secrets", "default", "x")),
+            "secrets \"x\" is forbidden: User \"system:serviceaccount:ns:sa\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\""
+        );
+        assert_eq!(
+            forbidden_message(&u, &attrs("list", "", "namespaces", "", "")),
+            "namespaces is forbidden: User \"system:serviceaccount:ns:sa\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+        );
+        assert_eq!(
+            forbidden_message(
+                &u,
+                &Attributes {
+                    subresource: "status".into(),
+                    ..attrs("update", "batch", "jobs", "ns", "j")
+                }
+            ),
+            "jobs.batch \"j\" is forbidden: User \"system:serviceaccount:ns:sa\" cannot update resource \"jobs/status\" in API group \"batch\" in the namespace \"ns\""
+        );
+        let path = Attributes {
+            verb: "get".into(),
+            path: Some("/foo".into()),
+            ..Default::default()
+        };
+        let plain = UserInfo {
+            name: "u".into(),
+            groups: vec![],
+        };
+        assert_eq!(
+            forbidden_message(&plain, &path),
+            "forbidden: User \"u\" cannot get path \"/foo\""
+        );
+        let status = forbidden_status(&u, &attrs("get", "batch", "jobs", "ns", "j"));
+        assert_eq!(status["code"], 403);
+        assert_eq!(status["reason"], "Forbidden");
+        assert_eq!(
+            status["details"],
+            json!({"name": "j", "group": "batch", "kind": "jobs"})
+        );
+    }
 }
