@@ -473,3 +473,214 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         custom: true,
     })
 }
+
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// `GET /version`.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "32",
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "60a317eadfcb839692a68eab88b2096f4d708f4f",
+        "gitTreeState": "clean",
+        "buildDate": "2025-04-23T00:00:00Z",
+        "goVersion": "go1.24.2",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+/// `GET /api`.
+pub fn api_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+    })
+}
+
+fn api_group(name: &str, versions: &[String]) -> Value {
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    json!({"name": name, "versions": vs, "preferredVersion": vs[0]})
+}
+
+impl Registry {
+    /// `GET /apis`.
+    pub fn api_group_list(&self) -> Value {
+        let groups: Vec<Value> = self.groups().iter().map(|(g, vs)| api_group(g, vs)).collect();
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    }
+
+    /// `GET /apis/<group>`.
+    pub fn api_group_doc(&self, group: &str) -> Option<Value> {
+        let (g, vs) = self.groups().into_iter().find(|(g, _)| g == group)?;
+        let mut doc = api_group(&g, &vs);
+        doc["kind"] = json!("APIGroup");
+        doc["apiVersion"] = json!("v1");
+        Some(doc)
+    }
+
+    /// Types served at `group`/`version`.
+    pub fn served(&self, group: &str, version: &str) -> Vec<&ResourceInfo> {
+        self.types.values().filter(|i| i.group == group && i.serves(version)).collect()
+    }
+
+    /// `GET /api/v1`, `GET /apis/<group>/<version>`: the `APIResourceList`.
+    pub fn api_resource_list(&self, group: &str, version: &str) -> Option<Value> {
+        let served = self.served(group, version);
+        if served.is_empty() {
+            return None;
+        }
+        let mut resources = Vec::new();
+        for i in served {
+            let verbs: Vec<&str> = if i.resource == "namespaces" {
+                VERBS.iter().copied().filter(|v| *v != "deletecollection").collect()
+            } else {
+                VERBS.to_vec()
+            };
+            let mut r = json!({
+                "name": i.resource,
+                "singularName": i.singular,
+                "namespaced": i.namespaced,
+                "kind": i.kind,
+                "verbs": verbs,
+            });
+            if !i.short_names.is_empty() {
+                r["shortNames"] = json!(i.short_names);
+            }
+            if !i.categories.is_empty() {
+                r["categories"] = json!(i.categories);
+            }
+            resources.push(r);
+            for sub in &i.subresources {
+                let name = format!("{}/{sub}", i.resource);
+                let r = match sub.as_str() {
+                    "log" => json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind, "verbs": ["get"]}),
+                    "scale" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
+                        "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
+                    "token" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
+                        "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}),
+                    _ => json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind,
+                        "verbs": ["get", "patch", "update"]}),
+                };
+                resources.push(r);
+            }
+        }
+        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    }
+
+    /// Every served group-version as its OpenAPI path (`api/v1`, `apis/batch/v1`).
+    fn openapi_gvs(&self) -> Vec<String> {
+        let mut out = vec!["api/v1".to_string()];
+        for (g, vs) in self.groups() {
+            for v in vs {
+                out.push(format!("apis/{g}/{v}"));
+            }
+        }
+        out
+    }
+
+    /// `GET /openapi/v3`: the index of per group-version documents.
+    pub fn openapi_index(&self) -> Value {
+        let mut paths = serde_json::Map::new();
+        for gv in self.openapi_gvs() {
+            paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", self.openapi_hash(&gv))}));
+        }
+        json!({"paths": paths})
+    }
+
+    fn openapi_hash(&self, gv: &str) -> String {
+        use sha2::Digest;
+        let doc = self.openapi_doc(gv).unwrap_or_default();
+        hex::encode(&sha2::Sha256::digest(doc.to_string().as_bytes())[..8]).to_uppercase()
+    }
+
+    /// `GET /openapi/v3/<gv>` for `gv` like `apis/batch/v1`: one PATCH operation per kind with
+    /// its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter (what kubectl
+    /// and helm check before delegating validation to the server). No schemas.
+    pub fn openapi_doc(&self, gv: &str) -> Option<Value> {
+        let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
+            ["api", v] => ("", *v),
+            ["apis", g, v] => (*g, *v),
+            _ => return None,
+        };
+        let served = self.served(group, version);
+        if served.is_empty() {
+            return None;
+        }
+        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let mut paths = serde_json::Map::new();
+        for i in served {
+            let path = if i.namespaced {
+                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", i.resource)
+            } else {
+                format!("{prefix}/{}/{{name}}", i.resource)
+            };
+            let op = json!({
+                "patch": {
+                    "description": format!("partially update the specified {}", i.kind),
+                    "operationId": format!("patch{}", i.kind),
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": {"group": i.group, "version": version, "kind": i.kind},
+                    "parameters": [
+                        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
+                    ],
+                    "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}},
+                }
+            });
+            paths.insert(path, op);
+        }
+        Some(json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": GIT_VERSION},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_subresources_and_openapi_has_namespace_patch() {
+        let r = Registry::builtin();
+        let core = r.api_resource_list("", "v1").unwrap();
+        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+        for n in ["pods", "pods/log", "pods/status", "serviceaccounts/token", "namespaces", "configmaps"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let doc = r.openapi_doc("api/v1").unwrap();
+        let ns = &doc["paths"]["/api/v1/namespaces/{name}"]["patch"];
+        assert_eq!(ns["x-kubernetes-group-version-kind"]["kind"], "Namespace");
+        assert!(r.openapi_index()["paths"]["apis/batch/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/batch/v1?hash="));
+        assert!(r.api_resource_list("batch", "v2").is_none());
+    }
+
+    #[test]
+    fn crds_are_served_with_their_scope_and_subresources() {
+        let mut r = Registry::builtin();
+        let crd = json!({"spec": {"group": "secrets-store.csi.x-k8s.io", "scope": "Namespaced",
+            "names": {"plural": "secretproviderclasses", "kind": "SecretProviderClass", "singular": "secretproviderclass"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": false},
+                         {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}}]}});
+        let info = r.add_crd(&crd).unwrap();
+        assert_eq!(info.versions, ["v1", "v1alpha1"]);
+        assert!(info.has_subresource("status"));
+        assert!(r.api_group_list()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "secrets-store.csi.x-k8s.io"));
+        assert!(r.by_kind("secrets-store.csi.x-k8s.io/v1alpha1", "SecretProviderClass").is_some());
+        r.remove_crd(&crd);
+        assert!(r.get("secrets-store.csi.x-k8s.io", "secretproviderclasses").is_none());
+    }
+}
