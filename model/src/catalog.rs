@@ -403,9 +403,12 @@ mod tests {
         assert_eq!(c.resolve_target("storageBlob"), Some("storage-blob"));
         assert_eq!(c.resolve_target("STORAGE_BLOB"), Some("storage-blob"));
         assert!(
-            c.client_types("eventhub", AuthType::Secret)
+            c.client_types("eventhub", AuthType::ServicePrincipal)
                 .contains(&ClientType::KafkaSpringBoot)
-                || !c.client_types("eventhub", AuthType::Secret).is_empty()
+        );
+        assert!(
+            !c.client_types("eventhub", AuthType::Secret)
+                .contains(&ClientType::None)
         );
     }
 

@@ -1,0 +1,138 @@
+//! Names of the objects a connection creates, and the DNS name rules they obey.
+//!
+//! - Secret: `sc-<connection name, non-alphanumerics removed, lower-cased>-secret`
+//! - ServiceAccount: `sc-account-<clientId, lower-cased>`
+//! - SecretProviderClass: `sc-<connection name, non-alphanumerics removed, lower-cased>-spc`
+//! - CSI volume in a pod template: `sc-<...>-kv`, shortened to 63 characters when needed
+//!
+//! A connection name is at most 60 characters, so Secret and SecretProviderClass names are
+//! at most 70 characters: always valid DNS subdomain names (253). Names that must be DNS
+//! labels (63) are shortened by [`fit_dns_label`], which keeps them unique by a hash suffix.
+
+use sha2::{Digest, Sha256};
+
+/// The longest accepted connection name (Service Connector's rule).
+pub const MAX_CONNECTION_NAME: usize = 60;
+
+/// Whether `name` is a valid connection name: 1-60 characters, letters, digits and `_`,
+/// with at least one letter or digit.
+pub fn is_valid_connection_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CONNECTION_NAME
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().any(|c| c.is_ascii_alphanumeric())
+}
+
+/// The connection name with every non-alphanumeric character removed, lower-cased.
+pub fn compact_name(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The connection name with every non-alphanumeric character removed, upper-cased: the
+/// infix of the configuration keys of a second connection of the same target type.
+pub fn key_infix(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// The Secret holding the connection's configuration.
+pub fn secret_name(connection: &str) -> String {
+    format!("sc-{}-secret", compact_name(connection))
+}
+
+/// The SecretProviderClass of a `keyvaultCsi` connection.
+pub fn secret_provider_class_name(connection: &str) -> String {
+    format!("sc-{}-spc", compact_name(connection))
+}
+
+/// The workload-identity ServiceAccount of a client ID (shared by connections using it).
+pub fn service_account_name(client_id: &str) -> String {
+    format!("sc-account-{}", client_id.to_ascii_lowercase())
+}
+
+/// The name of the CSI volume added to pod templates (a DNS label).
+pub fn csi_volume_name(connection: &str) -> String {
+    fit_dns_label(&format!("sc-{}-kv", compact_name(connection)))
+}
+
+/// The label value naming a connection (a connection name without leading or trailing
+/// `_`, which label values do not allow).
+pub fn connection_label_value(connection: &str) -> String {
+    connection.trim_matches('_').to_string()
+}
+
+/// `name` if it is at most 63 characters, else its first 54 characters (trailing `-`
+/// trimmed), `-` and 8 hex digits of its SHA-256: deterministic, unique in practice.
+pub fn fit_dns_label(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    let head = name[..54].trim_end_matches('-');
+    format!("{head}-{}", &digest[..8])
+}
+
+/// Whether `s` is an RFC 1123 DNS label: 1-63 of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is an RFC 1123 DNS subdomain: at most 253 characters, dot-separated labels.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Whether `s` is a valid Secret data key: 1-253 of `[-._a-zA-Z0-9]`, not `.` or `..`.
+pub fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && s != "."
+        && s != ".."
+}
+
+/// Whether `s` is a GUID in the 8-4-4-4-12 hexadecimal form.
+pub fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        assert_eq!(secret_name("My_Blob_1"), "sc-myblob1-secret");
+        assert_eq!(secret_provider_class_name("kv"), "sc-kv-spc");
+        assert_eq!(
+            service_account_name("AAAAAAAA-0000-0000-0000-000000000000"),
+            "sc-account-aaaaaaaa-0000-0000-0000-000000000000"
+        );
+        assert_eq!(key_infix("conn_2"), "CONN2");
+        assert!(is_guid("00000000-0000-0000-0000-000000000000"));
+        assert!(!is_guid("00000000-0000-0000-0000-00000000000"));
+        assert!(!is_guid("0000000g-0000-0000-0000-000000000000"));
+        assert!(is_dns_label("a-b"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("A"));
+        let long = fit_dns_label(&"x".repeat(80));
+        assert_eq!(long.len(), 63);
+        assert!(is_dns_label(&long));
+    }
+}

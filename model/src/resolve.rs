@@ -1,0 +1,405 @@
+//! The validated request set: cross-connection checks (object name collisions, which
+//! connection is first of its target type), the final configuration keys and values of
+//! each connection, and its content hash.
+
+use crate::catalog::catalog;
+use crate::error::{FieldError, ValidationErrors};
+use crate::names;
+use crate::request::{ConnectionRequest, ConnectionSpec, is_true, parse_connections};
+use crate::secret::SecretString;
+use crate::types::{AuthType, WorkloadRef};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The value of a configuration key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    /// A non-secret value, safe to show.
+    Plain(String),
+    /// A credential.
+    Secret(SecretString),
+}
+
+impl KeyValue {
+    /// The value (for writing the Secret; never log it when [`KeyValue::is_secret`]).
+    pub fn expose(&self) -> &str {
+        match self {
+            KeyValue::Plain(s) => s,
+            KeyValue::Secret(s) => s.expose(),
+        }
+    }
+
+    /// Whether the value is a credential.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, KeyValue::Secret(_))
+    }
+
+    /// The value for display: the value itself, or `<redacted>` for a credential.
+    pub fn display(&self) -> &str {
+        match self {
+            KeyValue::Plain(s) => s,
+            KeyValue::Secret(_) => "<redacted>",
+        }
+    }
+}
+
+/// One final configuration key of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedKey {
+    /// The key in the Secret (after the connection infix and `customizedKeys`).
+    pub name: String,
+    /// The documented name (or the `configurations` key) it comes from.
+    pub default_name: String,
+    /// What the value is.
+    pub description: String,
+    /// The value.
+    pub value: KeyValue,
+}
+
+/// A validated connection with its final keys and names.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The request's non-secret part.
+    pub spec: ConnectionSpec,
+    /// The secret inputs.
+    pub secrets: BTreeMap<String, SecretString>,
+    /// Whether it is the first connection of its target family in its namespace (its keys
+    /// carry no connection infix).
+    pub is_first: bool,
+    /// The final configuration keys, in documented order, then `configurations` keys.
+    pub keys: Vec<ResolvedKey>,
+    /// SHA-256 (hex) of the canonical spec, the final key names and the secret inputs.
+    pub hash: String,
+}
+
+impl Connection {
+    /// The connection name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The Secret this connection writes (`None` for `keyvaultCsi`, whose Secret, if any,
+    /// is written by the CSI driver).
+    pub fn secret_name(&self) -> Option<String> {
+        (self.spec.auth_type != AuthType::KeyvaultCsi).then(|| names::secret_name(&self.spec.name))
+    }
+
+    /// The workload-identity ServiceAccount this connection uses, if any.
+    pub fn service_account_name(&self) -> Option<String> {
+        self.workload_identity_client_id()
+            .map(names::service_account_name)
+    }
+
+    /// The client ID of the workload identity, for `workloadIdentity` and for
+    /// `keyvaultCsi` with `useWorkloadIdentity`.
+    pub fn workload_identity_client_id(&self) -> Option<&str> {
+        let uses_wi = match self.spec.auth_type {
+            AuthType::WorkloadIdentity => true,
+            AuthType::KeyvaultCsi => self.bool_parameter("useWorkloadIdentity"),
+            _ => false,
+        };
+        if uses_wi {
+            self.spec.parameters.get("clientId").map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// The SecretProviderClass of a `keyvaultCsi` connection.
+    pub fn secret_provider_class_name(&self) -> Option<String> {
+        (self.spec.auth_type == AuthType::KeyvaultCsi)
+            .then(|| names::secret_provider_class_name(&self.spec.name))
+    }
+
+    /// A boolean parameter (`"true"`, `"yes"`, `"1"` are true).
+    pub fn bool_parameter(&self, name: &str) -> bool {
+        self.spec.parameters.get(name).is_some_and(|v| is_true(v))
+    }
+}
+
+/// A validated set of connection requests, sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct RequestSet {
+    connections: Vec<Connection>,
+}
+
+impl RequestSet {
+    /// The connections, sorted by name.
+    pub fn connections(&self) -> &[Connection] {
+        &self.connections
+    }
+
+    /// A connection by name.
+    pub fn get(&self, name: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.spec.name == name)
+    }
+}
+
+/// Targets whose keys share a prefix are one family for the connection-infix rule
+/// (`AZURE_COSMOS_*` for every Cosmos DB API, `AZURE_REDIS_*` for both Redis targets).
+pub fn target_family(target: &str) -> &str {
+    if target.starts_with("cosmos-") {
+        "cosmos"
+    } else if target.starts_with("redis") {
+        "redis"
+    } else {
+        target
+    }
+}
+
+/// The key name a non-first connection uses: the upper-cased compact connection name is
+/// inserted after the second `_`-separated segment of an environment-style key
+/// (`AZURE_STORAGEBLOB_CONNECTIONSTRING` -> `AZURE_STORAGEBLOB_CONN2_CONNECTIONSTRING`).
+/// Keys with fewer segments get it appended; Spring property names (with `.` or lower-case
+/// letters) are kept as they are.
+pub fn infixed_key(key: &str, connection: &str) -> String {
+    let env_style = key
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !env_style {
+        return key.to_string();
+    }
+    let infix = names::key_infix(connection);
+    let parts: Vec<&str> = key.splitn(3, '_').collect();
+    match parts[..] {
+        [a, b, rest] => format!("{a}_{b}_{infix}_{rest}"),
+        _ => format!("{key}_{infix}"),
+    }
+}
+
+/// Parses and validates a `connections` subtree (the non-secret requests and the protected
+/// `secrets`, already merged), returning every problem found.
+pub fn validate_connections(connections: &Value) -> Result<RequestSet, ValidationErrors> {
+    let mut errors = Vec::new();
+    let requests = parse_connections(connections, &mut errors);
+    let set = resolve(requests, &mut errors);
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
+/// Cross-connection checks and key resolution over requests that passed their own checks.
+fn resolve(requests: Vec<ConnectionRequest>, errors: &mut Vec<FieldError>) -> RequestSet {
+    // Which connection is first per (namespace, target family).
+    let mut groups: BTreeMap<(String, String), Vec<&ConnectionRequest>> = BTreeMap::new();
+    for r in &requests {
+        groups
+            .entry((
+                r.spec.namespace.clone(),
+                target_family(&r.spec.target_type).to_string(),
+            ))
+            .or_default()
+            .push(r);
+    }
+    let mut first: BTreeMap<String, bool> = BTreeMap::new();
+    for ((ns, family), members) in &groups {
+        let primaries: Vec<&str> = members
+            .iter()
+            .filter(|r| r.spec.primary)
+            .map(|r| r.spec.name.as_str())
+            .collect();
+        if primaries.len() > 1 {
+            for p in &primaries[1..] {
+                errors.push(FieldError::new(
+                    format!("connections.{p}.primary"),
+                    format!(
+                        "connections {} are all primary for {family} in namespace {ns}: set primary on one of them only",
+                        primaries.join(", ")
+                    ),
+                ));
+            }
+        }
+        // Members are sorted by name: the smallest is first unless one is primary.
+        let chosen = primaries.first().copied().unwrap_or(&members[0].spec.name);
+        for m in members {
+            first.insert(m.spec.name.clone(), m.spec.name == chosen);
+        }
+    }
+
+    // Object name collisions in a namespace.
+    let mut owners: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for r in &requests {
+        let objects = if r.spec.auth_type == AuthType::KeyvaultCsi {
+            let mut v = vec![(
+                "SecretProviderClass",
+                names::secret_provider_class_name(&r.spec.name),
+            )];
+            if r.spec
+                .parameters
+                .get("syncSecret")
+                .is_some_and(|s| is_true(s))
+            {
+                v.push(("Secret", names::secret_name(&r.spec.name)));
+            }
+            v
+        } else {
+            vec![("Secret", names::secret_name(&r.spec.name))]
+        };
+        for (kind, name) in objects {
+            let key = (r.spec.namespace.clone(), kind.to_string(), name.clone());
+            match owners.get(&key) {
+                Some(other) => errors.push(FieldError::new(
+                    format!("connections.{}", r.spec.name),
+                    format!(
+                        "maps to {kind} {}/{name}, as connection {other} does: rename one of the two connections",
+                        r.spec.namespace
+                    ),
+                )),
+                None => {
+                    owners.insert(key, r.spec.name.clone());
+                }
+            }
+        }
+    }
+
+    // A workload can use one workload-identity ServiceAccount only.
+    let mut wi_users: BTreeMap<(String, WorkloadRef), (String, String)> = BTreeMap::new();
+    for r in &requests {
+        let uses_wi = r.spec.auth_type == AuthType::WorkloadIdentity
+            || (r.spec.auth_type == AuthType::KeyvaultCsi
+                && r.spec
+                    .parameters
+                    .get("useWorkloadIdentity")
+                    .is_some_and(|s| is_true(s)));
+        let Some(cid) = r.spec.parameters.get("clientId").filter(|_| uses_wi) else {
+            continue;
+        };
+        let sa = names::service_account_name(cid);
+        for (i, w) in r.spec.workloads.iter().enumerate() {
+            let key = (r.spec.namespace.clone(), w.clone());
+            match wi_users.get(&key) {
+                Some((other, other_sa)) if *other_sa != sa => errors.push(FieldError::new(
+                    format!("connections.{}.workloads[{i}]", r.spec.name),
+                    format!(
+                        "{}/{} would need ServiceAccount {sa}, but connection {other} gives it {other_sa}: a pod has one ServiceAccount, so use the same clientId or inject the workload from one of them",
+                        w.kind, w.name
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    wi_users.insert(key, (r.spec.name.clone(), sa.clone()));
+                }
+            }
+        }
+    }
+
+    let mut connections = Vec::new();
+    for r in requests {
+        let is_first = first.get(&r.spec.name).copied().unwrap_or(true);
+        let keys = resolve_keys(&r, is_first, errors);
+        let hash = content_hash(&r, &keys);
+        connections.push(Connection {
+            spec: r.spec,
+            secrets: r.secrets,
+            is_first,
+            keys,
+            hash,
+        });
+    }
+    RequestSet { connections }
+}
+
+/// The final keys of one connection; reports key collisions after renaming.
+fn resolve_keys(
+    r: &ConnectionRequest,
+    is_first: bool,
+    errors: &mut Vec<FieldError>,
+) -> Vec<ResolvedKey> {
+    let spec = &r.spec;
+    let cat = catalog();
+    let lookup = |p: &str| -> Option<&str> {
+        spec.parameters
+            .get(p)
+            .map(String::as_str)
+            .or_else(|| r.secrets.get(p).map(SecretString::expose))
+    };
+    let mut out: Vec<ResolvedKey> = Vec::new();
+    for k in cat.keys(&spec.target_type, spec.auth_type, spec.client_type) {
+        let value = if let Some(s) = r.secrets.get(&k.name) {
+            KeyValue::Secret(s.clone())
+        } else if let Some(v) = spec.configurations.get(&k.name).filter(|_| !k.secret) {
+            KeyValue::Plain(v.clone())
+        } else {
+            // Presence of every input was checked when the connection was parsed.
+            let text = k.template.render(lookup).unwrap_or_default();
+            if k.secret {
+                KeyValue::Secret(SecretString::new(text))
+            } else {
+                KeyValue::Plain(text)
+            }
+        };
+        let name = match spec.customized_keys.get(&k.name) {
+            Some(custom) => custom.clone(),
+            None if is_first => k.name.clone(),
+            None => infixed_key(&k.name, &spec.name),
+        };
+        out.push(ResolvedKey {
+            name,
+            default_name: k.name.clone(),
+            description: k.description.clone(),
+            value,
+        });
+    }
+    for (k, v) in &spec.configurations {
+        if out.iter().any(|o| o.default_name == *k) {
+            continue;
+        }
+        out.push(ResolvedKey {
+            name: spec
+                .customized_keys
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| k.clone()),
+            default_name: k.clone(),
+            description: "set by configurations".to_string(),
+            value: KeyValue::Plain(v.clone()),
+        });
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for k in &out {
+        if let Some(prev) = seen.insert(&k.name, &k.default_name) {
+            let (field, culprit) = if spec.customized_keys.contains_key(&k.default_name) {
+                ("customizedKeys", &k.default_name)
+            } else if spec.customized_keys.contains_key(prev) {
+                ("customizedKeys", &prev.to_string())
+            } else {
+                ("configurations", &k.default_name)
+            };
+            errors.push(FieldError::new(
+                format!("connections.{}.{field}.{culprit}", spec.name),
+                format!(
+                    "key {} would be produced by both {prev} and {}: choose another name",
+                    k.name, k.default_name
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn put(h: &mut Sha256, s: &str) {
+    h.update((s.len() as u64).to_be_bytes());
+    h.update(s.as_bytes());
+}
+
+/// SHA-256 over a canonical form of the spec, the final key names and the secret inputs
+/// (length-prefixed, in sorted order). Hex; computed from, but revealing nothing about,
+/// the secret bytes.
+fn content_hash(r: &ConnectionRequest, keys: &[ResolvedKey]) -> String {
+    let mut h = Sha256::new();
+    put(&mut h, "sc-extension/connection/v1");
+    let spec = serde_json::to_string(&r.spec).unwrap_or_default();
+    put(&mut h, &spec);
+    for k in keys {
+        put(&mut h, &k.name);
+    }
+    put(&mut h, "secrets");
+    for (k, v) in &r.secrets {
+        put(&mut h, k);
+        put(&mut h, v.expose());
+    }
+    hex::encode(h.finalize())
+}
