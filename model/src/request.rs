@@ -470,6 +470,18 @@ pub fn parse_connection(
         None => false,
     };
 
+    if !combination_ok {
+        // The combination is unknown, but a credential among the plain parameters is
+        // always wrong.
+        for p in parameters.keys() {
+            if cat.parameter(p).is_some_and(|s| s.secret) {
+                ctx.err(
+                    &format!("{params_field}.{p}"),
+                    format!("{p} is a secret input: move it to {}.{secrets_field}.{p} (the protected settings)", ctx.base),
+                );
+            }
+        }
+    }
     if combination_ok && let (Some(t), Some((_, a)), Some((_, c))) = (&target, &auth, &client) {
         check_inputs(
             &mut ctx,
@@ -642,8 +654,10 @@ fn check_inputs(ctx: &mut Ctx<'_>, i: Inputs<'_>) {
         {
             ctx.err(
                 &path,
-                format!("{p} is a secret input: move it to connections.<name>.{}.{p} (the protected settings)", i.secrets_field)
-                    .replace("<name>", ctx.base.trim_start_matches("connections.")),
+                format!(
+                    "{p} is a secret input: move it to {}.{}.{p} (the protected settings)",
+                    ctx.base, i.secrets_field
+                ),
             );
         } else if !plain_params.contains(&p.as_str()) {
             ctx.err(
