@@ -9,16 +9,22 @@
 //! - [`resources`]: the served types and discovery; [`admission`] and [`strict`]: defaulting
 //!   and validation.
 //! - [`cluster`]: the in-process API every writer uses (HTTP layer, controllers, kubelet).
+//! - [`server`]: the HTTP layer; [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
 
 pub mod admission;
 pub mod cluster;
 pub mod error;
+mod instance;
 pub mod kubelet;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
 pub mod resources;
 pub mod selector;
+pub mod server;
 pub mod store;
 pub mod strict;
 pub mod table;
+pub mod testing;
+
+pub use instance::{Kubesim, Options, kubeconfig_yaml};

@@ -1,1 +1,49 @@
-fn main() {}
+//! `kubesim`: run the embedded Kubernetes API server until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// An embedded Kubernetes API server for tests and demos. Everything lives in memory; the
+/// kubeconfig is written once the server accepts connections.
+#[derive(Parser, Debug)]
+#[command(name = "kubesim", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port), e.g. 127.0.0.1:6443.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Where to write the kubeconfig (http server URL, admin bearer token, one context
+    /// selected, namespace default). Written atomically once the server accepts requests.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Directory of the binaries pods may run (the kubelet resolves container commands there).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut ks = kubesim::Kubesim::start(kubesim::Options {
+        listen: args.listen,
+        kubeconfig: Some(args.kubeconfig),
+        bin_dir: args.bin_dir,
+    })
+    .await?;
+    tracing::info!(url = %ks.url(), kubeconfig = %ks.kubeconfig_path().display(), "kubesim is serving");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    ks.shutdown();
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! A running kubesim: the HTTP server on a loopback port, its kubeconfig and a client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+
+/// How to start kubesim.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where to write the kubeconfig; `None`: a file in a private temporary directory.
+    pub kubeconfig: Option<PathBuf>,
+    /// Directory of the binaries the kubelet may run for container images.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), kubeconfig: None, bin_dir: None }
+    }
+}
+
+/// A running kubesim. Dropping it stops the server.
+pub struct Kubesim {
+    cluster: Arc<Cluster>,
+    addr: SocketAddr,
+    kubeconfig: PathBuf,
+    options: Options,
+    /// Holds the kubeconfig (when not given) and the private HOME of client tools.
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Kubesim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubesim").field("addr", &self.addr).field("kubeconfig", &self.kubeconfig).finish()
+    }
+}
+
+impl Kubesim {
+    /// Start the server and write the kubeconfig once it accepts connections.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        let cluster = Cluster::new();
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("binding {} failed; pick a free port or use port 0", options.listen))?;
+        let addr = listener.local_addr().context("reading the listen address failed")?;
+        let dir = tempfile::Builder::new().prefix("kubesim-").tempdir().context("creating a temporary directory failed")?;
+        let kubeconfig = options.kubeconfig.clone().unwrap_or_else(|| dir.path().join("kubeconfig"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = crate::server::router(cluster.clone());
+        let server = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "the API server stopped");
+            }
+        });
+        // The listener is bound and served: connections are accepted from here on.
+        write_kubeconfig(&kubeconfig, addr, cluster.admin_token())?;
+        std::fs::create_dir_all(dir.path().join("home")).context("creating the tools home failed")?;
+        Ok(Self { cluster, addr, kubeconfig, options, dir, stop: Some(stop), server })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The kubeconfig file (admin user, one context, namespace `default`).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The options it was started with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// A private HOME for client tools (their discovery caches stay per instance).
+    pub fn tools_home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// The in-process API.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.clone()
+    }
+
+    /// A `kube::Client` authenticated as the admin.
+    pub fn client(&self) -> kube::Client {
+        self.client_with_token(self.cluster.admin_token())
+    }
+
+    /// A `kube::Client` with another bearer token (e.g. a ServiceAccount's).
+    pub fn client_with_token(&self, token: &str) -> kube::Client {
+        let mut config = kube::Config::new(self.url().parse().expect("valid url"));
+        config.default_namespace = "default".into();
+        config.auth_info.token = Some(token.to_string().into());
+        kube::Client::try_from(config).expect("a client for a loopback http server")
+    }
+
+    /// Stop the server (also done on drop).
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.abort();
+    }
+}
+
+impl Drop for Kubesim {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The kubeconfig text for a server at `addr` with the admin `token`.
+pub fn kubeconfig_yaml(addr: SocketAddr, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: kubesim
+  cluster:
+    server: http://{addr}
+users:
+- name: admin
+  user:
+    token: {token}
+contexts:
+- name: kubesim
+  context:
+    cluster: kubesim
+    user: admin
+    namespace: default
+current-context: kubesim
+preferences: {{}}
+"
+    )
+}
+
+/// Write the kubeconfig atomically (a temporary file renamed into place).
+fn write_kubeconfig(path: &Path, addr: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {} failed", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("kubeconfig")));
+    std::fs::write(&tmp, kubeconfig_yaml(addr, token)).with_context(|| format!("writing {} failed", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("moving the kubeconfig to {} failed", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,778 @@
+//! The HTTP layer: one handler that routes every Kubernetes path form itself, decodes bodies
+//! (JSON, YAML, protobuf), authenticates bearer tokens, authorizes with RBAC and serves
+//! lists, watches, logs and subresources on top of [`Cluster`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::cluster::{
+    ApiError, Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, LogOptions, PatchType, Propagation,
+    WriteOptions,
+};
+use crate::rbac::{Attributes, UserInfo};
+use crate::resources::{self, ResourceInfo};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{EventType, WatchEvent};
+
+/// The router serving `cluster`.
+pub fn router(cluster: Arc<Cluster>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(cluster)
+}
+
+/// Query parameters, URL-decoded; empty pairs (`?&watch=true`) skipped.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        let mut out = Vec::new();
+        for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            out.push((dec(k), dec(v)));
+        }
+        Query(out)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true") | Some("1") | Some(""))
+    }
+
+    fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}"))),
+        }
+    }
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("valid response")
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.status())
+}
+
+async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = Query::parse(parts.uri.query());
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("ok"))
+            .expect("valid response");
+    }
+    let user = match authenticate(&cluster, &parts.headers) {
+        Some(u) => u,
+        None => return error_response(&ApiError::unauthorized()),
+    };
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&ApiError::bad_request(format!("reading the request body failed: {e}"))),
+    };
+    let req = Req { method: parts.method, path, query, headers: parts.headers, body, user };
+    match route(&cluster, &req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn authenticate(cluster: &Cluster, headers: &HeaderMap) -> Option<UserInfo> {
+    let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))?.trim();
+    cluster.authenticate(token)
+}
+
+struct Req {
+    method: Method,
+    path: String,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+    user: UserInfo,
+}
+
+impl Req {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    fn non_resource(&self, cluster: &Cluster) -> Result<(), ApiError> {
+        let attrs = Attributes {
+            verb: self.method.as_str().to_lowercase(),
+            path: Some(self.path.clone()),
+            ..Attributes::default()
+        };
+        cluster.authorize(&self.user, &attrs)
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        let manager = self.query.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_string).or_else(|| {
+            let ua = self.header(header::USER_AGENT);
+            let prefix = ua.split('/').next().unwrap_or_default();
+            Some(if prefix.is_empty() { "unknown".to_string() } else { prefix.to_string() })
+        });
+        WriteOptions {
+            field_manager: manager,
+            dry_run: self.query.get("dryRun").is_some_and(|d| d == "All"),
+            field_validation: match self.query.get("fieldValidation") {
+                Some("Strict") => FieldValidation::Strict,
+                Some("Ignore") => FieldValidation::Ignore,
+                _ => FieldValidation::Warn,
+            },
+        }
+    }
+}
+
+/// A parsed resource path.
+struct Target {
+    info: ResourceInfo,
+    version: String,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let registry = cluster.registry();
+    let get_only = |doc: Option<Value>| -> Result<Response, ApiError> {
+        req.non_resource(cluster)?;
+        if req.method != Method::GET {
+            return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")));
+        }
+        doc.map(|d| json_response(200, &d)).ok_or_else(ApiError::no_route)
+    };
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["version"] => return get_only(Some(resources::version())),
+        ["api"] => return get_only(Some(resources::api_versions())),
+        ["apis"] => return get_only(Some(registry.api_group_list())),
+        ["openapi", "v3"] => return get_only(Some(registry.openapi_index())),
+        ["openapi", "v3", gv @ ..] => return get_only(registry.openapi_doc(&gv.join("/"))),
+        ["apis", g] => return get_only(registry.api_group_doc(g)),
+        ["api", v] => return get_only(registry.api_resource_list("", v)),
+        ["apis", g, v] => return get_only(registry.api_resource_list(g, v)),
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => {
+            req.non_resource(cluster)?;
+            return Err(ApiError::no_route());
+        }
+    };
+    let served = |r: &str| registry.get(group, r).filter(|i| i.serves(version)).cloned();
+    let (info, namespace, name, sub) = match rest {
+        ["namespaces", ns, r, tail @ ..] if served(r).is_some_and(|i| i.namespaced) => {
+            let info = served(r).expect("checked");
+            match tail {
+                [] => (info, ns.to_string(), None, None),
+                [n] => (info, ns.to_string(), Some(n.to_string()), None),
+                [n, s] => (info, ns.to_string(), Some(n.to_string()), Some(s.to_string())),
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        [r, tail @ ..] => {
+            let info = served(r).ok_or_else(ApiError::no_route)?;
+            match tail {
+                [] => (info, String::new(), None, None),
+                [n] if !info.namespaced => (info, String::new(), Some(n.to_string()), None),
+                [n, s] if !info.namespaced => (info, String::new(), Some(n.to_string()), Some(s.to_string())),
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        [] => return Err(ApiError::no_route()),
+    };
+    if let Some(s) = &sub
+        && !info.has_subresource(s)
+    {
+        return Err(ApiError::no_route());
+    }
+    let t = Target { info, version: version.to_string(), namespace, name, subresource: sub };
+    let verb = verb_of(req, &t)?;
+    cluster.authorize(
+        &req.user,
+        &Attributes {
+            verb: verb.to_string(),
+            api_group: t.info.group.clone(),
+            resource: t.info.resource.clone(),
+            subresource: t.subresource.clone().unwrap_or_default(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone().unwrap_or_default(),
+            path: None,
+        },
+    )?;
+    serve(cluster, req, &t, verb).await
+}
+
+fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
+    let collection = t.name.is_none();
+    Ok(match (&req.method, collection) {
+        (&Method::GET, true) if req.query.flag("watch") && req.query.get("watch").is_some() => "watch",
+        (&Method::GET, true) => "list",
+        (&Method::GET, false) => "get",
+        (&Method::POST, true) => "create",
+        (&Method::POST, false) if t.subresource.as_deref() == Some("token") => "create",
+        (&Method::PUT, false) => "update",
+        (&Method::PATCH, false) => "patch",
+        (&Method::DELETE, false) => "delete",
+        (&Method::DELETE, true) => "deletecollection",
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource"
+            )));
+        }
+    })
+}
+
+/// An object as served at `version` (custom resources may be served at several).
+fn present(mut obj: Value, t: &Target) -> Value {
+    if obj.is_object() && obj.get("kind").and_then(Value::as_str) == Some(t.info.kind.as_str()) {
+        obj["apiVersion"] = Value::String(t.info.api_version_for(&t.version));
+    }
+    obj
+}
+
+fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Decode a request body by its Content-Type (JSON when absent).
+fn decode_body(req: &Req) -> Result<Value, ApiError> {
+    let ct = req.header(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if req.body.is_empty() {
+        return Ok(Value::Null);
+    }
+    match ct.as_str() {
+        "" | "application/json" | "*/*" | "application/json-patch+json" | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json" => serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        "application/yaml" | "application/apply-patch+yaml" | "application/x-yaml" | "text/yaml" => {
+            let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text)
+                .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+        }
+        "application/vnd.kubernetes.protobuf" => crate::proto::decode(&req.body).map_err(|e| match e {
+            crate::proto::ProtoError::Unsupported(_) => {
+                ApiError::unsupported_media_type("application/json, application/yaml")
+            }
+            other => ApiError::bad_request(other.to_string()),
+        }),
+        _ => Err(ApiError::unsupported_media_type(
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )),
+    }
+}
+
+fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
+    let label_selector = match req.query.get("labelSelector").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(LabelSelector::parse(s).map_err(ApiError::bad_request)?),
+    };
+    let field_selector = match req.query.get("fieldSelector").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(FieldSelector::parse(s, &t.info.group, &t.info.resource).map_err(ApiError::bad_request)?),
+    };
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+        limit: req.query.int("limit")?.map(|l| l.max(0) as usize),
+        continue_token: req.query.get("continue").filter(|c| !c.is_empty()).map(str::to_string),
+    })
+}
+
+fn wants_table(req: &Req) -> bool {
+    crate::table::wants_table(req.header(header::ACCEPT))
+}
+
+fn table_response(req: &Req, t: &Target, objs: &[&Value], list_meta: Value) -> Response {
+    let include = req.query.get("includeObject").unwrap_or("Metadata");
+    let table = crate::table::to_table(&t.info.group, &t.info.resource, objs, list_meta, unix_now(), include);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Body::from(table.to_string()))
+        .expect("valid response")
+}
+
+async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Result<Response, ApiError> {
+    let res = t.info.key();
+    let ns = t.namespace.as_str();
+    let name = t.name.as_deref().unwrap_or_default();
+    match (verb, t.subresource.as_deref()) {
+        ("list", _) => {
+            if req.query.flag("sendInitialEvents") && req.query.get("sendInitialEvents").is_some() {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    "sendInitialEvents is forbidden for list requests; use a watch",
+                ));
+            }
+            let opts = list_options(req, t)?;
+            let list = cluster.list(&res, if ns.is_empty() { None } else { Some(ns) }, &opts)?;
+            let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
+            if let Some(c) = &list.continue_token {
+                meta["continue"] = json!(c);
+            }
+            if wants_table(req) {
+                let refs: Vec<&Value> = list.items.iter().collect();
+                return Ok(table_response(req, t, &refs, meta));
+            }
+            let items: Vec<Value> = list.items.into_iter().map(|o| present(o, t)).collect();
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", t.info.kind), "apiVersion": t.info.api_version_for(&t.version),
+                        "metadata": meta, "items": items}),
+            ))
+        }
+        ("watch", _) => watch(cluster, req, t),
+        ("get", None) => {
+            let obj = present(cluster.get(&res, ns, name)?, t);
+            if wants_table(req) {
+                let rv = obj["metadata"]["resourceVersion"].clone();
+                return Ok(table_response(req, t, &[&obj], json!({"resourceVersion": rv})));
+            }
+            Ok(json_response(200, &obj))
+        }
+        ("get", Some("status")) => Ok(json_response(200, &present(cluster.get(&res, ns, name)?, t))),
+        ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
+        ("get", Some("log")) => pod_logs(cluster, req, ns, name),
+        ("create", None) => {
+            let body = decode_body(req)?;
+            if !body.is_object() {
+                return Err(ApiError::bad_request("the request body must be an object"));
+            }
+            check_kind(&body, t)?;
+            let obj = cluster.create(&res, ns, body, &req.write_options())?;
+            Ok(json_response(201, &present(obj, t)))
+        }
+        ("create", Some("token")) => token_request(cluster, req, ns, name),
+        ("update", None) => {
+            let body = decode_body(req)?;
+            check_kind(&body, t)?;
+            Ok(json_response(200, &present(cluster.update(&res, ns, name, body, &req.write_options())?, t)))
+        }
+        ("update", Some("status")) => {
+            let body = decode_body(req)?;
+            Ok(json_response(200, &present(cluster.replace_status(&res, ns, name, body, &req.write_options())?, t)))
+        }
+        ("update", Some("scale")) => {
+            let body = decode_body(req)?;
+            Ok(json_response(200, &cluster.set_scale(&res, ns, name, &body, &req.write_options())?))
+        }
+        ("patch", sub @ (None | Some("status") | Some("scale"))) => {
+            let ct = req.header(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let kind = match ct.as_str() {
+                "application/json-patch+json" => PatchType::Json,
+                "application/merge-patch+json" => PatchType::Merge,
+                "application/strategic-merge-patch+json" => PatchType::Strategic,
+                "application/apply-patch+yaml" => PatchType::Apply { force: req.query.flag("force") && req.query.get("force").is_some() },
+                _ => {
+                    return Err(ApiError::unsupported_media_type(
+                        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+                    ));
+                }
+            };
+            let body = decode_body(req)?;
+            if sub == Some("scale") {
+                return patch_scale(cluster, req, t, kind, &body);
+            }
+            let existed = matches!(kind, PatchType::Apply { .. }) && cluster.get(&res, ns, name).is_ok();
+            let obj = cluster.patch(&res, ns, name, sub, kind, &body, &req.write_options())?;
+            let code = if matches!(kind, PatchType::Apply { .. }) && !existed { 201 } else { 200 };
+            Ok(json_response(code, &present(obj, t)))
+        }
+        ("delete", None) => {
+            let opts = delete_options(req)?;
+            let outcome = cluster.delete(&res, ns, name, &opts)?;
+            Ok(json_response(200, &deleted_body(t, outcome)))
+        }
+        ("deletecollection", None) => {
+            let opts = delete_options(req)?;
+            let list = list_options(req, t)?;
+            let done = cluster.delete_collection(&res, if ns.is_empty() { None } else { Some(ns) }, &list, &opts)?;
+            let items: Vec<Value> = done
+                .into_iter()
+                .map(|d| match d {
+                    Deleted::Gone(v) | Deleted::Pending(v) => present(v, t),
+                })
+                .collect();
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", t.info.kind), "apiVersion": t.info.api_version_for(&t.version),
+                        "metadata": {"resourceVersion": cluster.store().current_rv().to_string()}, "items": items}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+    }
+}
+
+/// A body's `apiVersion`/`kind`, when given, must be the resource's.
+fn check_kind(body: &Value, t: &Target) -> Result<(), ApiError> {
+    if let Some(k) = body.get("kind").and_then(Value::as_str)
+        && !k.is_empty()
+        && k != t.info.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the body ({k}) does not match the resource ({})",
+            t.info.kind
+        )));
+    }
+    Ok(())
+}
+
+fn deleted_body(t: &Target, outcome: Deleted) -> Value {
+    match outcome {
+        Deleted::Pending(v) => present(v, t),
+        Deleted::Gone(v) if (t.info.group.as_str(), t.info.resource.as_str()) == ("", "pods") => present(v, t),
+        Deleted::Gone(v) => json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": v["metadata"]["name"], "group": t.info.group, "kind": t.info.resource,
+                        "uid": v["metadata"]["uid"]},
+        }),
+    }
+}
+
+fn delete_options(req: &Req) -> Result<DeleteOptions, ApiError> {
+    let body = decode_body(req)?;
+    let body = if body.is_object() { body } else { json!({}) };
+    let policy = body["propagationPolicy"]
+        .as_str()
+        .or_else(|| req.query.get("propagationPolicy"))
+        .map(|p| match p {
+            "Background" => Ok(Propagation::Background),
+            "Foreground" => Ok(Propagation::Foreground),
+            "Orphan" => Ok(Propagation::Orphan),
+            other => Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
+            )),
+        })
+        .transpose()?;
+    let orphan = body["orphanDependents"].as_bool().or_else(|| req.query.get("orphanDependents").map(|v| v == "true"));
+    let policy = policy.or(match orphan {
+        Some(true) => Some(Propagation::Orphan),
+        Some(false) => Some(Propagation::Background),
+        None => None,
+    });
+    let grace = match body["gracePeriodSeconds"].as_i64() {
+        Some(g) => Some(g),
+        None => req.query.int("gracePeriodSeconds")?,
+    };
+    let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All"))
+        || req.query.get("dryRun") == Some("All");
+    Ok(DeleteOptions {
+        propagation_policy: policy,
+        grace_period_seconds: grace,
+        precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_string),
+        precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        dry_run,
+    })
+}
+
+fn patch_scale(cluster: &Cluster, req: &Req, t: &Target, kind: PatchType, body: &Value) -> Result<Response, ApiError> {
+    let res = t.info.key();
+    let name = t.name.as_deref().unwrap_or_default();
+    let current = cluster.get_scale(&res, &t.namespace, name)?;
+    let mut patched = match kind {
+        PatchType::Json => crate::patch::json_patch(&current, body)?,
+        PatchType::Merge | PatchType::Strategic | PatchType::Apply { .. } => crate::patch::merge_patch(&current, body),
+    };
+    if body["metadata"].get("resourceVersion").is_none()
+        && let Some(m) = patched["metadata"].as_object_mut()
+    {
+        m.remove("resourceVersion");
+    }
+    Ok(json_response(200, &cluster.set_scale(&res, &t.namespace, name, &patched, &req.write_options())?))
+}
+
+fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let body = decode_body(req)?;
+    let mut spec = body.get("spec").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600).max(600);
+    spec["expirationSeconds"] = json!(seconds);
+    if spec.get("audiences").is_none_or(Value::is_null) {
+        spec["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+    }
+    let token = cluster.issue_token(ns, name)?;
+    let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
+    let exp = exp.round(jiff::Unit::Second).unwrap_or(exp);
+    Ok(json_response(
+        201,
+        &json!({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
+            "spec": spec,
+            "status": {"token": token, "expirationTimestamp": exp.to_string()},
+        }),
+    ))
+}
+
+fn pod_logs(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let q = &req.query;
+    let opts = LogOptions {
+        container: q.get("container").unwrap_or_default().to_string(),
+        follow: q.get("follow") == Some("true") || q.get("follow") == Some("1"),
+        previous: q.get("previous") == Some("true") || q.get("previous") == Some("1"),
+        timestamps: q.get("timestamps") == Some("true") || q.get("timestamps") == Some("1"),
+        tail_lines: q.int("tailLines")?,
+        since_seconds: q.int("sinceSeconds")?,
+        since_time: q.get("sinceTime").map(str::to_string),
+        limit_bytes: q.int("limitBytes")?,
+    };
+    let stream = cluster.pod_logs(ns, name, opts)?;
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from_stream(stream))
+        .expect("valid response"))
+}
+
+// ---- watch ----
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+struct WatchFilter {
+    namespace: Option<String>,
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+}
+
+impl WatchFilter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
+            && self.labels.as_ref().is_none_or(|s| s.matches(obj))
+            && self.fields.as_ref().is_none_or(|s| s.matches(obj))
+    }
+}
+
+/// Encodes watch events: plain objects, or one-row Tables for `kubectl get -w`.
+struct Encoder {
+    table: bool,
+    include: String,
+    group: String,
+    resource: String,
+    api_version: String,
+    kind: String,
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn event(&mut self, kind: &str, obj: Value) -> Bytes {
+        let mut obj = obj;
+        if obj.get("kind").and_then(Value::as_str) == Some(self.kind.as_str()) {
+            obj["apiVersion"] = json!(self.api_version);
+        }
+        let object = if self.table {
+            let mut t = crate::table::to_table(
+                &self.group,
+                &self.resource,
+                &[&obj],
+                json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                unix_now(),
+                &self.include,
+            );
+            if self.sent_columns {
+                t["columnDefinitions"] = json!([]);
+            }
+            self.sent_columns = true;
+            t
+        } else {
+            obj
+        };
+        line(&json!({"type": kind, "object": object}))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        line(&json!({"type": "BOOKMARK", "object": {"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}}))
+    }
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn expired_event(requested: u64, current: u64) -> Bytes {
+    let e = ApiError::expired(format!("too old resource version: {requested} ({current})"));
+    line(&json!({"type": "ERROR", "object": e.status()}))
+}
+
+fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiError> {
+    let q = &req.query;
+    let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
+    if send_initial.is_some() && q.get("resourceVersionMatch") != Some("NotOlderThan") {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    let opts = list_options(req, t)?;
+    let filter = WatchFilter {
+        namespace: if t.namespace.is_empty() { None } else { Some(t.namespace.clone()) },
+        labels: opts.label_selector.clone(),
+        fields: opts.field_selector.clone(),
+    };
+    let rv_param = q.get("resourceVersion").filter(|v| !v.is_empty()).map(str::to_string);
+    let timeout = q.int("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)).unwrap_or(DEFAULT_WATCH_TIMEOUT);
+    let bookmarks = q.flag("allowWatchBookmarks") && q.get("allowWatchBookmarks").is_some();
+    let mut enc = Encoder {
+        table: wants_table(req),
+        include: q.get("includeObject").unwrap_or("Metadata").to_string(),
+        group: t.info.group.clone(),
+        resource: t.info.resource.clone(),
+        api_version: t.info.api_version_for(&t.version),
+        kind: t.info.kind.clone(),
+        sent_columns: false,
+    };
+    let res = t.info.key();
+    let store = cluster.store();
+    // Initial state: synthetic ADDED events (rv unset or "0", or watch-list).
+    let initial = match (send_initial, rv_param.as_deref()) {
+        (Some(true), _) => true,
+        (Some(false), _) => false,
+        (None, None) | (None, Some("0")) => true,
+        (None, Some(_)) => false,
+    };
+    let mut prelude = Vec::new();
+    let sub = if initial {
+        let (items, rv) = store.list(&res, filter.namespace.as_deref());
+        let sub = store.subscribe(Some(rv)).map_err(|e| ApiError::expired(format!("too old resource version: {} ({})", e.requested, e.oldest)))?;
+        for o in items.iter().filter(|o| filter.matches(o)) {
+            prelude.push(enc.event("ADDED", (**o).clone()));
+        }
+        if send_initial == Some(true) {
+            prelude.push(enc.bookmark(rv, true));
+        }
+        Some((sub, rv))
+    } else {
+        let from = match rv_param.as_deref() {
+            Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?),
+            None => None,
+        };
+        match store.subscribe(from) {
+            Ok(sub) => {
+                let start = from.unwrap_or(sub.rv);
+                Some((sub, start))
+            }
+            Err(e) => {
+                prelude.push(expired_event(e.requested, store.current_rv()));
+                None
+            }
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let res_key = res.clone();
+    tokio::spawn(async move {
+        for b in prelude {
+            if tx.send(b).await.is_err() {
+                return;
+            }
+        }
+        let Some((sub, start_rv)) = sub else { return };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = start_rv;
+        let mut live = sub.live;
+        let backlog = sub.backlog;
+        let out = |ev: &WatchEvent, enc: &mut Encoder| -> Option<Bytes> {
+            if ev.key.res != res_key {
+                return None;
+            }
+            let now_match = filter.matches(&ev.object);
+            let before = ev.prev.as_ref().is_some_and(|p| filter.matches(p));
+            match ev.kind {
+                EventType::Added if now_match => Some(enc.event("ADDED", (*ev.object).clone())),
+                EventType::Deleted if now_match => Some(enc.event("DELETED", (*ev.object).clone())),
+                EventType::Modified => match (before, now_match) {
+                    (true, true) => Some(enc.event("MODIFIED", (*ev.object).clone())),
+                    (false, true) => Some(enc.event("ADDED", (*ev.object).clone())),
+                    (true, false) => {
+                        let mut gone = (**ev.prev.as_ref().expect("matched")).clone();
+                        gone["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
+                        Some(enc.event("DELETED", gone))
+                    }
+                    (false, false) => None,
+                },
+                _ => None,
+            }
+        };
+        for ev in &backlog {
+            if ev.rv <= seen {
+                continue;
+            }
+            seen = ev.rv;
+            if let Some(b) = out(ev, &mut enc)
+                && tx.send(b).await.is_err()
+            {
+                return;
+            }
+        }
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        loop {
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(ev) => {
+                        if ev.rv <= seen {
+                            continue;
+                        }
+                        seen = ev.rv;
+                        if let Some(b) = out(&ev, &mut enc)
+                            && tx.send(b).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx.send(expired_event(seen, seen)).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {
+                    if bookmarks && tx.send(enc.bookmark(seen, false)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if bookmarks {
+                        let _ = tx.send(enc.bookmark(seen, false)).await;
+                    }
+                    return;
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let stream = futures::StreamExt::map(stream, Ok::<Bytes, std::io::Error>);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .expect("valid response"))
+}
