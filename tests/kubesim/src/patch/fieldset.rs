@@ -52,7 +52,9 @@ impl PathElement {
                 pairs.sort();
                 Some(PathElement::Key(pairs))
             }
-            "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PathElement::Value(v.to_string())),
+            "v:" => serde_json::from_str::<Value>(rest)
+                .ok()
+                .map(|v| PathElement::Value(v.to_string())),
             "i:" => rest.parse().ok().map(PathElement::Index),
             _ => None,
         }
@@ -66,7 +68,10 @@ impl std::fmt::Display for PathElement {
         match self {
             PathElement::Field(name) => write!(f, ".{name}"),
             PathElement::Key(pairs) => {
-                let body: Vec<String> = pairs.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                let body: Vec<String> = pairs
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
                 write!(f, "[{}]", body.join(","))
             }
             PathElement::Value(value) => write!(f, "[={value}]"),
@@ -118,7 +123,10 @@ impl FieldSet {
     pub(crate) fn union_with(&mut self, other: &FieldSet) {
         self.member |= other.member;
         for (element, child) in &other.children {
-            self.children.entry(element.clone()).or_default().union_with(child);
+            self.children
+                .entry(element.clone())
+                .or_default()
+                .union_with(child);
         }
     }
 
@@ -201,7 +209,8 @@ impl FieldSet {
             if key == "." {
                 set.member = true;
             } else if let Some(element) = PathElement::parse_fields_v1_key(key) {
-                set.children.insert(element, FieldSet::from_fields_v1(child));
+                set.children
+                    .insert(element, FieldSet::from_fields_v1(child));
             }
         }
         set
@@ -234,10 +243,16 @@ mod tests {
             ]
         );
         let mut other = FieldSet::default();
-        other.insert(&[PathElement::Field("data".into()), PathElement::Field("a".into())]);
+        other.insert(&[
+            PathElement::Field("data".into()),
+            PathElement::Field("a".into()),
+        ]);
         assert_eq!(set.intersection(&other), other);
         let rest = set.difference(&other);
-        assert!(!rest.has(&[PathElement::Field("data".into()), PathElement::Field("a".into())]));
+        assert!(!rest.has(&[
+            PathElement::Field("data".into()),
+            PathElement::Field("a".into())
+        ]));
         assert!(rest.has(&[PathElement::Field("data".into())]));
     }
 }

@@ -89,7 +89,11 @@ pub fn conflict_message(conflicts: &[ApplyConflict]) -> String {
             lines.push(format!("- {}", conflict.field));
         }
     }
-    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }
 
 /// Applies an RFC 6902 JSON patch (a list of operations) to `target`.

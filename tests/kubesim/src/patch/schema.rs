@@ -47,7 +47,10 @@ const POD_SPEC: Rules = &[
 
 const CONDITIONS: Rules = &[("conditions", Keyed(&["type"]))];
 const SELECTOR: Rules = &[("selector", AtomicMap)];
-const SERVICE_SPEC: Rules = &[("ports", Keyed(&["port", "protocol"])), ("selector", AtomicMap)];
+const SERVICE_SPEC: Rules = &[
+    ("ports", Keyed(&["port", "protocol"])),
+    ("selector", AtomicMap),
+];
 const SERVICE_ACCOUNT: Rules = &[("secrets", Keyed(&["name"]))];
 const WEBHOOKS: Rules = &[("webhooks", Keyed(&["name"]))];
 
@@ -64,24 +67,45 @@ use Fragment::{PodSpec, PodTemplate};
 /// Keys default to a value when absent (so `ports` items without `protocol` still key).
 const KEY_DEFAULTS: &[(&str, &str)] = &[("protocol", "TCP")];
 
+/// Fragments mounted at dotted path prefixes (`""` is the object root).
+type Mounts = &'static [(&'static str, Fragment)];
+
 /// Built-in kinds with list or map rules beyond `metadata`: (group, kind, mounts).
-const KINDS: &[(&str, &str, &[(&str, Fragment)])] = &[
-    ("", "Pod", &[("spec", PodSpec), ("status", Fragment::Rules(CONDITIONS))]),
+const KINDS: &[(&str, &str, Mounts)] = &[
+    (
+        "",
+        "Pod",
+        &[("spec", PodSpec), ("status", Fragment::Rules(CONDITIONS))],
+    ),
     ("", "PodTemplate", &[("template", PodTemplate)]),
     (
         "",
         "ReplicationController",
-        &[("spec.template", PodTemplate), ("status", Fragment::Rules(CONDITIONS))],
+        &[
+            ("spec.template", PodTemplate),
+            ("status", Fragment::Rules(CONDITIONS)),
+        ],
     ),
     (
         "",
         "Service",
-        &[("spec", Fragment::Rules(SERVICE_SPEC)), ("status", Fragment::Rules(CONDITIONS))],
+        &[
+            ("spec", Fragment::Rules(SERVICE_SPEC)),
+            ("status", Fragment::Rules(CONDITIONS)),
+        ],
     ),
-    ("", "ServiceAccount", &[("", Fragment::Rules(SERVICE_ACCOUNT))]),
+    (
+        "",
+        "ServiceAccount",
+        &[("", Fragment::Rules(SERVICE_ACCOUNT))],
+    ),
     ("", "Namespace", &[("status", Fragment::Rules(CONDITIONS))]),
     ("", "Node", &[("status", Fragment::Rules(CONDITIONS))]),
-    ("", "PersistentVolumeClaim", &[("status", Fragment::Rules(CONDITIONS))]),
+    (
+        "",
+        "PersistentVolumeClaim",
+        &[("status", Fragment::Rules(CONDITIONS))],
+    ),
     ("apps", "Deployment", WORKLOAD),
     ("apps", "ReplicaSet", WORKLOAD),
     ("apps", "StatefulSet", WORKLOAD),
@@ -99,14 +123,29 @@ const KINDS: &[(&str, &str, &[(&str, Fragment)])] = &[
     (
         "policy",
         "PodDisruptionBudget",
-        &[("spec", Fragment::Rules(SELECTOR)), ("status", Fragment::Rules(CONDITIONS))],
+        &[
+            ("spec", Fragment::Rules(SELECTOR)),
+            ("status", Fragment::Rules(CONDITIONS)),
+        ],
     ),
-    ("apiextensions.k8s.io", "CustomResourceDefinition", &[("status", Fragment::Rules(CONDITIONS))]),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration", &[("", Fragment::Rules(WEBHOOKS))]),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", &[("", Fragment::Rules(WEBHOOKS))]),
+    (
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        &[("status", Fragment::Rules(CONDITIONS))],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+        &[("", Fragment::Rules(WEBHOOKS))],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+        &[("", Fragment::Rules(WEBHOOKS))],
+    ),
 ];
 
-const WORKLOAD: &[(&str, Fragment)] = &[
+const WORKLOAD: Mounts = &[
     ("spec", Fragment::Rules(SELECTOR)),
     ("spec.template", PodTemplate),
     ("status", Fragment::Rules(CONDITIONS)),
@@ -163,7 +202,8 @@ impl Schema {
         let group = group_of(api_version);
         if let Some((_, _, mounts)) = KINDS.iter().find(|(g, k, _)| *g == group && *k == kind) {
             for (prefix, fragment) in mounts.iter() {
-                let prefix: Vec<&'static str> = prefix.split('.').filter(|s| !s.is_empty()).collect();
+                let prefix: Vec<&'static str> =
+                    prefix.split('.').filter(|s| !s.is_empty()).collect();
                 schema.mount(&prefix, *fragment);
             }
         }
@@ -202,14 +242,19 @@ impl Schema {
     pub(crate) fn strategy<S: AsRef<str>>(&self, path: &[S]) -> Option<Strategy> {
         self.rules
             .iter()
-            .find(|(p, _)| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| *a == b.as_ref()))
+            .find(|(p, _)| {
+                p.len() == path.len() && p.iter().zip(path).all(|(a, b)| *a == b.as_ref())
+            })
             .map(|(_, s)| *s)
     }
 }
 
 /// The default of a list-map key field that an item may omit.
 pub(crate) fn key_default(key: &str) -> Option<&'static str> {
-    KEY_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    KEY_DEFAULTS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
 }
 
 #[cfg(test)]
@@ -219,21 +264,38 @@ mod tests {
     #[test]
     fn schema_paths_per_kind() {
         let job = Schema::for_kind("batch/v1", "Job");
-        assert_eq!(job.strategy(&["spec", "template", "spec", "containers"]), Some(Keyed(&["name"])));
-        assert_eq!(job.strategy(&["spec", "template", "spec", "containers", "env"]), Some(Keyed(&["name"])));
-        assert_eq!(job.strategy(&["spec", "template", "spec", "containers", "command"]), None);
+        assert_eq!(
+            job.strategy(&["spec", "template", "spec", "containers"]),
+            Some(Keyed(&["name"]))
+        );
+        assert_eq!(
+            job.strategy(&["spec", "template", "spec", "containers", "env"]),
+            Some(Keyed(&["name"]))
+        );
+        assert_eq!(
+            job.strategy(&["spec", "template", "spec", "containers", "command"]),
+            None
+        );
         assert_eq!(job.strategy(&["metadata", "finalizers"]), Some(Set));
-        assert_eq!(job.strategy(&["status", "conditions"]), Some(Keyed(&["type"])));
+        assert_eq!(
+            job.strategy(&["status", "conditions"]),
+            Some(Keyed(&["type"]))
+        );
         let cron = Schema::for_kind("batch/v1", "CronJob");
         assert_eq!(
             cron.strategy(&["spec", "jobTemplate", "spec", "template", "spec", "volumes"]),
             Some(Keyed(&["name"]))
         );
         let svc = Schema::for_kind("v1", "Service");
-        assert_eq!(svc.strategy(&["spec", "ports"]), Some(Keyed(&["port", "protocol"])));
+        assert_eq!(
+            svc.strategy(&["spec", "ports"]),
+            Some(Keyed(&["port", "protocol"]))
+        );
         let role = Schema::for_kind("rbac.authorization.k8s.io/v1", "Role");
         assert_eq!(role.strategy(&["rules"]), None);
-        assert!(is_builtin("v1") && is_builtin("apps/v1") && is_builtin("rbac.authorization.k8s.io/v1"));
+        assert!(
+            is_builtin("v1") && is_builtin("apps/v1") && is_builtin("rbac.authorization.k8s.io/v1")
+        );
         assert!(!is_builtin("secrets-store.csi.x-k8s.io/v1"));
     }
 }

@@ -35,7 +35,11 @@ fn kind_name(value: &Value) -> &'static str {
 }
 
 fn dotted(path: &[String]) -> String {
-    if path.is_empty() { "<root>".to_string() } else { path.join(".") }
+    if path.is_empty() {
+        "<root>".to_string()
+    } else {
+        path.join(".")
+    }
 }
 
 fn merge_map(
@@ -108,7 +112,9 @@ fn merge_map(
         }
         path.push(key.clone());
         let merged = match (original.get(key), value) {
-            (Some(Value::Object(o)), Value::Object(p)) => Value::Object(merge_map(o.clone(), p, path, schema)?),
+            (Some(Value::Object(o)), Value::Object(p)) => {
+                Value::Object(merge_map(o.clone(), p, path, schema)?)
+            }
             (_, Value::Object(p)) => Value::Object(merge_map(Map::new(), p, path, schema)?),
             (Some(Value::Array(o)), Value::Array(p)) => {
                 Value::Array(merge_list(o, p, order_for(key), path, schema)?)
@@ -146,8 +152,9 @@ fn merge_key(schema: &Schema, path: &[String]) -> Option<&'static str> {
 }
 
 fn is_replace_marker(item: &Value) -> bool {
-    item.as_object()
-        .is_some_and(|m| m.len() == 1 && m.get(DIRECTIVE).and_then(Value::as_str) == Some("replace"))
+    item.as_object().is_some_and(|m| {
+        m.len() == 1 && m.get(DIRECTIVE).and_then(Value::as_str) == Some("replace")
+    })
 }
 
 fn merge_list(
@@ -158,10 +165,16 @@ fn merge_list(
     schema: &Schema,
 ) -> Result<Vec<Value>, PatchError> {
     match schema.strategy(path) {
-        Some(Strategy::Keyed(keys)) => merge_keyed_list(original, patch, order, keys[0], path, schema),
+        Some(Strategy::Keyed(keys)) => {
+            merge_keyed_list(original, patch, order, keys[0], path, schema)
+        }
         Some(Strategy::Set) => {
             if patch.iter().any(is_replace_marker) {
-                return Ok(patch.iter().filter(|i| !is_replace_marker(i)).cloned().collect());
+                return Ok(patch
+                    .iter()
+                    .filter(|i| !is_replace_marker(i))
+                    .cloned()
+                    .collect());
             }
             let mut merged: Vec<Value> = Vec::new();
             for item in original.iter().chain(patch) {
@@ -169,7 +182,12 @@ fn merge_list(
                     merged.push(item.clone());
                 }
             }
-            Ok(enforce_order(&merged, order.map_or(patch, |o| o.as_slice()), original, None))
+            Ok(enforce_order(
+                &merged,
+                order.map_or(patch, |o| o.as_slice()),
+                original,
+                None,
+            ))
         }
         // Atomic: the patch value replaces the list; directives inside items are dropped.
         _ => patch.iter().map(|item| clean(item, path, schema)).collect(),
@@ -194,9 +212,14 @@ fn merge_keyed_list(
 ) -> Result<Vec<Value>, PatchError> {
     let at = dotted(path);
     let key_of = |item: &Value| -> Result<Value, PatchError> {
-        item.as_object().and_then(|m| m.get(key)).cloned().ok_or_else(|| {
-            PatchError::Invalid(format!("{at}: list item {item} does not contain declared merge key: {key}"))
-        })
+        item.as_object()
+            .and_then(|m| m.get(key))
+            .cloned()
+            .ok_or_else(|| {
+                PatchError::Invalid(format!(
+                    "{at}: list item {item} does not contain declared merge key: {key}"
+                ))
+            })
     };
 
     let mut server: Vec<Value> = original.to_vec();
@@ -235,7 +258,9 @@ fn merge_keyed_list(
         map.remove(DIRECTIVE);
         let item = Value::Object(map);
         let wanted = key_of(&item)?;
-        let Value::Object(map) = &item else { unreachable!("built from a map") };
+        let Value::Object(map) = &item else {
+            unreachable!("built from a map")
+        };
         match merged.iter().position(|s| s.get(key) == Some(&wanted)) {
             Some(pos) => {
                 let base = merged[pos].as_object().cloned().unwrap_or_default();
@@ -245,7 +270,12 @@ fn merge_keyed_list(
         }
         patch_items.push(item);
     }
-    Ok(enforce_order(&merged, order.map_or(&patch_items, |o| o), &server, Some(key)))
+    Ok(enforce_order(
+        &merged,
+        order.map_or(&patch_items, |o| o),
+        &server,
+        Some(key),
+    ))
 }
 
 /// Orders a merged list as the API server does: items named by `patch_order` in that
@@ -266,8 +296,10 @@ fn enforce_order(
         let id = ident(item);
         list.iter().position(|x| ident(x) == id)
     };
-    let (mut in_patch, mut server_only): (Vec<Value>, Vec<Value>) =
-        merged.iter().cloned().partition(|item| index_in(patch_order, item).is_some());
+    let (mut in_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        .iter()
+        .cloned()
+        .partition(|item| index_in(patch_order, item).is_some());
     in_patch.sort_by_key(|item| index_in(patch_order, item));
     server_only.sort_by_key(|item| index_in(server_order, item));
 

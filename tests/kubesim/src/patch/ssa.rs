@@ -36,7 +36,15 @@ const META_STRIPPED_FROM_APPLY: &[&str] = &[
 
 /// Map-valued nodes that are plain structs in the Kubernetes types: when a write adds
 /// them, the writer owns their fields but not the node itself (no `.` in FieldsV1).
-const STRUCT_NODES: &[&str] = &["metadata", "spec", "status", "template", "jobTemplate", "strategy", "updateStrategy"];
+const STRUCT_NODES: &[&str] = &[
+    "metadata",
+    "spec",
+    "status",
+    "template",
+    "jobTemplate",
+    "strategy",
+    "updateStrategy",
+];
 
 /// Top-level fields that are free-form maps (owned as a node when added).
 const TOP_LEVEL_MAPS: &[&str] = &["data", "binaryData", "stringData"];
@@ -53,7 +61,11 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn new(schema: &'a Schema) -> Self {
-        Walk { schema, names: Vec::new(), elements: Vec::new() }
+        Walk {
+            schema,
+            names: Vec::new(),
+            elements: Vec::new(),
+        }
     }
 
     fn push_field(&mut self, name: &str) {
@@ -91,7 +103,12 @@ impl<'a> Walk<'a> {
     }
 
     /// The path element of a list item, or an error naming the missing key.
-    fn item_element(&self, strategy: Strategy, item: &Value, index: usize) -> Result<PathElement, PatchError> {
+    fn item_element(
+        &self,
+        strategy: Strategy,
+        item: &Value,
+        index: usize,
+    ) -> Result<PathElement, PatchError> {
         match strategy {
             Strategy::Keyed(keys) => {
                 let Some(map) = item.as_object() else {
@@ -125,7 +142,8 @@ impl<'a> Walk<'a> {
 
     /// Like [`Walk::item_element`], but a malformed live item is identified by position.
     fn item_element_lenient(&self, strategy: Strategy, item: &Value, index: usize) -> PathElement {
-        self.item_element(strategy, item, index).unwrap_or(PathElement::Index(index))
+        self.item_element(strategy, item, index)
+            .unwrap_or(PathElement::Index(index))
     }
 }
 
@@ -204,7 +222,12 @@ fn merge(live: &Value, config: &Value, walk: &mut Walk) -> Result<Value, PatchEr
 
 /// Merges list items by identity, keeping live-only items in place and shared items in
 /// the configuration's order (the structured-merge-diff ordering).
-fn merge_items(live: &[Value], config: &[Value], strategy: Strategy, walk: &mut Walk) -> Result<Vec<Value>, PatchError> {
+fn merge_items(
+    live: &[Value],
+    config: &[Value],
+    strategy: Strategy,
+    walk: &mut Walk,
+) -> Result<Vec<Value>, PatchError> {
     let mut lhs: Vec<(PathElement, &Value)> = Vec::new();
     for (index, item) in live.iter().enumerate() {
         let element = walk.item_element_lenient(strategy, item, index);
@@ -231,7 +254,11 @@ fn merge_items(live: &[Value], config: &[Value], strategy: Strategy, walk: &mut 
     let mut next_shared = shared.next();
 
     let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
-    let merge_one = |element: &PathElement, l: Option<&Value>, r: &Value, walk: &mut Walk| -> Result<Value, PatchError> {
+    let merge_one = |element: &PathElement,
+                     l: Option<&Value>,
+                     r: &Value,
+                     walk: &mut Walk|
+     -> Result<Value, PatchError> {
         match l {
             Some(l) => {
                 walk.elements.push(element.clone());
@@ -316,7 +343,11 @@ fn non_empty(value: Option<&Value>) -> bool {
 fn compare(old: Option<&Value>, new: Option<&Value>, walk: &mut Walk, diff: &mut Diff) {
     let strategy = walk.strategy();
     let descend = non_empty(old) || non_empty(new);
-    if descend && is_granular_map(old) && is_granular_map(new) && strategy != Some(Strategy::AtomicMap) {
+    if descend
+        && is_granular_map(old)
+        && is_granular_map(new)
+        && strategy != Some(Strategy::AtomicMap)
+    {
         let empty = Map::new();
         let l = old.and_then(Value::as_object).unwrap_or(&empty);
         let r = new.and_then(Value::as_object).unwrap_or(&empty);
@@ -337,7 +368,12 @@ fn compare(old: Option<&Value>, new: Option<&Value>, walk: &mut Walk, diff: &mut
     {
         let index = |list: Option<&Value>| -> Vec<(PathElement, Value)> {
             let mut out: Vec<(PathElement, Value)> = Vec::new();
-            for (i, item) in list.and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (i, item) in list
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let element = walk.item_element_lenient(strategy, item, i);
                 if !out.iter().any(|(e, _)| *e == element) {
                     out.push((element, item.clone()));
@@ -347,9 +383,15 @@ fn compare(old: Option<&Value>, new: Option<&Value>, walk: &mut Walk, diff: &mut
         };
         let l = index(old);
         let r = index(new);
-        let get = |side: &[(PathElement, Value)], e: &PathElement| side.iter().find(|(x, _)| x == e).map(|(_, v)| v.clone());
+        let get = |side: &[(PathElement, Value)], e: &PathElement| {
+            side.iter().find(|(x, _)| x == e).map(|(_, v)| v.clone())
+        };
         let mut order: Vec<PathElement> = l.iter().map(|(e, _)| e.clone()).collect();
-        order.extend(r.iter().map(|(e, _)| e.clone()).filter(|e| get(&l, e).is_none()));
+        order.extend(
+            r.iter()
+                .map(|(e, _)| e.clone())
+                .filter(|e| get(&l, e).is_none()),
+        );
         for element in order {
             let (lv, rv) = (get(&l, &element), get(&r, &element));
             walk.elements.push(element);
@@ -395,7 +437,9 @@ fn prune(value: &mut Value, last: &FieldSet, keep: &FieldSet, walk: &mut Walk, p
     match value {
         Value::Object(map) => {
             for (element, last_child) in &last.children {
-                let PathElement::Field(name) = element else { continue };
+                let PathElement::Field(name) = element else {
+                    continue;
+                };
                 if protected.contains(&name.as_str()) {
                     continue;
                 }
@@ -407,7 +451,9 @@ fn prune(value: &mut Value, last: &FieldSet, keep: &FieldSet, walk: &mut Walk, p
                 if last_child.children.is_empty() {
                     continue;
                 }
-                let Some(child) = map.get_mut(name) else { continue };
+                let Some(child) = map.get_mut(name) else {
+                    continue;
+                };
                 let was_empty = is_empty_container(child);
                 walk.push_field(name);
                 prune(child, last_child, keep_child, walk, &[]);
@@ -418,7 +464,9 @@ fn prune(value: &mut Value, last: &FieldSet, keep: &FieldSet, walk: &mut Walk, p
             }
         }
         Value::Array(items) => {
-            let Some(strategy) = merges_by_item(walk.strategy()) else { return };
+            let Some(strategy) = merges_by_item(walk.strategy()) else {
+                return;
+            };
             let keys: &[&str] = match strategy {
                 Strategy::Keyed(keys) => keys,
                 _ => &[],
@@ -515,7 +563,10 @@ impl Entry {
             api_version: text("apiVersion").unwrap_or_default(),
             time: text("time"),
             subresource: text("subresource").filter(|s| !s.is_empty()),
-            set: value.get("fieldsV1").map(FieldSet::from_fields_v1).unwrap_or_default(),
+            set: value
+                .get("fieldsV1")
+                .map(FieldSet::from_fields_v1)
+                .unwrap_or_default(),
         })
     }
 
@@ -543,13 +594,20 @@ fn parse_entries(value: Option<&Value>) -> Vec<Entry> {
 fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.set.is_empty());
     entries.sort_by(|a, b| {
-        (&a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
-            &b.operation,
-            &b.time,
-            &b.manager,
-            &b.api_version,
-            &b.subresource,
-        ))
+        (
+            &a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
     });
     let Value::Object(map) = object else { return };
     let meta = map.entry("metadata").or_insert_with(|| json!({}));
@@ -557,7 +615,10 @@ fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
     if entries.is_empty() {
         meta.remove("managedFields");
     } else {
-        meta.insert("managedFields".into(), Value::Array(entries.iter().map(Entry::to_json).collect()));
+        meta.insert(
+            "managedFields".into(),
+            Value::Array(entries.iter().map(Entry::to_json).collect()),
+        );
     }
 }
 
@@ -574,7 +635,8 @@ pub(crate) fn server_side_apply(
 ) -> Result<Value, PatchError> {
     if !applied.is_object() {
         return Err(PatchError::Invalid(
-            "apply configuration must be a JSON or YAML object with apiVersion, kind and metadata".into(),
+            "apply configuration must be a JSON or YAML object with apiVersion, kind and metadata"
+                .into(),
         ));
     }
     let api_version = text_field(applied, "apiVersion")
@@ -612,7 +674,13 @@ pub(crate) fn server_side_apply(
                 keep.union_with(&entry.set);
             }
         }
-        prune(&mut merged, &entries[own].set, &keep, &mut Walk::new(&schema), &[]);
+        prune(
+            &mut merged,
+            &entries[own].set,
+            &keep,
+            &mut Walk::new(&schema),
+            &[],
+        );
     }
 
     let mut diff = Diff::default();
@@ -684,15 +752,26 @@ pub(crate) fn server_side_apply(
     Ok(merged)
 }
 
-pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subresource: Option<&str>, now: &str) {
-    let api_version = text_field(new, "apiVersion").unwrap_or_default().to_string();
+pub(crate) fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
+    let api_version = text_field(new, "apiVersion")
+        .unwrap_or_default()
+        .to_string();
     let kind = text_field(new, "kind").unwrap_or_default();
     let schema = Schema::for_kind(&api_version, kind);
     let old = old.cloned().unwrap_or_else(|| json!({}));
 
     // As the API server: managedFields sent with the write win, `[{}]` resets them, and
     // a write without any keeps the stored ones.
-    let entries = match new.pointer("/metadata/managedFields").and_then(Value::as_array) {
+    let entries = match new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    {
         Some(items) if items.len() == 1 && items[0] == json!({}) => Vec::new(),
         Some(items) if !parse_entries(Some(&Value::Array(items.clone()))).is_empty() => {
             parse_entries(Some(&Value::Array(items.clone())))
@@ -716,7 +795,10 @@ pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, manager: &str,
         })
         .collect();
     if !changed.is_empty() {
-        match entries.iter_mut().find(|e| e.is_update_by(manager, &api_version, subresource)) {
+        match entries
+            .iter_mut()
+            .find(|e| e.is_update_by(manager, &api_version, subresource))
+        {
             Some(entry) => {
                 entry.set.union_with(&changed);
                 entry.time = Some(now.to_string());
