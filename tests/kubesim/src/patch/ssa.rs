@@ -1,0 +1,817 @@
+//! Server-side apply and managed-fields bookkeeping, after structured-merge-diff: each
+//! manager owns a set of field paths; apply makes the applier's set exactly the fields of
+//! its configuration, removes fields it no longer applies unless someone else owns them,
+//! and reports conflicts with other owners; other writes move ownership to the writer.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value, json};
+
+use super::fieldset::{FieldSet, PathElement, render_path};
+use super::schema::{Schema, Strategy, key_default};
+use super::{ApplyConflict, PatchError};
+
+/// `metadata` fields the API server sets or uses for identity: never owned, never merged
+/// from an apply configuration (besides `name`/`namespace`, which identify the object).
+const META_IGNORED: &[&str] = &[
+    "name",
+    "namespace",
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+];
+
+/// `metadata` fields dropped from an apply configuration before merging.
+const META_STRIPPED_FROM_APPLY: &[&str] = &[
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+];
+
+/// Map-valued nodes that are plain structs in the Kubernetes types: when a write adds
+/// them, the writer owns their fields but not the node itself (no `.` in FieldsV1).
+const STRUCT_NODES: &[&str] = &[
+    "metadata",
+    "spec",
+    "status",
+    "template",
+    "jobTemplate",
+    "strategy",
+    "updateStrategy",
+];
+
+/// Top-level fields that are free-form maps (owned as a node when added).
+const TOP_LEVEL_MAPS: &[&str] = &["data", "binaryData", "stringData"];
+
+const APPLY: &str = "Apply";
+const UPDATE: &str = "Update";
+
+/// The current position in an object: field names for the schema, elements for sets.
+struct Walk<'a> {
+    schema: &'a Schema,
+    names: Vec<String>,
+    elements: Vec<PathElement>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(schema: &'a Schema) -> Self {
+        Walk {
+            schema,
+            names: Vec::new(),
+            elements: Vec::new(),
+        }
+    }
+
+    fn push_field(&mut self, name: &str) {
+        self.names.push(name.to_string());
+        self.elements.push(PathElement::Field(name.to_string()));
+    }
+
+    fn pop_field(&mut self) {
+        self.names.pop();
+        self.elements.pop();
+    }
+
+    fn strategy(&self) -> Option<Strategy> {
+        self.schema.strategy(&self.names)
+    }
+
+    fn rendered(&self) -> String {
+        render_path(&self.elements)
+    }
+
+    /// Whether an added map node here is owned as a node (`.`), as the API server records
+    /// for list items, free-form maps and optional structs.
+    fn node_is_owned(&self) -> bool {
+        match self.elements.last() {
+            None => false,
+            Some(PathElement::Field(name)) => {
+                if self.elements.len() == 1 {
+                    TOP_LEVEL_MAPS.contains(&name.as_str())
+                } else {
+                    !STRUCT_NODES.contains(&name.as_str())
+                }
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// The path element of a list item, or an error naming the missing key.
+    fn item_element(
+        &self,
+        strategy: Strategy,
+        item: &Value,
+        index: usize,
+    ) -> Result<PathElement, PatchError> {
+        match strategy {
+            Strategy::Keyed(keys) => {
+                let Some(map) = item.as_object() else {
+                    return Err(PatchError::Invalid(format!(
+                        "{}: element {index}: associative list with keys must contain objects, got {item}",
+                        self.rendered()
+                    )));
+                };
+                let mut pairs = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let value = match (map.get(*key), key_default(key)) {
+                        (Some(v), _) if !v.is_null() => v.clone(),
+                        (_, Some(default)) => Value::String(default.to_string()),
+                        _ => {
+                            return Err(PatchError::Invalid(format!(
+                                "{}: element {index}: associative list with keys has an element that omits key field {:?} (and doesn't have default value)",
+                                self.rendered(),
+                                key
+                            )));
+                        }
+                    };
+                    pairs.push((key.to_string(), value.to_string()));
+                }
+                pairs.sort();
+                Ok(PathElement::Key(pairs))
+            }
+            Strategy::Set => Ok(PathElement::Value(item.to_string())),
+            Strategy::AtomicMap => Ok(PathElement::Index(index)),
+        }
+    }
+
+    /// Like [`Walk::item_element`], but a malformed live item is identified by position.
+    fn item_element_lenient(&self, strategy: Strategy, item: &Value, index: usize) -> PathElement {
+        self.item_element(strategy, item, index)
+            .unwrap_or(PathElement::Index(index))
+    }
+}
+
+fn merges_by_item(strategy: Option<Strategy>) -> Option<Strategy> {
+    strategy.filter(|s| matches!(s, Strategy::Keyed(_) | Strategy::Set))
+}
+
+/// The fields set by `value`: leaves, list items and empty maps (FieldsV1 of an apply).
+fn field_set(value: &Value, walk: &mut Walk, out: &mut FieldSet) -> Result<(), PatchError> {
+    let strategy = walk.strategy();
+    match value {
+        Value::Object(map) if !map.is_empty() && strategy != Some(Strategy::AtomicMap) => {
+            for (key, child) in map {
+                walk.push_field(key);
+                field_set(child, walk, out)?;
+                walk.pop_field();
+            }
+        }
+        Value::Array(items) if merges_by_item(strategy).is_some() => {
+            let strategy = merges_by_item(strategy).expect("checked above");
+            let mut seen = HashSet::new();
+            for (index, item) in items.iter().enumerate() {
+                let element = walk.item_element(strategy, item, index)?;
+                if !seen.insert(element.clone()) {
+                    return Err(PatchError::Invalid(format!(
+                        "{}: duplicate entries for key {element}",
+                        walk.rendered()
+                    )));
+                }
+                walk.elements.push(element);
+                out.insert(&walk.elements);
+                if let Value::Object(map) = item {
+                    for (key, child) in map {
+                        walk.push_field(key);
+                        field_set(child, walk, out)?;
+                        walk.pop_field();
+                    }
+                }
+                walk.elements.pop();
+            }
+        }
+        _ => {
+            if !walk.elements.is_empty() {
+                out.insert(&walk.elements);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Merges an apply configuration into the live object: maps key by key, keyed lists and
+/// sets item by item, everything else replaced.
+fn merge(live: &Value, config: &Value, walk: &mut Walk) -> Result<Value, PatchError> {
+    let strategy = walk.strategy();
+    match (live, config) {
+        (Value::Object(l), Value::Object(c)) if strategy != Some(Strategy::AtomicMap) => {
+            let mut out = l.clone();
+            for (key, value) in c {
+                walk.push_field(key);
+                let merged = match l.get(key) {
+                    Some(lv) => merge(lv, value, walk)?,
+                    None => value.clone(),
+                };
+                walk.pop_field();
+                out.insert(key.clone(), merged);
+            }
+            Ok(Value::Object(out))
+        }
+        (Value::Array(l), Value::Array(c)) => match merges_by_item(strategy) {
+            Some(strategy) => merge_items(l, c, strategy, walk).map(Value::Array),
+            None => Ok(config.clone()),
+        },
+        _ => Ok(config.clone()),
+    }
+}
+
+/// Merges list items by identity, keeping live-only items in place and shared items in
+/// the configuration's order (the structured-merge-diff ordering).
+fn merge_items(
+    live: &[Value],
+    config: &[Value],
+    strategy: Strategy,
+    walk: &mut Walk,
+) -> Result<Vec<Value>, PatchError> {
+    let mut lhs: Vec<(PathElement, &Value)> = Vec::new();
+    for (index, item) in live.iter().enumerate() {
+        let element = walk.item_element_lenient(strategy, item, index);
+        if !lhs.iter().any(|(e, _)| *e == element) {
+            lhs.push((element, item));
+        }
+    }
+    let mut rhs: Vec<(PathElement, &Value)> = Vec::new();
+    for (index, item) in config.iter().enumerate() {
+        let element = walk.item_element(strategy, item, index)?;
+        if !rhs.iter().any(|(e, _)| *e == element) {
+            rhs.push((element, item));
+        }
+    }
+    let find = |side: &[(PathElement, &'_ Value)], element: &PathElement| -> Option<usize> {
+        side.iter().position(|(e, _)| e == element)
+    };
+    let shared: Vec<PathElement> = rhs
+        .iter()
+        .filter(|(e, _)| find(&lhs, e).is_some())
+        .map(|(e, _)| e.clone())
+        .collect();
+    let mut shared = shared.into_iter();
+    let mut next_shared = shared.next();
+
+    let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
+    let merge_one = |element: &PathElement,
+                     l: Option<&Value>,
+                     r: &Value,
+                     walk: &mut Walk|
+     -> Result<Value, PatchError> {
+        match l {
+            Some(l) => {
+                walk.elements.push(element.clone());
+                let merged = merge(l, r, walk);
+                walk.elements.pop();
+                merged
+            }
+            None => Ok(r.clone()),
+        }
+    };
+    let (mut li, mut ri) = (0, 0);
+    while li < lhs.len() || ri < rhs.len() {
+        let before = (li, ri);
+        if li < lhs.len() && ri < rhs.len() {
+            let element = &lhs[li].0;
+            if *element == rhs[ri].0 {
+                out.push(merge_one(element, Some(lhs[li].1), rhs[ri].1, walk)?);
+                li += 1;
+                ri += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if find(&rhs, element).is_some() && next_shared.as_ref().is_some_and(|n| n != element) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < lhs.len() && find(&rhs, &lhs[li].0).is_none() {
+            out.push(lhs[li].1.clone());
+            li += 1;
+            continue;
+        }
+        if ri < rhs.len() {
+            let element = rhs[ri].0.clone();
+            let l = find(&lhs, &element).map(|i| lhs[i].1);
+            out.push(merge_one(&element, l, rhs[ri].1, walk)?);
+            ri += 1;
+            if next_shared.as_ref() == Some(&element) {
+                next_shared = shared.next();
+            }
+        }
+        if before == (li, ri) {
+            // A live item already merged from the configuration side.
+            li += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Fields added, modified and removed between two versions of an object.
+#[derive(Debug, Default)]
+struct Diff {
+    added: FieldSet,
+    modified: FieldSet,
+    removed: FieldSet,
+}
+
+impl Diff {
+    fn changed(&self) -> FieldSet {
+        let mut changed = self.added.clone();
+        changed.union_with(&self.modified);
+        changed
+    }
+}
+
+fn is_granular_map(value: Option<&Value>) -> bool {
+    value.is_none_or(Value::is_object)
+}
+
+fn is_list(value: Option<&Value>) -> bool {
+    value.is_none_or(Value::is_array)
+}
+
+fn non_empty(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    }
+}
+
+fn compare(old: Option<&Value>, new: Option<&Value>, walk: &mut Walk, diff: &mut Diff) {
+    let strategy = walk.strategy();
+    let descend = non_empty(old) || non_empty(new);
+    if descend
+        && is_granular_map(old)
+        && is_granular_map(new)
+        && strategy != Some(Strategy::AtomicMap)
+    {
+        let empty = Map::new();
+        let l = old.and_then(Value::as_object).unwrap_or(&empty);
+        let r = new.and_then(Value::as_object).unwrap_or(&empty);
+        for key in l.keys().chain(r.keys().filter(|k| !l.contains_key(*k))) {
+            walk.push_field(key);
+            compare(l.get(key), r.get(key), walk, diff);
+            walk.pop_field();
+        }
+        if walk.node_is_owned() {
+            mark_node(old, new, walk, diff);
+        }
+        return;
+    }
+    if let Some(strategy) = merges_by_item(strategy)
+        && descend
+        && is_list(old)
+        && is_list(new)
+    {
+        let index = |list: Option<&Value>| -> Vec<(PathElement, Value)> {
+            let mut out: Vec<(PathElement, Value)> = Vec::new();
+            for (i, item) in list
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let element = walk.item_element_lenient(strategy, item, i);
+                if !out.iter().any(|(e, _)| *e == element) {
+                    out.push((element, item.clone()));
+                }
+            }
+            out
+        };
+        let l = index(old);
+        let r = index(new);
+        let get = |side: &[(PathElement, Value)], e: &PathElement| {
+            side.iter().find(|(x, _)| x == e).map(|(_, v)| v.clone())
+        };
+        let mut order: Vec<PathElement> = l.iter().map(|(e, _)| e.clone()).collect();
+        order.extend(
+            r.iter()
+                .map(|(e, _)| e.clone())
+                .filter(|e| get(&l, e).is_none()),
+        );
+        for element in order {
+            let (lv, rv) = (get(&l, &element), get(&r, &element));
+            walk.elements.push(element);
+            compare(lv.as_ref(), rv.as_ref(), walk, diff);
+            // Items are always owned as nodes.
+            mark_node(lv.as_ref(), rv.as_ref(), walk, diff);
+            walk.elements.pop();
+        }
+        return;
+    }
+    if walk.elements.is_empty() {
+        return;
+    }
+    match (old, new) {
+        (None, Some(_)) => diff.added.insert(&walk.elements),
+        (Some(_), None) => diff.removed.insert(&walk.elements),
+        (Some(l), Some(r)) if l != r => diff.modified.insert(&walk.elements),
+        _ => {}
+    }
+}
+
+fn mark_node(old: Option<&Value>, new: Option<&Value>, walk: &Walk, diff: &mut Diff) {
+    match (old, new) {
+        (None, Some(_)) => diff.added.insert(&walk.elements),
+        (Some(_), None) => diff.removed.insert(&walk.elements),
+        _ => {}
+    }
+}
+
+fn is_empty_container(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Removes from `value` the members of `last` (what the applier owned before) that no
+/// one keeps owning. Containers emptied by the removal go too. Key fields of an item that
+/// stays are never removed.
+fn prune(value: &mut Value, last: &FieldSet, keep: &FieldSet, walk: &mut Walk, protected: &[&str]) {
+    let nothing = FieldSet::default();
+    match value {
+        Value::Object(map) => {
+            for (element, last_child) in &last.children {
+                let PathElement::Field(name) = element else {
+                    continue;
+                };
+                if protected.contains(&name.as_str()) {
+                    continue;
+                }
+                let keep_child = keep.child(element).unwrap_or(&nothing);
+                if last_child.member && keep_child.is_empty() {
+                    map.remove(name);
+                    continue;
+                }
+                if last_child.children.is_empty() {
+                    continue;
+                }
+                let Some(child) = map.get_mut(name) else {
+                    continue;
+                };
+                let was_empty = is_empty_container(child);
+                walk.push_field(name);
+                prune(child, last_child, keep_child, walk, &[]);
+                walk.pop_field();
+                if !was_empty && is_empty_container(child) && !keep_child.member {
+                    map.remove(name);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let Some(strategy) = merges_by_item(walk.strategy()) else {
+                return;
+            };
+            let keys: &[&str] = match strategy {
+                Strategy::Keyed(keys) => keys,
+                _ => &[],
+            };
+            let mut kept = Vec::with_capacity(items.len());
+            for (index, mut item) in std::mem::take(items).into_iter().enumerate() {
+                let element = walk.item_element_lenient(strategy, &item, index);
+                if let Some(last_child) = last.child(&element) {
+                    let keep_child = keep.child(&element).unwrap_or(&nothing);
+                    if last_child.member && keep_child.is_empty() {
+                        continue;
+                    }
+                    if !last_child.children.is_empty() {
+                        walk.elements.push(element);
+                        prune(&mut item, last_child, keep_child, walk, keys);
+                        walk.elements.pop();
+                    }
+                }
+                kept.push(item);
+            }
+            *items = kept;
+        }
+        _ => {}
+    }
+}
+
+/// A copy of `object` without the fields nobody owns (identity and server-set metadata).
+fn without_ignored(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Value::Object(map) = &mut out {
+        map.remove("apiVersion");
+        map.remove("kind");
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            for field in META_IGNORED {
+                meta.remove(*field);
+            }
+            if meta.is_empty() {
+                map.remove("metadata");
+            }
+        }
+    }
+    out
+}
+
+/// Drops keys whose value is null, recursively (a null in an apply configuration means
+/// "not set").
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// One `metadata.managedFields` entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Option<String>,
+    subresource: Option<String>,
+    set: FieldSet,
+}
+
+impl Entry {
+    fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("manager".into(), json!(self.manager));
+        map.insert("operation".into(), json!(self.operation));
+        map.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(time) = &self.time {
+            map.insert("time".into(), json!(time));
+        }
+        map.insert("fieldsType".into(), json!("FieldsV1"));
+        map.insert("fieldsV1".into(), self.set.to_fields_v1());
+        if let Some(sub) = &self.subresource {
+            map.insert("subresource".into(), json!(sub));
+        }
+        Value::Object(map)
+    }
+
+    fn from_json(value: &Value) -> Option<Entry> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+        if text("fieldsType").is_some_and(|t| t != "FieldsV1") {
+            return None;
+        }
+        Some(Entry {
+            manager: text("manager").unwrap_or_default(),
+            operation: text("operation")?,
+            api_version: text("apiVersion").unwrap_or_default(),
+            time: text("time"),
+            subresource: text("subresource").filter(|s| !s.is_empty()),
+            set: value
+                .get("fieldsV1")
+                .map(FieldSet::from_fields_v1)
+                .unwrap_or_default(),
+        })
+    }
+
+    fn is_apply_by(&self, manager: &str) -> bool {
+        self.manager == manager && self.operation == APPLY && self.subresource.is_none()
+    }
+
+    fn is_update_by(&self, manager: &str, api_version: &str, subresource: Option<&str>) -> bool {
+        self.manager == manager
+            && self.operation == UPDATE
+            && self.api_version == api_version
+            && self.subresource.as_deref() == subresource
+    }
+}
+
+fn parse_entries(value: Option<&Value>) -> Vec<Entry> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Entry::from_json).collect())
+        .unwrap_or_default()
+}
+
+/// Drops empty entries, sorts as the API server does (Apply before Update, then by time,
+/// manager, apiVersion, subresource) and stores them in `object`.
+fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
+    entries.retain(|e| !e.set.is_empty());
+    entries.sort_by(|a, b| {
+        (
+            &a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let Value::Object(map) = object else { return };
+    let meta = map.entry("metadata").or_insert_with(|| json!({}));
+    let Value::Object(meta) = meta else { return };
+    if entries.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert(
+            "managedFields".into(),
+            Value::Array(entries.iter().map(Entry::to_json).collect()),
+        );
+    }
+}
+
+fn text_field<'v>(object: &'v Value, key: &str) -> Option<&'v str> {
+    object.get(key).and_then(Value::as_str)
+}
+
+pub(crate) fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, PatchError> {
+    if !applied.is_object() {
+        return Err(PatchError::Invalid(
+            "apply configuration must be a JSON or YAML object with apiVersion, kind and metadata"
+                .into(),
+        ));
+    }
+    let api_version = text_field(applied, "apiVersion")
+        .or_else(|| live.and_then(|l| text_field(l, "apiVersion")))
+        .unwrap_or_default()
+        .to_string();
+    let kind = text_field(applied, "kind")
+        .or_else(|| live.and_then(|l| text_field(l, "kind")))
+        .unwrap_or_default();
+    let schema = Schema::for_kind(&api_version, kind);
+
+    let mut config = applied.clone();
+    drop_nulls(&mut config);
+    if let Some(Value::Object(meta)) = config.get_mut("metadata") {
+        for field in META_STRIPPED_FROM_APPLY {
+            meta.remove(*field);
+        }
+    }
+    let mut set = FieldSet::default();
+    field_set(&without_ignored(&config), &mut Walk::new(&schema), &mut set)?;
+
+    let live = live.cloned().unwrap_or_else(|| json!({}));
+    let mut entries = parse_entries(live.pointer("/metadata/managedFields"));
+    let mut live_clean = live;
+    if let Some(Value::Object(meta)) = live_clean.get_mut("metadata") {
+        meta.remove("managedFields");
+    }
+
+    let mut merged = merge(&live_clean, &config, &mut Walk::new(&schema))?;
+    let own = entries.iter().position(|e| e.is_apply_by(manager));
+    if let Some(own) = own {
+        let mut keep = set.clone();
+        for (i, entry) in entries.iter().enumerate() {
+            if i != own {
+                keep.union_with(&entry.set);
+            }
+        }
+        prune(
+            &mut merged,
+            &entries[own].set,
+            &keep,
+            &mut Walk::new(&schema),
+            &[],
+        );
+    }
+
+    let mut diff = Diff::default();
+    compare(
+        Some(&without_ignored(&live_clean)),
+        Some(&without_ignored(&merged)),
+        &mut Walk::new(&schema),
+        &mut diff,
+    );
+    let changed = diff.changed();
+    let mut conflicting: Vec<(usize, FieldSet)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != own)
+        .map(|(i, e)| (i, e.set.intersection(&changed)))
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if !force && !conflicting.is_empty() {
+        conflicting.sort_by(|(a, _), (b, _)| {
+            let (a, b) = (&entries[*a], &entries[*b]);
+            (&a.manager, &a.operation, &a.api_version, &a.subresource).cmp(&(
+                &b.manager,
+                &b.operation,
+                &b.api_version,
+                &b.subresource,
+            ))
+        });
+        let conflicts = conflicting
+            .iter()
+            .flat_map(|(i, c)| {
+                let entry = &entries[*i];
+                c.paths().into_iter().map(move |path| ApplyConflict {
+                    manager: entry.manager.clone(),
+                    field: render_path(&path),
+                    operation: entry.operation.clone(),
+                    api_version: entry.api_version.clone(),
+                    subresource: entry.subresource.clone(),
+                })
+            })
+            .collect();
+        return Err(PatchError::Conflict(conflicts));
+    }
+    for (i, taken) in conflicting {
+        entries[i].set = entries[i].set.difference(&taken);
+    }
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if Some(i) != own {
+            entry.set = entry.set.difference(&diff.removed);
+        }
+    }
+
+    let time = match own {
+        Some(own) if merged == live_clean => entries[own].time.clone(),
+        _ => Some(now.to_string()),
+    };
+    let entry = Entry {
+        manager: manager.to_string(),
+        operation: APPLY.to_string(),
+        api_version,
+        time,
+        subresource: None,
+        set,
+    };
+    match own {
+        Some(own) => entries[own] = entry,
+        None => entries.push(entry),
+    }
+    store_entries(&mut merged, entries);
+    Ok(merged)
+}
+
+pub(crate) fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
+    let api_version = text_field(new, "apiVersion")
+        .unwrap_or_default()
+        .to_string();
+    let kind = text_field(new, "kind").unwrap_or_default();
+    let schema = Schema::for_kind(&api_version, kind);
+    let old = old.cloned().unwrap_or_else(|| json!({}));
+
+    // As the API server: managedFields sent with the write win, `[{}]` resets them, and
+    // a write without any keeps the stored ones.
+    let entries = match new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    {
+        Some(items) if items.len() == 1 && items[0] == json!({}) => Vec::new(),
+        Some(items) if !parse_entries(Some(&Value::Array(items.clone()))).is_empty() => {
+            parse_entries(Some(&Value::Array(items.clone())))
+        }
+        _ => parse_entries(old.pointer("/metadata/managedFields")),
+    };
+
+    let mut diff = Diff::default();
+    compare(
+        Some(&without_ignored(&old)),
+        Some(&without_ignored(new)),
+        &mut Walk::new(&schema),
+        &mut diff,
+    );
+    let changed = diff.changed();
+    let mut entries: Vec<Entry> = entries
+        .into_iter()
+        .map(|mut e| {
+            e.set = e.set.difference(&changed).difference(&diff.removed);
+            e
+        })
+        .collect();
+    if !changed.is_empty() {
+        match entries
+            .iter_mut()
+            .find(|e| e.is_update_by(manager, &api_version, subresource))
+        {
+            Some(entry) => {
+                entry.set.union_with(&changed);
+                entry.time = Some(now.to_string());
+            }
+            None => entries.push(Entry {
+                manager: manager.to_string(),
+                operation: UPDATE.to_string(),
+                api_version,
+                time: Some(now.to_string()),
+                subresource: subresource.map(str::to_string),
+                set: changed,
+            }),
+        }
+    }
+    store_entries(new, entries);
+}
