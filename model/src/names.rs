@@ -87,9 +87,19 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Whether `s` is an RFC 1123 DNS subdomain: at most 253 characters, dot-separated labels.
+/// Whether `s` is a DNS subdomain as Kubernetes checks object names: at most 253
+/// characters, dot-separated parts of `[a-z0-9-]` that start and end alphanumeric (like
+/// Kubernetes, no limit of 63 per part).
 pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !p.starts_with('-')
+                && !p.ends_with('-')
+        })
 }
 
 /// Whether `s` is a valid Secret data key: 1-253 of `[-._a-zA-Z0-9]`, not `.` or `..`.

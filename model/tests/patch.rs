@@ -1,0 +1,194 @@
+//! Workload patches: applied with a real JSON patch implementation, idempotent, and
+//! refused with a clear error when the workload cannot be patched as asked.
+
+use sc_model::{PatchError, validate_connections, workload_patch_ops};
+use serde_json::{Value, json};
+
+const CID: &str = "11111111-1111-1111-1111-111111111111";
+
+fn deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [
+                {"name": "app", "image": "app"},
+                {"name": "sidecar", "image": "s", "envFrom": [{"configMapRef": {"name": "cm"}}]},
+            ]},
+        }},
+    })
+}
+
+fn apply(doc: &Value, ops: &[Value]) -> Value {
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.to_vec())).unwrap();
+    let mut out = doc.clone();
+    json_patch::patch(&mut out, &patch).unwrap();
+    out
+}
+
+fn connection(auth: &str) -> sc_model::Connection {
+    let v = match auth {
+        "wi" => {
+            json!({"c1": {"targetType": "storage-blob", "authType": "workloadIdentity", "clientType": "python",
+                              "parameters": {"accountName": "a", "clientId": CID}}})
+        }
+        "csi" => json!({"c1": {"targetType": "keyvault", "authType": "keyvaultCsi",
+                               "parameters": {"keyvaultName": "vault1", "clientId": CID,
+                                              "tenantId": CID, "syncSecret": "true", "objects": "x"}}}),
+        _ => {
+            json!({"c1": {"targetType": "storage-blob", "authType": "secret", "clientType": "python",
+                           "parameters": {"accountName": "a"}, "secrets": {"accountKey": "k"}}})
+        }
+    };
+    validate_connections(&v).unwrap().connections()[0].clone()
+}
+
+#[test]
+fn secret_patch_adds_env_from_once() {
+    let c = connection("secret");
+    let d = deployment();
+    let ops = workload_patch_ops(&d, &c.workload_patch()).unwrap();
+    assert_eq!(ops.len(), 2);
+    let patched = apply(&d, &ops);
+    let containers = &patched["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers[0]["envFrom"],
+        json!([{"secretRef": {"name": "sc-c1-secret"}}])
+    );
+    assert_eq!(containers[1]["envFrom"][0]["configMapRef"]["name"], "cm");
+    assert_eq!(
+        containers[1]["envFrom"][1]["secretRef"]["name"],
+        "sc-c1-secret"
+    );
+    assert!(
+        patched["spec"]["template"]["spec"]
+            .get("serviceAccountName")
+            .is_none()
+    );
+    assert_eq!(
+        workload_patch_ops(&patched, &c.workload_patch()).unwrap(),
+        Vec::<Value>::new()
+    );
+}
+
+#[test]
+fn workload_identity_patch_sets_account_and_label() {
+    let c = connection("wi");
+    for mut d in [
+        deployment(),
+        json!({"kind": "CronJob", "metadata": {"name": "cj"},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}}}),
+    ] {
+        if d["kind"] == "Deployment" {
+            d["spec"]["template"]["spec"]["serviceAccountName"] = json!("default");
+        }
+        let ops = workload_patch_ops(&d, &c.workload_patch()).unwrap();
+        let patched = apply(&d, &ops);
+        let base = if d["kind"] == "CronJob" {
+            "/spec/jobTemplate/spec/template"
+        } else {
+            "/spec/template"
+        };
+        let t = patched.pointer(base).unwrap();
+        assert_eq!(t["spec"]["serviceAccountName"], format!("sc-account-{CID}"));
+        assert_eq!(
+            t["metadata"]["labels"]["azure.workload.identity/use"],
+            "true"
+        );
+        assert_eq!(
+            t["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"],
+            "sc-c1-secret"
+        );
+        assert!(
+            workload_patch_ops(&patched, &c.workload_patch())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn csi_patch_mounts_the_volume() {
+    let c = connection("csi");
+    let d = deployment();
+    let patched = apply(&d, &workload_patch_ops(&d, &c.workload_patch()).unwrap());
+    let spec = &patched["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["volumes"][0]["csi"]["volumeAttributes"]["secretProviderClass"],
+        "sc-c1-spc"
+    );
+    assert_eq!(
+        spec["containers"][1]["volumeMounts"][0]["mountPath"],
+        "/mnt/secrets-store/c1"
+    );
+    assert_eq!(
+        spec["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        "sc-c1-secret"
+    );
+    assert!(
+        workload_patch_ops(&patched, &c.workload_patch())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn refuses_what_it_cannot_patch() {
+    let c = connection("wi");
+    let mut d = deployment();
+    d["spec"]["template"]["spec"]["serviceAccountName"] = json!("mine");
+    let e = workload_patch_ops(&d, &c.workload_patch()).unwrap_err();
+    assert!(matches!(e, PatchError::ServiceAccountConflict { .. }));
+    assert!(
+        e.to_string().contains("uses serviceAccountName mine"),
+        "{e}"
+    );
+
+    let pod =
+        json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}});
+    let e = workload_patch_ops(&pod, &c.workload_patch()).unwrap_err();
+    assert!(e.to_string().starts_with("Pod/p: cannot inject"), "{e}");
+
+    let empty = json!({"kind": "Deployment", "metadata": {"name": "d"}, "spec": {}});
+    assert!(matches!(
+        workload_patch_ops(&empty, &c.workload_patch()),
+        Err(PatchError::NoPodTemplate { .. })
+    ));
+
+    let csi = connection("csi");
+    let mut d = deployment();
+    d["spec"]["template"]["spec"]["volumes"] = json!([{"name": "sc-c1-kv", "emptyDir": {}}]);
+    assert!(matches!(
+        workload_patch_ops(&d, &csi.workload_patch()),
+        Err(PatchError::VolumeConflict { .. })
+    ));
+}
+
+#[test]
+fn rendered_objects_carry_the_contract_labels() {
+    let c = connection("wi");
+    let d = c.desired();
+    let s = d.secret.unwrap();
+    assert_eq!(s["metadata"]["name"], "sc-c1-secret");
+    assert_eq!(
+        s["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "sc-extension"
+    );
+    assert_eq!(s["metadata"]["labels"]["sc-extension.io/connection"], "c1");
+    assert_eq!(s["type"], "Opaque");
+    let sa = d.service_account.unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        CID
+    );
+    assert!(d.secret_provider_class.is_none());
+    let redacted = connection("secret").secret_object_redacted().unwrap();
+    assert_eq!(
+        redacted["stringData"]["AZURE_STORAGEBLOB_CONNECTIONSTRING"],
+        "<redacted>"
+    );
+    let spc = connection("csi").secret_provider_class_object().unwrap();
+    assert_eq!(spc["spec"]["parameters"]["userAssignedIdentityID"], CID);
+    assert_eq!(spc["spec"]["parameters"]["useVMManagedIdentity"], "true");
+}
