@@ -1,0 +1,220 @@
+//! The real sc-agent binary: `catalog` and `plan`.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn sc_agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sc-agent"))
+        .args(args)
+        .output()
+        .expect("run sc-agent")
+}
+
+fn example(name: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "examples", name]
+        .iter()
+        .collect();
+    p.to_string_lossy().into_owned()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn catalog_json_lists_every_key() {
+    let out = sc_agent(&["catalog", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 1382);
+    for k in arr {
+        for field in [
+            "target",
+            "authType",
+            "clientType",
+            "name",
+            "description",
+            "value",
+        ] {
+            assert!(k[field].is_string(), "{field} in {k}");
+        }
+        assert!(k["secret"].is_boolean());
+    }
+    assert!(arr.iter().any(|k| k["target"] == "storage-blob"
+        && k["authType"] == "secret"
+        && k["clientType"] == "python"
+        && k["name"] == "AZURE_STORAGEBLOB_CONNECTIONSTRING"
+        && k["secret"] == true));
+}
+
+#[test]
+fn catalog_filters_accept_aliases() {
+    let out = sc_agent(&[
+        "catalog",
+        "--target",
+        "storageBlob",
+        "--auth",
+        "connection-string",
+        "--client",
+        "python",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let out = sc_agent(&[
+        "catalog",
+        "--target",
+        "servicebus",
+        "--auth",
+        "servicePrincipal",
+        "--client",
+        "springboot",
+    ]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("TARGET"), "{table}");
+    assert!(
+        table.contains("spring.cloud.azure.client-secret") && table.contains("${clientSecret}")
+    );
+}
+
+#[test]
+fn catalog_rejects_unknown_filters() {
+    let out = sc_agent(&["catalog", "--target", "storage-blop"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--target") && err.contains("did you mean storage-blob?"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+const EXAMPLE_SECRETS: [&str; 3] = [
+    "ZXhhbXBsZS1hY2NvdW50LWtleQ==",
+    "example-password",
+    "example-client-secret",
+];
+
+#[test]
+fn plan_shows_objects_without_secret_values() {
+    for (files, expected) in [
+        (
+            vec!["secret.yaml"],
+            vec![
+                "sc-blobconn-secret",
+                "sc-pgconn-secret",
+                "spring.datasource.url",
+            ],
+        ),
+        (
+            vec!["service-principal.yaml", "service-principal-protected.yaml"],
+            vec!["VAULT_URL", "sc-bus-secret"],
+        ),
+        (
+            vec!["workload-identity.yaml"],
+            vec![
+                "sc-account-0a1b2c3d-0000-4000-8000-000000000001",
+                "AZURE_OPENAI_BASE",
+            ],
+        ),
+        (
+            vec!["keyvault-csi.yaml"],
+            vec![
+                "SecretProviderClass",
+                "sc-kvcsi-spc",
+                "userAssignedIdentityID",
+            ],
+        ),
+    ] {
+        let mut args = vec!["plan".to_string()];
+        for f in &files {
+            args.push("-f".into());
+            args.push(example(f));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sc_agent(&args);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{files:?}: {}", text(&out.stderr));
+        for e in &expected {
+            assert!(stdout.contains(e), "{files:?}: {e} missing from\n{stdout}");
+        }
+        for s in EXAMPLE_SECRETS {
+            assert!(!stdout.contains(s), "{files:?}: secret value in the plan");
+        }
+        // The output is YAML that parses back.
+        let v: Value = serde_saphyr::from_str(&stdout).unwrap();
+        assert!(v["connections"].is_array());
+    }
+}
+
+#[test]
+fn plan_json_redacts_credentials() {
+    let sp = example("service-principal.yaml");
+    let protected = example("service-principal-protected.yaml");
+    let out = sc_agent(&["plan", "-f", &sp, "-f", &protected, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vault = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["connection"] == "vault")
+        .unwrap();
+    let secret = &vault["objects"][0];
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(
+        secret["stringData"]["AZURE_KEYVAULT_CLIENTSECRET"],
+        "<redacted>"
+    );
+    assert_eq!(
+        secret["stringData"]["VAULT_URL"],
+        "https://my-vault.vault.azure.net/"
+    );
+}
+
+#[test]
+fn plan_reports_every_error_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "connections:\n  blob:\n    targetType: storage-blob\n    authType: secret\n    parameters:\n      accountKey: topsecretvalue1\n  kv:\n    targetType: keyvault\n    authType: secret\n",
+    )
+    .unwrap();
+    // Without the protected file the service principal has no client secret.
+    let sp = example("service-principal.yaml");
+    let out = sc_agent(&["plan", "-f", values.to_str().unwrap(), "-f", &sp]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 4, "{err}");
+    for l in &lines {
+        assert!(l.starts_with("connections."), "{l}");
+    }
+    assert!(lines.contains(&"connections.blob.parameters.accountKey: accountKey is a secret input: move it to connections.blob.secrets.accountKey (the protected settings)"), "{err}");
+    assert!(err.contains("connections.kv.authType: "));
+    assert!(err.contains("connections.vault.secrets.clientSecret: missing"));
+    assert!(err.contains("connections.bus.secrets.clientSecret: missing"));
+    assert!(!err.contains("topsecretvalue1"));
+}
+
+#[test]
+fn plan_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "connections:\n  a: [\n    password: hunter2secret\n").unwrap();
+    let out = sc_agent(&["plan", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("not valid YAML"), "{err}");
+    assert!(!err.contains("hunter2secret"), "{err}");
+    let missing = dir.path().join("missing.yaml");
+    let out = sc_agent(&["plan", "-f", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read the values file"));
+}
