@@ -9,6 +9,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
+use crate::controllers::{self, ControllerConfig, Controllers};
+use crate::kubelet::{Kubelet, KubeletConfig};
 
 /// How to start kubesim.
 #[derive(Clone, Debug)]
@@ -37,6 +39,9 @@ pub struct Kubesim {
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    /// Runs every pod as local processes; stopped (all processes killed) on shutdown.
+    kubelet: Arc<Kubelet>,
+    controllers: Option<Controllers>,
 }
 
 impl std::fmt::Debug for Kubesim {
@@ -68,7 +73,13 @@ impl Kubesim {
         // The listener is bound and served: connections are accepted from here on.
         write_kubeconfig(&kubeconfig, addr, cluster.admin_token())?;
         std::fs::create_dir_all(dir.path().join("home")).context("creating the tools home failed")?;
-        Ok(Self { cluster, addr, kubeconfig, options, dir, stop: Some(stop), server })
+        let kubelet = Kubelet::start(
+            cluster.clone(),
+            KubeletConfig { bin_dir: options.bin_dir.clone(), server_url: Some(format!("http://{addr}")), ..Default::default() },
+        )
+        .context("starting the kubelet failed")?;
+        let controllers = Some(controllers::start(cluster.clone(), ControllerConfig::default()));
+        Ok(Self { cluster, addr, kubeconfig, options, dir, stop: Some(stop), server, kubelet, controllers })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -120,6 +131,13 @@ impl Kubesim {
             let _ = stop.send(());
         }
         self.server.abort();
+        self.controllers.take();
+        self.kubelet.shutdown();
+    }
+
+    /// The kubelet (pod processes, logs).
+    pub fn kubelet(&self) -> &Arc<Kubelet> {
+        &self.kubelet
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod cluster;
+pub mod controllers;
 pub mod error;
 mod instance;
 pub mod kubelet;

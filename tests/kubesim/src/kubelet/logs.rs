@@ -245,6 +245,15 @@ impl LogStore {
         self.lock().get(key).cloned()
     }
 
+    /// The newest run of a container: its restart count and log.
+    pub fn latest(&self, pod_uid: &str, container: &str) -> Option<(u32, Arc<LogBuffer>)> {
+        self.lock()
+            .iter()
+            .filter(|(k, _)| k.pod_uid == pod_uid && k.container == container)
+            .max_by_key(|(k, _)| k.restart)
+            .map(|(k, v)| (k.restart, v.clone()))
+    }
+
     /// Forget every log of a pod (when its object is removed).
     pub fn remove_pod(&self, pod_uid: &str) {
         self.lock().retain(|k, _| k.pod_uid != pod_uid);

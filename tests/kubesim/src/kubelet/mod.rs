@@ -1,7 +1,387 @@
-//! The process kubelet: runs every pod's containers as local processes.
+//! The process kubelet: every pod (Job pods, ReplicaSet pods, bare pods such as `helm test`
+//! hooks) runs its containers as local processes.
+//!
+//! - Binding: a new pod gets `spec.nodeName` (the node name, `kubesim` by default).
+//! - Images and commands: see [`image`]; environment: see [`env`].
+//! - Working directory: one per pod under the kubelet's root directory (a fresh directory in
+//!   the system temp dir unless configured), removed with the pod. `HOME` points at it.
+//! - Identity: unless `automountServiceAccountToken: false`, the pod's ServiceAccount gets a
+//!   token from [`Cluster::issue_token`], written as `<dir>/kubeconfig` (server URL, token,
+//!   namespace) with `KUBECONFIG` pointing at it, plus `<dir>/serviceaccount/{token,namespace}`.
+//!   `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` are set as in a real pod, but the
+//!   server speaks plain http, so in-cluster configuration (which needs https and a CA) does
+//!   not work: clients find the API through `KUBECONFIG` (kube-rs `Config::infer()` reads it
+//!   first).
+//! - Logs: stdout and stderr per (pod uid, container, restart count), served through
+//!   [`PodLogs`]; kept until the pod object is removed.
+//! - Lifecycle: init containers in order, then all containers; restartPolicy Always and
+//!   OnFailure restart a container in place (restartCount, CrashLoopBackOff delays), Never
+//!   leaves it terminated; the phase follows (Pending, Running, Succeeded, Failed).
+//! - Deletion: a pod with `deletionTimestamp` gets SIGTERM (its whole process group), SIGKILL
+//!   once the grace period is over, then its object is removed (delete with grace 0).
+//! - Shutdown: every process group still running is killed when the kubelet is dropped.
 
 pub mod env;
 pub mod image;
 pub mod logs;
+mod pod;
 pub mod process;
 pub mod status;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::cluster::{ApiError, Cluster, LogOptions, LogStream, PodLogs};
+use crate::store::{EventType, ObjKey, ResKey, WatchEvent};
+use logs::{LogKey, LogQuery, LogStore};
+use process::ProcessGroups;
+
+/// Settings of the kubelet.
+#[derive(Clone, Debug)]
+pub struct KubeletConfig {
+    /// Executables that container images map to (image name = file name).
+    pub bin_dir: Option<PathBuf>,
+    /// The API server URL written into each pod's kubeconfig (no kubeconfig when `None`).
+    pub server_url: Option<String>,
+    /// Where the pods' working directories go; `None`: a fresh temporary directory, removed
+    /// when the kubelet stops.
+    pub root_dir: Option<PathBuf>,
+    /// The node every pod is bound to.
+    pub node_name: String,
+    /// First container restart delay (doubled per restart; the real kubelet uses 10 s).
+    pub restart_backoff_base: Duration,
+    /// Upper bound of the restart delay (the real kubelet: 5 min).
+    pub restart_backoff_max: Duration,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        Self {
+            bin_dir: None,
+            server_url: None,
+            root_dir: None,
+            node_name: "kubesim".into(),
+            restart_backoff_base: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the kubelet tracks per pod (by uid).
+struct PodHandle {
+    key: ObjKey,
+    /// When set: terminate, SIGKILL at this instant.
+    stop: watch::Sender<Option<Instant>>,
+    /// Woken when a Secret, ConfigMap or ServiceAccount of the pod's namespace changes.
+    config_changed: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// The kubelet. Install it as the cluster's [`PodLogs`] source.
+pub struct Kubelet {
+    cluster: Arc<Cluster>,
+    config: KubeletConfig,
+    root: PathBuf,
+    owns_root: bool,
+    logs: LogStore,
+    groups: Arc<ProcessGroups>,
+    pods: Mutex<HashMap<String, PodHandle>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn pods_res() -> ResKey {
+    ResKey::new("", "pods")
+}
+
+impl Kubelet {
+    /// Start the kubelet on the current tokio runtime and install it as the pod log source.
+    pub fn start(cluster: Arc<Cluster>, config: KubeletConfig) -> std::io::Result<Arc<Self>> {
+        let (root, owns_root) = match &config.root_dir {
+            Some(dir) => (dir.clone(), false),
+            None => {
+                let suffix: u64 = rand::random();
+                (
+                    std::env::temp_dir()
+                        .join(format!("kubesim-pods-{}-{suffix:x}", std::process::id())),
+                    true,
+                )
+            }
+        };
+        std::fs::create_dir_all(&root)?;
+        let kubelet = Arc::new(Self {
+            cluster: cluster.clone(),
+            config,
+            root,
+            owns_root,
+            logs: LogStore::default(),
+            groups: Arc::new(ProcessGroups::default()),
+            pods: Mutex::new(HashMap::new()),
+            task: Mutex::new(None),
+        });
+        cluster.set_pod_logs(kubelet.clone());
+        let weak = Arc::downgrade(&kubelet);
+        let task = tokio::spawn(async move {
+            let Some(k) = weak.upgrade() else { return };
+            let Ok(sub) = k.cluster.store().subscribe(None) else {
+                return;
+            };
+            let mut live = sub.live;
+            let (pods, _) = k.cluster.store().list(&pods_res(), None);
+            drop(k);
+            for p in pods {
+                let Some(k) = weak.upgrade() else { return };
+                k.pod_changed(&p);
+            }
+            loop {
+                let ev = live.recv().await;
+                let Some(k) = weak.upgrade() else { return };
+                match ev {
+                    Ok(ev) => k.handle(&ev),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for p in k.cluster.store().list(&pods_res(), None).0 {
+                            k.pod_changed(&p);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        *kubelet.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(kubelet)
+    }
+
+    fn lock_pods(&self) -> MutexGuard<'_, HashMap<String, PodHandle>> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The root of the pods' working directories.
+    pub fn root_dir(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// Pids of every container process running now.
+    pub fn pids(&self) -> Vec<i32> {
+        self.groups.pids()
+    }
+
+    fn handle(self: &Arc<Self>, ev: &WatchEvent) {
+        let res = &ev.key.res;
+        if *res == pods_res() {
+            if ev.kind == EventType::Deleted {
+                self.pod_removed(&ev.object);
+            } else {
+                self.pod_changed(&ev.object);
+            }
+        } else if res.group.is_empty()
+            && matches!(
+                res.resource.as_str(),
+                "secrets" | "configmaps" | "serviceaccounts"
+            )
+        {
+            for h in self.lock_pods().values() {
+                if h.key.namespace == ev.key.namespace {
+                    h.config_changed.notify_one();
+                }
+            }
+        }
+    }
+
+    fn pod_changed(self: &Arc<Self>, pod: &Value) {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let key = controllers_key(pod);
+        let deleting = deletion_deadline(pod);
+        let mut pods = self.lock_pods();
+        if let Some(h) = pods.get(&uid) {
+            if let Some(deadline) = deleting {
+                h.stop.send_if_modified(|cur| match cur {
+                    Some(d) if *d <= deadline => false,
+                    _ => {
+                        *cur = Some(deadline);
+                        true
+                    }
+                });
+                if h.task.is_finished() {
+                    self.final_delete(&key);
+                }
+            }
+            return;
+        }
+        if deleting.is_some() {
+            drop(pods);
+            self.final_delete(&key);
+            return;
+        }
+        if matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded") | Some("Failed")
+        ) {
+            return;
+        }
+        let (stop, stop_rx) = watch::channel(None);
+        let config_changed = Arc::new(Notify::new());
+        let task = tokio::spawn(pod::run(
+            self.clone(),
+            pod.clone(),
+            stop_rx,
+            config_changed.clone(),
+        ));
+        pods.insert(
+            uid,
+            PodHandle {
+                key,
+                stop,
+                config_changed,
+                task,
+            },
+        );
+    }
+
+    fn pod_removed(self: &Arc<Self>, pod: &Value) {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let handle = self.lock_pods().remove(&uid);
+        let dir = self.pod_dir(pod);
+        let kubelet = self.clone();
+        match handle {
+            Some(h) => {
+                let _ = h.stop.send(Some(Instant::now()));
+                tokio::spawn(async move {
+                    let _ = h.task.await;
+                    kubelet.logs.remove_pod(&uid);
+                    let _ = tokio::fs::remove_dir_all(dir).await;
+                });
+            }
+            None => {
+                self.logs.remove_pod(&uid);
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    /// Remove a pod whose processes are gone (the last step of graceful deletion).
+    fn final_delete(&self, key: &ObjKey) {
+        let opts = crate::cluster::DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .cluster
+            .delete(&key.res, &key.namespace, &key.name, &opts)
+            && !e.is_not_found()
+        {
+            tracing::warn!(namespace = %key.namespace, pod = %key.name, error = %e, "removing a terminated pod failed");
+        }
+    }
+
+    /// The working directory of a pod.
+    fn pod_dir(&self, pod: &Value) -> PathBuf {
+        let m = &pod["metadata"];
+        self.root.join(format!(
+            "{}_{}_{}",
+            m["namespace"].as_str().unwrap_or(""),
+            m["name"].as_str().unwrap_or(""),
+            m["uid"].as_str().unwrap_or("")
+        ))
+    }
+
+    /// Kill every process and stop watching (also done on drop).
+    pub fn shutdown(&self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+        for (_, h) in self.lock_pods().drain() {
+            h.task.abort();
+        }
+        self.groups.kill_all();
+        if self.owns_root {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn controllers_key(pod: &Value) -> ObjKey {
+    crate::controllers::key_of(&pods_res(), pod)
+}
+
+/// When a pod being deleted must be killed: its deletionTimestamp (now + grace at delete).
+fn deletion_deadline(pod: &Value) -> Option<Instant> {
+    let ts: jiff::Timestamp = pod["metadata"]["deletionTimestamp"]
+        .as_str()?
+        .parse()
+        .ok()?;
+    let left = ts
+        .duration_since(jiff::Timestamp::now())
+        .as_secs_f64()
+        .max(0.0);
+    Some(Instant::now() + Duration::from_secs_f64(left))
+}
+
+impl PodLogs for Kubelet {
+    fn logs(&self, pod: &Value, opts: &LogOptions) -> Result<LogStream, ApiError> {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let container = opts.container.as_str();
+        let latest = self.logs.latest(uid, container);
+        let buffer = if opts.previous {
+            let prev = latest.and_then(|(n, _)| n.checked_sub(1)).and_then(|n| {
+                self.logs.get(&LogKey {
+                    pod_uid: uid.into(),
+                    container: container.into(),
+                    restart: n,
+                })
+            });
+            prev.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "previous terminated container {container:?} in pod {name:?} not found"
+                ))
+            })?
+        } else {
+            match latest {
+                Some((_, b)) => b,
+                None => {
+                    let reason = waiting_reason(pod, container)
+                        .unwrap_or_else(|| "ContainerCreating".into());
+                    return Err(ApiError::bad_request(format!(
+                        "container {container:?} in pod {name:?} is waiting to start: {reason}"
+                    )));
+                }
+            }
+        };
+        let since = match (opts.since_seconds, &opts.since_time) {
+            (Some(s), _) => Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)),
+            (None, Some(t)) => t.parse().ok(),
+            (None, None) => None,
+        };
+        let query = LogQuery {
+            follow: opts.follow,
+            timestamps: opts.timestamps,
+            tail_lines: opts.tail_lines.filter(|n| *n >= 0).map(|n| n as usize),
+            since,
+            limit_bytes: None,
+            stream: None,
+        };
+        Ok(Box::pin(buffer.stream(query).map(Ok)))
+    }
+}
+
+fn waiting_reason(pod: &Value, container: &str) -> Option<String> {
+    ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .flat_map(|f| pod["status"][f].as_array().into_iter().flatten())
+        .find(|c| c["name"] == container)
+        .and_then(|c| c["state"]["waiting"]["reason"].as_str())
+        .map(str::to_string)
+}

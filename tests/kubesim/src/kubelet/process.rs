@@ -177,6 +177,33 @@ impl Process {
     }
 }
 
+impl Process {
+    /// SIGTERM the group, then SIGKILL it at the deadline `deadline` holds (it may be moved
+    /// earlier while waiting, e.g. when the pod is removed).
+    pub async fn terminate_until(
+        &mut self,
+        mut deadline: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+    ) -> Exit {
+        signal_group(self.pid, SIGTERM);
+        loop {
+            let at = (*deadline.borrow_and_update()).unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                biased;
+                _ = self.child.wait() => break,
+                _ = tokio::time::sleep_until(at) => {
+                    signal_group(self.pid, SIGKILL);
+                    break;
+                }
+                changed = deadline.changed() => if changed.is_err() {
+                    signal_group(self.pid, SIGKILL);
+                    break;
+                },
+            }
+        }
+        self.wait().await
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         if self.groups.lock().remove(&self.pid) {

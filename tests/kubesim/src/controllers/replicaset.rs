@@ -1,0 +1,165 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods (named `<rs>-<5 random>`,
+//! controller reference to the ReplicaSet) and reports replicas, ready and available counts.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Reconciler, controller_of, meta_str, owned, record_event};
+use crate::cluster::{ApiError, Cluster, DeleteOptions, WriteOptions};
+use crate::store::{ObjKey, ResKey, WatchEvent};
+
+pub const COMPONENT: &str = "replicaset-controller";
+
+fn replicasets() -> ResKey {
+    ResKey::new("apps", "replicasets")
+}
+
+fn pods() -> ResKey {
+    ResKey::new("", "pods")
+}
+
+/// A pod that is neither terminal nor being deleted.
+pub(crate) fn is_active(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && !matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded") | Some("Failed")
+        )
+}
+
+/// The pod's Ready condition is True.
+pub(crate) fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The pod a ReplicaSet creates from its template.
+pub fn pod_from_template(rs: &Value) -> Value {
+    let template = &rs["spec"]["template"];
+    let mut meta = template["metadata"].clone();
+    if !meta.is_object() {
+        meta = json!({});
+    }
+    for drop in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        meta.as_object_mut().expect("object").remove(drop);
+    }
+    meta["generateName"] = json!(format!("{}-", meta_str(rs, "name")));
+    meta["ownerReferences"] = json!([super::controller_ref(rs, "apps/v1", "ReplicaSet")]);
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"].clone()})
+}
+
+/// The ReplicaSet controller.
+pub struct ReplicaSetController;
+
+impl Reconciler for ReplicaSetController {
+    fn name(&self) -> &'static str {
+        COMPONENT
+    }
+
+    fn keys_for(&self, _cluster: &Cluster, ev: &WatchEvent) -> Vec<ObjKey> {
+        if ev.key.res == replicasets() {
+            return vec![ev.key.clone()];
+        }
+        if ev.key.res == pods() {
+            return controller_of(&ev.object, "ReplicaSet")
+                .map(|name| ObjKey::new(&replicasets(), &ev.key.namespace, name))
+                .into_iter()
+                .collect();
+        }
+        Vec::new()
+    }
+
+    fn all_keys(&self, cluster: &Cluster) -> Vec<ObjKey> {
+        super::all_of(cluster, &replicasets())
+    }
+
+    fn reconcile(&self, cluster: &Cluster, key: &ObjKey) -> Result<Option<Duration>, ApiError> {
+        let Some(rs) = cluster.store().get(key) else {
+            return Ok(None);
+        };
+        let rs: &Value = &rs;
+        let ns = &key.namespace;
+        let all = owned(cluster, &pods(), ns, rs);
+        let mut active: Vec<&Value> = all.iter().filter(|p| is_active(p)).collect();
+        let want = rs["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+        if rs["metadata"]["deletionTimestamp"].is_null() {
+            if active.len() < want {
+                for _ in active.len()..want {
+                    match cluster.create(
+                        &pods(),
+                        ns,
+                        pod_from_template(rs),
+                        &WriteOptions::manager(COMPONENT),
+                    ) {
+                        Ok(p) => {
+                            let msg = format!("Created pod: {}", meta_str(&p, "name"));
+                            record_event(cluster, rs, COMPONENT, false, "SuccessfulCreate", &msg);
+                        }
+                        Err(e) => {
+                            let msg = format!("Error creating: {}", e.message);
+                            record_event(cluster, rs, COMPONENT, true, "FailedCreate", &msg);
+                            return Err(e);
+                        }
+                    }
+                }
+            } else if active.len() > want {
+                // Remove unready pods first, then the newest.
+                active.sort_by_key(|p| {
+                    (
+                        is_ready(p),
+                        std::cmp::Reverse(meta_str(p, "creationTimestamp").to_string()),
+                    )
+                });
+                for p in active.iter().take(active.len() - want) {
+                    let name = meta_str(p, "name");
+                    match cluster.delete(&pods(), ns, name, &DeleteOptions::default()) {
+                        Ok(_) => record_event(
+                            cluster,
+                            rs,
+                            COMPONENT,
+                            false,
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {name}"),
+                        ),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        // Status from the pods as they are now.
+        let pods_now = owned(cluster, &pods(), ns, rs);
+        let active: Vec<&Value> = pods_now.iter().filter(|p| is_active(p)).collect();
+        let ready = active.iter().filter(|p| is_ready(p)).count();
+        let mut status = json!({
+            "replicas": active.len(),
+            "fullyLabeledReplicas": active.len(),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": rs["metadata"]["generation"],
+        });
+        let m = status.as_object_mut().expect("object");
+        for k in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
+            if m[k] == 0 {
+                m.remove(k);
+            }
+        }
+        if status != rs["status"] {
+            cluster.update_status(&key.res, ns, &key.name, COMPONENT, |o| {
+                o["status"] = status;
+                Ok(())
+            })?;
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,529 @@
+//! One pod's life: bind, prepare the working directory and credentials, run the init
+//! containers then the containers with their restart policy, report status, and on deletion
+//! stop the processes and remove the pod object.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::env::{SourceKind, container_env};
+use super::image::command_line;
+use super::logs::LogKey;
+use super::process::{Launch, Process};
+use super::status::{ContainerRun, Phase, PodRun, State};
+use super::{Kubelet, pods_res};
+use crate::controllers::record_event;
+use crate::store::{ObjKey, ResKey};
+
+const COMPONENT: &str = "kubelet";
+
+struct Ctx {
+    kubelet: Arc<Kubelet>,
+    key: ObjKey,
+    pod: Value,
+    dir: PathBuf,
+    base_env: Vec<(String, String)>,
+    run: Mutex<PodRun>,
+    stop: watch::Receiver<Option<Instant>>,
+    config_changed: Arc<Notify>,
+}
+
+impl Ctx {
+    fn cluster(&self) -> &crate::cluster::Cluster {
+        &self.kubelet.cluster
+    }
+
+    /// Write the current status; false when the pod object is gone.
+    fn publish(&self) -> bool {
+        let status = self.run.lock().unwrap_or_else(|e| e.into_inner()).status();
+        let r = self.cluster().update_status(
+            &pods_res(),
+            &self.key.namespace,
+            &self.key.name,
+            COMPONENT,
+            |p| {
+                if p["metadata"]["uid"] != self.pod["metadata"]["uid"] {
+                    return Err(crate::cluster::ApiError::new(
+                        404,
+                        "NotFound",
+                        "pod replaced",
+                    ));
+                }
+                p["status"] = status;
+                Ok(())
+            },
+        );
+        match r {
+            Ok(_) => true,
+            Err(e) => {
+                if !e.is_not_found() {
+                    tracing::warn!(pod = %self.key.name, error = %e, "writing the pod status failed");
+                }
+                !e.is_not_found()
+            }
+        }
+    }
+
+    fn event(&self, warning: bool, reason: &str, message: &str) {
+        let pod = self
+            .cluster()
+            .store()
+            .get(&self.key)
+            .map(|p| (*p).clone())
+            .unwrap_or_else(|| self.pod.clone());
+        record_event(self.cluster(), &pod, COMPONENT, warning, reason, message);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.borrow().is_some()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PodRun)) {
+        f(&mut self.run.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Wait until deletion is requested.
+    async fn stopped(&self) {
+        let mut rx = self.stop.clone();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    fn secret_or_config(
+        &self,
+        kind: SourceKind,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let ns = &self.key.namespace;
+        let (res, field) = match kind {
+            SourceKind::Secret => (ResKey::new("", "secrets"), "data"),
+            SourceKind::ConfigMap => (ResKey::new("", "configmaps"), "data"),
+        };
+        let obj = self.cluster().store().get(&ObjKey::new(&res, ns, name))?;
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in obj[field].as_object().into_iter().flatten() {
+            let s = v.as_str().unwrap_or("");
+            let value = match kind {
+                SourceKind::Secret => base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+                SourceKind::ConfigMap => s.to_string(),
+            };
+            out.insert(k.clone(), value);
+        }
+        if kind == SourceKind::ConfigMap {
+            for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or(""))
+                    .unwrap_or_default();
+                out.insert(k.clone(), String::from_utf8_lossy(&b).into_owned());
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Run a pod until it finishes or is deleted.
+pub(super) async fn run(
+    kubelet: Arc<Kubelet>,
+    pod: Value,
+    stop: watch::Receiver<Option<Instant>>,
+    config_changed: Arc<Notify>,
+) {
+    let key = super::controllers_key(&pod);
+    let cluster = kubelet.cluster.clone();
+    let node = kubelet.config.node_name.clone();
+    // Bind.
+    let bound = cluster.mutate(
+        &pods_res(),
+        &key.namespace,
+        &key.name,
+        "kube-scheduler",
+        |p| {
+            if p["metadata"]["uid"] != pod["metadata"]["uid"] {
+                return Err(crate::cluster::ApiError::new(
+                    404,
+                    "NotFound",
+                    "pod replaced",
+                ));
+            }
+            if p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                p["spec"]["nodeName"] = json!(node);
+            }
+            Ok(())
+        },
+    );
+    let pod = match bound {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    if pod["metadata"]["deletionTimestamp"].is_null() {
+        let msg = format!(
+            "Successfully assigned {}/{} to {node}",
+            key.namespace, key.name
+        );
+        record_event(
+            &cluster,
+            &pod,
+            "default-scheduler",
+            false,
+            "Scheduled",
+            &msg,
+        );
+    }
+    let dir = kubelet.pod_dir(&pod);
+    let mut base_env = vec![
+        (
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        ),
+        ("HOSTNAME".to_string(), key.name.clone()),
+        ("HOME".to_string(), dir.display().to_string()),
+    ];
+    if let Some(url) = &kubelet.config.server_url
+        && let Some((host, port)) = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .rsplit_once(':')
+    {
+        base_env.push(("KUBERNETES_SERVICE_HOST".into(), host.to_string()));
+        base_env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+    }
+    let ctx = Arc::new(Ctx {
+        kubelet: kubelet.clone(),
+        key: key.clone(),
+        run: Mutex::new(PodRun::new(&pod)),
+        pod,
+        dir,
+        base_env,
+        stop,
+        config_changed,
+    });
+    if !ctx.publish() {
+        return;
+    }
+    if let Err(e) = std::fs::create_dir_all(&ctx.dir) {
+        ctx.event(
+            true,
+            "FailedMount",
+            &format!("creating the working directory failed: {e}"),
+        );
+    }
+    let credentials = prepare_credentials(&ctx).await;
+    let ctx = match credentials {
+        Some(extra) => {
+            let mut c = Arc::into_inner(ctx).expect("sole owner");
+            c.base_env.extend(extra);
+            Arc::new(c)
+        }
+        None => ctx,
+    };
+
+    // Init containers, in order.
+    let init_count = ctx.pod["spec"]["initContainers"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let mut init_ok = true;
+    for i in 0..init_count {
+        if ctx.stopping() {
+            init_ok = false;
+            break;
+        }
+        let exit = run_container(&ctx, true, i).await;
+        if exit != Some(0) {
+            init_ok = false;
+            break;
+        }
+    }
+    if init_ok && !ctx.stopping() {
+        let count = ctx.pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+        let runs = (0..count).map(|i| run_container(&ctx, false, i));
+        futures::future::join_all(runs).await;
+    }
+    // Terminal phase.
+    ctx.update(|r| {
+        let all_zero = r
+            .init
+            .iter()
+            .chain(r.containers.iter())
+            .all(|c| c.exit_code() == Some(0));
+        r.phase = if all_zero && init_ok {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        };
+        for c in r.containers.iter_mut() {
+            if !matches!(c.state, State::Terminated { .. }) {
+                c.state = State::waiting("ContainerCreating");
+            }
+        }
+    });
+    ctx.publish();
+    if ctx.stopping() {
+        ctx.kubelet.final_delete(&ctx.key);
+    }
+}
+
+/// Issue the ServiceAccount token and write the credentials; the env entries to add. Waits
+/// (as CreateContainerConfigError) while the ServiceAccount does not exist.
+async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<Vec<(String, String)>> {
+    let spec = &ctx.pod["spec"];
+    if spec["automountServiceAccountToken"] == false {
+        return None;
+    }
+    let url = ctx.kubelet.config.server_url.clone()?;
+    let sa = spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let ns = ctx.key.namespace.clone();
+    let token = loop {
+        match ctx.cluster().issue_token(&ns, sa) {
+            Ok(t) => break t,
+            Err(e) => {
+                let message = format!("error looking up service account {ns}/{sa}: {}", e.message);
+                ctx.update(|r| {
+                    for c in r.init.iter_mut().chain(r.containers.iter_mut()) {
+                        c.state = State::Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message: Some(message.clone()),
+                        };
+                    }
+                });
+                ctx.publish();
+                tokio::select! {
+                    _ = ctx.config_changed.notified() => {}
+                    _ = ctx.stopped() => return None,
+                }
+            }
+        }
+    };
+    let kubeconfig = ctx.dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: kubesim
+  cluster:
+    server: {url}
+users:
+- name: {sa}
+  user:
+    token: {token}
+contexts:
+- name: kubesim
+  context:
+    cluster: kubesim
+    user: {sa}
+    namespace: {ns}
+current-context: kubesim
+"
+    );
+    let sa_dir = ctx.dir.join("serviceaccount");
+    let written = write_private(&kubeconfig, &text)
+        .and_then(|_| std::fs::create_dir_all(&sa_dir))
+        .and_then(|_| write_private(&sa_dir.join("token"), &token))
+        .and_then(|_| write_private(&sa_dir.join("namespace"), &ns));
+    if let Err(e) = written {
+        ctx.event(
+            true,
+            "FailedMount",
+            &format!("writing the service account credentials failed: {e}"),
+        );
+        return None;
+    }
+    Some(vec![(
+        "KUBECONFIG".into(),
+        kubeconfig.display().to_string(),
+    )])
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+fn backoff(ctx: &Ctx, restarts: u32) -> Duration {
+    let cfg = &ctx.kubelet.config;
+    cfg.restart_backoff_base
+        .saturating_mul(2u32.saturating_pow(restarts.min(16)))
+        .min(cfg.restart_backoff_max)
+}
+
+fn slot(r: &mut PodRun, init: bool, i: usize) -> &mut ContainerRun {
+    if init {
+        &mut r.init[i]
+    } else {
+        &mut r.containers[i]
+    }
+}
+
+/// Run one container with its restart policy until it is done (or the pod is deleted).
+/// Returns the exit code of the last run, `None` when it never ran to completion.
+async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
+    let field = if init { "initContainers" } else { "containers" };
+    let spec = ctx.pod["spec"][field][i].clone();
+    let name = spec["name"].as_str().unwrap_or("").to_string();
+    let policy = ctx.pod["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or("Always")
+        .to_string();
+    let uid = ctx.pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut last_exit = None;
+    loop {
+        if ctx.stopping() {
+            return last_exit;
+        }
+        // Configuration: env (may wait for a Secret/ConfigMap), then the command.
+        let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
+        let env = match container_env(&ctx.pod, &spec, &ctx.base_env, &lookup) {
+            Ok(env) => env,
+            Err(e) => {
+                ctx.update(|r| {
+                    slot(r, init, i).state = State::Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: Some(e.0.clone()),
+                    }
+                });
+                ctx.publish();
+                ctx.event(true, "Failed", &format!("Error: {}", e.0));
+                tokio::select! {
+                    _ = ctx.config_changed.notified() => continue,
+                    _ = ctx.stopped() => return last_exit,
+                }
+            }
+        };
+        let restart = ctx.run.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let restart = if init {
+            restart.init[i].restart_count
+        } else {
+            restart.containers[i].restart_count
+        };
+        let log = ctx.kubelet.logs.open(LogKey {
+            pod_uid: uid.clone(),
+            container: name.clone(),
+            restart,
+        });
+        let started_at = Timestamp::now();
+        let spawned = command_line(&spec, ctx.kubelet.config.bin_dir.as_deref(), &env).and_then(
+            |(program, args)| {
+                let launch = Launch {
+                    program: program.clone(),
+                    args,
+                    env: env.clone(),
+                    cwd: ctx.dir.clone(),
+                };
+                Process::spawn(&launch, log.clone(), ctx.kubelet.groups.clone())
+                    .map(|p| (p, program))
+                    .map_err(|e| format!("exec: {:?}: {e}", launch.program))
+            },
+        );
+        let exit = match spawned {
+            Err(message) => {
+                log.close();
+                ctx.event(true, "Failed", &format!("Error: {message}"));
+                ctx.update(|r| {
+                    let c = slot(r, init, i);
+                    c.state = State::Terminated {
+                        exit_code: 128,
+                        signal: None,
+                        reason: "StartError".into(),
+                        started_at,
+                        finished_at: Timestamp::now(),
+                    };
+                });
+                128
+            }
+            Ok((mut process, program)) => {
+                let pid = process.pid();
+                ctx.update(|r| {
+                    if !init {
+                        r.phase = Phase::Running;
+                    }
+                    let c = slot(r, init, i);
+                    c.state = State::Running { started_at };
+                    c.pid = Some(pid);
+                    c.program = Some(program.display().to_string());
+                });
+                if restart == 0 {
+                    let image = spec["image"].as_str().unwrap_or("");
+                    ctx.event(
+                        false,
+                        "Pulled",
+                        &format!("Container image \"{image}\" already present on machine"),
+                    );
+                    ctx.event(false, "Created", &format!("Created container: {name}"));
+                    ctx.event(false, "Started", &format!("Started container {name}"));
+                }
+                ctx.publish();
+                let exit = tokio::select! {
+                    exit = process.wait() => exit,
+                    _ = ctx.stopped() => {
+                        ctx.event(false, "Killing", &format!("Stopping container {name}"));
+                        process.terminate_until(ctx.stop.clone()).await
+                    }
+                };
+                let reason = if exit.code == 0 { "Completed" } else { "Error" };
+                ctx.update(|r| {
+                    slot(r, init, i).state = State::Terminated {
+                        exit_code: exit.code,
+                        signal: exit.signal,
+                        reason: reason.into(),
+                        started_at,
+                        finished_at: Timestamp::now(),
+                    }
+                });
+                exit.code
+            }
+        };
+        last_exit = Some(exit);
+        let again = !ctx.stopping()
+            && match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => exit != 0,
+                _ => !init || exit != 0,
+            };
+        if !again {
+            ctx.publish();
+            return last_exit;
+        }
+        // Restart after a back-off.
+        let delay = backoff(ctx, restart);
+        ctx.update(|r| {
+            let c = slot(r, init, i);
+            c.last_state = Some(c.state.clone());
+            c.restart_count += 1;
+            c.state = State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {}s restarting failed container={name} pod={}_{}({uid})",
+                    delay.as_secs(),
+                    ctx.key.name,
+                    ctx.key.namespace
+                )),
+            };
+        });
+        ctx.publish();
+        ctx.event(true, "BackOff", "Back-off restarting failed container");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.stopped() => return last_exit,
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! Controllers and the process kubelet through the in-process API: Jobs, Deployments,
+//! garbage collection, namespace deletion, pod lifecycle and process cleanup.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kubesim::cluster::{Cluster, DeleteOptions, Deleted, LogOptions, Propagation, WriteOptions};
+use kubesim::store::ResKey;
+use kubesim::testing::wait_until;
+use kubesim::{Kubesim, Options};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn res(group: &str, resource: &str) -> ResKey {
+    ResKey::new(group, resource)
+}
+
+fn create(c: &Cluster, group: &str, resource: &str, ns: &str, obj: Value) -> Value {
+    c.create(&res(group, resource), ns, obj, &WriteOptions::default())
+        .expect("create")
+}
+
+fn get(c: &Cluster, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
+    c.get(&res(group, resource), ns, name).ok()
+}
+
+fn list(c: &Cluster, group: &str, resource: &str, ns: &str) -> Vec<Value> {
+    c.list(&res(group, resource), Some(ns), &Default::default())
+        .unwrap()
+        .items
+}
+
+fn condition(obj: &Value, kind: &str) -> Option<Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind && c["status"] == "True")
+        .cloned()
+}
+
+fn owned_by<'a>(items: &'a [Value], owner: &Value) -> Vec<&'a Value> {
+    items
+        .iter()
+        .filter(|o| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["uid"] == owner["metadata"]["uid"])
+        })
+        .collect()
+}
+
+async fn log_text(c: &Cluster, ns: &str, pod: &str, container: &str) -> String {
+    let opts = LogOptions {
+        container: container.into(),
+        ..Default::default()
+    };
+    let mut s = c.pod_logs(ns, pod, opts).expect("logs");
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn job(name: &str, command: Value, backoff: i64) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": backoff, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "alpine", "command": command}]}}}
+    })
+}
+
+async fn start() -> Kubesim {
+    Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_with_env_from_secret_completes_and_keeps_its_log() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "",
+        "secrets",
+        "default",
+        json!({"metadata": {"name": "db"}, "stringData": {"DB_USER": "admin"}}),
+    );
+    let mut j = job("printenv", json!(["printenv"]), 0);
+    j["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"secretRef": {"name": "db"}}]);
+    create(&c, "batch", "jobs", "default", j);
+    let done = wait_until(WAIT, "job printenv complete", || {
+        let c = c.clone();
+        async move {
+            get(&c, "batch", "jobs", "default", "printenv")
+                .filter(|j| condition(j, "Complete").is_some())
+        }
+    })
+    .await;
+    assert!(condition(&done, "SuccessCriteriaMet").is_some());
+    assert_eq!(done["status"]["succeeded"], 1);
+    assert!(done["status"]["completionTime"].is_string());
+    assert!(done["status"]["startTime"].is_string());
+    let pods = list(&c, "", "pods", "default");
+    let pods = owned_by(&pods, &done);
+    assert_eq!(pods.len(), 1);
+    let pod = pods[0];
+    assert!(
+        pod["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("printenv-")
+    );
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    assert_eq!(
+        pod["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+        true
+    );
+    let log = log_text(
+        &c,
+        "default",
+        pod["metadata"]["name"].as_str().unwrap(),
+        "main",
+    )
+    .await;
+    assert!(log.contains("DB_USER=admin"), "{log}");
+    let events = list(&c, "", "events", "default");
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == "printenv")
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"SuccessfulCreate") && reasons.contains(&"Completed"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_job_ends_failed_with_backoff_limit_exceeded() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "batch",
+        "jobs",
+        "default",
+        job("fails", json!(["sh", "-c", "echo boom; exit 3"]), 0),
+    );
+    let failed = wait_until(WAIT, "job fails failed", || {
+        let c = c.clone();
+        async move {
+            get(&c, "batch", "jobs", "default", "fails")
+                .filter(|j| condition(j, "Failed").is_some())
+        }
+    })
+    .await;
+    let cond = condition(&failed, "Failed").unwrap();
+    assert_eq!(cond["reason"], "BackoffLimitExceeded");
+    assert_eq!(
+        cond["message"],
+        "Job has reached the specified backoff limit"
+    );
+    assert!(condition(&failed, "FailureTarget").is_some());
+    assert_eq!(failed["status"]["failed"], 1);
+    let pods = list(&c, "", "pods", "default");
+    let pod = owned_by(&pods, &failed)[0];
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    let log = log_text(
+        &c,
+        "default",
+        pod["metadata"]["name"].as_str().unwrap(),
+        "main",
+    )
+    .await;
+    assert_eq!(log, "boom\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_secret_keeps_the_pod_waiting_until_it_exists() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "main", "image": "alpine", "command": ["printenv", "TOKEN"],
+                        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "t"}}}]}]}}),
+    );
+    let waiting = wait_until(WAIT, "pod p CreateContainerConfigError", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "p").filter(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CreateContainerConfigError"
+            })
+        }
+    })
+    .await;
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    assert_eq!(
+        waiting["status"]["containerStatuses"][0]["state"]["waiting"]["message"],
+        "secret \"later\" not found"
+    );
+    create(
+        &c,
+        "",
+        "secrets",
+        "default",
+        json!({"metadata": {"name": "later"}, "stringData": {"t": "xyz"}}),
+    );
+    wait_until(WAIT, "pod p Succeeded", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "p").filter(|p| p["status"]["phase"] == "Succeeded")
+        }
+    })
+    .await;
+    assert_eq!(log_text(&c, "default", "p", "main").await, "xyz\n");
+}
+
+fn deployment(name: &str, replicas: i64, arg: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", arg]}]}}}
+    })
+}
+
+async fn wait_available(
+    c: &std::sync::Arc<Cluster>,
+    name: &str,
+    generation: i64,
+    replicas: i64,
+) -> Value {
+    wait_until(WAIT, "deployment rolled out", || {
+        let c = c.clone();
+        let name = name.to_string();
+        async move {
+            get(&c, "apps", "deployments", "default", &name).filter(|d| {
+                let s = &d["status"];
+                s["observedGeneration"] == generation
+                    && s["updatedReplicas"] == replicas
+                    && s["availableReplicas"] == replicas
+                    && s["replicas"] == replicas
+                    && condition(d, "Available").is_some()
+                    && condition(d, "Progressing")
+                        .is_some_and(|p| p["reason"] == "NewReplicaSetAvailable")
+            })
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_out_and_deletes_with_each_propagation_policy() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "apps",
+        "deployments",
+        "default",
+        deployment("web", 2, "3600"),
+    );
+    let d = wait_available(&c, "web", 1, 2).await;
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let rss = list(&c, "apps", "replicasets", "default");
+    let first = owned_by(&rss, &d)[0].clone();
+    let hash = first["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(first["metadata"]["name"], format!("web-{hash}"));
+
+    // A template change rolls out a second ReplicaSet.
+    c.mutate(&res("apps", "deployments"), "default", "web", "test", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["sleep", "3601"]);
+        Ok(())
+    })
+    .unwrap();
+    let d = wait_available(&c, "web", 2, 2).await;
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let old = get(
+        &c,
+        "apps",
+        "replicasets",
+        "default",
+        first["metadata"]["name"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(old["spec"]["replicas"], 0);
+    wait_until(WAIT, "old pods gone", || {
+        let c = c.clone();
+        let old = old.clone();
+        async move {
+            let pods = list(&c, "", "pods", "default");
+            owned_by(&pods, &old).is_empty().then_some(())
+        }
+    })
+    .await;
+
+    // Orphan: the ReplicaSets stay, without ownerReferences.
+    let r = c.delete(
+        &res("apps", "deployments"),
+        "default",
+        "web",
+        &DeleteOptions {
+            propagation_policy: Some(Propagation::Orphan),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(r, Ok(Deleted::Pending(_))));
+    wait_until(WAIT, "deployment gone", || {
+        let c = c.clone();
+        async move {
+            get(&c, "apps", "deployments", "default", "web")
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let rss = list(&c, "apps", "replicasets", "default");
+    assert_eq!(rss.len(), 2);
+    assert!(
+        rss.iter()
+            .all(|rs| rs["metadata"]["ownerReferences"].is_null())
+    );
+
+    // Foreground: the owner disappears only after its pods.
+    let rs_name = rss.iter().find(|rs| rs["spec"]["replicas"] == 2).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.delete(
+        &res("apps", "replicasets"),
+        "default",
+        &rs_name,
+        &DeleteOptions {
+            propagation_policy: Some(Propagation::Foreground),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    wait_until(WAIT, "replicaset and pods gone", || {
+        let c = c.clone();
+        let rs_name = rs_name.clone();
+        async move {
+            let gone = get(&c, "apps", "replicasets", "default", &rs_name).is_none();
+            (gone && list(&c, "", "pods", "default").is_empty()).then_some(())
+        }
+    })
+    .await;
+
+    // Background: a new deployment, deleted; its ReplicaSet and pods follow.
+    create(
+        &c,
+        "apps",
+        "deployments",
+        "default",
+        deployment("api", 1, "3600"),
+    );
+    wait_available(&c, "api", 1, 1).await;
+    c.delete(
+        &res("apps", "deployments"),
+        "default",
+        "api",
+        &DeleteOptions {
+            propagation_policy: Some(Propagation::Background),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    wait_until(WAIT, "api replicaset and pods gone", || {
+        let c = c.clone();
+        async move {
+            let rs = list(&c, "apps", "replicasets", "default");
+            let left = rs
+                .iter()
+                .filter(|r| r["metadata"]["labels"]["app"] == "api")
+                .count();
+            (left == 0 && list(&c, "", "pods", "default").is_empty()).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_removes_its_content() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "",
+        "namespaces",
+        "",
+        json!({"metadata": {"name": "scratch"}}),
+    );
+    wait_until(WAIT, "default service account", || {
+        let c = c.clone();
+        async move { get(&c, "", "serviceaccounts", "scratch", "default") }
+    })
+    .await;
+    create(
+        &c,
+        "",
+        "configmaps",
+        "scratch",
+        json!({"metadata": {"name": "cm"}}),
+    );
+    create(
+        &c,
+        "",
+        "pods",
+        "scratch",
+        json!({"metadata": {"name": "sleeper"},
+        "spec": {"terminationGracePeriodSeconds": 5,
+                 "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}),
+    );
+    wait_until(WAIT, "sleeper running", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "scratch", "sleeper").filter(|p| p["status"]["phase"] == "Running")
+        }
+    })
+    .await;
+    c.delete(
+        &res("", "namespaces"),
+        "",
+        "scratch",
+        &DeleteOptions::default(),
+    )
+    .unwrap();
+    wait_until(WAIT, "namespace scratch gone", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "namespaces", "", "scratch")
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(ks.kubelet().pids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_deletion_terminates_the_process_group_and_removes_the_pod() {
+    let ks = start().await;
+    let c = ks.cluster();
+    // The shell ignores SIGTERM: it is killed when the grace period ends.
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "stubborn"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": "busybox",
+                                 "command": ["sh", "-c", "trap '' TERM; echo started; sleep 3600 & wait"]}]}}),
+    );
+    let running = wait_until(WAIT, "stubborn running", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "stubborn").filter(|p| p["status"]["phase"] == "Running")
+        }
+    })
+    .await;
+    let pid: i32 = running["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("process://")
+        .parse()
+        .unwrap();
+    assert_eq!(running["spec"]["nodeName"], "kubesim");
+    let r = c
+        .delete(
+            &res("", "pods"),
+            "default",
+            "stubborn",
+            &DeleteOptions::default(),
+        )
+        .unwrap();
+    assert!(matches!(r, Deleted::Pending(_)));
+    wait_until(WAIT, "stubborn removed", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "stubborn")
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(!alive(pid), "pid {pid} survived pod deletion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_kills_every_pod_process() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "long"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}),
+    );
+    let pids = wait_until(WAIT, "long running", || {
+        let ks = &ks;
+        async move { Some(ks.kubelet().pids()).filter(|p| !p.is_empty()) }
+    })
+    .await;
+    let root = ks.kubelet().root_dir().to_path_buf();
+    assert!(root.is_dir());
+    drop(ks);
+    wait_until(WAIT, "pod processes gone", || {
+        let pids = pids.clone();
+        async move { pids.iter().all(|p| !alive(*p)).then_some(()) }
+    })
+    .await;
+    assert!(!root.exists(), "{} left behind", root.display());
+}
+
+/// Running and not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
