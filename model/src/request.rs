@@ -246,6 +246,14 @@ pub fn parse_connection(
         }
     };
 
+    if obj.len() == 1 && obj.contains_key("secrets") {
+        ctx.err(
+            "",
+            "has protected settings (secrets) but no request: add its targetType and authType, or remove its secrets",
+        );
+        return None;
+    }
+
     // Field names, with aliases, and unknown fields.
     let mut fields: BTreeMap<&str, (String, Value)> = BTreeMap::new();
     for (k, v) in &obj {
@@ -626,8 +634,16 @@ fn check_inputs(ctx: &mut Ctx<'_>, i: Inputs<'_>) {
     }
 
     let keys = cat.keys(i.target, i.auth, i.client);
-    let template_params = cat.template_parameters(i.target, i.auth, i.client);
-    let mut allowed: Vec<&str> = template_params.iter().map(|p| p.name.as_str()).collect();
+    // Parameters of any client type of the target and auth type are accepted (so changing
+    // the client type does not invalidate the request); the client type's own are required.
+    let mut allowed: Vec<&str> = Vec::new();
+    for c in cat.client_types(i.target, i.auth) {
+        for p in cat.template_parameters(i.target, i.auth, c) {
+            if !allowed.contains(&p.name.as_str()) {
+                allowed.push(&p.name);
+            }
+        }
+    }
     if i.auth == AuthType::WorkloadIdentity {
         for extra in ["clientId", "tenantId"] {
             if !allowed.contains(&extra) {

@@ -454,3 +454,16 @@ fn hash_is_stable_and_tracks_secrets() {
     let dbg = format!("{:?}", validate_connections(&v2).unwrap());
     assert!(!dbg.contains("OTHER"), "Debug shows a secret: {dbg}");
 }
+
+#[test]
+fn parameters_of_other_client_types_are_accepted() {
+    // cosmos-sql python (secret) uses no database name; springBoot does. Switching the
+    // client type must not make the request invalid.
+    let v = json!({"c": {
+        "targetType": "cosmos-sql", "authType": "secret", "clientType": "python",
+        "parameters": {"accountName": "acct1", "database": "db1"},
+        "secrets": {"accountKey": "ACCOUNTKEY1"},
+    }});
+    let set = validate_connections(&v).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.connections()[0].keys.len(), 1);
+}
