@@ -182,6 +182,7 @@ pub struct Cluster {
     tokens: Mutex<HashMap<String, TokenEntry>>,
     pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
     next_ip: AtomicU32,
+    expiry: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -229,6 +230,19 @@ fn finalizers(obj: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|f| f.as_str().map(str::to_string))
         .collect()
+}
+
+/// The object with `apiVersion`, `kind`, `metadata` first, as the API server prints it.
+fn canonical(obj: Value) -> Value {
+    let Value::Object(mut m) = obj else { return obj };
+    let mut out = Map::new();
+    for k in ["apiVersion", "kind", "metadata"] {
+        if let Some(v) = m.remove(k) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    out.extend(m);
+    Value::Object(out)
 }
 
 /// Everything but `metadata` (and `status` when it is a subresource): what `generation` tracks.
@@ -296,6 +310,7 @@ impl Cluster {
             tokens: Mutex::new(HashMap::new()),
             pod_logs: RwLock::new(None),
             next_ip: AtomicU32::new(10),
+            expiry: tokio::sync::watch::Sender::new(0),
         });
         let ns = ResKey::new("", "namespaces");
         for name in BUILTIN_NAMESPACES {
@@ -313,6 +328,18 @@ impl Cluster {
     /// The object store (watch subscriptions, raw scans).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Forget the watch history and end every open watch with a 410 Expired ERROR event, so
+    /// clients must relist (tests use it to exercise their recovery).
+    pub fn expire_watches(&self) {
+        self.store.compact();
+        self.expiry.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever [`Cluster::expire_watches`] is called (watch streams listen to it).
+    pub fn watch_expiry(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.expiry.subscribe()
     }
 
     /// The bearer token of the `admin` user (group `system:masters`).
@@ -617,6 +644,7 @@ impl Cluster {
         if !applied {
             patch::record_update(None, &mut obj, opts.manager_name(), None, &ts);
         }
+        let obj = canonical(obj);
         let key = ObjKey::new(&info.key(), &ns, &name);
         let mut result = None;
         self.store.write(&key, |cur| {
@@ -838,6 +866,7 @@ impl Cluster {
                 unchanged = Some(old.clone());
                 return Ok(Write::Unchanged);
             }
+            let new = canonical(new);
             remove = ready_to_remove(&new);
             if opts.dry_run {
                 dry = Some(new);

@@ -178,6 +178,12 @@ fn write_kubeconfig(path: &Path, addr: SocketAddr, token: &str) -> anyhow::Resul
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} failed", dir.display()))?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("kubeconfig")));
     std::fs::write(&tmp, kubeconfig_yaml(addr, token)).with_context(|| format!("writing {} failed", tmp.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // It holds the admin token.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {} failed", tmp.display()))?;
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("moving the kubeconfig to {} failed", path.display()))?;
     Ok(())
 }

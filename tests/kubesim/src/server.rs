@@ -688,6 +688,8 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let res_key = res.clone();
+    let mut expiry = cluster.watch_expiry();
+    expiry.mark_unchanged();
     tokio::spawn(async move {
         for b in prelude {
             if tx.send(b).await.is_err() {
@@ -765,6 +767,10 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
                     return;
                 }
                 _ = tx.closed() => return,
+                _ = expiry.changed() => {
+                    let _ = tx.send(expired_event(seen, seen)).await;
+                    return;
+                }
             }
         }
     });
