@@ -610,15 +610,15 @@ fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
             ))
     });
     let Value::Object(map) = object else { return };
-    let meta = map.entry("metadata").or_insert_with(|| json!({}));
-    let Value::Object(meta) = meta else { return };
     if entries.is_empty() {
-        meta.remove("managedFields");
-    } else {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(entries.iter().map(Entry::to_json).collect()),
-        );
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            meta.remove("managedFields");
+        }
+        return;
+    }
+    if let Value::Object(meta) = map.entry("metadata").or_insert_with(|| json!({})) {
+        let entries = entries.iter().map(Entry::to_json).collect();
+        meta.insert("managedFields".into(), Value::Array(entries));
     }
 }
 
