@@ -570,8 +570,10 @@ impl Entry {
         })
     }
 
-    fn is_apply_by(&self, manager: &str) -> bool {
-        self.manager == manager && self.operation == APPLY && self.subresource.is_none()
+    fn is_apply_by(&self, manager: &str, subresource: Option<&str>) -> bool {
+        self.manager == manager
+            && self.operation == APPLY
+            && self.subresource.as_deref() == subresource
     }
 
     fn is_update_by(&self, manager: &str, api_version: &str, subresource: Option<&str>) -> bool {
@@ -630,6 +632,7 @@ pub(crate) fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
+    subresource: Option<&str>,
     force: bool,
     now: &str,
 ) -> Result<Value, PatchError> {
@@ -666,7 +669,9 @@ pub(crate) fn server_side_apply(
     }
 
     let mut merged = merge(&live_clean, &config, &mut Walk::new(&schema))?;
-    let own = entries.iter().position(|e| e.is_apply_by(manager));
+    let own = entries
+        .iter()
+        .position(|e| e.is_apply_by(manager, subresource));
     if let Some(own) = own {
         let mut keep = set.clone();
         for (i, entry) in entries.iter().enumerate() {
@@ -741,7 +746,7 @@ pub(crate) fn server_side_apply(
         operation: APPLY.to_string(),
         api_version,
         time,
-        subresource: None,
+        subresource: subresource.map(str::to_string),
         set,
     };
     match own {

@@ -1067,3 +1067,27 @@ fn smp_status_conditions_merge_by_type() {
         json!([{"type": "Complete", "status": "True"}, {"type": "SuccessCriteriaMet", "status": "True", "reason": "Done"}])
     );
 }
+
+#[test]
+fn status_apply_is_a_separate_entry_from_main_apply() {
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "ns"},
+        "spec": {"backoffLimit": 0}});
+    let live = server_side_apply(None, &job, "ctl", false, T1).unwrap();
+    let status = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+    let out =
+        server_side_apply_subresource(&live, &status, "ctl", Some("status"), false, T2).unwrap();
+    let mut expected = job.clone();
+    expected["status"] = status["status"].clone();
+    let mut status_entry = apply_entry(
+        "ctl",
+        "batch/v1",
+        T2,
+        json!({"f:status": {"f:conditions": {
+            "k:{\"type\":\"Complete\"}": {".": {}, "f:status": {}, "f:type": {}}
+        }}}),
+    );
+    status_entry["subresource"] = json!("status");
+    expected["metadata"]["managedFields"] = json!([managed(&live)[0].clone(), status_entry]);
+    assert_eq!(out, expected);
+}
