@@ -340,6 +340,8 @@ fn non_empty(value: Option<&Value>) -> bool {
     }
 }
 
+/// Records in `diff` what changed from `old` to `new` at the current position: leaves
+/// that differ, and map nodes or list items that appeared or disappeared.
 fn compare(old: Option<&Value>, new: Option<&Value>, walk: &mut Walk, diff: &mut Diff) {
     let strategy = walk.strategy();
     let descend = non_empty(old) || non_empty(new);
@@ -628,6 +630,7 @@ fn text_field<'v>(object: &'v Value, key: &str) -> Option<&'v str> {
     object.get(key).and_then(Value::as_str)
 }
 
+/// See [`super::server_side_apply`]; `subresource` selects the applier's entry.
 pub(crate) fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
@@ -757,6 +760,7 @@ pub(crate) fn server_side_apply(
     Ok(merged)
 }
 
+/// See [`super::record_update`].
 pub(crate) fn record_update(
     old: Option<&Value>,
     new: &mut Value,
