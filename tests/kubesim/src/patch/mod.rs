@@ -149,7 +149,23 @@ pub fn server_side_apply(
     force: bool,
     now: &str,
 ) -> Result<Value, PatchError> {
-    ssa::server_side_apply(live, applied, manager, force, now)
+    ssa::server_side_apply(live, applied, manager, None, force, now)
+}
+
+/// Server-side apply through a subresource (`Some("status")` for `/status`): as
+/// [`server_side_apply`], but the manager's Apply entry is the one for that subresource,
+/// so a status apply neither prunes nor takes over what the same manager applied to the
+/// main resource. The caller passes only what the subresource may change (e.g. `status`
+/// plus the identity fields).
+pub fn server_side_apply_subresource(
+    live: &Value,
+    applied: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    force: bool,
+    now: &str,
+) -> Result<Value, PatchError> {
+    ssa::server_side_apply(Some(live), applied, manager, subresource, force, now)
 }
 
 /// Record a non-apply write (create, update, patch) by `manager` in `new`'s managedFields:

@@ -42,6 +42,7 @@ fn dotted(path: &[String]) -> String {
     }
 }
 
+/// Merges `patch` into `original` (a map at `path`), processing the directives.
 fn merge_map(
     mut original: Map<String, Value>,
     patch: &Map<String, Value>,
@@ -157,6 +158,7 @@ fn is_replace_marker(item: &Value) -> bool {
     })
 }
 
+/// Merges a patch list into the list at `path` by its strategy (keyed, set, atomic).
 fn merge_list(
     original: &[Value],
     patch: &[Value],
@@ -202,6 +204,7 @@ fn clean(value: &Value, path: &mut Vec<String>, schema: &Schema) -> Result<Value
     }
 }
 
+/// Merges a list of objects by `key`, honouring `$patch: delete|replace` items.
 fn merge_keyed_list(
     original: &[Value],
     patch: &[Value],

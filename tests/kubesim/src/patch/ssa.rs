@@ -340,6 +340,8 @@ fn non_empty(value: Option<&Value>) -> bool {
     }
 }
 
+/// Records in `diff` what changed from `old` to `new` at the current position: leaves
+/// that differ, and map nodes or list items that appeared or disappeared.
 fn compare(old: Option<&Value>, new: Option<&Value>, walk: &mut Walk, diff: &mut Diff) {
     let strategy = walk.strategy();
     let descend = non_empty(old) || non_empty(new);
@@ -570,8 +572,10 @@ impl Entry {
         })
     }
 
-    fn is_apply_by(&self, manager: &str) -> bool {
-        self.manager == manager && self.operation == APPLY && self.subresource.is_none()
+    fn is_apply_by(&self, manager: &str, subresource: Option<&str>) -> bool {
+        self.manager == manager
+            && self.operation == APPLY
+            && self.subresource.as_deref() == subresource
     }
 
     fn is_update_by(&self, manager: &str, api_version: &str, subresource: Option<&str>) -> bool {
@@ -610,15 +614,15 @@ fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
             ))
     });
     let Value::Object(map) = object else { return };
-    let meta = map.entry("metadata").or_insert_with(|| json!({}));
-    let Value::Object(meta) = meta else { return };
     if entries.is_empty() {
-        meta.remove("managedFields");
-    } else {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(entries.iter().map(Entry::to_json).collect()),
-        );
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            meta.remove("managedFields");
+        }
+        return;
+    }
+    if let Value::Object(meta) = map.entry("metadata").or_insert_with(|| json!({})) {
+        let entries = entries.iter().map(Entry::to_json).collect();
+        meta.insert("managedFields".into(), Value::Array(entries));
     }
 }
 
@@ -626,10 +630,12 @@ fn text_field<'v>(object: &'v Value, key: &str) -> Option<&'v str> {
     object.get(key).and_then(Value::as_str)
 }
 
+/// See [`super::server_side_apply`]; `subresource` selects the applier's entry.
 pub(crate) fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
+    subresource: Option<&str>,
     force: bool,
     now: &str,
 ) -> Result<Value, PatchError> {
@@ -666,7 +672,9 @@ pub(crate) fn server_side_apply(
     }
 
     let mut merged = merge(&live_clean, &config, &mut Walk::new(&schema))?;
-    let own = entries.iter().position(|e| e.is_apply_by(manager));
+    let own = entries
+        .iter()
+        .position(|e| e.is_apply_by(manager, subresource));
     if let Some(own) = own {
         let mut keep = set.clone();
         for (i, entry) in entries.iter().enumerate() {
@@ -741,7 +749,7 @@ pub(crate) fn server_side_apply(
         operation: APPLY.to_string(),
         api_version,
         time,
-        subresource: None,
+        subresource: subresource.map(str::to_string),
         set,
     };
     match own {
@@ -752,6 +760,7 @@ pub(crate) fn server_side_apply(
     Ok(merged)
 }
 
+/// See [`super::record_update`].
 pub(crate) fn record_update(
     old: Option<&Value>,
     new: &mut Value,

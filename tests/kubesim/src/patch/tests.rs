@@ -945,3 +945,149 @@ fn ssa_after_create_with_same_values_is_not_a_conflict() {
     let out = server_side_apply(Some(&out), &without, "kubectl", false, T3).unwrap();
     assert_eq!(bare(&out), manifest);
 }
+
+#[test]
+fn helm3_owner_then_helm4_apply_reports_conflicts() {
+    // helm 3: create, then a strategic merge patch, both recorded as Update by "helm".
+    let mut created = config_map(
+        json!({"app.kubernetes.io/managed-by": "Helm"}),
+        json!({"msg": "hello"}),
+    );
+    record_update(None, &mut created, "helm", None, T1);
+    let mut patched = strategic_merge_patch(
+        &created,
+        &json!({"data": {"msg": "bye"}}),
+        "v1",
+        "ConfigMap",
+    )
+    .unwrap();
+    record_update(Some(&created), &mut patched, "helm", None, T2);
+    assert_eq!(
+        managed(&patched),
+        json!([update_entry(
+            "helm",
+            "v1",
+            T2,
+            json!({
+                "f:data": {".": {}, "f:msg": {}},
+                "f:metadata": {"f:labels": {".": {}, "f:app.kubernetes.io/managed-by": {}}}
+            })
+        )])
+    );
+    // helm 4 applies the old manifest as "helm" (operation Apply): a different owner.
+    let manifest = config_map(
+        json!({"app.kubernetes.io/managed-by": "Helm"}),
+        json!({"msg": "hello"}),
+    );
+    let err = server_side_apply(Some(&patched), &manifest, "helm", false, T3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"helm\" using v1: .data.msg"
+    );
+    // The same values as live apply cleanly and share ownership.
+    let same = config_map(
+        json!({"app.kubernetes.io/managed-by": "Helm"}),
+        json!({"msg": "bye"}),
+    );
+    let out = server_side_apply(Some(&patched), &same, "helm", false, T3).unwrap();
+    assert_eq!(bare(&out), bare(&patched));
+}
+
+#[test]
+fn concurrent_lease_acquisition_conflicts() {
+    let lease = |holder: &str, time: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l", "namespace": "ns"},
+            "spec": {"holderIdentity": holder, "acquireTime": time, "renewTime": time, "leaseDurationSeconds": 5}})
+    };
+    let mut created = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l", "namespace": "ns"}, "spec": {}});
+    record_update(None, &mut created, "kube-lease-manager-a", None, T1);
+    let held = server_side_apply(
+        Some(&created),
+        &lease("a", T2),
+        "kube-lease-manager-a",
+        false,
+        T2,
+    )
+    .unwrap();
+    let err = server_side_apply(
+        Some(&held),
+        &lease("b", T3),
+        "kube-lease-manager-b",
+        false,
+        T3,
+    )
+    .unwrap_err();
+    let PatchError::Conflict(conflicts) = &err else {
+        panic!("expected a conflict, got {err:?}")
+    };
+    let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            ".spec.acquireTime",
+            ".spec.holderIdentity",
+            ".spec.renewTime"
+        ]
+    );
+
+    // Release (strategic merge patch with nulls) frees the fields for the next holder.
+    let mut released = strategic_merge_patch(
+        &held,
+        &json!({"spec": {"acquireTime": null, "renewTime": null, "holderIdentity": null, "leaseDurationSeconds": null}}),
+        "coordination.k8s.io/v1",
+        "Lease",
+    )
+    .unwrap();
+    record_update(Some(&held), &mut released, "kube-lease-manager-a", None, T3);
+    assert_eq!(bare(&released)["spec"], json!({}));
+    let taken = server_side_apply(
+        Some(&released),
+        &lease("b", T4),
+        "kube-lease-manager-b",
+        false,
+        T4,
+    )
+    .unwrap();
+    assert_eq!(taken["spec"]["holderIdentity"], json!("b"));
+}
+
+#[test]
+fn smp_status_conditions_merge_by_type() {
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "status": {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}});
+    let out = strategic_merge_patch(
+        &job,
+        &json!({"status": {"conditions": [{"type": "Complete", "status": "True"}, {"type": "SuccessCriteriaMet", "reason": "Done"}]}}),
+        "batch/v1",
+        "Job",
+    )
+    .unwrap();
+    assert_eq!(
+        out["status"]["conditions"],
+        json!([{"type": "Complete", "status": "True"}, {"type": "SuccessCriteriaMet", "status": "True", "reason": "Done"}])
+    );
+}
+
+#[test]
+fn status_apply_is_a_separate_entry_from_main_apply() {
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "ns"},
+        "spec": {"backoffLimit": 0}});
+    let live = server_side_apply(None, &job, "ctl", false, T1).unwrap();
+    let status = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+    let out =
+        server_side_apply_subresource(&live, &status, "ctl", Some("status"), false, T2).unwrap();
+    let mut expected = job.clone();
+    expected["status"] = status["status"].clone();
+    let mut status_entry = apply_entry(
+        "ctl",
+        "batch/v1",
+        T2,
+        json!({"f:status": {"f:conditions": {
+            "k:{\"type\":\"Complete\"}": {".": {}, "f:status": {}, "f:type": {}}
+        }}}),
+    );
+    status_entry["subresource"] = json!("status");
+    expected["metadata"]["managedFields"] = json!([managed(&live)[0].clone(), status_entry]);
+    assert_eq!(out, expected);
+}
