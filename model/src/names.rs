@@ -55,6 +55,12 @@ pub fn service_account_name(client_id: &str) -> String {
     format!("sc-account-{}", client_id.to_ascii_lowercase())
 }
 
+/// The metadata ConfigMap of a connection in the release namespace: `sc-conn-<stem>`, with
+/// the same stem as the Secret name (see `docs/internals.md`).
+pub fn metadata_config_map_name(connection: &str) -> String {
+    format!("sc-conn-{}", compact_name(connection))
+}
+
 /// The name of the CSI volume added to pod templates (a DNS label).
 pub fn csi_volume_name(connection: &str) -> String {
     fit_dns_label(&format!("sc-{}-kv", compact_name(connection)))
@@ -130,6 +136,7 @@ mod tests {
     fn names_follow_the_contract() {
         assert_eq!(secret_name("My_Blob_1"), "sc-myblob1-secret");
         assert_eq!(secret_provider_class_name("kv"), "sc-kv-spc");
+        assert_eq!(metadata_config_map_name("My_Blob_1"), "sc-conn-myblob1");
         assert_eq!(
             service_account_name("AAAAAAAA-0000-0000-0000-000000000000"),
             "sc-account-aaaaaaaa-0000-0000-0000-000000000000"
