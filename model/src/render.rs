@@ -142,12 +142,13 @@ impl Connection {
     }
 
     /// The workload-identity ServiceAccount, shared by every connection with the same
-    /// client ID (so it carries no connection label).
+    /// client ID in the namespace: it carries no connection label, and every connection
+    /// renders it identically (the tenant ID may come from another of them).
     pub fn service_account_object(&self) -> Option<Value> {
         let client_id = self.workload_identity_client_id()?;
         let mut ann = Map::new();
         ann.insert(WI_CLIENT_ID_ANNOTATION.into(), client_id.into());
-        if let Some(t) = self.spec.parameters.get("tenantId") {
+        if let Some(t) = &self.identity_tenant_id {
             ann.insert(WI_TENANT_ID_ANNOTATION.into(), t.clone().into());
         }
         Some(json!({

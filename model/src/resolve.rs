@@ -71,6 +71,9 @@ pub struct Connection {
     pub keys: Vec<ResolvedKey>,
     /// SHA-256 (hex) of the canonical spec, the final key names and the secret inputs.
     pub hash: String,
+    /// The tenant ID of the workload identity, from this connection or from another one in
+    /// the namespace that uses the same client ID (the ServiceAccount is shared).
+    pub identity_tenant_id: Option<String>,
 }
 
 impl Connection {
@@ -94,12 +97,7 @@ impl Connection {
     /// The client ID of the workload identity, for `workloadIdentity` and for
     /// `keyvaultCsi` with `useWorkloadIdentity`.
     pub fn workload_identity_client_id(&self) -> Option<&str> {
-        let uses_wi = match self.spec.auth_type {
-            AuthType::WorkloadIdentity => true,
-            AuthType::KeyvaultCsi => self.bool_parameter("useWorkloadIdentity"),
-            _ => false,
-        };
-        if uses_wi {
+        if uses_workload_identity(&self.spec) {
             self.spec.parameters.get("clientId").map(String::as_str)
         } else {
             None
@@ -133,6 +131,19 @@ impl RequestSet {
     /// A connection by name.
     pub fn get(&self, name: &str) -> Option<&Connection> {
         self.connections.iter().find(|c| c.spec.name == name)
+    }
+}
+
+/// Whether a connection uses a workload identity (`workloadIdentity`, or `keyvaultCsi` with
+/// `useWorkloadIdentity`).
+fn uses_workload_identity(spec: &ConnectionSpec) -> bool {
+    match spec.auth_type {
+        AuthType::WorkloadIdentity => true,
+        AuthType::KeyvaultCsi => spec
+            .parameters
+            .get("useWorkloadIdentity")
+            .is_some_and(|s| is_true(s)),
+        _ => false,
     }
 }
 
@@ -255,16 +266,43 @@ fn resolve(requests: Vec<ConnectionRequest>, errors: &mut Vec<FieldError>) -> Re
         }
     }
 
+    // A shared ServiceAccount has one tenant ID annotation.
+    let mut tenants: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for r in &requests {
+        if !uses_workload_identity(&r.spec) {
+            continue;
+        }
+        let (Some(cid), Some(tid)) = (
+            r.spec.parameters.get("clientId"),
+            r.spec.parameters.get("tenantId"),
+        ) else {
+            continue;
+        };
+        let key = (r.spec.namespace.clone(), cid.to_ascii_lowercase());
+        match tenants.get(&key) {
+            Some((other, other_tid)) if !other_tid.eq_ignore_ascii_case(tid) => errors.push(FieldError::new(
+                format!("connections.{}.parameters.tenantId", r.spec.name),
+                format!(
+                    "client ID {cid} has tenant ID {other_tid} in connection {other}: the ServiceAccount {} is shared, so give the same tenantId",
+                    names::service_account_name(cid)
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                tenants.insert(key, (r.spec.name.clone(), tid.clone()));
+            }
+        }
+    }
+
     // A workload can use one workload-identity ServiceAccount only.
     let mut wi_users: BTreeMap<(String, WorkloadRef), (String, String)> = BTreeMap::new();
     for r in &requests {
-        let uses_wi = r.spec.auth_type == AuthType::WorkloadIdentity
-            || (r.spec.auth_type == AuthType::KeyvaultCsi
-                && r.spec
-                    .parameters
-                    .get("useWorkloadIdentity")
-                    .is_some_and(|s| is_true(s)));
-        let Some(cid) = r.spec.parameters.get("clientId").filter(|_| uses_wi) else {
+        let Some(cid) = r
+            .spec
+            .parameters
+            .get("clientId")
+            .filter(|_| uses_workload_identity(&r.spec))
+        else {
             continue;
         };
         let sa = names::service_account_name(cid);
@@ -291,12 +329,20 @@ fn resolve(requests: Vec<ConnectionRequest>, errors: &mut Vec<FieldError>) -> Re
         let is_first = first.get(&r.spec.name).copied().unwrap_or(true);
         let keys = resolve_keys(&r, is_first, errors);
         let hash = content_hash(&r, &keys);
+        let identity_tenant_id = r
+            .spec
+            .parameters
+            .get("clientId")
+            .filter(|_| uses_workload_identity(&r.spec))
+            .and_then(|cid| tenants.get(&(r.spec.namespace.clone(), cid.to_ascii_lowercase())))
+            .map(|(_, tid)| tid.clone());
         connections.push(Connection {
             spec: r.spec,
             secrets: r.secrets,
             is_first,
             keys,
             hash,
+            identity_tenant_id,
         });
     }
     RequestSet { connections }
