@@ -23,7 +23,10 @@ pub use error::{FieldError, ValidationErrors};
 pub use patch::{PatchError, workload_patch_ops};
 pub use render::{CsiVolume, DesiredObjects, WorkloadPatch};
 pub use request::{ConnectionRequest, ConnectionSpec, KeyVaultObject};
-pub use resolve::{Connection, KeyValue, RequestSet, ResolvedKey, validate_connections};
+pub use resolve::{
+    Connection, ConnectionCheck, KeyValue, RequestSet, ResolvedKey, check_connections,
+    validate_connections,
+};
 pub use secret::SecretString;
 pub use template::Template;
 pub use types::{AuthType, ClientType, DeletionPolicy, WorkloadKind, WorkloadRef};

@@ -449,3 +449,116 @@ fn content_hash(r: &ConnectionRequest, keys: &[ResolvedKey]) -> String {
     }
     hex::encode(h.finalize())
 }
+
+/// The outcome of checking one connection of a request set, valid or not.
+#[derive(Debug, Clone)]
+pub struct ConnectionCheck {
+    /// The connection name (the key under `connections`).
+    pub name: String,
+    /// The content hash: [`Connection::hash`] when the connection parsed, else a SHA-256
+    /// over its raw request (secrets included, revealing nothing about them), so a failure
+    /// can be recorded against the exact input that caused it.
+    pub hash: String,
+    /// The errors that concern this connection (its own and cross-connection ones).
+    pub errors: Vec<FieldError>,
+    /// The resolved connection, when it parsed (it may still have cross-connection errors).
+    pub connection: Option<Connection>,
+}
+
+impl ConnectionCheck {
+    /// Whether the connection has no error.
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Checks every connection of a `connections` subtree (secrets merged in) and returns one
+/// [`ConnectionCheck`] per connection, sorted by name: unlike [`validate_connections`], an
+/// invalid connection does not hide the others, and every connection gets a content hash.
+pub fn check_connections(connections: &Value) -> Vec<ConnectionCheck> {
+    let mut errors = Vec::new();
+    let requests = parse_connections(connections, &mut errors);
+    let set = resolve(requests, &mut errors);
+    let Value::Object(raw) = connections else {
+        return Vec::new();
+    };
+    let mut out: Vec<ConnectionCheck> = raw
+        .iter()
+        .map(|(name, value)| {
+            let base = format!("connections.{name}");
+            let own: Vec<FieldError> = errors
+                .iter()
+                .filter(|e| {
+                    e.path == base
+                        || e.path
+                            .strip_prefix(&base)
+                            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                })
+                .cloned()
+                .collect();
+            let connection = set.get(name).cloned();
+            let hash = match &connection {
+                Some(c) => c.hash.clone(),
+                None => raw_hash(value),
+            };
+            ConnectionCheck {
+                name: name.clone(),
+                hash,
+                errors: own,
+                connection,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// SHA-256 (hex) of the canonical JSON of an unparsable request.
+fn raw_hash(value: &Value) -> String {
+    fn canonical(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let sorted: BTreeMap<&String, Value> =
+                    m.iter().map(|(k, v)| (k, canonical(v))).collect();
+                serde_json::to_value(sorted).unwrap_or(Value::Null)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut h = Sha256::new();
+    put(&mut h, "sc-extension/invalid-connection/v1");
+    put(&mut h, &canonical(value).to_string());
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn invalid_connections_keep_a_hash_and_do_not_hide_the_others() {
+        let v = json!({
+            "good": {"targetType": "storage-blob", "authType": "secret",
+                     "secrets": {"connectionString": "x"}},
+            "bad": {"targetType": "no-such-target", "authType": "secret"},
+        });
+        let checks = check_connections(&v);
+        assert_eq!(checks.len(), 2);
+        let bad = &checks[0];
+        assert_eq!(bad.name, "bad");
+        assert!(!bad.is_valid());
+        assert!(bad.connection.is_none());
+        assert_eq!(bad.hash.len(), 64);
+        let good = &checks[1];
+        assert_eq!(good.name, "good");
+        assert!(good.is_valid(), "{:?}", good.errors);
+        let alone = validate_connections(&json!({"good": v["good"].clone()})).unwrap();
+        assert_eq!(good.hash, alone.get("good").unwrap().hash);
+        // The hash of an invalid request follows its input.
+        let mut v2 = v.clone();
+        v2["bad"]["namespace"] = json!("other");
+        assert_ne!(check_connections(&v2)[0].hash, bad.hash);
+    }
+}

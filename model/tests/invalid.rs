@@ -495,6 +495,14 @@ fn cases() -> Vec<(&'static str, Value, &'static str)> {
             "connections.b.workloads[0]",
         ),
         (
+            "one identity, two tenants",
+            json!({
+                "a": with(wi_base(), c1(json!({"parameters": {"tenantId": TID}})))["c1"].clone(),
+                "b": with(wi_base(), c1(json!({"parameters": {"tenantId": "33333333-2222-2222-2222-222222222222"}})))["c1"].clone(),
+            }),
+            "connections.b.parameters.tenantId",
+        ),
+        (
             "csi without objects",
             with(csi_base(), c1(json!({"parameters": {"objects": null}}))),
             "connections.c1.parameters.objects",

@@ -192,3 +192,24 @@ fn rendered_objects_carry_the_contract_labels() {
     assert_eq!(spc["spec"]["parameters"]["userAssignedIdentityID"], CID);
     assert_eq!(spc["spec"]["parameters"]["useVMManagedIdentity"], "true");
 }
+
+#[test]
+fn a_shared_service_account_renders_identically() {
+    let wi = |tenant: Option<&str>| {
+        let mut c = json!({"targetType": "openai", "authType": "workloadIdentity", "clientType": "python",
+                           "parameters": {"resourceName": "r", "clientId": CID}});
+        if let Some(t) = tenant {
+            c["parameters"]["tenantId"] = json!(t);
+        }
+        c
+    };
+    let tid = "22222222-2222-2222-2222-222222222222";
+    let set = validate_connections(&json!({"a": wi(None), "b": wi(Some(tid))})).unwrap();
+    let a = set.get("a").unwrap().service_account_object().unwrap();
+    let b = set.get("b").unwrap().service_account_object().unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        a["metadata"]["annotations"]["azure.workload.identity/tenant-id"],
+        tid
+    );
+}
