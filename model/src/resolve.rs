@@ -541,7 +541,8 @@ mod check_tests {
     fn invalid_connections_keep_a_hash_and_do_not_hide_the_others() {
         let v = json!({
             "good": {"targetType": "storage-blob", "authType": "secret",
-                     "secrets": {"connectionString": "x"}},
+                     "parameters": {"accountName": "acct"},
+                     "secrets": {"accountKey": "x"}},
             "bad": {"targetType": "no-such-target", "authType": "secret"},
         });
         let checks = check_connections(&v);
