@@ -245,6 +245,11 @@ fn canonical(obj: Value) -> Value {
     Value::Object(out)
 }
 
+/// Whether the type tracks `metadata.generation` (workloads, CRDs, custom resources).
+fn has_generation(info: &ResourceInfo) -> bool {
+    info.custom || matches!(info.group.as_str(), "apps" | "batch" | "apiextensions.k8s.io")
+}
+
 /// Everything but `metadata` (and `status` when it is a subresource): what `generation` tracks.
 fn content(info: &ResourceInfo, obj: &Value) -> Value {
     let mut m = obj.as_object().cloned().unwrap_or_default();
@@ -600,7 +605,11 @@ impl Cluster {
             }
             m.insert("uid".into(), Value::String(uid.clone()));
             m.insert("creationTimestamp".into(), Value::String(now()));
-            m.insert("generation".into(), json!(1));
+            if has_generation(info) {
+                m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
+            }
             for k in [
                 "resourceVersion",
                 "deletionTimestamp",
@@ -849,7 +858,7 @@ impl Cluster {
                     return Err(ApiError::invalid(info, name, causes));
                 }
             }
-            if content(info, &new) != content(info, old) {
+            if has_generation(info) && content(info, &new) != content(info, old) {
                 let g = meta(old)["generation"].as_i64().unwrap_or(0);
                 meta_mut(&mut new).insert("generation".into(), json!(g + 1));
             }
@@ -1217,10 +1226,6 @@ impl Cluster {
             }
             if !fins.is_empty() {
                 m.insert("finalizers".into(), json!(fins));
-            }
-            if is_pod && !already {
-                let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
-                m.insert("generation".into(), json!(g + 1));
             }
             if is_ns {
                 new["status"]["phase"] = json!("Terminating");

@@ -98,8 +98,14 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     }
 }
 
+/// The user of a request. A bearer token must be known (else 401). A request without
+/// credentials is the admin, as on the API server's former insecure port: client-go (kubectl,
+/// helm) never sends credentials over plain http, so loopback http without a token is trusted.
 fn authenticate(cluster: &Cluster, headers: &HeaderMap) -> Option<UserInfo> {
-    let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let Some(h) = headers.get(header::AUTHORIZATION) else {
+        return cluster.authenticate(cluster.admin_token());
+    };
+    let h = h.to_str().ok()?;
     let token = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))?.trim();
     cluster.authenticate(token)
 }
@@ -146,6 +152,7 @@ impl Req {
 }
 
 /// A parsed resource path.
+#[derive(Clone)]
 struct Target {
     info: ResourceInfo,
     version: String,
@@ -304,9 +311,34 @@ fn wants_table(req: &Req) -> bool {
     crate::table::wants_table(req.header(header::ACCEPT))
 }
 
-fn table_response(req: &Req, t: &Target, objs: &[&Value], list_meta: Value) -> Response {
+/// The `additionalPrinterColumns` of a custom resource's served version (None: built-in).
+fn printer_columns(cluster: &Cluster, t: &Target) -> Option<Vec<Value>> {
+    if !t.info.custom {
+        return None;
+    }
+    let crds = crate::store::ResKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+    let crd = cluster.get(&crds, "", &format!("{}.{}", t.info.resource, t.info.group)).ok()?;
+    let version = crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == t.version.as_str())?.clone();
+    Some(version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default())
+}
+
+fn make_table(
+    t: &Target,
+    columns: Option<&[Value]>,
+    objs: &[&Value],
+    list_meta: Value,
+    include: &str,
+) -> Value {
+    match columns {
+        Some(cols) => crate::table::to_custom_table(cols, objs, list_meta, unix_now(), include),
+        None => crate::table::to_table(&t.info.group, &t.info.resource, objs, list_meta, unix_now(), include),
+    }
+}
+
+fn table_response(cluster: &Cluster, req: &Req, t: &Target, objs: &[&Value], list_meta: Value) -> Response {
     let include = req.query.get("includeObject").unwrap_or("Metadata");
-    let table = crate::table::to_table(&t.info.group, &t.info.resource, objs, list_meta, unix_now(), include);
+    let columns = printer_columns(cluster, t);
+    let table = make_table(t, columns.as_deref(), objs, list_meta, include);
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json;as=Table;v=v1;g=meta.k8s.io")
         .body(Body::from(table.to_string()))
@@ -334,7 +366,7 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
             }
             if wants_table(req) {
                 let refs: Vec<&Value> = list.items.iter().collect();
-                return Ok(table_response(req, t, &refs, meta));
+                return Ok(table_response(cluster, req, t, &refs, meta));
             }
             let items: Vec<Value> = list.items.into_iter().map(|o| present(o, t)).collect();
             Ok(json_response(
@@ -348,7 +380,7 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
             let obj = present(cluster.get(&res, ns, name)?, t);
             if wants_table(req) {
                 let rv = obj["metadata"]["resourceVersion"].clone();
-                return Ok(table_response(req, t, &[&obj], json!({"resourceVersion": rv})));
+                return Ok(table_response(cluster, req, t, &[&obj], json!({"resourceVersion": rv})));
             }
             Ok(json_response(200, &obj))
         }
@@ -567,10 +599,10 @@ impl WatchFilter {
 
 /// Encodes watch events: plain objects, or one-row Tables for `kubectl get -w`.
 struct Encoder {
-    table: bool,
+    /// Some: one-row Tables, with the custom printer columns when there are any.
+    table: Option<Option<Vec<Value>>>,
     include: String,
-    group: String,
-    resource: String,
+    target: Target,
     api_version: String,
     kind: String,
     sent_columns: bool,
@@ -582,13 +614,12 @@ impl Encoder {
         if obj.get("kind").and_then(Value::as_str) == Some(self.kind.as_str()) {
             obj["apiVersion"] = json!(self.api_version);
         }
-        let object = if self.table {
-            let mut t = crate::table::to_table(
-                &self.group,
-                &self.resource,
+        let object = if let Some(columns) = &self.table {
+            let mut t = make_table(
+                &self.target,
+                columns.as_deref(),
                 &[&obj],
                 json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
-                unix_now(),
                 &self.include,
             );
             if self.sent_columns {
@@ -642,10 +673,9 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
     let timeout = q.int("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)).unwrap_or(DEFAULT_WATCH_TIMEOUT);
     let bookmarks = q.flag("allowWatchBookmarks") && q.get("allowWatchBookmarks").is_some();
     let mut enc = Encoder {
-        table: wants_table(req),
+        table: wants_table(req).then(|| printer_columns(cluster, t)),
         include: q.get("includeObject").unwrap_or("Metadata").to_string(),
-        group: t.info.group.clone(),
-        resource: t.info.resource.clone(),
+        target: t.clone(),
         api_version: t.info.api_version_for(&t.version),
         kind: t.info.kind.clone(),
         sent_columns: false,
