@@ -252,4 +252,21 @@ impl RequestSet {
     pub fn desired(&self) -> Vec<DesiredObjects> {
         self.connections().iter().map(Connection::desired).collect()
     }
+
+    /// Every workload-identity ServiceAccount once, with the connections that use it,
+    /// sorted by namespace and name (a ServiceAccount is shared by every connection with
+    /// the same client ID in a namespace).
+    pub fn service_accounts(&self) -> Vec<(Value, Vec<String>)> {
+        let mut out: std::collections::BTreeMap<(String, String), (Value, Vec<String>)> =
+            Default::default();
+        for c in self.connections() {
+            if let (Some(sa), Some(name)) = (c.service_account_object(), c.service_account_name()) {
+                out.entry((c.spec.namespace.clone(), name))
+                    .or_insert_with(|| (sa, Vec::new()))
+                    .1
+                    .push(c.name().to_string());
+            }
+        }
+        out.into_values().collect()
+    }
 }

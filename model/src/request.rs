@@ -605,11 +605,13 @@ fn check_inputs(ctx: &mut Ctx<'_>, i: Inputs<'_>) {
         }
         if let Some(kv) = i.parameters.get("keyvaultName")
             && !kv.is_empty()
-            && !(3..=24).contains(&kv.len())
+            && (!(3..=24).contains(&kv.len())
+                || !kv.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                || !kv.starts_with(|c: char| c.is_ascii_alphabetic()))
         {
             ctx.err(
                 &format!("{}.keyvaultName", i.params_field),
-                format!("bad key vault name {kv:?}: use 3-24 letters, digits or '-'"),
+                format!("bad key vault name {kv:?}: use 3-24 letters, digits or '-', starting with a letter"),
             );
         }
         if i.keyvault_objects.is_empty() {
@@ -876,6 +878,12 @@ fn parse_objects(ctx: &mut Ctx<'_>, field: &str, v: &Value) -> Vec<KeyVaultObjec
             ctx.err(
                 &format!("{path}.name"),
                 format!("bad Key Vault object name {name:?}: use 1-127 letters, digits or '-'"),
+            );
+        }
+        if !version.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            ctx.err(
+                &format!("{path}.version"),
+                format!("bad object version {version:?}: use the version ID (letters and digits) or leave it out for the latest"),
             );
         }
         if let Some(a) = &alias

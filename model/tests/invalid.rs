@@ -503,6 +503,22 @@ fn cases() -> Vec<(&'static str, Value, &'static str)> {
             "connections.b.parameters.tenantId",
         ),
         (
+            "csi bad object version",
+            with(
+                csi_base(),
+                c1(json!({"parameters": {"objects": [{"name": "x", "version": "1 or 2"}]}})),
+            ),
+            "connections.c1.parameters.objects[0].version",
+        ),
+        (
+            "csi bad key vault name",
+            with(
+                csi_base(),
+                c1(json!({"parameters": {"keyvaultName": "my_vault"}})),
+            ),
+            "connections.c1.parameters.keyvaultName",
+        ),
+        (
             "csi without objects",
             with(csi_base(), c1(json!({"parameters": {"objects": null}}))),
             "connections.c1.parameters.objects",

@@ -212,4 +212,8 @@ fn a_shared_service_account_renders_identically() {
         a["metadata"]["annotations"]["azure.workload.identity/tenant-id"],
         tid
     );
+    let shared = set.service_accounts();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(shared[0].0, a);
+    assert_eq!(shared[0].1, vec!["a".to_string(), "b".to_string()]);
 }
