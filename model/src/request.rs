@@ -389,18 +389,23 @@ pub fn parse_connection(
                 combination_ok = true;
             } else {
                 let list: Vec<&str> = clients.iter().map(|c| c.as_str()).collect();
-                let field = if fields.contains_key("clientType") {
-                    ck.as_str()
+                if fields.contains_key("clientType") {
+                    ctx.err(
+                        ck,
+                        format!(
+                            "client type {c} is not documented for target {t} with auth type {a}: use one of {}",
+                            list.join(", ")
+                        ),
+                    );
                 } else {
-                    "clientType"
-                };
-                ctx.err(
-                    field,
-                    format!(
-                        "client type {c} is not documented for target {t} with auth type {a}: use one of {}",
-                        list.join(", ")
-                    ),
-                );
+                    ctx.err(
+                        "clientType",
+                        format!(
+                            "missing: target {t} with auth type {a} documents no client type none (the default): set one of {}",
+                            list.join(", ")
+                        ),
+                    );
+                }
             }
         }
     }

@@ -563,3 +563,32 @@ mod check_tests {
         assert_ne!(check_connections(&v2)[0].hash, bad.hash);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infix_goes_after_the_service_segment() {
+        assert_eq!(
+            infixed_key("AZURE_STORAGEBLOB_CONNECTIONSTRING", "conn_2"),
+            "AZURE_STORAGEBLOB_CONN2_CONNECTIONSTRING"
+        );
+        assert_eq!(
+            infixed_key("AZURE_AISERVICES_OPENAI_BASE", "ai"),
+            "AZURE_AISERVICES_AI_OPENAI_BASE"
+        );
+        assert_eq!(
+            infixed_key("MONGODBATLAS_CLUSTER_CONNECTIONSTRING", "m"),
+            "MONGODBATLAS_CLUSTER_M_CONNECTIONSTRING"
+        );
+        assert_eq!(infixed_key("AZURE_CLIENTID", "x"), "AZURE_CLIENTID_X");
+        assert_eq!(
+            infixed_key("spring.datasource.url", "db2"),
+            "spring.datasource.url"
+        );
+        assert_eq!(target_family("cosmos-table"), "cosmos");
+        assert_eq!(target_family("redis-enterprise"), "redis");
+        assert_eq!(target_family("sql"), "sql");
+    }
+}
