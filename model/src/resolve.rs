@@ -42,6 +42,15 @@ impl KeyValue {
             KeyValue::Secret(_) => "<redacted>",
         }
     }
+
+    /// The value as configuration listings show it (as Service Connector does): the value
+    /// itself, or an empty string for a credential.
+    pub fn listed(&self) -> &str {
+        match self {
+            KeyValue::Plain(s) => s,
+            KeyValue::Secret(_) => "",
+        }
+    }
 }
 
 /// One final configuration key of a connection.
@@ -590,5 +599,17 @@ mod tests {
         assert_eq!(target_family("cosmos-table"), "cosmos");
         assert_eq!(target_family("redis-enterprise"), "redis");
         assert_eq!(target_family("sql"), "sql");
+    }
+
+    #[test]
+    fn credentials_are_never_shown() {
+        let v = KeyValue::Secret(SecretString::new("pw"));
+        assert_eq!(
+            (v.display(), v.listed(), v.expose()),
+            ("<redacted>", "", "pw")
+        );
+        let p = KeyValue::Plain("x".into());
+        assert_eq!((p.display(), p.listed()), ("x", "x"));
+        assert!(!format!("{v:?}").contains("pw"));
     }
 }
