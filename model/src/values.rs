@@ -29,12 +29,17 @@ pub fn connections_subtree(values: &Value) -> &Value {
     values.get("connections").unwrap_or(&Value::Null)
 }
 
-/// Parses a YAML document into a JSON value (an empty document is an empty map).
+/// Parses a YAML document into a JSON value (an empty document is an empty map). The
+/// error is the parser's first line (position and cause): the rest may quote the document,
+/// which can hold secrets.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    let v: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let v: Value = serde_saphyr::from_str(text).map_err(|e| {
+        let full = e.to_string();
+        full.lines().next().unwrap_or("cannot parse").to_string()
+    })?;
     Ok(if v.is_null() {
         Value::Object(Default::default())
     } else {
@@ -71,5 +76,8 @@ mod tests {
         assert_eq!(connections_subtree(&v)["c1"]["primary"], json!("true"));
         assert_eq!(connections_subtree(&v)["c1"]["n"], json!(3));
         assert_eq!(parse_yaml("").unwrap(), json!({}));
+        let e = parse_yaml("a: [\n  password: hunter2secret\n").unwrap_err();
+        assert!(!e.contains("hunter2secret"), "{e}");
+        assert!(!e.contains('\n'));
     }
 }

@@ -108,9 +108,7 @@ pub fn run(args: &PlanArgs) -> ExitCode {
                 return ExitCode::from(EXIT_INVALID);
             }
             Err(e) => {
-                // The parser's message may quote the document; keep only its first line.
-                let first = e.lines().next().unwrap_or_default().to_string();
-                eprintln!("{}: not valid YAML: {first}", f.display());
+                eprintln!("{}: not valid YAML: {e}", f.display());
                 return ExitCode::from(EXIT_INVALID);
             }
         }
