@@ -1,0 +1,97 @@
+//! Authentication and RBAC: ServiceAccount tokens get 403 with the API server's message until a
+//! Role grants access; the admin token always works; unknown tokens get 401.
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PostParams};
+use kubesim::{Kubesim, Options};
+use serde_json::json;
+
+fn status(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn service_account_tokens_are_authorized_by_rbac() {
+    let ks = Kubesim::start(Options::default()).await.expect("kubesim starts");
+    let admin = ks.client();
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap())
+        .await
+        .unwrap();
+    // A token through the TokenRequest subresource, as `kubectl create token` gets one.
+    let tr: serde_json::Value = admin
+        .request(
+            axum::http::Request::post("/api/v1/namespaces/default/serviceaccounts/reader/token")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})).unwrap())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tr["kind"], "TokenRequest");
+    let token = tr["status"]["token"].as_str().unwrap().to_string();
+
+    let as_sa = ks.client_with_token(&token);
+    let secrets: Api<Secret> = Api::namespaced(as_sa.clone(), "default");
+    let denied = status(secrets.get("app").await.unwrap_err());
+    assert_eq!((denied.code, denied.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        denied.message,
+        "secrets \"app\" is forbidden: User \"system:serviceaccount:default:reader\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+    let denied_list = status(secrets.list(&Default::default()).await.unwrap_err());
+    assert_eq!(denied_list.code, 403);
+
+    let roles: Api<Role> = Api::namespaced(admin.clone(), "default");
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "secret-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "default");
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "reader-secrets"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secret-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "default"}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), "default");
+    admin_secrets
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "app"}, "stringData": {"k": "v"}})).unwrap())
+        .await
+        .unwrap();
+    let got = secrets.get("app").await.unwrap();
+    assert_eq!(got.data.unwrap()["k"].0, b"v");
+    assert_eq!(secrets.list(&Default::default()).await.unwrap().items.len(), 1);
+    // The grant covers get and list only, and only this namespace.
+    let no_create = status(
+        secrets.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap()).await.unwrap_err(),
+    );
+    assert_eq!(no_create.code, 403);
+    let elsewhere: Api<Secret> = Api::namespaced(as_sa.clone(), "kube-system");
+    assert_eq!(status(elsewhere.list(&Default::default()).await.unwrap_err()).code, 403);
+    // Discovery is open to every authenticated user.
+    as_sa.apiserver_version().await.unwrap();
+
+    // The admin can do anything; unknown tokens are rejected.
+    let kube_system: Api<Secret> = Api::namespaced(admin, "kube-system");
+    kube_system.list(&Default::default()).await.unwrap();
+    let stranger: Api<Secret> = Api::namespaced(ks.client_with_token("not-a-token"), "default");
+    let e = status(stranger.get("app").await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (401, "Unauthorized"));
+    // A deleted ServiceAccount's token stops working.
+    sas.delete("reader", &Default::default()).await.unwrap();
+    assert_eq!(status(secrets.get("app").await.unwrap_err()).code, 401);
+}
