@@ -1,1 +1,354 @@
-fn main() {}
+//! sc-job: the one-shot materializer of sc-extension. It reads a change set, applies or
+//! deletes each connection's objects, records every result and deletes its own Job when
+//! everything succeeded. See `sc-job --help` and the README.
+
+mod api;
+mod cli;
+mod failure;
+mod inputs;
+mod log;
+mod materialize;
+mod record;
+
+use api::Kube;
+use clap::Parser;
+use cli::Args;
+use failure::Failure;
+use inputs::{Action, ChangeSet};
+use log::{Log, ObjRef};
+use materialize::{ConnRun, Materializer, Phase};
+use record::Recorder;
+use serde_json::Value;
+use std::process::ExitCode;
+
+/// Every connection applied or deleted.
+const EXIT_OK: u8 = 0;
+/// Some connections failed.
+const EXIT_FAILED: u8 = 1;
+/// The change set (or its inputs) is unusable.
+const EXIT_UNUSABLE: u8 = 2;
+
+/// The namespace of the run: the flag, `$POD_NAMESPACE`, the kubeconfig's current context,
+/// the pod's service account namespace, else `sc-system`.
+fn job_namespace(flag: Option<String>) -> String {
+    let non_empty = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    flag.and_then(non_empty)
+        .or_else(|| std::env::var("POD_NAMESPACE").ok().and_then(non_empty))
+        .or_else(|| {
+            let kc = kube::config::Kubeconfig::read().ok()?;
+            let current = kc.current_context.as_deref()?;
+            kc.contexts
+                .iter()
+                .find(|c| c.name == current)?
+                .context
+                .as_ref()?
+                .namespace
+                .clone()
+                .and_then(non_empty)
+        })
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .and_then(non_empty)
+        })
+        .unwrap_or_else(|| "sc-system".to_string())
+}
+
+/// One `key` of a ConfigMap or Secret (Secret data decoded), or a failure naming it.
+fn data_key(obj: &Value, r: &ObjRef, key: &str) -> Result<String, Failure> {
+    if let Some(s) = obj["data"][key].as_str() {
+        if r.kind == "Secret" {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| {
+                    Failure::new(
+                        "Unreadable",
+                        format!("key {key} of {r} is not valid base64"),
+                        "recreate the Secret with helm upgrade",
+                    )
+                })?;
+            return String::from_utf8(bytes).map_err(|_| {
+                Failure::new(
+                    "Unreadable",
+                    format!("key {key} of {r} is not UTF-8 text"),
+                    "recreate the Secret with helm upgrade",
+                )
+            });
+        }
+        return Ok(s.to_string());
+    }
+    if let Some(s) = obj["stringData"][key].as_str() {
+        return Ok(s.to_string());
+    }
+    Err(Failure::new(
+        "Unreadable",
+        format!("{r} has no key {key}"),
+        "recreate it with helm upgrade (the chart renders it)",
+    ))
+}
+
+fn parse_json(text: &str, r: &ObjRef, key: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| {
+        // serde_json errors name a position, never the content.
+        Failure::new(
+            "Unreadable",
+            format!("key {key} of {r} is not valid JSON: {e}"),
+            "recreate it with helm upgrade (the chart renders it)",
+        )
+    })
+}
+
+/// Everything read before materializing.
+struct Inputs {
+    changeset: ChangeSet,
+    requests: Value,
+    requests_uid: Option<String>,
+    merged: Value,
+}
+
+async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<Inputs, Failure> {
+    let cs_ref = ObjRef::new("ConfigMap", ns, &args.changeset);
+    let cs_obj = kube
+        .get("ConfigMap", ns, &args.changeset)
+        .await
+        .map_err(|e| Failure::api("get", &cs_ref, &e))?
+        .ok_or_else(|| {
+            Failure::new(
+                "ChangeSetNotFound",
+                format!("{cs_ref} does not exist"),
+                "sc-agent writes it before it creates the job: let sc-agent run the job, or pass --changeset and --namespace",
+            )
+        })?;
+    let text = data_key(&cs_obj, &cs_ref, "changeset.json")?;
+    let changeset = inputs::parse_changeset(&text).map_err(|e| {
+        Failure::new(
+            "InvalidChangeSet",
+            format!("changeset.json of {cs_ref} {e}"),
+            "delete the job and the change set: sc-agent writes a new one",
+        )
+    })?;
+
+    let rq_ref = ObjRef::new("ConfigMap", ns, &args.requests);
+    let rq_obj = kube
+        .get("ConfigMap", ns, &args.requests)
+        .await
+        .map_err(|e| Failure::api("get", &rq_ref, &e))?
+        .ok_or_else(|| {
+            Failure::new(
+                "RequestsNotFound",
+                format!("{rq_ref} does not exist"),
+                "install or upgrade the sc-extension release (its chart renders the requests), or pass --requests",
+            )
+        })?;
+    let requests = parse_json(
+        &data_key(&rq_obj, &rq_ref, "connections.json")?,
+        &rq_ref,
+        "connections.json",
+    )?;
+    let requests_uid = rq_obj["metadata"]["uid"].as_str().map(str::to_string);
+
+    let pr_ref = ObjRef::new("Secret", ns, &args.protected);
+    let protected = match kube
+        .get("Secret", ns, &args.protected)
+        .await
+        .map_err(|e| Failure::api("get", &pr_ref, &e))?
+    {
+        Some(s) => {
+            if s["data"]["connections.json"].is_null()
+                && s["stringData"]["connections.json"].is_null()
+            {
+                Value::Null
+            } else {
+                parse_json(
+                    &data_key(&s, &pr_ref, "connections.json")?,
+                    &pr_ref,
+                    "connections.json",
+                )?
+            }
+        }
+        None => {
+            log.job(&format!("{pr_ref} does not exist: no protected settings"));
+            Value::Null
+        }
+    };
+    let merged = inputs::merge_secrets(&requests, &protected).map_err(|e| {
+        Failure::new(
+            "InvalidRequests",
+            e,
+            "fix the chart values and upgrade the release",
+        )
+    })?;
+    Ok(Inputs {
+        changeset,
+        requests,
+        requests_uid,
+        merged,
+    })
+}
+
+async fn run(args: Args) -> u8 {
+    let log = Log::new(args.log_format);
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            log.job_failed(&Failure::new(
+                "NoClient",
+                format!("no Kubernetes client configuration: {e}"),
+                "run sc-job in a pod with a service account token, or set KUBECONFIG",
+            ));
+            return EXIT_UNUSABLE;
+        }
+    };
+    let kube = Kube::new(client);
+    let ns = job_namespace(args.namespace.clone());
+    let inputs = match read_inputs(&kube, &args, &ns, &log).await {
+        Ok(i) => i,
+        Err(f) => {
+            log.job_failed(&f);
+            return EXIT_UNUSABLE;
+        }
+    };
+    let cs = &inputs.changeset;
+    let validated = inputs::validate_isolating(&inputs.merged);
+    if !validated.general.is_empty() {
+        let msg: Vec<String> = validated.general.iter().map(ToString::to_string).collect();
+        log.job_failed(&Failure::new(
+            "InvalidRequests",
+            msg.join("; "),
+            "fix the chart values and upgrade the release",
+        ));
+        return EXIT_UNUSABLE;
+    }
+    log.job(&format!(
+        "change set {} (revision {}): {} connection(s) in {ns}",
+        cs.id,
+        cs.revision,
+        cs.connections.len()
+    ));
+
+    let mut mat = Materializer {
+        kube: &kube,
+        log,
+        set: &validated.set,
+        requests: &inputs.requests,
+        spc_served: None,
+    };
+    let recorder = Recorder {
+        kube: &kube,
+        namespace: ns.clone(),
+        job: format!("{ns}/{}", args.job_name),
+        changeset: cs.id.clone(),
+        revision: cs.revision,
+        owner: inputs
+            .requests_uid
+            .clone()
+            .map(|uid| (args.requests.clone(), uid)),
+    };
+
+    let mut runs = Vec::new();
+    for entry in &cs.connections {
+        let mut run = ConnRun::new(entry);
+        match entry.action {
+            Action::Apply => {
+                if let Some(errors) = validated.invalid.get(&entry.name) {
+                    for e in errors {
+                        run.steps
+                            .push(log.note(&entry.name, &format!("invalid: {e}")));
+                    }
+                    let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    run.fail(
+                        &log,
+                        Failure::new(
+                            "InvalidRequest",
+                            format!("the request is invalid: {}", msg.join("; ")),
+                            "fix the connection's values and upgrade the release",
+                        ),
+                    );
+                } else if let Some(conn) = validated.set.get(&entry.name) {
+                    if !entry.hash.is_empty() && entry.hash != conn.hash {
+                        run.steps.push(log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
+                    }
+                    match mat.apply(conn, &mut run).await {
+                        Ok(()) => {
+                            run.phase = Phase::Ready;
+                            run.applied_hash = Some(conn.hash.clone());
+                            run.deletion_policy = Some(conn.spec.deletion_policy);
+                            let short = &conn.hash[..conn.hash.len().min(12)];
+                            run.steps
+                                .push(log.note(&entry.name, &format!("ready (hash {short})")));
+                        }
+                        Err(f) => run.fail(&log, f),
+                    }
+                } else {
+                    run.fail(&log, Failure::new(
+                        "NotRequested",
+                        format!("connection {} is not in {ns}/{}", entry.name, args.requests),
+                        "nothing to do if it was removed: sc-agent schedules its removal in the next change set",
+                    ));
+                }
+            }
+            Action::Delete => {
+                let result = match recorder.metadata(&entry.name).await {
+                    Ok(meta) => mat.delete(entry, meta.as_ref(), &mut run).await,
+                    Err(f) => Err(f),
+                };
+                match result {
+                    Ok(()) => {
+                        run.phase = Phase::Deleted;
+                        run.steps.push(log.note(&entry.name, "deleted"));
+                    }
+                    Err(f) => run.fail(&log, f),
+                }
+            }
+        }
+        runs.push(run);
+    }
+
+    let mut unrecorded = 0;
+    for run in &runs {
+        if let Err(f) = recorder.record(run).await {
+            log.failed(
+                &run.name,
+                &Failure::new(
+                    &f.reason,
+                    format!("recording the result failed: {}", f.message),
+                    f.remedy.clone(),
+                ),
+            );
+            unrecorded += 1;
+        }
+    }
+    let count = |p: Phase| runs.iter().filter(|r| r.phase == p).count();
+    let failed = count(Phase::Failed);
+    log.summary(count(Phase::Ready), failed, count(Phase::Deleted));
+    if failed > 0 || unrecorded > 0 {
+        return EXIT_FAILED;
+    }
+    if args.keep {
+        log.job(&format!("keeping job {ns}/{} (--keep)", args.job_name));
+        return EXIT_OK;
+    }
+    let job = ObjRef::new("Job", &ns, &args.job_name);
+    match kube.delete("Job", &ns, &args.job_name, None).await {
+        Ok(true) => log.job(&format!("{job}: deleted")),
+        Ok(false) => log.job(&format!("{job}: not found, nothing to delete")),
+        Err(e) => log.job(&format!("deleting {job} failed: {e}; delete it by hand")),
+    }
+    EXIT_OK
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sc-job: starting the runtime failed: {e}");
+            return ExitCode::from(EXIT_UNUSABLE);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(args)))
+}

@@ -1,0 +1,221 @@
+//! The API calls of sc-job on untyped objects, each retried with exponential backoff when the
+//! error is transient (5xx, 429, 409 conflicts, timeouts, connection errors).
+
+use backon::{ExponentialBuilder, Retryable};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "sc-job";
+
+/// The API resource of a kind sc-job reads or writes (`None` for any other kind).
+pub fn resource(kind: &str) -> Option<ApiResource> {
+    let (group, version, plural) = match kind {
+        "Secret" => ("", "v1", "secrets"),
+        "ServiceAccount" => ("", "v1", "serviceaccounts"),
+        "ConfigMap" => ("", "v1", "configmaps"),
+        "Namespace" => ("", "v1", "namespaces"),
+        "SecretProviderClass" => ("secrets-store.csi.x-k8s.io", "v1", "secretproviderclasses"),
+        "Deployment" => ("apps", "v1", "deployments"),
+        "StatefulSet" => ("apps", "v1", "statefulsets"),
+        "DaemonSet" => ("apps", "v1", "daemonsets"),
+        "CronJob" => ("batch", "v1", "cronjobs"),
+        "Job" => ("batch", "v1", "jobs"),
+        _ => return None,
+    };
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        plural,
+    ))
+}
+
+/// Whether an error is worth retrying: server errors, throttling, conflicts and transport
+/// failures. Other 4xx answers are final.
+pub fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(s) => {
+            s.code >= 500 || s.code == 429 || (s.code == 409 && s.reason != "AlreadyExists")
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether an error is a 404 Not Found.
+pub fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Runs `op` until it succeeds, fails with a final error, or 5 tries have failed.
+pub async fn retry<T, F, Fut>(op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(4)
+        .with_jitter();
+    op.retry(backoff).when(is_transient).await
+}
+
+/// A client for untyped objects.
+#[derive(Clone)]
+pub struct Kube {
+    client: kube::Client,
+}
+
+fn to_value(o: DynamicObject) -> Value {
+    serde_json::to_value(o).unwrap_or(Value::Null)
+}
+
+impl Kube {
+    /// Wraps `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Kube { client }
+    }
+
+    fn api(&self, kind: &str, namespace: &str) -> Api<DynamicObject> {
+        let ar = resource(kind)
+            .unwrap_or_else(|| ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind)));
+        if namespace.is_empty() {
+            Api::all_with(self.client.clone(), &ar)
+        } else {
+            Api::namespaced_with(self.client.clone(), namespace, &ar)
+        }
+    }
+
+    /// The object, or `None` when it does not exist.
+    pub async fn get(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, kube::Error> {
+        let api = self.api(kind, namespace);
+        retry(|| api.get_opt(name)).await.map(|o| o.map(to_value))
+    }
+
+    /// Server-side apply of `object` (forced, field manager `sc-job`).
+    pub async fn apply(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: &Value,
+    ) -> Result<Value, kube::Error> {
+        let api = self.api(kind, namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(object);
+        retry(|| api.patch(name, &params, &patch))
+            .await
+            .map(to_value)
+    }
+
+    /// An RFC 6902 JSON patch.
+    pub async fn json_patch(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        ops: &[Value],
+    ) -> Result<Value, kube::Error> {
+        let api = self.api(kind, namespace);
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops.to_vec())).map_err(kube::Error::SerdeError)?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let patch = Patch::<()>::Json(patch);
+        retry(|| api.patch(name, &params, &patch))
+            .await
+            .map(to_value)
+    }
+
+    /// Replaces `object` (its `metadata.resourceVersion` is the precondition); no retry, the
+    /// caller re-reads on conflict.
+    pub async fn replace(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: &Value,
+    ) -> Result<Value, kube::Error> {
+        let api = self.api(kind, namespace);
+        let obj: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        api.replace(name, &pp, &obj).await.map(to_value)
+    }
+
+    /// Deletes the object with background propagation; `false` when it did not exist.
+    /// `uid` makes the deletion conditional on the object being the one that was read.
+    pub async fn delete(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<bool, kube::Error> {
+        let api = self.api(kind, namespace);
+        let mut dp = DeleteParams::background();
+        if let Some(uid) = uid {
+            dp = dp.preconditions(kube::api::Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            });
+        }
+        match retry(|| api.delete(name, &dp)).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the API server serves `plural` in `group_version` (`group/version`).
+    pub async fn serves(&self, group_version: &str, plural: &str) -> Result<bool, kube::Error> {
+        match retry(|| self.client.list_api_group_resources(group_version)).await {
+            Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_err(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("x", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn transient_errors() {
+        assert!(is_transient(&api_err(500, "InternalError")));
+        assert!(is_transient(&api_err(503, "ServiceUnavailable")));
+        assert!(is_transient(&api_err(429, "TooManyRequests")));
+        assert!(is_transient(&api_err(409, "Conflict")));
+        assert!(!is_transient(&api_err(409, "AlreadyExists")));
+        assert!(!is_transient(&api_err(404, "NotFound")));
+        assert!(!is_transient(&api_err(403, "Forbidden")));
+        assert!(!is_transient(&api_err(422, "Invalid")));
+    }
+
+    #[test]
+    fn known_kinds_have_resources() {
+        let ar = resource("SecretProviderClass").unwrap();
+        assert_eq!(ar.api_version, "secrets-store.csi.x-k8s.io/v1");
+        assert_eq!(ar.plural, "secretproviderclasses");
+        assert!(resource("Pod").is_none());
+    }
+}

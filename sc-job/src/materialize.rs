@@ -1,0 +1,536 @@
+//! Applying and deleting one connection's objects: the namespace check, the ownership check
+//! before every write, server-side apply, workload patches and deletions.
+
+use crate::api::Kube;
+use crate::failure::Failure;
+use crate::inputs::{Action, Entry};
+use crate::log::{Log, ObjRef};
+use sc_model::names;
+use sc_model::render::{CONNECTION_ANNOTATION, MANAGED_BY};
+use sc_model::{Connection, DeletionPolicy, RequestSet, workload_patch_ops};
+use serde_json::{Map, Value, json};
+
+/// Annotation on a shared workload-identity ServiceAccount listing the connections that use
+/// it (comma-separated, sorted), computed from the whole request set.
+pub const USERS_ANNOTATION: &str = "sc-extension.io/connections";
+
+/// The phase a run leaves a connection in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Phase {
+    /// Every object applied.
+    Ready,
+    /// Something failed; see the error.
+    Failed,
+    /// Removed from the request (objects deleted or retained per its deletion policy).
+    Deleted,
+}
+
+/// The result of one connection in this run.
+#[derive(Debug, Clone)]
+pub struct ConnRun {
+    /// The connection name.
+    pub name: String,
+    /// What the change set asked for.
+    pub action: Action,
+    /// The hash the change set asked for.
+    pub hash: String,
+    /// The content hash of what was applied (when Ready).
+    pub applied_hash: Option<String>,
+    /// The outcome.
+    pub phase: Phase,
+    /// Objects written (apply) or still present (delete).
+    pub objects: Vec<ObjRef>,
+    /// Why it failed.
+    pub error: Option<Failure>,
+    /// The log lines of this connection.
+    pub steps: Vec<String>,
+    /// The deletion policy in effect.
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+impl ConnRun {
+    /// A run of `entry`, not yet done.
+    pub fn new(entry: &Entry) -> Self {
+        ConnRun {
+            name: entry.name.clone(),
+            action: entry.action,
+            hash: entry.hash.clone(),
+            applied_hash: None,
+            phase: Phase::Failed,
+            objects: Vec::new(),
+            error: None,
+            steps: Vec::new(),
+            deletion_policy: None,
+        }
+    }
+
+    /// Marks it failed and logs the failure.
+    pub fn fail(&mut self, log: &Log, failure: Failure) {
+        self.steps.push(log.failed(&self.name, &failure));
+        self.phase = Phase::Failed;
+        self.error = Some(failure);
+    }
+}
+
+/// What a materialization step needs.
+pub struct Materializer<'a> {
+    /// The API.
+    pub kube: &'a Kube,
+    /// The log.
+    pub log: Log,
+    /// The valid connections of the request.
+    pub set: &'a RequestSet,
+    /// The raw requests (`connections.json`, without secrets): every connection still
+    /// requested, valid or not.
+    pub requests: &'a Value,
+    /// Whether the SecretProviderClass API is served (checked once).
+    pub spc_served: Option<bool>,
+}
+
+fn label<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
+    obj["metadata"]["labels"][key].as_str()
+}
+
+fn is_ours(obj: &Value) -> bool {
+    label(obj, "app.kubernetes.io/managed-by") == Some(MANAGED_BY)
+}
+
+fn resource_version(obj: &Value) -> Option<&str> {
+    obj["metadata"]["resourceVersion"].as_str()
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The remedy when an object of this kind is in the way.
+fn in_the_way_remedy(kind: &str) -> &'static str {
+    match kind {
+        "ServiceAccount" => {
+            "delete or rename that ServiceAccount (sc-extension names it after the identity's client ID), or use another identity"
+        }
+        _ => "delete it or rename the connection",
+    }
+}
+
+/// The shared ServiceAccount `sa` in `namespace` as the valid connections using it render it,
+/// with the list of its users; `None` when no valid connection uses it.
+pub fn shared_service_account(set: &RequestSet, namespace: &str, sa: &str) -> Option<Value> {
+    let users: Vec<&Connection> = set
+        .connections()
+        .iter()
+        .filter(|c| {
+            c.spec.namespace == namespace && c.service_account_name().as_deref() == Some(sa)
+        })
+        .collect();
+    let mut obj = users.first()?.service_account_object()?;
+    let names: Vec<&str> = users.iter().map(|c| c.name()).collect();
+    obj["metadata"]["annotations"][USERS_ANNOTATION] = json!(names.join(","));
+    Some(obj)
+}
+
+/// Whether a connection other than `except` in the raw requests may use ServiceAccount `sa`
+/// in `namespace`: a valid one that does, or an invalid one whose `clientId` maps to it.
+fn sa_still_used(
+    set: &RequestSet,
+    requests: &Value,
+    namespace: &str,
+    sa: &str,
+    except: &str,
+) -> Vec<String> {
+    let mut users = Vec::new();
+    let Some(map) = requests.as_object() else {
+        return users;
+    };
+    for (name, req) in map {
+        if name == except {
+            continue;
+        }
+        let uses = match set.get(name) {
+            Some(c) => {
+                c.spec.namespace == namespace && c.service_account_name().as_deref() == Some(sa)
+            }
+            None => {
+                let ns = req["namespace"]
+                    .as_str()
+                    .unwrap_or(sc_model::request::DEFAULT_NAMESPACE);
+                let cid = req["parameters"]["clientId"].as_str().unwrap_or_default();
+                ns == namespace && !cid.is_empty() && names::service_account_name(cid) == sa
+            }
+        };
+        if uses {
+            users.push(name.clone());
+        }
+    }
+    users
+}
+
+impl Materializer<'_> {
+    /// Applies every object of `conn`; stops at the first failure.
+    pub async fn apply(&mut self, conn: &Connection, run: &mut ConnRun) -> Result<(), Failure> {
+        let d = conn.desired();
+        let ns = d.namespace.clone();
+        let ns_ref = ObjRef::new("Namespace", "", &ns);
+        match self.kube.get("Namespace", "", &ns).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Failure::new(
+                    "NamespaceNotFound",
+                    format!("namespace {ns} does not exist"),
+                    format!(
+                        "create namespace {ns} or set connections.{}.namespace to an existing namespace (sc-job never creates namespaces)",
+                        conn.name()
+                    ),
+                ));
+            }
+            Err(e) => return Err(Failure::api("get", &ns_ref, &e)),
+        }
+        if let Some(secret) = &d.secret {
+            let n = secret["data"].as_object().map_or(0, Map::len);
+            self.write(
+                conn.name(),
+                secret,
+                true,
+                Some(plural(n, "key", "keys")),
+                run,
+            )
+            .await?;
+        }
+        if let Some(sa) = conn.service_account_name() {
+            let obj = shared_service_account(self.set, &ns, &sa)
+                .or_else(|| conn.service_account_object())
+                .unwrap_or(Value::Null);
+            let users = obj["metadata"]["annotations"][USERS_ANNOTATION]
+                .as_str()
+                .unwrap_or_default()
+                .replace(',', ", ");
+            self.write(
+                conn.name(),
+                &obj,
+                false,
+                Some(format!("used by {users}")),
+                run,
+            )
+            .await?;
+        }
+        if let Some(spc) = &d.secret_provider_class {
+            self.check_spc_served(spc).await?;
+            let n = conn.spec.keyvault_objects.len();
+            self.write(
+                conn.name(),
+                spc,
+                true,
+                Some(plural(n, "object", "objects")),
+                run,
+            )
+            .await?;
+        }
+        for w in &d.workloads {
+            let kind = w.kind.as_str();
+            let r = ObjRef::new(kind, &ns, &w.name);
+            let live = match self.kube.get(kind, &ns, &w.name).await {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    return Err(Failure::new(
+                        "WorkloadNotFound",
+                        format!("{r} does not exist"),
+                        format!(
+                            "create the workload first or remove it from connections.{}.workloads",
+                            conn.name()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(Failure::api("get", &r, &e)),
+            };
+            let ops = workload_patch_ops(&live, &d.patch).map_err(|e| {
+                Failure::new(
+                    "WorkloadNotPatchable",
+                    format!("cannot patch {r}: {e}"),
+                    format!("or remove it from connections.{}.workloads", conn.name()),
+                )
+            })?;
+            if ops.is_empty() {
+                run.steps
+                    .push(self.log.step(conn.name(), &r, "unchanged", None));
+            } else {
+                self.kube
+                    .json_patch(kind, &ns, &w.name, &ops)
+                    .await
+                    .map_err(|e| Failure::api("patch", &r, &e))?;
+                let detail = plural(ops.len(), "change", "changes");
+                run.steps
+                    .push(self.log.step(conn.name(), &r, "patched", Some(&detail)));
+            }
+            run.objects.push(r);
+        }
+        Ok(())
+    }
+
+    async fn check_spc_served(&mut self, spc: &Value) -> Result<(), Failure> {
+        let served = match self.spc_served {
+            Some(s) => s,
+            None => {
+                let s = self
+                    .kube
+                    .serves("secrets-store.csi.x-k8s.io/v1", "secretproviderclasses")
+                    .await
+                    .map_err(|e| {
+                        let r = ObjRef::new(
+                            "SecretProviderClass",
+                            spc["metadata"]["namespace"].as_str().unwrap_or(""),
+                            spc["metadata"]["name"].as_str().unwrap_or(""),
+                        );
+                        Failure::api("discover", &r, &e)
+                    })?;
+                self.spc_served = Some(s);
+                s
+            }
+        };
+        if served {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                "SecretProviderClassNotServed",
+                "the cluster does not serve secretproviderclasses.secrets-store.csi.x-k8s.io/v1 (the Secrets Store CSI driver is not installed)",
+                "enable the Azure Key Vault Secrets Provider add-on (az aks enable-addons --addons azure-keyvault-secrets-provider, or the Arc extension Microsoft.AzureKeyVaultSecretsProvider), then run the change again",
+            ))
+        }
+    }
+
+    /// Reads the object, refuses it when it is not ours (or, for `exclusive` objects, belongs
+    /// to another connection), applies it and logs created, updated or unchanged.
+    async fn write(
+        &self,
+        connection: &str,
+        obj: &Value,
+        exclusive: bool,
+        detail: Option<String>,
+        run: &mut ConnRun,
+    ) -> Result<(), Failure> {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let r = ObjRef::new(kind, ns, name);
+        let existing = self
+            .kube
+            .get(kind, ns, name)
+            .await
+            .map_err(|e| Failure::api("get", &r, &e))?;
+        if let Some(e) = &existing {
+            check_owner(&r, e, connection, exclusive)?;
+        }
+        let after = self
+            .kube
+            .apply(kind, ns, name, obj)
+            .await
+            .map_err(|e| Failure::api("apply", &r, &e))?;
+        let outcome = match &existing {
+            None => "created",
+            Some(e) if resource_version(e) == resource_version(&after) => "unchanged",
+            Some(_) => "updated",
+        };
+        run.steps
+            .push(self.log.step(connection, &r, outcome, detail.as_deref()));
+        run.objects.push(r);
+        Ok(())
+    }
+
+    /// Removes a connection: with `deletionPolicy: Delete` the objects it created that still
+    /// carry its labels, a shared ServiceAccount only when no other connection uses it.
+    pub async fn delete(
+        &self,
+        entry: &Entry,
+        metadata: Option<&Value>,
+        run: &mut ConnRun,
+    ) -> Result<(), Failure> {
+        let data = |key: &str| -> Value {
+            metadata
+                .and_then(|m| m["data"][key].as_str())
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null)
+        };
+        let spec = data("spec.json");
+        let status = data("status.json");
+        let policy = spec["deletionPolicy"]
+            .as_str()
+            .or_else(|| status["deletionPolicy"].as_str())
+            .and_then(DeletionPolicy::parse)
+            .unwrap_or_default();
+        run.deletion_policy = Some(policy);
+        let mut objects: Vec<ObjRef> = status["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| serde_json::from_value::<ObjRef>(o.clone()).ok())
+            .filter(|o| {
+                matches!(
+                    o.kind.as_str(),
+                    "Secret" | "ServiceAccount" | "SecretProviderClass"
+                )
+            })
+            .collect();
+        if objects.is_empty() {
+            // Never recorded as applied: the objects its name maps to, if they carry its labels.
+            let ns = spec["namespace"]
+                .as_str()
+                .unwrap_or(sc_model::request::DEFAULT_NAMESPACE);
+            objects.push(ObjRef::new("Secret", ns, &names::secret_name(&entry.name)));
+            objects.push(ObjRef::new(
+                "SecretProviderClass",
+                ns,
+                &names::secret_provider_class_name(&entry.name),
+            ));
+        }
+        if policy == DeletionPolicy::Retain {
+            run.steps.push(self.log.note(
+                &entry.name,
+                "removed from the request; deletionPolicy Retain keeps its objects",
+            ));
+            run.objects = objects;
+            return Ok(());
+        }
+        for r in objects {
+            if r.kind == "SecretProviderClass"
+                && !self
+                    .kube
+                    .serves("secrets-store.csi.x-k8s.io/v1", "secretproviderclasses")
+                    .await
+                    .unwrap_or(true)
+            {
+                continue;
+            }
+            let live = self
+                .kube
+                .get(&r.kind, &r.namespace, &r.name)
+                .await
+                .map_err(|e| Failure::api("get", &r, &e))?;
+            let Some(live) = live else {
+                run.steps
+                    .push(self.log.step(&entry.name, &r, "already gone", None));
+                continue;
+            };
+            let exclusive = r.kind != "ServiceAccount";
+            if check_owner(&r, &live, &entry.name, exclusive).is_err() {
+                run.steps.push(self.log.step(
+                    &entry.name,
+                    &r,
+                    "kept",
+                    Some("not created by this connection"),
+                ));
+                continue;
+            }
+            if r.kind == "ServiceAccount" {
+                let users =
+                    sa_still_used(self.set, self.requests, &r.namespace, &r.name, &entry.name);
+                if !users.is_empty() {
+                    if let Some(obj) = shared_service_account(self.set, &r.namespace, &r.name) {
+                        self.kube
+                            .apply(&r.kind, &r.namespace, &r.name, &obj)
+                            .await
+                            .map_err(|e| Failure::api("apply", &r, &e))?;
+                    }
+                    let detail = format!("still used by {}", users.join(", "));
+                    run.steps
+                        .push(self.log.step(&entry.name, &r, "kept", Some(&detail)));
+                    continue;
+                }
+            }
+            let uid = live["metadata"]["uid"].as_str();
+            self.kube
+                .delete(&r.kind, &r.namespace, &r.name, uid)
+                .await
+                .map_err(|e| Failure::api("delete", &r, &e))?;
+            run.steps
+                .push(self.log.step(&entry.name, &r, "deleted", None));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses an existing object that is not managed by sc-extension or, when `exclusive`,
+/// belongs to another connection.
+fn check_owner(
+    r: &ObjRef,
+    existing: &Value,
+    connection: &str,
+    exclusive: bool,
+) -> Result<(), Failure> {
+    if !is_ours(existing) {
+        return Err(Failure::new(
+            "NotManaged",
+            format!("{r} exists and is not managed by sc-extension"),
+            in_the_way_remedy(&r.kind),
+        ));
+    }
+    if exclusive {
+        let owner = existing["metadata"]["annotations"][CONNECTION_ANNOTATION].as_str();
+        if let Some(other) = owner.filter(|o| *o != connection) {
+            return Err(Failure::new(
+                "OwnedByAnotherConnection",
+                format!("{r} belongs to connection {other}"),
+                format!(
+                    "rename one of the two connections, or delete the object if connection {other} was removed"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_foreign_and_other_connections_objects() {
+        let r = ObjRef::new("Secret", "default", "sc-x-secret");
+        let foreign = json!({"metadata": {"labels": {"app": "mine"}}});
+        let e = check_owner(&r, &foreign, "x", true).unwrap_err();
+        assert_eq!(e.reason, "NotManaged");
+        assert_eq!(
+            e.to_string(),
+            "secret default/sc-x-secret exists and is not managed by sc-extension; delete it or rename the connection"
+        );
+        let other = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "sc-extension"},
+                                         "annotations": {CONNECTION_ANNOTATION: "x_"}}});
+        assert_eq!(
+            check_owner(&r, &other, "x", true).unwrap_err().reason,
+            "OwnedByAnotherConnection"
+        );
+        assert!(check_owner(&r, &other, "x_", true).is_ok());
+        assert!(
+            check_owner(
+                &ObjRef::new("ServiceAccount", "default", "sc-account-a"),
+                &other,
+                "x",
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn shared_service_account_is_the_same_for_every_user() {
+        let conns = json!({
+            "a": {"namespace": "ns", "targetType": "storage-blob", "authType": "workloadIdentity",
+                  "parameters": {"accountName": "acct", "clientId": "0a1b2c3d-0000-4000-8000-000000000001",
+                                  "tenantId": "66666666-7777-8888-9999-000000000000"}},
+            "b": {"namespace": "ns", "targetType": "storage-blob", "authType": "workloadIdentity",
+                  "parameters": {"accountName": "acct2", "clientId": "0A1B2C3D-0000-4000-8000-000000000001"}},
+        });
+        let set = sc_model::validate_connections(&conns).unwrap();
+        let sa = set.get("a").unwrap().service_account_name().unwrap();
+        assert_eq!(set.get("b").unwrap().service_account_name().unwrap(), sa);
+        let obj = shared_service_account(&set, "ns", &sa).unwrap();
+        assert_eq!(obj["metadata"]["annotations"][USERS_ANNOTATION], "a,b");
+        assert_eq!(
+            sa_still_used(&set, &conns, "ns", &sa, "a"),
+            vec!["b".to_string()]
+        );
+        assert!(sa_still_used(&set, &conns, "other", &sa, "a").is_empty());
+    }
+}

@@ -1,0 +1,212 @@
+//! Recording each connection's result in its metadata ConfigMap: `status.json` by server-side
+//! apply (field manager `sc-job`), `journal.json` appended with optimistic concurrency.
+
+use crate::api::{Kube, is_transient};
+use crate::failure::Failure;
+use crate::log::{ObjRef, now};
+use crate::materialize::{ConnRun, Phase};
+use sc_model::names;
+use sc_model::render::{CONNECTION_ANNOTATION, CONNECTION_LABEL, MANAGED_BY};
+use serde_json::{Value, json};
+
+/// Runs kept in `journal.json`.
+pub const JOURNAL_LENGTH: usize = 10;
+
+/// Where and for which run results are recorded.
+pub struct Recorder<'a> {
+    /// The API.
+    pub kube: &'a Kube,
+    /// The release namespace (the metadata ConfigMaps live there).
+    pub namespace: String,
+    /// `<namespace>/<job name>`.
+    pub job: String,
+    /// The change set id.
+    pub changeset: String,
+    /// The change set revision.
+    pub revision: u64,
+    /// The request ConfigMap (`name`, `uid`) the metadata is owned by, when it exists.
+    pub owner: Option<(String, String)>,
+}
+
+/// The `status.json` document of a run. `previous` is the status recorded before, whose
+/// `appliedHash` stays when this run did not apply.
+pub fn status_document(
+    run: &ConnRun,
+    revision: u64,
+    changeset: &str,
+    previous: &Value,
+    time: &str,
+) -> Value {
+    let applied_hash = match run.phase {
+        Phase::Ready => run
+            .applied_hash
+            .clone()
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        Phase::Deleted => Value::Null,
+        Phase::Failed => previous.get("appliedHash").cloned().unwrap_or(Value::Null),
+    };
+    let mut doc = json!({
+        "phase": run.phase,
+        "hash": run.hash,
+        "appliedHash": applied_hash,
+        "revision": revision,
+        "changeset": changeset,
+        "objects": run.objects,
+        "error": run.error,
+        "time": time,
+    });
+    if let Some(p) = run.deletion_policy {
+        doc["deletionPolicy"] = json!(p.as_str());
+    }
+    doc
+}
+
+/// `journal` (a JSON array, or anything else when absent or unreadable) with `entry` appended,
+/// keeping the last [`JOURNAL_LENGTH`] entries.
+pub fn append_journal(journal: Option<&str>, entry: Value) -> Value {
+    let mut runs: Vec<Value> = journal
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    runs.push(entry);
+    let skip = runs.len().saturating_sub(JOURNAL_LENGTH);
+    Value::Array(runs.into_iter().skip(skip).collect())
+}
+
+impl Recorder<'_> {
+    /// The metadata ConfigMap of `connection`, if it exists.
+    pub async fn metadata(&self, connection: &str) -> Result<Option<Value>, Failure> {
+        let name = names::metadata_config_map_name(connection);
+        let r = ObjRef::new("ConfigMap", &self.namespace, &name);
+        self.kube
+            .get("ConfigMap", &self.namespace, &name)
+            .await
+            .map_err(|e| Failure::api("get", &r, &e))
+    }
+
+    /// Records `run`: `status.json`, then the journal entry.
+    pub async fn record(&self, run: &ConnRun) -> Result<(), Failure> {
+        let name = names::metadata_config_map_name(&run.name);
+        let r = ObjRef::new("ConfigMap", &self.namespace, &name);
+        let previous = self
+            .metadata(&run.name)
+            .await?
+            .and_then(|cm| {
+                cm["data"]["status.json"]
+                    .as_str()
+                    .and_then(|t| serde_json::from_str(t).ok())
+            })
+            .unwrap_or(Value::Null);
+        let time = now();
+        let status = status_document(run, self.revision, &self.changeset, &previous, &time);
+        let mut cm = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": MANAGED_BY,
+                    "app.kubernetes.io/part-of": MANAGED_BY,
+                    "app.kubernetes.io/component": "connection",
+                    CONNECTION_LABEL: names::connection_label_value(&run.name),
+                },
+                "annotations": {CONNECTION_ANNOTATION: run.name},
+            },
+            "data": {"status.json": status.to_string()},
+        });
+        if let Some((owner, uid)) = &self.owner {
+            cm["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": owner,
+                "uid": uid,
+            }]);
+        }
+        self.kube
+            .apply("ConfigMap", &self.namespace, &name, &cm)
+            .await
+            .map_err(|e| Failure::api("apply", &r, &e))?;
+
+        let entry = json!({
+            "time": time,
+            "job": self.job,
+            "changeset": self.changeset,
+            "revision": self.revision,
+            "action": match run.action { crate::inputs::Action::Apply => "apply", crate::inputs::Action::Delete => "delete" },
+            "hash": run.hash,
+            "result": run.phase,
+            "steps": run.steps,
+            "error": run.error,
+        });
+        let mut last_err = None;
+        for _ in 0..8 {
+            let Some(mut live) = self.metadata(&run.name).await? else {
+                return Err(Failure::new(
+                    "NotFound",
+                    format!("{r} disappeared while recording the journal"),
+                    "run the change again",
+                ));
+            };
+            let journal = append_journal(live["data"]["journal.json"].as_str(), entry.clone());
+            live["data"]["journal.json"] = Value::String(journal.to_string());
+            match self
+                .kube
+                .replace("ConfigMap", &self.namespace, &name, &live)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_transient(&e) => last_err = Some(e),
+                Err(e) => return Err(Failure::api("update", &r, &e)),
+            }
+        }
+        let e = last_err.map(|e| e.to_string()).unwrap_or_default();
+        Err(Failure::new(
+            "Conflict",
+            format!("updating the journal of {r} kept conflicting: {e}"),
+            "run the change again",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::{Action, Entry};
+
+    #[test]
+    fn journal_keeps_the_last_runs() {
+        let mut j = append_journal(None, json!(0));
+        for i in 1..15 {
+            j = append_journal(Some(&j.to_string()), json!(i));
+        }
+        let a = j.as_array().unwrap();
+        assert_eq!(a.len(), JOURNAL_LENGTH);
+        assert_eq!(a[0], json!(5));
+        assert_eq!(a[9], json!(14));
+        assert_eq!(append_journal(Some("not json"), json!(1)), json!([1]));
+    }
+
+    #[test]
+    fn a_failure_keeps_the_previous_applied_hash() {
+        let entry = Entry {
+            name: "c".into(),
+            hash: "h2".into(),
+            action: Action::Apply,
+        };
+        let mut run = ConnRun::new(&entry);
+        run.error = Some(Failure::new("X", "m", "r"));
+        let doc = status_document(&run, 4, "id", &json!({"appliedHash": "h1"}), "t");
+        assert_eq!(doc["phase"], "Failed");
+        assert_eq!(doc["appliedHash"], "h1");
+        assert_eq!(doc["hash"], "h2");
+        assert_eq!(doc["error"]["reason"], "X");
+        run.phase = Phase::Ready;
+        run.error = None;
+        run.applied_hash = Some("h2".into());
+        let doc = status_document(&run, 4, "id", &json!({"appliedHash": "h1"}), "t");
+        assert_eq!(doc["appliedHash"], "h2");
+        assert_eq!(doc["error"], Value::Null);
+    }
+}
