@@ -480,3 +480,59 @@ async fn helm3_release_lifecycle_with_hook_and_test() {
 async fn helm4_release_lifecycle_with_hook_and_test() {
     helm_lifecycle("helm4").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_until_exit_with_timestamps_and_tail() {
+    let ks = start().await;
+    apply(
+        &ks,
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: ticker
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: alpine
+        command: ["sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.3; done"]
+"#,
+    )
+    .await;
+    // Follows the running container and returns once the process has exited.
+    let followed = ok(
+        &ks,
+        &[
+            "logs",
+            "-f",
+            "job/ticker",
+            "--timestamps",
+            "--pod-running-timeout=60s",
+        ],
+    )
+    .await;
+    let lines: Vec<&str> = followed.lines().collect();
+    assert_eq!(lines.len(), 3, "{followed}");
+    for (i, line) in lines.iter().enumerate() {
+        let (ts, text) = line.split_once(' ').unwrap();
+        assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{line}");
+        assert_eq!(text, format!("tick {}", i + 1));
+    }
+    ok(
+        &ks,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/ticker",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert_eq!(
+        ok(&ks, &["logs", "job/ticker", "--tail=1"]).await,
+        "tick 3\n"
+    );
+}

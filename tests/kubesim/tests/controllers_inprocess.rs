@@ -553,3 +553,74 @@ fn alive(pid: i32) -> bool {
             .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
     })
 }
+
+async fn wait_job(c: &std::sync::Arc<Cluster>, name: &str, cond: &str) -> Value {
+    wait_until(WAIT, "job condition", || {
+        let c = c.clone();
+        let (name, cond) = (name.to_string(), cond.to_string());
+        async move {
+            get(&c, "batch", "jobs", "default", &name).filter(|j| condition(j, &cond).is_some())
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_restarts_the_container_in_the_same_pod() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let script = "if [ -f marker ]; then echo second; else touch marker; echo first; exit 1; fi";
+    let mut j = job("retry", json!(["sh", "-c", script]), 2);
+    j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+    create(&c, "batch", "jobs", "default", j);
+    let done = wait_job(&c, "retry", "Complete").await;
+    let pods = list(&c, "", "pods", "default");
+    let pods = owned_by(&pods, &done);
+    assert_eq!(pods.len(), 1, "one pod, restarted in place");
+    let status = &pods[0]["status"]["containerStatuses"][0];
+    assert_eq!(status["restartCount"], 1);
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 1);
+    let name = pods[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(log_text(&c, "default", name, "main").await, "second\n");
+    let opts = LogOptions {
+        container: "main".into(),
+        previous: true,
+        ..Default::default()
+    };
+    let mut prev = c.pod_logs("default", name, opts).unwrap();
+    assert_eq!(prev.next().await.unwrap().unwrap(), "first\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_deadline_fails_the_job_and_stops_its_pod() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut j = job("slow", json!(["sleep", "3600"]), 0);
+    j["spec"]["activeDeadlineSeconds"] = json!(1);
+    j["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    create(&c, "batch", "jobs", "default", j);
+    let failed = wait_job(&c, "slow", "Failed").await;
+    assert_eq!(
+        condition(&failed, "Failed").unwrap()["reason"],
+        "DeadlineExceeded"
+    );
+    assert!(failed["status"]["active"].is_null());
+    assert!(ks.kubelet().pids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_after_finished_deletes_the_job_and_its_pods() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut j = job("short", json!(["true"]), 0);
+    j["spec"]["ttlSecondsAfterFinished"] = json!(0);
+    create(&c, "batch", "jobs", "default", j);
+    wait_until(WAIT, "job and pods deleted", || {
+        let c = c.clone();
+        async move {
+            let gone = get(&c, "batch", "jobs", "default", "short").is_none();
+            (gone && list(&c, "", "pods", "default").is_empty()).then_some(())
+        }
+    })
+    .await;
+}
