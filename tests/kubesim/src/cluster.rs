@@ -234,7 +234,9 @@ fn finalizers(obj: &Value) -> Vec<String> {
 
 /// The object with `apiVersion`, `kind`, `metadata` first, as the API server prints it.
 fn canonical(obj: Value) -> Value {
-    let Value::Object(mut m) = obj else { return obj };
+    let Value::Object(mut m) = obj else {
+        return obj;
+    };
     let mut out = Map::new();
     for k in ["apiVersion", "kind", "metadata"] {
         if let Some(v) = m.remove(k) {
@@ -247,7 +249,11 @@ fn canonical(obj: Value) -> Value {
 
 /// Whether the type tracks `metadata.generation` (workloads, CRDs, custom resources).
 fn has_generation(info: &ResourceInfo) -> bool {
-    info.custom || matches!(info.group.as_str(), "apps" | "batch" | "apiextensions.k8s.io")
+    info.custom
+        || matches!(
+            info.group.as_str(),
+            "apps" | "batch" | "apiextensions.k8s.io"
+        )
 }
 
 /// Everything but `metadata` (and `status` when it is a subresource): what `generation` tracks.
@@ -700,14 +706,14 @@ impl Cluster {
     /// namespace gets its `default` ServiceAccount.
     fn after_write(&self, info: &ResourceInfo, obj: &Value) {
         match (info.group.as_str(), info.resource.as_str()) {
-            ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                if meta(obj).get("deletionTimestamp").is_none() {
-                    let _ = self
-                        .registry
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .add_crd(obj);
-                }
+            ("apiextensions.k8s.io", "customresourcedefinitions")
+                if meta(obj).get("deletionTimestamp").is_none() =>
+            {
+                let _ = self
+                    .registry
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add_crd(obj);
             }
             ("", "namespaces") => {
                 let ns = meta(obj)["name"].as_str().unwrap_or_default();

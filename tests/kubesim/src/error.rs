@@ -75,7 +75,11 @@ pub struct ApiError {
     pub reason: String,
     pub message: String,
     /// `details` of the Status (name, group, kind, uid, causes), when there are any.
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
+}
+
+fn boxed(v: Value) -> Option<Box<Value>> {
+    Some(Box::new(v))
 }
 
 fn details(info: &ResourceInfo, name: &str) -> Value {
@@ -95,7 +99,7 @@ impl ApiError {
     /// 404 `jobs.batch "x" not found`.
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         Self {
-            details: Some(details(info, name)),
+            details: boxed(details(info, name)),
             ..Self::new(
                 404,
                 "NotFound",
@@ -107,7 +111,7 @@ impl ApiError {
     /// 404 for a path or resource this server does not serve.
     pub fn no_route() -> Self {
         Self {
-            details: Some(json!({})),
+            details: boxed(json!({})),
             ..Self::new(
                 404,
                 "NotFound",
@@ -119,7 +123,7 @@ impl ApiError {
     /// 404 `namespaces "x" not found` (creating in a missing namespace).
     pub fn namespace_not_found(ns: &str) -> Self {
         Self {
-            details: Some(json!({"name": ns, "kind": "namespaces"})),
+            details: boxed(json!({"name": ns, "kind": "namespaces"})),
             ..Self::new(404, "NotFound", format!("namespaces {ns:?} not found"))
         }
     }
@@ -127,7 +131,7 @@ impl ApiError {
     /// 409 `configmaps "x" already exists`.
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
         Self {
-            details: Some(details(info, name)),
+            details: boxed(details(info, name)),
             ..Self::new(
                 409,
                 "AlreadyExists",
@@ -148,7 +152,7 @@ impl ApiError {
     /// 409 `Operation cannot be fulfilled on <res> "<name>": <why>`.
     pub fn conflict_msg(info: &ResourceInfo, name: &str, why: &str) -> Self {
         Self {
-            details: Some(details(info, name)),
+            details: boxed(details(info, name)),
             ..Self::new(
                 409,
                 "Conflict",
@@ -188,7 +192,7 @@ impl ApiError {
         let mut d = details(info, name);
         d["causes"] = Value::Array(causes);
         Self {
-            details: Some(d),
+            details: boxed(d),
             ..Self::new(409, "Conflict", message)
         }
     }
@@ -210,7 +214,7 @@ impl ApiError {
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
         Self {
-            details: Some(
+            details: boxed(
                 json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}),
             ),
             ..Self::new(422, "Invalid", message)
@@ -230,7 +234,7 @@ impl ApiError {
     /// 403 Forbidden with the authorizer's message.
     pub fn forbidden(message: impl Into<String>, info: Option<&ResourceInfo>, name: &str) -> Self {
         Self {
-            details: info.map(|i| details(i, name)),
+            details: info.map(|i| Box::new(details(i, name))),
             ..Self::new(403, "Forbidden", message)
         }
     }
@@ -238,7 +242,7 @@ impl ApiError {
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self {
-            details: Some(json!({})),
+            details: boxed(json!({})),
             ..Self::new(405, "MethodNotAllowed", message)
         }
     }
@@ -276,7 +280,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         s
     }

@@ -25,7 +25,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), kubeconfig: None, bin_dir: None }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubeconfig: None,
+            bin_dir: None,
+        }
     }
 }
 
@@ -46,7 +50,10 @@ pub struct Kubesim {
 
 impl std::fmt::Debug for Kubesim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kubesim").field("addr", &self.addr).field("kubeconfig", &self.kubeconfig).finish()
+        f.debug_struct("Kubesim")
+            .field("addr", &self.addr)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish()
     }
 }
 
@@ -56,30 +63,64 @@ impl Kubesim {
         let cluster = Cluster::new();
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .with_context(|| format!("binding {} failed; pick a free port or use port 0", options.listen))?;
-        let addr = listener.local_addr().context("reading the listen address failed")?;
-        let dir = tempfile::Builder::new().prefix("kubesim-").tempdir().context("creating a temporary directory failed")?;
-        let kubeconfig = options.kubeconfig.clone().unwrap_or_else(|| dir.path().join("kubeconfig"));
+            .with_context(|| {
+                format!(
+                    "binding {} failed; pick a free port or use port 0",
+                    options.listen
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .context("reading the listen address failed")?;
+        let dir = tempfile::Builder::new()
+            .prefix("kubesim-")
+            .tempdir()
+            .context("creating a temporary directory failed")?;
+        let kubeconfig = options
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| dir.path().join("kubeconfig"));
         let (stop, stopped) = oneshot::channel::<()>();
         let app = crate::server::router(cluster.clone());
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "the API server stopped");
             }
         });
         // The listener is bound and served: connections are accepted from here on.
         write_kubeconfig(&kubeconfig, addr, cluster.admin_token())?;
-        std::fs::create_dir_all(dir.path().join("home")).context("creating the tools home failed")?;
+        std::fs::create_dir_all(dir.path().join("home"))
+            .context("creating the tools home failed")?;
         let kubelet = Kubelet::start(
             cluster.clone(),
-            KubeletConfig { bin_dir: options.bin_dir.clone(), server_url: Some(format!("http://{addr}")), ..Default::default() },
+            KubeletConfig {
+                bin_dir: options.bin_dir.clone(),
+                server_url: Some(format!("http://{addr}")),
+                ..Default::default()
+            },
         )
         .context("starting the kubelet failed")?;
-        let controllers = Some(controllers::start(cluster.clone(), ControllerConfig::default()));
-        Ok(Self { cluster, addr, kubeconfig, options, dir, stop: Some(stop), server, kubelet, controllers })
+        let controllers = Some(controllers::start(
+            cluster.clone(),
+            ControllerConfig::default(),
+        ));
+        Ok(Self {
+            cluster,
+            addr,
+            kubeconfig,
+            options,
+            dir,
+            stop: Some(stop),
+            server,
+            kubelet,
+            controllers,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -174,16 +215,26 @@ preferences: {{}}
 
 /// Write the kubeconfig atomically (a temporary file renamed into place).
 fn write_kubeconfig(path: &Path, addr: SocketAddr, token: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} failed", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("kubeconfig")));
-    std::fs::write(&tmp, kubeconfig_yaml(addr, token)).with_context(|| format!("writing {} failed", tmp.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("kubeconfig")
+    ));
+    std::fs::write(&tmp, kubeconfig_yaml(addr, token))
+        .with_context(|| format!("writing {} failed", tmp.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         // It holds the admin token.
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("restricting {} failed", tmp.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("moving the kubeconfig to {} failed", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("moving the kubeconfig to {} failed", path.display()))?;
     Ok(())
 }

@@ -474,7 +474,16 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
     })
 }
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// `GET /version`.
 pub fn version() -> Value {
@@ -505,15 +514,21 @@ pub fn api_versions() -> Value {
 }
 
 fn api_group(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> =
-        versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs[0]})
 }
 
 impl Registry {
     /// `GET /apis`.
     pub fn api_group_list(&self) -> Value {
-        let groups: Vec<Value> = self.groups().iter().map(|(g, vs)| api_group(g, vs)).collect();
+        let groups: Vec<Value> = self
+            .groups()
+            .iter()
+            .map(|(g, vs)| api_group(g, vs))
+            .collect();
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
     }
 
@@ -528,7 +543,10 @@ impl Registry {
 
     /// Types served at `group`/`version`.
     pub fn served(&self, group: &str, version: &str) -> Vec<&ResourceInfo> {
-        self.types.values().filter(|i| i.group == group && i.serves(version)).collect()
+        self.types
+            .values()
+            .filter(|i| i.group == group && i.serves(version))
+            .collect()
     }
 
     /// `GET /api/v1`, `GET /apis/<group>/<version>`: the `APIResourceList`.
@@ -540,7 +558,11 @@ impl Registry {
         let mut resources = Vec::new();
         for i in served {
             let verbs: Vec<&str> = if i.resource == "namespaces" {
-                VERBS.iter().copied().filter(|v| *v != "deletecollection").collect()
+                VERBS
+                    .iter()
+                    .copied()
+                    .filter(|v| *v != "deletecollection")
+                    .collect()
             } else {
                 VERBS.to_vec()
             };
@@ -561,19 +583,29 @@ impl Registry {
             for sub in &i.subresources {
                 let name = format!("{}/{sub}", i.resource);
                 let r = match sub.as_str() {
-                    "log" => json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind, "verbs": ["get"]}),
+                    "log" => {
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind, "verbs": ["get"]})
+                    }
                     "scale" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
                     "token" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}),
-                    _ => json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind,
-                        "verbs": ["get", "patch", "update"]}),
+                    _ => {
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind,
+                        "verbs": ["get", "patch", "update"]})
+                    }
                 };
                 resources.push(r);
             }
         }
-        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+        let gv = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
     }
 
     /// Every served group-version as its OpenAPI path (`api/v1`, `apis/batch/v1`).
@@ -615,7 +647,11 @@ impl Registry {
         if served.is_empty() {
             return None;
         }
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let mut paths = serde_json::Map::new();
         for i in served {
             let path = if i.namespaced {
@@ -657,14 +693,31 @@ mod tests {
     fn discovery_lists_subresources_and_openapi_has_namespace_patch() {
         let r = Registry::builtin();
         let core = r.api_resource_list("", "v1").unwrap();
-        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
-        for n in ["pods", "pods/log", "pods/status", "serviceaccounts/token", "namespaces", "configmaps"] {
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        for n in [
+            "pods",
+            "pods/log",
+            "pods/status",
+            "serviceaccounts/token",
+            "namespaces",
+            "configmaps",
+        ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
         let doc = r.openapi_doc("api/v1").unwrap();
         let ns = &doc["paths"]["/api/v1/namespaces/{name}"]["patch"];
         assert_eq!(ns["x-kubernetes-group-version-kind"]["kind"], "Namespace");
-        assert!(r.openapi_index()["paths"]["apis/batch/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/batch/v1?hash="));
+        assert!(
+            r.openapi_index()["paths"]["apis/batch/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/apis/batch/v1?hash=")
+        );
         assert!(r.api_resource_list("batch", "v2").is_none());
     }
 
@@ -678,9 +731,21 @@ mod tests {
         let info = r.add_crd(&crd).unwrap();
         assert_eq!(info.versions, ["v1", "v1alpha1"]);
         assert!(info.has_subresource("status"));
-        assert!(r.api_group_list()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "secrets-store.csi.x-k8s.io"));
-        assert!(r.by_kind("secrets-store.csi.x-k8s.io/v1alpha1", "SecretProviderClass").is_some());
+        assert!(
+            r.api_group_list()["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "secrets-store.csi.x-k8s.io")
+        );
+        assert!(
+            r.by_kind("secrets-store.csi.x-k8s.io/v1alpha1", "SecretProviderClass")
+                .is_some()
+        );
         r.remove_crd(&crd);
-        assert!(r.get("secrets-store.csi.x-k8s.io", "secretproviderclasses").is_none());
+        assert!(
+            r.get("secrets-store.csi.x-k8s.io", "secretproviderclasses")
+                .is_none()
+        );
     }
 }

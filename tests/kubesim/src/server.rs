@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cluster::{
-    ApiError, Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, LogOptions, PatchType, Propagation,
-    WriteOptions,
+    ApiError, Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, LogOptions, PatchType,
+    Propagation, WriteOptions,
 };
 use crate::rbac::{Attributes, UserInfo};
 use crate::resources::{self, ResourceInfo};
@@ -36,14 +36,21 @@ impl Query {
         let mut out = Vec::new();
         for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             out.push((dec(k), dec(v)));
         }
         Query(out)
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, key: &str) -> bool {
@@ -53,10 +60,9 @@ impl Query {
     fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}"))
+            }),
         }
     }
 }
@@ -89,9 +95,20 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     };
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
-        Err(e) => return error_response(&ApiError::bad_request(format!("reading the request body failed: {e}"))),
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "reading the request body failed: {e}"
+            )));
+        }
     };
-    let req = Req { method: parts.method, path, query, headers: parts.headers, body, user };
+    let req = Req {
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+        user,
+    };
     match route(&cluster, &req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -106,7 +123,10 @@ fn authenticate(cluster: &Cluster, headers: &HeaderMap) -> Option<UserInfo> {
         return cluster.authenticate(cluster.admin_token());
     };
     let h = h.to_str().ok()?;
-    let token = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))?.trim();
+    let token = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))?
+        .trim();
     cluster.authenticate(token)
 }
 
@@ -121,7 +141,10 @@ struct Req {
 
 impl Req {
     fn header(&self, name: header::HeaderName) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     fn non_resource(&self, cluster: &Cluster) -> Result<(), ApiError> {
@@ -134,11 +157,20 @@ impl Req {
     }
 
     fn write_options(&self) -> WriteOptions {
-        let manager = self.query.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_string).or_else(|| {
-            let ua = self.header(header::USER_AGENT);
-            let prefix = ua.split('/').next().unwrap_or_default();
-            Some(if prefix.is_empty() { "unknown".to_string() } else { prefix.to_string() })
-        });
+        let manager = self
+            .query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                let ua = self.header(header::USER_AGENT);
+                let prefix = ua.split('/').next().unwrap_or_default();
+                Some(if prefix.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    prefix.to_string()
+                })
+            });
         WriteOptions {
             field_manager: manager,
             dry_run: self.query.get("dryRun").is_some_and(|d| d == "All"),
@@ -162,14 +194,22 @@ struct Target {
 }
 
 async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> {
-    let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = req
+        .path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let registry = cluster.registry();
     let get_only = |doc: Option<Value>| -> Result<Response, ApiError> {
         req.non_resource(cluster)?;
         if req.method != Method::GET {
-            return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")));
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
         }
-        doc.map(|d| json_response(200, &d)).ok_or_else(ApiError::no_route)
+        doc.map(|d| json_response(200, &d))
+            .ok_or_else(ApiError::no_route)
     };
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return get_only(Some(resources::version())),
@@ -187,14 +227,24 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
             return Err(ApiError::no_route());
         }
     };
-    let served = |r: &str| registry.get(group, r).filter(|i| i.serves(version)).cloned();
+    let served = |r: &str| {
+        registry
+            .get(group, r)
+            .filter(|i| i.serves(version))
+            .cloned()
+    };
     let (info, namespace, name, sub) = match rest {
         ["namespaces", ns, r, tail @ ..] if served(r).is_some_and(|i| i.namespaced) => {
             let info = served(r).expect("checked");
             match tail {
                 [] => (info, ns.to_string(), None, None),
                 [n] => (info, ns.to_string(), Some(n.to_string()), None),
-                [n, s] => (info, ns.to_string(), Some(n.to_string()), Some(s.to_string())),
+                [n, s] => (
+                    info,
+                    ns.to_string(),
+                    Some(n.to_string()),
+                    Some(s.to_string()),
+                ),
                 _ => return Err(ApiError::no_route()),
             }
         }
@@ -203,7 +253,12 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
             match tail {
                 [] => (info, String::new(), None, None),
                 [n] if !info.namespaced => (info, String::new(), Some(n.to_string()), None),
-                [n, s] if !info.namespaced => (info, String::new(), Some(n.to_string()), Some(s.to_string())),
+                [n, s] if !info.namespaced => (
+                    info,
+                    String::new(),
+                    Some(n.to_string()),
+                    Some(s.to_string()),
+                ),
                 _ => return Err(ApiError::no_route()),
             }
         }
@@ -214,7 +269,13 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
     {
         return Err(ApiError::no_route());
     }
-    let t = Target { info, version: version.to_string(), namespace, name, subresource: sub };
+    let t = Target {
+        info,
+        version: version.to_string(),
+        namespace,
+        name,
+        subresource: sub,
+    };
     let verb = verb_of(req, &t)?;
     cluster.authorize(
         &req.user,
@@ -234,7 +295,9 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
 fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
     let collection = t.name.is_none();
     Ok(match (&req.method, collection) {
-        (&Method::GET, true) if req.query.flag("watch") && req.query.get("watch").is_some() => "watch",
+        (&Method::GET, true) if req.query.flag("watch") && req.query.get("watch").is_some() => {
+            "watch"
+        }
         (&Method::GET, true) => "list",
         (&Method::GET, false) => "get",
         (&Method::POST, true) => "create",
@@ -244,9 +307,9 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
         (&Method::DELETE, false) => "delete",
         (&Method::DELETE, true) => "deletecollection",
         _ => {
-            return Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            )));
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
         }
     })
 }
@@ -265,25 +328,42 @@ fn unix_now() -> i64 {
 
 /// Decode a request body by its Content-Type (JSON when absent).
 fn decode_body(req: &Req) -> Result<Value, ApiError> {
-    let ct = req.header(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let ct = req
+        .header(header::CONTENT_TYPE)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if req.body.is_empty() {
         return Ok(Value::Null);
     }
     match ct.as_str() {
-        "" | "application/json" | "*/*" | "application/json-patch+json" | "application/merge-patch+json"
+        ""
+        | "application/json"
+        | "*/*"
+        | "application/json-patch+json"
+        | "application/merge-patch+json"
         | "application/strategic-merge-patch+json" => serde_json::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
-        "application/yaml" | "application/apply-patch+yaml" | "application/x-yaml" | "text/yaml" => {
-            let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text)
-                .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+        "application/yaml"
+        | "application/apply-patch+yaml"
+        | "application/x-yaml"
+        | "text/yaml" => {
+            let text = std::str::from_utf8(&req.body)
+                .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })
         }
-        "application/vnd.kubernetes.protobuf" => crate::proto::decode(&req.body).map_err(|e| match e {
-            crate::proto::ProtoError::Unsupported(_) => {
-                ApiError::unsupported_media_type("application/json, application/yaml")
-            }
-            other => ApiError::bad_request(other.to_string()),
-        }),
+        "application/vnd.kubernetes.protobuf" => {
+            crate::proto::decode(&req.body).map_err(|e| match e {
+                crate::proto::ProtoError::Unsupported(_) => {
+                    ApiError::unsupported_media_type("application/json, application/yaml")
+                }
+                other => ApiError::bad_request(other.to_string()),
+            })
+        }
         _ => Err(ApiError::unsupported_media_type(
             "application/json, application/yaml, application/vnd.kubernetes.protobuf",
         )),
@@ -297,13 +377,20 @@ fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
     };
     let field_selector = match req.query.get("fieldSelector").filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(FieldSelector::parse(s, &t.info.group, &t.info.resource).map_err(ApiError::bad_request)?),
+        Some(s) => Some(
+            FieldSelector::parse(s, &t.info.group, &t.info.resource)
+                .map_err(ApiError::bad_request)?,
+        ),
     };
     Ok(ListOptions {
         label_selector,
         field_selector,
         limit: req.query.int("limit")?.map(|l| l.max(0) as usize),
-        continue_token: req.query.get("continue").filter(|c| !c.is_empty()).map(str::to_string),
+        continue_token: req
+            .query
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -317,9 +404,20 @@ fn printer_columns(cluster: &Cluster, t: &Target) -> Option<Vec<Value>> {
         return None;
     }
     let crds = crate::store::ResKey::new("apiextensions.k8s.io", "customresourcedefinitions");
-    let crd = cluster.get(&crds, "", &format!("{}.{}", t.info.resource, t.info.group)).ok()?;
-    let version = crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == t.version.as_str())?.clone();
-    Some(version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default())
+    let crd = cluster
+        .get(&crds, "", &format!("{}.{}", t.info.resource, t.info.group))
+        .ok()?;
+    let version = crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == t.version.as_str())?
+        .clone();
+    Some(
+        version["additionalPrinterColumns"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 fn make_table(
@@ -331,21 +429,42 @@ fn make_table(
 ) -> Value {
     match columns {
         Some(cols) => crate::table::to_custom_table(cols, objs, list_meta, unix_now(), include),
-        None => crate::table::to_table(&t.info.group, &t.info.resource, objs, list_meta, unix_now(), include),
+        None => crate::table::to_table(
+            &t.info.group,
+            &t.info.resource,
+            objs,
+            list_meta,
+            unix_now(),
+            include,
+        ),
     }
 }
 
-fn table_response(cluster: &Cluster, req: &Req, t: &Target, objs: &[&Value], list_meta: Value) -> Response {
+fn table_response(
+    cluster: &Cluster,
+    req: &Req,
+    t: &Target,
+    objs: &[&Value],
+    list_meta: Value,
+) -> Response {
     let include = req.query.get("includeObject").unwrap_or("Metadata");
     let columns = printer_columns(cluster, t);
     let table = make_table(t, columns.as_deref(), objs, list_meta, include);
     Response::builder()
-        .header(header::CONTENT_TYPE, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .header(
+            header::CONTENT_TYPE,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
         .body(Body::from(table.to_string()))
         .expect("valid response")
 }
 
-async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Result<Response, ApiError> {
+async fn serve(
+    cluster: &Arc<Cluster>,
+    req: &Req,
+    t: &Target,
+    verb: &str,
+) -> Result<Response, ApiError> {
     let res = t.info.key();
     let ns = t.namespace.as_str();
     let name = t.name.as_deref().unwrap_or_default();
@@ -380,11 +499,20 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
             let obj = present(cluster.get(&res, ns, name)?, t);
             if wants_table(req) {
                 let rv = obj["metadata"]["resourceVersion"].clone();
-                return Ok(table_response(cluster, req, t, &[&obj], json!({"resourceVersion": rv})));
+                return Ok(table_response(
+                    cluster,
+                    req,
+                    t,
+                    &[&obj],
+                    json!({"resourceVersion": rv}),
+                ));
             }
             Ok(json_response(200, &obj))
         }
-        ("get", Some("status")) => Ok(json_response(200, &present(cluster.get(&res, ns, name)?, t))),
+        ("get", Some("status")) => Ok(json_response(
+            200,
+            &present(cluster.get(&res, ns, name)?, t),
+        )),
         ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
         ("get", Some("log")) => pod_logs(cluster, req, ns, name),
         ("create", None) => {
@@ -400,23 +528,46 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
         ("update", None) => {
             let body = decode_body(req)?;
             check_kind(&body, t)?;
-            Ok(json_response(200, &present(cluster.update(&res, ns, name, body, &req.write_options())?, t)))
+            Ok(json_response(
+                200,
+                &present(
+                    cluster.update(&res, ns, name, body, &req.write_options())?,
+                    t,
+                ),
+            ))
         }
         ("update", Some("status")) => {
             let body = decode_body(req)?;
-            Ok(json_response(200, &present(cluster.replace_status(&res, ns, name, body, &req.write_options())?, t)))
+            Ok(json_response(
+                200,
+                &present(
+                    cluster.replace_status(&res, ns, name, body, &req.write_options())?,
+                    t,
+                ),
+            ))
         }
         ("update", Some("scale")) => {
             let body = decode_body(req)?;
-            Ok(json_response(200, &cluster.set_scale(&res, ns, name, &body, &req.write_options())?))
+            Ok(json_response(
+                200,
+                &cluster.set_scale(&res, ns, name, &body, &req.write_options())?,
+            ))
         }
         ("patch", sub @ (None | Some("status") | Some("scale"))) => {
-            let ct = req.header(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let ct = req
+                .header(header::CONTENT_TYPE)
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             let kind = match ct.as_str() {
                 "application/json-patch+json" => PatchType::Json,
                 "application/merge-patch+json" => PatchType::Merge,
                 "application/strategic-merge-patch+json" => PatchType::Strategic,
-                "application/apply-patch+yaml" => PatchType::Apply { force: req.query.flag("force") && req.query.get("force").is_some() },
+                "application/apply-patch+yaml" => PatchType::Apply {
+                    force: req.query.flag("force") && req.query.get("force").is_some(),
+                },
                 _ => {
                     return Err(ApiError::unsupported_media_type(
                         "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
@@ -427,9 +578,14 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
             if sub == Some("scale") {
                 return patch_scale(cluster, req, t, kind, &body);
             }
-            let existed = matches!(kind, PatchType::Apply { .. }) && cluster.get(&res, ns, name).is_ok();
+            let existed =
+                matches!(kind, PatchType::Apply { .. }) && cluster.get(&res, ns, name).is_ok();
             let obj = cluster.patch(&res, ns, name, sub, kind, &body, &req.write_options())?;
-            let code = if matches!(kind, PatchType::Apply { .. }) && !existed { 201 } else { 200 };
+            let code = if matches!(kind, PatchType::Apply { .. }) && !existed {
+                201
+            } else {
+                200
+            };
             Ok(json_response(code, &present(obj, t)))
         }
         ("delete", None) => {
@@ -440,7 +596,12 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
         ("deletecollection", None) => {
             let opts = delete_options(req)?;
             let list = list_options(req, t)?;
-            let done = cluster.delete_collection(&res, if ns.is_empty() { None } else { Some(ns) }, &list, &opts)?;
+            let done = cluster.delete_collection(
+                &res,
+                if ns.is_empty() { None } else { Some(ns) },
+                &list,
+                &opts,
+            )?;
             let items: Vec<Value> = done
                 .into_iter()
                 .map(|d| match d {
@@ -453,7 +614,9 @@ async fn serve(cluster: &Arc<Cluster>, req: &Req, t: &Target, verb: &str) -> Res
                         "metadata": {"resourceVersion": cluster.store().current_rv().to_string()}, "items": items}),
             ))
         }
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
@@ -474,7 +637,9 @@ fn check_kind(body: &Value, t: &Target) -> Result<(), ApiError> {
 fn deleted_body(t: &Target, outcome: Deleted) -> Value {
     match outcome {
         Deleted::Pending(v) => present(v, t),
-        Deleted::Gone(v) if (t.info.group.as_str(), t.info.resource.as_str()) == ("", "pods") => present(v, t),
+        Deleted::Gone(v) if (t.info.group.as_str(), t.info.resource.as_str()) == ("", "pods") => {
+            present(v, t)
+        }
         Deleted::Gone(v) => json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": v["metadata"]["name"], "group": t.info.group, "kind": t.info.resource,
@@ -500,7 +665,9 @@ fn delete_options(req: &Req) -> Result<DeleteOptions, ApiError> {
             )),
         })
         .transpose()?;
-    let orphan = body["orphanDependents"].as_bool().or_else(|| req.query.get("orphanDependents").map(|v| v == "true"));
+    let orphan = body["orphanDependents"]
+        .as_bool()
+        .or_else(|| req.query.get("orphanDependents").map(|v| v == "true"));
     let policy = policy.or(match orphan {
         Some(true) => Some(Propagation::Orphan),
         Some(false) => Some(Propagation::Background),
@@ -510,36 +677,55 @@ fn delete_options(req: &Req) -> Result<DeleteOptions, ApiError> {
         Some(g) => Some(g),
         None => req.query.int("gracePeriodSeconds")?,
     };
-    let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All"))
+    let dry_run = body["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|d| d == "All"))
         || req.query.get("dryRun") == Some("All");
     Ok(DeleteOptions {
         propagation_policy: policy,
         grace_period_seconds: grace,
         precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_string),
-        precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        precondition_resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
         dry_run,
     })
 }
 
-fn patch_scale(cluster: &Cluster, req: &Req, t: &Target, kind: PatchType, body: &Value) -> Result<Response, ApiError> {
+fn patch_scale(
+    cluster: &Cluster,
+    req: &Req,
+    t: &Target,
+    kind: PatchType,
+    body: &Value,
+) -> Result<Response, ApiError> {
     let res = t.info.key();
     let name = t.name.as_deref().unwrap_or_default();
     let current = cluster.get_scale(&res, &t.namespace, name)?;
     let mut patched = match kind {
         PatchType::Json => crate::patch::json_patch(&current, body)?,
-        PatchType::Merge | PatchType::Strategic | PatchType::Apply { .. } => crate::patch::merge_patch(&current, body),
+        PatchType::Merge | PatchType::Strategic | PatchType::Apply { .. } => {
+            crate::patch::merge_patch(&current, body)
+        }
     };
     if body["metadata"].get("resourceVersion").is_none()
         && let Some(m) = patched["metadata"].as_object_mut()
     {
         m.remove("resourceVersion");
     }
-    Ok(json_response(200, &cluster.set_scale(&res, &t.namespace, name, &patched, &req.write_options())?))
+    Ok(json_response(
+        200,
+        &cluster.set_scale(&res, &t.namespace, name, &patched, &req.write_options())?,
+    ))
 }
 
 fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {
     let body = decode_body(req)?;
-    let mut spec = body.get("spec").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut spec = body
+        .get("spec")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600).max(600);
     spec["expirationSeconds"] = json!(seconds);
     if spec.get("audiences").is_none_or(Value::is_null) {
@@ -591,7 +777,9 @@ struct WatchFilter {
 
 impl WatchFilter {
     fn matches(&self, obj: &Value) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
             && self.labels.as_ref().is_none_or(|s| s.matches(obj))
             && self.fields.as_ref().is_none_or(|s| s.matches(obj))
     }
@@ -638,7 +826,9 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line(&json!({"type": "BOOKMARK", "object": {"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}}))
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}}),
+        )
     }
 }
 
@@ -665,12 +855,23 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
     }
     let opts = list_options(req, t)?;
     let filter = WatchFilter {
-        namespace: if t.namespace.is_empty() { None } else { Some(t.namespace.clone()) },
+        namespace: if t.namespace.is_empty() {
+            None
+        } else {
+            Some(t.namespace.clone())
+        },
         labels: opts.label_selector.clone(),
         fields: opts.field_selector.clone(),
     };
-    let rv_param = q.get("resourceVersion").filter(|v| !v.is_empty()).map(str::to_string);
-    let timeout = q.int("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)).unwrap_or(DEFAULT_WATCH_TIMEOUT);
+    let rv_param = q
+        .get("resourceVersion")
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
+    let timeout = q
+        .int("timeoutSeconds")?
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s as u64))
+        .unwrap_or(DEFAULT_WATCH_TIMEOUT);
     let bookmarks = q.flag("allowWatchBookmarks") && q.get("allowWatchBookmarks").is_some();
     let mut enc = Encoder {
         table: wants_table(req).then(|| printer_columns(cluster, t)),
@@ -692,7 +893,12 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
     let mut prelude = Vec::new();
     let sub = if initial {
         let (items, rv) = store.list(&res, filter.namespace.as_deref());
-        let sub = store.subscribe(Some(rv)).map_err(|e| ApiError::expired(format!("too old resource version: {} ({})", e.requested, e.oldest)))?;
+        let sub = store.subscribe(Some(rv)).map_err(|e| {
+            ApiError::expired(format!(
+                "too old resource version: {} ({})",
+                e.requested, e.oldest
+            ))
+        })?;
         for o in items.iter().filter(|o| filter.matches(o)) {
             prelude.push(enc.event("ADDED", (**o).clone()));
         }
@@ -701,10 +907,13 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
         }
         Some((sub, rv))
     } else {
-        let from = match rv_param.as_deref() {
-            Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?),
-            None => None,
-        };
+        let from =
+            match rv_param.as_deref() {
+                Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version {v:?}"))
+                })?),
+                None => None,
+            };
         match store.subscribe(from) {
             Ok(sub) => {
                 let start = from.unwrap_or(sub.rv);
@@ -764,7 +973,8 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
                 return;
             }
         }
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             tokio::select! {
                 r = live.recv() => match r {

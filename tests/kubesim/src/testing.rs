@@ -20,14 +20,22 @@ pub fn tools_dir() -> PathBuf {
 /// `kubectl-1.37`, `helm3`, `helm4`). Panics with what to do when it is missing.
 pub fn tool(name: &str) -> PathBuf {
     let p = tools_dir().join("bin").join(name);
-    assert!(p.is_file(), "{} is missing: run `make tools` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make tools` first",
+        p.display()
+    );
     p
 }
 
 /// The python interpreter of the tools venv (with the `kubernetes` package).
 pub fn python() -> PathBuf {
     let p = tools_dir().join("venv/bin/python");
-    assert!(p.is_file(), "{} is missing: run `make tools` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make tools` first",
+        p.display()
+    );
     p
 }
 
@@ -48,7 +56,13 @@ impl CmdOutput {
 
     /// Panic with both streams unless it exited 0; returns stdout.
     pub fn ok(&self, what: &str) -> &str {
-        assert!(self.success(), "{what} failed with {}:\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        assert!(
+            self.success(),
+            "{what} failed with {}:\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
         &self.stdout
     }
 }
@@ -56,7 +70,11 @@ impl CmdOutput {
 /// A command for `tool` (see [`tool`]) against `ks`: its kubeconfig, a private HOME (discovery
 /// and helm caches), no proxy.
 pub fn command(ks: &Kubesim, tool_name: &str, args: &[&str]) -> tokio::process::Command {
-    let bin = if tool_name == "python" { python() } else { tool(tool_name) };
+    let bin = if tool_name == "python" {
+        python()
+    } else {
+        tool(tool_name)
+    };
     let home = ks.tools_home();
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(args)
@@ -80,13 +98,20 @@ pub async fn run(ks: &Kubesim, tool_name: &str, args: &[&str]) -> CmdOutput {
 }
 
 /// Run `tool` with `args`, feeding `stdin` (e.g. a manifest for `-f -` or a python script).
-pub async fn run_with_stdin(ks: &Kubesim, tool_name: &str, args: &[&str], stdin: Option<&str>) -> CmdOutput {
+pub async fn run_with_stdin(
+    ks: &Kubesim,
+    tool_name: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> CmdOutput {
     use tokio::io::AsyncWriteExt;
     let mut cmd = command(ks, tool_name, args);
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {tool_name} failed: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {tool_name} failed: {e}"));
     if let Some(input) = stdin {
         let mut w = child.stdin.take().expect("piped stdin");
         w.write_all(input.as_bytes()).await.expect("writing stdin");
@@ -119,7 +144,10 @@ where
         if let Some(v) = condition().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kubesim::testing::wait_until;
 use kubesim::{Kubesim, Options};
 use serde_json::json;
@@ -36,24 +36,41 @@ fn api_error(e: kube::Error) -> kube::core::Status {
 async fn crud_errors_and_optimistic_concurrency() {
     let ks = Kubesim::start(Options::default()).await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(ks.client(), "default");
-    let created = api.create(&PostParams::default(), &cm("one", &[("a", "1")])).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("one", &[("a", "1")]))
+        .await
+        .unwrap();
     let meta = &created.metadata;
     assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
     // Only workloads and custom resources track a generation.
     assert_eq!(meta.generation, None);
 
-    let dup = api_error(api.create(&PostParams::default(), &cm("one", &[])).await.unwrap_err());
+    let dup = api_error(
+        api.create(&PostParams::default(), &cm("one", &[]))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((dup.code, dup.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(dup.message, "configmaps \"one\" already exists");
 
     let mut fresh = api.get("one").await.unwrap();
     fresh.data = Some([("a".to_string(), "2".to_string())].into());
-    let updated = api.replace("one", &PostParams::default(), &fresh).await.unwrap();
-    assert_ne!(updated.metadata.resource_version, created.metadata.resource_version);
+    let updated = api
+        .replace("one", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_ne!(
+        updated.metadata.resource_version,
+        created.metadata.resource_version
+    );
     // The first version is stale now.
     let mut stale = created.clone();
     stale.data = Some([("a".to_string(), "3".to_string())].into());
-    let conflict = api_error(api.replace("one", &PostParams::default(), &stale).await.unwrap_err());
+    let conflict = api_error(
+        api.replace("one", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
     assert_eq!(
         conflict.message,
@@ -64,31 +81,68 @@ async fn crud_errors_and_optimistic_concurrency() {
     assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
     assert_eq!(missing.message, "configmaps \"nope\" not found");
 
-    let bad = api_error(api.create(&PostParams::default(), &cm("Bad_Name", &[])).await.unwrap_err());
+    let bad = api_error(
+        api.create(&PostParams::default(), &cm("Bad_Name", &[]))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((bad.code, bad.reason.as_str()), (422, "Invalid"));
     assert!(bad.message.starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{}", bad.message);
 
     let elsewhere: Api<ConfigMap> = Api::namespaced(ks.client(), "missing-ns");
-    let no_ns = api_error(elsewhere.create(&PostParams::default(), &cm("x", &[])).await.unwrap_err());
-    assert_eq!((no_ns.code, no_ns.message.as_str()), (404, "namespaces \"missing-ns\" not found"));
+    let no_ns = api_error(
+        elsewhere
+            .create(&PostParams::default(), &cm("x", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (no_ns.code, no_ns.message.as_str()),
+        (404, "namespaces \"missing-ns\" not found")
+    );
 
     // Merge and JSON patches; a resourceVersion in the patch is a precondition.
-    let merged = api.patch("one", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "x"}}))).await.unwrap();
+    let merged = api
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "x"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(merged.data.as_ref().unwrap()["b"], "x");
-    let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "remove", "path": "/data/a"}])).unwrap();
-    let patched = api.patch("one", &PatchParams::default(), &Patch::Json::<()>(jp)).await.unwrap();
+    let jp: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "remove", "path": "/data/a"}])).unwrap();
+    let patched = api
+        .patch("one", &PatchParams::default(), &Patch::Json::<()>(jp))
+        .await
+        .unwrap();
     assert!(!patched.data.as_ref().unwrap().contains_key("a"));
-    let stale_patch = Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"c": "y"}}));
-    let e = api_error(api.patch("one", &PatchParams::default(), &stale_patch).await.unwrap_err());
+    let stale_patch =
+        Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"c": "y"}}));
+    let e = api_error(
+        api.patch("one", &PatchParams::default(), &stale_patch)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 409);
 
     // Label selectors on lists; limit/continue pages through everything.
     for i in 0..7 {
         let mut c = cm(&format!("page-{i}"), &[]);
-        c.metadata.labels = Some([("tier".to_string(), if i % 2 == 0 { "even" } else { "odd" }.to_string())].into());
+        c.metadata.labels = Some(
+            [(
+                "tier".to_string(),
+                if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            )]
+            .into(),
+        );
         api.create(&PostParams::default(), &c).await.unwrap();
     }
-    let even = api.list(&ListParams::default().labels("tier=even")).await.unwrap();
+    let even = api
+        .list(&ListParams::default().labels("tier=even"))
+        .await
+        .unwrap();
     assert_eq!(even.items.len(), 4);
     let mut names = Vec::new();
     let mut lp = ListParams::default().labels("tier").limit(3);
@@ -112,9 +166,12 @@ async fn watcher_and_reflector_stay_consistent_through_rapid_writes_and_a_forced
     let ks = Kubesim::start(Options::default()).await.unwrap();
     let client = ks.client();
     let ns: Api<Namespace> = Api::all(client.clone());
-    ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "busy"}})).unwrap())
-        .await
-        .unwrap();
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "busy"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");
     let (reader, writer) = reflector::store::<ConfigMap>();
     let inits = Arc::new(AtomicUsize::new(0));
@@ -136,12 +193,18 @@ async fn watcher_and_reflector_stay_consistent_through_rapid_writes_and_a_forced
         let name = format!("cm-{}", i % 37);
         match i % 5 {
             0 | 1 => {
-                let r = api.create(&PostParams::default(), &cm(&name, &[("i", &i.to_string())])).await;
+                let r = api
+                    .create(&PostParams::default(), &cm(&name, &[("i", &i.to_string())]))
+                    .await;
                 applied += usize::from(r.is_ok());
             }
             2 | 3 => {
                 let r = api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"data": {"i": i.to_string()}})))
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"data": {"i": i.to_string()}})),
+                    )
                     .await;
                 applied += usize::from(r.is_ok());
             }
@@ -160,26 +223,43 @@ async fn watcher_and_reflector_stay_consistent_through_rapid_writes_and_a_forced
         let list = api.list(&ListParams::default()).await.unwrap();
         list.items
             .into_iter()
-            .map(|c| (c.metadata.name.unwrap(), c.metadata.resource_version.unwrap()))
+            .map(|c| {
+                (
+                    c.metadata.name.unwrap(),
+                    c.metadata.resource_version.unwrap(),
+                )
+            })
             .collect::<BTreeMap<_, _>>()
     };
     let expected = server_state().await;
     assert!(!expected.is_empty());
-    wait_until(Duration::from_secs(30), "the reflector to match the server", || {
-        let reader = reader.clone();
-        let expected = expected.clone();
-        async move {
-            let seen: BTreeMap<_, _> = reader
-                .state()
-                .iter()
-                .map(|c| (c.metadata.name.clone().unwrap(), c.metadata.resource_version.clone().unwrap()))
-                .collect();
-            (seen == expected).then_some(())
-        }
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the reflector to match the server",
+        || {
+            let reader = reader.clone();
+            let expected = expected.clone();
+            async move {
+                let seen: BTreeMap<_, _> = reader
+                    .state()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.metadata.name.clone().unwrap(),
+                            c.metadata.resource_version.clone().unwrap(),
+                        )
+                    })
+                    .collect();
+                (seen == expected).then_some(())
+            }
+        },
+    )
     .await;
     let n = inits.load(Ordering::SeqCst);
-    assert!(n >= 2, "the forced 410 did not make the watcher relist ({n} initial lists)");
+    assert!(
+        n >= 2,
+        "the forced 410 did not make the watcher relist ({n} initial lists)"
+    );
     task.abort();
 }
 
@@ -188,25 +268,47 @@ async fn server_side_apply_conflicts_force_and_field_removal() {
     let ks = Kubesim::start(Options::default()).await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(ks.client(), "default");
     let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1", "b": "2"}});
-    api.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&first)).await.unwrap();
+    api.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&first))
+        .await
+        .unwrap();
 
     let rival = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "other"}});
-    let e = api_error(api.patch("ssa", &PatchParams::apply("two"), &Patch::Apply(&rival)).await.unwrap_err());
+    let e = api_error(
+        api.patch("ssa", &PatchParams::apply("two"), &Patch::Apply(&rival))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert!(e.message.contains("conflict with \"one\""), "{}", e.message);
     assert!(e.message.contains(".data.a"), "{}", e.message);
 
-    let forced = api.patch("ssa", &PatchParams::apply("two").force(), &Patch::Apply(&rival)).await.unwrap();
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("two").force(),
+            &Patch::Apply(&rival),
+        )
+        .await
+        .unwrap();
     assert_eq!(forced.data.as_ref().unwrap()["a"], "other");
 
     // "one" stops applying b: it disappears; a now belongs to "two" and stays.
-    let shrunk = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {}});
-    let after = api.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&shrunk)).await.unwrap();
+    let shrunk =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {}});
+    let after = api
+        .patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&shrunk))
+        .await
+        .unwrap();
     let data = after.data.unwrap_or_default();
     assert_eq!(data.get("a").map(String::as_str), Some("other"));
     assert!(!data.contains_key("b"), "{data:?}");
-    let managers: Vec<String> =
-        after.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
+    let managers: Vec<String> = after
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
     assert!(managers.contains(&"two".to_string()), "{managers:?}");
 }
 
@@ -224,40 +326,78 @@ async fn a_custom_resource_definition_is_served_once_created() {
             "versions": [{"name": "v1", "served": true, "storage": true,
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
                 "subresources": {"status": {}}}]}});
-    crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap()).await.unwrap();
-    let established = crds.get("secretproviderclasses.secrets-store.csi.x-k8s.io").await.unwrap();
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    let established = crds
+        .get("secretproviderclasses.secrets-store.csi.x-k8s.io")
+        .await
+        .unwrap();
     let conditions = established.status.unwrap().conditions.unwrap();
-    assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
 
     let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
-    assert!(discovery.groups().any(|g| g.name() == "secrets-store.csi.x-k8s.io"));
+    assert!(
+        discovery
+            .groups()
+            .any(|g| g.name() == "secrets-store.csi.x-k8s.io")
+    );
 
     let gvk = GroupVersionKind::gvk("secrets-store.csi.x-k8s.io", "v1", "SecretProviderClass");
     let ar = ApiResource::from_gvk_with_plural(&gvk, "secretproviderclasses");
     let spcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let obj = json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
         "metadata": {"name": "kv"}, "spec": {"provider": "azure", "parameters": {"keyvaultName": "v"}}});
-    spcs.patch("kv", &PatchParams::apply("sc").force(), &Patch::Apply(&obj)).await.unwrap();
+    spcs.patch("kv", &PatchParams::apply("sc").force(), &Patch::Apply(&obj))
+        .await
+        .unwrap();
     let got = spcs.get("kv").await.unwrap();
     assert_eq!(got.data["spec"]["provider"], "azure");
     assert_eq!(got.metadata.generation, Some(1));
 
     // Status goes through the subresource only, without a generation bump.
-    spcs.patch_status("kv", &PatchParams::default(), &Patch::Merge(json!({"status": {"byPod": []}})))
+    spcs.patch_status(
+        "kv",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"byPod": []}})),
+    )
+    .await
+    .unwrap();
+    let ignored = spcs
+        .patch(
+            "kv",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"x": 1}})),
+        )
         .await
         .unwrap();
-    let ignored = spcs.patch("kv", &PatchParams::default(), &Patch::Merge(json!({"status": {"x": 1}}))).await.unwrap();
     assert_eq!(ignored.data["status"], json!({"byPod": []}));
     assert_eq!(ignored.metadata.generation, Some(1));
     // Strategic merge patch is refused for custom resources.
     let e = api_error(
-        spcs.patch("kv", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"provider": "x"}})))
-            .await
-            .unwrap_err(),
+        spcs.patch(
+            "kv",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"provider": "x"}})),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!(e.code, 415);
 
-    crds.delete("secretproviderclasses.secrets-store.csi.x-k8s.io", &DeleteParams::default()).await.unwrap();
+    crds.delete(
+        "secretproviderclasses.secrets-store.csi.x-k8s.io",
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
     let gone = api_error(spcs.get("kv").await.unwrap_err());
     assert_eq!(gone.code, 404);
 }
@@ -278,10 +418,16 @@ async fn leader_election_over_a_lease() {
     assert!(a.changed().await.unwrap(), "a should take the free lease");
     let leases: Api<Lease> = Api::namespaced(ks.client(), "default");
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
-    assert_eq!(holder(leases.get("leader").await.unwrap()).as_deref(), Some("a"));
+    assert_eq!(
+        holder(leases.get("leader").await.unwrap()).as_deref(),
+        Some("a")
+    );
 
     // a stops renewing: b takes over once the lease expires.
-    let took = tokio::time::timeout(Duration::from_secs(30), b.changed()).await.expect("b took over").unwrap();
+    let took = tokio::time::timeout(Duration::from_secs(30), b.changed())
+        .await
+        .expect("b took over")
+        .unwrap();
     assert!(took);
     let lease = leases.get("leader").await.unwrap();
     assert_eq!(holder(lease.clone()).as_deref(), Some("b"));
@@ -289,14 +435,19 @@ async fn leader_election_over_a_lease() {
 
     // b releases: a gets it again.
     b.release().await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if a.changed().await.unwrap() {
-                break;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if a.changed().await.unwrap() {
+                    break;
+                }
             }
-        }
-    })
-    .await
-    .is_ok());
-    assert_eq!(holder(leases.get("leader").await.unwrap()).as_deref(), Some("a"));
+        })
+        .await
+        .is_ok()
+    );
+    assert_eq!(
+        holder(leases.get("leader").await.unwrap()).as_deref(),
+        Some("a")
+    );
 }

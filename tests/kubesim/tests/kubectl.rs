@@ -10,7 +10,9 @@ use kubesim::{Kubesim, Options};
 use tokio::io::AsyncBufReadExt;
 
 async fn start() -> Kubesim {
-    Kubesim::start(Options::default()).await.expect("kubesim starts")
+    Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts")
 }
 
 async fn k(ks: &Kubesim, tool: &str, args: &[&str]) -> CmdOutput {
@@ -18,13 +20,19 @@ async fn k(ks: &Kubesim, tool: &str, args: &[&str]) -> CmdOutput {
 }
 
 async fn k_ok(ks: &Kubesim, tool: &str, args: &[&str]) -> String {
-    k(ks, tool, args).await.ok(&format!("{tool} {}", args.join(" "))).to_string()
+    k(ks, tool, args)
+        .await
+        .ok(&format!("{tool} {}", args.join(" ")))
+        .to_string()
 }
 
 async fn apply(ks: &Kubesim, tool: &str, extra: &[&str], manifest: &str) -> String {
     let mut args = vec!["apply", "-f", "-"];
     args.extend_from_slice(extra);
-    run_with_stdin(ks, tool, &args, Some(manifest)).await.ok(&format!("{tool} apply {extra:?}")).to_string()
+    run_with_stdin(ks, tool, &args, Some(manifest))
+        .await
+        .ok(&format!("{tool} apply {extra:?}"))
+        .to_string()
 }
 
 const JOB: &str = "
@@ -50,25 +58,57 @@ async fn get_columns_and_describe(tool: &str) {
     apply(&ks, tool, &[], JOB).await;
     let jobs = k_ok(&ks, tool, &["get", "jobs"]).await;
     let header: Vec<&str> = jobs.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "{jobs}");
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{jobs}"
+    );
     assert!(jobs.lines().nth(1).unwrap().starts_with("report"), "{jobs}");
 
-    k_ok(&ks, tool, &["create", "configmap", "settings", "--from-literal=a=1", "--from-literal=b=2"]).await;
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+    )
+    .await;
     let cms = k_ok(&ks, tool, &["get", "cm", "settings"]).await;
     let header: Vec<&str> = cms.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "DATA", "AGE"], "{cms}");
     assert!(cms.contains("settings   2"), "{cms}");
     let ns = k_ok(&ks, tool, &["get", "ns"]).await;
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(ns.lines().any(|l| l.starts_with(n) && l.contains("Active")), "{ns}");
+        assert!(
+            ns.lines().any(|l| l.starts_with(n) && l.contains("Active")),
+            "{ns}"
+        );
     }
 
     let described = k_ok(&ks, tool, &["describe", "job", "report"]).await;
-    for want in ["Name:", "report", "Selector:", "batch.kubernetes.io/controller-uid=", "Parallelism:", "Backoff Limit:", "MODE:"] {
-        assert!(described.contains(want), "describe lacks {want:?}:\n{described}");
+    for want in [
+        "Name:",
+        "report",
+        "Selector:",
+        "batch.kubernetes.io/controller-uid=",
+        "Parallelism:",
+        "Backoff Limit:",
+        "MODE:",
+    ] {
+        assert!(
+            described.contains(want),
+            "describe lacks {want:?}:\n{described}"
+        );
     }
     let described = k_ok(&ks, tool, &["describe", "configmap", "settings"]).await;
-    assert!(described.contains("Data") && described.contains("a:"), "{described}");
+    assert!(
+        described.contains("Data") && described.contains("a:"),
+        "{described}"
+    );
 }
 
 #[tokio::test]
@@ -95,12 +135,20 @@ data:
 ";
 
 fn without_drop(m: &str) -> String {
-    m.lines().filter(|l| !l.contains("drop") && !l.contains("tier")).collect::<Vec<_>>().join("\n")
+    m.lines()
+        .filter(|l| !l.contains("drop") && !l.contains("tier"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn data_and_labels(ks: &Kubesim, tool: &str, name: &str) -> (String, String) {
     let data = k_ok(ks, tool, &["get", "cm", name, "-o", "jsonpath={.data}"]).await;
-    let labels = k_ok(ks, tool, &["get", "cm", name, "-o", "jsonpath={.metadata.labels}"]).await;
+    let labels = k_ok(
+        ks,
+        tool,
+        &["get", "cm", name, "-o", "jsonpath={.metadata.labels}"],
+    )
+    .await;
     (data, labels)
 }
 
@@ -117,7 +165,11 @@ async fn apply_client_and_server_side(tool: &str) {
     // Server-side apply twice, then with fields removed.
     let ssa = CM.replace("name: applied", "name: ssa");
     for _ in 0..2 {
-        assert!(apply(&ks, tool, &["--server-side"], &ssa).await.contains("serverside-applied"));
+        assert!(
+            apply(&ks, tool, &["--server-side"], &ssa)
+                .await
+                .contains("serverside-applied")
+        );
     }
     let (data, _) = data_and_labels(&ks, tool, "ssa").await;
     assert_eq!(data, r#"{"drop":"dropped","keep":"kept"}"#);
@@ -125,8 +177,23 @@ async fn apply_client_and_server_side(tool: &str) {
     let (data, labels) = data_and_labels(&ks, tool, "ssa").await;
     assert_eq!(data, r#"{"keep":"kept"}"#);
     assert_eq!(labels, r#"{"app":"demo"}"#);
-    let managers = k_ok(&ks, tool, &["get", "cm", "ssa", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]).await;
-    assert!(managers.split_whitespace().any(|m| m == "kubectl"), "{managers}");
+    let managers = k_ok(
+        &ks,
+        tool,
+        &[
+            "get",
+            "cm",
+            "ssa",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ],
+    )
+    .await;
+    assert!(
+        managers.split_whitespace().any(|m| m == "kubectl"),
+        "{managers}"
+    );
 
     // A client-side-applied object moves to server-side apply.
     apply(&ks, tool, &["--server-side"], CM).await;
@@ -137,7 +204,10 @@ async fn apply_client_and_server_side(tool: &str) {
     let dry = CM.replace("name: applied", "name: dry");
     apply(&ks, tool, &["--server-side", "--dry-run=server"], &dry).await;
     let missing = k(&ks, tool, &["get", "cm", "dry"]).await;
-    assert!(!missing.success() && missing.stderr.contains("configmaps \"dry\" not found"), "{missing:?}");
+    assert!(
+        !missing.success() && missing.stderr.contains("configmaps \"dry\" not found"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test]
@@ -153,18 +223,89 @@ async fn apply_client_and_server_side_1_33() {
 async fn create_patch_label_annotate(tool: &str) {
     let ks = start().await;
     // Typed create commands send protobuf bodies.
-    k_ok(&ks, tool, &["create", "secret", "generic", "creds", "--from-literal=user=admin", "--from-literal=pass=s3cret"]).await;
-    let pass = k_ok(&ks, tool, &["get", "secret", "creds", "-o", "jsonpath={.data.pass}"]).await;
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=user=admin",
+            "--from-literal=pass=s3cret",
+        ],
+    )
+    .await;
+    let pass = k_ok(
+        &ks,
+        tool,
+        &["get", "secret", "creds", "-o", "jsonpath={.data.pass}"],
+    )
+    .await;
     assert_eq!(pass, "czNjcmV0");
-    let secret_type = k_ok(&ks, tool, &["get", "secret", "creds", "-o", "jsonpath={.type}"]).await;
+    let secret_type = k_ok(
+        &ks,
+        tool,
+        &["get", "secret", "creds", "-o", "jsonpath={.type}"],
+    )
+    .await;
     assert_eq!(secret_type, "Opaque");
-    k_ok(&ks, tool, &["create", "configmap", "cfg", "--from-literal=a=1"]).await;
-    let dup = k(&ks, tool, &["create", "configmap", "cfg", "--from-literal=a=1"]).await;
-    assert!(dup.stderr.contains("configmaps \"cfg\" already exists"), "{dup:?}");
+    k_ok(
+        &ks,
+        tool,
+        &["create", "configmap", "cfg", "--from-literal=a=1"],
+    )
+    .await;
+    let dup = k(
+        &ks,
+        tool,
+        &["create", "configmap", "cfg", "--from-literal=a=1"],
+    )
+    .await;
+    assert!(
+        dup.stderr.contains("configmaps \"cfg\" already exists"),
+        "{dup:?}"
+    );
 
-    k_ok(&ks, tool, &["patch", "cm", "cfg", "--type=json", "-p", r#"[{"op":"add","path":"/data/json","value":"j"}]"#]).await;
-    k_ok(&ks, tool, &["patch", "cm", "cfg", "--type=merge", "-p", r#"{"data":{"merge":"m","a":null}}"#]).await;
-    k_ok(&ks, tool, &["patch", "cm", "cfg", "--type=strategic", "-p", r#"{"data":{"strategic":"s"}}"#]).await;
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "patch",
+            "cm",
+            "cfg",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/data/json","value":"j"}]"#,
+        ],
+    )
+    .await;
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "patch",
+            "cm",
+            "cfg",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"merge":"m","a":null}}"#,
+        ],
+    )
+    .await;
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "patch",
+            "cm",
+            "cfg",
+            "--type=strategic",
+            "-p",
+            r#"{"data":{"strategic":"s"}}"#,
+        ],
+    )
+    .await;
     let data = k_ok(&ks, tool, &["get", "cm", "cfg", "-o", "jsonpath={.data}"]).await;
     assert_eq!(data, r#"{"json":"j","merge":"m","strategic":"s"}"#);
 
@@ -188,22 +329,59 @@ spec:
 ";
     apply(&ks, tool, &[], deploy).await;
     k_ok(&ks, tool, &["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.28"}]}}}}"#]).await;
-    let images = k_ok(&ks, tool, &["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]).await;
+    let images = k_ok(
+        &ks,
+        tool,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        ],
+    )
+    .await;
     assert_eq!(images, "nginx:1.28 busybox:1.36");
-    let bad = k(&ks, tool, &["patch", "cm", "cfg", "--type=json", "-p", r#"[{"op":"test","path":"/data/json","value":"other"}]"#]).await;
+    let bad = k(
+        &ks,
+        tool,
+        &[
+            "patch",
+            "cm",
+            "cfg",
+            "--type=json",
+            "-p",
+            r#"[{"op":"test","path":"/data/json","value":"other"}]"#,
+        ],
+    )
+    .await;
     assert!(!bad.success(), "{bad:?}");
 
     k_ok(&ks, tool, &["label", "cm", "cfg", "team=blue"]).await;
     k_ok(&ks, tool, &["annotate", "cm", "cfg", "note=hello"]).await;
     let labelled = k_ok(&ks, tool, &["get", "cm", "-l", "team=blue", "-o", "name"]).await;
     assert_eq!(labelled.trim(), "configmap/cfg");
-    let note = k_ok(&ks, tool, &["get", "cm", "cfg", "-o", "jsonpath={.metadata.annotations.note}"]).await;
+    let note = k_ok(
+        &ks,
+        tool,
+        &[
+            "get",
+            "cm",
+            "cfg",
+            "-o",
+            "jsonpath={.metadata.annotations.note}",
+        ],
+    )
+    .await;
     assert_eq!(note, "hello");
     k_ok(&ks, tool, &["label", "cm", "cfg", "team-"]).await;
     let none = k_ok(&ks, tool, &["get", "cm", "-l", "team=blue", "-o", "name"]).await;
     assert_eq!(none.trim(), "");
     let overwrite = k(&ks, tool, &["annotate", "cm", "cfg", "note=again"]).await;
-    assert!(!overwrite.success() && overwrite.stderr.contains("--overwrite is false"), "{overwrite:?}");
+    assert!(
+        !overwrite.success() && overwrite.stderr.contains("--overwrite is false"),
+        "{overwrite:?}"
+    );
 }
 
 #[tokio::test]
@@ -221,8 +399,18 @@ async fn create_patch_label_annotate_1_33() {
 /// the object goes once that finalizer is removed.
 async fn delete_with_each_propagation_policy(tool: &str) {
     let ks = start().await;
-    k_ok(&ks, tool, &["create", "configmap", "plain", "--from-literal=a=1"]).await;
-    let out = k_ok(&ks, tool, &["delete", "cm", "plain", "--cascade=background"]).await;
+    k_ok(
+        &ks,
+        tool,
+        &["create", "configmap", "plain", "--from-literal=a=1"],
+    )
+    .await;
+    let out = k_ok(
+        &ks,
+        tool,
+        &["delete", "cm", "plain", "--cascade=background"],
+    )
+    .await;
     assert!(out.contains("configmap \"plain\" deleted"), "{out}");
     assert!(!k(&ks, tool, &["get", "cm", "plain"]).await.success());
 
@@ -232,23 +420,79 @@ async fn delete_with_each_propagation_policy(tool: &str) {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  finalizers: [example.com/hold]\ndata:\n  a: '1'\n"
         );
         apply(&ks, tool, &[], &manifest).await;
-        k_ok(&ks, tool, &["delete", "cm", &name, &format!("--cascade={cascade}"), "--wait=false"]).await;
-        let pending = k_ok(&ks, tool, &["get", "cm", &name, "-o", "jsonpath={.metadata.deletionTimestamp} {.metadata.finalizers}"]).await;
+        k_ok(
+            &ks,
+            tool,
+            &[
+                "delete",
+                "cm",
+                &name,
+                &format!("--cascade={cascade}"),
+                "--wait=false",
+            ],
+        )
+        .await;
+        let pending = k_ok(
+            &ks,
+            tool,
+            &[
+                "get",
+                "cm",
+                &name,
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp} {.metadata.finalizers}",
+            ],
+        )
+        .await;
         assert!(!pending.starts_with(' '), "no deletionTimestamp: {pending}");
         assert!(pending.contains("example.com/hold"), "{pending}");
         // The garbage collector handles its own finalizer; ours still holds the object.
-        k_ok(&ks, tool, &["patch", "cm", &name, "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers/0"}]"#]).await;
+        k_ok(
+            &ks,
+            tool,
+            &[
+                "patch",
+                "cm",
+                &name,
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/finalizers/0"}]"#,
+            ],
+        )
+        .await;
         let what = format!("{name} to disappear");
         wait_until(Duration::from_secs(30), &what, || async {
-            let r = k(&ks, tool, &["get", "cm", &name, "--ignore-not-found", "-o", "name"]).await;
+            let r = k(
+                &ks,
+                tool,
+                &["get", "cm", &name, "--ignore-not-found", "-o", "name"],
+            )
+            .await;
             (r.success() && r.stdout.trim().is_empty()).then_some(())
         })
         .await;
     }
     // A namespace turns Terminating, then goes once the namespace controller has emptied it.
     k_ok(&ks, tool, &["create", "namespace", "doomed"]).await;
-    k_ok(&ks, tool, &["-n", "doomed", "create", "configmap", "inside", "--from-literal=a=1"]).await;
-    k_ok(&ks, tool, &["delete", "namespace", "doomed", "--timeout=60s"]).await;
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "-n",
+            "doomed",
+            "create",
+            "configmap",
+            "inside",
+            "--from-literal=a=1",
+        ],
+    )
+    .await;
+    k_ok(
+        &ks,
+        tool,
+        &["delete", "namespace", "doomed", "--timeout=60s"],
+    )
+    .await;
     assert!(!k(&ks, tool, &["get", "ns", "doomed"]).await.success());
 }
 
@@ -264,8 +508,19 @@ async fn delete_with_each_propagation_policy_1_33() {
 
 async fn get_watch_prints_changes(tool: &str) {
     let ks = start().await;
-    k_ok(&ks, tool, &["create", "configmap", "before", "--from-literal=a=1"]).await;
-    let mut child = command(&ks, tool, &["get", "configmaps", "--watch", "--request-timeout=60s"]).spawn().unwrap();
+    k_ok(
+        &ks,
+        tool,
+        &["create", "configmap", "before", "--from-literal=a=1"],
+    )
+    .await;
+    let mut child = command(
+        &ks,
+        tool,
+        &["get", "configmaps", "--watch", "--request-timeout=60s"],
+    )
+    .spawn()
+    .unwrap();
     let stdout = child.stdout.take().unwrap();
     let seen = Arc::new(Mutex::new(String::new()));
     let sink = seen.clone();
@@ -284,15 +539,34 @@ async fn get_watch_prints_changes(tool: &str) {
             async move { found.then_some(()) }
         }
     };
-    wait_until(Duration::from_secs(30), "the initial listing", has("before")).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the initial listing",
+        has("before"),
+    )
+    .await;
     // The watch resumes from the listing's resourceVersion: later changes are not missed.
-    k_ok(&ks, tool, &["create", "configmap", "after", "--from-literal=a=1"]).await;
-    wait_until(Duration::from_secs(30), "the watch to print the new ConfigMap", has("after")).await;
+    k_ok(
+        &ks,
+        tool,
+        &["create", "configmap", "after", "--from-literal=a=1"],
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the watch to print the new ConfigMap",
+        has("after"),
+    )
+    .await;
     k_ok(&ks, tool, &["delete", "configmap", "before"]).await;
-    wait_until(Duration::from_secs(30), "the watch to print the deletion", || {
-        let seen = seen.clone();
-        async move { (seen.lock().unwrap().matches("before").count() >= 2).then_some(()) }
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the watch to print the deletion",
+        || {
+            let seen = seen.clone();
+            async move { (seen.lock().unwrap().matches("before").count() >= 2).then_some(()) }
+        },
+    )
     .await;
     child.kill().await.unwrap();
     reader.abort();
@@ -314,6 +588,9 @@ async fn explain_refuses_clearly_without_schemas() {
     for tool in ["kubectl-1.37", "kubectl-1.33"] {
         let out = k(&ks, tool, &["explain", "pods"]).await;
         assert!(!out.success(), "{out:?}");
-        assert!(out.stderr.contains("not found in OpenAPI schema"), "{tool}: {out:?}");
+        assert!(
+            out.stderr.contains("not found in OpenAPI schema"),
+            "{tool}: {out:?}"
+        );
     }
 }

@@ -68,7 +68,9 @@ print("python-ok")
 
 #[tokio::test]
 async fn python_client_crud_and_watch() {
-    let ks = Kubesim::start(Options::default()).await.expect("kubesim starts");
+    let ks = Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts");
     let out = run_with_stdin(&ks, "python", &["-"], Some(SCRIPT)).await;
     out.ok("the python client script");
     assert!(out.stdout.contains("python-ok"), "{out:?}");

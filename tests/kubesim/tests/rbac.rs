@@ -16,12 +16,17 @@ fn status(e: kube::Error) -> kube::core::Status {
 
 #[tokio::test]
 async fn service_account_tokens_are_authorized_by_rbac() {
-    let ks = Kubesim::start(Options::default()).await.expect("kubesim starts");
+    let ks = Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts");
     let admin = ks.client();
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
-    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap())
-        .await
-        .unwrap();
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     // A token through the TokenRequest subresource, as `kubectl create token` gets one.
     let tr: serde_json::Value = admin
         .request(
@@ -69,19 +74,35 @@ async fn service_account_tokens_are_authorized_by_rbac() {
         .unwrap();
     let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), "default");
     admin_secrets
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "app"}, "stringData": {"k": "v"}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "app"}, "stringData": {"k": "v"}}))
+                .unwrap(),
+        )
         .await
         .unwrap();
     let got = secrets.get("app").await.unwrap();
     assert_eq!(got.data.unwrap()["k"].0, b"v");
-    assert_eq!(secrets.list(&Default::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        secrets.list(&Default::default()).await.unwrap().items.len(),
+        1
+    );
     // The grant covers get and list only, and only this namespace.
     let no_create = status(
-        secrets.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap()).await.unwrap_err(),
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap(),
+            )
+            .await
+            .unwrap_err(),
     );
     assert_eq!(no_create.code, 403);
     let elsewhere: Api<Secret> = Api::namespaced(as_sa.clone(), "kube-system");
-    assert_eq!(status(elsewhere.list(&Default::default()).await.unwrap_err()).code, 403);
+    assert_eq!(
+        status(elsewhere.list(&Default::default()).await.unwrap_err()).code,
+        403
+    );
     // Discovery is open to every authenticated user.
     as_sa.apiserver_version().await.unwrap();
 
