@@ -1503,3 +1503,6 @@ impl ApiError {
         self.code == 409
     }
 }
+
+#[cfg(test)]
+mod tests;
