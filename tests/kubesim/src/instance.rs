@@ -21,6 +21,9 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// Directory of the binaries the kubelet may run for container images.
     pub bin_dir: Option<PathBuf>,
+    /// Where the kubelet puts the pods' working directories; `None`: a fresh temporary
+    /// directory, removed on shutdown.
+    pub pod_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -29,6 +32,7 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             bin_dir: None,
+            pod_dir: None,
         }
     }
 }
@@ -101,6 +105,7 @@ impl Kubesim {
             cluster.clone(),
             KubeletConfig {
                 bin_dir: options.bin_dir.clone(),
+                root_dir: options.pod_dir.clone(),
                 server_url: Some(format!("http://{addr}")),
                 ..Default::default()
             },

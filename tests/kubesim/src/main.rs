@@ -20,6 +20,10 @@ struct Args {
     /// Directory of the binaries pods may run (the kubelet resolves container commands there).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Directory for the pods' working directories (one per pod, removed with the pod);
+    /// default: a fresh temporary directory removed when kubesim stops.
+    #[arg(long)]
+    pod_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -35,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         kubeconfig: Some(args.kubeconfig),
         bin_dir: args.bin_dir,
+        pod_dir: args.pod_dir,
     })
     .await?;
     tracing::info!(url = %ks.url(), kubeconfig = %ks.kubeconfig_path().display(), "kubesim is serving");

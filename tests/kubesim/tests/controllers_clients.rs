@@ -244,6 +244,46 @@ async fn deployment_rollout_and_deletion_policies() {
     .await;
     assert_eq!(revision, "2");
 
+    // Scaling goes through the scale subresource.
+    ok(&ks, &["scale", "deployment/web", "--replicas=3"]).await;
+    ok(
+        &ks,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    wait_until(WAIT, "three web pods", || {
+        let ks = &ks;
+        async move { (count(ks, "pods", "app=web").await == 3).then_some(()) }
+    })
+    .await;
+
+    // Undo goes back to the first template: its ReplicaSet becomes revision 3.
+    ok(&ks, &["rollout", "undo", "deployment/web"]).await;
+    ok(
+        &ks,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    let command = ok(
+        &ks,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}",
+        ],
+    )
+    .await;
+    assert_eq!(command, r#"["sleep","3600"]"#);
+    let history = ok(&ks, &["rollout", "history", "deployment/web"]).await;
+    assert!(
+        history.contains('2')
+            && history.contains('3')
+            && !history.lines().any(|l| l.trim_start().starts_with("1 ")),
+        "{history}"
+    );
+
     // Orphan: ReplicaSets and pods stay, without ownerReferences.
     ok(&ks, &["delete", "deployment", "web", "--cascade=orphan"]).await;
     assert_eq!(count(&ks, "rs", "app=web").await, 2);

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{Reconciler, meta_str};
 use crate::cluster::{ApiError, Cluster, DeleteOptions, Propagation};
-use crate::resources::split_api_version;
+use crate::resources::{Registry, split_api_version};
 use crate::store::{ObjKey, ResKey, WatchEvent};
 
 pub const COMPONENT: &str = "garbage-collector-controller";
@@ -50,20 +50,21 @@ fn dependents(cluster: &Cluster, uid: &str) -> Vec<(ObjKey, Value)> {
 }
 
 /// The owner an ownerReference of an object in `namespace` points at, if it exists with that uid.
-fn resolve_owner(cluster: &Cluster, namespace: &str, r: &Value) -> Option<Value> {
+fn resolve_owner(
+    cluster: &Cluster,
+    registry: &Registry,
+    namespace: &str,
+    r: &Value,
+) -> Option<(ObjKey, Value)> {
     let (group, _) = split_api_version(r["apiVersion"].as_str().unwrap_or(""));
     let kind = r["kind"].as_str().unwrap_or("");
-    let registry = cluster.registry();
     let info = registry
         .all()
         .find(|i| i.group == group && i.kind == kind)?;
     let ns = if info.namespaced { namespace } else { "" };
-    let owner = cluster.store().get(&ObjKey::new(
-        &info.key(),
-        ns,
-        r["name"].as_str().unwrap_or(""),
-    ))?;
-    (owner["metadata"]["uid"] == r["uid"]).then(|| (*owner).clone())
+    let key = ObjKey::new(&info.key(), ns, r["name"].as_str().unwrap_or(""));
+    let owner = cluster.store().get(&key)?;
+    (owner["metadata"]["uid"] == r["uid"]).then(|| (key, (*owner).clone()))
 }
 
 /// The garbage collector.
@@ -92,18 +93,12 @@ impl Reconciler for GarbageCollector {
         }
         if gone || deleting(obj) {
             // An owner waiting in the foreground for this dependent.
+            let registry = cluster.registry();
             for r in refs(obj) {
-                if let Some(owner) = resolve_owner(cluster, &ev.key.namespace, r)
+                if let Some((key, owner)) = resolve_owner(cluster, &registry, &ev.key.namespace, r)
                     && has_finalizer(&owner, FOREGROUND)
                 {
-                    let registry = cluster.registry();
-                    let (group, _) = split_api_version(owner["apiVersion"].as_str().unwrap_or(""));
-                    if let Some(info) = registry
-                        .all()
-                        .find(|i| i.group == group && owner["kind"] == i.kind.as_str())
-                    {
-                        keys.push(super::key_of(&info.key(), &owner));
-                    }
+                    keys.push(key);
                 }
             }
         }
@@ -175,8 +170,9 @@ impl Reconciler for GarbageCollector {
         let mut solid = Vec::new();
         let mut waiting = false;
         let mut dangling = Vec::new();
+        let registry = cluster.registry();
         for r in owner_refs {
-            match resolve_owner(cluster, &key.namespace, r) {
+            match resolve_owner(cluster, &registry, &key.namespace, r).map(|(_, o)| o) {
                 Some(owner) if deleting(&owner) && has_finalizer(&owner, FOREGROUND) => {
                     waiting = true
                 }

@@ -239,6 +239,8 @@ pub(crate) fn owned(cluster: &Cluster, res: &ResKey, namespace: &str, owner: &Va
 }
 
 /// Record a core/v1 Event about `obj` (as the real components do; `warning` for Warning).
+/// A repeat of the same event (object, component, type, reason, message) increments the
+/// `count` and `lastTimestamp` of the first one, as the client-go event recorder does.
 pub fn record_event(
     cluster: &Cluster,
     obj: &Value,
@@ -247,37 +249,59 @@ pub fn record_event(
     reason: &str,
     message: &str,
 ) {
+    use sha2::Digest;
     let ns = match meta_str(obj, "namespace") {
         "" => "default",
         ns => ns,
     };
+    let kind = if warning { "Warning" } else { "Normal" };
     let now = crate::cluster::now();
-    let nanos = jiff::Timestamp::now().as_nanosecond();
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": format!("{}.{:x}", meta_str(obj, "name"), nanos), "namespace": ns},
-        "involvedObject": {
-            "apiVersion": obj["apiVersion"],
-            "kind": obj["kind"],
-            "namespace": obj["metadata"]["namespace"],
-            "name": meta_str(obj, "name"),
-            "uid": meta_str(obj, "uid"),
-            "resourceVersion": meta_str(obj, "resourceVersion"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": if warning { "Warning" } else { "Normal" },
-        "source": {"component": component},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-        "eventTime": null,
-        "reportingComponent": component,
-        "reportingInstance": "",
-    });
+    let digest = sha2::Sha256::digest(format!(
+        "{}\0{component}\0{kind}\0{reason}\0{message}",
+        meta_str(obj, "uid")
+    ));
+    let name = format!("{}.{}", meta_str(obj, "name"), hex::encode(&digest[..8]));
     let res = ResKey::new("", "events");
-    if let Err(e) = cluster.create(&res, ns, event, &WriteOptions::manager(component)) {
+    let opts = WriteOptions::manager(component);
+    let bump = |cluster: &Cluster| {
+        cluster.mutate(&res, ns, &name, component, |e| {
+            e["count"] = json!(e["count"].as_i64().unwrap_or(1) + 1);
+            e["lastTimestamp"] = json!(now);
+            Ok(())
+        })
+    };
+    let result = if cluster.store().get(&ObjKey::new(&res, ns, &name)).is_some() {
+        bump(cluster)
+    } else {
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "namespace": obj["metadata"]["namespace"],
+                "name": meta_str(obj, "name"),
+                "uid": meta_str(obj, "uid"),
+                "resourceVersion": meta_str(obj, "resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "eventTime": null,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        });
+        match cluster.create(&res, ns, event, &opts) {
+            Err(e) if e.is_conflict() => bump(cluster),
+            other => other,
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%reason, error = %e, "could not record an event");
     }
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -80,8 +80,8 @@ struct PodHandle {
     key: ObjKey,
     /// When set: terminate, SIGKILL at this instant.
     stop: watch::Sender<Option<Instant>>,
-    /// Woken when a Secret, ConfigMap or ServiceAccount of the pod's namespace changes.
-    config_changed: Arc<Notify>,
+    /// Bumped when a Secret, ConfigMap or ServiceAccount of the pod's namespace changes.
+    config_changed: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
@@ -127,6 +127,7 @@ impl Kubelet {
             task: Mutex::new(None),
         });
         cluster.set_pod_logs(kubelet.clone());
+        kubelet.register_node();
         let weak = Arc::downgrade(&kubelet);
         let task = tokio::spawn(async move {
             let Some(k) = weak.upgrade() else { return };
@@ -145,11 +146,7 @@ impl Kubelet {
                 let Some(k) = weak.upgrade() else { return };
                 match ev {
                     Ok(ev) => k.handle(&ev),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        for p in k.cluster.store().list(&pods_res(), None).0 {
-                            k.pod_changed(&p);
-                        }
-                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => k.resync(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -188,7 +185,7 @@ impl Kubelet {
         {
             for h in self.lock_pods().values() {
                 if h.key.namespace == ev.key.namespace {
-                    h.config_changed.notify_one();
+                    h.config_changed.send_modify(|n| *n += 1);
                 }
             }
         }
@@ -226,13 +223,8 @@ impl Kubelet {
             return;
         }
         let (stop, stop_rx) = watch::channel(None);
-        let config_changed = Arc::new(Notify::new());
-        let task = tokio::spawn(pod::run(
-            self.clone(),
-            pod.clone(),
-            stop_rx,
-            config_changed.clone(),
-        ));
+        let (config_changed, config_rx) = watch::channel(0u64);
+        let task = tokio::spawn(pod::run(self.clone(), pod.clone(), stop_rx, config_rx));
         pods.insert(
             uid,
             PodHandle {
@@ -242,6 +234,73 @@ impl Kubelet {
                 task,
             },
         );
+    }
+
+    /// Create the Node object pods are bound to, Ready, with the loopback address.
+    fn register_node(&self) {
+        let nodes = ResKey::new("", "nodes");
+        let name = self.config.node_name.clone();
+        let node = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": std::env::consts::OS,
+                "kubernetes.io/arch": go_arch(),
+            }},
+        });
+        match self.cluster.create(
+            &nodes,
+            "",
+            node,
+            &crate::cluster::WriteOptions::manager("kubelet"),
+        ) {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() => {}
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "registering the node failed");
+                return;
+            }
+        }
+        let now = crate::cluster::now();
+        let r = self.cluster.update_status(&nodes, "", &name, "kubelet", |n| {
+            n["status"] = serde_json::json!({
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
+                                "lastTransitionTime": now}],
+                "addresses": [{"type": "InternalIP", "address": status::POD_IP},
+                              {"type": "Hostname", "address": name}],
+                "nodeInfo": {"kubeletVersion": crate::resources::GIT_VERSION, "operatingSystem": std::env::consts::OS,
+                             "architecture": go_arch(), "containerRuntimeVersion": "process://kubesim"},
+            });
+            Ok(())
+        });
+        if let Err(e) = r {
+            tracing::warn!(node = %name, error = %e, "writing the node status failed");
+        }
+    }
+
+    /// After missed events: start what is new, stop what is gone.
+    fn resync(self: &Arc<Self>) {
+        let pods = self.cluster.store().list(&pods_res(), None).0;
+        let uids: std::collections::HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p["metadata"]["uid"].as_str())
+            .collect();
+        let gone: Vec<Value> = self
+            .lock_pods()
+            .iter()
+            .filter(|(uid, _)| !uids.contains(uid.as_str()))
+            .map(|(uid, h)| {
+                serde_json::json!({"metadata": {"uid": uid, "namespace": h.key.namespace, "name": h.key.name}})
+            })
+            .collect();
+        for p in &gone {
+            self.pod_removed(p);
+        }
+        for p in &pods {
+            self.pod_changed(p);
+        }
     }
 
     fn pod_removed(self: &Arc<Self>, pod: &Value) {
@@ -309,6 +368,15 @@ impl Kubelet {
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The architecture as Kubernetes names it.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
     }
 }
 

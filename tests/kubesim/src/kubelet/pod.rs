@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::env::{SourceKind, container_env};
@@ -31,7 +31,7 @@ struct Ctx {
     base_env: Vec<(String, String)>,
     run: Mutex<PodRun>,
     stop: watch::Receiver<Option<Instant>>,
-    config_changed: Arc<Notify>,
+    config_changed: watch::Receiver<u64>,
 }
 
 impl Ctx {
@@ -134,7 +134,7 @@ pub(super) async fn run(
     kubelet: Arc<Kubelet>,
     pod: Value,
     stop: watch::Receiver<Option<Instant>>,
-    config_changed: Arc<Notify>,
+    config_changed: watch::Receiver<u64>,
 ) {
     let key = super::controllers_key(&pod);
     let cluster = kubelet.cluster.clone();
@@ -283,7 +283,9 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<Vec<(String, String)>> {
         .filter(|s| !s.is_empty())
         .unwrap_or("default");
     let ns = ctx.key.namespace.clone();
+    let mut changed = ctx.config_changed.clone();
     let token = loop {
+        changed.borrow_and_update();
         match ctx.cluster().issue_token(&ns, sa) {
             Ok(t) => break t,
             Err(e) => {
@@ -298,7 +300,7 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<Vec<(String, String)>> {
                 });
                 ctx.publish();
                 tokio::select! {
-                    _ = ctx.config_changed.notified() => {}
+                    _ = changed.changed() => {}
                     _ = ctx.stopped() => return None,
                 }
             }
@@ -386,10 +388,12 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
         .unwrap_or("")
         .to_string();
     let mut last_exit = None;
+    let mut changed = ctx.config_changed.clone();
     loop {
         if ctx.stopping() {
             return last_exit;
         }
+        changed.borrow_and_update();
         // Configuration: env (may wait for a Secret/ConfigMap), then the command.
         let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
         let env = match container_env(&ctx.pod, &spec, &ctx.base_env, &lookup) {
@@ -404,7 +408,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                 ctx.publish();
                 ctx.event(true, "Failed", &format!("Error: {}", e.0));
                 tokio::select! {
-                    _ = ctx.config_changed.notified() => continue,
+                    _ = changed.changed() => continue,
                     _ = ctx.stopped() => return last_exit,
                 }
             }
