@@ -1,0 +1,176 @@
+//! sc-job running as the pod of Job `sc-job`, as sc-agent starts it: with the chart's RBAC,
+//! its own ServiceAccount, the self-deletion after success and `kubectl logs` after a failure.
+
+mod common;
+
+use common::*;
+use kubesim::testing::{kubectl, wait_until};
+use serde_json::{Value, json};
+
+const ACCOUNT_KEY: &str = "am9iLXBvZC1hY2NvdW50LWtleQ==";
+
+/// The ServiceAccount and RBAC of sc-job as the chart renders them (cluster-wide variant).
+fn install_rbac(c: &kubesim::cluster::Cluster) {
+    create(
+        c,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sc-job", "namespace": NS}}),
+    );
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "sc-job", "namespace": NS},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sc-protected"], "verbs": ["get"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "resourceNames": ["sc-job"], "verbs": ["get", "delete"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        ]}),
+    );
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "sc-job", "namespace": NS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sc-job"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
+    );
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "sc-job-sc-system"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get", "create", "patch", "delete"]},
+            {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "create", "patch", "delete"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "patch"]},
+        ]}),
+    );
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "sc-job-sc-system"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sc-job-sc-system"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
+    );
+}
+
+/// The Job sc-agent creates: no secret and no connection content in its spec.
+fn sc_job() -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "sc-job", "namespace": NS,
+                     "labels": {"app.kubernetes.io/managed-by": "sc-extension",
+                                "app.kubernetes.io/part-of": "sc-extension"}},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {
+                "serviceAccountName": "sc-job",
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "sc-job",
+                    "image": "ghcr.io/sc-extension/sc-job:0.1.0",
+                    "args": ["--changeset", "sc-changeset"],
+                    "env": [{"name": "POD_NAMESPACE",
+                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                }],
+            }},
+        },
+    })
+}
+
+fn blob(name_ns: &str) -> Value {
+    json!({
+        "namespace": name_ns, "targetType": "storage-blob", "authType": "secret",
+        "parameters": {"accountName": "acct"}, "secrets": {"accountKey": ACCOUNT_KEY},
+    })
+}
+
+fn job_condition(job: &Value, kind: &str) -> bool {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == kind && c["status"] == "True")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_deletes_itself_after_success() {
+    let ks = start().await;
+    let c = ks.cluster();
+    install_rbac(&c);
+    let conns = json!({"web_blob": blob("default")});
+    request_all(&c, "cs-job-1", 1, &conns);
+    create(&c, sc_job());
+    wait_until(WAIT, "the Job sc-job to be deleted after success", || {
+        let gone = get(&c, "Job", NS, "sc-job").is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    let secret = get(&c, "Secret", "default", "sc-webblob-secret")
+        .expect("the Secret was created by the Job");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "sc-extension"
+    );
+    let status = metadata(&c, "web_blob", "status.json");
+    assert_eq!(status["phase"], "Ready");
+    let journal = metadata(&c, "web_blob", "journal.json");
+    assert_eq!(journal[0]["job"], "sc-system/sc-job");
+    let steps = journal[0]["steps"].to_string();
+    assert!(
+        steps.contains("[web_blob] secret default/sc-webblob-secret: created (1 key)"),
+        "{steps}"
+    );
+    assert_no_secret("a ConfigMap", &all_config_maps(&c), &[ACCOUNT_KEY]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_kept_and_its_logs_explain_the_failure() {
+    let ks = start().await;
+    let c = ks.cluster();
+    install_rbac(&c);
+    create(
+        &c,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "sc-taken-secret", "namespace": "default"},
+               "stringData": {"token": "not-ours"}}),
+    );
+    let conns = json!({"taken": blob("default"), "fine": blob("default")});
+    request_all(&c, "cs-job-2", 1, &conns);
+    create(&c, sc_job());
+    let job = wait_until(WAIT, "the Job sc-job to fail", || {
+        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
+        async move { job }
+    })
+    .await;
+    assert!(!job_condition(&job, "Complete"));
+
+    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
+    let text = logs.ok("kubectl logs job/sc-job").to_string();
+    assert!(
+        text.contains(
+            "[taken] failed: secret default/sc-taken-secret exists and is not managed by sc-extension; delete it or rename the connection"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("[fine] secret default/sc-fine-secret: created (1 key)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sc-job: 1 applied, 1 failed, 0 deleted"),
+        "{text}"
+    );
+    assert_no_secret("kubectl logs", &text, &[ACCOUNT_KEY]);
+
+    // The Job stays for `kubectl describe` and `kubectl logs`; nothing secret in it.
+    assert!(get(&c, "Job", NS, "sc-job").is_some());
+    let spec = kubectl(&ks, &["get", "job/sc-job", "-n", NS, "-o", "json"]).await;
+    assert_no_secret("the Job", spec.ok("kubectl get job"), &[ACCOUNT_KEY]);
+    assert_no_secret("a ConfigMap", &all_config_maps(&c), &[ACCOUNT_KEY]);
+    assert_eq!(
+        metadata(&c, "taken", "status.json")["error"]["reason"],
+        "NotManaged"
+    );
+    assert_eq!(metadata(&c, "fine", "status.json")["phase"], "Ready");
+}
