@@ -1,0 +1,141 @@
+//! Removing connections: deletion policies, the shared workload-identity ServiceAccount, and
+//! objects that are no longer ours.
+
+mod common;
+
+use common::*;
+use kubesim::cluster::DeleteOptions;
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "0a1b2c3d-0000-4000-8000-000000000001";
+const ACCOUNT_KEY: &str = "ZGVsZXRlLXRlc3Qta2V5";
+
+fn conns() -> Value {
+    json!({
+        "a": {"namespace": "default", "targetType": "openai", "authType": "workloadIdentity",
+              "parameters": {"resourceName": "ai", "clientId": CLIENT_ID}, "deletionPolicy": "Delete"},
+        "b": {"namespace": "default", "targetType": "storage-blob", "authType": "workloadIdentity",
+              "parameters": {"accountName": "acct", "clientId": CLIENT_ID}, "deletionPolicy": "Delete"},
+        "c": {"namespace": "default", "targetType": "storage-blob", "authType": "secret",
+              "parameters": {"accountName": "acct2"}, "secrets": {"accountKey": ACCOUNT_KEY}},
+        "d": {"namespace": "default", "targetType": "postgresql", "authType": "secret",
+              "parameters": {"server": "pg", "database": "db", "user": "u"},
+              "secrets": {"password": "pg-password-123"}, "deletionPolicy": "Delete"},
+    })
+}
+
+fn without(all: &Value, names: &[&str]) -> Value {
+    let mut m = all.as_object().unwrap().clone();
+    for n in names {
+        m.remove(*n);
+    }
+    Value::Object(m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_policies_and_the_shared_service_account() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let all = conns();
+    let sa_name = format!("sc-account-{CLIENT_ID}");
+    request_all(&c, "cs-1", 1, &all);
+    run_job(&ks, &[]).await.expect_code(0);
+    let sa = get(&c, "ServiceAccount", "default", &sa_name).expect("shared ServiceAccount");
+    assert_eq!(
+        sa["metadata"]["annotations"]["sc-extension.io/connections"],
+        "a,b"
+    );
+
+    // d's Secret is replaced by one that is not ours: deleting d must leave it alone.
+    c.delete(
+        &res("Secret"),
+        "default",
+        "sc-d-secret",
+        &DeleteOptions::default(),
+    )
+    .expect("delete");
+    create(
+        &c,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "sc-d-secret", "namespace": "default"},
+               "stringData": {"k": "v"}}),
+    );
+
+    // Remove a and d (Delete): a's Secret goes, the ServiceAccount stays for b.
+    let rest = without(&all, &["a", "d"]);
+    write_requests(&c, &rest, 2);
+    write_changeset(&c, "cs-2", 2, &rest, &[], &["a", "d"]);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    let out = &run.stdout;
+    assert!(
+        out.contains("[a] secret default/sc-a-secret: deleted"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "[a] serviceaccount default/{sa_name}: kept (still used by b)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("[d] secret default/sc-d-secret: kept (not created by this connection)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sc-job: 0 applied, 0 failed, 2 deleted"),
+        "{out}"
+    );
+    assert!(get(&c, "Secret", "default", "sc-a-secret").is_none());
+    assert!(
+        get(&c, "Secret", "default", "sc-d-secret").is_some(),
+        "a Secret that is not ours was deleted"
+    );
+    let sa = get(&c, "ServiceAccount", "default", &sa_name).expect("still used by b");
+    assert_eq!(
+        sa["metadata"]["annotations"]["sc-extension.io/connections"],
+        "b"
+    );
+    let status = metadata(&c, "a", "status.json");
+    assert_eq!(status["phase"], "Deleted");
+    assert_eq!(status["deletionPolicy"], "Delete");
+
+    // Remove c (Retain, the default): nothing is deleted.
+    let rest = without(&all, &["a", "c", "d"]);
+    write_requests(&c, &rest, 3);
+    write_changeset(&c, "cs-3", 3, &rest, &[], &["c"]);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("[c] removed from the request; deletionPolicy Retain keeps its objects"),
+        "{}",
+        run.stdout
+    );
+    assert!(get(&c, "Secret", "default", "sc-c-secret").is_some());
+    assert_eq!(metadata(&c, "c", "status.json")["phase"], "Deleted");
+    assert_eq!(metadata(&c, "c", "status.json")["deletionPolicy"], "Retain");
+
+    // Remove b, the last user: the ServiceAccount goes too.
+    write_requests(&c, &json!({}), 4);
+    write_changeset(&c, "cs-4", 4, &json!({}), &[], &["b"]);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("[b] serviceaccount default/{sa_name}: deleted")),
+        "{}",
+        run.stdout
+    );
+    assert!(get(&c, "ServiceAccount", "default", &sa_name).is_none());
+    assert!(get(&c, "Secret", "default", "sc-b-secret").is_none());
+    let journal = metadata(&c, "b", "journal.json");
+    assert_eq!(journal.as_array().unwrap().len(), 2);
+    assert_eq!(journal[1]["result"], "Deleted");
+    assert_eq!(journal[1]["action"], "delete");
+    assert_no_secret(
+        "a ConfigMap",
+        &all_config_maps(&c),
+        &[ACCOUNT_KEY, "pg-password-123"],
+    );
+}
