@@ -636,7 +636,7 @@ impl Cluster {
             m.remove("status");
         }
         if opts.field_validation == FieldValidation::Strict {
-            strict::check(info, &obj)?;
+            strict::check(info, &obj, false)?;
         }
         admission::default_object(info, &mut obj)?;
         admission::prepare_create(info, &mut obj, &uid);
@@ -854,7 +854,7 @@ impl Cluster {
             new["kind"] = Value::String(info.kind.clone());
             if scope != Scope::Status {
                 if opts.field_validation == FieldValidation::Strict {
-                    strict::check(info, &new)?;
+                    strict::check(info, &new, false)?;
                 }
                 admission::default_object(info, &mut new)?;
             }
@@ -1022,16 +1022,12 @@ impl Cluster {
                     }
                     let mut applied = body.clone();
                     meta_mut(&mut applied).insert("name".into(), Value::String(name.into()));
-                    if opts.field_validation == FieldValidation::Strict {
-                        strict::check(&info, &applied)?;
-                    }
+                    strict::check(&info, &applied, true)?;
                     let created = patch::server_side_apply(None, &applied, &manager, force, &ts)
                         .map_err(|e| patch_error(&info, name, e))?;
                     return self.create_inner(&info, namespace, created, opts, true);
                 }
-                if opts.field_validation == FieldValidation::Strict {
-                    strict::check(&info, body)?;
-                }
+                strict::check(&info, body, true)?;
                 let mut applied = body.clone();
                 if scope == Scope::Status {
                     // Only status is applied through the subresource.

@@ -75,9 +75,12 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
-/// 400 `strict decoding error: unknown field "..."` when `obj` (a built-in kind) carries fields
-/// its type does not have. Custom resources and undecodable bodies pass.
-pub fn check(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+/// 400 `<Kind> in version "v1" cannot be handled as a <Kind>: strict decoding error: unknown
+/// field "..."` when `obj` (a built-in kind) carries fields its type does not have; for
+/// server-side apply bodies (`apply`) the structured-merge message `failed to create typed
+/// patch object (...): .spec.foo: field not declared in schema`. Custom resources and
+/// undecodable bodies pass.
+pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiError> {
     if info.custom {
         return Ok(());
     }
@@ -94,13 +97,27 @@ pub fn check(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     if unknown.is_empty() {
         return Ok(());
     }
+    if apply {
+        let gv = info.api_version();
+        let gv = if info.group.is_empty() {
+            format!("/{gv}")
+        } else {
+            gv
+        };
+        return Err(ApiError::bad_request(format!(
+            "failed to create typed patch object ({gv}, Kind={}): .{}: field not declared in schema",
+            info.kind, unknown[0]
+        )));
+    }
     let list: Vec<String> = unknown
         .iter()
         .map(|p| format!("unknown field {p:?}"))
         .collect();
     Err(ApiError::bad_request(format!(
-        "strict decoding error: {}",
-        list.join(", ")
+        "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+        list.join(", "),
+        kind = info.kind,
+        version = info.version(),
     )))
 }
 
@@ -117,13 +134,18 @@ mod tests {
         let obj = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x", "bogus": 1},
             "spec": {"foo": 1, "template": {"spec": {"restartPolicy": "Never",
                 "containers": [{"name": "c", "image": "i", "colour": "red"}]}}}});
-        let err = check(job, &obj).unwrap_err();
+        let err = check(job, &obj, false).unwrap_err();
         assert_eq!(err.code, 400);
         assert_eq!(
             err.message,
-            "strict decoding error: unknown field \"metadata.bogus\", unknown field \"spec.foo\", unknown field \"spec.template.spec.containers[0].colour\""
+            "Job in version \"v1\" cannot be handled as a Job: strict decoding error: unknown field \"metadata.bogus\", unknown field \"spec.foo\", unknown field \"spec.template.spec.containers[0].colour\""
+        );
+        let err = check(job, &obj, true).unwrap_err();
+        assert_eq!(
+            err.message,
+            "failed to create typed patch object (batch/v1, Kind=Job): .metadata.bogus: field not declared in schema"
         );
         let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {}}, "data": {"a": "b"}});
-        check(r.get("", "configmaps").unwrap(), &ok).unwrap();
+        check(r.get("", "configmaps").unwrap(), &ok, false).unwrap();
     }
 }

@@ -451,3 +451,64 @@ async fn leader_election_over_a_lease() {
         Some("a")
     );
 }
+
+#[tokio::test]
+async fn streaming_lists_end_with_the_initial_events_bookmark() {
+    let ks = Kubesim::start(Options::default()).await.unwrap();
+    let client = ks.client();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &cm(&format!("pre-{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream =
+        watcher(api.clone(), watcher::Config::default().streaming_lists()).default_backoff();
+    let task = tokio::spawn(reflector(writer, stream).for_each(|_| futures::future::ready(())));
+    // Ready only once the k8s.io/initial-events-end bookmark arrived.
+    tokio::time::timeout(Duration::from_secs(30), reader.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.state().len(), 3);
+    api.create(&PostParams::default(), &cm("post", &[]))
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the live event after the initial list",
+        || {
+            let n = reader.state().len();
+            async move { (n == 4).then_some(()) }
+        },
+    )
+    .await;
+    task.abort();
+
+    // Watch-list needs resourceVersionMatch=NotOlderThan: 422, so clients fall back.
+    let req = axum::http::Request::get(
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let e = api_error(client.request_text(req).await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+
+    // Resuming from a compacted version: an ERROR event with 410 Expired.
+    let rv = ks.cluster().store().current_rv();
+    api.create(&PostParams::default(), &cm("late", &[]))
+        .await
+        .unwrap();
+    ks.cluster().store().compact();
+    let req = axum::http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=5"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let body = client.request_text(req).await.unwrap();
+    let first: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ERROR");
+    assert_eq!(first["object"]["code"], 410);
+    assert_eq!(first["object"]["reason"], "Expired");
+}

@@ -582,6 +582,101 @@ async fn get_watch_prints_changes_1_33() {
     get_watch_prints_changes("kubectl-1.33").await;
 }
 
+/// `kubectl wait` uses a watch-list (sendInitialEvents) in 1.37 and list+watch in 1.33.
+async fn wait_for_a_change(tool: &str) {
+    let ks = start().await;
+    k_ok(
+        &ks,
+        tool,
+        &["create", "configmap", "flag", "--from-literal=state=off"],
+    )
+    .await;
+    let mut waiter = command(
+        &ks,
+        tool,
+        &[
+            "wait",
+            "--for=jsonpath={.data.state}=on",
+            "configmap/flag",
+            "--timeout=60s",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "patch",
+            "configmap",
+            "flag",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"state":"on"}}"#,
+        ],
+    )
+    .await;
+    let status = tokio::time::timeout(Duration::from_secs(90), waiter.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "kubectl wait failed: {status:?}");
+    // Already true: returns at once, from the initial events.
+    k_ok(
+        &ks,
+        tool,
+        &[
+            "wait",
+            "--for=jsonpath={.data.state}=on",
+            "configmap/flag",
+            "--timeout=30s",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wait_for_a_change_1_37() {
+    wait_for_a_change("kubectl-1.37").await;
+}
+
+#[tokio::test]
+async fn wait_for_a_change_1_33() {
+    wait_for_a_change("kubectl-1.33").await;
+}
+
+#[tokio::test]
+async fn strict_field_validation_rejects_unknown_fields() {
+    let ks = start().await;
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: odd\nspec:\n  foo: 1\ndata:\n  a: '1'\n";
+    let out = run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(manifest)).await;
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr.contains(r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "spec""#),
+        "{out:?}"
+    );
+    let out = run_with_stdin(
+        &ks,
+        "kubectl",
+        &["apply", "--server-side", "-f", "-"],
+        Some(manifest),
+    )
+    .await;
+    assert!(
+        !out.success() && out.stderr.contains(".spec: field not declared in schema"),
+        "{out:?}"
+    );
+    // --validate=false asks the server to ignore them.
+    run_with_stdin(
+        &ks,
+        "kubectl",
+        &["apply", "--validate=false", "-f", "-"],
+        Some(manifest),
+    )
+    .await
+    .ok("apply --validate=false");
+}
+
 #[tokio::test]
 async fn explain_refuses_clearly_without_schemas() {
     let ks = start().await;
