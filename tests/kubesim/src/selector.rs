@@ -259,7 +259,7 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         && s.split('.').all(|label| {
             let b = label.as_bytes();
             !b.is_empty()
-                && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+                && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
                 && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
                 && b.iter()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
@@ -865,6 +865,20 @@ mod tests {
             s.to_string(),
             "app.kubernetes.io/name in (sc),batch.kubernetes.io/controller-uid=3f1c-aa"
         );
+    }
+
+    #[test]
+    fn key_prefix_validation() {
+        assert!(LabelSelector::parse("example.com/x=y").is_ok());
+        let e = LabelSelector::parse("Example.com/x=y").unwrap_err();
+        assert!(
+            e.contains("prefix part a lowercase RFC 1123 subdomain"),
+            "{e}"
+        );
+        let e = LabelSelector::parse("/x").unwrap_err();
+        assert!(e.contains("prefix part must be non-empty"), "{e}");
+        let e = LabelSelector::parse("a/b/c").unwrap_err();
+        assert!(e.contains("a qualified name must consist"), "{e}");
     }
 
     #[test]
