@@ -47,8 +47,11 @@ impl UserInfo {
 pub struct Attributes {
     /// get list watch create update patch delete deletecollection
     pub verb: String,
+    /// "" for the core group.
     pub api_group: String,
+    /// Plural, e.g. `jobs`.
     pub resource: String,
+    /// e.g. `status`, `log`, `scale`; "" for the resource itself.
     pub subresource: String,
     /// "" for cluster-scoped requests.
     pub namespace: String,
@@ -60,9 +63,13 @@ pub struct Attributes {
 
 /// The RBAC objects in the store.
 pub struct Policy<'a> {
+    /// `rbac.authorization.k8s.io/v1` Roles of every namespace.
     pub roles: &'a [&'a Value],
+    /// ClusterRoles.
     pub cluster_roles: &'a [&'a Value],
+    /// RoleBindings of every namespace.
     pub role_bindings: &'a [&'a Value],
+    /// ClusterRoleBindings.
     pub cluster_role_bindings: &'a [&'a Value],
 }
 
@@ -93,6 +100,7 @@ pub fn authorize(policy: &Policy<'_>, user: &UserInfo, attrs: &Attributes) -> bo
 /// An authorization decision, with the reason the API server appends to the Forbidden message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// Whether the request may proceed.
     pub allowed: bool,
     /// e.g. `RBAC: clusterrole.rbac.authorization.k8s.io "viewer" not found` when a binding
     /// that applies to the user names a missing role; empty otherwise.
