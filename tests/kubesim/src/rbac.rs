@@ -47,8 +47,11 @@ impl UserInfo {
 pub struct Attributes {
     /// get list watch create update patch delete deletecollection
     pub verb: String,
+    /// "" for the core group.
     pub api_group: String,
+    /// Plural, e.g. `jobs`.
     pub resource: String,
+    /// e.g. `status`, `log`, `scale`; "" for the resource itself.
     pub subresource: String,
     /// "" for cluster-scoped requests.
     pub namespace: String,
@@ -60,9 +63,13 @@ pub struct Attributes {
 
 /// The RBAC objects in the store.
 pub struct Policy<'a> {
+    /// `rbac.authorization.k8s.io/v1` Roles of every namespace.
     pub roles: &'a [&'a Value],
+    /// ClusterRoles.
     pub cluster_roles: &'a [&'a Value],
+    /// RoleBindings of every namespace.
     pub role_bindings: &'a [&'a Value],
+    /// ClusterRoleBindings.
     pub cluster_role_bindings: &'a [&'a Value],
 }
 
@@ -87,98 +94,154 @@ const PUBLIC_PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/version", "/v
 /// Whether the request is allowed. `system:masters` is always allowed; discovery, version
 /// and openapi paths are allowed to every authenticated user (system:discovery).
 pub fn authorize(policy: &Policy<'_>, user: &UserInfo, attrs: &Attributes) -> bool {
-    if user.groups.iter().any(|g| g == "system:masters") {
-        return true;
+    decide(policy, user, attrs).allowed
+}
+
+/// An authorization decision, with the reason the API server appends to the Forbidden message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// e.g. `RBAC: clusterrole.rbac.authorization.k8s.io "viewer" not found` when a binding
+    /// that applies to the user names a missing role; empty otherwise.
+    pub reason: String,
+}
+
+/// Like [`authorize`], also reporting bindings of the user whose role does not exist.
+pub fn decide(policy: &Policy<'_>, user: &UserInfo, attrs: &Attributes) -> Decision {
+    let allow = Decision {
+        allowed: true,
+        reason: String::new(),
+    };
+    if user.groups.iter().any(|g| g == "system:masters") || bootstrap_allows(user, attrs) {
+        return allow;
     }
-    if bootstrap_allows(user, attrs) {
-        return true;
-    }
+    let mut errors: Vec<String> = Vec::new();
     for binding in policy.cluster_role_bindings {
         if !binds(binding, "", user) {
             continue;
         }
-        let role_ref = binding.get("roleRef");
-        if str_at(role_ref, "kind") != "ClusterRole" {
-            continue;
-        }
-        let rules = cluster_role_rules(policy, str_at(role_ref, "name"));
-        if rules.iter().any(|r| rule_allows(r, attrs)) {
-            return true;
+        match role_ref_rules(policy, binding, "") {
+            Ok(rules) if rules.iter().any(|r| rule_allows(r, attrs)) => return allow,
+            Ok(_) => {}
+            Err(e) => errors.push(e),
         }
     }
-    if attrs.namespace.is_empty() || attrs.path.is_some() {
-        return false;
-    }
-    for binding in policy.role_bindings {
-        let ns = binding
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if ns != attrs.namespace || !binds(binding, ns, user) {
-            continue;
+    if !attrs.namespace.is_empty() && attrs.path.is_none() {
+        for binding in policy.role_bindings {
+            let ns = binding
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if ns != attrs.namespace || !binds(binding, ns, user) {
+                continue;
+            }
+            match role_ref_rules(policy, binding, ns) {
+                Ok(rules) if rules.iter().any(|r| rule_allows(r, attrs)) => return allow,
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
         }
-        let role_ref = binding.get("roleRef");
-        let name = str_at(role_ref, "name");
-        let rules = match str_at(role_ref, "kind") {
-            "ClusterRole" => cluster_role_rules(policy, name),
-            "Role" => policy
-                .roles
+    }
+    let reason = match errors.len() {
+        0 => String::new(),
+        1 => format!("RBAC: {}", errors[0]),
+        _ => format!("RBAC: [{}]", errors.join(", ")),
+    };
+    Decision {
+        allowed: false,
+        reason,
+    }
+}
+
+/// `GetRoleReferenceRules`: the rules of the role a binding refers to (a Role is looked up in
+/// `namespace`), or the API server's error when it does not exist.
+fn role_ref_rules(
+    policy: &Policy<'_>,
+    binding: &Value,
+    namespace: &str,
+) -> Result<Vec<Value>, String> {
+    let role_ref = binding.get("roleRef");
+    let name = str_at(role_ref, "name");
+    match str_at(role_ref, "kind") {
+        "ClusterRole" => {
+            let exists = policy
+                .cluster_roles
                 .iter()
-                .find(|r| {
-                    r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
-                        && r.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
-                })
-                .map(|r| rules_of(r))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        if rules.iter().any(|r| rule_allows(r, attrs)) {
-            return true;
+                .any(|r| r.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
+            if exists {
+                Ok(cluster_role_rules(policy, name))
+            } else {
+                Err(format!(
+                    "clusterrole.rbac.authorization.k8s.io {name:?} not found"
+                ))
+            }
         }
+        "Role" => policy
+            .roles
+            .iter()
+            .find(|r| {
+                r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+                    && r.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+            })
+            .map(|r| rules_of(r))
+            .ok_or_else(|| format!("role.rbac.authorization.k8s.io {name:?} not found")),
+        other => Err(format!("unsupported role reference kind: {other:?}")),
     }
-    false
 }
 
 /// The API server's message, e.g. `secrets "x" is forbidden: User
 /// "system:serviceaccount:ns:sa" cannot get resource "secrets" in API group "" in the
 /// namespace "default"`.
 pub fn forbidden_message(user: &UserInfo, attrs: &Attributes) -> String {
+    forbidden_message_with_reason(user, attrs, "")
+}
+
+/// [`forbidden_message`] with the authorizer's reason appended (`...: RBAC: ...`), as the API
+/// server words it when the reason is not empty.
+pub fn forbidden_message_with_reason(user: &UserInfo, attrs: &Attributes, reason: &str) -> String {
     let who = &user.name;
     let verb = &attrs.verb;
-    if let Some(path) = &attrs.path {
-        return format!("forbidden: User {who:?} cannot {verb} path {path:?}");
-    }
-    let mut resource = attrs.resource.clone();
-    if !attrs.subresource.is_empty() {
-        resource = format!("{resource}/{}", attrs.subresource);
-    }
-    let group = &attrs.api_group;
-    let reason = if attrs.namespace.is_empty() {
-        format!(
-            "User {who:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
-        )
+    let mut message = if let Some(path) = &attrs.path {
+        format!("User {who:?} cannot {verb} path {path:?}")
     } else {
-        format!(
-            "User {who:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {:?}",
-            attrs.namespace
-        )
+        let mut resource = attrs.resource.clone();
+        if !attrs.subresource.is_empty() {
+            resource = format!("{resource}/{}", attrs.subresource);
+        }
+        let group = &attrs.api_group;
+        if attrs.namespace.is_empty() {
+            format!(
+                "User {who:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
+            )
+        } else {
+            format!(
+                "User {who:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {:?}",
+                attrs.namespace
+            )
+        }
     };
-    let qualified = if group.is_empty() {
-        attrs.resource.clone()
-    } else {
-        format!("{}.{group}", attrs.resource)
+    if !reason.is_empty() {
+        message = format!("{message}: {reason}");
+    }
+    // `NewForbidden` qualifies with the resource (without subresource) and its group.
+    let qualified = match (&attrs.path, attrs.api_group.as_str()) {
+        (Some(_), _) => String::new(),
+        (None, "") => attrs.resource.clone(),
+        (None, group) => format!("{}.{group}", attrs.resource),
     };
     if qualified.is_empty() {
-        format!("forbidden: {reason}")
+        format!("forbidden: {message}")
     } else if attrs.name.is_empty() {
-        format!("{qualified} is forbidden: {reason}")
+        format!("{qualified} is forbidden: {message}")
     } else {
-        format!("{qualified} {:?} is forbidden: {reason}", attrs.name)
+        format!("{qualified} {:?} is forbidden: {message}", attrs.name)
     }
 }
 
-/// The whole `403 Forbidden` `metav1.Status` body the API server answers with.
-pub fn forbidden_status(user: &UserInfo, attrs: &Attributes) -> Value {
+/// The whole `403 Forbidden` `metav1.Status` body the API server answers with; `reason` is
+/// [`Decision::reason`] (may be empty).
+pub fn forbidden_status(user: &UserInfo, attrs: &Attributes, reason: &str) -> Value {
     let mut details = serde_json::Map::new();
     if attrs.path.is_none() {
         if !attrs.name.is_empty() {
@@ -196,7 +259,7 @@ pub fn forbidden_status(user: &UserInfo, attrs: &Attributes) -> Value {
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": forbidden_message(user, attrs),
+        "message": forbidden_message_with_reason(user, attrs, reason),
         "reason": "Forbidden",
         "details": details,
         "code": 403
@@ -893,6 +956,60 @@ mod tests {
     }
 
     #[test]
+    fn missing_roles_give_a_reason() {
+        let u = UserInfo {
+            name: "u".into(),
+            groups: vec![],
+        };
+        let crbs = [crb("viewer", json!([{"kind": "User", "name": "u"}]))];
+        let rbs = [
+            rb("ns", "Role", "gone", json!([{"kind": "User", "name": "u"}])),
+            rb(
+                "ns",
+                "Role",
+                "other-user",
+                json!([{"kind": "User", "name": "someone"}]),
+            ),
+        ];
+        let (r, cr, b, cb): (Vec<&Value>, Vec<&Value>, Vec<&Value>, Vec<&Value>) =
+            (vec![], vec![], rbs.iter().collect(), crbs.iter().collect());
+        let policy = Policy {
+            roles: &r,
+            cluster_roles: &cr,
+            role_bindings: &b,
+            cluster_role_bindings: &cb,
+        };
+        let a = attrs("list", "", "pods", "ns", "");
+        let d = decide(&policy, &u, &a);
+        assert!(!d.allowed);
+        assert_eq!(
+            d.reason,
+            "RBAC: [clusterrole.rbac.authorization.k8s.io \"viewer\" not found, role.rbac.authorization.k8s.io \"gone\" not found]"
+        );
+        let cluster = attrs("list", "", "pods", "", "");
+        let d = decide(&policy, &u, &cluster);
+        assert_eq!(
+            d.reason,
+            "RBAC: clusterrole.rbac.authorization.k8s.io \"viewer\" not found"
+        );
+        assert_eq!(
+            forbidden_message_with_reason(&u, &cluster, &d.reason),
+            "pods is forbidden: User \"u\" cannot list resource \"pods\" in API group \"\" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io \"viewer\" not found"
+        );
+        let nobody = UserInfo {
+            name: "x".into(),
+            groups: vec![],
+        };
+        assert_eq!(
+            decide(&policy, &nobody, &a),
+            Decision {
+                allowed: false,
+                reason: String::new()
+            }
+        );
+    }
+
+    #[test]
     fn messages() {
         let u = UserInfo::service_account("ns", "sa");
         assert_eq!(
@@ -926,7 +1043,7 @@ mod tests {
             forbidden_message(&plain, &path),
             "forbidden: User \"u\" cannot get path \"/foo\""
         );
-        let status = forbidden_status(&u, &attrs("get", "batch", "jobs", "ns", "j"));
+        let status = forbidden_status(&u, &attrs("get", "batch", "jobs", "ns", "j"), "");
         assert_eq!(status["code"], 403);
         assert_eq!(status["reason"], "Forbidden");
         assert_eq!(

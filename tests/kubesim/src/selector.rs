@@ -259,7 +259,7 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         && s.split('.').all(|label| {
             let b = label.as_bytes();
             !b.is_empty()
-                && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+                && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
                 && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
                 && b.iter()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
@@ -638,34 +638,30 @@ impl FieldSelector {
     /// error with the API server's message `field label not supported: <field>`.
     pub fn parse(s: &str, group: &str, resource: &str) -> Result<Self, String> {
         let mut requirements = Vec::new();
-        for term in split_unescaped(s, ',') {
-            if term.is_empty() {
-                continue;
-            }
-            let (field, negated, raw) = if let Some(i) = find_unescaped(&term, "!=") {
-                (&term[..i], true, &term[i + 2..])
-            } else if let Some(i) = find_unescaped(&term, "==") {
-                (&term[..i], false, &term[i + 2..])
-            } else if let Some(i) = find_unescaped(&term, "=") {
-                (&term[..i], false, &term[i + 1..])
-            } else {
+        let mut terms = split_unescaped(s, ',');
+        terms.sort();
+        for term in terms.iter().filter(|t| !t.is_empty()) {
+            let Some((field, negated, raw)) = split_term(term) else {
                 return Err(format!(
                     "invalid selector: '{s}'; can't understand '{term}'"
                 ));
             };
-            let value = unescape(raw).map_err(|e| format!("invalid field selector: {e}"))?;
-            let field = field.trim();
+            requirements.push(FieldRequirement {
+                field: field.to_string(),
+                negated,
+                value: unescape(raw)?,
+            });
+        }
+        // Field labels are checked once the whole selector has parsed, as the API server
+        // converts them after parsing.
+        for r in &requirements {
+            let field = r.field.as_str();
             if field != "metadata.name"
                 && field != "metadata.namespace"
                 && !extra_fields(group, resource).contains(&field)
             {
                 return Err(format!("field label not supported: {field}"));
             }
-            requirements.push(FieldRequirement {
-                field: field.to_string(),
-                negated,
-                value,
-            });
         }
         Ok(Self {
             group: group.to_string(),
@@ -687,7 +683,7 @@ impl FieldSelector {
         self.requirements.is_empty()
     }
 
-    /// The terms, in the order given.
+    /// The terms, sorted as the API server sorts them.
     pub fn requirements(&self) -> &[FieldRequirement] {
         &self.requirements
     }
@@ -751,49 +747,47 @@ fn split_unescaped(s: &str, sep: char) -> Vec<String> {
     parts
 }
 
-/// Byte index of the first unescaped `pat`.
-fn find_unescaped(s: &str, pat: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            i += 2;
-            continue;
-        }
-        if s[i..].starts_with(pat) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+/// `fields.splitTerm`: the leftmost `!=`, `==` or `=` splits field from value.
+fn split_term(term: &str) -> Option<(&str, bool, &str)> {
+    (0..term.len())
+        .filter(|i| term.is_char_boundary(*i))
+        .find_map(|i| {
+            let rest = &term[i..];
+            if rest.starts_with("!=") {
+                Some((&term[..i], true, &term[i + 2..]))
+            } else if rest.starts_with("==") {
+                Some((&term[..i], false, &term[i + 2..]))
+            } else if rest.starts_with('=') {
+                Some((&term[..i], false, &term[i + 1..]))
+            } else {
+                None
+            }
+        })
 }
 
-/// `fields.UnescapeValue`: `\\`, `\,` and `\=` only.
+/// `fields.UnescapeValue`: only `\\`, `\,` and `\=` are escapes; a bare `,` or `=` is an error.
 fn unescape(s: &str) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
-        if c != '\\' {
-            if c == ',' || c == '=' {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ ('\\' | ',' | '=')) => out.push(n),
+                Some(n) => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{n}"
+                    ));
+                }
+                None => {
+                    return Err("invalid field selector: invalid escape sequence: \\".to_string());
+                }
+            },
+            ',' | '=' => {
                 return Err(format!(
-                    "invalid field selector value {s:?}: unescaped {c:?}"
+                    "invalid field selector: unescaped character in value: {c:?}"
                 ));
             }
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some(n @ ('\\' | ',' | '=')) => out.push(n),
-            Some(n) => {
-                return Err(format!(
-                    "invalid field selector value {s:?}: invalid escape sequence '\\{n}'"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "invalid field selector value {s:?}: unterminated escape sequence"
-                ));
-            }
+            c => out.push(c),
         }
     }
     Ok(out)
@@ -865,6 +859,20 @@ mod tests {
             s.to_string(),
             "app.kubernetes.io/name in (sc),batch.kubernetes.io/controller-uid=3f1c-aa"
         );
+    }
+
+    #[test]
+    fn key_prefix_validation() {
+        assert!(LabelSelector::parse("example.com/x=y").is_ok());
+        let e = LabelSelector::parse("Example.com/x=y").unwrap_err();
+        assert!(
+            e.contains("prefix part a lowercase RFC 1123 subdomain"),
+            "{e}"
+        );
+        let e = LabelSelector::parse("/x").unwrap_err();
+        assert!(e.contains("prefix part must be non-empty"), "{e}");
+        let e = LabelSelector::parse("a/b/c").unwrap_err();
+        assert!(e.contains("a qualified name must consist"), "{e}");
     }
 
     #[test]
@@ -1101,6 +1109,21 @@ mod tests {
         let o = json!({"metadata": {"name": "a,b"}});
         let s = FieldSelector::parse("metadata.name=a\\,b", "", "pods").unwrap();
         assert!(s.matches(&o));
-        assert!(FieldSelector::parse("metadata.name=a\\x", "", "pods").is_err());
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a\\x", "", "pods").unwrap_err(),
+            "invalid field selector: invalid escape sequence: \\x"
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a=b", "", "pods").unwrap_err(),
+            "invalid field selector: unescaped character in value: '='"
+        );
+        // The leftmost operator splits the term.
+        let s = FieldSelector::parse("metadata.name=a\\=b", "", "pods").unwrap();
+        assert_eq!(s.requirements()[0].value, "a=b");
+        // Parse errors come before unsupported field labels.
+        assert_eq!(
+            FieldSelector::parse("spec.foo=1,bad", "", "pods").unwrap_err(),
+            "invalid selector: 'spec.foo=1,bad'; can't understand 'bad'"
+        );
     }
 }

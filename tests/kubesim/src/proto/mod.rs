@@ -26,13 +26,16 @@ use serde_json::{Map, Value, json};
 /// The four bytes every Kubernetes protobuf body starts with.
 pub const MAGIC: &[u8; 4] = b"k8s\0";
 
+/// Why a protobuf body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
+    /// The body does not start with `k8s\0` (an empty body included).
     #[error("the body is not a Kubernetes protobuf envelope")]
     NotEnvelope,
-    /// A kind this server does not decode from protobuf (answered with 415).
-    #[error("protobuf bodies of kind {0} are not supported; send application/json")]
+    /// A kind (or a field of it) this server does not decode from protobuf (answered with 415).
+    #[error("decoding {0} from protobuf is not supported; send application/json")]
     Unsupported(String),
+    /// The envelope or the message inside does not parse.
     #[error("malformed protobuf body: {0}")]
     Malformed(String),
 }
