@@ -49,17 +49,29 @@ pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
 }
 
+/// The backoff of API calls: 200 ms doubling up to 5 s, with jitter, 5 tries in all.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(4)
+        .with_jitter()
+}
+
 /// Runs `op` until it succeeds, fails with a final error, or 5 tries have failed.
 pub async fn retry<T, F, Fut>(op: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(4)
-        .with_jitter();
+    retry_with(backoff(), op).await
+}
+
+async fn retry_with<T, F, Fut>(backoff: ExponentialBuilder, op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
     op.retry(backoff).when(is_transient).await
 }
 
@@ -209,6 +221,50 @@ mod tests {
         assert!(!is_transient(&api_err(404, "NotFound")));
         assert!(!is_transient(&api_err(403, "Forbidden")));
         assert!(!is_transient(&api_err(422, "Invalid")));
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_only_and_a_bounded_number_of_times() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let calls = AtomicU32::new(0);
+        let fast = || {
+            backoff()
+                .with_min_delay(Duration::from_millis(1))
+                .with_max_delay(Duration::from_millis(2))
+        };
+        let r = retry_with(fast(), || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if n < 2 {
+                Err(api_err(503, "ServiceUnavailable"))
+            } else {
+                Ok(n)
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = retry_with(fast(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(api_err(403, "Forbidden"))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a final error is not retried"
+        );
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = retry_with(fast(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(api_err(500, "InternalError"))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 5, "5 tries in all");
     }
 
     #[test]

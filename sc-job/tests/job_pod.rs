@@ -174,3 +174,31 @@ async fn a_failed_job_is_kept_and_its_logs_explain_the_failure() {
     );
     assert_eq!(metadata(&c, "fine", "status.json")["phase"], "Ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_leaves_a_successful_job_in_place() {
+    let ks = start().await;
+    let c = ks.cluster();
+    install_rbac(&c);
+    request_all(&c, "cs-job-3", 1, &json!({"kept": blob("default")}));
+    let mut job = sc_job();
+    job["spec"]["template"]["spec"]["containers"][0]["args"] =
+        json!(["--changeset", "sc-changeset", "--keep"]);
+    create(&c, job);
+    wait_until(WAIT, "the Job sc-job to complete", || {
+        let done = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Complete"));
+        async move { done }
+    })
+    .await;
+    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
+    let text = logs.ok("kubectl logs job/sc-job");
+    assert!(
+        text.contains("sc-job: 1 applied, 0 failed, 0 deleted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sc-job: keeping job sc-system/sc-job (--keep)"),
+        "{text}"
+    );
+    assert!(get(&c, "Job", NS, "sc-job").is_some());
+}
