@@ -1,0 +1,303 @@
+//! `sc-agent wait`: waits until every connection requested by a Helm revision is Ready (its
+//! applied hash equals the hash of the current request), or one failed. Run by the chart's
+//! post-install/upgrade hook and by `helm test`.
+
+use crate::cmd::ops::{CommonArgs, Output, Snapshot, api_reason, block_on};
+use crate::contract::{self, Phase};
+use clap::Args;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `sc-agent wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The Helm revision whose connections must be applied.
+    #[arg(long, value_name = "N")]
+    pub revision: i64,
+    /// How long to wait (`300s`, `5m`, `1h`, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// First wait until the agent Deployment is available.
+    #[arg(long)]
+    pub require_agent_ready: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Parses `300s`, `5m`, `1h`, `250ms` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use a number with s, m or h, such as 300s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "bad duration {s:?}: use a number with s, m or h, such as 300s"
+        )),
+    }
+}
+
+/// The state of one connection of the revision.
+#[derive(Debug, Clone)]
+struct ConnState {
+    name: String,
+    phase: Phase,
+    error: Option<contract::RunError>,
+}
+
+/// What one look at the cluster says.
+enum Verdict {
+    Ready(Vec<ConnState>),
+    Failed(Vec<ConnState>),
+    Pending(String, Vec<ConnState>),
+}
+
+fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
+    let Some(requests) = &snapshot.requests else {
+        return Ok(Verdict::Pending(
+            format!(
+                "ConfigMap {}/{} does not exist yet",
+                snapshot.namespace,
+                contract::REQUESTS_CONFIGMAP
+            ),
+            vec![],
+        ));
+    };
+    if let Some(e) = &snapshot.protected_error {
+        anyhow::bail!("{e}; wait needs get on that Secret to compute the requested hashes");
+    }
+    if requests.revision < revision {
+        return Ok(Verdict::Pending(
+            format!(
+                "the requests are at revision {}, waiting for revision {revision}",
+                requests.revision
+            ),
+            vec![],
+        ));
+    }
+    let mut states = Vec::new();
+    for check in sc_model::check_connections(&requests.connections) {
+        let m = snapshot.metadata(&check.name);
+        let mut phase = m.map_or(Phase::Pending, |m| m.phase(Some(&check.hash)));
+        let mut error = m
+            .and_then(|m| m.status.as_ref())
+            .and_then(|s| s.failure_for(&check.hash))
+            .cloned();
+        if error.is_none() && !check.is_valid() {
+            phase = Phase::Failed;
+            error = Some(contract::RunError {
+                reason: "Invalid".into(),
+                message: check
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                remedy: "fix the values and upgrade the release".into(),
+            });
+        }
+        states.push(ConnState {
+            name: check.name,
+            phase,
+            error,
+        });
+    }
+    if states.iter().any(|s| s.phase == Phase::Failed) {
+        return Ok(Verdict::Failed(states));
+    }
+    if states.iter().all(|s| s.phase == Phase::Ready) {
+        return Ok(Verdict::Ready(states));
+    }
+    let pending: Vec<String> = states
+        .iter()
+        .filter(|s| s.phase != Phase::Ready)
+        .map(|s| format!("{} ({})", s.name, s.phase.as_str()))
+        .collect();
+    Ok(Verdict::Pending(
+        format!("not Ready: {}", pending.join(", ")),
+        states,
+    ))
+}
+
+fn state_json(s: &ConnState) -> Value {
+    json!({"name": s.name, "phase": s.phase.as_str(), "error": s.error})
+}
+
+fn print_states(states: &[ConnState]) {
+    for s in states {
+        match &s.error {
+            Some(e) if s.phase == Phase::Failed => {
+                println!("{}: Failed: {}: {}", s.name, e.reason, e.message);
+                if !e.remedy.is_empty() {
+                    println!("  remedy: {}", e.remedy);
+                }
+            }
+            _ => println!("{}: {}", s.name, s.phase.as_str()),
+        }
+    }
+}
+
+/// Whether the agent is available: the Deployment's Available condition, or (without read
+/// access to Deployments) a Lease renewed within its duration.
+async fn agent_ready(client: &kube::Client, ns: &str) -> anyhow::Result<Result<(), String>> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    match deployments.get_opt(contract::AGENT_DEPLOYMENT).await {
+        Ok(Some(d)) => {
+            let available = d
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Available" && c.status == "True")
+                });
+            Ok(if available {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Deployment {ns}/{} is not available",
+                    contract::AGENT_DEPLOYMENT
+                ))
+            })
+        }
+        Ok(None) => Ok(Err(format!(
+            "Deployment {ns}/{} does not exist",
+            contract::AGENT_DEPLOYMENT
+        ))),
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+            let lease = leases.get_opt(contract::LEASE_NAME).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "reading Lease {ns}/{} failed: {}",
+                    contract::LEASE_NAME,
+                    api_reason(&e)
+                )
+            })?;
+            let held = lease.and_then(|l| l.spec).is_some_and(|s| {
+                let fresh = match (s.renew_time, s.lease_duration_seconds) {
+                    (Some(t), Some(d)) => {
+                        t.0.as_second() + i64::from(d) >= jiff::Timestamp::now().as_second()
+                    }
+                    _ => false,
+                };
+                s.holder_identity.is_some_and(|h| !h.is_empty()) && fresh
+            });
+            Ok(if held {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no agent holds Lease {ns}/{}",
+                    contract::LEASE_NAME
+                ))
+            })
+        }
+        Err(e) => anyhow::bail!(
+            "reading Deployment {ns}/{} failed: {}",
+            contract::AGENT_DEPLOYMENT,
+            api_reason(&e)
+        ),
+    }
+}
+
+/// `sc-agent wait`.
+pub fn run(args: &WaitArgs) -> ExitCode {
+    block_on(async {
+        let c = &args.common;
+        let client = c.cluster.client().await?;
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        let tick = Duration::from_millis(500);
+        let json_out = c.output == Output::Json;
+        if args.require_agent_ready {
+            loop {
+                match agent_ready(&client, &c.namespace).await? {
+                    Ok(()) => break,
+                    Err(why) if tokio::time::Instant::now() >= deadline => {
+                        if json_out {
+                            println!(
+                                "{}",
+                                json!({"revision": args.revision, "result": "Timeout", "pending": why})
+                            );
+                        } else {
+                            println!("timed out after {:?}: {why}", args.timeout);
+                        }
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(_) => tokio::time::sleep(tick).await,
+                }
+            }
+        }
+        loop {
+            let snapshot = Snapshot::load(&client, &c.namespace, true).await?;
+            let verdict = evaluate(&snapshot, args.revision)?;
+            let (result, states, why) = match verdict {
+                Verdict::Ready(s) => ("Ready", s, String::new()),
+                Verdict::Failed(s) => ("Failed", s, String::new()),
+                Verdict::Pending(why, s) => {
+                    if tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(tick).await;
+                        continue;
+                    }
+                    ("Timeout", s, why)
+                }
+            };
+            if json_out {
+                let conns: Vec<Value> = states.iter().map(state_json).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "revision": args.revision,
+                        "result": result,
+                        "pending": if why.is_empty() { Value::Null } else { Value::String(why.clone()) },
+                        "connections": conns,
+                    }))?
+                );
+            } else {
+                print_states(&states);
+                match result {
+                    "Ready" => println!("revision {}: every connection is Ready", args.revision),
+                    "Failed" => println!(
+                        "revision {}: a connection failed; details: sc-agent show NAME -n {}; logs: kubectl logs job/{} -n {}",
+                        args.revision,
+                        c.namespace,
+                        contract::JOB_NAME,
+                        c.namespace
+                    ),
+                    _ => println!("timed out after {:?}: {why}", args.timeout),
+                }
+            }
+            return Ok(if result == "Ready" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,509 @@
+//! The names and formats shared by the chart, sc-agent and sc-job (see `docs/internals.md`):
+//! the request objects, the metadata ConfigMap of each connection, the change set and the Job.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The namespace the extension runs in unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "sc-system";
+/// The request ConfigMap rendered by the chart.
+pub const REQUESTS_CONFIGMAP: &str = "sc-requests";
+/// The Secret with the protected inputs rendered by the chart.
+pub const PROTECTED_SECRET: &str = "sc-protected";
+/// The key of both request objects.
+pub const CONNECTIONS_KEY: &str = "connections.json";
+/// The change set ConfigMap read by sc-job.
+pub const CHANGESET_CONFIGMAP: &str = "sc-changeset";
+/// The key of the change set.
+pub const CHANGESET_KEY: &str = "changeset.json";
+/// The fixed name of the materializing Job.
+pub const JOB_NAME: &str = "sc-job";
+/// The Lease of the leader election.
+pub const LEASE_NAME: &str = "sc-agent";
+/// The agent's Deployment.
+pub const AGENT_DEPLOYMENT: &str = "sc-agent";
+/// The field manager of everything the agent writes.
+pub const FIELD_MANAGER: &str = "sc-agent";
+/// Prefix of the metadata ConfigMaps.
+pub const METADATA_PREFIX: &str = "sc-conn-";
+
+/// `app.kubernetes.io/managed-by`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// `app.kubernetes.io/part-of`.
+pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+/// `app.kubernetes.io/component`.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// The value of the managed-by and part-of labels.
+pub const MANAGED_BY: &str = sc_model::render::MANAGED_BY;
+/// The component label value of the metadata ConfigMaps.
+pub const COMPONENT_CONNECTION: &str = "connection";
+/// The label selector of the metadata ConfigMaps.
+pub const METADATA_SELECTOR: &str =
+    "app.kubernetes.io/managed-by=sc-extension,app.kubernetes.io/component=connection";
+/// Annotation with the Helm revision that rendered the requests.
+pub const REVISION_ANNOTATION: &str = "sc-extension.io/revision";
+/// Annotation with the change set id, on the Job and the change set.
+pub const CHANGESET_ID_ANNOTATION: &str = "sc-extension.io/changeset-id";
+/// Annotation set on the change set once its run's outcome has been reported.
+pub const CONCLUDED_ANNOTATION: &str = "sc-extension.io/concluded";
+
+/// Keys of a metadata ConfigMap.
+pub const SPEC_KEY: &str = "spec.json";
+/// See [`SPEC_KEY`].
+pub const REQUESTED_KEY: &str = "requested.json";
+/// See [`SPEC_KEY`].
+pub const STATUS_KEY: &str = "status.json";
+/// See [`SPEC_KEY`].
+pub const JOURNAL_KEY: &str = "journal.json";
+/// How many runs a journal keeps.
+pub const JOURNAL_LENGTH: usize = 10;
+
+/// Error reasons recorded by sc-job that no retry can fix (the input must change).
+pub const PERMANENT_REASONS: [&str; 3] = ["Invalid", "Conflict", "ChangeSetInvalid"];
+
+/// The metadata ConfigMap name of a connection.
+pub fn metadata_name(connection: &str) -> String {
+    format!(
+        "{METADATA_PREFIX}{}",
+        sc_model::names::compact_name(connection)
+    )
+}
+
+/// The labels of every object the agent creates, with its component.
+pub fn labels(component: &str) -> BTreeMap<String, String> {
+    [
+        (MANAGED_BY_LABEL, MANAGED_BY),
+        (PART_OF_LABEL, MANAGED_BY),
+        (COMPONENT_LABEL, component),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// What the agent wants for a connection: `requested.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    /// The content hash of the current request (empty when deleted).
+    pub hash: String,
+    /// The Helm revision of the requests.
+    pub revision: i64,
+    /// How far the agent got.
+    pub phase: RequestedPhase,
+}
+
+/// The agent's phase of a requested connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestedPhase {
+    /// Not handed to a Job yet.
+    Pending,
+    /// In the current change set.
+    Applying,
+    /// Removed from the requests.
+    Deleted,
+}
+
+/// The error of a run, as sc-job records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RunError {
+    /// A short PascalCase reason (`Invalid`, `Conflict`, `Forbidden`, `ApiError`, ...).
+    #[serde(default)]
+    pub reason: String,
+    /// What failed, on which object or key.
+    #[serde(default)]
+    pub message: String,
+    /// What to do.
+    #[serde(default)]
+    pub remedy: String,
+}
+
+impl RunError {
+    /// Whether a retry with the same input cannot succeed.
+    pub fn is_permanent(&self) -> bool {
+        PERMANENT_REASONS.contains(&self.reason.as_str())
+    }
+}
+
+/// An object a connection created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// The kind.
+    #[serde(default)]
+    pub kind: String,
+    /// The namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// The name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The last result of sc-job for a connection: `status.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// `Ready` or `Failed`.
+    #[serde(default)]
+    pub phase: String,
+    /// The hash last applied successfully.
+    #[serde(default)]
+    pub applied_hash: Option<String>,
+    /// The hash the last run was for (success or failure).
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// The revision of the last run.
+    #[serde(default)]
+    pub revision: Option<i64>,
+    /// The objects created.
+    #[serde(default)]
+    pub objects: Vec<ObjectRef>,
+    /// The error of the last run.
+    #[serde(default)]
+    pub error: Option<RunError>,
+    /// When.
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+impl Status {
+    /// The error of the last run if it failed for `hash`.
+    pub fn failure_for(&self, hash: &str) -> Option<&RunError> {
+        if self.phase != "Failed" || self.hash.as_deref() != Some(hash) {
+            return None;
+        }
+        self.error.as_ref()
+    }
+}
+
+/// One run in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// When it ended.
+    #[serde(default)]
+    pub time: String,
+    /// The change set id of the run.
+    #[serde(default)]
+    pub job: String,
+    /// `Succeeded` or `Failed`.
+    #[serde(default)]
+    pub result: String,
+    /// The steps it took.
+    #[serde(default)]
+    pub steps: Vec<Value>,
+    /// The error, if it failed.
+    #[serde(default)]
+    pub error: Option<RunError>,
+}
+
+/// One connection in a change set.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChangeEntry {
+    /// The connection name.
+    pub name: String,
+    /// The content hash to apply (empty for a delete).
+    pub hash: String,
+    /// `apply` or `delete`.
+    pub action: Action,
+}
+
+/// What sc-job does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Create or update its objects.
+    Apply,
+    /// Remove it (its objects per its deletion policy) and its metadata.
+    Delete,
+}
+
+/// The change set: `changeset.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSet {
+    /// A fresh id per run.
+    pub id: String,
+    /// The Helm revision of the requests.
+    pub revision: i64,
+    /// The connections to apply or delete.
+    pub connections: Vec<ChangeEntry>,
+}
+
+impl ChangeSet {
+    /// Whether it carries `name` with `hash`.
+    pub fn carries(&self, name: &str, hash: &str) -> bool {
+        self.connections
+            .iter()
+            .any(|c| c.name == name && c.hash == hash)
+    }
+}
+
+/// The parsed content of a metadata ConfigMap.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    /// The ConfigMap name.
+    pub configmap: String,
+    /// The exact connection name (annotation), else from `spec.json`.
+    pub connection: String,
+    /// `spec.json` as written.
+    pub spec_text: Option<String>,
+    /// `spec.json`.
+    pub spec: Option<Value>,
+    /// `requested.json` as written.
+    pub requested_text: Option<String>,
+    /// `requested.json`.
+    pub requested: Option<Requested>,
+    /// `status.json`.
+    pub status: Option<Status>,
+    /// `journal.json`.
+    pub journal: Vec<JournalEntry>,
+    /// The ConfigMap's resourceVersion.
+    pub resource_version: Option<String>,
+}
+
+impl Metadata {
+    /// Parses a metadata ConfigMap given by name, annotations and data. Unparsable keys read as
+    /// absent.
+    pub fn parse(
+        configmap: &str,
+        annotations: &BTreeMap<String, String>,
+        data: &BTreeMap<String, String>,
+        resource_version: Option<String>,
+    ) -> Metadata {
+        let spec: Option<Value> = data
+            .get(SPEC_KEY)
+            .and_then(|t| serde_json::from_str(t).ok());
+        let connection = annotations
+            .get(sc_model::render::CONNECTION_ANNOTATION)
+            .cloned()
+            .or_else(|| {
+                spec.as_ref()
+                    .and_then(|s| s["name"].as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        Metadata {
+            configmap: configmap.to_string(),
+            connection,
+            spec_text: data.get(SPEC_KEY).cloned(),
+            spec,
+            requested_text: data.get(REQUESTED_KEY).cloned(),
+            requested: data
+                .get(REQUESTED_KEY)
+                .and_then(|t| serde_json::from_str(t).ok()),
+            status: data
+                .get(STATUS_KEY)
+                .and_then(|t| serde_json::from_str(t).ok()),
+            journal: data
+                .get(JOURNAL_KEY)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+            resource_version,
+        }
+    }
+
+    /// Parses a ConfigMap object.
+    pub fn from_configmap(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Metadata {
+        Metadata::parse(
+            cm.metadata.name.as_deref().unwrap_or_default(),
+            cm.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+            cm.data.as_ref().unwrap_or(&BTreeMap::new()),
+            cm.metadata.resource_version.clone(),
+        )
+    }
+
+    /// The phase a user sees, given the hash of the current request (`None` when the
+    /// connection is no longer requested).
+    pub fn phase(&self, current_hash: Option<&str>) -> Phase {
+        let requested_hash = self.requested.as_ref().map(|r| r.hash.as_str());
+        let Some(hash) = current_hash.or(requested_hash) else {
+            return Phase::Pending;
+        };
+        if self
+            .requested
+            .as_ref()
+            .is_some_and(|r| r.phase == RequestedPhase::Deleted)
+            && current_hash.is_none()
+        {
+            return Phase::Deleted;
+        }
+        if let Some(status) = &self.status {
+            if status.failure_for(hash).is_some() {
+                return Phase::Failed;
+            }
+            if status.applied_hash.as_deref() == Some(hash) && !hash.is_empty() {
+                return Phase::Ready;
+            }
+        }
+        match &self.requested {
+            Some(r) if r.hash == hash && r.phase == RequestedPhase::Applying => Phase::Applying,
+            _ => Phase::Pending,
+        }
+    }
+}
+
+/// The phase of a connection as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+pub enum Phase {
+    /// Requested, no Job has taken it yet.
+    Pending,
+    /// A Job carries it.
+    Applying,
+    /// Its objects match the request.
+    Ready,
+    /// The last run for the current request failed.
+    Failed,
+    /// Removed from the requests, removal not done yet.
+    Deleted,
+}
+
+impl Phase {
+    /// Every phase, for metrics.
+    pub const ALL: [Phase; 5] = [
+        Phase::Pending,
+        Phase::Applying,
+        Phase::Ready,
+        Phase::Failed,
+        Phase::Deleted,
+    ];
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Applying => "Applying",
+            Phase::Ready => "Ready",
+            Phase::Failed => "Failed",
+            Phase::Deleted => "Deleted",
+        }
+    }
+}
+
+/// The requests as the chart rendered them, with the protected inputs merged in.
+#[derive(Debug, Clone)]
+pub struct Requests {
+    /// The Helm revision (0 when unknown).
+    pub revision: i64,
+    /// The `connections` subtree with each connection's `secrets`.
+    pub connections: Value,
+}
+
+impl Requests {
+    /// Merges `connections.json` of the request ConfigMap with that of the protected Secret.
+    pub fn parse(
+        revision: i64,
+        public_json: Option<&str>,
+        protected_json: Option<&[u8]>,
+    ) -> Result<Requests, String> {
+        let mut connections: Value = match public_json {
+            Some(t) if !t.trim().is_empty() => serde_json::from_str(t).map_err(|e| {
+                format!("ConfigMap {REQUESTS_CONFIGMAP} key {CONNECTIONS_KEY} is not JSON ({e}): upgrade the release with valid values")
+            })?,
+            _ => Value::Object(Default::default()),
+        };
+        if connections.is_null() {
+            connections = Value::Object(Default::default());
+        }
+        if let Some(bytes) = protected_json.filter(|b| !b.is_empty()) {
+            // Never include serde's message: it may quote the secret text.
+            let protected: Value = serde_json::from_slice(bytes).map_err(|_| {
+                format!("Secret {PROTECTED_SECRET} key {CONNECTIONS_KEY} is not JSON: upgrade the release with valid protected values")
+            })?;
+            if let (Value::Object(conns), Value::Object(prot)) = (&mut connections, protected) {
+                for (name, p) in prot {
+                    if let (Some(Value::Object(c)), Some(s)) =
+                        (conns.get_mut(&name), p.get("secrets"))
+                    {
+                        c.insert("secrets".into(), s.clone());
+                    }
+                }
+            }
+        }
+        Ok(Requests {
+            revision,
+            connections,
+        })
+    }
+}
+
+/// The Helm revision recorded on an object (0 when absent or not a number).
+pub fn revision_of(annotations: Option<&BTreeMap<String, String>>) -> i64 {
+    annotations
+        .and_then(|a| a.get(REVISION_ANNOTATION))
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(requested: Option<Requested>, status: Option<Status>) -> Metadata {
+        Metadata {
+            requested,
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn req(hash: &str, phase: RequestedPhase) -> Option<Requested> {
+        Some(Requested {
+            hash: hash.into(),
+            revision: 1,
+            phase,
+        })
+    }
+
+    #[test]
+    fn phases_follow_requested_and_status() {
+        assert_eq!(
+            meta(req("h1", RequestedPhase::Pending), None).phase(Some("h1")),
+            Phase::Pending
+        );
+        assert_eq!(
+            meta(req("h1", RequestedPhase::Applying), None).phase(Some("h1")),
+            Phase::Applying
+        );
+        let ready = Status {
+            phase: "Ready".into(),
+            applied_hash: Some("h1".into()),
+            hash: Some("h1".into()),
+            ..Default::default()
+        };
+        let m = meta(req("h1", RequestedPhase::Applying), Some(ready));
+        assert_eq!(m.phase(Some("h1")), Phase::Ready);
+        assert_eq!(m.phase(Some("h2")), Phase::Pending);
+        let failed = Status {
+            phase: "Failed".into(),
+            applied_hash: Some("h1".into()),
+            hash: Some("h2".into()),
+            error: Some(RunError::default()),
+            ..Default::default()
+        };
+        let m = meta(req("h2", RequestedPhase::Applying), Some(failed));
+        assert_eq!(m.phase(Some("h2")), Phase::Failed);
+        assert_eq!(m.phase(Some("h3")), Phase::Pending);
+        assert_eq!(
+            meta(req("", RequestedPhase::Deleted), None).phase(None),
+            Phase::Deleted
+        );
+    }
+
+    #[test]
+    fn protected_inputs_are_merged_and_never_quoted_in_errors() {
+        let r = Requests::parse(
+            3,
+            Some(r#"{"a": {"targetType": "storage-blob"}, "b": {}}"#),
+            Some(br#"{"a": {"secrets": {"accountKey": "k"}}, "gone": {"secrets": {}}}"#),
+        )
+        .unwrap();
+        assert_eq!(r.connections["a"]["secrets"]["accountKey"], "k");
+        assert!(r.connections.get("gone").is_none());
+        let err = Requests::parse(1, Some("{}"), Some(b"{\"a\": hunter2")).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn metadata_names_use_the_secret_stem() {
+        assert_eq!(metadata_name("My_Blob-1"), "sc-conn-myblob1");
+    }
+}

@@ -1,0 +1,895 @@
+//! `sc-agent run`: watches the requests, the protected Secret, the metadata ConfigMaps and the
+//! Job; while it holds the Lease, one debounced reconcile loop keeps the metadata, batches
+//! pending changes into a change set and runs at most one `sc-job` at a time.
+
+use crate::contract::{
+    self, Action, CHANGESET_CONFIGMAP, CHANGESET_ID_ANNOTATION, CHANGESET_KEY,
+    CONCLUDED_ANNOTATION, CONNECTIONS_KEY, ChangeSet, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY,
+    METADATA_SELECTOR, Metadata, Phase, RequestedPhase, Requests,
+};
+use crate::diff::{self, Backoff, Decision, Desired, JobState};
+use crate::jobspec::{AgentConfig, job_object, owner_reference};
+use crate::server::Health;
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The configuration file.
+    pub config: AgentConfig,
+    /// The namespace of the extension.
+    pub namespace: String,
+    /// Where the endpoints listen.
+    pub listen: std::net::SocketAddr,
+    /// This replica's identity in the Lease.
+    pub identity: String,
+    /// Lease duration (seconds).
+    pub lease_duration: u64,
+    /// Lease renewal margin (seconds).
+    pub lease_grace: u64,
+    /// How long triggers are collected before a reconcile step.
+    pub debounce: Duration,
+    /// Backoff of transient sc-job failures.
+    pub backoff: Backoff,
+}
+
+/// The watched objects.
+struct Stores {
+    requests: Store<ConfigMap>,
+    protected: Store<Secret>,
+    metadata: Store<ConfigMap>,
+    jobs: Store<Job>,
+}
+
+/// Starts a reflector for `api` with `config`, waking `trigger` on every event.
+fn reflect<K>(api: Api<K>, config: watcher::Config, trigger: Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watch failed, retrying");
+            }
+            trigger.notify_one();
+        }
+    });
+    reader
+}
+
+/// Runs the agent until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
+    let ns = settings.namespace.clone();
+    let health = Arc::new(Health::default());
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} failed; pass a free --listen address",
+                settings.listen
+            )
+        })?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let app = crate::server::router(health.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "the HTTP endpoints stopped");
+            }
+        });
+    }
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing the current step and releasing the lease");
+        let _ = stop_tx.send(true);
+    });
+
+    let trigger = Arc::new(Notify::new());
+    let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let requests_name = settings
+        .config
+        .requests_config_map
+        .clone()
+        .unwrap_or_else(|| contract::REQUESTS_CONFIGMAP.to_string());
+    let protected_name = settings
+        .config
+        .protected_secret
+        .clone()
+        .unwrap_or_else(|| contract::PROTECTED_SECRET.to_string());
+    let stores = Stores {
+        requests: reflect(
+            Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            by_name(&requests_name),
+            trigger.clone(),
+        ),
+        protected: reflect(
+            Api::<Secret>::namespaced(client.clone(), &ns),
+            by_name(&protected_name),
+            trigger.clone(),
+        ),
+        metadata: reflect(
+            Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            watcher::Config::default().labels(METADATA_SELECTOR),
+            trigger.clone(),
+        ),
+        jobs: reflect(
+            Api::<Job>::namespaced(client.clone(), &ns),
+            by_name(JOB_NAME),
+            trigger.clone(),
+        ),
+    };
+    {
+        let (a, b, c, d) = (
+            stores.requests.clone(),
+            stores.protected.clone(),
+            stores.metadata.clone(),
+            stores.jobs.clone(),
+        );
+        let health = health.clone();
+        let trigger = trigger.clone();
+        tokio::spawn(async move {
+            let synced = a.wait_until_ready().await.is_ok()
+                && b.wait_until_ready().await.is_ok()
+                && c.wait_until_ready().await.is_ok()
+                && d.wait_until_ready().await.is_ok();
+            if synced {
+                tracing::info!("watches synced");
+                health.ready.store(true, Ordering::Release);
+                trigger.notify_one();
+            }
+        });
+    }
+
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), contract::LEASE_NAME)
+        .with_namespace(&ns)
+        .with_identity(&settings.identity)
+        .with_field_manager(format!("{FIELD_MANAGER}-{}", settings.identity))
+        .with_duration(settings.lease_duration)
+        .with_grace(settings.lease_grace)
+        .build()
+        .await
+        .with_context(|| format!("setting up the Lease {ns}/{} failed", contract::LEASE_NAME))?;
+    let (mut leader, lease_task) = lease.watch().await;
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: Some(settings.identity.clone()),
+        },
+    );
+    let mut reconciler = Reconciler {
+        client: client.clone(),
+        ns: ns.clone(),
+        requests_name,
+        settings: settings.clone(),
+        stores,
+        recorder,
+        health: health.clone(),
+        failures: 0,
+    };
+
+    let mut wake_at: Option<tokio::time::Instant> = None;
+    let mut was_leader = false;
+    loop {
+        let sleep = async {
+            match wake_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop_rx.wait_for(|s| *s) => break,
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("the leader election of Lease {ns}/{} stopped", contract::LEASE_NAME);
+                }
+            }
+            _ = trigger.notified() => {}
+            _ = sleep => { wake_at = None; }
+        }
+        let is_leader = *leader.borrow();
+        if is_leader != was_leader {
+            tracing::info!(identity = %settings.identity, leader = is_leader, "leadership changed");
+            was_leader = is_leader;
+        }
+        if !is_leader || !health.ready.load(Ordering::Acquire) {
+            continue;
+        }
+        // Debounce: collect the triggers of a burst of changes.
+        tokio::select! {
+            _ = stop_rx.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(settings.debounce) => {}
+        }
+        if !*leader.borrow() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match reconciler.step().await {
+            Ok(Some(at)) => {
+                let secs = (at - jiff::Timestamp::now().as_second()).max(0) as u64;
+                wake_at = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
+                tracing::info!(in_seconds = secs, "retry of the failed sc-job scheduled");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "reconcile step failed, retrying");
+                wake_at = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+            }
+        }
+        health
+            .metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    // Closing the channel makes the lease task release the Lease.
+    drop(leader);
+    match tokio::time::timeout(Duration::from_secs(10), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("lease released"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the lease failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the lease task failed"),
+        Err(_) => tracing::warn!("releasing the lease timed out"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The state of Job `sc-job`.
+pub fn job_state(job: Option<&Job>) -> JobState {
+    let Some(job) = job else {
+        return JobState::Absent;
+    };
+    let changeset = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CHANGESET_ID_ANNOTATION))
+        .cloned()
+        .unwrap_or_default();
+    if job.metadata.deletion_timestamp.is_some() {
+        // Being deleted: wait until it is gone.
+        return JobState::Active { changeset };
+    }
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    for c in &conditions {
+        if c.status != "True" {
+            continue;
+        }
+        if c.type_ == "Complete" {
+            return JobState::Complete { changeset };
+        }
+        if c.type_ == "Failed" {
+            let failed_at = c
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or_else(|| jiff::Timestamp::now().as_second());
+            let message = [c.reason.as_deref(), c.message.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ");
+            return JobState::Failed {
+                changeset,
+                failed_at,
+                message,
+            };
+        }
+    }
+    JobState::Active { changeset }
+}
+
+/// The reconcile loop's state: the API is the source of truth; only the count of consecutive
+/// failures (for the backoff) lives here.
+struct Reconciler {
+    client: Client,
+    ns: String,
+    requests_name: String,
+    settings: RunSettings,
+    stores: Stores,
+    recorder: Recorder,
+    health: Arc<Health>,
+    failures: u32,
+}
+
+impl Reconciler {
+    fn configmaps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// One step; returns when it wants to be woken up (seconds since the epoch) besides
+    /// watch events.
+    async fn step(&mut self) -> anyhow::Result<Option<i64>> {
+        let Some(requests_cm) = self
+            .stores
+            .requests
+            .get(&ObjectRef::new(&self.requests_name).within(&self.ns))
+        else {
+            tracing::debug!(configmap = %self.requests_name, "no requests yet");
+            return Ok(None);
+        };
+        let owner_uid = requests_cm.metadata.uid.clone().unwrap_or_default();
+        let revision = contract::revision_of(requests_cm.metadata.annotations.as_ref());
+        let protected_name = self
+            .settings
+            .config
+            .protected_secret
+            .clone()
+            .unwrap_or_else(|| contract::PROTECTED_SECRET.to_string());
+        let protected = self
+            .stores
+            .protected
+            .get(&ObjectRef::new(&protected_name).within(&self.ns));
+        let protected_bytes = protected
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(CONNECTIONS_KEY))
+            .map(|b| b.0.clone());
+        let requests = match Requests::parse(
+            revision,
+            requests_cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(CONNECTIONS_KEY))
+                .map(String::as_str),
+            protected_bytes.as_deref(),
+        ) {
+            Ok(r) => r,
+            Err(message) => {
+                tracing::warn!(%message, "the requests are unusable");
+                self.event(
+                    &requests_cm,
+                    EventType::Warning,
+                    "InvalidRequests",
+                    "Reconcile",
+                    &message,
+                )
+                .await;
+                return Ok(None);
+            }
+        };
+        let desired = diff::desired(&requests);
+        let metadata: Vec<Metadata> = self
+            .stores
+            .metadata
+            .state()
+            .iter()
+            .map(|cm| Metadata::from_configmap(cm))
+            .collect();
+        let changeset = self.get_changeset().await?;
+        let job = self
+            .stores
+            .jobs
+            .get(&ObjectRef::new(JOB_NAME).within(&self.ns));
+        let state = job_state(job.as_deref());
+
+        self.conclude(&requests_cm, &state, changeset.as_ref(), &metadata)
+            .await?;
+        self.write_metadata(
+            &desired,
+            &metadata,
+            revision,
+            changeset.as_ref().map(|c| &c.0),
+            &owner_uid,
+        )
+        .await?;
+        let pending = diff::pending_changes(&desired, &metadata);
+        self.update_phase_metrics(&desired, &metadata);
+
+        let last = changeset.as_ref().map(|c| &c.0);
+        let now = jiff::Timestamp::now().as_second();
+        let decision = diff::decide(
+            &state,
+            &pending,
+            last,
+            self.failures,
+            &self.settings.backoff,
+            now,
+        );
+        tracing::debug!(?decision, pending = pending.len(), "reconcile");
+        match decision {
+            Decision::Idle | Decision::WaitForJob => Ok(None),
+            Decision::RetryAt(t) => Ok(Some(t)),
+            Decision::DeleteCompleteJob => {
+                tracing::info!("deleting the Complete Job {JOB_NAME}");
+                self.delete_job().await?;
+                Ok(None)
+            }
+            Decision::ReplaceFailedJob => {
+                if let (
+                    JobState::Failed {
+                        changeset: id,
+                        message,
+                        ..
+                    },
+                    Some(cs),
+                ) = (&state, last)
+                    && *id == cs.id
+                {
+                    self.journal_failure(cs, message).await?;
+                }
+                tracing::info!("deleting the failed Job {JOB_NAME} before the next attempt");
+                self.delete_job().await?;
+                Ok(None)
+            }
+            Decision::Start => {
+                self.start(&requests_cm, &desired, revision, &owner_uid)
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The change set (live) and whether its run has been concluded.
+    async fn get_changeset(&self) -> anyhow::Result<Option<(ChangeSet, bool)>> {
+        let Some(cm) = self
+            .configmaps()
+            .get_opt(CHANGESET_CONFIGMAP)
+            .await
+            .with_context(|| {
+                format!("reading ConfigMap {}/{CHANGESET_CONFIGMAP} failed", self.ns)
+            })?
+        else {
+            return Ok(None);
+        };
+        let concluded = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(CONCLUDED_ANNOTATION));
+        let parsed = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(CHANGESET_KEY))
+            .and_then(|t| serde_json::from_str::<ChangeSet>(t).ok());
+        Ok(parsed.map(|c| (c, concluded)))
+    }
+
+    /// Reports the outcome of the last run once (event, metrics, backoff count).
+    async fn conclude(
+        &mut self,
+        requests_cm: &ConfigMap,
+        state: &JobState,
+        changeset: Option<&(ChangeSet, bool)>,
+        metadata: &[Metadata],
+    ) -> anyhow::Result<()> {
+        let Some((cs, false)) = changeset else {
+            return Ok(());
+        };
+        let failed = diff::failed_connections(cs, metadata);
+        let outcome = match state {
+            JobState::Failed {
+                changeset, message, ..
+            } if *changeset == cs.id => Some(Err(message.clone())),
+            JobState::Complete { changeset } if *changeset == cs.id => Some(Ok(())),
+            JobState::Absent if failed.is_empty() => Some(Ok(())),
+            _ => None,
+        };
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        match outcome {
+            Ok(()) => {
+                self.failures = 0;
+                self.health.metrics.jobs_succeeded.inc();
+                let names: Vec<&str> = cs.connections.iter().map(|c| c.name.as_str()).collect();
+                let note = format!("change set {} applied: {}", cs.id, names.join(", "));
+                tracing::info!(changeset = %cs.id, "sc-job succeeded");
+                self.event(
+                    requests_cm,
+                    EventType::Normal,
+                    "JobSucceeded",
+                    "RunJob",
+                    &note,
+                )
+                .await;
+            }
+            Err(message) => {
+                self.failures = self.failures.saturating_add(1);
+                self.health.metrics.jobs_failed.inc();
+                let parts: Vec<String> = failed
+                    .iter()
+                    .map(|(name, err)| match err {
+                        Some(e) => format!("{name} ({}: {})", e.reason, e.message),
+                        None => name.clone(),
+                    })
+                    .collect();
+                let note = format!(
+                    "change set {} failed ({message}); failed connections: {}; see `kubectl logs job/{JOB_NAME} -n {}`",
+                    cs.id,
+                    if parts.is_empty() {
+                        "none recorded".to_string()
+                    } else {
+                        parts.join("; ")
+                    },
+                    self.ns
+                );
+                tracing::warn!(changeset = %cs.id, %message, "sc-job failed");
+                self.event(
+                    requests_cm,
+                    EventType::Warning,
+                    "JobFailed",
+                    "RunJob",
+                    &note,
+                )
+                .await;
+            }
+        }
+        let patch = json!({"metadata": {"annotations": {CONCLUDED_ANNOTATION: "true"}}});
+        self.configmaps()
+            .patch(
+                CHANGESET_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "marking ConfigMap {}/{CHANGESET_CONFIGMAP} concluded failed",
+                    self.ns
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Writes `spec.json` and `requested.json` where they differ, and marks removed
+    /// connections Deleted.
+    async fn write_metadata(
+        &self,
+        desired: &[Desired],
+        metadata: &[Metadata],
+        revision: i64,
+        changeset: Option<&ChangeSet>,
+        owner_uid: &str,
+    ) -> anyhow::Result<()> {
+        for d in desired {
+            let (spec, requested) = diff::metadata_texts(d, revision, changeset);
+            let existing = metadata.iter().find(|m| m.connection == d.name);
+            if existing.is_some_and(|m| {
+                m.spec_text.as_deref() == Some(spec.as_str())
+                    && m.requested_text.as_deref() == Some(requested.as_str())
+            }) {
+                continue;
+            }
+            if !d.errors.is_empty() {
+                tracing::warn!(connection = %d.name, errors = %d.errors.join("; "), "invalid connection request, sc-job will record the failure");
+            }
+            self.apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
+                .await?;
+        }
+        for m in metadata {
+            if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
+                continue;
+            }
+            if m.requested
+                .as_ref()
+                .is_some_and(|r| r.phase == RequestedPhase::Deleted)
+            {
+                continue;
+            }
+            self.apply_metadata(
+                &m.connection,
+                None,
+                &diff::deleted_text(revision),
+                owner_uid,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_metadata(
+        &self,
+        connection: &str,
+        spec: Option<&str>,
+        requested: &str,
+        owner_uid: &str,
+    ) -> anyhow::Result<()> {
+        let name = contract::metadata_name(connection);
+        if !sc_model::names::is_dns_subdomain(&name)
+            || name.len() == contract::METADATA_PREFIX.len()
+        {
+            tracing::warn!(
+                connection,
+                "connection name gives no valid metadata ConfigMap name, skipped"
+            );
+            return Ok(());
+        }
+        let mut labels = contract::labels(contract::COMPONENT_CONNECTION);
+        labels.insert(
+            sc_model::render::CONNECTION_LABEL.to_string(),
+            sc_model::names::connection_label_value(connection),
+        );
+        let mut data = serde_json::Map::new();
+        if let Some(s) = spec {
+            data.insert(contract::SPEC_KEY.into(), s.into());
+        }
+        data.insert(contract::REQUESTED_KEY.into(), requested.into());
+        let obj = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self.ns,
+                "labels": labels,
+                "annotations": {sc_model::render::CONNECTION_ANNOTATION: connection},
+                "ownerReferences": [owner_reference(owner_uid)],
+            },
+            "data": data,
+        });
+        self.configmaps()
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .with_context(|| format!("writing ConfigMap {}/{name} failed", self.ns))?;
+        tracing::info!(connection, configmap = %name, "metadata updated");
+        Ok(())
+    }
+
+    fn update_phase_metrics(&self, desired: &[Desired], metadata: &[Metadata]) {
+        let mut counts: BTreeMap<Phase, i64> = BTreeMap::new();
+        for d in desired {
+            let phase = metadata
+                .iter()
+                .find(|m| m.connection == d.name)
+                .map(|m| m.phase(Some(&d.hash)))
+                .unwrap_or(Phase::Pending);
+            *counts.entry(phase).or_default() += 1;
+        }
+        for m in metadata {
+            if !desired.iter().any(|d| d.name == m.connection) {
+                *counts.entry(Phase::Deleted).or_default() += 1;
+            }
+        }
+        self.health.metrics.set_phases(&counts);
+    }
+
+    /// Records a failed Job in the journal of each connection it carried (once per run).
+    async fn journal_failure(&self, cs: &ChangeSet, message: &str) -> anyhow::Result<()> {
+        let time = jiff::Timestamp::now().to_string();
+        for entry in &cs.connections {
+            let name = contract::metadata_name(&entry.name);
+            let Some(cm) = self.configmaps().get_opt(&name).await? else {
+                continue;
+            };
+            let m = Metadata::from_configmap(&cm);
+            let Some(journal) = diff::journal_with_failure(&m.journal, &cs.id, &time, message)
+            else {
+                continue;
+            };
+            let patch = json!({
+                "metadata": {"resourceVersion": m.resource_version},
+                "data": {JOURNAL_KEY: serde_json::to_string(&journal)?},
+            });
+            self.configmaps()
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| {
+                    format!(
+                        "recording the failed run in ConfigMap {}/{name} failed",
+                        self.ns
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn delete_job(&self) -> anyhow::Result<()> {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match self.jobs().delete(JOB_NAME, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting Job {}/{JOB_NAME} failed", self.ns)),
+        }
+    }
+
+    /// Writes the change set and creates the Job, after checking (live) that no Job exists
+    /// and that the changes are still pending.
+    async fn start(
+        &mut self,
+        requests_cm: &ConfigMap,
+        desired: &[Desired],
+        revision: i64,
+        owner_uid: &str,
+    ) -> anyhow::Result<()> {
+        if self.jobs().get_opt(JOB_NAME).await?.is_some() {
+            return Ok(());
+        }
+        // The metadata watch may lag behind the Job's deletion: decide on a fresh list.
+        let fresh: Vec<Metadata> = self
+            .configmaps()
+            .list(&ListParams::default().labels(METADATA_SELECTOR))
+            .await
+            .with_context(|| format!("listing the metadata ConfigMaps in {} failed", self.ns))?
+            .items
+            .iter()
+            .map(Metadata::from_configmap)
+            .collect();
+        let pending = diff::pending_changes(desired, &fresh);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let cs = ChangeSet {
+            id: uuid::Uuid::new_v4().to_string(),
+            revision,
+            connections: pending,
+        };
+        let obj = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": CHANGESET_CONFIGMAP,
+                "namespace": self.ns,
+                "labels": contract::labels("changeset"),
+                "annotations": {CHANGESET_ID_ANNOTATION: cs.id},
+                "ownerReferences": [owner_reference(owner_uid)],
+            },
+            "data": {CHANGESET_KEY: serde_json::to_string(&cs)?},
+        });
+        // A full replace of the previous change set, dropping its concluded mark.
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let api = self.configmaps();
+        match api.get_opt(CHANGESET_CONFIGMAP).await? {
+            Some(old) => {
+                let mut new: ConfigMap = serde_json::from_value(obj)?;
+                new.metadata.resource_version = old.metadata.resource_version;
+                api.replace(CHANGESET_CONFIGMAP, &pp, &new).await
+            }
+            None => api.create(&pp, &serde_json::from_value(obj)?).await,
+        }
+        .with_context(|| format!("writing ConfigMap {}/{CHANGESET_CONFIGMAP} failed", self.ns))?;
+        for d in desired {
+            if cs.carries(&d.name, &d.hash) {
+                let (spec, requested) = diff::metadata_texts(d, revision, Some(&cs));
+                self.apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
+                    .await?;
+            }
+        }
+        let job: Job = serde_json::from_value(job_object(
+            &self.settings.config.job,
+            &self.ns,
+            &cs.id,
+            revision,
+            owner_uid,
+        ))?;
+        match self.jobs().create(&pp, &job).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::info!("Job {JOB_NAME} already exists, waiting for it");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("creating Job {}/{JOB_NAME} failed", self.ns));
+            }
+        }
+        self.health.metrics.jobs_started.inc();
+        let describe = |action: Action| {
+            cs.connections
+                .iter()
+                .filter(|c| c.action == action)
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut note = format!("change set {} (revision {revision})", cs.id);
+        let (apply, delete) = (describe(Action::Apply), describe(Action::Delete));
+        if !apply.is_empty() {
+            note.push_str(&format!(": apply {apply}"));
+        }
+        if !delete.is_empty() {
+            note.push_str(&format!("; delete {delete}"));
+        }
+        tracing::info!(changeset = %cs.id, %apply, %delete, "created Job {JOB_NAME}");
+        self.event(
+            requests_cm,
+            EventType::Normal,
+            "JobCreated",
+            "RunJob",
+            &note,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Publishes an event on the request ConfigMap; failures are only logged.
+    async fn event(
+        &self,
+        on: &ConfigMap,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let reference: ObjectReference = on.object_ref(&());
+        let mut note = note.to_string();
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The agent's configuration file (rendered by the chart) and the Job `sc-job` built from it.
+
+use crate::contract::{
+    CHANGESET_CONFIGMAP, CHANGESET_ID_ANNOTATION, JOB_NAME, REQUESTS_CONFIGMAP,
+    REVISION_ANNOTATION, labels,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// `config.json` of the agent.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AgentConfig {
+    /// The request ConfigMap (`sc-requests`).
+    pub requests_config_map: Option<String>,
+    /// The protected Secret (`sc-protected`).
+    pub protected_secret: Option<String>,
+    /// How to run sc-job.
+    pub job: JobConfig,
+    /// The Helm release.
+    pub release: ReleaseConfig,
+}
+
+/// The Helm release the agent belongs to.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ReleaseConfig {
+    /// The release name.
+    pub name: Option<String>,
+    /// The release namespace.
+    pub namespace: Option<String>,
+}
+
+/// How the Job `sc-job` runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JobConfig {
+    /// The sc-job image.
+    pub image: String,
+    /// Its pull policy.
+    pub image_pull_policy: Option<String>,
+    /// The ServiceAccount of its pod.
+    pub service_account_name: String,
+    /// Seconds after which it is stopped.
+    pub active_deadline_seconds: Option<i64>,
+    /// Pod retries.
+    pub backoff_limit: Option<i32>,
+    /// Container resources.
+    pub resources: Value,
+    /// `[{name}]`.
+    pub image_pull_secrets: Value,
+    /// Pod placement.
+    pub node_selector: Value,
+    /// Pod placement.
+    pub tolerations: Value,
+    /// Pod placement.
+    pub affinity: Value,
+    /// Pod priority.
+    pub priority_class_name: Option<String>,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            image: "sc-job".to_string(),
+            image_pull_policy: None,
+            service_account_name: JOB_NAME.to_string(),
+            active_deadline_seconds: Some(600),
+            backoff_limit: Some(0),
+            resources: Value::Null,
+            image_pull_secrets: Value::Null,
+            node_selector: Value::Null,
+            tolerations: Value::Null,
+            affinity: Value::Null,
+            priority_class_name: None,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads and parses the configuration file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "reading the configuration {} failed: {e}; pass --config with the file the chart mounts",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "the configuration {} is not valid ({e}); it is rendered by the chart's agent-config.yaml",
+                path.display()
+            )
+        })
+    }
+}
+
+/// A JSON value unless it is null or empty.
+fn non_empty(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Null => None,
+        Value::Object(m) if m.is_empty() => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::String(s) if s.is_empty() => None,
+        other => Some(other),
+    }
+}
+
+/// The Job `sc-job` for a change set: restricted security context, no secret, owned by the
+/// request ConfigMap (`owner_uid`).
+pub fn job_object(
+    config: &JobConfig,
+    namespace: &str,
+    changeset_id: &str,
+    revision: i64,
+    owner_uid: &str,
+) -> Value {
+    let mut container = json!({
+        "name": JOB_NAME,
+        "image": config.image,
+        "args": [format!("--changeset={CHANGESET_CONFIGMAP}")],
+        "env": [{
+            "name": "POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        }],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    if let Some(p) = config
+        .image_pull_policy
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        container["imagePullPolicy"] = json!(p);
+    }
+    if let Some(r) = non_empty(&config.resources) {
+        container["resources"] = r.clone();
+    }
+    let mut pod = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": config.service_account_name,
+        "automountServiceAccountToken": true,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    });
+    for (key, value) in [
+        ("imagePullSecrets", &config.image_pull_secrets),
+        ("nodeSelector", &config.node_selector),
+        ("tolerations", &config.tolerations),
+        ("affinity", &config.affinity),
+    ] {
+        if let Some(v) = non_empty(value) {
+            pod[key] = v.clone();
+        }
+    }
+    if let Some(p) = config
+        .priority_class_name
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        pod["priorityClassName"] = json!(p);
+    }
+    let mut spec = json!({
+        "template": {
+            "metadata": {"labels": labels("job")},
+            "spec": pod,
+        },
+    });
+    if let Some(b) = config.backoff_limit {
+        spec["backoffLimit"] = json!(b);
+    }
+    if let Some(d) = config.active_deadline_seconds.filter(|d| *d > 0) {
+        spec["activeDeadlineSeconds"] = json!(d);
+    }
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": JOB_NAME,
+            "namespace": namespace,
+            "labels": labels("job"),
+            "annotations": {
+                CHANGESET_ID_ANNOTATION: changeset_id,
+                REVISION_ANNOTATION: revision.to_string(),
+            },
+            "ownerReferences": [owner_reference(owner_uid)],
+        },
+        "spec": spec,
+    })
+}
+
+/// The owner reference to the request ConfigMap that every agent-created object carries.
+pub fn owner_reference(uid: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": REQUESTS_CONFIGMAP,
+        "uid": uid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_follows_the_chart_configuration() {
+        let cfg: AgentConfig = serde_json::from_value(json!({
+            "requestsConfigMap": "sc-requests",
+            "protectedSecret": "sc-protected",
+            "job": {
+                "image": "reg.example/sc-job:1.2.3",
+                "imagePullPolicy": "IfNotPresent",
+                "serviceAccountName": "sc-job",
+                "activeDeadlineSeconds": 300,
+                "backoffLimit": 0,
+                "resources": {"limits": {"memory": "128Mi"}},
+                "imagePullSecrets": [{"name": "pull"}],
+                "nodeSelector": {},
+                "tolerations": [],
+                "affinity": {},
+                "priorityClassName": "",
+            },
+            "release": {"name": "sc", "namespace": "sc-system"},
+            "azure": {},
+        }))
+        .unwrap();
+        let job = job_object(&cfg.job, "sc-system", "id-1", 7, "uid-1");
+        let k: k8s_openapi::api::batch::v1::Job = serde_json::from_value(job.clone()).unwrap();
+        assert_eq!(k.metadata.name.as_deref(), Some("sc-job"));
+        let spec = k.spec.unwrap();
+        assert_eq!(spec.active_deadline_seconds, Some(300));
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("sc-job"));
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "pull");
+        assert!(pod.node_selector.is_none() && pod.tolerations.is_none());
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &vec!["--changeset=sc-changeset".to_string()]
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(),
+            &vec!["ALL".to_string()]
+        );
+        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(
+            job["metadata"]["annotations"]["sc-extension.io/changeset-id"],
+            "id-1"
+        );
+        // No secret material and no connection content in the spec.
+        let text = job.to_string();
+        assert!(!text.contains("secretKeyRef") && !text.contains("secretRef"));
+        assert!(!text.contains("connections"));
+    }
+}
