@@ -624,3 +624,67 @@ async fn ttl_after_finished_deletes_the_job_and_its_pods() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_appear_at_translated_mount_paths_and_follow_updates() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "",
+        "configmaps",
+        "default",
+        json!({"metadata": {"name": "cfg"}, "data": {"v": "one"}}),
+    );
+    create(
+        &c,
+        "",
+        "secrets",
+        "default",
+        json!({"metadata": {"name": "creds"}, "stringData": {"pw": "s3"}}),
+    );
+    let script = "cat /etc/app/v; cat $SECRET_FILE; echo; \
+                  while ! grep -q two /etc/app/v; do sleep 0.1; done; echo updated; ls /scratch";
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "vol"}, "spec": {"restartPolicy": "Never",
+        "volumes": [{"name": "config", "configMap": {"name": "cfg"}},
+                    {"name": "secret", "secret": {"secretName": "creds"}},
+                    {"name": "scratch", "emptyDir": {}}],
+        "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script],
+                        "env": [{"name": "SECRET_FILE", "value": "/var/secret/pw"}],
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/app"},
+                                         {"name": "secret", "mountPath": "/var/secret", "readOnly": true},
+                                         {"name": "scratch", "mountPath": "/scratch"}]}]}}),
+    );
+    wait_until(WAIT, "vol running", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "vol").filter(|p| p["status"]["phase"] == "Running")
+        }
+    })
+    .await;
+    c.mutate(&res("", "configmaps"), "default", "cfg", "test", |cm| {
+        cm["data"]["v"] = json!("two");
+        Ok(())
+    })
+    .unwrap();
+    let pod = wait_until(WAIT, "vol finished", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "vol").filter(|p| {
+                matches!(
+                    p["status"]["phase"].as_str(),
+                    Some("Succeeded") | Some("Failed")
+                )
+            })
+        }
+    })
+    .await;
+    let log = log_text(&c, "default", "vol", "main").await;
+    assert_eq!(pod["status"]["phase"], "Succeeded", "{log}");
+    assert_eq!(log, "ones3\nupdated\n");
+}

@@ -27,6 +27,7 @@ pub mod logs;
 mod pod;
 pub mod process;
 pub mod status;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ use super::image::command_line;
 use super::logs::LogKey;
 use super::process::{Launch, Process};
 use super::status::{ContainerRun, Phase, PodRun, State};
+use super::volumes;
 use super::{Kubelet, pods_res};
 use crate::controllers::record_event;
 use crate::store::{ObjKey, ResKey};
@@ -216,13 +217,28 @@ pub(super) async fn run(
         );
     }
     let credentials = prepare_credentials(&ctx).await;
-    let ctx = match credentials {
-        Some(extra) => {
+    let (ctx, token) = match credentials {
+        Some((extra, token)) => {
             let mut c = Arc::into_inner(ctx).expect("sole owner");
             c.base_env.extend(extra);
-            Arc::new(c)
+            (Arc::new(c), Some(token))
         }
-        None => ctx,
+        None => (ctx, None),
+    };
+    if !mount_volumes(&ctx, token.as_deref()).await {
+        finish(&ctx, false);
+        return;
+    }
+    // Keep configMap / secret volume contents current, as the kubelet does.
+    let refresh = {
+        let ctx = ctx.clone();
+        let mut changed = ctx.config_changed.clone();
+        tokio::spawn(async move {
+            while changed.changed().await.is_ok() {
+                let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
+                let _ = volumes::materialize(&ctx.pod, &ctx.dir, token.as_deref(), &lookup);
+            }
+        })
     };
 
     // Init containers, in order.
@@ -246,7 +262,12 @@ pub(super) async fn run(
         let runs = (0..count).map(|i| run_container(&ctx, false, i));
         futures::future::join_all(runs).await;
     }
-    // Terminal phase.
+    refresh.abort();
+    finish(&ctx, init_ok);
+}
+
+/// Report the terminal phase; remove the pod object when it is being deleted.
+fn finish(ctx: &Arc<Ctx>, init_ok: bool) {
     ctx.update(|r| {
         let all_zero = r
             .init
@@ -270,9 +291,29 @@ pub(super) async fn run(
     }
 }
 
+/// Set up the volumes; waits (ContainerCreating, FailedMount events) while a referenced
+/// ConfigMap or Secret is missing. False when the pod is deleted meanwhile.
+async fn mount_volumes(ctx: &Arc<Ctx>, token: Option<&str>) -> bool {
+    let mut changed = ctx.config_changed.clone();
+    loop {
+        changed.borrow_and_update();
+        let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
+        match volumes::materialize(&ctx.pod, &ctx.dir, token, &lookup) {
+            Ok(()) => return true,
+            Err(e) => {
+                ctx.event(true, "FailedMount", &e.to_string());
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = ctx.stopped() => return false,
+                }
+            }
+        }
+    }
+}
+
 /// Issue the ServiceAccount token and write the credentials; the env entries to add. Waits
 /// (as CreateContainerConfigError) while the ServiceAccount does not exist.
-async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<Vec<(String, String)>> {
+async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, String)> {
     let spec = &ctx.pod["spec"];
     if spec["automountServiceAccountToken"] == false {
         return None;
@@ -340,10 +381,10 @@ current-context: kubesim
         );
         return None;
     }
-    Some(vec![(
-        "KUBECONFIG".into(),
-        kubeconfig.display().to_string(),
-    )])
+    Some((
+        vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
+        token,
+    ))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -377,7 +418,15 @@ fn slot(r: &mut PodRun, init: bool, i: usize) -> &mut ContainerRun {
 /// Returns the exit code of the last run, `None` when it never ran to completion.
 async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
     let field = if init { "initContainers" } else { "containers" };
-    let spec = ctx.pod["spec"][field][i].clone();
+    let mut spec = ctx.pod["spec"][field][i].clone();
+    let mounts = volumes::mounts(&ctx.pod, &spec, &ctx.dir);
+    for list in ["command", "args"] {
+        for arg in spec[list].as_array_mut().into_iter().flatten() {
+            if let Some(a) = arg.as_str() {
+                *arg = Value::String(volumes::translate(a, &mounts));
+            }
+        }
+    }
     let name = spec["name"].as_str().unwrap_or("").to_string();
     let policy = ctx.pod["spec"]["restartPolicy"]
         .as_str()
@@ -397,7 +446,10 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
         // Configuration: env (may wait for a Secret/ConfigMap), then the command.
         let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
         let env = match container_env(&ctx.pod, &spec, &ctx.base_env, &lookup) {
-            Ok(env) => env,
+            Ok(env) => env
+                .into_iter()
+                .map(|(k, v)| (k, volumes::translate(&v, &mounts)))
+                .collect::<Vec<_>>(),
             Err(e) => {
                 ctx.update(|r| {
                     slot(r, init, i).state = State::Waiting {
