@@ -269,7 +269,20 @@ async fn run(args: Args) -> u8 {
                     if !entry.hash.is_empty() && entry.hash != conn.hash {
                         run.steps.push(log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
                     }
-                    match mat.apply(conn, &mut run).await {
+                    let applied = async {
+                        let previous = recorder
+                            .metadata(&entry.name)
+                            .await?
+                            .and_then(|cm| {
+                                cm["data"]["status.json"]
+                                    .as_str()
+                                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                            })
+                            .unwrap_or(Value::Null);
+                        mat.apply(conn, &mut run).await?;
+                        mat.prune(conn, &previous, &mut run).await
+                    };
+                    match applied.await {
                         Ok(()) => {
                             run.phase = Phase::Ready;
                             run.applied_hash = Some(conn.hash.clone());

@@ -361,18 +361,7 @@ impl Materializer<'_> {
             .and_then(DeletionPolicy::parse)
             .unwrap_or_default();
         run.deletion_policy = Some(policy);
-        let mut objects: Vec<ObjRef> = status["objects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| serde_json::from_value::<ObjRef>(o.clone()).ok())
-            .filter(|o| {
-                matches!(
-                    o.kind.as_str(),
-                    "Secret" | "ServiceAccount" | "SecretProviderClass"
-                )
-            })
-            .collect();
+        let mut objects = recorded_objects(&status);
         if objects.is_empty() {
             // Never recorded as applied: the objects its name maps to, if they carry its labels.
             let ns = spec["namespace"]
@@ -393,6 +382,47 @@ impl Materializer<'_> {
             run.objects = objects;
             return Ok(());
         }
+        self.remove_objects(&entry.name, objects, run).await
+    }
+
+    /// After an apply: the objects a previous apply recorded (`previous` is that
+    /// `status.json`) that the connection no longer has, for example after a change of
+    /// `clientId` or `namespace`. Removed with `deletionPolicy: Delete`, else kept and logged.
+    pub async fn prune(
+        &self,
+        conn: &Connection,
+        previous: &Value,
+        run: &mut ConnRun,
+    ) -> Result<(), Failure> {
+        let stale: Vec<ObjRef> = recorded_objects(previous)
+            .into_iter()
+            .filter(|o| !run.objects.contains(o))
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        if conn.spec.deletion_policy == DeletionPolicy::Delete {
+            return self.remove_objects(conn.name(), stale, run).await;
+        }
+        for r in stale {
+            run.steps.push(self.log.step(
+                conn.name(),
+                &r,
+                "no longer used, kept",
+                Some("deletionPolicy Retain"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Deletes `objects` of `connection` that still carry its labels; a shared ServiceAccount
+    /// only when no other requested connection uses it.
+    async fn remove_objects(
+        &self,
+        connection: &str,
+        objects: Vec<ObjRef>,
+        run: &mut ConnRun,
+    ) -> Result<(), Failure> {
         for r in objects {
             if r.kind == "SecretProviderClass"
                 && !self
@@ -410,13 +440,13 @@ impl Materializer<'_> {
                 .map_err(|e| Failure::api("get", &r, &e))?;
             let Some(live) = live else {
                 run.steps
-                    .push(self.log.step(&entry.name, &r, "already gone", None));
+                    .push(self.log.step(connection, &r, "already gone", None));
                 continue;
             };
             let exclusive = r.kind != "ServiceAccount";
-            if check_owner(&r, &live, &entry.name, exclusive).is_err() {
+            if check_owner(&r, &live, connection, exclusive).is_err() {
                 run.steps.push(self.log.step(
-                    &entry.name,
+                    connection,
                     &r,
                     "kept",
                     Some("not created by this connection"),
@@ -425,7 +455,7 @@ impl Materializer<'_> {
             }
             if r.kind == "ServiceAccount" {
                 let users =
-                    sa_still_used(self.set, self.requests, &r.namespace, &r.name, &entry.name);
+                    sa_still_used(self.set, self.requests, &r.namespace, &r.name, connection);
                 if !users.is_empty() {
                     if let Some(obj) = shared_service_account(self.set, &r.namespace, &r.name) {
                         self.kube
@@ -435,7 +465,7 @@ impl Materializer<'_> {
                     }
                     let detail = format!("still used by {}", users.join(", "));
                     run.steps
-                        .push(self.log.step(&entry.name, &r, "kept", Some(&detail)));
+                        .push(self.log.step(connection, &r, "kept", Some(&detail)));
                     continue;
                 }
             }
@@ -445,10 +475,27 @@ impl Materializer<'_> {
                 .await
                 .map_err(|e| Failure::api("delete", &r, &e))?;
             run.steps
-                .push(self.log.step(&entry.name, &r, "deleted", None));
+                .push(self.log.step(connection, &r, "deleted", None));
         }
         Ok(())
     }
+}
+
+/// The objects a `status.json` records that sc-job owns (Secrets, ServiceAccounts,
+/// SecretProviderClasses; not the patched workloads).
+fn recorded_objects(status: &Value) -> Vec<ObjRef> {
+    status["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| serde_json::from_value::<ObjRef>(o.clone()).ok())
+        .filter(|o| {
+            matches!(
+                o.kind.as_str(),
+                "Secret" | "ServiceAccount" | "SecretProviderClass"
+            )
+        })
+        .collect()
 }
 
 /// Refuses an existing object that is not managed by sc-extension or, when `exclusive`,

@@ -139,3 +139,78 @@ async fn deletion_policies_and_the_shared_service_account() {
         &[ACCOUNT_KEY, "pg-password-123"],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_a_connection_no_longer_has_are_pruned_per_its_policy() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let old_e = "11111111-0000-4000-8000-00000000000e";
+    let old_f = "11111111-0000-4000-8000-00000000000f";
+    let new_id = "22222222-0000-4000-8000-000000000001";
+    let conns = |e: &str, f: &str| {
+        json!({
+            "e": {"namespace": "default", "targetType": "openai", "authType": "workloadIdentity",
+                  "parameters": {"resourceName": "ai", "clientId": e}, "deletionPolicy": "Delete"},
+            "f": {"namespace": "default", "targetType": "storage-blob", "authType": "workloadIdentity",
+                  "parameters": {"accountName": "acct", "clientId": f}},
+        })
+    };
+    request_all(&c, "cs-1", 1, &conns(old_e, old_f));
+    run_job(&ks, &[]).await.expect_code(0);
+    assert!(
+        get(
+            &c,
+            "ServiceAccount",
+            "default",
+            &format!("sc-account-{old_e}")
+        )
+        .is_some()
+    );
+
+    // Both move to a new identity.
+    request_all(&c, "cs-2", 2, &conns(new_id, new_id));
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    let out = &run.stdout;
+    assert!(
+        out.contains(&format!(
+            "[e] serviceaccount default/sc-account-{old_e}: deleted"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("[f] serviceaccount default/sc-account-{old_f}: no longer used, kept (deletionPolicy Retain)")),
+        "{out}"
+    );
+    assert!(
+        get(
+            &c,
+            "ServiceAccount",
+            "default",
+            &format!("sc-account-{old_e}")
+        )
+        .is_none()
+    );
+    assert!(
+        get(
+            &c,
+            "ServiceAccount",
+            "default",
+            &format!("sc-account-{old_f}")
+        )
+        .is_some()
+    );
+    let sa = get(
+        &c,
+        "ServiceAccount",
+        "default",
+        &format!("sc-account-{new_id}"),
+    )
+    .unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"]["sc-extension.io/connections"],
+        "e,f"
+    );
+    let objects = metadata(&c, "e", "status.json")["objects"].to_string();
+    assert!(!objects.contains(old_e), "{objects}");
+}
