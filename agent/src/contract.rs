@@ -59,8 +59,16 @@ pub const JOURNAL_KEY: &str = "journal.json";
 /// How many runs a journal keeps.
 pub const JOURNAL_LENGTH: usize = 10;
 
-/// Error reasons recorded by sc-job that no retry can fix (the input must change).
-pub const PERMANENT_REASONS: [&str; 3] = ["Invalid", "Conflict", "ChangeSetInvalid"];
+/// Error reasons recorded by sc-job that no retry can fix (the request must change). Every
+/// other reason (API errors, missing namespaces or workloads, RBAC) is retried with backoff.
+pub const PERMANENT_REASONS: [&str; 6] = [
+    "InvalidRequest",
+    "InvalidRequests",
+    "Invalid",
+    "NotManaged",
+    "OwnedByAnotherConnection",
+    "WorkloadNotPatchable",
+];
 
 /// The metadata ConfigMap name of a connection.
 pub fn metadata_name(connection: &str) -> String {
@@ -167,6 +175,11 @@ pub struct Status {
 }
 
 impl Status {
+    /// Whether sc-job has removed the connection.
+    pub fn is_deleted(&self) -> bool {
+        self.phase == "Deleted"
+    }
+
     /// The error of the last run if it failed for `hash`.
     pub fn failure_for(&self, hash: &str) -> Option<&RunError> {
         if self.phase != "Failed" || self.hash.as_deref() != Some(hash) {
@@ -182,9 +195,12 @@ pub struct JournalEntry {
     /// When it ended.
     #[serde(default)]
     pub time: String,
-    /// The change set id of the run.
+    /// The Job of the run, `<namespace>/<name>`.
     #[serde(default)]
     pub job: String,
+    /// The change set id of the run.
+    #[serde(default)]
+    pub changeset: String,
     /// `Succeeded` or `Failed`.
     #[serde(default)]
     pub result: String,
@@ -194,6 +210,9 @@ pub struct JournalEntry {
     /// The error, if it failed.
     #[serde(default)]
     pub error: Option<RunError>,
+    /// Other fields (sc-job's entries carry more), kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// One connection in a change set.

@@ -623,6 +623,25 @@ impl Reconciler {
             if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
                 continue;
             }
+            if m.status.as_ref().is_some_and(|s| s.is_deleted()) {
+                // sc-job has removed the connection: its metadata goes too.
+                match self
+                    .configmaps()
+                    .delete(&m.configmap, &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(connection = %m.connection, "removed connection's metadata deleted")
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("deleting ConfigMap {}/{} failed", self.ns, m.configmap)
+                        });
+                    }
+                }
+                continue;
+            }
             if m.requested
                 .as_ref()
                 .is_some_and(|r| r.phase == RequestedPhase::Deleted)
@@ -718,7 +737,9 @@ impl Reconciler {
                 continue;
             };
             let m = Metadata::from_configmap(&cm);
-            let Some(journal) = diff::journal_with_failure(&m.journal, &cs.id, &time, message)
+            let job = format!("{}/{JOB_NAME}", self.ns);
+            let Some(journal) =
+                diff::journal_with_failure(&m.journal, &job, &cs.id, &time, message)
             else {
                 continue;
             };

@@ -117,7 +117,7 @@ pub fn pending_changes(desired: &[Desired], metadata: &[Metadata]) -> Vec<Change
         if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
             continue;
         }
-        if settled_by_failure(m, "") {
+        if settled_by_failure(m, "") || m.status.as_ref().is_some_and(|s| s.is_deleted()) {
             continue;
         }
         out.push(ChangeEntry {
@@ -248,17 +248,20 @@ pub fn decide(
 /// (by sc-job or by an earlier attempt). `None` when nothing changes.
 pub fn journal_with_failure(
     journal: &[JournalEntry],
+    job: &str,
     changeset: &str,
     time: &str,
     message: &str,
 ) -> Option<Vec<JournalEntry>> {
-    if journal.iter().any(|e| e.job == changeset) {
+    if journal.iter().any(|e| e.changeset == changeset) {
         return None;
     }
     let mut out = journal.to_vec();
     out.push(JournalEntry {
         time: time.to_string(),
-        job: changeset.to_string(),
+        job: job.to_string(),
+        changeset: changeset.to_string(),
+        extra: Default::default(),
         result: "Failed".to_string(),
         steps: Vec::new(),
         error: Some(RunError {
@@ -290,7 +293,7 @@ pub fn failed_connections<'a>(
                 Action::Apply => status.is_some_and(|s| {
                     s.applied_hash.as_deref() == Some(&c.hash) && s.failure_for(&c.hash).is_none()
                 }),
-                Action::Delete => m.is_none(),
+                Action::Delete => m.is_none() || status.is_some_and(|s| s.is_deleted()),
             };
             (!done).then(|| (c.name.clone(), status.and_then(|s| s.failure_for(&c.hash))))
         })
@@ -388,9 +391,16 @@ mod tests {
         let metadata = vec![
             meta("a", applied("h1")),
             meta("b", applied("old")),
-            meta("c", failed("h3", "Invalid")),
+            meta("c", failed("h3", "InvalidRequest")),
             meta("d", failed("h4", "ApiError")),
             meta("gone", applied("h9")),
+            meta(
+                "removed",
+                Some(Status {
+                    phase: "Deleted".into(),
+                    ..Default::default()
+                }),
+            ),
         ];
         let p = pending_changes(&desired, &metadata);
         assert_eq!(
@@ -403,7 +413,10 @@ mod tests {
             ]
         );
         // A permanent failure for an older hash does not settle a new request.
-        let p = pending_changes(&[want("c", "h3b")], &[meta("c", failed("h3", "Invalid"))]);
+        let p = pending_changes(
+            &[want("c", "h3b")],
+            &[meta("c", failed("h3", "InvalidRequest"))],
+        );
         assert_eq!(p, vec![entry("c", "h3b", Action::Apply)]);
     }
 
@@ -501,20 +514,22 @@ mod tests {
     fn journal_records_a_failed_job_once_and_keeps_ten_runs() {
         let mut journal = Vec::new();
         for i in 0..10 {
-            journal.push(JournalEntry {
-                time: format!("t{i}"),
-                job: format!("j{i}"),
-                result: "Succeeded".into(),
-                steps: vec![],
-                error: None,
-            });
+            let e: JournalEntry = serde_json::from_value(json!({
+                "time": format!("t{i}"), "job": "sc-system/sc-job", "changeset": format!("c{i}"),
+                "result": "Succeeded", "steps": [], "error": null, "hash": format!("h{i}"),
+            }))
+            .unwrap();
+            journal.push(e);
         }
-        assert!(journal_with_failure(&journal, "j3", "t", "m").is_none());
-        let j = journal_with_failure(&journal, "new", "t", "DeadlineExceeded").unwrap();
+        assert!(journal_with_failure(&journal, "sc-system/sc-job", "c3", "t", "m").is_none());
+        let j = journal_with_failure(&journal, "sc-system/sc-job", "new", "t", "DeadlineExceeded")
+            .unwrap();
         assert_eq!(j.len(), JOURNAL_LENGTH);
-        assert_eq!(j[0].job, "j1");
+        assert_eq!(j[0].changeset, "c1");
+        // Fields the agent does not know survive.
+        assert_eq!(serde_json::to_value(&j[0]).unwrap()["hash"], "h1");
         let last = j.last().unwrap();
-        assert_eq!(last.job, "new");
+        assert_eq!(last.changeset, "new");
         assert_eq!(last.result, "Failed");
         assert_eq!(last.error.as_ref().unwrap().message, "DeadlineExceeded");
     }
@@ -532,13 +547,13 @@ mod tests {
         };
         let metadata = vec![
             meta("a", applied("1")),
-            meta("b", failed("2", "Invalid")),
-            meta("c", None),
+            meta("b", failed("2", "InvalidRequest")),
+            meta("c", applied("3")),
         ];
         let f = failed_connections(&cs, &metadata);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].0, "b");
-        assert_eq!(f[0].1.unwrap().reason, "Invalid");
+        assert_eq!(f[0].1.unwrap().reason, "InvalidRequest");
         assert_eq!(f[1].0, "c");
     }
 }
