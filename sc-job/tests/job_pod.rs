@@ -9,8 +9,66 @@ use serde_json::{Value, json};
 
 const ACCOUNT_KEY: &str = "am9iLXBvZC1hY2NvdW50LWtleQ==";
 
+/// What sc-job may write in the connections' namespaces.
+fn writer_rules() -> Value {
+    json!([
+        {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get", "create", "patch", "delete"]},
+        {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "create", "patch", "delete"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "patch"]},
+    ])
+}
+
 /// The ServiceAccount and RBAC of sc-job as the chart renders them (cluster-wide variant).
 fn install_rbac(c: &kubesim::cluster::Cluster) {
+    install_release_rbac(c);
+    let mut rules = writer_rules();
+    rules
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}));
+    cluster_role(c, rules);
+}
+
+/// The chart's RBAC with `rbac.namespaces: [default]`: writes in `default` only.
+fn install_namespaced_rbac(c: &kubesim::cluster::Cluster) {
+    install_release_rbac(c);
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": "sc-job-writer", "namespace": "default"}, "rules": writer_rules()}),
+    );
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "sc-job-writer", "namespace": "default"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sc-job-writer"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
+    );
+    cluster_role(
+        c,
+        json!([{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["default"], "verbs": ["get"]}]),
+    );
+}
+
+/// The cluster-wide part of sc-job's RBAC with `rules`.
+fn cluster_role(c: &kubesim::cluster::Cluster, rules: Value) {
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "sc-job-sc-system"}, "rules": rules}),
+    );
+    create(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "sc-job-sc-system"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sc-job-sc-system"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
+    );
+}
+
+/// sc-job's ServiceAccount and its Role in the release namespace.
+fn install_release_rbac(c: &kubesim::cluster::Cluster) {
     create(
         c,
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sc-job", "namespace": NS}}),
@@ -31,25 +89,6 @@ fn install_rbac(c: &kubesim::cluster::Cluster) {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": "sc-job", "namespace": NS},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sc-job"},
-               "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
-    );
-    create(
-        c,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "sc-job-sc-system"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get", "create", "patch", "delete"]},
-            {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "create", "patch", "delete"]},
-            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]},
-            {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "patch"]},
-        ]}),
-    );
-    create(
-        c,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "sc-job-sc-system"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sc-job-sc-system"},
                "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
     );
 }
@@ -201,4 +240,40 @@ async fn keep_leaves_a_successful_job_in_place() {
         "{text}"
     );
     assert!(get(&c, "Job", NS, "sc-job").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_outside_its_rbac_is_forbidden_with_a_remedy() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create_namespace(&c, "other");
+    install_namespaced_rbac(&c);
+    request_all(
+        &c,
+        "cs-job-4",
+        1,
+        &json!({"inside": blob("default"), "outside": blob("other")}),
+    );
+    create(&c, sc_job());
+    wait_until(WAIT, "the Job sc-job to fail", || {
+        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
+        async move { job }
+    })
+    .await;
+    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
+    let text = logs.ok("kubectl logs job/sc-job");
+    assert!(
+        text.contains("[outside] failed: get namespace other was forbidden"),
+        "{text}"
+    );
+    assert!(text.contains("rbac.namespaces"), "{text}");
+    assert!(
+        text.contains("[inside] secret default/sc-inside-secret: created (1 key)"),
+        "{text}"
+    );
+    assert!(get(&c, "Secret", "other", "sc-outside-secret").is_none());
+    assert_eq!(
+        metadata(&c, "outside", "status.json")["error"]["reason"],
+        "Forbidden"
+    );
 }
