@@ -437,8 +437,27 @@ impl Cluster {
 
     /// RBAC decision for `user` (403 with the API server's message when denied).
     pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
-        if user.groups.iter().any(|g| g == "system:masters") {
+        let decision = self.decide(user, attrs);
+        if decision.allowed {
             return Ok(());
+        }
+        let info = self
+            .info(&ResKey::new(&attrs.api_group, &attrs.resource))
+            .ok();
+        Err(ApiError::forbidden(
+            crate::rbac::forbidden_message_with_reason(user, attrs, &decision.reason),
+            info.as_ref(),
+            &attrs.name,
+        ))
+    }
+
+    /// The RBAC decision for `user` with the Roles and bindings currently stored.
+    pub fn decide(&self, user: &UserInfo, attrs: &Attributes) -> crate::rbac::Decision {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return crate::rbac::Decision {
+                allowed: true,
+                reason: String::new(),
+            };
         }
         let fetch = |r: &str| {
             self.store
@@ -458,17 +477,7 @@ impl Cluster {
             role_bindings: &r3,
             cluster_role_bindings: &r4,
         };
-        if crate::rbac::authorize(&policy, user, attrs) {
-            return Ok(());
-        }
-        let info = self
-            .info(&ResKey::new(&attrs.api_group, &attrs.resource))
-            .ok();
-        Err(ApiError::forbidden(
-            crate::rbac::forbidden_message(user, attrs),
-            info.as_ref(),
-            &attrs.name,
-        ))
+        crate::rbac::decide(&policy, user, attrs)
     }
 
     // ---- reads ----

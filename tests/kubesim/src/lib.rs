@@ -21,6 +21,7 @@ pub mod patch;
 pub mod proto;
 pub mod rbac;
 pub mod resources;
+pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod store;

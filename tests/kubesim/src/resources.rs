@@ -79,6 +79,30 @@ impl ResourceInfo {
         self.subresources.iter().any(|s| s == sub)
     }
 
+    /// Whether the type is a create-only review (access reviews, token and self reviews):
+    /// answered from the request, never stored.
+    pub fn is_review(&self) -> bool {
+        matches!(
+            self.group.as_str(),
+            "authorization.k8s.io" | "authentication.k8s.io"
+        )
+    }
+
+    /// The verbs served on the main resource.
+    pub fn verbs(&self) -> Vec<&'static str> {
+        if self.is_review() {
+            vec!["create"]
+        } else if self.resource == "namespaces" {
+            VERBS
+                .iter()
+                .copied()
+                .filter(|v| *v != "deletecollection")
+                .collect()
+        } else {
+            VERBS.to_vec()
+        }
+    }
+
     /// Whether `version` is served.
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
@@ -304,6 +328,46 @@ impl Registry {
                 &[],
             ),
             builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "authorization.k8s.io",
+                "v1",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "authentication.k8s.io",
+                "v1",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "authentication.k8s.io",
+                "v1",
+                "tokenreviews",
+                "TokenReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
                 "apiextensions.k8s.io",
                 "v1",
                 "customresourcedefinitions",
@@ -383,9 +447,11 @@ impl Registry {
 }
 
 fn group_rank(g: &str) -> usize {
-    const ORDER: [&str; 7] = [
+    const ORDER: [&str; 9] = [
         "apps",
         "events.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
         "batch",
         "rbac.authorization.k8s.io",
         "apiextensions.k8s.io",
@@ -557,15 +623,7 @@ impl Registry {
         }
         let mut resources = Vec::new();
         for i in served {
-            let verbs: Vec<&str> = if i.resource == "namespaces" {
-                VERBS
-                    .iter()
-                    .copied()
-                    .filter(|v| *v != "deletecollection")
-                    .collect()
-            } else {
-                VERBS.to_vec()
-            };
+            let verbs = i.verbs();
             let mut r = json!({
                 "name": i.resource,
                 "singularName": i.singular,

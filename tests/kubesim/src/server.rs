@@ -93,6 +93,10 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         Some(u) => u,
         None => return error_response(&ApiError::unauthorized()),
     };
+    let user = match impersonate(&cluster, user, &parts.headers) {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
         Err(e) => {
@@ -128,6 +132,57 @@ fn authenticate(cluster: &Cluster, headers: &HeaderMap) -> Option<UserInfo> {
         .or_else(|| h.strip_prefix("bearer "))?
         .trim();
     cluster.authenticate(token)
+}
+
+/// `Impersonate-User` / `Impersonate-Group` (kubectl `--as`, `--as-group`): the request runs as
+/// that user when the authenticated one may impersonate it. ServiceAccount users get their
+/// groups as a token would give them.
+fn impersonate(
+    cluster: &Cluster,
+    user: UserInfo,
+    headers: &HeaderMap,
+) -> Result<UserInfo, ApiError> {
+    let Some(name) = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(user);
+    };
+    let groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let sa = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'));
+    let (resource, namespace, object) = match sa {
+        Some((ns, sa)) => ("serviceaccounts", ns, sa),
+        None => ("users", "", name),
+    };
+    cluster.authorize(
+        &user,
+        &Attributes {
+            verb: "impersonate".into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: object.into(),
+            ..Attributes::default()
+        },
+    )?;
+    let mut target = match sa {
+        Some((ns, sa)) => UserInfo::service_account(ns, sa),
+        None => UserInfo {
+            name: name.to_string(),
+            groups: vec!["system:authenticated".into()],
+        },
+    };
+    for g in groups {
+        if !target.groups.contains(&g) {
+            target.groups.push(g);
+        }
+    }
+    Ok(target)
 }
 
 struct Req {
@@ -465,6 +520,9 @@ async fn serve(
     t: &Target,
     verb: &str,
 ) -> Result<Response, ApiError> {
+    if t.info.is_review() {
+        return review(cluster, req, t);
+    }
     let res = t.info.key();
     let ns = t.namespace.as_str();
     let name = t.name.as_deref().unwrap_or_default();
@@ -618,6 +676,21 @@ async fn serve(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// Reviews (`kubectl auth can-i`, `auth whoami`, token reviews): answered, never stored.
+fn review(cluster: &Cluster, req: &Req, t: &Target) -> Result<Response, ApiError> {
+    if req.method != Method::POST || t.name.is_some() {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let body = match decode_body(req) {
+        Err(e) if e.code == 415 => crate::reviews::decode_proto(&req.body).ok_or(e)?,
+        other => other?,
+    };
+    let answer = crate::reviews::answer(cluster, &req.user, &t.info, &t.version, body)?;
+    Ok(json_response(201, &answer))
 }
 
 /// A body's `apiVersion`/`kind`, when given, must be the resource's.

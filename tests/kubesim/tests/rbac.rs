@@ -116,3 +116,80 @@ async fn service_account_tokens_are_authorized_by_rbac() {
     sas.delete("reader", &Default::default()).await.unwrap();
     assert_eq!(status(secrets.get("app").await.unwrap_err()).code, 401);
 }
+
+/// kubectl cannot send a token over http, so RBAC is checked through impersonation (`--as`),
+/// `auth can-i` (SelfSubjectAccessReview) and `auth whoami` (SelfSubjectReview).
+#[tokio::test]
+async fn kubectl_impersonation_and_access_reviews() {
+    use kubesim::testing::run;
+    let ks = Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts");
+    let sa = "--as=system:serviceaccount:default:reader";
+    for tool in ["kubectl-1.37", "kubectl-1.33"] {
+        let ok = |args: &'static [&'static str]| {
+            let ks = &ks;
+            async move {
+                run(ks, tool, args)
+                    .await
+                    .ok(&format!("{tool} {args:?}"))
+                    .to_string()
+            }
+        };
+        if tool == "kubectl-1.37" {
+            ok(&["create", "serviceaccount", "reader"]).await;
+        }
+        assert_eq!(ok(&["auth", "can-i", "get", "pods"]).await.trim(), "yes");
+        let who = ok(&[
+            "auth",
+            "whoami",
+            "--as=system:serviceaccount:default:reader",
+        ])
+        .await;
+        assert!(
+            who.contains("system:serviceaccount:default:reader"),
+            "{who}"
+        );
+        assert!(who.contains("system:serviceaccounts:default"), "{who}");
+        if tool == "kubectl-1.37" {
+            let denied = run(&ks, tool, &["get", "secrets", sa]).await;
+            assert!(!denied.success());
+            assert!(
+                denied.stderr.contains(
+                    "secrets is forbidden: User \"system:serviceaccount:default:reader\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+                ),
+                "{denied:?}"
+            );
+            let no = run(&ks, tool, &["auth", "can-i", "list", "secrets", sa]).await;
+            assert_eq!(no.stdout.trim(), "no", "{no:?}");
+            ok(&[
+                "create",
+                "role",
+                "secret-reader",
+                "--verb=get,list",
+                "--resource=secrets",
+            ])
+            .await;
+            ok(&[
+                "create",
+                "rolebinding",
+                "reader",
+                "--role=secret-reader",
+                "--serviceaccount=default:reader",
+            ])
+            .await;
+        }
+        let yes = run(&ks, tool, &["auth", "can-i", "list", "secrets", sa]).await;
+        assert_eq!(yes.stdout.trim(), "yes", "{yes:?}");
+        let other_ns = run(
+            &ks,
+            tool,
+            &["auth", "can-i", "list", "secrets", "-n", "kube-system", sa],
+        )
+        .await;
+        assert_eq!(other_ns.stdout.trim(), "no", "{other_ns:?}");
+        run(&ks, tool, &["get", "secrets", sa])
+            .await
+            .ok("listing secrets as the granted ServiceAccount");
+    }
+}
