@@ -688,3 +688,93 @@ async fn volumes_appear_at_translated_mount_paths_and_follow_updates() {
     assert_eq!(pod["status"]["phase"], "Succeeded", "{log}");
     assert_eq!(log, "ones3\nupdated\n");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let port = free_port();
+    create(
+        &c,
+        "",
+        "configmaps",
+        "default",
+        json!({"metadata": {"name": "gate"}, "data": {"v": "wait"}}),
+    );
+    let serve = format!(
+        "while ! grep -q go /etc/gate/v; do sleep 0.1; done; exec python3 -m http.server {port} --bind 127.0.0.1"
+    );
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "web"}, "spec": {
+        "volumes": [{"name": "gate", "configMap": {"name": "gate"}}],
+        "containers": [{"name": "main", "image": "python", "command": ["sh", "-c", serve],
+                        "ports": [{"name": "http", "containerPort": port}],
+                        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "gate", "mountPath": "/etc/gate"}]}]}}),
+    );
+    let running = wait_until(WAIT, "web running", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "web").filter(|p| p["status"]["phase"] == "Running")
+        }
+    })
+    .await;
+    assert_eq!(running["status"]["containerStatuses"][0]["ready"], false);
+    assert!(condition(&running, "Ready").is_none());
+    c.mutate(&res("", "configmaps"), "default", "gate", "test", |cm| {
+        cm["data"]["v"] = json!("go");
+        Ok(())
+    })
+    .unwrap();
+    wait_until(WAIT, "web ready", || {
+        let c = c.clone();
+        async move { get(&c, "", "pods", "default", "web").filter(|p| condition(p, "Ready").is_some()) }
+    })
+    .await;
+
+    let dead_port = free_port();
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "sick"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"],
+                        "livenessProbe": {"tcpSocket": {"port": dead_port}, "periodSeconds": 1, "failureThreshold": 1}}]}}),
+    );
+    let restarted = wait_until(WAIT, "sick restarted", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "sick").filter(|p| {
+                p["status"]["containerStatuses"][0]["restartCount"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= 1
+            })
+        }
+    })
+    .await;
+    assert_eq!(
+        restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        143
+    );
+    let events = list(&c, "", "events", "default");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "Unhealthy" && e["involvedObject"]["name"] == "sick")
+    );
+}

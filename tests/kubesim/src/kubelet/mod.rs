@@ -25,6 +25,7 @@ pub mod env;
 pub mod image;
 pub mod logs;
 mod pod;
+pub mod probe;
 pub mod process;
 pub mod status;
 pub mod volumes;

@@ -17,8 +17,8 @@ use super::image::command_line;
 use super::logs::LogKey;
 use super::process::{Launch, Process};
 use super::status::{ContainerRun, Phase, PodRun, State};
-use super::volumes;
 use super::{Kubelet, pods_res};
+use super::{probe, volumes};
 use crate::controllers::record_event;
 use crate::store::{ObjKey, ResKey};
 
@@ -399,6 +399,91 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// Run the container's probes while it runs: startup first (retried until it succeeds), then
+/// readiness (sets the container's ready state; retried every second at most until the first
+/// success) and liveness. Returns only when the liveness probe failed `failureThreshold` times
+/// in a row.
+async fn watch_probes(
+    ctx: &Arc<Ctx>,
+    init: bool,
+    i: usize,
+    spec: &Value,
+    env: &[(String, String)],
+) {
+    if init {
+        return std::future::pending().await;
+    }
+    let first = Duration::from_secs(1);
+    let startup = &spec["startupProbe"];
+    if startup.is_object() {
+        let t = probe::ProbeTiming::of(startup);
+        tokio::time::sleep(t.initial_delay).await;
+        while probe::run(startup, spec, env, &ctx.dir, t.timeout)
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(t.period.min(first)).await;
+        }
+    }
+    let readiness = async {
+        let p = &spec["readinessProbe"];
+        if !p.is_object() {
+            return std::future::pending().await;
+        }
+        let t = probe::ProbeTiming::of(p);
+        tokio::time::sleep(t.initial_delay).await;
+        let (mut ready, mut ok, mut failed) = (false, 0, 0);
+        loop {
+            match probe::run(p, spec, env, &ctx.dir, t.timeout).await {
+                Ok(()) => {
+                    (ok, failed) = (ok + 1, 0);
+                    if !ready && ok >= t.success_threshold {
+                        ready = true;
+                        ctx.update(|r| r.containers[i].probe_ready = Some(true));
+                        ctx.publish();
+                    }
+                }
+                Err(msg) => {
+                    (ok, failed) = (0, failed + 1);
+                    ctx.event(true, "Unhealthy", &format!("Readiness probe failed: {msg}"));
+                    if ready && failed >= t.failure_threshold {
+                        ready = false;
+                        ctx.update(|r| r.containers[i].probe_ready = Some(false));
+                        ctx.publish();
+                    }
+                }
+            }
+            tokio::time::sleep(if ready { t.period } else { t.period.min(first) }).await;
+        }
+    };
+    let liveness = async {
+        let p = &spec["livenessProbe"];
+        if !p.is_object() {
+            return std::future::pending().await;
+        }
+        let t = probe::ProbeTiming::of(p);
+        tokio::time::sleep(t.initial_delay).await;
+        let mut failed = 0;
+        loop {
+            match probe::run(p, spec, env, &ctx.dir, t.timeout).await {
+                Ok(()) => failed = 0,
+                Err(msg) => {
+                    failed += 1;
+                    ctx.event(true, "Unhealthy", &format!("Liveness probe failed: {msg}"));
+                    if failed >= t.failure_threshold {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(t.period).await;
+        }
+    };
+    tokio::select! {
+        () = readiness => {}
+        () = liveness => {}
+    }
+}
+
 fn backoff(ctx: &Ctx, restarts: u32) -> Duration {
     let cfg = &ctx.kubelet.config;
     cfg.restart_backoff_base
@@ -516,6 +601,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                     c.state = State::Running { started_at };
                     c.pid = Some(pid);
                     c.program = Some(program.display().to_string());
+                    c.probe_ready = (!init && spec["readinessProbe"].is_object()).then_some(false);
                 });
                 if restart == 0 {
                     let image = spec["image"].as_str().unwrap_or("");
@@ -528,11 +614,30 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                     ctx.event(false, "Started", &format!("Started container {name}"));
                 }
                 ctx.publish();
-                let exit = tokio::select! {
-                    exit = process.wait() => exit,
-                    _ = ctx.stopped() => {
+                enum Why {
+                    Exited,
+                    Deleted,
+                    Unhealthy,
+                }
+                let why = tokio::select! {
+                    _ = process.exited() => Why::Exited,
+                    _ = ctx.stopped() => Why::Deleted,
+                    _ = watch_probes(ctx, init, i, &spec, &env) => Why::Unhealthy,
+                };
+                let exit = match why {
+                    Why::Exited => process.wait().await,
+                    Why::Deleted => {
                         ctx.event(false, "Killing", &format!("Stopping container {name}"));
                         process.terminate_until(ctx.stop.clone()).await
+                    }
+                    Why::Unhealthy => {
+                        let msg =
+                            format!("Container {name} failed liveness probe, will be restarted");
+                        ctx.event(false, "Killing", &msg);
+                        let grace = ctx.pod["spec"]["terminationGracePeriodSeconds"]
+                            .as_u64()
+                            .unwrap_or(30);
+                        process.terminate(Duration::from_secs(grace)).await
                     }
                 };
                 let reason = if exit.code == 0 { "Completed" } else { "Error" };

@@ -137,6 +137,12 @@ impl Process {
         self.pid
     }
 
+    /// Wait for the main process to exit (cancel-safe; call [`Process::wait`] afterwards to
+    /// collect the rest).
+    pub async fn exited(&mut self) {
+        let _ = self.child.wait().await;
+    }
+
     /// Wait for the process to exit; then kill what remains of its group, drain its output
     /// and close the log.
     pub async fn wait(&mut self) -> Exit {

@@ -78,6 +78,8 @@ pub struct ContainerRun {
     pub pid: Option<i32>,
     /// The resolved executable, reported as `imageID`.
     pub program: Option<String>,
+    /// The readiness probe's verdict (`None`: the container has no readiness probe).
+    pub probe_ready: Option<bool>,
 }
 
 impl ContainerRun {
@@ -90,7 +92,13 @@ impl ContainerRun {
             restart_count: 0,
             pid: None,
             program: None,
+            probe_ready: None,
         }
+    }
+
+    /// Running, and its readiness probe (if any) succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.is_running() && self.probe_ready.unwrap_or(true)
     }
 
     pub fn is_running(&self) -> bool {
@@ -110,7 +118,7 @@ impl ContainerRun {
             "name": self.name,
             "image": self.image,
             "imageID": self.program.as_ref().map(|p| format!("process://{p}")).unwrap_or_default(),
-            "ready": self.is_running() && !init || init && self.exit_code() == Some(0),
+            "ready": self.is_ready() && !init || init && self.exit_code() == Some(0),
             "restartCount": self.restart_count,
             "started": self.is_running(),
             "state": self.state.to_json(),
@@ -186,7 +194,7 @@ impl PodRun {
     }
 
     fn containers_ready(&self) -> bool {
-        !self.containers.is_empty() && self.containers.iter().all(ContainerRun::is_running)
+        !self.containers.is_empty() && self.containers.iter().all(ContainerRun::is_ready)
     }
 
     /// Record condition changes (call before rendering, after every state change).
@@ -214,7 +222,7 @@ impl PodRun {
         let unready: Vec<String> = self
             .containers
             .iter()
-            .filter(|c| !c.is_running())
+            .filter(|c| !c.is_ready())
             .map(|c| c.name.clone())
             .collect();
         let incomplete: Vec<String> = self
