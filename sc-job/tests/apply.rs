@@ -574,3 +574,67 @@ async fn json_logs_carry_the_same_events() {
     assert_eq!(summary["failed"], 0);
     assert_no_secret("the log", &run.stdout, &[ACCOUNT_KEY]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_keeps_the_agents_keys_and_the_last_ten_runs() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let old_runs: Vec<Value> = (0..10)
+        .map(|i| json!({"time": "t", "job": format!("old-{i}"), "result": "Ready"}))
+        .collect();
+    create(
+        &c,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "sc-conn-x", "namespace": NS,
+                            "labels": {"app.kubernetes.io/managed-by": "sc-extension"}},
+               "data": {"spec.json": "{\"namespace\":\"default\"}",
+                        "requested.json": "{\"hash\":\"h\",\"revision\":1,\"phase\":\"Applying\"}",
+                        "journal.json": Value::Array(old_runs).to_string()}}),
+    );
+    let conns = json!({"x": {
+        "namespace": "default", "targetType": "storage-blob", "authType": "secret",
+        "parameters": {"accountName": "acct"}, "secrets": {"accountKey": ACCOUNT_KEY},
+    }});
+    request_all(&c, "cs-9", 1, &conns);
+    run_job(&ks, &[]).await.expect_code(0);
+    let cm = get(&c, "ConfigMap", NS, "sc-conn-x").unwrap();
+    assert_eq!(cm["data"]["spec.json"], "{\"namespace\":\"default\"}");
+    assert_eq!(
+        cm["data"]["requested.json"],
+        "{\"hash\":\"h\",\"revision\":1,\"phase\":\"Applying\"}"
+    );
+    let journal = metadata(&c, "x", "journal.json");
+    let runs = journal.as_array().unwrap();
+    assert_eq!(runs.len(), 10);
+    assert_eq!(runs[0]["job"], "old-1");
+    assert_eq!(runs[9]["job"], "sc-system/sc-job");
+    assert_eq!(runs[9]["changeset"], "cs-9");
+    assert_eq!(metadata(&c, "x", "status.json")["phase"], "Ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_request_is_applied_as_it_is_now() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let then = json!({"x": {
+        "namespace": "default", "targetType": "storage-blob", "authType": "secret",
+        "parameters": {"accountName": "before"}, "secrets": {"accountKey": ACCOUNT_KEY},
+    }});
+    let now = json!({"x": {
+        "namespace": "default", "targetType": "storage-blob", "authType": "secret",
+        "parameters": {"accountName": "after"}, "secrets": {"accountKey": ACCOUNT_KEY},
+    }});
+    write_changeset(&c, "cs-1", 1, &then, &["x"], &[]);
+    write_requests(&c, &now, 2);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("[x] the request changed since the change set was written"),
+        "{}",
+        run.stdout
+    );
+    let status = metadata(&c, "x", "status.json");
+    assert_eq!(status["hash"], hashes(&then)["x"]);
+    assert_eq!(status["appliedHash"], hashes(&now)["x"]);
+}

@@ -214,3 +214,36 @@ async fn objects_a_connection_no_longer_has_are_pruned_per_its_policy() {
     let objects = metadata(&c, "e", "status.json")["objects"].to_string();
     assert!(!objects.contains(old_e), "{objects}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_without_a_recorded_apply_uses_the_agents_spec() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "sc-conn-old", "namespace": NS},
+               "data": {"spec.json": "{\"namespace\":\"default\",\"deletionPolicy\":\"Delete\"}"}}),
+    );
+    create(
+        &c,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "sc-old-secret", "namespace": "default",
+                            "labels": {"app.kubernetes.io/managed-by": "sc-extension",
+                                       "sc-extension.io/connection": "old"},
+                            "annotations": {"sc-extension.io/connection-name": "old"}},
+               "stringData": {"K": "v"}}),
+    );
+    write_requests(&c, &json!({}), 5);
+    write_changeset(&c, "cs-5", 5, &json!({}), &[], &["old"]);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("[old] secret default/sc-old-secret: deleted"),
+        "{}",
+        run.stdout
+    );
+    assert!(get(&c, "Secret", "default", "sc-old-secret").is_none());
+    assert_eq!(metadata(&c, "old", "status.json")["phase"], "Deleted");
+}
