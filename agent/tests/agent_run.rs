@@ -1,0 +1,494 @@
+//! `sc-agent run` against the embedded cluster, with sc-job running as the pod of the Job it
+//! creates: new requests, serialized changes, failures and recovery, restarts, two replicas,
+//! and the operator commands on the result.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kubesim::testing::{kubectl, wait_until};
+use serde_json::{Value, json};
+
+const ACCOUNT_KEY: &str = "YWdlbnQtdGVzdC1hY2NvdW50LWtleQ==";
+const CLIENT_ID: &str = "0a1b2c3d-0000-4000-8000-000000000042";
+const TENANT_ID: &str = "66666666-7777-8888-9999-000000000000";
+
+fn blob(account: &str) -> Value {
+    json!({
+        "namespace": "apps", "targetType": "storage-blob", "authType": "secret",
+        "clientType": "python", "parameters": {"accountName": account},
+        "secrets": {"accountKey": ACCOUNT_KEY},
+    })
+}
+
+fn blob_only(account: &str) -> Value {
+    json!({ "blob_conn": blob(account) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_request_is_applied_and_the_job_disappears() {
+    let ks = start().await;
+    let client = ks.client();
+    let (history, _watch) = watch_jobs(&client);
+    let conns = blob_only("store1");
+    write_requests(&client, &conns, 1).await;
+    let mut agent = Agent::start(&ks, "agent-a", &[]).await;
+    agent.wait_ready().await;
+
+    let hash = hash_of(&conns, "blob_conn");
+    wait_applied(&client, "blob_conn", &hash).await;
+    wait_no_job(&client).await;
+
+    // The objects and the metadata.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
+    let secret = secrets
+        .get("sc-blobconn-secret")
+        .await
+        .expect("the Secret exists");
+    assert_eq!(
+        secret.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "sc-extension"
+    );
+    let requested = metadata(&client, "blob_conn", "requested.json")
+        .await
+        .unwrap();
+    assert_eq!(requested["hash"], hash.as_str());
+    assert_eq!(requested["revision"], 1);
+    let spec = metadata(&client, "blob_conn", "spec.json").await.unwrap();
+    assert_eq!(spec["targetType"], "storage-blob");
+    assert!(!spec.to_string().contains(ACCOUNT_KEY));
+
+    // Events on the request and metrics.
+    wait_until(WAIT, "JobCreated and JobSucceeded events", || async {
+        let ev = events(&client).await;
+        let has = |r: &str| ev.iter().any(|(reason, _)| reason == r);
+        (has("JobCreated") && has("JobSucceeded")).then_some(ev)
+    })
+    .await;
+    let metrics = wait_until(WAIT, "metrics of the run", || async {
+        let (code, body) = agent.http("/metrics").await?;
+        (code == 200
+            && body.contains("sc_agent_jobs_started_total 1")
+            && body.contains("sc_agent_jobs_succeeded_total 1")
+            && body.contains("sc_agent_connections{phase=\"Ready\"} 1"))
+        .then_some(body)
+    })
+    .await;
+    assert!(
+        metrics.contains("sc_agent_reconcile_duration_seconds"),
+        "{metrics}"
+    );
+    assert!(matches!(agent.http("/healthz").await, Some((200, _))));
+
+    // Operator commands.
+    let list = cli(&ks, &["list", "-n", NS, "-o", "json"]).await;
+    assert_eq!(list.code, 0, "{list:?}");
+    let rows: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "blob_conn");
+    assert_eq!(rows[0]["namespace"], "apps");
+    assert_eq!(rows[0]["target"], "storage-blob");
+    assert_eq!(rows[0]["auth"], "secret");
+    assert_eq!(rows[0]["phase"], "Ready");
+    assert!(rows[0]["objects"].as_array().is_some_and(|o| !o.is_empty()));
+    let show = cli(&ks, &["show", "blob_conn", "-n", NS, "-o", "json"]).await;
+    assert_eq!(show.code, 0, "{show:?}");
+    let shown: Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(shown["status"]["appliedHash"], hash.as_str());
+    assert!(!shown["journal"].as_array().unwrap().is_empty());
+    let wait = cli(
+        &ks,
+        &[
+            "wait",
+            "--namespace",
+            NS,
+            "--revision",
+            "1",
+            "--timeout",
+            "30s",
+        ],
+    )
+    .await;
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert!(wait.stdout.contains("blob_conn: Ready"), "{wait:?}");
+    let snippet = cli(&ks, &["snippet", "blob_conn", "-n", NS]).await;
+    assert_eq!(snippet.code, 0, "{snippet:?}");
+    assert!(
+        snippet.stdout.contains("sc-blobconn-secret"),
+        "{}",
+        snippet.stdout
+    );
+    for out in [&list, &show, &wait, &snippet] {
+        assert!(!out.stdout.contains(ACCOUNT_KEY) && !out.stderr.contains(ACCOUNT_KEY));
+    }
+
+    {
+        let h = history.lock().unwrap();
+        assert_eq!(h.created.len(), 1, "{h:?}");
+        assert_eq!(h.max_alive, 1, "{h:?}");
+    }
+    assert_eq!(agent.terminate().await, Some(0), "{}", agent.log());
+    let log = agent.log();
+    assert!(log.contains("lease released"), "{log}");
+    assert!(!log.contains(ACCOUNT_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_quick_changes_are_serialized_and_end_in_the_final_state() {
+    let ks = start().await;
+    let client = ks.client();
+    let (history, _watch) = watch_jobs(&client);
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    agent.wait_ready().await;
+    for (rev, account) in [(1, "first"), (2, "second"), (3, "third")] {
+        write_requests(&client, &blob_only(account), rev).await;
+    }
+    let last = blob_only("third");
+    wait_applied(&client, "blob_conn", &hash_of(&last, "blob_conn")).await;
+    wait_no_job(&client).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
+    let secret = secrets.get("sc-blobconn-secret").await.unwrap();
+    let values: Vec<String> = secret
+        .data
+        .unwrap()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    assert!(
+        values.iter().any(|v| v.contains("third")),
+        "the final request is applied"
+    );
+    assert!(!values.iter().any(|v| v.contains("second")));
+    let requested = metadata(&client, "blob_conn", "requested.json")
+        .await
+        .unwrap();
+    assert_eq!(requested["revision"], 3);
+    let h = history.lock().unwrap();
+    assert!(!h.created.is_empty());
+    assert_eq!(h.max_alive, 1, "never two jobs at once: {h:?}");
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_change_keeps_the_job_and_a_corrected_request_recovers() {
+    let ks = start().await;
+    let client = ks.client();
+    let (history, _watch) = watch_jobs(&client);
+    // Missing accountName: invalid input, never retried.
+    let bad = json!({"blob_conn": {
+        "namespace": "apps", "targetType": "storage-blob", "authType": "secret",
+        "secrets": {"accountKey": ACCOUNT_KEY},
+    }});
+    write_requests(&client, &bad, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    agent.wait_ready().await;
+
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    wait_until(WAIT, "Job sc-job to fail", || async {
+        let job = jobs.get_opt("sc-job").await.ok()??;
+        let failed = job
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Failed" && c.status == "True");
+        failed.then_some(())
+    })
+    .await;
+    let status = wait_until(WAIT, "the failure in status.json", || async {
+        let s = metadata(&client, "blob_conn", "status.json").await?;
+        (s["phase"] == "Failed").then_some(s)
+    })
+    .await;
+    assert_eq!(status["hash"], hash_of(&bad, "blob_conn").as_str());
+    assert!(
+        status["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("accountName"),
+        "{status}"
+    );
+    let journal = metadata(&client, "blob_conn", "journal.json")
+        .await
+        .unwrap();
+    assert!(journal.to_string().contains("accountName"), "{journal}");
+    // The failed Job stays, with the error in its logs.
+    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
+    assert!(logs.stdout.contains("accountName"), "{logs:?}");
+    assert!(!logs.stdout.contains(ACCOUNT_KEY));
+    wait_until(WAIT, "a JobFailed event naming the connection", || async {
+        events(&client)
+            .await
+            .iter()
+            .any(|(r, note)| r == "JobFailed" && note.contains("blob_conn"))
+            .then_some(())
+    })
+    .await;
+    let wait = cli(
+        &ks,
+        &[
+            "wait",
+            "--namespace",
+            NS,
+            "--revision",
+            "1",
+            "--timeout",
+            "20s",
+        ],
+    )
+    .await;
+    assert_eq!(wait.code, 1, "{wait:?}");
+    assert!(wait.stdout.contains("blob_conn: Failed"), "{wait:?}");
+    assert!(wait.stdout.contains("remedy:"), "{wait:?}");
+    assert!(
+        jobs.get_opt("sc-job").await.unwrap().is_some(),
+        "the failed Job is kept"
+    );
+
+    // The corrected request replaces the failed Job and recovers.
+    let good = blob_only("fixed");
+    write_requests(&client, &good, 2).await;
+    wait_applied(&client, "blob_conn", &hash_of(&good, "blob_conn")).await;
+    wait_no_job(&client).await;
+    let journal = metadata(&client, "blob_conn", "journal.json")
+        .await
+        .unwrap();
+    let results: Vec<&str> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["result"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        results.contains(&"Failed") && results.contains(&"Ready"),
+        "{journal}"
+    );
+    let wait = cli(
+        &ks,
+        &[
+            "wait",
+            "--namespace",
+            NS,
+            "--revision",
+            "2",
+            "--timeout",
+            "20s",
+        ],
+    )
+    .await;
+    assert_eq!(wait.code, 0, "{wait:?}");
+    let h = history.lock().unwrap();
+    assert_eq!(h.created.len(), 2, "one failed run, one good run: {h:?}");
+    assert_eq!(h.max_alive, 1, "{h:?}");
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_agent_mid_job_converges_without_a_duplicate_job() {
+    let ks = start().await;
+    let client = ks.client();
+    let (history, _watch) = watch_jobs(&client);
+    let conns = blob_only("restart");
+    write_requests(&client, &conns, 1).await;
+    let mut first = Agent::start(&ks, "agent-a", &[]).await;
+    wait_until(WAIT, "the first Job", || async {
+        (!history.lock().unwrap().created.is_empty()).then_some(())
+    })
+    .await;
+    first.kill().await;
+    let second = Agent::start(&ks, "agent-b", &[]).await;
+    second.wait_ready().await;
+    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_no_job(&client).await;
+    // The new leader sees nothing pending: a later change is its first Job.
+    let next = blob_only("after-restart");
+    write_requests(&client, &next, 2).await;
+    wait_applied(&client, "blob_conn", &hash_of(&next, "blob_conn")).await;
+    wait_no_job(&client).await;
+    let h = history.lock().unwrap();
+    assert_eq!(
+        h.created.len(),
+        2,
+        "no duplicate Job after the restart: {h:?}"
+    );
+    assert_eq!(h.max_alive, 1, "{h:?}");
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_never_run_jobs_concurrently() {
+    let ks = start().await;
+    let client = ks.client();
+    let (history, _watch) = watch_jobs(&client);
+    let mut a = Agent::start(&ks, "agent-a", &[]).await;
+    let mut b = Agent::start(&ks, "agent-b", &[]).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    for rev in 1..=3 {
+        write_requests(&client, &blob_only(&format!("replica{rev}")), rev).await;
+    }
+    let conns = blob_only("replica3");
+    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_no_job(&client).await;
+
+    // Stopping the leader releases the Lease; the other replica takes over.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let holder = leases
+        .get("sc-agent")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (leader, follower) = match holder.as_str() {
+        "agent-a" => (&mut a, &mut b),
+        "agent-b" => (&mut b, &mut a),
+        other => panic!("unexpected Lease holder {other}"),
+    };
+    assert_eq!(leader.terminate().await, Some(0), "{}", leader.log());
+    let next = blob_only("after-failover");
+    write_requests(&client, &next, 4).await;
+    wait_applied(&client, "blob_conn", &hash_of(&next, "blob_conn")).await;
+    wait_no_job(&client).await;
+    let other = if holder == "agent-a" {
+        "agent-b"
+    } else {
+        "agent-a"
+    };
+    let now_holder = leases
+        .get("sc-agent")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(now_holder.as_deref(), Some(other), "{}", follower.log());
+    let h = history.lock().unwrap();
+    assert_eq!(h.max_alive, 1, "{h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_detects_drift_and_list_configuration_hides_credentials() {
+    let ks = start().await;
+    let client = ks.client();
+    let conns = json!({
+        "blob_conn": blob("validated"),
+        "openai": {
+            "namespace": "apps", "targetType": "openai", "authType": "workloadIdentity",
+            "clientType": "python",
+            "parameters": {"resourceName": "my-openai", "clientId": CLIENT_ID, "tenantId": TENANT_ID},
+        },
+    });
+    write_requests(&client, &conns, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    agent.wait_ready().await;
+    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_applied(&client, "openai", &hash_of(&conns, "openai")).await;
+    wait_no_job(&client).await;
+
+    for name in ["blob_conn", "openai"] {
+        let v = cli(&ks, &["validate", name, "-n", NS]).await;
+        assert_eq!(v.code, 0, "{name}: {v:?}");
+    }
+
+    // list-configuration: every key, credentials as "".
+    let lc = cli(
+        &ks,
+        &["list-configuration", "blob_conn", "-n", NS, "-o", "json"],
+    )
+    .await;
+    assert_eq!(lc.code, 0, "{lc:?}");
+    let out: Value = serde_json::from_str(&lc.stdout).unwrap();
+    let rows = out["configurations"].as_array().unwrap();
+    let conn_string = rows
+        .iter()
+        .find(|r| r["name"] == "AZURE_STORAGEBLOB_CONNECTIONSTRING")
+        .expect("the connection string key is listed");
+    assert_eq!(conn_string["value"], "");
+    let text = cli(&ks, &["list-configuration", "blob_conn", "-n", NS]).await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(text.stdout.contains("AZURE_STORAGEBLOB_CONNECTIONSTRING"));
+    for o in [&lc, &text] {
+        assert!(!o.stdout.contains(ACCOUNT_KEY) && !o.stderr.contains(ACCOUNT_KEY));
+        assert!(!o.stdout.contains("AccountKey="), "{}", o.stdout);
+    }
+
+    // A workload using the identity's ServiceAccount without the WI label.
+    create(
+        &client,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "apps"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"serviceAccountName": format!("sc-account-{CLIENT_ID}"),
+                             "containers": [{"name": "web", "image": "nginx"}]},
+                },
+            },
+        }),
+    )
+    .await;
+    let v = cli(&ks, &["validate", "openai", "-n", NS, "-o", "json"]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["object"] == "Deployment apps/web")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        finding["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("azure.workload.identity/use")
+    );
+
+    // A hand-edited Secret.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
+    let edit = json!({"stringData": {"AZURE_STORAGEBLOB_CONNECTIONSTRING": "hand-edited-value"}});
+    secrets
+        .patch(
+            "sc-blobconn-secret",
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+    let v = cli(&ks, &["validate", "blob_conn", "-n", NS]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout.contains("Secret apps/sc-blobconn-secret")
+            && v.stdout
+                .contains("the value of key AZURE_STORAGEBLOB_CONNECTIONSTRING was changed"),
+        "{v:?}"
+    );
+    assert!(!v.stdout.contains("hand-edited-value") && !v.stdout.contains(ACCOUNT_KEY));
+
+    // A deleted Secret.
+    secrets
+        .delete("sc-blobconn-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(WAIT, "the Secret to be gone", || async {
+        matches!(secrets.get_opt("sc-blobconn-secret").await, Ok(None)).then_some(())
+    })
+    .await;
+    let v = cli(&ks, &["validate", "blob_conn", "-n", NS, "-o", "json"]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["object"] == "Secret apps/sc-blobconn-secret"
+                && f["problem"] == "the Secret is missing"),
+        "{report}"
+    );
+    drop(agent);
+}
