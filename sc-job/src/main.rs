@@ -246,76 +246,10 @@ async fn run(args: Args) -> u8 {
             .map(|uid| (args.requests.clone(), uid)),
     };
 
+    let requests_ref = ObjRef::new("ConfigMap", &ns, &args.requests);
     let mut runs = Vec::new();
     for entry in &cs.connections {
-        let mut run = ConnRun::new(entry);
-        match entry.action {
-            Action::Apply => {
-                if let Some(errors) = validated.invalid.get(&entry.name) {
-                    for e in errors {
-                        run.steps
-                            .push(log.note(&entry.name, &format!("invalid: {e}")));
-                    }
-                    let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    run.fail(
-                        &log,
-                        Failure::new(
-                            "InvalidRequest",
-                            format!("the request is invalid: {}", msg.join("; ")),
-                            "fix the connection's values and upgrade the release",
-                        ),
-                    );
-                } else if let Some(conn) = validated.set.get(&entry.name) {
-                    if !entry.hash.is_empty() && entry.hash != conn.hash {
-                        run.steps.push(log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
-                    }
-                    let applied = async {
-                        let previous = recorder
-                            .metadata(&entry.name)
-                            .await?
-                            .and_then(|cm| {
-                                cm["data"]["status.json"]
-                                    .as_str()
-                                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                            })
-                            .unwrap_or(Value::Null);
-                        mat.apply(conn, &mut run).await?;
-                        mat.prune(conn, &previous, &mut run).await
-                    };
-                    match applied.await {
-                        Ok(()) => {
-                            run.phase = Phase::Ready;
-                            run.applied_hash = Some(conn.hash.clone());
-                            run.deletion_policy = Some(conn.spec.deletion_policy);
-                            let short = &conn.hash[..conn.hash.len().min(12)];
-                            run.steps
-                                .push(log.note(&entry.name, &format!("ready (hash {short})")));
-                        }
-                        Err(f) => run.fail(&log, f),
-                    }
-                } else {
-                    run.fail(&log, Failure::new(
-                        "NotRequested",
-                        format!("connection {} is not in {ns}/{}", entry.name, args.requests),
-                        "nothing to do if it was removed: sc-agent schedules its removal in the next change set",
-                    ));
-                }
-            }
-            Action::Delete => {
-                let result = match recorder.metadata(&entry.name).await {
-                    Ok(meta) => mat.delete(entry, meta.as_ref(), &mut run).await,
-                    Err(f) => Err(f),
-                };
-                match result {
-                    Ok(()) => {
-                        run.phase = Phase::Deleted;
-                        run.steps.push(log.note(&entry.name, "deleted"));
-                    }
-                    Err(f) => run.fail(&log, f),
-                }
-            }
-        }
-        runs.push(run);
+        runs.push(run_entry(entry, &validated, &mut mat, &recorder, &requests_ref).await);
     }
 
     let mut unrecorded = 0;
@@ -349,6 +283,84 @@ async fn run(args: Args) -> u8 {
         Err(e) => log.job(&format!("deleting {job} failed: {e}; delete it by hand")),
     }
     EXIT_OK
+}
+
+/// Applies or deletes one connection of the change set.
+async fn run_entry(
+    entry: &inputs::Entry,
+    validated: &inputs::Validated,
+    mat: &mut Materializer<'_>,
+    recorder: &Recorder<'_>,
+    requests: &ObjRef,
+) -> ConnRun {
+    let mut run = ConnRun::new(entry);
+    match entry.action {
+        Action::Apply => {
+            if let Some(errors) = validated.invalid.get(&entry.name) {
+                for e in errors {
+                    run.steps
+                        .push(mat.log.note(&entry.name, &format!("invalid: {e}")));
+                }
+                let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                run.fail(
+                    &mat.log,
+                    Failure::new(
+                        "InvalidRequest",
+                        format!("the request is invalid: {}", msg.join("; ")),
+                        "fix the connection's values and upgrade the release",
+                    ),
+                );
+            } else if let Some(conn) = validated.set.get(&entry.name) {
+                if !entry.hash.is_empty() && entry.hash != conn.hash {
+                    run.steps.push(mat.log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
+                }
+                let applied = async {
+                    let previous = recorder
+                        .metadata(&entry.name)
+                        .await?
+                        .and_then(|cm| {
+                            cm["data"]["status.json"]
+                                .as_str()
+                                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                        })
+                        .unwrap_or(Value::Null);
+                    mat.apply(conn, &mut run).await?;
+                    mat.prune(conn, &previous, &mut run).await
+                };
+                match applied.await {
+                    Ok(()) => {
+                        run.phase = Phase::Ready;
+                        run.applied_hash = Some(conn.hash.clone());
+                        run.deletion_policy = Some(conn.spec.deletion_policy);
+                        let short = &conn.hash[..conn.hash.len().min(12)];
+                        run.steps
+                            .push(mat.log.note(&entry.name, &format!("ready (hash {short})")));
+                    }
+                    Err(f) => run.fail(&mat.log, f),
+                }
+            } else {
+                run.fail(&mat.log, Failure::new(
+                    "NotRequested",
+                    format!("connection {} is not in {requests}", entry.name),
+                    "nothing to do if it was removed: sc-agent schedules its removal in the next change set",
+                ));
+            }
+        }
+        Action::Delete => {
+            let result = match recorder.metadata(&entry.name).await {
+                Ok(meta) => mat.delete(entry, meta.as_ref(), &mut run).await,
+                Err(f) => Err(f),
+            };
+            match result {
+                Ok(()) => {
+                    run.phase = Phase::Deleted;
+                    run.steps.push(mat.log.note(&entry.name, "deleted"));
+                }
+                Err(f) => run.fail(&mat.log, f),
+            }
+        }
+    }
+    run
 }
 
 fn main() -> ExitCode {
