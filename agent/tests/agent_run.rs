@@ -130,6 +130,7 @@ async fn a_new_request_is_applied_and_the_job_disappears() {
     }
     assert_eq!(agent.terminate().await, Some(0), "{}", agent.log());
     let log = agent.log();
+    assert!(!log.contains("reconcile step failed"), "{log}");
     assert!(log.contains("lease released"), "{log}");
     assert!(!log.contains(ACCOUNT_KEY));
 }
@@ -280,6 +281,48 @@ async fn a_failing_change_keeps_the_job_and_a_corrected_request_recovers() {
     let h = history.lock().unwrap();
     assert_eq!(h.created.len(), 2, "one failed run, one good run: {h:?}");
     assert_eq!(h.max_alive, 1, "{h:?}");
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_with_backoff_until_it_succeeds() {
+    let ks = start().await;
+    let client = ks.client();
+    let (history, _watch) = watch_jobs(&client);
+    // The target namespace does not exist yet: a transient failure.
+    let mut conn = blob("later");
+    conn["namespace"] = json!("later");
+    let conns = json!({ "blob_conn": conn });
+    write_requests(&client, &conns, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &["--retry-base=1", "--retry-max=2"]).await;
+    agent.wait_ready().await;
+    let status = wait_until(WAIT, "the first failure", || async {
+        let s = metadata(&client, "blob_conn", "status.json").await?;
+        (s["phase"] == "Failed").then_some(s)
+    })
+    .await;
+    assert_eq!(status["error"]["reason"], "NamespaceNotFound", "{status}");
+    // Retries run without any new request; creating the namespace lets one succeed.
+    wait_until(WAIT, "a retry", || async {
+        (history.lock().unwrap().created.len() >= 2).then_some(())
+    })
+    .await;
+    create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "later"}}),
+    )
+    .await;
+    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_no_job(&client).await;
+    let h = history.lock().unwrap();
+    assert_eq!(h.max_alive, 1, "{h:?}");
+    let journal = metadata(&client, "blob_conn", "journal.json")
+        .await
+        .unwrap();
+    assert!(
+        journal.to_string().contains("NamespaceNotFound"),
+        "{journal}"
+    );
     drop(agent);
 }
 
