@@ -814,7 +814,11 @@ impl Cluster {
             match scope {
                 Scope::Status => {
                     let status = new.get("status").cloned();
+                    let managed = meta(&new).get("managedFields").cloned();
                     new = old.clone();
+                    if applied && let Some(mf) = managed {
+                        meta_mut(&mut new).insert("managedFields".into(), mf);
+                    }
                     match status {
                         Some(s) => new["status"] = s,
                         None => {
@@ -1049,10 +1053,25 @@ impl Cluster {
                     {
                         return Err(ApiError::conflict(&info, name));
                     }
+                    // Field ownership through the status subresource is kept apart from the
+                    // main resource's, as the API server keys managedFields by subresource.
+                    let (view, others) = managed_view(old, scope == Scope::Status);
                     let mut new =
-                        patch::server_side_apply(Some(old), &applied, &manager, force, &ts)
+                        patch::server_side_apply(Some(&view), &applied, &manager, force, &ts)
                             .map_err(|e| patch_error(&info, name, e))?;
-                    meta_mut(&mut new).remove("resourceVersion");
+                    let mut entries: Vec<Value> = meta(&new)["managedFields"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    if scope == Scope::Status {
+                        for e in &mut entries {
+                            e["subresource"] = json!("status");
+                        }
+                    }
+                    entries.extend(others);
+                    let m = meta_mut(&mut new);
+                    m.insert("managedFields".into(), Value::Array(entries));
+                    m.remove("resourceVersion");
                     Ok(new)
                 })
             }
@@ -1467,6 +1486,26 @@ fn scale_of(obj: &Value) -> Value {
         "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
         "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
     })
+}
+
+/// `obj` with only the managedFields entries of one side (the status subresource, or the
+/// main resource), the subresource marker removed; and the other side's entries.
+fn managed_view(obj: &Value, status: bool) -> (Value, Vec<Value>) {
+    let entries = meta(obj)["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let (mut mine, others): (Vec<Value>, Vec<Value>) = entries
+        .into_iter()
+        .partition(|e| (e["subresource"].as_str() == Some("status")) == status);
+    for e in &mut mine {
+        if let Some(m) = e.as_object_mut() {
+            m.remove("subresource");
+        }
+    }
+    let mut view = obj.clone();
+    meta_mut(&mut view).insert("managedFields".into(), Value::Array(mine));
+    (view, others)
 }
 
 fn patch_error(info: &ResourceInfo, name: &str, e: patch::PatchError) -> ApiError {

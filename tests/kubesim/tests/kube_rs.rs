@@ -512,3 +512,75 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
     assert_eq!(first["object"]["code"], 410);
     assert_eq!(first["object"]["reason"], "Expired");
 }
+
+#[tokio::test]
+async fn server_side_apply_of_spec_and_status_keeps_separate_ownership() {
+    let ks = Kubesim::start(Options::default()).await.unwrap();
+    let client = ks.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}}}]}});
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "widgets");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let pp = PatchParams::apply("operator").force();
+    let obj = |spec: serde_json::Value, status: serde_json::Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec, "status": status});
+    widgets
+        .patch(
+            "w",
+            &pp,
+            &Patch::Apply(obj(json!({"a": 1, "b": 2}), json!({}))),
+        )
+        .await
+        .unwrap();
+    widgets
+        .patch_status(
+            "w",
+            &pp,
+            &Patch::Apply(obj(json!({}), json!({"phase": "Ready", "note": "x"}))),
+        )
+        .await
+        .unwrap();
+    // The same manager drops spec.b: it goes; the status it applied separately stays.
+    let w = widgets
+        .patch("w", &pp, &Patch::Apply(obj(json!({"a": 1}), json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(w.data["spec"], json!({"a": 1}));
+    assert_eq!(w.data["status"], json!({"phase": "Ready", "note": "x"}));
+    // And drops status.note: it goes; the spec stays.
+    let w = widgets
+        .patch_status(
+            "w",
+            &pp,
+            &Patch::Apply(obj(json!({}), json!({"phase": "Done"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.data["status"], json!({"phase": "Done"}));
+    assert_eq!(w.data["spec"], json!({"a": 1}));
+    let subresources: Vec<Option<String>> = w
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|m| m.subresource)
+        .collect();
+    assert!(
+        subresources.contains(&Some("status".to_string())),
+        "{subresources:?}"
+    );
+    assert!(subresources.contains(&None), "{subresources:?}");
+}
