@@ -112,6 +112,17 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_binary_leaves_no_pod_process() {
+    stop_binary_and_check("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_binary_leaves_no_pod_process() {
+    stop_binary_and_check("KILL").await;
+}
+
+/// Start the binary, run a pod whose shell has a child, send `signal` to kubesim, and wait
+/// until neither the shell nor its child exists.
+async fn stop_binary_and_check(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubesim"))
@@ -154,28 +165,49 @@ async fn stopping_the_binary_leaves_no_pod_process() {
     })
     .await;
     assert!(alive(pid));
-    let children: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    // SIGTERM to the kubesim binary.
+    let children: Vec<i32> =
+        wait_until(WAIT, "the pod's shell to start its child", || async move {
+            let list: Vec<i32> =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+            (!list.is_empty()).then_some(list)
+        })
+        .await;
+    let server_pid = server.id().unwrap();
     let status = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().unwrap().to_string())
+        .arg(format!("-{signal}"))
+        .arg(server_pid.to_string())
         .status()
         .unwrap();
     assert!(status.success());
     let exit = tokio::time::timeout(WAIT, server.wait())
         .await
-        .expect("kubesim exits on SIGTERM")
+        .expect("kubesim exits")
         .unwrap();
-    assert!(exit.success(), "kubesim exited with {exit}");
+    if signal == "TERM" {
+        assert!(exit.success(), "kubesim exited with {exit}");
+    }
     wait_until(WAIT, "pod processes gone", || {
         let all: Vec<i32> = std::iter::once(pid)
             .chain(children.iter().copied())
             .collect();
         async move { all.iter().all(|p| !alive(*p)).then_some(()) }
+    })
+    .await;
+    // The pods' root directory goes too.
+    let prefix = format!("kubesim-pods-{server_pid}-");
+    wait_until(WAIT, "the pods' root directory removed", || {
+        let prefix = prefix.clone();
+        async move {
+            let left = std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+            (!left).then_some(())
+        }
     })
     .await;
 }

@@ -118,13 +118,23 @@ impl Kubelet {
             }
         };
         std::fs::create_dir_all(&root)?;
+        let groups = Arc::new(
+            ProcessGroups::with_watchdog(
+                root.join(".process-groups"),
+                owns_root.then_some(root.as_path()),
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "starting the process watchdog failed");
+                ProcessGroups::default()
+            }),
+        );
         let kubelet = Arc::new(Self {
             cluster: cluster.clone(),
             config,
             root,
             owns_root,
             logs: LogStore::default(),
-            groups: Arc::new(ProcessGroups::default()),
+            groups,
             pods: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });

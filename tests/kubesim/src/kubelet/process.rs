@@ -47,20 +47,115 @@ pub struct Launch {
 
 /// The process groups currently alive, so that everything can be killed at shutdown even
 /// when the tasks that own the processes are gone.
+///
+/// With a watchdog, the list is also kept in a file read by a small `sh` process started in
+/// its own process group: it waits for its stdin (a pipe from kubesim) to close, which happens
+/// however kubesim ends (even SIGKILL), then kills every group in the file and removes the
+/// pods' root directory. So no pod process outlives kubesim.
 #[derive(Default)]
 pub struct ProcessGroups {
     groups: Mutex<BTreeSet<i32>>,
+    watchdog: Mutex<Option<Watchdog>>,
 }
 
+struct Watchdog {
+    file: PathBuf,
+    stdin: std::process::ChildStdin,
+    child: std::process::Child,
+}
+
+const WATCHDOG_SCRIPT: &str = r#"cat >/dev/null
+if [ -f "$1" ]; then
+  while read -r g; do kill -9 -"$g" 2>/dev/null; done < "$1"
+  rm -f "$1"
+fi
+if [ -n "$2" ]; then rm -rf "$2"; fi
+exit 0"#;
+
 impl ProcessGroups {
+    /// Groups tracked in `file` by a watchdog process that also removes `cleanup_dir` (if
+    /// any) once kubesim is gone.
+    pub fn with_watchdog(
+        file: PathBuf,
+        cleanup_dir: Option<&std::path::Path>,
+    ) -> std::io::Result<Self> {
+        std::fs::write(&file, "")?;
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(WATCHDOG_SCRIPT)
+            .arg("kubesim-watchdog")
+            .arg(&file)
+            .arg(
+                cleanup_dir
+                    .map(|d| d.as_os_str().to_owned())
+                    .unwrap_or_default(),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        Ok(Self {
+            groups: Mutex::default(),
+            watchdog: Mutex::new(Some(Watchdog { file, stdin, child })),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeSet<i32>> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// SIGKILL every known group (synchronous, for drop and signal handlers).
+    /// Record the current set in the watchdog's file (called with the set locked).
+    fn sync(&self, groups: &BTreeSet<i32>) {
+        let watchdog = self.watchdog.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = watchdog.as_ref() {
+            let text: String = groups.iter().map(|g| format!("{g}\n")).collect();
+            let tmp = w.file.with_extension("tmp");
+            if std::fs::write(&tmp, text)
+                .and_then(|_| std::fs::rename(&tmp, &w.file))
+                .is_err()
+            {
+                tracing::warn!(file = %w.file.display(), "recording the pod process groups failed");
+            }
+        }
+    }
+
+    fn add(&self, pgid: i32) {
+        let mut groups = self.lock();
+        groups.insert(pgid);
+        self.sync(&groups);
+    }
+
+    /// Forget a group; whether it was known.
+    fn remove(&self, pgid: i32) -> bool {
+        let mut groups = self.lock();
+        let known = groups.remove(&pgid);
+        if known {
+            self.sync(&groups);
+        }
+        known
+    }
+
+    /// SIGKILL every known group (synchronous, for drop and signal handlers) and stop the
+    /// watchdog.
     pub fn kill_all(&self) {
-        for pgid in std::mem::take(&mut *self.lock()) {
+        let mut groups = self.lock();
+        for pgid in std::mem::take(&mut *groups) {
             signal_group(pgid, SIGKILL);
+        }
+        self.sync(&groups);
+        if let Some(w) = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            drop(w.stdin);
+            let mut child = w.child;
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
         }
     }
 
@@ -116,7 +211,7 @@ impl Process {
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id().map(|p| p as i32).unwrap_or_default();
-        groups.lock().insert(pid);
+        groups.add(pid);
         let mut output = Vec::new();
         if let Some(out) = child.stdout.take() {
             output.push(tokio::spawn(capture(out, LogStream::Stdout, log.clone())));
@@ -148,7 +243,7 @@ impl Process {
     pub async fn wait(&mut self) -> Exit {
         let status = self.child.wait().await;
         signal_group(self.pid, SIGKILL);
-        self.groups.lock().remove(&self.pid);
+        self.groups.remove(self.pid);
         for task in self.output.drain(..) {
             let _ = task.await;
         }
@@ -212,7 +307,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if self.groups.lock().remove(&self.pid) {
+        if self.groups.remove(self.pid) {
             signal_group(self.pid, SIGKILL);
         }
     }
