@@ -314,8 +314,7 @@ async fn a_transient_failure_is_retried_with_backoff_until_it_succeeds() {
     .await;
     wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
     wait_no_job(&client).await;
-    let h = history.lock().unwrap();
-    assert_eq!(h.max_alive, 1, "{h:?}");
+    assert_eq!(history.lock().unwrap().max_alive, 1);
     let journal = metadata(&client, "blob_conn", "journal.json")
         .await
         .unwrap();
