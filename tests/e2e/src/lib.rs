@@ -1,0 +1,945 @@
+//! The harness of the end-to-end scenarios of sc-extension.
+//!
+//! Each scenario gets a [`Cluster`]: its own `kubesim` binary (the embedded API server with
+//! its controllers and process kubelet, running the `sc-agent` and `sc-job` images from the
+//! build output), or, when `SC_E2E_KUBECONFIG` names a kubeconfig, that cluster with
+//! namespaces unique to the scenario. The chart is installed with the real `helm3` / `helm4`
+//! and checked with the real `kubectl` 1.37 from the pinned tools (`make tools`).
+//!
+//! Every check compares the cluster with what `sc-model` renders for the same values, and
+//! every scenario ends with [`Cluster::leak_scan`].
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Helm release name every scenario installs.
+pub const RELEASE: &str = "sc-extension";
+/// The name of the materializing Job.
+pub const JOB: &str = "sc-job";
+/// The label every object sc-extension materializes carries.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sc-extension";
+/// How long a helm install or upgrade may take (its hooks included).
+const HELM_TIMEOUT: &str = "4m";
+/// How long any one client command may run before the scenario fails.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
+/// How long a scenario waits for an asynchronous outcome (a Job deleting itself, a pod log).
+pub const SETTLE: Duration = Duration::from_secs(120);
+
+/// The workspace root (where `chart/`, `scripts/` and `examples/` are).
+pub fn workspace_root() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// The chart the scenarios install: `$SC_E2E_CHART` (a chart directory or packaged `.tgz`,
+/// e.g. a released version), else the workspace's `chart/`.
+pub fn chart_dir() -> PathBuf {
+    match std::env::var_os("SC_E2E_CHART") {
+        Some(c) if !c.is_empty() => PathBuf::from(c),
+        _ => workspace_root().join("chart"),
+    }
+}
+
+/// The directory of the built binaries (`target/debug`), found from the test executable
+/// (`target/debug/deps/<test>-<hash>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the test executable is unknown");
+    let deps = exe.parent().expect("the test executable has no directory");
+    let dir = deps
+        .parent()
+        .expect("the test executable is not under target/<profile>/deps");
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// A built binary of the workspace (`kubesim`, `sc-agent`, `sc-job`); panics with what to do
+/// when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "{} is missing: run `make build`", p.display());
+    p
+}
+
+/// The pinned tools: `$SC_TOOLS_DIR`, else `<workspace>/.tools`.
+pub fn tools_dir() -> PathBuf {
+    match std::env::var_os("SC_TOOLS_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => workspace_root().join(".tools"),
+    }
+}
+
+/// A pinned tool (`kubectl-1.37`, `helm3`, `helm4`, `venv/bin/python`); panics with what to do
+/// when it is missing.
+pub fn tool(name: &str) -> PathBuf {
+    let p = if name == "python" {
+        tools_dir().join("venv/bin/python")
+    } else {
+        tools_dir().join("bin").join(name)
+    };
+    assert!(p.is_file(), "{} is missing: run `make tools`", p.display());
+    p
+}
+
+/// The Helm major version a scenario runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Helm {
+    /// helm 3.18.
+    V3,
+    /// helm 4.1.
+    V4,
+}
+
+impl Helm {
+    /// The pinned binary's name.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Helm::V3 => "helm3",
+            Helm::V4 => "helm4",
+        }
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug, Clone)]
+pub struct Out {
+    /// The command line, for messages.
+    pub what: String,
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Out {
+    /// Whether it exited 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Standard output, or a panic with both streams when it did not exit 0.
+    pub fn ok(&self) -> &str {
+        assert!(
+            self.success(),
+            "`{}` failed with exit code {}:\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Standard output then standard error.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cmd` to completion (feeding `stdin` when given), failing the scenario after
+/// [`COMMAND_DEADLINE`].
+pub fn run_command(mut cmd: Command, what: &str, stdin: Option<&str>) -> Out {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting `{what}` failed: {e}"));
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().expect("piped stdin");
+        w.write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("writing the input of `{what}` failed: {e}"));
+    }
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = reader(Box::new(child.stderr.take().expect("piped stderr")));
+    let end = Instant::now() + COMMAND_DEADLINE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`{what}` did not finish within {COMMAND_DEADLINE:?}");
+            }
+            Err(e) => panic!("waiting for `{what}` failed: {e}"),
+        }
+    };
+    Out {
+        what: what.to_string(),
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Polls `condition` until it returns `Some` or `deadline` passes, then fails naming `what`.
+pub fn wait_until<T>(
+    deadline: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = condition() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A random string usable as a secret value in a scenario (long enough that finding it
+/// anywhere is never a coincidence).
+pub fn secret_value(label: &str) -> String {
+    format!("{label}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The cluster of one scenario.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    kubesim: Option<Child>,
+    /// Suffix of every namespace on a shared cluster; `None` on a private kubesim.
+    suffix: Option<String>,
+    namespaces: RefCell<Vec<String>>,
+    secrets: RefCell<Vec<String>>,
+    agent_outputs: RefCell<Vec<String>>,
+}
+
+impl Cluster {
+    /// A private kubesim, or the cluster of `SC_E2E_KUBECONFIG`.
+    pub fn start() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("sc-e2e-")
+            .tempdir()
+            .expect("creating a temporary directory failed");
+        std::fs::create_dir_all(dir.path().join("home")).expect("creating the tools' HOME failed");
+        match std::env::var_os("SC_E2E_KUBECONFIG").filter(|v| !v.is_empty()) {
+            Some(kc) => {
+                let kubeconfig = PathBuf::from(kc);
+                assert!(
+                    kubeconfig.is_file(),
+                    "SC_E2E_KUBECONFIG names {}, which is not a file",
+                    kubeconfig.display()
+                );
+                let suffix = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+                Cluster::new(dir, kubeconfig, None, Some(suffix))
+            }
+            None => {
+                let kubesim = binary("kubesim");
+                for b in ["sc-agent", "sc-job"] {
+                    binary(b);
+                }
+                let kubeconfig = dir.path().join("kubeconfig");
+                let log = std::fs::File::create(dir.path().join("kubesim.log"))
+                    .expect("creating the kubesim log failed");
+                let child = Command::new(&kubesim)
+                    .arg("--listen=127.0.0.1:0")
+                    .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                    .arg(format!("--bin-dir={}", bin_dir().display()))
+                    .env("RUST_LOG", "warn")
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("duplicating the log file failed"))
+                    .stderr(log)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("starting {} failed: {e}", kubesim.display()));
+                let mut c = Cluster::new(dir, kubeconfig.clone(), Some(child), None);
+                wait_until(
+                    Duration::from_secs(30),
+                    "kubesim to write its kubeconfig",
+                    || {
+                        if let Some(child) = c.kubesim.as_mut()
+                            && let Ok(Some(status)) = child.try_wait()
+                        {
+                            panic!("kubesim exited with {status}:\n{}", c.kubesim_log());
+                        }
+                        kubeconfig.is_file().then_some(())
+                    },
+                );
+                c
+            }
+        }
+    }
+
+    fn new(
+        dir: tempfile::TempDir,
+        kubeconfig: PathBuf,
+        kubesim: Option<Child>,
+        suffix: Option<String>,
+    ) -> Cluster {
+        Cluster {
+            dir,
+            kubeconfig,
+            kubesim,
+            suffix,
+            namespaces: RefCell::new(Vec::new()),
+            secrets: RefCell::new(Vec::new()),
+            agent_outputs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Whether this is a shared cluster from `SC_E2E_KUBECONFIG`.
+    pub fn is_external(&self) -> bool {
+        self.suffix.is_some()
+    }
+
+    /// The kubeconfig of the cluster.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A scratch directory of this scenario.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn kubesim_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kubesim.log")).unwrap_or_default()
+    }
+
+    /// The namespace a scenario calls `logical`: itself on a private kubesim, made unique on
+    /// a shared cluster.
+    pub fn ns(&self, logical: &str) -> String {
+        match &self.suffix {
+            Some(s) => format!("{logical}-{s}"),
+            None => logical.to_string(),
+        }
+    }
+
+    /// The release namespace (`sc-system` on a private kubesim).
+    pub fn release_ns(&self) -> String {
+        self.ns("sc-system")
+    }
+
+    /// Creates the namespace `logical` (see [`Cluster::ns`]); returns its real name.
+    pub fn create_namespace(&self, logical: &str) -> String {
+        let ns = self.ns(logical);
+        self.kubectl(&["create", "namespace", &ns]).ok();
+        self.namespaces.borrow_mut().push(ns.clone());
+        ns
+    }
+
+    /// Remembers a secret value the leak scan looks for.
+    pub fn remember_secret(&self, value: &str) {
+        self.secrets.borrow_mut().push(value.to_string());
+    }
+
+    /// A command for a pinned tool against this cluster, with a private HOME and helm caches.
+    pub fn tool_command(&self, name: &str) -> Command {
+        let program = if name == "sc-agent" {
+            binary("sc-agent")
+        } else {
+            tool(name)
+        };
+        let home = self.dir.path().join("home");
+        let mut cmd = Command::new(program);
+        if !self.is_external() {
+            // Nothing of the machine's own configuration reaches a private cluster's clients.
+            cmd.env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", &home);
+        }
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", home.join(".cache/helm"))
+            .env("HELM_CONFIG_HOME", home.join(".config/helm"))
+            .env("HELM_DATA_HOME", home.join(".local/share/helm"));
+        cmd
+    }
+
+    /// Runs a pinned tool with `args`.
+    pub fn run(&self, name: &str, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut cmd = self.tool_command(name);
+        cmd.args(args);
+        run_command(cmd, &format!("{name} {}", args.join(" ")), stdin)
+    }
+
+    /// `kubectl` 1.37 with `args`.
+    pub fn kubectl(&self, args: &[&str]) -> Out {
+        self.run("kubectl-1.37", args, None)
+    }
+
+    /// `kubectl` 1.37 with `args`, feeding `stdin` (for `-f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        self.run("kubectl-1.37", args, Some(stdin))
+    }
+
+    /// `kubectl apply -f -` of a JSON object (or list).
+    pub fn apply(&self, object: &Value) {
+        self.kubectl_stdin(&["apply", "-f", "-"], &object.to_string())
+            .ok();
+    }
+
+    /// `kubectl get <args> -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&a);
+        serde_json::from_str(out.ok())
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", out.what, out.stdout))
+    }
+
+    /// One object, or `None` when it does not exist.
+    pub fn try_get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let out = self.kubectl(&[
+            "get",
+            kind,
+            name,
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "--ignore-not-found",
+        ]);
+        let text = out.ok().trim();
+        (!text.is_empty()).then(|| {
+            serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{text}", out.what))
+        })
+    }
+
+    /// One object that must exist.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Value {
+        self.try_get(kind, namespace, name)
+            .unwrap_or_else(|| panic!("{kind} {namespace}/{name} does not exist"))
+    }
+
+    /// `helm` with `args`.
+    pub fn helm(&self, helm: Helm, args: &[&str]) -> Out {
+        self.run(helm.tool(), args, None)
+    }
+
+    /// `sc-agent` (the built binary) with `args`; its output joins the leak scan.
+    pub fn sc_agent(&self, args: &[&str]) -> Out {
+        let out = self.run("sc-agent", args, None);
+        self.agent_outputs.borrow_mut().push(out.all());
+        out
+    }
+
+    /// The image settings of the chart: unchanged on kubesim (image names map to the built
+    /// binaries); `SC_E2E_IMAGE_REGISTRY` / `SC_E2E_IMAGE_TAG` on a real cluster.
+    fn image_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (var, key) in [
+            ("SC_E2E_IMAGE_REGISTRY", "image.registry"),
+            ("SC_E2E_IMAGE_TAG", "image.tag"),
+        ] {
+            if let Ok(v) = std::env::var(var)
+                && !v.is_empty()
+            {
+                args.push(format!("--set-string={key}={v}"));
+            }
+        }
+        args
+    }
+
+    /// `helm upgrade --install sc-extension chart -n <release ns> --create-namespace` with the
+    /// values `files` and `extra` arguments.
+    pub fn helm_upgrade(&self, helm: Helm, files: &[&Path], extra: &[&str]) -> Out {
+        let chart = chart_dir();
+        let ns = self.release_ns();
+        let mut args: Vec<String> = [
+            "upgrade",
+            "--install",
+            RELEASE,
+            &chart.display().to_string(),
+            "-n",
+            &ns,
+            "--create-namespace",
+            "--timeout",
+            HELM_TIMEOUT,
+            "--set",
+            "waitForResult.timeoutSeconds=150",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.image_args());
+        for f in files {
+            args.push("-f".into());
+            args.push(f.display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.helm(helm, &refs)
+    }
+
+    /// Writes `values` (JSON, which helm reads as YAML) to a file readable only by its owner.
+    pub fn write_values(&self, name: &str, values: &Value) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.json"));
+        write_private(
+            &path,
+            &serde_json::to_string_pretty(values).expect("serializing values"),
+        );
+        path
+    }
+
+    /// Creates the SecretProviderClass CRD unless the cluster has it (a cluster with the
+    /// Secrets Store CSI driver already does).
+    pub fn ensure_spc_crd(&self) {
+        let crd = "secretproviderclasses.secrets-store.csi.x-k8s.io";
+        let present = self.kubectl(&["get", "crd", crd, "--ignore-not-found", "-o", "name"]);
+        if !present.ok().trim().is_empty() {
+            return;
+        }
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("manifests/secretproviderclass-crd.yaml");
+        self.kubectl(&["apply", "-f", &manifest.display().to_string()])
+            .ok();
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{crd}"),
+            "--timeout=60s",
+        ])
+        .ok();
+        wait_until(
+            Duration::from_secs(30),
+            "the SecretProviderClass resource to be served",
+            || {
+                self.kubectl(&["get", "secretproviderclasses", "-A"])
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Waits until Job `sc-job` no longer exists in the release namespace.
+    pub fn wait_job_gone(&self) {
+        let ns = self.release_ns();
+        wait_until(SETTLE, "Job sc-job to delete itself", || {
+            self.try_get("job", &ns, JOB).is_none().then_some(())
+        });
+        let listed = self.kubectl(&["get", "job", "-n", &ns]).all();
+        assert!(
+            !listed.contains(JOB),
+            "`kubectl get job -n {ns}` still lists sc-job:\n{listed}"
+        );
+    }
+
+    /// Asserts `helm list -n <release ns>` shows the release deployed at `revision`.
+    pub fn assert_deployed(&self, helm: Helm, revision: u32) {
+        let ns = self.release_ns();
+        let table = self.helm(helm, &["list", "-n", &ns]);
+        let line = table
+            .ok()
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(RELEASE))
+            .unwrap_or_else(|| {
+                panic!(
+                    "`helm list -n {ns}` does not list {RELEASE}:\n{}",
+                    table.stdout
+                )
+            })
+            .to_string();
+        assert!(
+            line.contains("deployed"),
+            "the release is not deployed: {line}"
+        );
+        let list: Value =
+            serde_json::from_str(self.helm(helm, &["list", "-n", &ns, "-o", "json"]).ok())
+                .expect("helm list -o json printed no JSON");
+        let rel = list
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == RELEASE))
+            .expect("helm list -o json does not list the release");
+        assert_eq!(rel["status"], "deployed", "release status: {rel}");
+        assert_eq!(
+            rel["revision"],
+            revision.to_string(),
+            "release revision: {rel}"
+        );
+    }
+
+    /// Checks every connection of `set` is materialized exactly as sc-model renders it, and
+    /// its metadata ConfigMap records it Ready with the same hash.
+    pub fn assert_materialized(&self, set: &sc_model::RequestSet) {
+        for d in set.desired() {
+            if let Some(want) = &d.secret {
+                let name = want["metadata"]["name"].as_str().expect("secret name");
+                let got = self.get("secret", &d.namespace, name);
+                assert_eq!(
+                    got["data"], want["data"],
+                    "Secret {}/{name} of connection {} does not hold exactly the catalog's keys and values",
+                    d.namespace, d.connection
+                );
+                assert_eq!(
+                    got["type"], "Opaque",
+                    "type of Secret {}/{name}",
+                    d.namespace
+                );
+                assert_subset(
+                    &want["metadata"]["labels"],
+                    &got["metadata"]["labels"],
+                    name,
+                );
+                assert_subset(
+                    &want["metadata"]["annotations"],
+                    &got["metadata"]["annotations"],
+                    name,
+                );
+            }
+            if let Some(want) = &d.service_account {
+                let name = want["metadata"]["name"]
+                    .as_str()
+                    .expect("service account name");
+                let got = self.get("serviceaccount", &d.namespace, name);
+                assert_subset(
+                    &want["metadata"]["labels"],
+                    &got["metadata"]["labels"],
+                    name,
+                );
+                assert_subset(
+                    &want["metadata"]["annotations"],
+                    &got["metadata"]["annotations"],
+                    name,
+                );
+            }
+            if let Some(want) = &d.secret_provider_class {
+                let name = want["metadata"]["name"].as_str().expect("spc name");
+                let got = self.get("secretproviderclass", &d.namespace, name);
+                assert_eq!(
+                    got["spec"], want["spec"],
+                    "spec of SecretProviderClass {}/{name}",
+                    d.namespace
+                );
+                assert_subset(
+                    &want["metadata"]["labels"],
+                    &got["metadata"]["labels"],
+                    name,
+                );
+            }
+        }
+        for c in set.connections() {
+            let status = self.metadata_status(c.name());
+            assert_eq!(
+                status["phase"],
+                "Ready",
+                "status of connection {}: {status}",
+                c.name()
+            );
+            assert_eq!(
+                status["appliedHash"],
+                c.hash.as_str(),
+                "applied hash of connection {}",
+                c.name()
+            );
+        }
+    }
+
+    /// The metadata ConfigMap of `connection`.
+    pub fn metadata(&self, connection: &str) -> Value {
+        self.get(
+            "configmap",
+            &self.release_ns(),
+            &sc_model::names::metadata_config_map_name(connection),
+        )
+    }
+
+    /// The parsed `status.json` of a connection's metadata.
+    pub fn metadata_status(&self, connection: &str) -> Value {
+        let cm = self.metadata(connection);
+        let text = cm["data"]["status.json"].as_str().unwrap_or_else(|| {
+            panic!("metadata of connection {connection} has no status.json: {cm}")
+        });
+        serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("status.json of {connection} is not JSON ({e})"))
+    }
+
+    /// The objects sc-extension materialized in `namespace` (Secrets, ServiceAccounts and, with
+    /// the CRD, SecretProviderClasses), without server-assigned fields, by kind and name.
+    pub fn snapshot(&self, namespace: &str) -> Value {
+        let mut kinds = vec!["secrets", "serviceaccounts"];
+        if self
+            .kubectl(&[
+                "get",
+                "crd",
+                "secretproviderclasses.secrets-store.csi.x-k8s.io",
+            ])
+            .success()
+        {
+            kinds.push("secretproviderclasses");
+        }
+        let mut out = serde_json::Map::new();
+        for kind in kinds {
+            let list = self.get_json(&[kind, "-n", namespace, "-l", MANAGED_SELECTOR]);
+            for item in list["items"].as_array().cloned().unwrap_or_default() {
+                let key = format!(
+                    "{}/{}",
+                    item["kind"].as_str().unwrap_or(kind),
+                    item["metadata"]["name"].as_str().unwrap_or("")
+                );
+                let m = &item["metadata"];
+                out.insert(
+                    key,
+                    json!({
+                        "labels": m["labels"],
+                        "annotations": m["annotations"],
+                        "type": item["type"],
+                        "data": item["data"],
+                        "spec": item["spec"],
+                    }),
+                );
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// Asserts that no remembered secret value (nor its base64 form) appears in a ConfigMap, an
+    /// Event, a Job or Pod, the log of a pod of the release namespace, or any `sc-agent`
+    /// command output; runs `sc-agent list`, `show` and `list-configuration` for `connections`
+    /// first.
+    pub fn leak_scan(&self, connections: &[&str]) {
+        let ns = self.release_ns();
+        self.sc_agent(&["list", "--namespace", &ns]).ok();
+        self.sc_agent(&["list", "--namespace", &ns, "-o", "json"])
+            .ok();
+        for c in connections {
+            self.sc_agent(&["show", c, "--namespace", &ns]).ok();
+            self.sc_agent(&["show", c, "--namespace", &ns, "-o", "json"])
+                .ok();
+            self.sc_agent(&["list-configuration", c, "--namespace", &ns])
+                .ok();
+            self.sc_agent(&["list-configuration", c, "--namespace", &ns, "-o", "json"])
+                .ok();
+        }
+        self.scan_cluster();
+    }
+
+    /// The cluster part of [`Cluster::leak_scan`] (ConfigMaps, Events, Jobs, Pods, the logs of
+    /// the release namespace's pods, and every `sc-agent` output so far).
+    pub fn scan_cluster(&self) {
+        let ns = self.release_ns();
+        let mut places: Vec<(String, String)> = Vec::new();
+        for kind in ["configmaps", "events", "jobs", "pods"] {
+            let out = self.kubectl(&["get", kind, "-A", "-o", "json"]);
+            places.push((format!("kubectl get {kind} -A"), out.ok().to_string()));
+        }
+        let pods = self.get_json(&["pods", "-n", &ns]);
+        for pod in pods["items"].as_array().cloned().unwrap_or_default() {
+            let name = pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            for c in pod["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let cname = c["name"].as_str().unwrap_or_default();
+                let log = self.kubectl(&["logs", &name, "-n", &ns, "-c", cname]);
+                places.push((
+                    format!("the log of pod {ns}/{name} container {cname}"),
+                    log.all(),
+                ));
+            }
+        }
+        for (i, out) in self.agent_outputs.borrow().iter().enumerate() {
+            places.push((format!("sc-agent command output #{i}"), out.clone()));
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secrets = self.secrets.borrow();
+        assert!(
+            !secrets.is_empty(),
+            "the scenario remembered no secret value to scan for"
+        );
+        for secret in secrets.iter() {
+            for needle in [secret.clone(), b64.encode(secret)] {
+                for (place, text) in &places {
+                    assert!(
+                        !text.contains(&needle),
+                        "a secret value of the scenario appears in {place}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Prints what helps to understand a failed scenario: the release namespace's objects,
+    /// events, and the logs of the agent and sc-job.
+    fn dump(&self) {
+        let ns = self.release_ns();
+        eprintln!("---- state of {ns} after the failure ----");
+        for args in [
+            vec!["get", "all,configmaps", "-n", &ns],
+            vec!["get", "events", "-A"],
+            vec!["logs", "deploy/sc-agent", "-n", &ns, "--tail=200"],
+            vec!["logs", "job/sc-job", "-n", &ns, "--tail=200"],
+        ] {
+            let out = self.kubectl(&args);
+            eprintln!("$ kubectl {}\n{}", args.join(" "), out.all());
+        }
+        if !self.is_external() {
+            let log = self.kubesim_log();
+            let tail: Vec<&str> = log.lines().rev().take(100).collect();
+            eprintln!("---- kubesim log (last 100 lines) ----");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A nested panic here would abort the process; the dump is best effort.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dump()));
+        }
+        if let Some(mut child) = self.kubesim.take() {
+            // SIGTERM lets kubesim stop every pod process it started.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        } else if self.is_external() {
+            let ns = self.release_ns();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run(
+                    "helm3",
+                    &["uninstall", RELEASE, "-n", &ns, "--ignore-not-found"],
+                    None,
+                );
+                let mut all = self.namespaces.borrow().clone();
+                all.push(ns.clone());
+                for n in all {
+                    self.kubectl(&[
+                        "delete",
+                        "namespace",
+                        &n,
+                        "--ignore-not-found",
+                        "--wait=false",
+                    ]);
+                }
+            }));
+        }
+    }
+}
+
+/// Asserts every key of the map `want` has the same value in the map `got`.
+pub fn assert_subset(want: &Value, got: &Value, what: &str) {
+    if let Some(w) = want.as_object() {
+        for (k, v) in w {
+            assert_eq!(&got[k], v, "{k} of {what} (all: {got})");
+        }
+    }
+}
+
+/// Writes `text` to `path` with mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("writing {} failed: {e}", path.display()));
+    f.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("writing {} failed: {e}", path.display()));
+}
+
+/// The connections of `values` validated by sc-model (what the cluster must end up with).
+pub fn expected(values: &Value) -> sc_model::RequestSet {
+    sc_model::validate_connections(sc_model::connections_subtree(values))
+        .unwrap_or_else(|e| panic!("the scenario's values are invalid: {e:?}"))
+}
+
+/// Merges values documents as helm does (later ones win).
+pub fn merged(docs: &[&Value]) -> Value {
+    let mut out = json!({});
+    for d in docs {
+        sc_model::merge_values(&mut out, (*d).clone());
+    }
+    out
+}
+
+/// The three connections of the install scenario, in namespace `ns`: Storage Blob with a
+/// connection string for Python (`accountKey` = `account_key`), Service Bus with workload
+/// identity for .NET, and Key Vault through the CSI driver. Returns (settings, protected).
+pub fn three_connections(ns: &str, account_key: &str) -> (Value, Value) {
+    let settings = json!({
+        "connections": {
+            "blob": {
+                "namespace": ns,
+                "targetType": "storage-blob",
+                "authType": "secret",
+                "clientType": "python",
+                "parameters": {"accountName": "e2estorage"},
+                "deletionPolicy": "Delete",
+            },
+            "bus": {
+                "namespace": ns,
+                "targetType": "servicebus",
+                "authType": "workloadIdentity",
+                "clientType": "dotnet",
+                "parameters": {
+                    "namespaceName": "e2ebus",
+                    "clientId": "0a1b2c3d-0000-4000-8000-000000000001",
+                    "tenantId": "66666666-7777-8888-9999-000000000000",
+                },
+            },
+            "vault": {
+                "namespace": ns,
+                "targetType": "keyvault",
+                "authType": "keyvaultCsi",
+                "parameters": {
+                    "keyvaultName": "e2e-vault",
+                    "tenantId": "66666666-7777-8888-9999-000000000000",
+                    "clientId": "22222222-3333-4444-5555-666666666666",
+                    "syncSecret": "true",
+                    "objects": [{"name": "db-password", "type": "secret"}],
+                },
+            },
+        }
+    });
+    let protected = json!({"connections": {"blob": {"secrets": {"accountKey": account_key}}}});
+    (settings, protected)
+}
+
+/// Defines `mod $name { fn helm3(); fn helm4() }`, each running the scenario function
+/// `$name(Helm)` once with that helm.
+#[macro_export]
+macro_rules! with_both_helms {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn helm3() {
+                super::$name($crate::Helm::V3)
+            }
+            #[test]
+            fn helm4() {
+                super::$name($crate::Helm::V4)
+            }
+        }
+    };
+}

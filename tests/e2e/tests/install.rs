@@ -1,0 +1,69 @@
+//! Scenario 1: an install with three connections (Storage Blob / secret / Python, Service Bus /
+//! workload identity / .NET, Key Vault / CSI) materializes exactly what sc-model renders.
+
+use sc_e2e::{Cluster, Helm, expected, merged, secret_value, three_connections, with_both_helms};
+
+fn install(helm: Helm) {
+    let c = Cluster::start();
+    let apps = c.create_namespace("apps");
+    c.ensure_spc_crd();
+    let key = secret_value("account-key");
+    c.remember_secret(&key);
+    let (settings, protected) = three_connections(&apps, &key);
+    let files = [
+        c.write_values("settings", &settings),
+        c.write_values("protected", &protected),
+    ];
+    c.helm_upgrade(helm, &[&files[0], &files[1]], &[]).ok();
+
+    c.wait_job_gone();
+    let set = expected(&merged(&[&settings, &protected]));
+    c.assert_materialized(&set);
+
+    // The workload-identity ServiceAccount and the SecretProviderClass are there by name.
+    c.get(
+        "serviceaccount",
+        &apps,
+        "sc-account-0a1b2c3d-0000-4000-8000-000000000001",
+    );
+    c.get("secretproviderclass", &apps, "sc-vault-spc");
+
+    // One metadata ConfigMap per connection, owned by the request ConfigMap.
+    let rel = c.release_ns();
+    let cms = c.get_json(&[
+        "configmaps",
+        "-n",
+        &rel,
+        "-l",
+        "app.kubernetes.io/component=connection",
+    ]);
+    let mut names: Vec<String> = cms["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| {
+            i["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sc-conn-blob", "sc-conn-bus", "sc-conn-vault"]);
+    for item in cms["items"].as_array().expect("a list") {
+        assert_eq!(
+            item["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "sc-extension"
+        );
+        assert_eq!(
+            item["metadata"]["ownerReferences"][0]["name"], "sc-requests",
+            "owner of {}",
+            item["metadata"]["name"]
+        );
+    }
+
+    c.assert_deployed(helm, 1);
+    c.leak_scan(&["blob", "bus", "vault"]);
+}
+
+with_both_helms!(install);
