@@ -576,3 +576,43 @@ spec:
         "tick 3\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documentation_job_with_kubectl_1_33() {
+    let ks = start().await;
+    let k = |args: &'static [&'static str]| {
+        let ks = &ks;
+        async move {
+            let out = run(ks, "kubectl-1.33", args).await;
+            out.ok(&format!("kubectl-1.33 {}", args.join(" ")))
+                .to_string()
+        }
+    };
+    k(&[
+        "create",
+        "secret",
+        "generic",
+        "app-credentials",
+        "--from-literal=DB_USER=admin",
+    ])
+    .await;
+    run_with_stdin(
+        &ks,
+        "kubectl-1.33",
+        &["apply", "-f", "-"],
+        Some(PRINTENV_JOB),
+    )
+    .await
+    .ok("kubectl-1.33 apply");
+    k(&[
+        "wait",
+        "--for=condition=complete",
+        "job/printenv",
+        "--timeout=60s",
+    ])
+    .await;
+    let logs = k(&["logs", "job/printenv"]).await;
+    assert!(logs.contains("DB_USER=admin"), "{logs}");
+    let describe = k(&["describe", "job/printenv"]).await;
+    assert!(describe.contains("1 Succeeded"), "{describe}");
+}

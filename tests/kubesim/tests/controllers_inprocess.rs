@@ -778,3 +778,110 @@ async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
             .any(|e| e["reason"] == "Unhealthy" && e["involvedObject"]["name"] == "sick")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_first_in_order() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "",
+        "pods",
+        "default",
+        json!({"metadata": {"name": "staged"}, "spec": {"restartPolicy": "Never",
+        "initContainers": [{"name": "one", "image": "busybox", "command": ["sh", "-c", "echo one > stage"]},
+                           {"name": "two", "image": "busybox", "command": ["sh", "-c", "echo two >> stage"]}],
+        "containers": [{"name": "main", "image": "busybox", "command": ["cat", "stage"]}]}}),
+    );
+    let pod = wait_until(WAIT, "staged finished", || {
+        let c = c.clone();
+        async move {
+            get(&c, "", "pods", "default", "staged").filter(|p| {
+                matches!(
+                    p["status"]["phase"].as_str(),
+                    Some("Succeeded") | Some("Failed")
+                )
+            })
+        }
+    })
+    .await;
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    let init = pod["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(init.len(), 2);
+    assert!(
+        init.iter()
+            .all(|s| s["state"]["terminated"]["exitCode"] == 0)
+    );
+    assert!(condition(&pod, "Initialized").is_some());
+    assert_eq!(
+        log_text(&c, "default", "staged", "main").await,
+        "one\ntwo\n"
+    );
+    assert_eq!(log_text(&c, "default", "staged", "one").await, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_job_reaches_its_completions() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut j = job("batch", json!(["true"]), 0);
+    j["spec"]["completions"] = json!(3);
+    j["spec"]["parallelism"] = json!(2);
+    create(&c, "batch", "jobs", "default", j);
+    let done = wait_job(&c, "batch", "Complete").await;
+    assert_eq!(done["status"]["succeeded"], 3);
+    let pods = list(&c, "", "pods", "default");
+    assert_eq!(owned_by(&pods, &done).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_job_runs_once_resumed() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut j = job("later", json!(["true"]), 0);
+    j["spec"]["suspend"] = json!(true);
+    create(&c, "batch", "jobs", "default", j);
+    let suspended = wait_job(&c, "later", "Suspended").await;
+    assert!(list(&c, "", "pods", "default").is_empty());
+    assert!(suspended["status"]["startTime"].is_null());
+    c.mutate(&res("batch", "jobs"), "default", "later", "test", |j| {
+        j["spec"]["suspend"] = json!(false);
+        Ok(())
+    })
+    .unwrap();
+    let done = wait_job(&c, "later", "Complete").await;
+    assert!(condition(&done, "Suspended").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_strategy_replaces_all_pods() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut d = deployment("batchy", 2, "3600");
+    d["spec"]["strategy"] = json!({"type": "Recreate"});
+    d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    create(&c, "apps", "deployments", "default", d);
+    let first = wait_available(&c, "batchy", 1, 2).await;
+    c.mutate(
+        &res("apps", "deployments"),
+        "default",
+        "batchy",
+        "test",
+        |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["sleep", "3602"]);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let second = wait_available(&c, "batchy", 2, 2).await;
+    let rss = list(&c, "apps", "replicasets", "default");
+    let rss = owned_by(&rss, &second);
+    assert_eq!(rss.len(), 2);
+    let mut replicas: Vec<i64> = rss
+        .iter()
+        .map(|rs| rs["spec"]["replicas"].as_i64().unwrap())
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, [0, 2]);
+    assert_eq!(first["metadata"]["uid"], second["metadata"]["uid"]);
+}
