@@ -177,7 +177,7 @@ struct TokenEntry {
 /// The cluster state and its API. Share it as `Arc<Cluster>`.
 pub struct Cluster {
     store: Store,
-    registry: RwLock<Registry>,
+    registry: RwLock<Arc<Registry>>,
     admin_token: String,
     tokens: Mutex<HashMap<String, TokenEntry>>,
     pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
@@ -316,7 +316,7 @@ impl Cluster {
     pub fn new() -> Arc<Self> {
         let c = Arc::new(Cluster {
             store: Store::default(),
-            registry: RwLock::new(Registry::builtin()),
+            registry: RwLock::new(Arc::new(Registry::builtin())),
             admin_token: random_token(),
             tokens: Mutex::new(HashMap::new()),
             pod_logs: RwLock::new(None),
@@ -364,7 +364,7 @@ impl Cluster {
     }
 
     /// A snapshot of the served types.
-    pub fn registry(&self) -> Registry {
+    pub fn registry(&self) -> Arc<Registry> {
         self.registry
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -718,11 +718,8 @@ impl Cluster {
             ("apiextensions.k8s.io", "customresourcedefinitions")
                 if meta(obj).get("deletionTimestamp").is_none() =>
             {
-                let _ = self
-                    .registry
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add_crd(obj);
+                let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+                let _ = Arc::make_mut(&mut registry).add_crd(obj);
             }
             ("", "namespaces") => {
                 let ns = meta(obj)["name"].as_str().unwrap_or_default();
@@ -748,10 +745,10 @@ impl Cluster {
             let Ok(served) = crate::resources::Registry::default().add_crd(obj) else {
                 return;
             };
-            self.registry
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove_crd(obj);
+            {
+                let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+                Arc::make_mut(&mut registry).remove_crd(obj);
+            }
             let (items, _) = self.store.list(&served.key(), None);
             for o in items {
                 let key = ObjKey::new(

@@ -989,7 +989,8 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
             };
         match store.subscribe(from) {
             Ok(sub) => {
-                let start = from.unwrap_or(sub.rv);
+                // A version from the future starts at the present.
+                let start = from.unwrap_or(sub.rv).min(sub.rv);
                 Some((sub, start))
             }
             Err(e) => {
