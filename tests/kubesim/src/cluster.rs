@@ -1055,7 +1055,7 @@ impl Cluster {
                     let (view, others) = managed_view(old, scope == Scope::Status);
                     let mut new =
                         patch::server_side_apply(Some(&view), &applied, &manager, force, &ts)
-                            .map_err(|e| patch_error(&info, name, e))?;
+                            .map_err(|e| apply_error(&info, name, e, Some(&view)))?;
                     let mut entries: Vec<Value> = meta(&new)["managedFields"]
                         .as_array()
                         .cloned()
@@ -1506,10 +1506,55 @@ fn managed_view(obj: &Value, status: bool) -> (Value, Vec<Value>) {
 }
 
 fn patch_error(info: &ResourceInfo, name: &str, e: patch::PatchError) -> ApiError {
+    apply_error(info, name, e, None)
+}
+
+/// A patch failure; apply conflicts name the conflicting managers as their entries in `live`
+/// describe them.
+fn apply_error(
+    info: &ResourceInfo,
+    name: &str,
+    e: patch::PatchError,
+    live: Option<&Value>,
+) -> ApiError {
     match e {
-        patch::PatchError::Conflict(c) => ApiError::apply_conflict(info, name, &c),
+        patch::PatchError::Conflict(c) => {
+            let entries: Vec<Value> = live
+                .and_then(|l| meta(l)["managedFields"].as_array().cloned())
+                .unwrap_or_default();
+            let describe = |manager: &str| describe_manager(&entries, manager);
+            ApiError::apply_conflict(info, name, &c, &describe)
+        }
         patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
     }
+}
+
+/// How the API server prints a conflicting manager: `"m"` for an Apply entry, `"m" using v1 at
+/// <time>` for an Update entry, with ` with subresource "status"` when it wrote a subresource.
+fn describe_manager(entries: &[Value], manager: &str) -> String {
+    let mine: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["manager"].as_str() == Some(manager))
+        .collect();
+    let entry = mine
+        .iter()
+        .find(|e| e["operation"] == "Apply")
+        .or(mine.first());
+    let mut out = format!("{manager:?}");
+    let Some(e) = entry else { return out };
+    if let Some(sub) = e["subresource"].as_str().filter(|s| !s.is_empty()) {
+        out.push_str(&format!(" with subresource {sub:?}"));
+    }
+    if e["operation"] == "Update" {
+        out.push_str(&format!(
+            " using {}",
+            e["apiVersion"].as_str().unwrap_or_default()
+        ));
+        if let Some(t) = e["time"].as_str() {
+            out.push_str(&format!(" at {t}"));
+        }
+    }
+    out
 }
 
 fn encode_continue(rv: u64, last: &Value) -> String {

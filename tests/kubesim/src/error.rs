@@ -164,29 +164,42 @@ impl ApiError {
         }
     }
 
-    /// 409 for server-side apply conflicts, with `FieldManagerConflict` causes.
+    /// 409 for server-side apply conflicts, with `FieldManagerConflict` causes, worded as the
+    /// API server does. `describe` prints a manager (`"helm"`, or for an Update entry
+    /// `"kubectl" using v1 at 2026-01-01T00:00:00Z`).
     pub fn apply_conflict(
         info: &ResourceInfo,
         name: &str,
         conflicts: &[crate::patch::ApplyConflict],
+        describe: &dyn Fn(&str) -> String,
     ) -> Self {
-        let lines: Vec<String> = conflicts
-            .iter()
-            .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
-            .collect();
-        let message = if lines.len() == 1 {
-            format!("Apply failed with 1 conflict: {}", lines[0])
+        let message = if let [c] = conflicts {
+            format!(
+                "Apply failed with 1 conflict: conflict with {}: {}",
+                describe(&c.manager),
+                c.field
+            )
         } else {
+            let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+            managers.sort_unstable();
+            managers.dedup();
+            let mut lines = Vec::new();
+            for m in managers {
+                lines.push(format!("conflicts with {}:", describe(m)));
+                for c in conflicts.iter().filter(|c| c.manager == m) {
+                    lines.push(format!("- {}", c.field));
+                }
+            }
             format!(
                 "Apply failed with {} conflicts: {}",
-                lines.len(),
+                conflicts.len(),
                 lines.join("\n")
             )
         };
         let causes: Vec<Value> = conflicts
             .iter()
             .map(|c| {
-                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?}", c.manager), "field": c.field})
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", describe(&c.manager)), "field": c.field})
             })
             .collect();
         let mut d = details(info, name);

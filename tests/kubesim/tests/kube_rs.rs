@@ -302,6 +302,27 @@ async fn server_side_apply_conflicts_force_and_field_removal() {
     let data = after.data.unwrap_or_default();
     assert_eq!(data.get("a").map(String::as_str), Some("other"));
     assert!(!data.contains_key("b"), "{data:?}");
+    // A field last written by an Update (not an apply) names that entry's version and time.
+    let edit = PatchParams {
+        field_manager: Some("editor".into()),
+        ..Default::default()
+    };
+    api.patch("ssa", &edit, &Patch::Merge(json!({"data": {"e": "1"}})))
+        .await
+        .unwrap();
+    let clash = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"e": "2"}});
+    let e = api_error(
+        api.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&clash))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.message
+            .starts_with("Apply failed with 1 conflict: conflict with \"editor\" using v1 at 20"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.ends_with(": .data.e"), "{}", e.message);
     let managers: Vec<String> = after
         .metadata
         .managed_fields
