@@ -449,6 +449,12 @@ impl Reconciler {
             now,
         );
         tracing::debug!(?decision, pending = pending.len(), "reconcile");
+        if matches!(decision, Decision::Start | Decision::ReplaceFailedJob)
+            && !diff::is_retry(&pending, last)
+        {
+            // A new request starts a fresh backoff.
+            self.failures = 0;
+        }
         match decision {
             Decision::Idle | Decision::WaitForJob => Ok(None),
             Decision::RetryAt(t) => Ok(Some(t)),
@@ -648,9 +654,10 @@ impl Reconciler {
             {
                 continue;
             }
+            // Keep spec.json: sc-job reads the deletion policy from it.
             self.apply_metadata(
                 &m.connection,
-                None,
+                m.spec_text.as_deref(),
                 &diff::deleted_text(revision),
                 owner_uid,
             )

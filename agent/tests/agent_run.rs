@@ -112,6 +112,25 @@ async fn a_new_request_is_applied_and_the_job_disappears() {
     .await;
     assert_eq!(wait.code, 0, "{wait:?}");
     assert!(wait.stdout.contains("blob_conn: Ready"), "{wait:?}");
+    let no_agent = cli(
+        &ks,
+        &[
+            "wait",
+            "-n",
+            NS,
+            "--revision",
+            "1",
+            "--timeout",
+            "1s",
+            "--require-agent-ready",
+        ],
+    )
+    .await;
+    assert_eq!(no_agent.code, 1, "{no_agent:?}");
+    assert!(
+        no_agent.stdout.contains("Deployment sc-system/sc-agent"),
+        "{no_agent:?}"
+    );
     let snippet = cli(&ks, &["snippet", "blob_conn", "-n", NS]).await;
     assert_eq!(snippet.code, 0, "{snippet:?}");
     assert!(
