@@ -491,15 +491,16 @@ impl super::Reconciler for JobController {
                 }
             }
         }
+        // Events first: whoever sees the new status finds them already recorded.
+        for ev in &plan.events {
+            super::record_event(cluster, job, COMPONENT, ev.warning, ev.reason, &ev.message);
+        }
         if plan.status != job["status"] {
             let status = plan.status.clone();
             cluster.update_status(&key.res, ns, &key.name, COMPONENT, |j| {
                 j["status"] = status;
                 Ok(())
             })?;
-        }
-        for ev in &plan.events {
-            super::record_event(cluster, job, COMPONENT, ev.warning, ev.reason, &ev.message);
         }
         Ok(plan.requeue)
     }
