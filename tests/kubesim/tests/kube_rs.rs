@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -159,6 +160,58 @@ async fn crud_errors_and_optimistic_concurrency() {
 
     api.delete("one", &DeleteParams::default()).await.unwrap();
     assert_eq!(api.get_opt("one").await.unwrap(), None);
+
+    // deletecollection with a label selector.
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("tier=odd"),
+    )
+    .await
+    .unwrap();
+    let left = api
+        .list(&ListParams::default().labels("tier"))
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 4);
+
+    // The scale subresource maps to spec.replicas.
+    let deployments: Api<Deployment> = Api::namespaced(ks.client(), "default");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}});
+    deployments
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    let scale = deployments.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(0));
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+    deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    let bad = api_error(
+        deployments
+            .patch_scale(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": -1}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(bad.code, 422);
+    let generation = deployments.get("web").await.unwrap().metadata.generation;
+    assert_eq!(
+        generation,
+        Some(1),
+        "an unchanged scale is not a spec change"
+    );
 }
 
 #[tokio::test]
