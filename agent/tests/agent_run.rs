@@ -345,6 +345,63 @@ async fn a_transient_failure_is_retried_with_backoff_until_it_succeeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_connection_is_deleted_and_its_metadata_goes() {
+    let ks = start().await;
+    let client = ks.client();
+    let mut delete_me = blob("gone");
+    delete_me["deletionPolicy"] = json!("Delete");
+    let conns = json!({"blob_conn": blob("kept"), "gone_conn": delete_me});
+    write_requests(&client, &conns, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    agent.wait_ready().await;
+    wait_applied(&client, "gone_conn", &hash_of(&conns, "gone_conn")).await;
+    wait_no_job(&client).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
+    assert!(
+        secrets
+            .get_opt("sc-goneconn-secret")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let remaining = blob_only("kept");
+    write_requests(&client, &remaining, 2).await;
+    wait_until(WAIT, "the removed connection's metadata to go", || async {
+        metadata(&client, "gone_conn", "requested.json")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    wait_no_job(&client).await;
+    assert!(
+        secrets
+            .get_opt("sc-goneconn-secret")
+            .await
+            .unwrap()
+            .is_none(),
+        "deletionPolicy Delete removes the Secret"
+    );
+    let list = cli(&ks, &["list", "-n", NS, "-o", "json"]).await;
+    let rows: Value = serde_json::from_str(&list.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["blob_conn"], "{list:?}");
+    let wait = cli(
+        &ks,
+        &["wait", "-n", NS, "--revision", "2", "--timeout", "20s"],
+    )
+    .await;
+    assert_eq!(wait.code, 0, "{wait:?}");
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_agent_mid_job_converges_without_a_duplicate_job() {
     let ks = start().await;
     let client = ks.client();
