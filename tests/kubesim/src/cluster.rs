@@ -947,6 +947,10 @@ impl Cluster {
         );
         let ns = if info.namespaced { namespace } else { "" };
         if lease_like && self.store.get(&ObjKey::new(res, ns, name)).is_none() {
+            let mut obj = obj;
+            if obj.is_object() && meta(&obj)["name"].as_str().is_none_or(str::is_empty) {
+                meta_mut(&mut obj).insert("name".into(), Value::String(name.into()));
+            }
             return self.create_inner(&info, namespace, obj, opts, false);
         }
         self.update_inner(
