@@ -646,6 +646,8 @@ impl Cluster {
         }
         if opts.field_validation == FieldValidation::Strict {
             strict::check(info, &obj, false)?;
+        } else {
+            strict::drop_unknown(info, &mut obj);
         }
         admission::default_object(info, &mut obj)?;
         admission::prepare_create(info, &mut obj, &uid);
@@ -865,6 +867,8 @@ impl Cluster {
             if scope != Scope::Status {
                 if opts.field_validation == FieldValidation::Strict {
                     strict::check(info, &new, false)?;
+                } else {
+                    strict::drop_unknown(info, &mut new);
                 }
                 admission::default_object(info, &mut new)?;
             }

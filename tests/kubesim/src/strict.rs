@@ -75,6 +75,41 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
+fn prune(input: &mut Value, known: &Value) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            i.retain(|key, _| k.contains_key(key));
+            for (key, v) in i.iter_mut() {
+                if let Some(kv) = k.get(key) {
+                    prune(v, kv);
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (iv, kv) in i.iter_mut().zip(k) {
+                prune(iv, kv);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `fieldValidation=Ignore|Warn`: drop the fields of a built-in kind its type does not have,
+/// as decoding into the API server's types does. `status` is left alone; custom resources and
+/// undecodable bodies are kept as they are.
+pub fn drop_unknown(info: &ResourceInfo, obj: &mut Value) {
+    if info.custom || !obj.is_object() {
+        return;
+    }
+    let status = obj.as_object_mut().and_then(|m| m.remove("status"));
+    if let Some(known) = typed_roundtrip(info, obj) {
+        prune(obj, &known);
+    }
+    if let (Some(s), Some(m)) = (status, obj.as_object_mut()) {
+        m.insert("status".into(), s);
+    }
+}
+
 /// 400 `<Kind> in version "v1" cannot be handled as a <Kind>: strict decoding error: unknown
 /// field "..."` when `obj` (a built-in kind) carries fields its type does not have; for
 /// server-side apply bodies (`apply`) the structured-merge message `failed to create typed
@@ -144,6 +179,18 @@ mod tests {
         assert_eq!(
             err.message,
             "failed to create typed patch object (batch/v1, Kind=Job): .metadata.bogus: field not declared in schema"
+        );
+        let mut dropped = obj.clone();
+        drop_unknown(job, &mut dropped);
+        assert!(dropped["metadata"].get("bogus").is_none() && dropped["spec"].get("foo").is_none());
+        assert!(
+            dropped["spec"]["template"]["spec"]["containers"][0]
+                .get("colour")
+                .is_none()
+        );
+        assert_eq!(
+            dropped["spec"]["template"]["spec"]["containers"][0]["image"],
+            "i"
         );
         let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {}}, "data": {"a": "b"}});
         check(r.get("", "configmaps").unwrap(), &ok, false).unwrap();

@@ -675,6 +675,11 @@ async fn strict_field_validation_rejects_unknown_fields() {
     )
     .await
     .ok("apply --validate=false");
+    // ... which drops them, as decoding into the API types does.
+    let stored = run(&ks, "kubectl", &["get", "cm", "odd", "-o", "json"]).await;
+    let stored: serde_json::Value = serde_json::from_str(stored.ok("get odd")).unwrap();
+    assert!(stored.get("spec").is_none(), "{stored}");
+    assert_eq!(stored["data"]["a"], "1");
 }
 
 #[tokio::test]
