@@ -401,6 +401,105 @@ async fn a_removed_connection_is_deleted_and_its_metadata_goes() {
     drop(agent);
 }
 
+/// With the chart's RBAC the agent watches Secret `sc-protected` through `resourceNames`, which
+/// the API server authorizes for a list or watch with the field selector `metadata.name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the embedded cluster to authorize list/watch by resourceNames with a metadata.name field selector"]
+async fn the_agent_runs_as_a_deployment_with_the_chart_rbac() {
+    let ks = start().await;
+    let client = ks.client();
+    install_agent_rbac(&client).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, agent_config().to_string()).unwrap();
+    let port = free_port();
+    let conns = blob_only("in-cluster");
+    write_requests(&client, &conns, 1).await;
+    create(
+        &client,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "sc-agent", "namespace": NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "sc-agent"}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/name": "sc-agent"}},
+                    "spec": {
+                        "serviceAccountName": "sc-agent",
+                        "containers": [{
+                            "name": "agent",
+                            "image": "ghcr.io/sc-extension/sc-agent:0.1.0",
+                            "args": ["run", format!("--config={}", config.display()),
+                                     format!("--listen=127.0.0.1:{port}"), "--log-level=info"],
+                            "env": [
+                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                            ],
+                            "ports": [{"name": "http", "containerPort": port}],
+                            "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1},
+                        }],
+                    },
+                },
+            },
+        }),
+    )
+    .await;
+    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_no_job(&client).await;
+
+    // The chart's hook: `wait` as the agent's ServiceAccount, which may not read Deployments.
+    create(
+        &client,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "sc-wait", "namespace": NS},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {"spec": {
+                    "serviceAccountName": "sc-agent",
+                    "restartPolicy": "Never",
+                    "containers": [{
+                        "name": "wait",
+                        "image": "ghcr.io/sc-extension/sc-agent:0.1.0",
+                        "args": ["wait", "--namespace=sc-system", "--revision=1", "--timeout=60s",
+                                 "--require-agent-ready"],
+                    }],
+                }},
+            },
+        }),
+    )
+    .await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    let outcome = wait_until(WAIT, "Job sc-wait to finish", || async {
+        let job = jobs.get_opt("sc-wait").await.ok()??;
+        job.status?.conditions?.iter().find_map(|c| {
+            (c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+                .then(|| c.type_.clone())
+        })
+    })
+    .await;
+    let logs = kubectl(&ks, &["logs", "job/sc-wait", "-n", NS]).await;
+    assert_eq!(outcome, "Complete", "{logs:?}");
+    assert!(logs.stdout.contains("blob_conn: Ready"), "{logs:?}");
+    // As an administrator, the Deployment's Available condition is checked.
+    let wait = cli(
+        &ks,
+        &[
+            "wait",
+            "-n",
+            NS,
+            "--revision",
+            "1",
+            "--timeout",
+            "60s",
+            "--require-agent-ready",
+        ],
+    )
+    .await;
+    assert_eq!(wait.code, 0, "{wait:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_agent_mid_job_converges_without_a_duplicate_job() {
     let ks = start().await;

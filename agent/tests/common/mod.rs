@@ -137,6 +137,35 @@ async fn install_job_rbac(client: &kube::Client) {
     .await;
 }
 
+/// The agent's ServiceAccount and Role as the chart renders them (`templates/rbac-agent.yaml`).
+pub async fn install_agent_rbac(client: &kube::Client) {
+    create(client, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sc-agent", "namespace": NS}})).await;
+    create(
+        client,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "sc-agent", "namespace": NS},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sc-protected"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["sc-agent"], "verbs": ["get", "update", "patch"]},
+        ]}),
+    )
+    .await;
+    create(
+        client,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "sc-agent", "namespace": NS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sc-agent"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sc-agent", "namespace": NS}]}),
+    )
+    .await;
+}
+
 /// Writes the connections (secrets inline, as in the chart values) as the chart renders them:
 /// ConfigMap `sc-requests` without secrets and Secret `sc-protected` with them.
 pub async fn write_requests(client: &kube::Client, connections: &Value, revision: u64) {
