@@ -596,15 +596,23 @@ async fn validate_detects_drift_and_list_configuration_hides_credentials() {
             "clientType": "python",
             "parameters": {"resourceName": "my-openai", "clientId": CLIENT_ID, "tenantId": TENANT_ID},
         },
+        "kv_csi": {
+            "namespace": "apps", "targetType": "keyvault", "authType": "keyvaultCsi",
+            "parameters": {"keyvaultName": "my-vault", "tenantId": TENANT_ID,
+                           "clientId": "22222222-3333-4444-5555-666666666666",
+                           "objects": [{"name": "db-password", "type": "secret"}]},
+        },
     });
+    create_spc_crd(&client).await;
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
     agent.wait_ready().await;
     wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
     wait_applied(&client, "openai", &hash_of(&conns, "openai")).await;
+    wait_applied(&client, "kv_csi", &hash_of(&conns, "kv_csi")).await;
     wait_no_job(&client).await;
 
-    for name in ["blob_conn", "openai"] {
+    for name in ["blob_conn", "openai", "kv_csi"] {
         let v = cli(&ks, &["validate", name, "-n", NS]).await;
         assert_eq!(v.code, 0, "{name}: {v:?}");
     }
@@ -663,6 +671,47 @@ async fn validate_detects_drift_and_list_configuration_hides_credentials() {
             .as_str()
             .unwrap()
             .contains("azure.workload.identity/use")
+    );
+
+    // A changed ServiceAccount annotation.
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "apps");
+    let edit =
+        json!({"metadata": {"annotations": {"azure.workload.identity/client-id": "someone-else"}}});
+    sas.patch(
+        &format!("sc-account-{CLIENT_ID}"),
+        &PatchParams::default(),
+        &Patch::Merge(&edit),
+    )
+    .await
+    .unwrap();
+    let v = cli(&ks, &["validate", "openai", "-n", NS]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout.contains(&format!("ServiceAccount apps/sc-account-{CLIENT_ID}: annotation azure.workload.identity/client-id")),
+        "{v:?}"
+    );
+
+    // A deleted SecretProviderClass.
+    let spcs = dynamic(
+        &client,
+        "secrets-store.csi.x-k8s.io/v1",
+        "SecretProviderClass",
+        "apps",
+    );
+    spcs.delete("sc-kvcsi-spc", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(WAIT, "the SecretProviderClass to be gone", || async {
+        matches!(spcs.get_opt("sc-kvcsi-spc").await, Ok(None)).then_some(())
+    })
+    .await;
+    let v = cli(&ks, &["validate", "kv_csi", "-n", NS]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout
+            .contains("SecretProviderClass apps/sc-kvcsi-spc: the SecretProviderClass is missing"),
+        "{v:?}"
     );
 
     // A hand-edited Secret.

@@ -66,7 +66,12 @@ pub fn dynamic(
     ns: &str,
 ) -> Api<DynamicObject> {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let plural = format!("{}s", kind.to_lowercase());
+    let lower = kind.to_lowercase();
+    let plural = if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    };
     let ar = kube::api::ApiResource::from_gvk_with_plural(
         &kube::api::GroupVersionKind::gvk(group, version, kind),
         &plural,
@@ -133,6 +138,28 @@ async fn install_job_rbac(client: &kube::Client) {
                "metadata": {"name": "sc-job-sc-system"},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sc-job-sc-system"},
                "subjects": [{"kind": "ServiceAccount", "name": "sc-job", "namespace": NS}]}),
+    )
+    .await;
+}
+
+/// Creates the SecretProviderClass CRD (what the Key Vault Secrets Provider add-on installs).
+pub async fn create_spc_crd(client: &kube::Client) {
+    create(
+        client,
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "secretproviderclasses.secrets-store.csi.x-k8s.io"},
+            "spec": {
+                "group": "secrets-store.csi.x-k8s.io",
+                "scope": "Namespaced",
+                "names": {"plural": "secretproviderclasses", "singular": "secretproviderclass",
+                          "kind": "SecretProviderClass", "listKind": "SecretProviderClassList"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                              "schema": {"openAPIV3Schema": {"type": "object",
+                                  "x-kubernetes-preserve-unknown-fields": true}}}],
+            },
+        }),
     )
     .await;
 }
