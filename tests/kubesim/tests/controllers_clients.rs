@@ -524,6 +524,11 @@ async fn helm4_release_lifecycle_with_hook_and_test() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_follow_until_exit_with_timestamps_and_tail() {
     let ks = start().await;
+    ok(
+        &ks,
+        &["create", "configmap", "gate", "--from-literal=v=wait"],
+    )
+    .await;
     apply(
         &ks,
         r#"
@@ -535,25 +540,57 @@ spec:
   template:
     spec:
       restartPolicy: Never
+      volumes:
+      - name: gate
+        configMap: {name: gate}
       containers:
       - name: main
         image: alpine
-        command: ["sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.3; done"]
+        volumeMounts:
+        - {name: gate, mountPath: /etc/gate}
+        command:
+        - sh
+        - -c
+        - "while ! grep -q go /etc/gate/v; do sleep 0.1; done; for i in 1 2 3; do echo tick $i; sleep 0.3; done"
 "#,
     )
     .await;
-    // Follows the running container and returns once the process has exited.
-    let followed = ok(
+    // The container runs (waiting on the gate) before the log is followed, and only then
+    // starts printing: the follow sees every line and returns once the process has exited.
+    ok(
         &ks,
         &[
-            "logs",
-            "-f",
-            "job/ticker",
-            "--timestamps",
-            "--pod-running-timeout=60s",
+            "wait",
+            "--for=condition=ready",
+            "pod",
+            "-l",
+            "job-name=ticker",
+            "--timeout=60s",
         ],
     )
     .await;
+    let follow = kubesim::testing::command(
+        &ks,
+        "kubectl",
+        &["logs", "-f", "job/ticker", "--timestamps"],
+    )
+    .spawn()
+    .expect("kubectl logs -f starts");
+    ok(
+        &ks,
+        &["patch", "configmap", "gate", "-p", r#"{"data":{"v":"go"}}"#],
+    )
+    .await;
+    let out = tokio::time::timeout(WAIT, follow.wait_with_output())
+        .await
+        .expect("logs -f returns")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let followed = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = followed.lines().collect();
     assert_eq!(lines.len(), 3, "{followed}");
     for (i, line) in lines.iter().enumerate() {
