@@ -410,7 +410,22 @@ impl Reconciler {
                 return Ok(None);
             }
         };
-        let desired = diff::desired(&requests);
+        let (desired, clashes) = diff::without_metadata_clashes(diff::desired(&requests));
+        for (dropped, kept) in &clashes {
+            let note = format!(
+                "connections {kept} and {dropped} map to the same metadata ConfigMap {}: {dropped} is ignored; rename one of them",
+                contract::metadata_name(dropped)
+            );
+            tracing::warn!("{note}");
+            self.event(
+                &requests_cm,
+                EventType::Warning,
+                "NameClash",
+                "Reconcile",
+                &note,
+            )
+            .await;
+        }
         let metadata: Vec<Metadata> = self
             .stores
             .metadata

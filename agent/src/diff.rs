@@ -49,6 +49,26 @@ pub fn desired(requests: &Requests) -> Vec<Desired> {
         .collect()
 }
 
+/// Drops the connections whose metadata ConfigMap name is taken by an earlier one (names that
+/// differ only in non-alphanumeric characters or case, in different namespaces); returns the
+/// kept connections and the (dropped, kept) name pairs.
+pub fn without_metadata_clashes(desired: Vec<Desired>) -> (Vec<Desired>, Vec<(String, String)>) {
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    let mut kept = Vec::new();
+    let mut clashes = Vec::new();
+    for d in desired {
+        let cm = crate::contract::metadata_name(&d.name);
+        match owners.get(&cm) {
+            Some(owner) => clashes.push((d.name.clone(), owner.clone())),
+            None => {
+                owners.insert(cm, d.name.clone());
+                kept.push(d);
+            }
+        }
+    }
+    (kept, clashes)
+}
+
 /// The `spec.json` and `requested.json` texts the agent writes for a connection.
 pub fn metadata_texts(
     d: &Desired,
@@ -377,6 +397,18 @@ mod tests {
         let (spec, requested) = metadata_texts(&d[1], 2, None);
         assert!(spec.contains("storage-blob"));
         assert!(requested.contains("\"Pending\""));
+    }
+
+    #[test]
+    fn clashing_metadata_names_keep_the_first_connection() {
+        let (kept, clashes) = without_metadata_clashes(vec![
+            want("Blob-1", "a"),
+            want("blob_1", "b"),
+            want("c", "c"),
+        ]);
+        let names: Vec<&str> = kept.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, vec!["Blob-1", "c"]);
+        assert_eq!(clashes, vec![("blob_1".to_string(), "Blob-1".to_string())]);
     }
 
     #[test]
