@@ -501,6 +501,55 @@ async fn the_agent_runs_as_a_deployment_with_the_chart_rbac() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_job_left_behind_is_deleted_before_the_next_run() {
+    let ks = start().await;
+    let client = ks.client();
+    // A Job sc-job that completed without deleting itself (a host command as its container).
+    create(
+        &client,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "sc-job", "namespace": NS},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "done", "image": "busybox", "command": ["true"]}],
+            }}},
+        }),
+    )
+    .await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    let old_uid = wait_until(WAIT, "the leftover Job to complete", || async {
+        let job = jobs.get_opt("sc-job").await.ok()??;
+        let done = job
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Complete" && c.status == "True");
+        done.then(|| job.metadata.uid.clone().unwrap_or_default())
+    })
+    .await;
+    let (history, _watch) = watch_jobs(&client);
+    let conns = blob_only("after-leftover");
+    write_requests(&client, &conns, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_no_job(&client).await;
+    let h = history.lock().unwrap();
+    assert!(
+        !h.alive.contains(&old_uid),
+        "the leftover Job is gone: {h:?}"
+    );
+    assert_eq!(h.max_alive, 1, "{h:?}");
+    assert!(
+        agent.log().contains("deleting the Complete Job sc-job"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_agent_mid_job_converges_without_a_duplicate_job() {
     let ks = start().await;
     let client = ks.client();
