@@ -885,3 +885,57 @@ async fn recreate_strategy_replaces_all_pods() {
     assert_eq!(replicas, [0, 2]);
     assert_eq!(first["metadata"]["uid"], second["metadata"]["uid"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreated_deployment_adopts_its_orphaned_replicaset() {
+    let ks = start().await;
+    let c = ks.cluster();
+    create(
+        &c,
+        "apps",
+        "deployments",
+        "default",
+        deployment("again", 1, "3600"),
+    );
+    let first = wait_available(&c, "again", 1, 1).await;
+    let orphan = DeleteOptions {
+        propagation_policy: Some(Propagation::Orphan),
+        ..Default::default()
+    };
+    c.delete(&res("apps", "deployments"), "default", "again", &orphan)
+        .unwrap();
+    wait_until(WAIT, "deployment gone", || {
+        let c = c.clone();
+        async move {
+            get(&c, "apps", "deployments", "default", "again")
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let pods_before: Vec<String> = list(&c, "", "pods", "default")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pods_before.len(), 1);
+    create(
+        &c,
+        "apps",
+        "deployments",
+        "default",
+        deployment("again", 1, "3600"),
+    );
+    let second = wait_available(&c, "again", 1, 1).await;
+    assert_ne!(first["metadata"]["uid"], second["metadata"]["uid"]);
+    let rss = list(&c, "apps", "replicasets", "default");
+    assert_eq!(rss.len(), 1);
+    assert_eq!(
+        rss[0]["metadata"]["ownerReferences"][0]["uid"],
+        second["metadata"]["uid"]
+    );
+    let pods_after: Vec<String> = list(&c, "", "pods", "default")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pods_after, pods_before, "the running pod is kept");
+}

@@ -237,6 +237,16 @@ impl Reconciler for DeploymentController {
         let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let template = &d["spec"]["template"];
         let hash = template_hash(&without_hash(template));
+        let owner_ref = super::controller_ref(d, "apps/v1", "Deployment");
+        super::adopt(
+            cluster,
+            &replicasets(),
+            ns,
+            owner_ref,
+            &d["spec"]["selector"],
+            COMPONENT,
+            |_| true,
+        )?;
         let mut all = owned(cluster, &replicasets(), ns, d);
         all.sort_by_key(|rs| (revision(rs), meta_str(rs, "creationTimestamp").to_string()));
         let max_rev = all.iter().map(revision).max().unwrap_or(0);

@@ -238,6 +238,56 @@ pub(crate) fn owned(cluster: &Cluster, res: &ResKey, namespace: &str, owner: &Va
         .collect()
 }
 
+/// Adopt the objects of `res` in `namespace` that `owner`'s `selector` matches, that have no
+/// controller and are not being deleted (and are `eligible`), as the real controllers do (e.g. ReplicaSets left
+/// by a Deployment deleted with `--cascade=orphan`, when a Deployment with the same selector
+/// comes back). An empty selector adopts nothing.
+pub(crate) fn adopt(
+    cluster: &Cluster,
+    res: &ResKey,
+    namespace: &str,
+    owner_ref: Value,
+    selector: &Value,
+    manager: &str,
+    eligible: impl Fn(&Value) -> bool,
+) -> Result<(), ApiError> {
+    let Ok(sel) = crate::selector::LabelSelector::from_json(selector) else {
+        return Ok(());
+    };
+    if sel.is_empty() {
+        return Ok(());
+    }
+    let items = cluster
+        .list(res, Some(namespace), &ListOptions::default())?
+        .items;
+    for o in items {
+        if controller_uid(&o).is_some()
+            || !o["metadata"]["deletionTimestamp"].is_null()
+            || o["metadata"]["uid"] == owner_ref["uid"]
+            || !sel.matches(&o)
+            || !eligible(&o)
+        {
+            continue;
+        }
+        let r = cluster.mutate(res, namespace, meta_str(&o, "name"), manager, |x| {
+            if controller_uid(x).is_some() {
+                return Ok(());
+            }
+            match x["metadata"]["ownerReferences"].as_array_mut() {
+                Some(list) => list.push(owner_ref.clone()),
+                None => x["metadata"]["ownerReferences"] = json!([owner_ref.clone()]),
+            }
+            Ok(())
+        });
+        match r {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Record a core/v1 Event about `obj` (as the real components do; `warning` for Warning).
 /// A repeat of the same event (object, component, type, reason, message) increments the
 /// `count` and `lastTimestamp` of the first one, as the client-go event recorder does.

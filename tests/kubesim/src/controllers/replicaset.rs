@@ -89,6 +89,18 @@ impl Reconciler for ReplicaSetController {
         };
         let rs: &Value = &rs;
         let ns = &key.namespace;
+        if rs["metadata"]["deletionTimestamp"].is_null() {
+            let owner_ref = super::controller_ref(rs, "apps/v1", "ReplicaSet");
+            super::adopt(
+                cluster,
+                &pods(),
+                ns,
+                owner_ref,
+                &rs["spec"]["selector"],
+                COMPONENT,
+                is_active,
+            )?;
+        }
         let all = owned(cluster, &pods(), ns, rs);
         let mut active: Vec<&Value> = all.iter().filter(|p| is_active(p)).collect();
         let want = rs["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
