@@ -10,7 +10,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 export SC_TOOLS_DIR := $(TOOLS)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help tools build test lint fmt chart-check manifests clean
+.PHONY: help tools build test lint fmt chart-check manifests clean demo demo-stop e2e
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,15 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+
+demo: tools ## build, start the embedded cluster, install the chart with example connections, show the result
+	@bash scripts/demo.sh
+
+demo-stop: ## stop the embedded cluster left running by 'make demo'
+	@bash scripts/demo.sh stop
+
+e2e: tools build ## the end-to-end scenarios against the cluster of KUBECONFIG (images must be pullable there)
+	@bash scripts/e2e.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -208,6 +208,25 @@ pub fn wait_until<T>(
     }
 }
 
+/// Polls `state` until it returns `Ok` or `deadline` passes, then fails naming `what` and the
+/// last state seen (the `Err` text).
+pub fn wait_for_state<T>(
+    deadline: Duration,
+    what: &str,
+    mut state: impl FnMut() -> Result<T, String>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        match state() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= end => {
+                panic!("timed out after {deadline:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 /// A random string usable as a secret value in a scenario (long enough that finding it
 /// anywhere is never a coincidence).
 pub fn secret_value(label: &str) -> String {
@@ -221,9 +240,19 @@ pub struct Cluster {
     kubesim: Option<Child>,
     /// Suffix of every namespace on a shared cluster; `None` on a private kubesim.
     suffix: Option<String>,
+    /// The agent's port on a private kubesim, where every pod shares the host's network.
+    agent_port: Option<u16>,
     namespaces: RefCell<Vec<String>>,
     secrets: RefCell<Vec<String>>,
     agent_outputs: RefCell<Vec<String>>,
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free port failed")
 }
 
 impl Cluster {
@@ -290,6 +319,7 @@ impl Cluster {
         Cluster {
             dir,
             kubeconfig,
+            agent_port: kubesim.is_some().then(free_port),
             kubesim,
             suffix,
             namespaces: RefCell::new(Vec::new()),
@@ -436,10 +466,15 @@ impl Cluster {
         out
     }
 
-    /// The image settings of the chart: unchanged on kubesim (image names map to the built
-    /// binaries); `SC_E2E_IMAGE_REGISTRY` / `SC_E2E_IMAGE_TAG` on a real cluster.
-    fn image_args(&self) -> Vec<String> {
+    /// Chart settings of this cluster: on kubesim, a free agent port (pods share the host's
+    /// network) and the default images (their names map to the built binaries); on a real
+    /// cluster, `SC_E2E_IMAGE_REGISTRY` / `SC_E2E_IMAGE_TAG` when set.
+    fn chart_args(&self) -> Vec<String> {
         let mut args = Vec::new();
+        if let Some(port) = self.agent_port {
+            // Pods of a process kubelet share the host's ports: one agent port per cluster.
+            args.push(format!("--set=agent.port={port}"));
+        }
         for (var, key) in [
             ("SC_E2E_IMAGE_REGISTRY", "image.registry"),
             ("SC_E2E_IMAGE_TAG", "image.tag"),
@@ -474,7 +509,7 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.extend(self.image_args());
+        args.extend(self.chart_args());
         for f in files {
             args.push("-f".into());
             args.push(f.display().to_string());

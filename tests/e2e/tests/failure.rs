@@ -2,6 +2,9 @@
 //! with the reason; the documented debugging flow (`kubectl get job`, `describe`, `logs`)
 //! names the object and the remedy; once the foreign Secret is gone the next upgrade succeeds.
 
+// Pending: see tests/e2e/PENDING.md.
+#![cfg(feature = "pending")]
+
 use sc_e2e::{
     Cluster, Helm, JOB, expected, merged, secret_value, three_connections, with_both_helms,
 };

@@ -1,8 +1,11 @@
 //! Scenario 6: `helm uninstall` removes the agent, the metadata and a failed sc-job; the
 //! materialized Secrets and ServiceAccounts stay (they belong to the applications).
 
+// Pending: see tests/e2e/PENDING.md.
+#![cfg(feature = "pending")]
+
 use sc_e2e::{
-    Cluster, Helm, JOB, RELEASE, SETTLE, merged, secret_value, three_connections, wait_until,
+    Cluster, Helm, JOB, RELEASE, SETTLE, merged, secret_value, three_connections, wait_for_state,
     with_both_helms,
 };
 use serde_json::json;
@@ -61,9 +64,9 @@ fn uninstall(helm: Helm) {
 
     c.helm(helm, &["uninstall", RELEASE, "-n", &rel]).ok();
 
-    wait_until(
+    wait_for_state(
         SETTLE,
-        "the agent, its metadata and sc-job to be removed",
+        "the agent, its metadata and every Job to be removed",
         || {
             let left = c.kubectl(&[
                 "get",
@@ -79,10 +82,18 @@ fn uninstall(helm: Helm) {
                 .map(str::to_string)
                 .filter(|n| n != "configmap/kube-root-ca.crt")
                 .collect();
-            names.is_empty().then_some(())
+            if names.is_empty() {
+                Ok(())
+            } else {
+                Err(names.join(", "))
+            }
         },
     );
-    let list = c.helm(helm, &["list", "-n", &rel, "-a"]);
+    // Every status: helm 3 needs --all, helm 4 lists them all by default (and has no --all).
+    let list = match helm {
+        Helm::V3 => c.helm(helm, &["list", "-n", &rel, "--all"]),
+        Helm::V4 => c.helm(helm, &["list", "-n", &rel]),
+    };
     assert!(
         !list.ok().contains(RELEASE),
         "helm still lists the release:\n{}",

@@ -1,6 +1,9 @@
 //! Scenario 2: an upgrade that adds, changes and removes connections. A removed connection
 //! with `deletionPolicy: Retain` (the default) keeps its objects; with `Delete` they go.
 
+// Pending: see tests/e2e/PENDING.md.
+#![cfg(feature = "pending")]
+
 use sc_e2e::{
     Cluster, Helm, SETTLE, expected, merged, secret_value, three_connections, wait_until,
     with_both_helms,
