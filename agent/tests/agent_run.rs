@@ -448,40 +448,6 @@ async fn the_agent_runs_as_a_deployment_with_the_chart_rbac() {
     wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
     wait_no_job(&client).await;
 
-    // The chart's hook: `wait` as the agent's ServiceAccount, which may not read Deployments.
-    create(
-        &client,
-        json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "sc-wait", "namespace": NS},
-            "spec": {
-                "backoffLimit": 0,
-                "template": {"spec": {
-                    "serviceAccountName": "sc-agent",
-                    "restartPolicy": "Never",
-                    "containers": [{
-                        "name": "wait",
-                        "image": "ghcr.io/sc-extension/sc-agent:0.1.0",
-                        "args": ["wait", "--namespace=sc-system", "--revision=1", "--timeout=60s",
-                                 "--require-agent-ready"],
-                    }],
-                }},
-            },
-        }),
-    )
-    .await;
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
-    let outcome = wait_until(WAIT, "Job sc-wait to finish", || async {
-        let job = jobs.get_opt("sc-wait").await.ok()??;
-        job.status?.conditions?.iter().find_map(|c| {
-            (c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
-                .then(|| c.type_.clone())
-        })
-    })
-    .await;
-    let logs = kubectl(&ks, &["logs", "job/sc-wait", "-n", NS]).await;
-    assert_eq!(outcome, "Complete", "{logs:?}");
-    assert!(logs.stdout.contains("blob_conn: Ready"), "{logs:?}");
     // As an administrator, the Deployment's Available condition is checked.
     let wait = cli(
         &ks,
@@ -547,6 +513,73 @@ async fn a_complete_job_left_behind_is_deleted_before_the_next_run() {
         "{}",
         agent.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_hook_passes_and_fails_the_revision_as_the_agent_service_account() {
+    let ks = start().await;
+    let client = ks.client();
+    install_agent_rbac(&client).await;
+    let conns = blob_only("hooked");
+    write_requests(&client, &conns, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    agent.wait_ready().await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    // The chart's hook: `wait` in a pod as ServiceAccount sc-agent, which may not read
+    // Deployments, so agent readiness comes from the Lease.
+    let run_hook = |name: &'static str, revision: u64| {
+        let client = client.clone();
+        let jobs = jobs.clone();
+        let ks = &ks;
+        async move {
+            create(
+                &client,
+                json!({
+                    "apiVersion": "batch/v1", "kind": "Job",
+                    "metadata": {"name": name, "namespace": NS},
+                    "spec": {"backoffLimit": 0, "template": {"spec": {
+                        "serviceAccountName": "sc-agent",
+                        "restartPolicy": "Never",
+                        "containers": [{
+                            "name": "wait",
+                            "image": "ghcr.io/sc-extension/sc-agent:0.1.0",
+                            "args": ["wait", "--namespace=sc-system", format!("--revision={revision}"),
+                                     "--timeout=60s", "--require-agent-ready"],
+                        }],
+                    }}},
+                }),
+            )
+            .await;
+            let outcome = wait_until(WAIT, "the hook Job to finish", || async {
+                let job = jobs.get_opt(name).await.ok()??;
+                job.status?.conditions?.iter().find_map(|c| {
+                    (c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+                        .then(|| c.type_.clone())
+                })
+            })
+            .await;
+            let logs = kubectl(ks, &["logs", &format!("job/{name}"), "-n", NS]).await;
+            (outcome, logs.stdout)
+        }
+    };
+    let (outcome, logs) = run_hook("sc-wait-1", 1).await;
+    assert_eq!(outcome, "Complete", "{logs}");
+    assert!(logs.contains("blob_conn: Ready"), "{logs}");
+
+    let bad = json!({"blob_conn": {
+        "namespace": "apps", "targetType": "storage-blob", "authType": "secret",
+        "secrets": {"accountKey": ACCOUNT_KEY},
+    }});
+    write_requests(&client, &bad, 2).await;
+    let (outcome, logs) = run_hook("sc-wait-2", 2).await;
+    assert_eq!(outcome, "Failed", "{logs}");
+    assert!(
+        logs.contains("blob_conn: Failed") && logs.contains("accountName"),
+        "{logs}"
+    );
+    assert!(logs.contains("remedy:"), "{logs}");
+    assert!(!logs.contains(ACCOUNT_KEY));
+    drop(agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
