@@ -397,13 +397,24 @@ impl Phase {
     }
 }
 
-/// The requests as the chart rendered them, with the protected inputs merged in.
-#[derive(Debug, Clone)]
+/// The requests as the chart rendered them, with the protected inputs merged in (so its
+/// `Debug` form shows no content).
+#[derive(Clone)]
 pub struct Requests {
     /// The Helm revision (0 when unknown).
     pub revision: i64,
     /// The `connections` subtree with each connection's `secrets`.
     pub connections: Value,
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.connections.as_object().map_or(0, |m| m.len());
+        f.debug_struct("Requests")
+            .field("revision", &self.revision)
+            .field("connections", &count)
+            .finish()
+    }
 }
 
 impl Requests {
@@ -512,13 +523,14 @@ mod tests {
         let r = Requests::parse(
             3,
             Some(r#"{"a": {"targetType": "storage-blob"}, "b": {}}"#),
-            Some(br#"{"a": {"secrets": {"accountKey": "k"}}, "gone": {"secrets": {}}}"#),
+            Some(br#"{"a": {"secrets": {"accountKey": "s3cr3t-key"}}, "gone": {"secrets": {}}}"#),
         )
         .unwrap();
-        assert_eq!(r.connections["a"]["secrets"]["accountKey"], "k");
+        assert_eq!(r.connections["a"]["secrets"]["accountKey"], "s3cr3t-key");
         assert!(r.connections.get("gone").is_none());
         let err = Requests::parse(1, Some("{}"), Some(b"{\"a\": hunter2")).unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+        assert!(!format!("{r:?}").contains("s3cr3t-key"), "{r:?}");
     }
 
     #[test]
