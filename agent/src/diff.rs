@@ -310,8 +310,11 @@ pub fn failed_connections<'a>(
             let m = metadata.iter().find(|m| m.connection == c.name);
             let status = m.and_then(|m| m.status.as_ref());
             let done = match c.action {
+                // sc-job may have applied a newer request than the change set named.
                 Action::Apply => status.is_some_and(|s| {
-                    s.applied_hash.as_deref() == Some(&c.hash) && s.failure_for(&c.hash).is_none()
+                    s.failure_for(&c.hash).is_none()
+                        && (s.applied_hash.as_deref() == Some(&c.hash)
+                            || (s.phase == "Ready" && s.hash.as_deref() == Some(&c.hash)))
                 }),
                 Action::Delete => m.is_none() || status.is_some_and(|s| s.is_deleted()),
             };
