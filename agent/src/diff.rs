@@ -578,12 +578,20 @@ mod tests {
                 entry("a", "1", Action::Apply),
                 entry("b", "2", Action::Apply),
                 entry("c", "", Action::Delete),
+                entry("d", "4", Action::Apply),
             ],
+        };
+        let newer = Status {
+            phase: "Ready".into(),
+            applied_hash: Some("5".into()),
+            hash: Some("4".into()),
+            ..Default::default()
         };
         let metadata = vec![
             meta("a", applied("1")),
             meta("b", failed("2", "InvalidRequest")),
             meta("c", applied("3")),
+            meta("d", Some(newer)),
         ];
         let f = failed_connections(&cs, &metadata);
         assert_eq!(f.len(), 2);
