@@ -244,7 +244,7 @@ pub struct Cluster {
     agent_port: Option<u16>,
     namespaces: RefCell<Vec<String>>,
     secrets: RefCell<Vec<String>>,
-    agent_outputs: RefCell<Vec<String>>,
+    outputs: RefCell<Vec<String>>,
 }
 
 /// A TCP port free on 127.0.0.1 right now.
@@ -324,7 +324,7 @@ impl Cluster {
             suffix,
             namespaces: RefCell::new(Vec::new()),
             secrets: RefCell::new(Vec::new()),
-            agent_outputs: RefCell::new(Vec::new()),
+            outputs: RefCell::new(Vec::new()),
         }
     }
 
@@ -454,15 +454,17 @@ impl Cluster {
             .unwrap_or_else(|| panic!("{kind} {namespace}/{name} does not exist"))
     }
 
-    /// `helm` with `args`.
+    /// `helm` with `args`; its output joins the leak scan (a failed hook's log is printed there).
     pub fn helm(&self, helm: Helm, args: &[&str]) -> Out {
-        self.run(helm.tool(), args, None)
+        let out = self.run(helm.tool(), args, None);
+        self.outputs.borrow_mut().push(out.all());
+        out
     }
 
     /// `sc-agent` (the built binary) with `args`; its output joins the leak scan.
     pub fn sc_agent(&self, args: &[&str]) -> Out {
         let out = self.run("sc-agent", args, None);
-        self.agent_outputs.borrow_mut().push(out.all());
+        self.outputs.borrow_mut().push(out.all());
         out
     }
 
@@ -741,8 +743,8 @@ impl Cluster {
     }
 
     /// Asserts that no remembered secret value (nor its base64 form) appears in a ConfigMap, an
-    /// Event, a Job or Pod, the log of a pod of the release namespace, or any `sc-agent`
-    /// command output; runs `sc-agent list`, `show` and `list-configuration` for `connections`
+    /// Event, a Job or Pod, the log of a pod of the release namespace, or the output of any
+    /// helm or `sc-agent` command of the scenario; runs `sc-agent list`, `show` and `list-configuration` for `connections`
     /// first.
     pub fn leak_scan(&self, connections: &[&str]) {
         let ns = self.release_ns();
@@ -762,7 +764,7 @@ impl Cluster {
     }
 
     /// The cluster part of [`Cluster::leak_scan`] (ConfigMaps, Events, Jobs, Pods, the logs of
-    /// the release namespace's pods, and every `sc-agent` output so far).
+    /// the release namespace's pods, and every helm and `sc-agent` output so far).
     pub fn scan_cluster(&self) {
         let ns = self.release_ns();
         let mut places: Vec<(String, String)> = Vec::new();
@@ -789,8 +791,8 @@ impl Cluster {
                 ));
             }
         }
-        for (i, out) in self.agent_outputs.borrow().iter().enumerate() {
-            places.push((format!("sc-agent command output #{i}"), out.clone()));
+        for (i, out) in self.outputs.borrow().iter().enumerate() {
+            places.push((format!("helm or sc-agent command output #{i}"), out.clone()));
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         let secrets = self.secrets.borrow();
