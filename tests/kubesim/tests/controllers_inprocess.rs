@@ -939,3 +939,96 @@ async fn recreated_deployment_adopts_its_orphaned_replicaset() {
         .collect();
     assert_eq!(pods_after, pods_before, "the running pod is kept");
 }
+
+fn has_tracking(p: &Value) -> bool {
+    p["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|f| f == "batch.kubernetes.io/job-tracking"))
+}
+
+async fn running_pod_of(c: &std::sync::Arc<Cluster>, job: &Value) -> Value {
+    let job = job.clone();
+    wait_until(WAIT, "a running pod of the job", || {
+        let c = c.clone();
+        let job = job.clone();
+        async move {
+            let pods = list(&c, "", "pods", "default");
+            owned_by(&pods, &job)
+                .into_iter()
+                .find(|p| p["status"]["phase"] == "Running")
+                .cloned()
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_pods_are_tracked_with_a_finalizer_until_counted() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut j = job("tracked", json!(["sleep", "3600"]), 1);
+    j["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    let j = create(&c, "batch", "jobs", "default", j);
+    let first = running_pod_of(&c, &j).await;
+    assert!(has_tracking(&first));
+    // A deleted pod is killed, counted as failed, released, removed, and replaced.
+    let name = first["metadata"]["name"].as_str().unwrap().to_string();
+    c.delete(
+        &res("", "pods"),
+        "default",
+        &name,
+        &DeleteOptions::default(),
+    )
+    .unwrap();
+    wait_until(WAIT, "deleted pod counted and gone", || {
+        let c = c.clone();
+        let name = name.clone();
+        async move {
+            let job = get(&c, "batch", "jobs", "default", "tracked")?;
+            let gone = get(&c, "", "pods", "default", &name).is_none();
+            (gone && job["status"]["failed"] == 1).then_some(())
+        }
+    })
+    .await;
+    let second = running_pod_of(&c, &j).await;
+    assert_ne!(second["metadata"]["name"], first["metadata"]["name"]);
+
+    // Deleting the Job in the background takes its pods along, finalizers notwithstanding.
+    let background = DeleteOptions {
+        propagation_policy: Some(Propagation::Background),
+        ..Default::default()
+    };
+    c.delete(&res("batch", "jobs"), "default", "tracked", &background)
+        .unwrap();
+    wait_until(WAIT, "pods of the deleted job gone", || {
+        let c = c.clone();
+        async move { list(&c, "", "pods", "default").is_empty().then_some(()) }
+    })
+    .await;
+
+    // Orphaned pods are released too.
+    let j = create(
+        &c,
+        "batch",
+        "jobs",
+        "default",
+        job("left", json!(["sleep", "3600"]), 0),
+    );
+    let pod = running_pod_of(&c, &j).await;
+    let orphan = DeleteOptions {
+        propagation_policy: Some(Propagation::Orphan),
+        ..Default::default()
+    };
+    c.delete(&res("batch", "jobs"), "default", "left", &orphan)
+        .unwrap();
+    let released = wait_until(WAIT, "orphaned pod released", || {
+        let c = c.clone();
+        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+        async move {
+            get(&c, "", "pods", "default", &name)
+                .filter(|p| !has_tracking(p) && p["metadata"]["ownerReferences"].is_null())
+        }
+    })
+    .await;
+    assert_eq!(released["status"]["phase"], "Running");
+}

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use crate::kubelet::status::ts;
 
 pub const COMPONENT: &str = "job-controller";
+/// The finalizer on Job pods until the Job controller has counted them.
+pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 pub const TTL_COMPONENT: &str = "ttl-after-finished-controller";
 
 /// Delays of the Job controller.
@@ -114,6 +116,12 @@ fn is_terminal(pod: &Value) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
 }
 
+fn has_tracking_finalizer(pod: &Value) -> bool {
+    pod["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|f| f == TRACKING_FINALIZER))
+}
+
 fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()
@@ -168,10 +176,15 @@ pub fn plan(job: &Value, pods: &[&Value], now: Timestamp, timing: &JobTiming) ->
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .collect();
     let terminating = live.len() - active.len();
-    let succeeded_pods = pods.iter().filter(|p| phase(p) == "Succeeded").count() as u64;
-    let failed_pods = pods.iter().filter(|p| phase(p) == "Failed").count() as u64;
-    let succeeded = succeeded_pods.max(status["succeeded"].as_u64().unwrap_or(0));
-    let failed = failed_pods.max(status["failed"].as_u64().unwrap_or(0));
+    // Counted pods are in the status; terminal pods still carrying the tracking finalizer are
+    // not counted yet.
+    let uncounted = |ph: &str| {
+        pods.iter()
+            .filter(|p| has_tracking_finalizer(p) && phase(p) == ph)
+            .count() as u64
+    };
+    let succeeded = status["succeeded"].as_u64().unwrap_or(0) + uncounted("Succeeded");
+    let failed = status["failed"].as_u64().unwrap_or(0) + uncounted("Failed");
     let restart_failures: u64 = active.iter().map(|p| restarts(p)).sum();
 
     let finish = |status: &mut Value, out: &mut JobPlan| {
@@ -180,7 +193,9 @@ pub fn plan(job: &Value, pods: &[&Value], now: Timestamp, timing: &JobTiming) ->
         status["succeeded"] = json!(succeeded);
         status["failed"] = json!(failed);
         status["terminating"] = json!(terminating);
-        status["uncountedTerminatedPods"] = json!({});
+        if !status["uncountedTerminatedPods"].is_object() {
+            status["uncountedTerminatedPods"] = json!({});
+        }
         if status["active"] == 0 {
             status.as_object_mut().expect("object").remove("active");
         }
@@ -380,6 +395,7 @@ pub fn pod_from_template(job: &Value) -> Value {
     meta["generateName"] = json!(format!("{job_name}-"));
     meta["namespace"] = job["metadata"]["namespace"].clone();
     meta["ownerReferences"] = json!([super::controller_ref(job, "batch/v1", "Job")]);
+    meta["finalizers"] = json!([TRACKING_FINALIZER]);
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"].clone()})
 }
 
@@ -416,17 +432,31 @@ impl super::Reconciler for JobController {
             return vec![ev.key.clone()];
         }
         if ev.key.res == pods() {
-            let owner = super::controller_of(&ev.object, "Job");
-            return owner
-                .map(|name| crate::store::ObjKey::new(&jobs(), &ev.key.namespace, name))
-                .into_iter()
-                .collect();
+            if let Some(name) = super::controller_of(&ev.object, "Job") {
+                return vec![crate::store::ObjKey::new(&jobs(), &ev.key.namespace, name)];
+            }
+            if ev.kind != crate::store::EventType::Deleted
+                && has_tracking_finalizer(&ev.object)
+                && super::controller_uid(&ev.object).is_none()
+            {
+                return vec![ev.key.clone()];
+            }
         }
         Vec::new()
     }
 
     fn all_keys(&self, cluster: &crate::cluster::Cluster) -> Vec<crate::store::ObjKey> {
+        let orphans = cluster
+            .store()
+            .list(&pods(), None)
+            .0
+            .into_iter()
+            .filter(|p| has_tracking_finalizer(p) && super::controller_uid(p).is_none())
+            .map(|p| super::key_of(&pods(), &p));
         super::all_of(cluster, &jobs())
+            .into_iter()
+            .chain(orphans)
+            .collect()
     }
 
     fn reconcile(
@@ -435,14 +465,38 @@ impl super::Reconciler for JobController {
         key: &crate::store::ObjKey,
     ) -> Result<Option<Duration>, crate::cluster::ApiError> {
         use crate::cluster::{DeleteOptions, Propagation, WriteOptions};
+        if key.res == pods() {
+            // An orphaned pod (its Job deleted with the orphan policy): release it.
+            if let Some(pod) = cluster.store().get(key)
+                && super::controller_uid(&pod).is_none()
+            {
+                release(cluster, &key.namespace, &key.name)?;
+            }
+            return Ok(None);
+        }
+        let current = cluster.store().get(key);
+        release_stale(
+            cluster,
+            key,
+            current.as_ref().map(|j| super::meta_str(j, "uid")),
+        )?;
+        let Some(job) = current else {
+            return Ok(None);
+        };
+        let ns = &key.namespace;
+        track(
+            cluster,
+            key,
+            &job,
+            &super::owned(cluster, &pods(), ns, &job),
+        )?;
+        if !job["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(None);
+        }
         let Some(job) = cluster.store().get(key) else {
             return Ok(None);
         };
         let job: &Value = &job;
-        if !job["metadata"]["deletionTimestamp"].is_null() {
-            return Ok(None);
-        }
-        let ns = &key.namespace;
         let owned = super::owned(cluster, &pods(), ns, job);
         let refs: Vec<&Value> = owned.iter().collect();
         let plan = plan(job, &refs, Timestamp::now(), &self.timing);
@@ -506,6 +560,113 @@ impl super::Reconciler for JobController {
     }
 }
 
+/// Remove the tracking finalizer from a pod (gone is fine).
+fn release(
+    cluster: &crate::cluster::Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<(), crate::cluster::ApiError> {
+    let r = cluster.mutate(&pods(), ns, name, COMPONENT, |p| {
+        if let Some(list) = p["metadata"]["finalizers"].as_array_mut() {
+            list.retain(|f| f != TRACKING_FINALIZER);
+            if list.is_empty() {
+                p["metadata"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("finalizers");
+            }
+        }
+        Ok(())
+    });
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Release the pods of an earlier Job of this name (deleted, or replaced by one with another
+/// uid): nobody will count them any more.
+fn release_stale(
+    cluster: &crate::cluster::Cluster,
+    key: &crate::store::ObjKey,
+    current_uid: Option<&str>,
+) -> Result<(), crate::cluster::ApiError> {
+    let (items, _) = cluster.store().list(&pods(), Some(&key.namespace));
+    for p in items {
+        if super::controller_of(&p, "Job") == Some(key.name.as_str())
+            && super::controller_uid(&p) != current_uid
+            && has_tracking_finalizer(&p)
+        {
+            release(cluster, &key.namespace, super::meta_str(&p, "name"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Count the Job's terminal pods that still carry the tracking finalizer, as the real
+/// controller does: their uids go to `status.uncountedTerminatedPods`, the finalizers are
+/// removed, then the uids move into `succeeded` / `failed`.
+fn track(
+    cluster: &crate::cluster::Cluster,
+    key: &crate::store::ObjKey,
+    job: &Value,
+    pods: &[Value],
+) -> Result<(), crate::cluster::ApiError> {
+    let uids = |field: &str| -> Vec<String> {
+        job["status"]["uncountedTerminatedPods"][field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect()
+    };
+    let (mut succeeded, mut failed) = (uids("succeeded"), uids("failed"));
+    let before = succeeded.len() + failed.len();
+    for p in pods
+        .iter()
+        .filter(|p| has_tracking_finalizer(p) && is_terminal(p))
+    {
+        let uid = super::meta_str(p, "uid").to_string();
+        if !succeeded.contains(&uid) && !failed.contains(&uid) {
+            if phase(p) == "Succeeded" {
+                succeeded.push(uid);
+            } else {
+                failed.push(uid);
+            }
+        }
+    }
+    if succeeded.is_empty() && failed.is_empty() {
+        return Ok(());
+    }
+    if succeeded.len() + failed.len() != before {
+        let uncounted = json!({"succeeded": succeeded, "failed": failed});
+        cluster.update_status(&key.res, &key.namespace, &key.name, COMPONENT, |j| {
+            j["status"]["uncountedTerminatedPods"] = uncounted;
+            Ok(())
+        })?;
+    }
+    for p in pods {
+        let uid = super::meta_str(p, "uid").to_string();
+        if has_tracking_finalizer(p) && (succeeded.contains(&uid) || failed.contains(&uid)) {
+            release(cluster, &key.namespace, super::meta_str(p, "name"))?;
+        }
+    }
+    let (s, f) = (succeeded.len() as u64, failed.len() as u64);
+    cluster.update_status(&key.res, &key.namespace, &key.name, COMPONENT, |j| {
+        let st = &mut j["status"];
+        if s > 0 {
+            st["succeeded"] = json!(st["succeeded"].as_u64().unwrap_or(0) + s);
+        }
+        if f > 0 {
+            st["failed"] = json!(st["failed"].as_u64().unwrap_or(0) + f);
+        }
+        st["uncountedTerminatedPods"] = json!({});
+        Ok(())
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,7 +691,8 @@ mod tests {
     }
 
     fn pod(name: &str, phase: &str) -> Value {
-        json!({"metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": phase}})
+        json!({"metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": [TRACKING_FINALIZER]},
+               "status": {"phase": phase}})
     }
 
     fn types(status: &Value) -> Vec<String> {
