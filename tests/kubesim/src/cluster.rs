@@ -25,7 +25,7 @@ pub use crate::error::{ApiError, Cause};
 use crate::rbac::{Attributes, UserInfo};
 use crate::resources::{Registry, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{ObjKey, ResKey, Store, Write};
+use crate::store::{Obj, ObjKey, ResKey, Store, Write};
 use crate::{admission, patch, strict};
 
 /// The current time as the API server writes timestamps (RFC 3339, seconds, `Z`).
@@ -105,6 +105,16 @@ pub struct ListOptions {
 #[derive(Clone, Debug)]
 pub struct ObjectList {
     pub items: Vec<Value>,
+    /// The store's resourceVersion of the snapshot.
+    pub resource_version: u64,
+    /// Set when more items follow.
+    pub continue_token: Option<String>,
+}
+
+/// One page of a list, sharing the stored objects.
+#[derive(Clone, Debug)]
+pub struct SharedList {
+    pub items: Vec<Obj>,
     /// The store's resourceVersion of the snapshot.
     pub resource_version: u64,
     /// Set when more items follow.
@@ -499,6 +509,21 @@ impl Cluster {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> Result<ObjectList, ApiError> {
+        let page = self.list_shared(res, namespace, opts)?;
+        Ok(ObjectList {
+            items: page.items.iter().map(|o| (**o).clone()).collect(),
+            resource_version: page.resource_version,
+            continue_token: page.continue_token,
+        })
+    }
+
+    /// [`Cluster::list`] without copying the stored objects.
+    pub fn list_shared(
+        &self,
+        res: &ResKey,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<SharedList, ApiError> {
         let info = self.info(res)?;
         let namespace = if info.namespaced { namespace } else { None };
         let after = match &opts.continue_token {
@@ -507,7 +532,7 @@ impl Cluster {
         };
         let (objs, rv) = self.store.list_after(res, namespace, after.as_ref());
         let limit = opts.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-        let mut items = Vec::new();
+        let mut items: Vec<Obj> = Vec::new();
         let mut continue_token = None;
         for o in objs {
             if !opts.label_selector.as_ref().is_none_or(|s| s.matches(&o))
@@ -516,13 +541,13 @@ impl Cluster {
                 continue;
             }
             if items.len() == limit {
-                let last: &Value = items.last().expect("limit > 0");
+                let last = items.last().expect("limit > 0");
                 continue_token = Some(encode_continue(rv, last));
                 break;
             }
-            items.push((*o).clone());
+            items.push(o);
         }
-        Ok(ObjectList {
+        Ok(SharedList {
             items,
             resource_version: rv,
             continue_token,

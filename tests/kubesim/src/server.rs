@@ -536,21 +536,17 @@ async fn serve(
                 ));
             }
             let opts = list_options(req, t)?;
-            let list = cluster.list(&res, if ns.is_empty() { None } else { Some(ns) }, &opts)?;
+            let ns = if ns.is_empty() { None } else { Some(ns) };
+            let list = cluster.list_shared(&res, ns, &opts)?;
             let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
             if let Some(c) = &list.continue_token {
                 meta["continue"] = json!(c);
             }
             if wants_table(req) {
-                let refs: Vec<&Value> = list.items.iter().collect();
+                let refs: Vec<&Value> = list.items.iter().map(|o| o.as_ref()).collect();
                 return Ok(table_response(cluster, req, t, &refs, meta));
             }
-            let items: Vec<Value> = list.items.into_iter().map(|o| present(o, t)).collect();
-            Ok(json_response(
-                200,
-                &json!({"kind": format!("{}List", t.info.kind), "apiVersion": t.info.api_version_for(&t.version),
-                        "metadata": meta, "items": items}),
-            ))
+            Ok(list_response(t, meta, &list.items))
         }
         ("watch", _) => watch(cluster, req, t),
         ("get", None) => {
@@ -691,6 +687,34 @@ fn review(cluster: &Cluster, req: &Req, t: &Target) -> Result<Response, ApiError
     };
     let answer = crate::reviews::answer(cluster, &req.user, &t.info, &t.version, body)?;
     Ok(json_response(201, &answer))
+}
+
+/// A `<Kind>List`, written item by item from the shared objects (a list can be large).
+fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Response {
+    let api_version = t.info.api_version_for(&t.version);
+    let rewrite = api_version != t.info.api_version();
+    let mut out = String::with_capacity(256 + items.len() * 1024);
+    out.push_str(&format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+        json!(format!("{}List", t.info.kind)),
+        json!(api_version),
+        meta
+    ));
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if rewrite {
+            out.push_str(&present((**o).clone(), t).to_string());
+        } else {
+            out.push_str(&o.to_string());
+        }
+    }
+    out.push_str("]}");
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(out))
+        .expect("valid response")
 }
 
 /// A body's `apiVersion`/`kind`, when given, must be the resource's.
