@@ -162,6 +162,18 @@ fn secs(d: jiff::SignedDuration) -> Duration {
 
 /// Decide what to do for `job`, given the pods it controls, at `now`.
 pub fn plan(job: &Value, pods: &[&Value], now: Timestamp, timing: &JobTiming) -> JobPlan {
+    plan_with(job, pods, now, timing, None)
+}
+
+/// [`plan`], with the time of the last pod failure the controller recorded (the failed pod
+/// itself may be gone).
+pub fn plan_with(
+    job: &Value,
+    pods: &[&Value],
+    now: Timestamp,
+    timing: &JobTiming,
+    recorded_failure: Option<Timestamp>,
+) -> JobPlan {
     let spec = &job["spec"];
     let mut status = job["status"].clone();
     if !status.is_object() {
@@ -355,6 +367,7 @@ pub fn plan(job: &Value, pods: &[&Value], now: Timestamp, timing: &JobTiming) ->
             .iter()
             .filter(|p| phase(p) == "Failed")
             .filter_map(|p| finished_at(p))
+            .chain(recorded_failure)
             .max();
         let ready_at =
             last_failure.map(|t| t + jiff::SignedDuration::try_from(delay).unwrap_or_default());
@@ -402,11 +415,16 @@ pub fn pod_from_template(job: &Value) -> Value {
 /// The Job controller as a [`super::Reconciler`].
 pub struct JobController {
     timing: JobTiming,
+    /// When a pod of each Job (by uid) last failed, for the replacement backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
 }
 
 impl JobController {
     pub fn new(timing: JobTiming) -> Self {
-        Self { timing }
+        Self {
+            timing,
+            failures: Default::default(),
+        }
     }
 }
 
@@ -480,16 +498,35 @@ impl super::Reconciler for JobController {
             key,
             current.as_ref().map(|j| super::meta_str(j, "uid")),
         )?;
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let Some(job) = current else {
+            // Forget the failures of Jobs that are gone.
+            let live: std::collections::HashSet<String> = cluster
+                .store()
+                .list(&jobs(), None)
+                .0
+                .iter()
+                .map(|j| super::meta_str(j, "uid").to_string())
+                .collect();
+            failures.retain(|uid, _| live.contains(uid));
             return Ok(None);
         };
+        let uid = super::meta_str(&job, "uid").to_string();
         let ns = &key.namespace;
-        track(
+        let newly_failed = track(
             cluster,
             key,
             &job,
             &super::owned(cluster, &pods(), ns, &job),
         )?;
+        if newly_failed > 0 {
+            failures.insert(uid.clone(), Timestamp::now());
+        }
+        if is_finished(&job) || !job["metadata"]["deletionTimestamp"].is_null() {
+            failures.remove(&uid);
+        }
+        let recorded_failure = failures.get(&uid).copied();
+        drop(failures);
         if !job["metadata"]["deletionTimestamp"].is_null() {
             return Ok(None);
         }
@@ -499,7 +536,7 @@ impl super::Reconciler for JobController {
         let job: &Value = &job;
         let owned = super::owned(cluster, &pods(), ns, job);
         let refs: Vec<&Value> = owned.iter().collect();
-        let plan = plan(job, &refs, Timestamp::now(), &self.timing);
+        let plan = plan_with(job, &refs, Timestamp::now(), &self.timing, recorded_failure);
         if plan.delete_job {
             let opts = DeleteOptions {
                 propagation_policy: Some(Propagation::Background),
@@ -606,13 +643,14 @@ fn release_stale(
 
 /// Count the Job's terminal pods that still carry the tracking finalizer, as the real
 /// controller does: their uids go to `status.uncountedTerminatedPods`, the finalizers are
-/// removed, then the uids move into `succeeded` / `failed`.
+/// removed, then the uids move into `succeeded` / `failed`. Returns how many failures were
+/// counted.
 fn track(
     cluster: &crate::cluster::Cluster,
     key: &crate::store::ObjKey,
     job: &Value,
     pods: &[Value],
-) -> Result<(), crate::cluster::ApiError> {
+) -> Result<usize, crate::cluster::ApiError> {
     let uids = |field: &str| -> Vec<String> {
         job["status"]["uncountedTerminatedPods"][field]
             .as_array()
@@ -637,7 +675,7 @@ fn track(
         }
     }
     if succeeded.is_empty() && failed.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     if succeeded.len() + failed.len() != before {
         let uncounted = json!({"succeeded": succeeded, "failed": failed});
@@ -664,7 +702,7 @@ fn track(
         st["uncountedTerminatedPods"] = json!({});
         Ok(())
     })?;
-    Ok(())
+    Ok(failed.len())
 }
 
 #[cfg(test)]

@@ -279,11 +279,6 @@ fn finish(ctx: &Arc<Ctx>, init_ok: bool) {
         } else {
             Phase::Failed
         };
-        for c in r.containers.iter_mut() {
-            if !matches!(c.state, State::Terminated { .. }) {
-                c.state = State::waiting("ContainerCreating");
-            }
-        }
     });
     ctx.publish();
     if ctx.stopping() {

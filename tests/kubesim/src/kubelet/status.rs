@@ -178,11 +178,18 @@ impl PodRun {
                 .map(ContainerRun::new)
                 .collect()
         };
+        let init: Vec<ContainerRun> = list("initContainers");
+        let mut containers: Vec<ContainerRun> = list("containers");
+        if !init.is_empty() {
+            for c in &mut containers {
+                c.state = State::waiting("PodInitializing");
+            }
+        }
         Self {
             start_time: Timestamp::now(),
             phase: Phase::Pending,
-            init: list("initContainers"),
-            containers: list("containers"),
+            init,
+            containers,
             reason: None,
             transitions: Vec::new(),
         }
