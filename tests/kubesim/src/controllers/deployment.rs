@@ -13,8 +13,11 @@ use super::{Reconciler, controller_of, meta_str, owned, record_event};
 use crate::cluster::{ApiError, Cluster, DeleteOptions, Propagation, WriteOptions};
 use crate::store::{ObjKey, ResKey, WatchEvent};
 
+/// The component name on Events and managedFields.
 pub const COMPONENT: &str = "deployment-controller";
+/// The revision annotation on Deployments and their ReplicaSets.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The label that tells the ReplicaSets (and pods) of different templates apart.
 pub const HASH_LABEL: &str = "pod-template-hash";
 
 fn deployments() -> ResKey {

@@ -17,6 +17,7 @@ use crate::cluster::{ApiError, Cluster, DeleteOptions, Propagation};
 use crate::resources::{Registry, split_api_version};
 use crate::store::{ObjKey, ResKey, WatchEvent};
 
+/// The component name on managedFields.
 pub const COMPONENT: &str = "garbage-collector-controller";
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";

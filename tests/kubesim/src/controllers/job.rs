@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use crate::kubelet::status::ts;
 
+/// The component name on Events and managedFields.
 pub const COMPONENT: &str = "job-controller";
 /// The finalizer on Job pods until the Job controller has counted them.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
-pub const TTL_COMPONENT: &str = "ttl-after-finished-controller";
 
 /// Delays of the Job controller.
 #[derive(Clone, Debug)]

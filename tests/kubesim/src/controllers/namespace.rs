@@ -11,6 +11,7 @@ use super::Reconciler;
 use crate::cluster::{ApiError, Cluster, DeleteOptions, Propagation, WriteOptions};
 use crate::store::{EventType, ObjKey, ResKey, WatchEvent};
 
+/// The component name on managedFields.
 pub const COMPONENT: &str = "namespace-controller";
 
 fn namespaces() -> ResKey {

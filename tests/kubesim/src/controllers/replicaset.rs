@@ -9,6 +9,7 @@ use super::{Reconciler, controller_of, meta_str, owned, record_event};
 use crate::cluster::{ApiError, Cluster, DeleteOptions, WriteOptions};
 use crate::store::{ObjKey, ResKey, WatchEvent};
 
+/// The component name on Events and managedFields.
 pub const COMPONENT: &str = "replicaset-controller";
 
 fn replicasets() -> ResKey {
