@@ -12,6 +12,7 @@
 //! - [`server`]: the HTTP layer; [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
 
 pub mod admission;
+pub mod audit;
 pub mod cluster;
 pub mod controllers;
 pub mod error;

@@ -25,7 +25,7 @@ use crate::store::{EventType, WatchEvent};
 
 /// The router serving `cluster`.
 pub fn router(cluster: Arc<Cluster>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(cluster)
+    crate::audit::wrap(axum::Router::new().fallback(handle).with_state(cluster.clone()), cluster)
 }
 
 /// Query parameters, URL-decoded; empty pairs (`?&watch=true`) skipped.

@@ -585,6 +585,22 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
     assert_eq!(first["type"], "ERROR");
     assert_eq!(first["object"]["code"], 410);
     assert_eq!(first["object"]["reason"], "Expired");
+
+    // timeoutSeconds ends the stream, with a bookmark at the latest version when allowed.
+    let now = ks.cluster().store().current_rv();
+    let req = axum::http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}&allowWatchBookmarks=true&timeoutSeconds=1"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let body = client.request_text(req).await.unwrap();
+    let last: serde_json::Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "BOOKMARK");
+    assert_eq!(last["object"]["kind"], "ConfigMap");
+    assert_eq!(
+        last["object"]["metadata"]["resourceVersion"],
+        now.to_string()
+    );
 }
 
 #[tokio::test]
