@@ -457,6 +457,9 @@ pub fn parse_connection(
         None => BTreeMap::new(),
     };
     let secrets_field = get("secrets").map(|(k, _)| k).unwrap_or("secrets".into());
+    check_values(&mut ctx, &params_field, &parameters, false);
+    check_values(&mut ctx, &conf_field, &configurations, false);
+    check_values(&mut ctx, &secrets_field, &secrets_raw, true);
 
     let workloads = match get("workloads") {
         Some((k, v)) => parse_workloads(&mut ctx, &k, &v),
@@ -542,6 +545,35 @@ pub fn parse_connection(
             .map(|(k, v)| (k, SecretString::new(v)))
             .collect(),
     })
+}
+
+/// The longest parameter or configuration value (bytes): names, IDs, hosts and URLs.
+pub const MAX_VALUE_LEN: usize = 4096;
+/// The longest secret value (bytes): keys, passwords and connection strings.
+pub const MAX_SECRET_LEN: usize = 65536;
+
+/// Rejects values that no documented input can hold: control characters in plain values
+/// (a newline would smuggle a line into connection strings and configuration files) and
+/// values longer than [`MAX_VALUE_LEN`] / [`MAX_SECRET_LEN`]. Secret values are never echoed.
+fn check_values(ctx: &mut Ctx<'_>, field: &str, values: &BTreeMap<String, String>, secret: bool) {
+    let max = if secret {
+        MAX_SECRET_LEN
+    } else {
+        MAX_VALUE_LEN
+    };
+    for (k, v) in values {
+        if v.len() > max {
+            ctx.err(
+                &format!("{field}.{k}"),
+                format!("too long: {} bytes, at most {max} are accepted", v.len()),
+            );
+        } else if !secret && v.chars().any(char::is_control) {
+            ctx.err(
+                &format!("{field}.{k}"),
+                "contains a control character (such as a newline or tab): remove it",
+            );
+        }
+    }
 }
 
 struct Inputs<'a> {

@@ -617,6 +617,38 @@ fn cases() -> Vec<(&'static str, Value, &'static str)> {
             json!({"c1": {"targetType": "servicebus", "authType": "secret", "secrets": {"sharedAccessKey": "k"}, "parameters": {"sharedAccessKeyName": "p"}}}),
             "connections.c1.parameters.namespaceName",
         ),
+        (
+            "newline in a parameter",
+            with(
+                secret_base(),
+                c1(json!({"parameters": {"accountName": "acct\nAZURE_X=1"}})),
+            ),
+            "connections.c1.parameters.accountName",
+        ),
+        (
+            "control character in a configuration value",
+            with(
+                secret_base(),
+                c1(json!({"configurations": {"EXTRA": "a\u{0}b"}})),
+            ),
+            "connections.c1.configurations.EXTRA",
+        ),
+        (
+            "oversized parameter",
+            with(
+                secret_base(),
+                c1(json!({"parameters": {"accountName": "a".repeat(2 << 20)}})),
+            ),
+            "connections.c1.parameters.accountName",
+        ),
+        (
+            "oversized secret",
+            with(
+                secret_base(),
+                c1(json!({"secrets": {"accountKey": "k".repeat(65537)}})),
+            ),
+            "connections.c1.secrets.accountKey",
+        ),
     ]
 }
 
