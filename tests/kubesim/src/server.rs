@@ -25,7 +25,12 @@ use crate::store::{EventType, WatchEvent};
 
 /// The router serving `cluster`.
 pub fn router(cluster: Arc<Cluster>) -> axum::Router {
-    crate::audit::wrap(axum::Router::new().fallback(handle).with_state(cluster.clone()), cluster)
+    crate::audit::wrap(
+        axum::Router::new()
+            .fallback(handle)
+            .with_state(cluster.clone()),
+        cluster,
+    )
 }
 
 /// Query parameters, URL-decoded; empty pairs (`?&watch=true`) skipped.
@@ -575,19 +580,22 @@ async fn serve(
                 return Err(ApiError::bad_request("the request body must be an object"));
             }
             check_kind(&body, t)?;
+            let warnings = field_warnings(req, t, &body);
             let obj = cluster.create(&res, ns, body, &req.write_options())?;
-            Ok(json_response(201, &present(obj, t)))
+            Ok(with_warnings(
+                json_response(201, &present(obj, t)),
+                &warnings,
+            ))
         }
         ("create", Some("token")) => token_request(cluster, req, ns, name),
         ("update", None) => {
             let body = decode_body(req)?;
             check_kind(&body, t)?;
-            Ok(json_response(
-                200,
-                &present(
-                    cluster.update(&res, ns, name, body, &req.write_options())?,
-                    t,
-                ),
+            let warnings = field_warnings(req, t, &body);
+            let obj = cluster.update(&res, ns, name, body, &req.write_options())?;
+            Ok(with_warnings(
+                json_response(200, &present(obj, t)),
+                &warnings,
             ))
         }
         ("update", Some("status")) => {
@@ -715,6 +723,29 @@ fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Respon
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(out))
         .expect("valid response")
+}
+
+/// `fieldValidation=Warn` (the default): the unknown fields that will be dropped, for
+/// `Warning` headers.
+fn field_warnings(req: &Req, t: &Target, body: &Value) -> Vec<String> {
+    if req.write_options().field_validation != FieldValidation::Warn {
+        return Vec::new();
+    }
+    crate::strict::unknown(&t.info, body)
+        .into_iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect()
+}
+
+/// Add `Warning: 299 - "..."` headers, as the API server reports dropped fields.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let value = format!("299 - {w:?}");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
 }
 
 /// A body's `apiVersion`/`kind`, when given, must be the resource's.

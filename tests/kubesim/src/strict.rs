@@ -94,6 +94,23 @@ fn prune(input: &mut Value, known: &Value) {
     }
 }
 
+/// The paths of the fields of `obj` (a built-in kind, `status` aside) its type does not have;
+/// empty for custom resources and undecodable bodies.
+pub fn unknown(info: &ResourceInfo, obj: &Value) -> Vec<String> {
+    if info.custom {
+        return Vec::new();
+    }
+    let mut probe = obj.clone();
+    if let Some(m) = probe.as_object_mut() {
+        m.remove("status");
+    }
+    let mut out = Vec::new();
+    if let Some(known) = typed_roundtrip(info, &probe) {
+        unknown_fields(&probe, &known, "", &mut out);
+    }
+    out
+}
+
 /// `fieldValidation=Ignore|Warn`: drop the fields of a built-in kind its type does not have,
 /// as decoding into the API server's types does. `status` is left alone; custom resources and
 /// undecodable bodies are kept as they are.
@@ -119,16 +136,7 @@ pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiErr
     if info.custom {
         return Ok(());
     }
-    let mut probe = obj.clone();
-    // Status of the apiserver-internal shape is not what is checked here.
-    if let Some(m) = probe.as_object_mut() {
-        m.remove("status");
-    }
-    let Some(known) = typed_roundtrip(info, &probe) else {
-        return Ok(());
-    };
-    let mut unknown = Vec::new();
-    unknown_fields(&probe, &known, "", &mut unknown);
+    let unknown = unknown(info, obj);
     if unknown.is_empty() {
         return Ok(());
     }

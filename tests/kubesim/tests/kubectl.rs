@@ -675,6 +675,20 @@ async fn strict_field_validation_rejects_unknown_fields() {
     )
     .await
     .ok("apply --validate=false");
+    // --validate=warn: the server warns about what it drops.
+    let warned = manifest.replace("name: odd", "name: warned");
+    let out = run_with_stdin(
+        &ks,
+        "kubectl",
+        &["apply", "--validate=warn", "-f", "-"],
+        Some(&warned),
+    )
+    .await;
+    out.ok("apply --validate=warn");
+    assert!(
+        out.stderr.contains(r#"Warning: unknown field "spec""#),
+        "{out:?}"
+    );
     // ... which drops them, as decoding into the API types does.
     let stored = run(&ks, "kubectl", &["get", "cm", "odd", "-o", "json"]).await;
     let stored: serde_json::Value = serde_json::from_str(stored.ok("get odd")).unwrap();
