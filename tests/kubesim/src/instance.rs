@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
 use crate::controllers::{self, ControllerConfig, Controllers};
+use crate::faults::{FaultConfig, Faults};
 use crate::kubelet::{Kubelet, KubeletConfig};
 
 /// How to start kubesim.
@@ -24,6 +25,8 @@ pub struct Options {
     /// Where the kubelet puts the pods' working directories; `None`: a fresh temporary
     /// directory, removed on shutdown.
     pub pod_dir: Option<PathBuf>,
+    /// Faults injected into the requests of pods (none by default; see [`crate::faults`]).
+    pub faults: FaultConfig,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             kubeconfig: None,
             bin_dir: None,
             pod_dir: None,
+            faults: FaultConfig::default(),
         }
     }
 }
@@ -50,6 +54,7 @@ pub struct Kubesim {
     /// Runs every pod as local processes; stopped (all processes killed) on shutdown.
     kubelet: Arc<Kubelet>,
     controllers: Option<Controllers>,
+    faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for Kubesim {
@@ -85,7 +90,12 @@ impl Kubesim {
             .clone()
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = crate::server::router(cluster.clone());
+        let faults = Faults::new(options.faults.clone());
+        let app = crate::faults::wrap(
+            crate::server::router(cluster.clone()),
+            faults.clone(),
+            cluster.clone(),
+        );
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
@@ -125,6 +135,7 @@ impl Kubesim {
             server,
             kubelet,
             controllers,
+            faults,
         })
     }
 
@@ -179,6 +190,11 @@ impl Kubesim {
         self.server.abort();
         self.controllers.take();
         self.kubelet.shutdown();
+    }
+
+    /// The fault injector (its configuration can change while running).
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
     }
 
     /// The kubelet (pod processes, logs).

@@ -9,13 +9,15 @@
 //! - [`resources`]: the served types and discovery; [`admission`] and [`strict`]: defaulting
 //!   and validation.
 //! - [`cluster`]: the in-process API every writer uses (HTTP layer, controllers, kubelet).
-//! - [`server`]: the HTTP layer; [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
+//! - [`server`]: the HTTP layer, wrapped by [`faults`] (fault injection, admin endpoint);
+//!   [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
 
 pub mod admission;
 pub mod audit;
 pub mod cluster;
 pub mod controllers;
 pub mod error;
+pub mod faults;
 mod instance;
 pub mod kubelet;
 pub mod patch;

@@ -24,6 +24,24 @@ struct Args {
     /// default: a fresh temporary directory removed when kubesim stops.
     #[arg(long)]
     pod_dir: Option<PathBuf>,
+    /// Seed of the fault injector's PRNG (the same seed replays the same mix of faults).
+    #[arg(long, default_value_t = 0)]
+    faults_seed: u64,
+    /// Share (0-1) of pods' requests answered 500, 503 or 429 (503 and 429 with Retry-After).
+    #[arg(long, default_value_t = 0.0)]
+    faults_error_rate: f64,
+    /// Share (0-1) of pods' optimistic-concurrency writes answered 409 Conflict.
+    #[arg(long, default_value_t = 0.0)]
+    faults_conflict_rate: f64,
+    /// Latency added to pods' requests, MIN-MAX milliseconds (e.g. 5-50).
+    #[arg(long)]
+    faults_latency_ms: Option<kubesim::faults::Latency>,
+    /// Share (0-1) of pods' watches cut mid-way, and of their watch resumes answered 410 Expired.
+    #[arg(long, default_value_t = 0.0)]
+    faults_watch_cut_rate: f64,
+    /// Apply the faults to every client, the admin included (default: pods' ServiceAccounts).
+    #[arg(long)]
+    faults_all_clients: bool,
 }
 
 #[tokio::main]
@@ -35,11 +53,25 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let faults = kubesim::faults::FaultConfig {
+        seed: args.faults_seed,
+        error_rate: args.faults_error_rate,
+        conflict_rate: args.faults_conflict_rate,
+        latency_ms: args.faults_latency_ms,
+        watch_cut_rate: args.faults_watch_cut_rate,
+        targets: if args.faults_all_clients {
+            kubesim::faults::Targets::All
+        } else {
+            kubesim::faults::Targets::ServiceAccounts
+        },
+    };
+    faults.validate().map_err(anyhow::Error::msg)?;
     let mut ks = kubesim::Kubesim::start(kubesim::Options {
         listen: args.listen,
         kubeconfig: Some(args.kubeconfig),
         bin_dir: args.bin_dir,
         pod_dir: args.pod_dir,
+        faults,
     })
     .await?;
     tracing::info!(url = %ks.url(), kubeconfig = %ks.kubeconfig_path().display(), "kubesim is serving");
