@@ -71,8 +71,11 @@ impl Cause {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
+    /// HTTP status code.
     pub code: u16,
+    /// `reason` of the Status (`NotFound`, `Conflict`, `Invalid`, ...).
     pub reason: String,
+    /// `message` of the Status, worded as the API server words it.
     pub message: String,
     /// `details` of the Status (name, group, kind, uid, causes), when there are any.
     pub details: Option<Box<Value>>,

@@ -109,6 +109,7 @@ struct State {
     compacted: u64,
 }
 
+/// The store: objects by key, the event history and the live broadcast channel.
 pub struct Store {
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
