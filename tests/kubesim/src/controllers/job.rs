@@ -188,15 +188,11 @@ pub fn plan_with(
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .collect();
     let terminating = live.len() - active.len();
-    // Counted pods are in the status; terminal pods still carrying the tracking finalizer are
-    // not counted yet.
-    let uncounted = |ph: &str| {
-        pods.iter()
-            .filter(|p| has_tracking_finalizer(p) && phase(p) == ph)
-            .count() as u64
-    };
-    let succeeded = status["succeeded"].as_u64().unwrap_or(0) + uncounted("Succeeded");
-    let failed = status["failed"].as_u64().unwrap_or(0) + uncounted("Failed");
+    // Only counted pods (in the status) decide: a terminal pod still carrying the tracking
+    // finalizer is counted by the next pass (see `track`), never here, so nothing is counted
+    // twice.
+    let succeeded = status["succeeded"].as_u64().unwrap_or(0);
+    let failed = status["failed"].as_u64().unwrap_or(0);
     let restart_failures: u64 = active.iter().map(|p| restarts(p)).sum();
 
     let finish = |status: &mut Value, out: &mut JobPlan| {
@@ -269,6 +265,15 @@ pub fn plan_with(
         status["startTime"] = json!(ts(now));
     }
     let start = parse_ts(&status["startTime"]).unwrap_or(now);
+
+    // A pod finished but is not counted yet: decide nothing until the next pass counts it.
+    if pods
+        .iter()
+        .any(|p| has_tracking_finalizer(p) && is_terminal(p))
+    {
+        finish(&mut status, &mut out);
+        return out;
+    }
 
     // Terminal targets already decided: wait until no pod runs, then finish.
     let target_failure = condition(&status, "FailureTarget").cloned();
@@ -728,9 +733,9 @@ mod tests {
         j
     }
 
+    /// A pod; terminal ones are already counted in the fixtures' Job status.
     fn pod(name: &str, phase: &str) -> Value {
-        json!({"metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": [TRACKING_FINALIZER]},
-               "status": {"phase": phase}})
+        json!({"metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": phase}})
     }
 
     fn types(status: &Value) -> Vec<String> {
@@ -756,7 +761,11 @@ mod tests {
         let p = plan(&j, &[&running], now, &t);
         assert_eq!((p.create, p.status["active"].as_u64()), (0, Some(1)));
 
+        // Once the pod succeeded and was counted:
         let done = pod("j-a", "Succeeded");
+        let mut counted = p.status.clone();
+        counted["succeeded"] = json!(1);
+        let j = job(json!({"status": counted}));
         let p = plan(&j, &[&done], now, &t);
         assert_eq!(types(&p.status), ["SuccessCriteriaMet", "Complete"]);
         assert_eq!(p.status["succeeded"], 1);
@@ -768,7 +777,7 @@ mod tests {
     #[test]
     fn success_waits_for_terminating_pods() {
         let now = Timestamp::now();
-        let j = job(json!({"spec": {"parallelism": 2}}));
+        let j = job(json!({"spec": {"parallelism": 2}, "status": {"succeeded": 1}}));
         let done = pod("j-a", "Succeeded");
         let mut other = pod("j-b", "Running");
         let p = plan(&j, &[&done, &other], now, &JobTiming::default());
@@ -786,7 +795,7 @@ mod tests {
     #[test]
     fn backoff_limit_fails_the_job() {
         let now = Timestamp::now();
-        let j = job(json!({}));
+        let j = job(json!({"status": {"failed": 1}}));
         let failed = pod("j-a", "Failed");
         let p = plan(&j, &[&failed], now, &JobTiming::default());
         assert_eq!(types(&p.status), ["FailureTarget", "Failed"]);
@@ -800,13 +809,25 @@ mod tests {
     #[test]
     fn failed_pods_are_replaced_after_a_backoff() {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let j = job(json!({"spec": {"backoffLimit": 3}}));
+        let j = job(json!({"spec": {"backoffLimit": 3}, "status": {"failed": 1}}));
         let failed = pod("j-a", "Failed");
         let p = plan(&j, &[&failed], now, &JobTiming::default());
         assert_eq!(p.create, 0);
         assert_eq!(p.requeue, Some(Duration::from_secs(1)));
         let later = now + jiff::SignedDuration::from_secs(2);
         assert_eq!(plan(&j, &[&failed], later, &JobTiming::default()).create, 1);
+    }
+
+    #[test]
+    fn uncounted_pods_do_not_decide() {
+        let now = Timestamp::now();
+        let j = job(json!({}));
+        let mut done = pod("j-a", "Succeeded");
+        done["metadata"]["finalizers"] = json!([TRACKING_FINALIZER]);
+        let p = plan(&j, &[&done], now, &JobTiming::default());
+        assert!(types(&p.status).is_empty());
+        assert!(p.status["succeeded"].is_null());
+        assert_eq!(p.create, 0, "no replacement before the pod is counted");
     }
 
     #[test]
