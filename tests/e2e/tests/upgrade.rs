@@ -86,6 +86,15 @@ fn upgrade(helm: Helm) {
 
     c.assert_deployed(helm, 2);
     c.leak_scan(&["vault", "cache"]);
+
+    // Revision 3 requests nothing: the release still succeeds, and what the retained
+    // connections created stays.
+    c.helm_upgrade(helm, &[], &[]).ok();
+    c.wait_job_gone();
+    c.assert_deployed(helm, 3);
+    c.get("secret", &apps, "sc-cache-secret");
+    c.get("secretproviderclass", &apps, "sc-vault-spc");
+    c.scan_cluster();
 }
 
 with_both_helms!(upgrade);
