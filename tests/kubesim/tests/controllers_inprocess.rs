@@ -151,13 +151,10 @@ async fn job_with_env_from_secret_completes_and_keeps_its_log() {
 async fn failing_job_ends_failed_with_backoff_limit_exceeded() {
     let ks = start().await;
     let c = ks.cluster();
-    create(
-        &c,
-        "batch",
-        "jobs",
-        "default",
-        job("fails", json!(["sh", "-c", "echo boom; exit 3"]), 0),
-    );
+    let mut j = job("fails", json!(["sh", "-c", "echo boom; exit 3"]), 0);
+    j["spec"]["template"]["spec"]["containers"][0]["terminationMessagePolicy"] =
+        json!("FallbackToLogsOnError");
+    create(&c, "batch", "jobs", "default", j);
     let failed = wait_until(WAIT, "job fails failed", || {
         let c = c.clone();
         async move {
@@ -176,10 +173,10 @@ async fn failing_job_ends_failed_with_backoff_limit_exceeded() {
     assert_eq!(failed["status"]["failed"], 1);
     let pods = list(&c, "", "pods", "default");
     let pod = owned_by(&pods, &failed)[0];
-    assert_eq!(
-        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
-        3
-    );
+    let terminated = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 3);
+    assert_eq!(terminated["reason"], "Error");
+    assert_eq!(terminated["message"], "boom\n");
     let log = log_text(
         &c,
         "default",

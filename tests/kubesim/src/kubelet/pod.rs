@@ -479,6 +479,17 @@ async fn watch_probes(
     }
 }
 
+/// The termination message taken from the log: its last 80 lines, at most 2048 bytes.
+fn log_tail(log: &super::logs::LogBuffer) -> String {
+    let query = super::logs::LogQuery {
+        tail_lines: Some(80),
+        ..Default::default()
+    };
+    let bytes = log.snapshot(&query);
+    let start = bytes.len().saturating_sub(2048);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
 fn backoff(ctx: &Ctx, restarts: u32) -> Duration {
     let cfg = &ctx.kubelet.config;
     cfg.restart_backoff_base
@@ -580,6 +591,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                         exit_code: 128,
                         signal: None,
                         reason: "StartError".into(),
+                        message: Some(message.clone()),
                         started_at,
                         finished_at: Timestamp::now(),
                     };
@@ -636,11 +648,14 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                     }
                 };
                 let reason = if exit.code == 0 { "Completed" } else { "Error" };
+                let fallback = spec["terminationMessagePolicy"] == "FallbackToLogsOnError";
+                let message = (exit.code != 0 && fallback).then(|| log_tail(&log));
                 ctx.update(|r| {
                     slot(r, init, i).state = State::Terminated {
                         exit_code: exit.code,
                         signal: exit.signal,
                         reason: reason.into(),
+                        message,
                         started_at,
                         finished_at: Timestamp::now(),
                     }

@@ -21,6 +21,8 @@ pub enum State {
         exit_code: i32,
         signal: Option<i32>,
         reason: String,
+        /// The termination message (e.g. the log's tail with `FallbackToLogsOnError`).
+        message: Option<String>,
         started_at: Timestamp,
         finished_at: Timestamp,
     },
@@ -48,6 +50,7 @@ impl State {
                 exit_code,
                 signal,
                 reason,
+                message,
                 started_at,
                 finished_at,
             } => {
@@ -59,6 +62,9 @@ impl State {
                 });
                 if let Some(s) = signal {
                     t["signal"] = json!(s);
+                }
+                if let Some(m) = message {
+                    t["message"] = json!(m);
                 }
                 json!({"terminated": t})
             }
@@ -329,6 +335,7 @@ mod tests {
         assert_eq!(ready["status"], "True");
         run.phase = Phase::Succeeded;
         run.containers[0].state = State::Terminated {
+            message: None,
             exit_code: 0,
             signal: None,
             reason: "Completed".into(),
