@@ -9,6 +9,9 @@
 //! Every check compares the cluster with what `sc-model` renders for the same values, and
 //! every scenario ends with [`Cluster::leak_scan`].
 
+pub mod chaos;
+pub mod corpus;
+
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::cell::RefCell;
