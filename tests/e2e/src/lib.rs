@@ -9,7 +9,6 @@
 //! Every check compares the cluster with what `sc-model` renders for the same values, and
 //! every scenario ends with [`Cluster::leak_scan`].
 
-pub mod chaos;
 pub mod corpus;
 
 use base64::Engine as _;
