@@ -345,11 +345,34 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
             resource: t.info.resource.clone(),
             subresource: t.subresource.clone().unwrap_or_default(),
             namespace: t.namespace.clone(),
-            name: t.name.clone().unwrap_or_default(),
+            name: t.name.clone().unwrap_or_else(|| authorized_name(req, verb)),
             path: None,
         },
     )?;
     serve(cluster, req, &t, verb).await
+}
+
+/// The object name a collection request is authorized for: as kube-apiserver's RequestInfo
+/// does, a list or watch whose field selector is exactly `metadata.name=NAME` is a request for
+/// NAME, so RBAC rules with `resourceNames` allow it.
+fn authorized_name(req: &Req, verb: &str) -> String {
+    if verb != "list" && verb != "watch" {
+        return String::new();
+    }
+    let Some(fs) = req.query.get("fieldSelector") else {
+        return String::new();
+    };
+    let parts: Vec<&str> = fs.split(',').filter(|p| !p.trim().is_empty()).collect();
+    match parts.as_slice() {
+        [only] => only
+            .trim()
+            .strip_prefix("metadata.name==")
+            .or_else(|| only.trim().strip_prefix("metadata.name="))
+            .filter(|n| !n.starts_with('='))
+            .map(str::to_string)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
