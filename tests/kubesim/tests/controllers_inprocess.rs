@@ -1029,3 +1029,39 @@ async fn job_pods_are_tracked_with_a_finalizer_until_counted() {
     .await;
     assert_eq!(released["status"]["phase"], "Running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_rollout_exceeds_its_progress_deadline() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut d = deployment("crashy", 1, "3600");
+    d["spec"]["progressDeadlineSeconds"] = json!(1);
+    d["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["false"]);
+    create(&c, "apps", "deployments", "default", d);
+    let stuck = wait_until(WAIT, "progress deadline exceeded", || {
+        let c = c.clone();
+        async move {
+            get(&c, "apps", "deployments", "default", "crashy").filter(|d| {
+                d["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Progressing" && c["status"] == "False")
+            })
+        }
+    })
+    .await;
+    let progressing = stuck["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap();
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
+    assert!(
+        progressing["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("has timed out progressing.")
+    );
+}

@@ -403,6 +403,7 @@ impl Reconciler for DeploymentController {
             .sum();
         let complete = updated == replicas && new_available == replicas && old_pods == 0;
         let available_ok = available >= replicas - max_unavailable;
+        let mut requeue = None;
         let mut conditions = vec![if available_ok {
             condition(
                 "Available",
@@ -437,13 +438,64 @@ impl Reconciler for DeploymentController {
                 d,
             )
         } else {
-            condition(
-                "Progressing",
-                true,
-                "ReplicaSetUpdated",
-                &format!("ReplicaSet \"{new_name}\" is progressing."),
-                d,
-            )
+            // Still rolling: progress (any count changed, or a new template) refreshes
+            // lastUpdateTime; none for progressDeadlineSeconds ends it with
+            // ProgressDeadlineExceeded.
+            let counts = |o: &Value| {
+                [
+                    "replicas",
+                    "updatedReplicas",
+                    "readyReplicas",
+                    "availableReplicas",
+                ]
+                .map(|f| status_count(o, f))
+            };
+            let now_counts = [sum("replicas"), updated, sum("readyReplicas"), available];
+            let prev = d["status"]["conditions"]
+                .as_array()
+                .and_then(|l| l.iter().find(|c| c["type"] == "Progressing"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let progressed = counts(d) != now_counts
+                || d["status"]["observedGeneration"] != d["metadata"]["generation"]
+                || prev["reason"] == "NewReplicaSetAvailable";
+            let now = jiff::Timestamp::now();
+            let last = match prev["lastUpdateTime"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            {
+                Some(t) if !progressed => t,
+                _ => now,
+            };
+            let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
+            let expiry = last + jiff::SignedDuration::from_secs(deadline);
+            let mut c = if now >= expiry {
+                condition(
+                    "Progressing",
+                    false,
+                    "ProgressDeadlineExceeded",
+                    &format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                    d,
+                )
+            } else {
+                requeue = Some(Duration::from_secs_f64(
+                    expiry.duration_since(now).as_secs_f64().max(0.0),
+                ));
+                condition(
+                    "Progressing",
+                    true,
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{new_name}\" is progressing."),
+                    d,
+                )
+            };
+            if c["status"] == "True" {
+                c["lastUpdateTime"] = json!(format!(
+                    "{:.0}",
+                    last.round(jiff::Unit::Second).unwrap_or(last)
+                ));
+            }
+            c
         });
         let mut status = json!({
             "observedGeneration": d["metadata"]["generation"],
@@ -480,7 +532,7 @@ impl Reconciler for DeploymentController {
                 Ok(())
             })?;
         }
-        Ok(None)
+        Ok(requeue)
     }
 }
 
