@@ -390,7 +390,14 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
     }
     let spec = &obj["spec"];
     match (info.group.as_str(), info.resource.as_str()) {
-        ("", "pods") => validate_pod_spec(spec, "spec", &mut causes),
+        ("", "pods") => {
+            validate_pod_spec(spec, "spec", &mut causes);
+            if let Some(old) = old
+                && !pod_update_allowed(&old["spec"], spec)
+            {
+                causes.push(Cause::forbidden("spec", POD_UPDATE_MSG));
+            }
+        }
         ("", "secrets") | ("", "configmaps") => {
             if let Some(old) = old
                 && old["immutable"].as_bool() == Some(true)
@@ -467,6 +474,52 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         _ => {}
     }
     causes
+}
+
+const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// Whether a pod spec update only touches what the API server lets change: container images,
+/// activeDeadlineSeconds, tolerations and terminationGracePeriodSeconds. Fields the server
+/// or the kubelet set (nodeName) may be filled in once.
+fn pod_update_allowed(old: &Value, new: &Value) -> bool {
+    let mut candidate = old.clone();
+    for list in ["containers", "initContainers"] {
+        let (Some(o), n) = (
+            candidate.get_mut(list).and_then(Value::as_array_mut),
+            new[list].as_array(),
+        ) else {
+            if new.get(list).is_some() != old.get(list).is_some() {
+                return false;
+            }
+            continue;
+        };
+        let Some(n) = n.filter(|n| n.len() == o.len()) else {
+            return false;
+        };
+        for (oc, nc) in o.iter_mut().zip(n) {
+            oc["image"] = nc["image"].clone();
+        }
+    }
+    for field in [
+        "activeDeadlineSeconds",
+        "tolerations",
+        "terminationGracePeriodSeconds",
+    ] {
+        match new.get(field) {
+            Some(v) => candidate[field] = v.clone(),
+            None => {
+                if let Some(m) = candidate.as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    if old["nodeName"].as_str().is_none_or(str::is_empty)
+        && let Some(n) = new.get("nodeName")
+    {
+        candidate["nodeName"] = n.clone();
+    }
+    &candidate == new
 }
 
 fn validate_workload(spec: &Value, causes: &mut Vec<Cause>) {

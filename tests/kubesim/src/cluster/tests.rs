@@ -442,3 +442,45 @@ fn pod_logs_without_a_source_wait_to_start() {
         )
     );
 }
+
+#[test]
+fn pod_specs_only_change_where_the_api_server_allows() {
+    let c = Cluster::new();
+    let r = res("", "pods");
+    c.create(&r, "default", pod("p", Some("node-1")), &opts())
+        .unwrap();
+    let image = json!({"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}});
+    let p = c
+        .patch(
+            &r,
+            "default",
+            "p",
+            None,
+            PatchType::Strategic,
+            &image,
+            &opts(),
+        )
+        .unwrap();
+    assert_eq!(p["spec"]["containers"][0]["image"], "busybox:1.37");
+    let label = json!({"metadata": {"labels": {"a": "b"}}});
+    c.patch(&r, "default", "p", None, PatchType::Merge, &label, &opts())
+        .unwrap();
+    let restart = json!({"spec": {"restartPolicy": "Never"}});
+    let e = c
+        .patch(
+            &r,
+            "default",
+            "p",
+            None,
+            PatchType::Merge,
+            &restart,
+            &opts(),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.starts_with("Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
+        "{}",
+        e.message
+    );
+}
