@@ -2,7 +2,7 @@
 //! hooks) runs its containers as local processes.
 //!
 //! - Binding: a new pod gets `spec.nodeName` (the node name, `kubesim` by default).
-//! - Images and commands: see [`image`]; environment: see [`env`].
+//! - Images and commands: see [`image`]; environment: see [`env`](mod@env).
 //! - Working directory: one per pod under the kubelet's root directory (a fresh directory in
 //!   the system temp dir unless configured), removed with the pod. `HOME` points at it.
 //! - Identity: unless `automountServiceAccountToken: false`, the pod's ServiceAccount gets a
