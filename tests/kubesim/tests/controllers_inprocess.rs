@@ -1065,3 +1065,28 @@ async fn stuck_rollout_exceeds_its_progress_deadline() {
             .ends_with("has timed out progressing.")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_of_a_running_job() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut j = job("fg", json!(["sleep", "3600"]), 0);
+    j["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    let j = create(&c, "batch", "jobs", "default", j);
+    running_pod_of(&c, &j).await;
+    let foreground = DeleteOptions {
+        propagation_policy: Some(Propagation::Foreground),
+        ..Default::default()
+    };
+    c.delete(&res("batch", "jobs"), "default", "fg", &foreground)
+        .unwrap();
+    wait_until(WAIT, "job and pods gone", || {
+        let c = c.clone();
+        async move {
+            let gone = get(&c, "batch", "jobs", "default", "fg").is_none();
+            (gone && list(&c, "", "pods", "default").is_empty()).then_some(())
+        }
+    })
+    .await;
+    assert!(ks.kubelet().pids().is_empty());
+}
