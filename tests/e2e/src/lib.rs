@@ -9,6 +9,7 @@
 //! Every check compares the cluster with what `sc-model` renders for the same values, and
 //! every scenario ends with [`Cluster::leak_scan`].
 
+pub mod chaos;
 pub mod corpus;
 
 use base64::Engine as _;
@@ -573,6 +574,28 @@ impl Cluster {
         assert!(
             !listed.contains(JOB),
             "`kubectl get job -n {ns}` still lists sc-job:\n{listed}"
+        );
+    }
+
+    /// Waits until the metadata ConfigMaps of the removed `connections` are gone (the agent
+    /// deletes them once the removal is applied).
+    pub fn wait_metadata_gone(&self, connections: &[&str]) {
+        let ns = self.release_ns();
+        wait_for_state(
+            SETTLE,
+            "the metadata of removed connections to be deleted",
+            || {
+                let left: Vec<String> = connections
+                    .iter()
+                    .map(|c| sc_model::names::metadata_config_map_name(c))
+                    .filter(|name| self.try_get("configmap", &ns, name).is_some())
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left.join(", "))
+                }
+            },
         );
     }
 

@@ -11,7 +11,11 @@
 //!   objects.
 
 use sc_e2e::corpus::{self, Case, Stage};
-use sc_e2e::{Helm, Out, chart_dir, run_command, tool, write_private};
+use sc_e2e::{
+    Cluster, Helm, Out, SETTLE, chart_dir, expected, merged, run_command, secret_value, tool,
+    wait_for_state, write_private,
+};
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
@@ -254,4 +258,254 @@ fn schema() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// The healthy connection installed next to every batch: Storage Blob with a key, and
+/// configuration values that look like injections but are plain text (they must land in the
+/// Secret unchanged, and nothing may run them).
+fn healthy(apps: &str, key: &str, marker: &Path) -> (Value, Value) {
+    (
+        json!({"connections": {"healthy": {
+            "namespace": apps,
+            "targetType": "storage-blob",
+            "authType": "secret",
+            "clientType": "python",
+            "parameters": {"accountName": "e2ehealthy"},
+            "configurations": {
+                "INJECTED_SHELL": format!("$(touch {})", marker.display()),
+                "INJECTED_BACKTICKS": format!("`touch {}`", marker.display()),
+                "INJECTED_TEMPLATE": "{{ .Release.Name }}",
+                "INJECTED_POINTER": "~1/a~0b",
+                "INJECTED_YAML": "a: [b, {c: d}]",
+                "INJECTED_UNICODE": "Grüße ✓ \u{202e}",
+            },
+        }}}),
+        json!({"connections": {"healthy": {"secrets": {"accountKey": key}}}}),
+    )
+}
+
+/// The objects of the healthy connection in `apps`.
+fn healthy_objects(c: &Cluster, apps: &str) -> Value {
+    let mut snap = c.snapshot(apps);
+    let map = snap.as_object_mut().expect("a snapshot is a map");
+    map.retain(|k, _| k == "Secret/sc-healthy-secret");
+    assert_eq!(
+        map.len(),
+        1,
+        "the healthy connection's Secret is missing: {snap}"
+    );
+    snap
+}
+
+/// The text a connection's failure is told with: its status error, or why it is not (yet)
+/// `Failed`.
+fn failure_text(c: &Cluster, name: &str) -> Result<String, String> {
+    let ns = c.release_ns();
+    let cm_name = sc_model::names::metadata_config_map_name(name);
+    let cm = c
+        .try_get("configmap", &ns, &cm_name)
+        .ok_or_else(|| format!("no metadata ConfigMap {cm_name}"))?;
+    let status: Value = cm["data"]["status.json"]
+        .as_str()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or_else(|| format!("{cm_name} has no status.json yet: {}", cm["data"]))?;
+    if status["phase"] != "Failed" {
+        return Err(format!("status of {name}: {status}"));
+    }
+    Ok(format!(
+        "{}\n{}",
+        status["error"]["message"].as_str().unwrap_or_default(),
+        status["error"]["remedy"].as_str().unwrap_or_default()
+    ))
+}
+
+/// The pod of the agent Deployment: (name, restart count).
+fn agent_pod(c: &Cluster) -> (String, i64) {
+    let pods = c.get_json(&[
+        "pods",
+        "-n",
+        &c.release_ns(),
+        "-l",
+        "app.kubernetes.io/component=agent",
+    ]);
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "expected one agent pod: {pods}");
+    let p = &items[0];
+    (
+        p["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(-1),
+    )
+}
+
+/// Installs the cluster cases in batches next to the healthy connection and checks each one.
+#[test]
+fn cluster() {
+    let cases: Vec<Case> = corpus::load()
+        .into_iter()
+        .filter(|c| c.stage == Stage::Cluster)
+        .collect();
+    let c = Cluster::start();
+    let apps = c.create_namespace("apps");
+    let rel = c.release_ns();
+    let key = secret_value("healthy-key");
+    c.remember_secret(&key);
+    let marker = c.dir().join("injected-command-ran");
+    let (settings, protected) = healthy(&apps, &key, &marker);
+    let files = [
+        c.write_values("healthy", &settings),
+        c.write_values("healthy-protected", &protected),
+    ];
+    c.helm_upgrade(Helm::V3, &[&files[0], &files[1]], &[]).ok();
+    c.wait_job_gone();
+    c.assert_materialized(&expected(&merged(&[&settings, &protected])));
+    let before = healthy_objects(&c, &apps);
+    let agent_before = agent_pod(&c);
+
+    // The namespace case retries (the namespace may appear); alone in the last batch, its Job's
+    // log is read before a retry replaces it.
+    let (late, early): (Vec<&Case>, Vec<&Case>) = cases.iter().partition(|k| k.plan_accepts);
+    let mut batches: Vec<Vec<&Case>> = early
+        .chunks(early.len().div_ceil(3))
+        .map(<[_]>::to_vec)
+        .collect();
+    batches.push(late);
+    let mut logs = String::new();
+    let mut names: Vec<String> = vec!["healthy".into()];
+    for (i, batch) in batches.iter().enumerate() {
+        let mut docs = vec![settings.clone()];
+        let mut secrets = vec![protected.clone()];
+        for k in batch {
+            docs.push(k.public());
+            if let Some(p) = k.protected() {
+                secrets.push(p);
+            }
+            for s in &k.secrets {
+                c.remember_secret(s);
+            }
+            for n in k
+                .values
+                .as_ref()
+                .and_then(|v| v["connections"].as_object())
+                .into_iter()
+                .flatten()
+                .map(|(n, _)| n)
+            {
+                names.push(n.clone());
+            }
+        }
+        let all = merged(&docs.iter().collect::<Vec<_>>());
+        let all_protected = merged(&secrets.iter().collect::<Vec<_>>());
+        let batch_files = [
+            c.write_values(&format!("batch{i}"), &all),
+            c.write_values(&format!("batch{i}-protected"), &all_protected),
+        ];
+        let out = c.helm_upgrade(Helm::V3, &[&batch_files[0], &batch_files[1]], &[]);
+        assert!(
+            !out.success(),
+            "batch {i}: the upgrade succeeded with {} bad connections:\n{}",
+            batch.len(),
+            out.all()
+        );
+        let helm_text = out.all();
+        let mut plan_cmd = Command::new(sc_e2e::binary("sc-agent"));
+        plan_cmd
+            .args(["plan", "-f"])
+            .arg(&batch_files[0])
+            .arg("-f")
+            .arg(&batch_files[1]);
+        let plan_text = run_command(plan_cmd, "sc-agent plan", None).all();
+        let mut failures = Vec::new();
+        for k in batch {
+            let name = k.name.as_deref().expect("a connection case");
+            let path = k.key_path();
+            let text = wait_for_state(SETTLE, &format!("connection {name} to fail"), || {
+                failure_text(&c, name)
+            });
+            if !text.contains(&path) {
+                failures.push(format!("{}: its status does not name {path}: {text}", k.id));
+            }
+            let show = c.sc_agent(&["show", name, "--namespace", &rel]).all();
+            if !show.contains(&path) {
+                failures.push(format!(
+                    "{}: `sc-agent show {name}` does not name {path}:\n{show}",
+                    k.id
+                ));
+            }
+            if k.plan_accepts == plan_text.contains(&path) {
+                failures.push(format!(
+                    "{}: `sc-agent plan` and the cluster disagree on {path}:\n{plan_text}",
+                    k.id
+                ));
+            }
+            if !helm_text.contains(&path) {
+                failures.push(format!("{}: helm's output does not name {path}", k.id));
+            }
+        }
+        let job_log = c
+            .kubectl(&["logs", &format!("job/{}", sc_e2e::JOB), "-n", &rel])
+            .all();
+        for k in batch {
+            if !job_log.contains(&k.key_path()) {
+                failures.push(format!(
+                    "{}: sc-job's log does not name {}",
+                    k.id,
+                    k.key_path()
+                ));
+            }
+        }
+        logs.push_str(&job_log);
+        assert!(failures.is_empty(), "batch {i}:\n{}", failures.join("\n"));
+        assert_eq!(
+            healthy_objects(&c, &apps),
+            before,
+            "batch {i} changed the healthy connection's objects"
+        );
+        let status = c.metadata_status("healthy");
+        assert_eq!(
+            status["phase"], "Ready",
+            "status of healthy after batch {i}: {status}"
+        );
+        eprintln!(
+            "batch {i}: {} bad connections refused in the cluster, each naming its key",
+            batch.len()
+        );
+    }
+
+    // Back to the healthy connection alone: the upgrade succeeds and nothing else changed.
+    c.helm_upgrade(Helm::V3, &[&files[0], &files[1]], &[]).ok();
+    c.wait_job_gone();
+    c.assert_materialized(&expected(&merged(&[&settings, &protected])));
+    assert_eq!(
+        healthy_objects(&c, &apps),
+        before,
+        "the healthy connection's objects changed"
+    );
+    assert_eq!(
+        agent_pod(&c),
+        agent_before,
+        "the agent pod was replaced or restarted"
+    );
+    assert!(
+        !marker.exists(),
+        "a value of the healthy connection was run as a command"
+    );
+    logs.push_str(&c.kubectl(&["logs", "deploy/sc-agent", "-n", &rel]).all());
+    for word in ["panicked", "RUST_BACKTRACE"] {
+        assert!(
+            !logs.contains(word),
+            "a log shows a panic:\n{}",
+            shown(&logs)
+        );
+    }
+    let refs: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n == "healthy")
+        .collect();
+    c.leak_scan(&refs);
 }

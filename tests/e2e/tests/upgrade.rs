@@ -1,12 +1,12 @@
 //! Scenario 2: an upgrade that adds, changes and removes connections. A removed connection
-//! with `deletionPolicy: Retain` (the default) keeps its objects; with `Delete` they go.
+//! with `deletionPolicy: Retain` (the default) keeps its objects; with `Delete` they go. Then
+//! an upgrade requesting nothing, and a rollback to the first revision.
 
 // Pending: see tests/e2e/PENDING.md.
 #![cfg(feature = "pending")]
 
 use sc_e2e::{
-    Cluster, Helm, SETTLE, expected, merged, secret_value, three_connections, wait_until,
-    with_both_helms,
+    Cluster, Helm, RELEASE, expected, merged, secret_value, three_connections, with_both_helms,
 };
 use serde_json::json;
 
@@ -58,15 +58,11 @@ fn upgrade(helm: Helm) {
     let spc = c.get("secretproviderclass", &apps, "sc-vault-spc");
     assert_eq!(spc["spec"]["parameters"]["keyvaultName"], "e2e-vault-two");
 
-    // Delete: the Secret of blob is gone.
-    wait_until(
-        SETTLE,
-        "Secret sc-blob-secret (deletionPolicy Delete) to be deleted",
-        || {
-            c.try_get("secret", &apps, "sc-blob-secret")
-                .is_none()
-                .then_some(())
-        },
+    // Delete: the Secret of blob is gone, once the removals are recorded.
+    c.wait_metadata_gone(&["blob", "bus"]);
+    assert!(
+        c.try_get("secret", &apps, "sc-blob-secret").is_none(),
+        "Secret sc-blob-secret (deletionPolicy Delete) is still there"
     );
     // Retain: the Secret and the ServiceAccount of bus stay, unchanged.
     let kept = c.get("secret", &apps, "sc-bus-secret");
@@ -90,11 +86,26 @@ fn upgrade(helm: Helm) {
     // Revision 3 requests nothing: the release still succeeds, and what the retained
     // connections created stays.
     c.helm_upgrade(helm, &[], &[]).ok();
+    // The wait hook waits for requested connections only: with none requested it returns at
+    // once, and the agent records the removals afterwards.
+    c.wait_metadata_gone(&["vault", "cache"]);
     c.wait_job_gone();
     c.assert_deployed(helm, 3);
     c.get("secret", &apps, "sc-cache-secret");
     c.get("secretproviderclass", &apps, "sc-vault-spc");
-    c.scan_cluster();
+
+    // A rollback to revision 1 (revision 4, through the post-rollback hook) brings its
+    // connections back exactly.
+    let rel = c.release_ns();
+    c.helm(
+        helm,
+        &["rollback", RELEASE, "1", "-n", &rel, "--timeout", "4m"],
+    )
+    .ok();
+    c.wait_job_gone();
+    c.assert_materialized(&expected(&merged(&[&settings, &protected])));
+    c.assert_deployed(helm, 4);
+    c.leak_scan(&["blob", "bus", "vault"]);
 }
 
 with_both_helms!(upgrade);
