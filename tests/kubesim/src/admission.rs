@@ -399,6 +399,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             }
         }
         ("", "secrets") | ("", "configmaps") => {
+            if let Some(c) = data_too_long(info, obj) {
+                causes.push(c);
+            }
             if let Some(old) = old
                 && old["immutable"].as_bool() == Some(true)
             {
@@ -474,6 +477,43 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         _ => {}
     }
     causes
+}
+
+/// Secrets and ConfigMaps hold at most 1 MiB of data.
+const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+fn data_too_long(info: &ResourceInfo, obj: &Value) -> Option<Cause> {
+    let entries = |field: &str, decode: bool| -> usize {
+        obj[field]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let s = v.as_str().unwrap_or_default();
+                let len = if decode {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map(|b| b.len())
+                        .unwrap_or(s.len())
+                } else {
+                    s.len()
+                };
+                k.len() + len
+            })
+            .sum()
+    };
+    let (size, field) = if info.resource == "secrets" {
+        (entries("data", true), "data")
+    } else {
+        (entries("data", false) + entries("binaryData", true), "[]")
+    };
+    (size > MAX_DATA_BYTES).then(|| {
+        Cause::new(
+            "FieldValueTooLong",
+            field,
+            format!("Too long: may not be more than {MAX_DATA_BYTES} bytes"),
+        )
+    })
 }
 
 const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";

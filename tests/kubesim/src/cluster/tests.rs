@@ -484,3 +484,23 @@ fn pod_specs_only_change_where_the_api_server_allows() {
         e.message
     );
 }
+
+#[test]
+fn configmaps_and_secrets_hold_at_most_one_mebibyte() {
+    let c = Cluster::new();
+    let big = "x".repeat(1024 * 1024 + 1);
+    let cm = json!({"metadata": {"name": "big"}, "data": {"a": big}});
+    let e = c
+        .create(&res("", "configmaps"), "default", cm, &opts())
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message
+            .contains("Too long: may not be more than 1048576 bytes"),
+        "{}",
+        e.message
+    );
+    let fits = json!({"metadata": {"name": "fits"}, "data": {"a": "x".repeat(1024 * 1000)}});
+    c.create(&res("", "configmaps"), "default", fits, &opts())
+        .unwrap();
+}
