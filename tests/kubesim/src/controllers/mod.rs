@@ -291,6 +291,7 @@ pub(crate) fn adopt(
 /// Record a core/v1 Event about `obj` (as the real components do; `warning` for Warning).
 /// A repeat of the same event (object, component, type, reason, message) increments the
 /// `count` and `lastTimestamp` of the first one, as the client-go event recorder does.
+/// Failures are logged at debug level only: Events are best effort.
 pub fn record_event(
     cluster: &Cluster,
     obj: &Value,
@@ -299,20 +300,37 @@ pub fn record_event(
     reason: &str,
     message: &str,
 ) {
-    use sha2::Digest;
     let ns = match meta_str(obj, "namespace") {
         "" => "default",
         ns => ns,
     };
     let kind = if warning { "Warning" } else { "Normal" };
     let now = crate::cluster::now();
-    let digest = sha2::Sha256::digest(format!(
-        "{}\0{component}\0{kind}\0{reason}\0{message}",
-        meta_str(obj, "uid")
-    ));
-    let name = format!("{}.{}", meta_str(obj, "name"), hex::encode(&digest[..8]));
     let res = ResKey::new("", "events");
     let opts = WriteOptions::manager(component);
+    // The same event seen before: its name. New events are named `<object>.<nanoseconds in
+    // hex>` as client-go names them, so they list in the order they happened.
+    let uid = meta_str(obj, "uid");
+    let existing = cluster
+        .store()
+        .list(&res, Some(ns))
+        .0
+        .into_iter()
+        .find(|e| {
+            e["involvedObject"]["uid"] == uid
+                && e["reason"] == reason
+                && e["message"] == message
+                && e["type"] == kind
+                && e["source"]["component"] == component
+        });
+    let name = match &existing {
+        Some(e) => meta_str(e, "name").to_string(),
+        None => format!(
+            "{}.{:x}",
+            meta_str(obj, "name"),
+            jiff::Timestamp::now().as_nanosecond()
+        ),
+    };
     let bump = |cluster: &Cluster| {
         cluster.mutate(&res, ns, &name, component, |e| {
             e["count"] = json!(e["count"].as_i64().unwrap_or(1) + 1);
@@ -320,7 +338,7 @@ pub fn record_event(
             Ok(())
         })
     };
-    let result = if cluster.store().get(&ObjKey::new(&res, ns, &name)).is_some() {
+    let result = if existing.is_some() {
         bump(cluster)
     } else {
         let event = json!({
@@ -346,10 +364,7 @@ pub fn record_event(
             "reportingComponent": component,
             "reportingInstance": "",
         });
-        match cluster.create(&res, ns, event, &opts) {
-            Err(e) if e.is_conflict() => bump(cluster),
-            other => other,
-        }
+        cluster.create(&res, ns, event, &opts)
     };
     if let Err(e) = result {
         tracing::debug!(%reason, error = %e, "could not record an event");
