@@ -412,10 +412,16 @@ impl Reconciler {
         };
         let (desired, clashes) = diff::without_metadata_clashes(diff::desired(&requests));
         for (dropped, kept) in &clashes {
-            let note = format!(
-                "connections {kept} and {dropped} map to the same metadata ConfigMap {}: {dropped} is ignored; rename one of them",
-                contract::metadata_name(dropped)
-            );
+            let note = if kept.is_empty() {
+                format!(
+                    "connection {dropped:?} has no letter or digit, so no metadata ConfigMap can record it: it is ignored; rename it (letters, digits and '_')"
+                )
+            } else {
+                format!(
+                    "connections {kept} and {dropped} map to the same metadata ConfigMap {}: {dropped} is ignored; rename one of them",
+                    contract::metadata_name(dropped)
+                )
+            };
             tracing::warn!("{note}");
             self.event(
                 &requests_cm,

@@ -50,14 +50,22 @@ pub fn desired(requests: &Requests) -> Vec<Desired> {
 }
 
 /// Drops the connections whose metadata ConfigMap name is taken by an earlier one (names that
-/// differ only in non-alphanumeric characters or case, in different namespaces); returns the
-/// kept connections and the (dropped, kept) name pairs.
+/// differ only in non-alphanumeric characters or case, in different namespaces) or is not a
+/// valid name (a connection name without a letter or digit); returns the kept connections and
+/// the (dropped, kept) name pairs, with an empty kept name for an invalid one. A dropped
+/// connection has nowhere to record a result, so no Job carries it.
 pub fn without_metadata_clashes(desired: Vec<Desired>) -> (Vec<Desired>, Vec<(String, String)>) {
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     let mut kept = Vec::new();
     let mut clashes = Vec::new();
     for d in desired {
         let cm = crate::contract::metadata_name(&d.name);
+        if cm.len() == crate::contract::METADATA_PREFIX.len()
+            || !sc_model::names::is_dns_subdomain(&cm)
+        {
+            clashes.push((d.name.clone(), String::new()));
+            continue;
+        }
         match owners.get(&cm) {
             Some(owner) => clashes.push((d.name.clone(), owner.clone())),
             None => {
@@ -412,6 +420,14 @@ mod tests {
         let names: Vec<&str> = kept.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, vec!["Blob-1", "c"]);
         assert_eq!(clashes, vec![("blob_1".to_string(), "Blob-1".to_string())]);
+    }
+
+    #[test]
+    fn a_name_without_a_metadata_name_is_dropped() {
+        let (kept, clashes) = without_metadata_clashes(vec![want("___", "a"), want("c", "c")]);
+        let names: Vec<&str> = kept.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, vec!["c"]);
+        assert_eq!(clashes, vec![("___".to_string(), String::new())]);
     }
 
     #[test]
