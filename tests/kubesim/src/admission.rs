@@ -294,6 +294,78 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, uid: &str) {
     }
 }
 
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters.
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Why a label or annotation key is not a qualified name (`[prefix/]name`).
+fn key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if !is_subdomain(p) {
+            return Some(format!("prefix part {SUBDOMAIN_MSG}"));
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    (!is_qualified_part(name) || name.contains('/')).then(|| NAME_PART_MSG.to_string())
+}
+
+/// Label keys and values, annotation keys and the annotations' total size.
+fn validate_meta_maps(meta: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let field = format!("{path}.labels");
+    for (k, v) in meta["labels"].as_object().into_iter().flatten() {
+        if let Some(why) = key_problem(k) {
+            causes.push(Cause::invalid(&field, &json!(k), &why));
+        }
+        let value = v.as_str().unwrap_or_default();
+        if value.len() > 63 {
+            causes.push(Cause::invalid(
+                &field,
+                v,
+                "must be no more than 63 characters",
+            ));
+        } else if !value.is_empty() && !is_qualified_part(value) {
+            causes.push(Cause::invalid(&field, v, LABEL_VALUE_MSG));
+        }
+    }
+    let field = format!("{path}.annotations");
+    let mut total = 0;
+    for (k, v) in meta["annotations"].as_object().into_iter().flatten() {
+        if let Some(why) = key_problem(&k.to_lowercase()) {
+            causes.push(Cause::invalid(&field, &json!(k), &why));
+        }
+        total += k.len() + v.as_str().map_or(0, str::len);
+    }
+    if total > MAX_ANNOTATIONS_BYTES {
+        causes.push(Cause::new(
+            "FieldValueTooLong",
+            &field,
+            format!("Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes"),
+        ));
+    }
+}
+
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
@@ -347,6 +419,21 @@ fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
 /// Validation of a create (`old` None) or an update. Returns the causes of a 422.
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
+    validate_meta_maps(&obj["metadata"], "metadata", &mut causes);
+    for (path, meta) in [
+        (
+            "spec.template.metadata",
+            &obj["spec"]["template"]["metadata"],
+        ),
+        (
+            "spec.jobTemplate.spec.template.metadata",
+            &obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"],
+        ),
+    ] {
+        if meta.is_object() {
+            validate_meta_maps(meta, path, &mut causes);
+        }
+    }
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     if old.is_none() {
         if name.is_empty() {

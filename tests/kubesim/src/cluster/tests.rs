@@ -504,3 +504,40 @@ fn configmaps_and_secrets_hold_at_most_one_mebibyte() {
     c.create(&res("", "configmaps"), "default", fits, &opts())
         .unwrap();
 }
+
+#[test]
+fn label_keys_and_values_are_validated() {
+    let c = Cluster::new();
+    let mut bad = cm("labelled");
+    bad["metadata"]["labels"] =
+        json!({"ok/fine": "yes", "bad key": "v", "k": "no spaces", "long": "x".repeat(64)});
+    let e = c
+        .create(&res("", "configmaps"), "default", bad, &opts())
+        .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message
+            .contains("metadata.labels: Invalid value: \"bad key\": name part must consist of"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains(
+            "metadata.labels: Invalid value: \"no spaces\": a valid label must be an empty string"
+        ),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("must be no more than 63 characters"),
+        "{}",
+        e.message
+    );
+    let mut good = cm("labelled");
+    good["metadata"]["labels"] =
+        json!({"app.kubernetes.io/name": "demo", "empty": "", "v": "1.2_3-a"});
+    good["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+    c.create(&res("", "configmaps"), "default", good, &opts())
+        .unwrap();
+}
