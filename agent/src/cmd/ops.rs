@@ -153,6 +153,25 @@ impl Snapshot {
         self.metadata.iter().find(|m| m.connection == name)
     }
 
+    /// Why the agent ignores a requested connection that has no metadata of its own: its
+    /// metadata ConfigMap name belongs to another connection (`Some(owner)`), or it gives no
+    /// valid name (`Some("")`). `None` when it is not ignored.
+    pub fn ignored_for(&self, name: &str) -> Option<String> {
+        if self.metadata(name).is_some() || !self.is_requested(name) {
+            return None;
+        }
+        let cm = crate::contract::metadata_name(name);
+        if cm.len() == crate::contract::METADATA_PREFIX.len()
+            || !sc_model::names::is_dns_subdomain(&cm)
+        {
+            return Some(String::new());
+        }
+        self.metadata
+            .iter()
+            .find(|m| m.configmap == cm && m.connection != name)
+            .map(|m| m.connection.clone())
+    }
+
     /// Whether the requests name the connection.
     pub fn is_requested(&self, name: &str) -> bool {
         self.requests
@@ -220,6 +239,7 @@ fn row(name: &str, snapshot: &Snapshot) -> Value {
         .unwrap_or(Value::Null);
     let phase = match m {
         Some(m) => m.phase(None).as_str(),
+        None if snapshot.ignored_for(name).is_some() => "Failed",
         None => "Pending",
     };
     let objects: Vec<Value> = m
@@ -343,13 +363,32 @@ pub fn show(args: &NameArgs) -> ExitCode {
             return Err(not_requested(name, &c.namespace));
         }
         let r = row(name, &snapshot);
+        // A connection the agent ignores has no status of its own: say why.
+        let ignored = snapshot.ignored_for(name).map(|owner| {
+            let message = if owner.is_empty() {
+                format!("connections.{name}: the name has no letter or digit, so no metadata ConfigMap can record it: the agent ignores it")
+            } else {
+                format!(
+                    "connections.{name}: maps to the same metadata ConfigMap {} (and Secret name) as connection {owner}: the agent ignores it",
+                    crate::contract::metadata_name(name)
+                )
+            };
+            json!({"phase": "Failed", "error": {
+                "reason": "NameClash",
+                "message": message,
+                "remedy": "rename the connection (names that differ only in '_' or case map to the same objects) and upgrade the release",
+            }})
+        });
         let v = json!({
             "name": name,
             "phase": r["phase"],
             "metadata": m.map(|m| format!("{}/{}", c.namespace, m.configmap)),
             "spec": m.and_then(|m| m.spec.clone()),
             "requested": m.and_then(|m| m.requested.clone()),
-            "status": m.and_then(|m| m.status.clone()),
+            "status": match m.and_then(|m| m.status.clone()) {
+                Some(status) => json!(status),
+                None => ignored.unwrap_or(Value::Null),
+            },
             "journal": m.map(|m| m.journal.clone()).unwrap_or_default(),
         });
         match c.output {
