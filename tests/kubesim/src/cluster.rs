@@ -618,6 +618,16 @@ impl Cluster {
                 Some(_) => {}
             }
         }
+        // Admission errors name the object as requested (generateName before a name exists).
+        let requested = [
+            meta(&obj)["name"].as_str(),
+            meta(&obj)["generateName"].as_str(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|n| !n.is_empty())
+        .unwrap_or_default()
+        .to_string();
         // Server-set metadata.
         let uid = uuid::Uuid::new_v4().to_string();
         {
@@ -683,6 +693,22 @@ impl Cluster {
         let causes = admission::validate(info, &obj, None);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
+        }
+        if (info.group.as_str(), info.resource.as_str()) == ("", "pods") {
+            // The ServiceAccount admission plugin: the pod's ServiceAccount must exist.
+            let sa = obj["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let sa_key = ObjKey::new(&ResKey::new("", "serviceaccounts"), &ns, sa);
+            if self.store.get(&sa_key).is_none() {
+                return Err(ApiError::forbidden(
+                    format!(
+                        "pods {requested:?} is forbidden: error looking up service account {ns}/{sa}: serviceaccount {sa:?} not found"
+                    ),
+                    Some(info),
+                    &requested,
+                ));
+            }
         }
         if info.group == "apiextensions.k8s.io" {
             crate::resources::Registry::default()

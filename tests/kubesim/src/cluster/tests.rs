@@ -541,3 +541,23 @@ fn label_keys_and_values_are_validated() {
     c.create(&res("", "configmaps"), "default", good, &opts())
         .unwrap();
 }
+
+#[test]
+fn pods_need_their_service_account() {
+    let c = Cluster::new();
+    let mut p = json!({"metadata": {"generateName": "job-"},
+        "spec": {"serviceAccountName": "runner", "containers": [{"name": "c", "image": "i"}]}});
+    let e = c
+        .create(&res("", "pods"), "default", p.clone(), &opts())
+        .unwrap_err();
+    assert_eq!(e.code, 403);
+    assert_eq!(
+        e.message,
+        "pods \"job-\" is forbidden: error looking up service account default/runner: serviceaccount \"runner\" not found"
+    );
+    let sa = json!({"metadata": {"name": "runner"}});
+    c.create(&res("", "serviceaccounts"), "default", sa, &opts())
+        .unwrap();
+    p["metadata"]["generateName"] = json!("job-");
+    c.create(&res("", "pods"), "default", p, &opts()).unwrap();
+}
