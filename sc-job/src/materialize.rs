@@ -373,6 +373,16 @@ impl Materializer<'_> {
                 ns,
                 &names::secret_provider_class_name(&entry.name),
             ));
+            // Workload identity: the ServiceAccount of its client ID (kept while another
+            // connection uses it, like any shared ServiceAccount).
+            let client_id = spec["parameters"]["clientId"].as_str().unwrap_or_default();
+            if spec["authType"] == "workloadIdentity" && !client_id.is_empty() {
+                objects.push(ObjRef::new(
+                    "ServiceAccount",
+                    ns,
+                    &names::service_account_name(client_id),
+                ));
+            }
         }
         if policy == DeletionPolicy::Retain {
             run.steps.push(self.log.note(

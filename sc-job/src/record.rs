@@ -46,13 +46,25 @@ pub fn status_document(
         Phase::Deleted => Value::Null,
         Phase::Failed => previous.get("appliedHash").cloned().unwrap_or(Value::Null),
     };
+    let mut objects = json!(run.objects);
+    if run.phase == Phase::Failed {
+        // A failed run leaves in place what earlier runs recorded and what it wrote before the
+        // failure: keep both, so that a later removal or prune finds every object.
+        let mut all = previous["objects"].as_array().cloned().unwrap_or_default();
+        for o in objects.as_array().into_iter().flatten() {
+            if !all.contains(o) {
+                all.push(o.clone());
+            }
+        }
+        objects = Value::Array(all);
+    }
     let mut doc = json!({
         "phase": run.phase,
         "hash": run.hash,
         "appliedHash": applied_hash,
         "revision": revision,
         "changeset": changeset,
-        "objects": run.objects,
+        "objects": objects,
         "error": run.error,
         "time": time,
     });
@@ -143,6 +155,11 @@ impl Recorder<'_> {
         let mut last_err = None;
         for _ in 0..8 {
             let Some(mut live) = self.metadata(&run.name).await? else {
+                if run.phase == Phase::Deleted {
+                    // The agent removes a deleted connection's metadata as soon as it reads
+                    // the status written above: nothing is left to record.
+                    return Ok(());
+                }
                 return Err(Failure::new(
                     "NotFound",
                     format!("{r} disappeared while recording the journal"),
@@ -158,6 +175,9 @@ impl Recorder<'_> {
             {
                 Ok(_) => return Ok(()),
                 Err(e) if is_transient(&e) => last_err = Some(e),
+                Err(kube::Error::Api(s)) if s.code == 404 && run.phase == Phase::Deleted => {
+                    return Ok(());
+                }
                 Err(e) => return Err(Failure::api("update", &r, &e)),
             }
         }
@@ -208,5 +228,30 @@ mod tests {
         let doc = status_document(&run, 4, "id", &json!({"appliedHash": "h1"}), "t");
         assert_eq!(doc["appliedHash"], "h2");
         assert_eq!(doc["error"], Value::Null);
+    }
+
+    #[test]
+    fn a_failure_keeps_the_objects_recorded_before_and_those_it_wrote() {
+        let entry = Entry {
+            name: "c".into(),
+            hash: "h2".into(),
+            action: Action::Delete,
+        };
+        let sa = json!({"kind": "ServiceAccount", "namespace": "apps", "name": "sc-account-x"});
+        let secret = json!({"kind": "Secret", "namespace": "apps", "name": "sc-c-secret"});
+        let previous = json!({"appliedHash": "h1", "objects": [secret, sa]});
+        let mut run = ConnRun::new(&entry);
+        run.error = Some(Failure::new("ApiError", "m", "r"));
+        let doc = status_document(&run, 4, "id", &previous, "t");
+        assert_eq!(doc["objects"], json!([secret, sa]));
+        run.objects
+            .push(ObjRef::new("SecretProviderClass", "apps", "sc-c-spc"));
+        let doc = status_document(&run, 4, "id", &previous, "t");
+        assert_eq!(doc["objects"].as_array().unwrap().len(), 3);
+        // A run that succeeded records only what it wrote.
+        run.phase = Phase::Deleted;
+        run.error = None;
+        let doc = status_document(&run, 4, "id", &previous, "t");
+        assert_eq!(doc["objects"].as_array().unwrap().len(), 1);
     }
 }
