@@ -37,6 +37,10 @@ demo-stop: ## stop the embedded cluster left running by 'make demo'
 e2e: tools build ## the end-to-end scenarios against the cluster of KUBECONFIG (images must be pullable there)
 	@bash scripts/e2e.sh
 
+.PHONY: chaos
+chaos: tools build ## the full chaos suite: 300 connections, faults and 20+ pod kills, 1 and 2 agents (SC_CHAOS_SEED=N replays)
+	SC_CHAOS=full $(CARGO) test -p sc-e2e --test chaos -- --nocapture --test-threads=1
+
 fmt: ## format the code
 	$(CARGO) fmt --all
 

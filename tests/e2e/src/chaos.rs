@@ -68,7 +68,7 @@ pub struct Scale {
     pub revisions: usize,
     /// Pods killed at least (agent and sc-job together).
     pub min_kills: usize,
-    /// Milliseconds between two kill attempts (a uniform draw).
+    /// Milliseconds between two kills of the agent (a uniform draw).
     pub kill_every_ms: (u64, u64),
     /// How long the cluster may take to converge once faults are off.
     pub converge: Duration,
@@ -84,7 +84,7 @@ impl Scale {
                 connections: 300,
                 revisions: 5,
                 min_kills: 20,
-                kill_every_ms: (1_500, 5_000),
+                kill_every_ms: (4_000, 12_000),
                 converge: Duration::from_secs(900),
             },
             _ => Scale {
@@ -92,7 +92,7 @@ impl Scale {
                 connections: 40,
                 revisions: 3,
                 min_kills: 5,
-                kill_every_ms: (1_500, 4_000),
+                kill_every_ms: (3_000, 8_000),
                 converge: Duration::from_secs(420),
             },
         }
@@ -105,7 +105,7 @@ impl Scale {
             "errorRate": 0.05,
             "conflictRate": 0.1,
             "latencyMs": "0-20",
-            "watchCutRate": 0.05,
+            "watchCutRate": 0.3,
             "targets": "serviceAccounts",
         })
     }
@@ -133,6 +133,8 @@ pub fn object_keys(d: &sc_model::DesiredObjects) -> Vec<ObjKey> {
 /// A connection removed during the run.
 #[derive(Debug, Clone)]
 pub struct Removed {
+    /// The revision (index into [`Plan::revisions`]) that no longer requests it.
+    pub revision: usize,
     /// Its `deletionPolicy` was `Delete` (else its objects stay).
     pub delete: bool,
     /// The objects it had.
@@ -275,7 +277,14 @@ impl Plan {
                             .flat_map(object_keys)
                             .collect();
                         let delete = c.settings["deletionPolicy"] == "Delete";
-                        removed.insert(name, Removed { delete, objects });
+                        removed.insert(
+                            name,
+                            Removed {
+                                revision: rev,
+                                delete,
+                                objects,
+                            },
+                        );
                     } else if rng.chance(0.15) {
                         let c = live.get_mut(&name).expect("live connection");
                         change(&mut rng, c, rev, &mut secrets);
@@ -417,7 +426,9 @@ pub struct Killer {
 }
 
 impl Killer {
-    /// Starts killing pods of the release namespace `ns`, every `every_ms` (a uniform draw).
+    /// Starts killing pods of the release namespace `ns`: a running agent pod every
+    /// `every_ms` (a uniform draw), and each sc-job pod, as soon as it is seen running, with
+    /// probability 0.6 after a random delay of up to 0.8 s (its runs are short).
     pub fn start(k: Kubectl, ns: String, seed: u64, every_ms: (u64, u64)) -> Killer {
         let stop = Arc::new(AtomicBool::new(false));
         let agent = Arc::new(AtomicUsize::new(0));
@@ -425,27 +436,35 @@ impl Killer {
         let (s, a, j) = (stop.clone(), agent.clone(), job.clone());
         let thread = std::thread::spawn(move || {
             let mut rng = Rng::new(seed ^ 0x6b69_6c6c);
-            while !s.load(Ordering::Acquire) {
-                let pause = Duration::from_millis(rng.between(every_ms.0, every_ms.1));
-                let end = Instant::now() + pause;
-                while Instant::now() < end && !s.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                if s.load(Ordering::Acquire) {
-                    break;
-                }
-                // Prefer sc-job (its runs are short), fall back to the agent.
-                let jobs = k.running_pods(&ns, JOB_PODS);
-                let agents = k.running_pods(&ns, AGENT_PODS);
-                let pick_job = !jobs.is_empty() && (agents.is_empty() || rng.chance(0.6));
-                let (pods, counter) = if pick_job { (&jobs, &j) } else { (&agents, &a) };
-                if pods.is_empty() {
-                    continue;
-                }
-                let pod = &pods[rng.between(0, pods.len() as u64 - 1) as usize];
+            let mut next_agent =
+                Instant::now() + Duration::from_millis(rng.between(every_ms.0, every_ms.1));
+            let mut decided: BTreeMap<String, Option<Instant>> = BTreeMap::new();
+            let kill = |pod: &str, counter: &AtomicUsize| {
                 if k.kill_pod(&ns, pod) {
                     counter.fetch_add(1, Ordering::AcqRel);
                     eprintln!("chaos: killed pod {ns}/{pod}");
+                }
+            };
+            while !s.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = Instant::now();
+                for pod in k.running_pods(&ns, JOB_PODS) {
+                    let at = *decided.entry(pod.clone()).or_insert_with(|| {
+                        rng.chance(0.6)
+                            .then(|| now + Duration::from_millis(rng.between(0, 800)))
+                    });
+                    if at.is_some_and(|t| t <= now) {
+                        decided.insert(pod.clone(), None);
+                        kill(&pod, &j);
+                    }
+                }
+                if now >= next_agent {
+                    next_agent = now + Duration::from_millis(rng.between(every_ms.0, every_ms.1));
+                    let agents = k.running_pods(&ns, AGENT_PODS);
+                    if !agents.is_empty() {
+                        let pod = &agents[rng.between(0, agents.len() as u64 - 1) as usize];
+                        kill(pod, &a);
+                    }
                 }
             }
         });
@@ -504,6 +523,26 @@ pub fn managed_objects(k: &Kubectl) -> BTreeMap<ObjKey, Value> {
         }
     }
     out
+}
+
+/// The objects of the connections `plan` removes at revision `rev` with `Retain` that exist
+/// now (they must stay).
+pub fn retained_now(k: &Kubectl, plan: &Plan, rev: usize) -> BTreeSet<ObjKey> {
+    let removing: Vec<&ObjKey> = plan
+        .removed
+        .values()
+        .filter(|r| r.revision == rev && !r.delete)
+        .flat_map(|r| r.objects.iter())
+        .collect();
+    if removing.is_empty() {
+        return BTreeSet::new();
+    }
+    let live = managed_objects(k);
+    removing
+        .into_iter()
+        .filter(|key| live.contains_key(*key))
+        .cloned()
+        .collect()
 }
 
 /// The parsed JSON of key `key` of a metadata ConfigMap (Null when absent).
@@ -576,11 +615,14 @@ pub fn convergence_gaps(
 }
 
 /// Asserts the managed objects are exactly the final request's (contents as sc-model renders
-/// them) plus what removed `Retain` connections keep; returns the number of objects checked.
+/// them) plus what removed `Retain` connections keep, and that `kept` (objects of `Retain`
+/// connections that existed when their removal was requested) are all still there; returns
+/// the number of objects checked.
 pub fn assert_exact_objects(
     k: &Kubectl,
     set: &sc_model::RequestSet,
     removed: &BTreeMap<String, Removed>,
+    kept: &BTreeSet<ObjKey>,
 ) -> usize {
     let live = managed_objects(k);
     let mut want: BTreeMap<ObjKey, (String, Value)> = BTreeMap::new();
@@ -653,10 +695,11 @@ pub fn assert_exact_objects(
              retained removal produces it (a stray or duplicate)"
         );
     }
-    for key in &retained {
+    for key in kept {
         assert!(
-            live.contains_key(*key),
-            "{key:?} of a connection removed with deletionPolicy Retain is gone"
+            live.contains_key(key),
+            "{key:?} of a connection removed with deletionPolicy Retain existed when the removal \
+             was requested and is gone"
         );
         checked += 1;
     }

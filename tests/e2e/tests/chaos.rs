@@ -11,10 +11,11 @@
 
 use sc_e2e::chaos::{
     Killer, Kubectl, Plan, Rng, Scale, assert_exact_objects, assert_journals, convergence_gaps,
-    seed,
+    retained_now, seed,
 };
 use sc_e2e::{Cluster, Helm, JOB, expected, merged, wait_for_state};
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// The application namespaces the connections are spread over.
@@ -46,7 +47,9 @@ fn chaos(replicas: u32) {
     let mut rng = Rng::new(seed ^ 0x7570_6772);
     let replicas_arg = format!("agent.replicas={replicas}");
     let per_revision = scale.min_kills.div_ceil(scale.revisions);
+    let mut kept = BTreeSet::new();
     for (i, (settings, protected)) in plan.revisions.iter().enumerate() {
+        kept.extend(retained_now(&k, &plan, i));
         let files = [
             c.write_values(&format!("settings-{i}"), settings),
             c.write_values(&format!("protected-{i}"), protected),
@@ -117,7 +120,7 @@ fn chaos(replicas: u32) {
         .ok();
     c.assert_deployed(Helm::V3, plan.revisions.len() as u32 + 1);
 
-    let objects = assert_exact_objects(&k, &set, &plan.removed);
+    let objects = assert_exact_objects(&k, &set, &plan.removed, &kept);
     let failed_entries = assert_journals(&k, &ns, &set);
     if kills.job > 0 {
         assert!(
@@ -145,7 +148,8 @@ fn chaos(replicas: u32) {
 
     eprintln!(
         "chaos figures ({} run, {replicas} agent replica(s), seed {seed}):\n  \
-         connections requested {}, changed {}, removed {} (Delete {}, Retain {}), final {}\n  \
+         connections requested {}, changed {}, removed {} (Delete {}, Retain {}; \
+         {} retained objects must stay), final {}\n  \
          helm revisions {}, kills: agent {}, sc-job {}, total {}\n  \
          faults injected: {}\n  \
          objects checked {}, journal entries of failed runs {}\n  \
@@ -156,6 +160,7 @@ fn chaos(replicas: u32) {
         plan.removed.len(),
         plan.removed.values().filter(|r| r.delete).count(),
         plan.removed.values().filter(|r| !r.delete).count(),
+        kept.len(),
         set.connections().len(),
         plan.revisions.len() + 1,
         kills.agent,
