@@ -24,6 +24,7 @@ pub fn resource(kind: &str) -> Option<ApiResource> {
         "DaemonSet" => ("apps", "v1", "daemonsets"),
         "CronJob" => ("batch", "v1", "cronjobs"),
         "Job" => ("batch", "v1", "jobs"),
+        "Event" => ("", "v1", "events"),
         _ => return None,
     };
     Some(ApiResource::from_gvk_with_plural(
@@ -110,6 +111,23 @@ impl Kube {
     ) -> Result<Option<Value>, kube::Error> {
         let api = self.api(kind, namespace);
         retry(|| api.get_opt(name)).await.map(|o| o.map(to_value))
+    }
+
+    /// Creates `object` (e.g. an Event with `generateName`).
+    pub async fn create(
+        &self,
+        kind: &str,
+        namespace: &str,
+        object: &Value,
+    ) -> Result<Value, kube::Error> {
+        let api = self.api(kind, namespace);
+        let obj: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        retry(|| api.create(&params, &obj)).await.map(to_value)
     }
 
     /// Server-side apply of `object` (forced, field manager `sc-job`).

@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod events;
 mod failure;
 mod inputs;
 mod log;
@@ -206,6 +207,9 @@ async fn run(args: Args) -> u8 {
         Ok(i) => i,
         Err(f) => {
             log.job_failed(&f);
+            if let Err(e) = events::post_failures(&kube, &ns, &args.job_name, &[(None, &f)]).await {
+                log.job(&format!("events: {e}"));
+            }
             return EXIT_UNUSABLE;
         }
     };
@@ -213,11 +217,15 @@ async fn run(args: Args) -> u8 {
     let validated = inputs::validate_isolating(&inputs.merged);
     if !validated.general.is_empty() {
         let msg: Vec<String> = validated.general.iter().map(ToString::to_string).collect();
-        log.job_failed(&Failure::new(
+        let f = Failure::new(
             "InvalidRequests",
             msg.join("; "),
             "fix the chart values and upgrade the release",
-        ));
+        );
+        log.job_failed(&f);
+        if let Err(e) = events::post_failures(&kube, &ns, &args.job_name, &[(None, &f)]).await {
+            log.job(&format!("events: {e}"));
+        }
         return EXIT_UNUSABLE;
     }
     log.job(&format!(
@@ -270,6 +278,13 @@ async fn run(args: Args) -> u8 {
     let failed = count(Phase::Failed);
     log.summary(count(Phase::Ready), failed, count(Phase::Deleted));
     if failed > 0 || unrecorded > 0 {
+        let failures: Vec<(Option<&str>, &Failure)> = runs
+            .iter()
+            .filter_map(|r| r.error.as_ref().map(|e| (Some(r.name.as_str()), e)))
+            .collect();
+        if let Err(e) = events::post_failures(&kube, &ns, &args.job_name, &failures).await {
+            log.job(&format!("events: {e}"));
+        }
         return EXIT_FAILED;
     }
     if args.keep {

@@ -207,6 +207,16 @@ async fn a_failed_job_is_kept_and_its_logs_explain_the_failure() {
     let spec = kubectl(&ks, &["get", "job/sc-job", "-n", NS, "-o", "json"]).await;
     assert_no_secret("the Job", spec.ok("kubectl get job"), &[ACCOUNT_KEY]);
     assert_no_secret("a ConfigMap", &all_config_maps(&c), &[ACCOUNT_KEY]);
+    // `kubectl describe` shows a Warning Event naming the object, the reason and the remedy.
+    let described = kubectl(&ks, &["describe", "job/sc-job", "-n", NS]).await;
+    let described = described.ok("kubectl describe job/sc-job");
+    assert!(
+        described.contains("NotManaged")
+            && described.contains("sc-taken-secret")
+            && described.contains("rename the connection"),
+        "{described}"
+    );
+    assert_no_secret("kubectl describe", described, &[ACCOUNT_KEY]);
     assert_eq!(
         metadata(&c, "taken", "status.json")["error"]["reason"],
         "NotManaged"
