@@ -182,20 +182,18 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         .with_context(|| format!("setting up the Lease {ns}/{} failed", contract::LEASE_NAME))?;
     let (mut leader, lease_task) = lease.watch().await;
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.to_string(),
-            instance: Some(settings.identity.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_string(),
+        instance: Some(settings.identity.clone()),
+    };
     let mut reconciler = Reconciler {
         client: client.clone(),
         ns: ns.clone(),
         requests_name,
         settings: settings.clone(),
         stores,
-        recorder,
+        reporter,
+        recorders: std::sync::Mutex::new(BTreeMap::new()),
         health: health.clone(),
         failures: 0,
     };
@@ -337,6 +335,9 @@ pub fn job_state(job: Option<&Job>) -> JobState {
     JobState::Active { changeset }
 }
 
+/// How many (reason, note) event recorders the agent keeps before starting afresh.
+const MAX_RECORDERS: usize = 128;
+
 /// The reconcile loop's state: the API is the source of truth; only the count of consecutive
 /// failures (for the backoff) lives here.
 struct Reconciler {
@@ -345,7 +346,11 @@ struct Reconciler {
     requests_name: String,
     settings: RunSettings,
     stores: Stores,
-    recorder: Recorder,
+    reporter: Reporter,
+    /// One recorder per event reason and note. A recorder aggregates repeated events by reason
+    /// and object, not by note: with one recorder, a different note would only count as a
+    /// repeat of the first one and never be shown.
+    recorders: std::sync::Mutex<BTreeMap<(String, String), Recorder>>,
     health: Arc<Health>,
     failures: u32,
 }
@@ -930,6 +935,16 @@ impl Reconciler {
             }
             note.truncate(cut);
         }
+        let recorder = {
+            let mut recorders = self.recorders.lock().unwrap_or_else(|e| e.into_inner());
+            if recorders.len() >= MAX_RECORDERS {
+                recorders.clear();
+            }
+            recorders
+                .entry((reason.to_string(), note.clone()))
+                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+                .clone()
+        };
         let ev = Event {
             type_,
             reason: reason.to_string(),
@@ -937,7 +952,7 @@ impl Reconciler {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, reason, "publishing an event failed");
         }
     }
