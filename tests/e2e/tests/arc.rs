@@ -2,9 +2,6 @@
 //! `--set-string` flags and a protected values file by scripts/arc-to-helm.py, materializes
 //! the same objects as the same settings given as nested YAML.
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
 use sc_e2e::{
     Cluster, Helm, MANAGED_SELECTOR, RELEASE, SETTLE, secret_value, tool, wait_until,
     with_both_helms, workspace_root,

@@ -1,8 +1,5 @@
 //! Scenario 7: `helm test` passes on a healthy install.
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
 use sc_e2e::{Cluster, Helm, RELEASE, secret_value, three_connections, with_both_helms};
 
 fn helm_test(helm: Helm) {

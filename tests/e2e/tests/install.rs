@@ -1,9 +1,6 @@
 //! Scenario 1: an install with three connections (Storage Blob / secret / Python, Service Bus /
 //! workload identity / .NET, Key Vault / CSI) materializes exactly what sc-model renders.
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
 use sc_e2e::{Cluster, Helm, expected, merged, secret_value, three_connections, with_both_helms};
 
 fn install(helm: Helm) {

@@ -2,9 +2,6 @@
 //! connection's Secret print its keys (`kubectl logs job/...`); the workload-identity one runs
 //! with the connection's ServiceAccount.
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
 use sc_e2e::{
     Cluster, Helm, expected, merged, secret_value, three_connections, with_both_helms,
     workspace_root,

@@ -1,9 +1,6 @@
 //! Scenario 6: `helm uninstall` removes the agent, the metadata and a failed sc-job; the
 //! materialized Secrets and ServiceAccounts stay (they belong to the applications).
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
 use sc_e2e::{
     Cluster, Helm, JOB, RELEASE, SETTLE, merged, secret_value, three_connections, wait_for_state,
     with_both_helms,

@@ -2,9 +2,6 @@
 //! with `deletionPolicy: Retain` (the default) keeps its objects; with `Delete` they go. Then
 //! an upgrade requesting nothing, and a rollback to the first revision.
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
 use sc_e2e::{
     Cluster, Helm, RELEASE, expected, merged, secret_value, three_connections, with_both_helms,
 };
