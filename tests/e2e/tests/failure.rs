@@ -2,12 +2,7 @@
 //! with the reason; the documented debugging flow (`kubectl get job`, `describe`, `logs`)
 //! names the object and the remedy; once the foreign Secret is gone the next upgrade succeeds.
 
-// Pending: see tests/e2e/PENDING.md.
-#![cfg(feature = "pending")]
-
-use sc_e2e::{
-    Cluster, Helm, JOB, expected, merged, secret_value, three_connections, with_both_helms,
-};
+use sc_e2e::{Cluster, Helm, JOB, merged, secret_value, three_connections, with_both_helms};
 use serde_json::{Value, json};
 
 fn cache(ns: &str, key: &str) -> (Value, Value) {
@@ -130,14 +125,18 @@ fn failure(helm: Helm) {
     );
     c.leak_scan(&["blob", "cache"]);
 
-    // The remedy: remove the foreign Secret, upgrade again.
-    c.kubectl(&["delete", "secret", "sc-cache-secret", "-n", &apps])
-        .ok();
-    c.helm_upgrade(helm, &[&files[0], &files[1]], &[]).ok();
-    c.wait_job_gone();
-    c.assert_materialized(&expected(&merged(&[&settings, &protected])));
-    c.assert_deployed(helm, 3);
-    c.leak_scan(&["blob", "cache"]);
+    // The remedy: remove the foreign Secret, upgrade again. Pending (tests/e2e/PENDING.md):
+    // the agent does not run the unchanged connection again for the new revision.
+    #[cfg(feature = "pending")]
+    {
+        c.kubectl(&["delete", "secret", "sc-cache-secret", "-n", &apps])
+            .ok();
+        c.helm_upgrade(helm, &[&files[0], &files[1]], &[]).ok();
+        c.wait_job_gone();
+        c.assert_materialized(&sc_e2e::expected(&merged(&[&settings, &protected])));
+        c.assert_deployed(helm, 3);
+        c.leak_scan(&["blob", "cache"]);
+    }
 }
 
 with_both_helms!(failure);
