@@ -57,6 +57,10 @@ pub struct Case {
     /// Whether `sc-agent plan` (no cluster) accepts the request: only what the cluster alone
     /// knows (a namespace that does not exist).
     pub plan_accepts: bool,
+    /// Whether the agent ignores the connection (its name maps to another connection's
+    /// metadata ConfigMap): no status of its own and never in a Job; `sc-agent show`, a
+    /// `NameClash` event and the wait hook's output tell why.
+    pub ignored_by_agent: bool,
     /// Why the case is special, when it is.
     pub note: Option<String>,
     /// Every secret value of the case (for the leak scan).
@@ -134,6 +138,7 @@ pub fn load() -> Vec<Case> {
             flat: raw["flat"].as_bool().unwrap_or(true),
             key: Vec::new(),
             plan_accepts: raw["plan"].as_str() == Some("accepts"),
+            ignored_by_agent: raw["ignoredByAgent"].as_bool().unwrap_or(false),
             note: raw["note"].as_str().map(str::to_string),
             secrets: Vec::new(),
             id: id.clone(),
