@@ -26,6 +26,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Attempts to write one journal entry (conflicts and transient API errors are retried).
+const JOURNAL_ATTEMPTS: u32 = 5;
+
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -761,36 +764,75 @@ impl Reconciler {
         self.health.metrics.set_phases(&counts);
     }
 
-    /// Records a failed Job in the journal of each connection it carried (once per run).
+    /// Records a failed Job in the journal of each connection it carried (once per run). A
+    /// connection whose write fails does not stop the others; the first error is returned
+    /// once all were tried.
     async fn journal_failure(&self, cs: &ChangeSet, message: &str) -> anyhow::Result<()> {
         let time = jiff::Timestamp::now().to_string();
+        let mut first_error = None;
         for entry in &cs.connections {
-            let name = contract::metadata_name(&entry.name);
-            let Some(cm) = self.configmaps().get_opt(&name).await? else {
-                continue;
-            };
-            let m = Metadata::from_configmap(&cm);
-            let job = format!("{}/{JOB_NAME}", self.ns);
-            let Some(journal) =
-                diff::journal_with_failure(&m.journal, &job, &cs.id, &time, message)
-            else {
-                continue;
-            };
-            let patch = json!({
-                "metadata": {"resourceVersion": m.resource_version},
-                "data": {JOURNAL_KEY: serde_json::to_string(&journal)?},
-            });
-            self.configmaps()
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            if let Err(e) = self
+                .journal_failure_of(&entry.name, &cs.id, &time, message)
                 .await
-                .with_context(|| {
-                    format!(
+            {
+                tracing::warn!(connection = %entry.name, error = format!("{e:#}"), "recording the failed run failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Appends the failed run to the journal of `connection`: read, then write guarded by the
+    /// resourceVersion; a conflict or a transient API error reads again and retries (a few
+    /// times, briefly).
+    async fn journal_failure_of(
+        &self,
+        connection: &str,
+        changeset: &str,
+        time: &str,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        let name = contract::metadata_name(connection);
+        let job = format!("{}/{JOB_NAME}", self.ns);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = async {
+                let Some(cm) = self.configmaps().get_opt(&name).await? else {
+                    return Ok(());
+                };
+                let m = Metadata::from_configmap(&cm);
+                let Some(journal) =
+                    diff::journal_with_failure(&m.journal, &job, changeset, time, message)
+                else {
+                    return Ok(());
+                };
+                let patch = json!({
+                    "metadata": {"resourceVersion": m.resource_version},
+                    "data": {JOURNAL_KEY: serde_json::to_string(&journal).unwrap_or_default()},
+                });
+                self.configmaps()
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(kube::Error::Api(e))
+                    if attempt < JOURNAL_ATTEMPTS
+                        && matches!(e.code, 409 | 429 | 500 | 503 | 504) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
                         "recording the failed run in ConfigMap {}/{name} failed",
                         self.ns
-                    )
-                })?;
+                    )));
+                }
+            }
         }
-        Ok(())
     }
 
     async fn delete_job(&self) -> anyhow::Result<()> {
