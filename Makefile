@@ -37,6 +37,11 @@ demo-stop: ## stop the embedded cluster left running by 'make demo'
 e2e: tools build ## the end-to-end scenarios against the cluster of KUBECONFIG (images must be pullable there)
 	@bash scripts/e2e.sh
 
+.PHONY: bench
+bench: tools ## benchmarks on the embedded cluster with release binaries: bench/RESULTS.md, raw runs in bench/out/
+	$(CARGO) build --release --bins
+	target/release/sc-bench $(BENCH_ARGS)
+
 .PHONY: chaos
 chaos: tools build ## the full chaos suite: 300 connections, faults and 20+ pod kills, 1 and 2 agents (SC_CHAOS_SEED=N replays)
 	SC_CHAOS=full $(CARGO) test -p sc-e2e --test chaos -- --nocapture --test-threads=1

@@ -1,0 +1,406 @@
+//! The measurements: bulk apply (through the request objects, through helm, and with
+//! `kubectl apply` of the same Secrets), one incremental change, the agent's footprint and the
+//! API server's own request rate.
+
+use crate::cluster::{Cluster, RELEASE_NS};
+use crate::procfs;
+use crate::workload::{self, APP_NS};
+use anyhow::{Context, Result, bail};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long one bulk apply may take before the benchmark gives up.
+const BULK_DEADLINE: Duration = Duration::from_secs(1800);
+
+/// The outcome of one bulk run through the request objects.
+#[derive(Debug, Clone, Default)]
+pub struct Bulk {
+    /// From the write of the request objects until the agent reports every connection Ready.
+    pub to_ready: Duration,
+    /// `kubectl apply -f` (client-side) of the same Secrets.
+    pub kubectl_client_side: Duration,
+    /// `kubectl apply --server-side -f` of the same Secrets.
+    pub kubectl_server_side: Duration,
+    /// The highest resident memory seen of the sc-job pod process, in KiB.
+    pub job_peak_rss_kib: Option<u64>,
+    /// API requests of the agent and sc-job during the run.
+    pub requests: u64,
+}
+
+/// The connections of a run and the revision the request objects carry.
+pub struct Requests {
+    /// The requests without secrets.
+    pub public: Map<String, Value>,
+    /// The protected settings.
+    pub protected: Map<String, Value>,
+    /// The revision written last.
+    pub revision: u64,
+}
+
+/// Writes `sc-protected` then `sc-requests` as the chart renders them.
+async fn write_requests(c: &Cluster, r: &Requests) -> Result<()> {
+    let pp = PatchParams::default();
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), RELEASE_NS);
+    secrets
+        .patch(
+            "sc-protected",
+            &pp,
+            &Patch::Merge(workload::protected_patch(&r.protected, r.revision)),
+        )
+        .await
+        .context("writing Secret sc-protected failed")?;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), RELEASE_NS);
+    cms.patch(
+        "sc-requests",
+        &pp,
+        &Patch::Merge(workload::requests_patch(&r.public, r.revision)),
+    )
+    .await
+    .context("writing ConfigMap sc-requests failed")?;
+    Ok(())
+}
+
+/// Samples the sc-job pod's resident memory high-water mark until `stop` is set.
+fn sample_job_rss(c: &Cluster, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Option<u64>> {
+    let addr = c.api_addr().to_string();
+    tokio::spawn(async move {
+        let mut peak: Option<u64> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let path =
+                format!("/api/v1/namespaces/{RELEASE_NS}/pods?labelSelector=job-name%3Dsc-job");
+            if let Ok(body) = crate::cluster::http_get(&addr, &path).await
+                && let Ok(pods) = serde_json::from_str::<Value>(&body)
+            {
+                for p in pods["items"].as_array().into_iter().flatten() {
+                    let pid = p["status"]["containerStatuses"][0]["containerID"]
+                        .as_str()
+                        .and_then(|s| s.strip_prefix("process://"))
+                        .and_then(|s| s.parse::<u32>().ok());
+                    if let Some(pid) = pid
+                        && let Ok(kib) = procfs::status_kib(pid, "VmHWM")
+                    {
+                        peak = Some(peak.unwrap_or(0).max(kib));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    })
+}
+
+/// Waits until the agent reports `n` connections Ready; the time since `start`.
+async fn wait_ready(c: &Cluster, n: usize, start: Instant) -> Result<Duration> {
+    loop {
+        if c.ready_connections().await.unwrap_or(0) as usize == n {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > BULK_DEADLINE {
+            bail!("the agent did not report {n} connections Ready within {BULK_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until Job sc-job is gone (it deletes itself after a successful run).
+async fn wait_job_gone(c: &Cluster) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(120);
+    let path = format!("/apis/batch/v1/namespaces/{RELEASE_NS}/jobs/sc-job");
+    while c.get_json(&path).await.is_ok() {
+        if Instant::now() > end {
+            bail!("Job sc-job was still there 120 s after every connection was Ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The number of Secrets in `namespace` carrying sc-extension's labels.
+async fn managed_secrets(c: &Cluster, namespace: &str) -> Result<usize> {
+    let list = c
+        .get_json(&format!(
+            "/api/v1/namespaces/{namespace}/secrets?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dsc-extension"
+        ))
+        .await?;
+    Ok(list["items"].as_array().map_or(0, Vec::len))
+}
+
+/// Request counts of the agent and sc-job, by `user verb resource`.
+pub async fn audit_counts(c: &Cluster) -> Result<BTreeMap<String, u64>> {
+    let mut m = BTreeMap::new();
+    for e in c.audit().await? {
+        let user = e["user"].as_str().unwrap_or_default();
+        let user = user.rsplit(':').next().unwrap_or(user).to_string();
+        let key = format!(
+            "{user} {} {}",
+            e["verb"].as_str().unwrap_or_default(),
+            e["resource"].as_str().unwrap_or_default()
+        );
+        *m.entry(key).or_default() += e["count"].as_u64().unwrap_or(0);
+    }
+    Ok(m)
+}
+
+fn total(m: &BTreeMap<String, u64>) -> u64 {
+    m.values().sum()
+}
+
+/// Bulk apply of `n` connections by writing the request objects, then `kubectl apply` of the
+/// same Secrets (client-side, then server-side) in fresh namespaces of the same cluster.
+pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
+    let (public, protected) = workload::connections(n);
+    let r = Requests {
+        public,
+        protected,
+        revision: 2,
+    };
+    let before = total(&audit_counts(c).await?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_job_rss(c, stop.clone());
+    let start = Instant::now();
+    write_requests(c, &r).await?;
+    let to_ready = wait_ready(c, n, start).await?;
+    wait_job_gone(c).await?;
+    stop.store(true, Ordering::Relaxed);
+    let job_peak_rss_kib = sampler.await.unwrap_or(None);
+    let requests = total(&audit_counts(c).await?) - before;
+    let made = managed_secrets(c, APP_NS).await?;
+    if made != n {
+        bail!("the agent reports {n} connections Ready but namespace {APP_NS} has {made} Secrets");
+    }
+
+    let mut times = Vec::new();
+    for (ns, extra) in [
+        ("kubectl-csa", None),
+        ("kubectl-ssa", Some("--server-side")),
+    ] {
+        c.create_namespace(ns).await?;
+        let list = workload::rendered_secrets(&r.public, &r.protected, ns)?;
+        let file = c.dir().join(format!("{ns}-{n}.json"));
+        std::fs::write(&file, list.to_string())?;
+        let f = file.display().to_string();
+        let mut args = vec!["apply", "-f", &f];
+        args.extend(extra);
+        times.push(c.run_tool("kubectl-1.37", &args).await?);
+        let made = managed_secrets(c, ns).await?;
+        if made != n {
+            bail!("kubectl apply left {made} Secrets in {ns}, not {n}");
+        }
+    }
+    Ok((
+        Bulk {
+            to_ready,
+            kubectl_client_side: times[0],
+            kubectl_server_side: times[1],
+            job_peak_rss_kib,
+            requests,
+        },
+        r,
+    ))
+}
+
+/// Bulk apply of `n` connections with `helm upgrade -f values`: the wall time of helm (its
+/// hook waits for the result) and the time until the agent reports every connection Ready.
+pub async fn bulk_helm(c: &Cluster, n: usize) -> Result<(Duration, Duration)> {
+    let (public, protected) = workload::connections(n);
+    let values = c.dir().join(format!("values-{n}.yaml"));
+    std::fs::write(&values, workload::values(&public, &protected).to_string())?;
+    let start = Instant::now();
+    let ready_at = Arc::new(AtomicU64::new(0));
+    let poll = {
+        let agent = c.agent_addr();
+        let ready_at = ready_at.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(body) = crate::cluster::http_get(&agent, "/metrics").await
+                    && body
+                        .lines()
+                        .any(|l| l == format!("sc_agent_connections{{phase=\"Ready\"}} {n}"))
+                {
+                    ready_at.store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    return;
+                }
+                if start.elapsed() > BULK_DEADLINE {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let helm = c.helm_upgrade(&values).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(60), poll).await;
+    let ready = ready_at.load(Ordering::Relaxed);
+    if ready == 0 {
+        bail!("helm upgrade succeeded but the agent does not report {n} connections Ready");
+    }
+    Ok((helm, Duration::from_micros(ready)))
+}
+
+/// The outcome of one changed connection.
+#[derive(Debug, Clone, Default)]
+pub struct Incremental {
+    /// From the write of the request objects until the Secret holds the new value.
+    pub to_secret: Duration,
+    /// Writes (create, update, patch, delete) of the agent and sc-job, Lease renewals
+    /// excluded, by `user verb resource`.
+    pub writes: BTreeMap<String, u64>,
+    /// Lease renewals in the same period (periodic, not caused by the change).
+    pub lease_writes: u64,
+    /// Reads (get, list, watch) in the same period.
+    pub reads: u64,
+}
+
+/// Changes the account key of one connection of `r` and measures what it causes.
+pub async fn incremental(c: &Cluster, r: &mut Requests) -> Result<Incremental> {
+    let i = r.public.len() / 2;
+    let name = workload::name(i);
+    let secret = sc_model::names::secret_name(&name);
+    let path = format!("/api/v1/namespaces/{APP_NS}/secrets/{secret}");
+    let old = c.get_json(&path).await?["data"].clone();
+    let succeeded = "sc_agent_jobs_succeeded_total";
+    let jobs_before = c.agent_metric(succeeded).await?;
+    let before = audit_counts(c).await?;
+    r.protected.insert(
+        name.clone(),
+        json!({"secrets": {"accountKey": workload::account_key(i, 1)}}),
+    );
+    r.revision += 1;
+    let start = Instant::now();
+    write_requests(c, r).await?;
+    let to_secret = loop {
+        if let Ok(s) = c.get_json(&path).await
+            && s["data"] != old
+        {
+            break start.elapsed();
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("Secret {APP_NS}/{secret} did not change within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Settled: the run succeeded, the Job is gone, and no write for 2 s.
+    let end = Instant::now() + Duration::from_secs(120);
+    while c.agent_metric(succeeded).await? <= jobs_before {
+        if Instant::now() > end {
+            bail!("the agent reported no successful run within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_job_gone(c).await?;
+    let is_write = |k: &str| {
+        let verb = k.split(' ').nth(1).unwrap_or_default();
+        matches!(verb, "create" | "update" | "patch" | "delete")
+    };
+    let writes_now = |m: &BTreeMap<String, u64>| -> u64 {
+        m.iter()
+            .filter(|(k, _)| is_write(k) && !k.ends_with(" leases"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let mut last = audit_counts(c).await?;
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = audit_counts(c).await?;
+        if writes_now(&now) != writes_now(&last) {
+            quiet_since = Instant::now();
+        }
+        last = now;
+    }
+    let mut inc = Incremental {
+        to_secret,
+        ..Default::default()
+    };
+    for (k, v) in &last {
+        let d = v - before.get(k).copied().unwrap_or(0);
+        if d == 0 {
+            continue;
+        }
+        if !is_write(k) {
+            inc.reads += d;
+        } else if k.ends_with(" leases") {
+            inc.lease_writes += d;
+        } else {
+            inc.writes.insert(k.clone(), d);
+        }
+    }
+    Ok(inc)
+}
+
+/// CPU and memory of one process over a quiet period.
+#[derive(Debug, Clone, Default)]
+pub struct Idle {
+    /// CPU used, in percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory at the end, in KiB.
+    pub rss_kib: u64,
+    /// Resident memory high-water mark, in KiB.
+    pub hwm_kib: u64,
+}
+
+/// The agent's CPU and memory over `period` with no change.
+pub async fn agent_idle(c: &Cluster, period: Duration) -> Result<Idle> {
+    let pid = c
+        .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
+        .await?
+        .context("the agent pod has no running container")?;
+    let t0 = procfs::cpu_ticks(pid)?;
+    tokio::time::sleep(period).await;
+    let t1 = procfs::cpu_ticks(pid)?;
+    Ok(Idle {
+        cpu_percent: (t1 - t0) as f64 / procfs::clock_ticks() / period.as_secs_f64() * 100.0,
+        rss_kib: procfs::status_kib(pid, "VmRSS")?,
+        hwm_kib: procfs::status_kib(pid, "VmHWM")?,
+    })
+}
+
+/// The API server's own rate over loopback from one client with 16 requests in flight:
+/// server-side applies creating `n` Secrets, then `2n` gets; requests per second of each.
+pub async fn server_rate(c: &Cluster, n: usize) -> Result<(f64, f64)> {
+    let ns = "bench-rate";
+    c.create_namespace(ns).await?;
+    let api: Api<Secret> = Api::namespaced(c.client.clone(), ns);
+    let pp = PatchParams::apply("sc-bench").force();
+    let start = Instant::now();
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            let pp = pp.clone();
+            async move {
+                let name = format!("rate-{i}");
+                let obj = json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": name, "labels": {"app": "rate"}},
+                    "data": {"KEY": "dmFsdWU="},
+                });
+                api.patch(&name, &pp, &Patch::Apply(&obj)).await
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let applies = n as f64 / start.elapsed().as_secs_f64();
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        bail!("server-side apply of a Secret failed: {e}");
+    }
+    let start = Instant::now();
+    let results: Vec<_> = futures::stream::iter(0..2 * n)
+        .map(|i| {
+            let api = api.clone();
+            async move { api.get(&format!("rate-{}", i % n)).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let gets = (2 * n) as f64 / start.elapsed().as_secs_f64();
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        bail!("get of a Secret failed: {e}");
+    }
+    Ok((applies, gets))
+}
