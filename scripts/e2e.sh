@@ -24,10 +24,8 @@ echo "cluster: $("$tools/kubectl-1.37" --kubeconfig "$work/kubeconfig" config cu
 export SC_E2E_KUBECONFIG="$work/kubeconfig"
 export SC_TOOLS_DIR="$root/.tools"
 cd "$root"
-# Every scenario, including those `make test` leaves out while the embedded cluster lacks
-# something they need (tests/e2e/PENDING.md).
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run -p sc-e2e --features pending --no-fail-fast "$@"
+  cargo nextest run -p sc-e2e --no-fail-fast "$@"
 else
-  cargo test -p sc-e2e --features pending --no-fail-fast "$@"
+  cargo test -p sc-e2e --no-fail-fast "$@"
 fi

@@ -464,7 +464,7 @@ impl Reconciler {
             &owner_uid,
         )
         .await?;
-        let pending = diff::pending_changes(&desired, &metadata);
+        let pending = diff::pending_changes(&desired, &metadata, revision);
         self.update_phase_metrics(&desired, &metadata);
 
         let last = changeset.as_ref().map(|c| &c.0);
@@ -473,13 +473,14 @@ impl Reconciler {
             &state,
             &pending,
             last,
+            revision,
             self.failures,
             &self.settings.backoff,
             now,
         );
         tracing::debug!(?decision, pending = pending.len(), "reconcile");
         if matches!(decision, Decision::Start | Decision::ReplaceFailedJob)
-            && !diff::is_retry(&pending, last)
+            && !diff::is_retry(&pending, last, revision)
         {
             // A new request starts a fresh backoff.
             self.failures = 0;
@@ -869,7 +870,7 @@ impl Reconciler {
             .iter()
             .map(Metadata::from_configmap)
             .collect();
-        let pending = diff::pending_changes(desired, &fresh);
+        let pending = diff::pending_changes(desired, &fresh, revision);
         if pending.is_empty() {
             return Ok(());
         }

@@ -109,19 +109,25 @@ pub fn deleted_text(revision: i64) -> String {
     .unwrap_or_default()
 }
 
-/// Whether a failure recorded for `hash` settles the connection (no retry until the input
-/// changes).
-fn settled_by_failure(m: &Metadata, hash: &str) -> bool {
-    m.status
-        .as_ref()
-        .and_then(|s| s.failure_for(hash))
-        .is_some_and(RunError::is_permanent)
+/// Whether a failure recorded for `hash` settles the connection: a permanent failure is not
+/// retried until the input changes or a new Helm revision asks again (the documented flow: fix
+/// the cause, e.g. delete a foreign Secret, and run the same `helm upgrade` again). A failure
+/// recorded without a revision counts as current.
+fn settled_by_failure(m: &Metadata, hash: &str, revision: i64) -> bool {
+    m.status.as_ref().is_some_and(|s| {
+        s.failure_for(hash).is_some_and(RunError::is_permanent)
+            && s.revision.is_none_or(|r| r >= revision)
+    })
 }
 
 /// The changes the next change set must carry: connections whose applied hash differs from
-/// the requested one (unless a permanent failure is recorded for that hash), and removed
-/// connections whose metadata still exists. Sorted by name.
-pub fn pending_changes(desired: &[Desired], metadata: &[Metadata]) -> Vec<ChangeEntry> {
+/// the requested one (unless a permanent failure is recorded for that hash at the requests'
+/// `revision` or later), and removed connections whose metadata still exists. Sorted by name.
+pub fn pending_changes(
+    desired: &[Desired],
+    metadata: &[Metadata],
+    revision: i64,
+) -> Vec<ChangeEntry> {
     let by_name: BTreeMap<&str, &Metadata> = metadata
         .iter()
         .map(|m| (m.connection.as_str(), m))
@@ -132,7 +138,7 @@ pub fn pending_changes(desired: &[Desired], metadata: &[Metadata]) -> Vec<Change
         let applied = m.and_then(|m| m.status.as_ref()).is_some_and(|s| {
             s.applied_hash.as_deref() == Some(&d.hash) && s.failure_for(&d.hash).is_none()
         });
-        if applied || m.is_some_and(|m| settled_by_failure(m, &d.hash)) {
+        if applied || m.is_some_and(|m| settled_by_failure(m, &d.hash, revision)) {
             continue;
         }
         out.push(ChangeEntry {
@@ -145,7 +151,8 @@ pub fn pending_changes(desired: &[Desired], metadata: &[Metadata]) -> Vec<Change
         if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
             continue;
         }
-        if settled_by_failure(m, "") || m.status.as_ref().is_some_and(|s| s.is_deleted()) {
+        if settled_by_failure(m, "", revision) || m.status.as_ref().is_some_and(|s| s.is_deleted())
+        {
             continue;
         }
         out.push(ChangeEntry {
@@ -227,11 +234,13 @@ impl Backoff {
     }
 }
 
-/// Whether every pending change was already in the failed change set: then a new run is a
-/// retry (subject to backoff), not a new request.
-pub fn is_retry(pending: &[ChangeEntry], last: Option<&ChangeSet>) -> bool {
+/// Whether every pending change was already in the failed change set of the current Helm
+/// `revision`: then a new run is a retry (subject to backoff), not a new request. A change set
+/// of an older revision is replaced at once: the new revision asks again.
+pub fn is_retry(pending: &[ChangeEntry], last: Option<&ChangeSet>, revision: i64) -> bool {
     let Some(last) = last else { return false };
-    !pending.is_empty()
+    last.revision >= revision
+        && !pending.is_empty()
         && pending
             .iter()
             .all(|p| last.connections.iter().any(|c| c == p))
@@ -243,6 +252,7 @@ pub fn decide(
     job: &JobState,
     pending: &[ChangeEntry],
     last: Option<&ChangeSet>,
+    revision: i64,
     failures: u32,
     backoff: &Backoff,
     now: i64,
@@ -254,7 +264,7 @@ pub fn decide(
             if pending.is_empty() {
                 return Decision::Idle;
             }
-            if is_retry(pending, last) {
+            if is_retry(pending, last, revision) {
                 let due = failed_at + backoff.delay(failures.max(1)).as_secs() as i64;
                 if now < due {
                     return Decision::RetryAt(due);
@@ -453,7 +463,7 @@ mod tests {
                 }),
             ),
         ];
-        let p = pending_changes(&desired, &metadata);
+        let p = pending_changes(&desired, &metadata, 1);
         assert_eq!(
             p,
             vec![
@@ -467,8 +477,22 @@ mod tests {
         let p = pending_changes(
             &[want("c", "h3b")],
             &[meta("c", failed("h3", "InvalidRequest"))],
+            1,
         );
         assert_eq!(p, vec![entry("c", "h3b", Action::Apply)]);
+        // A permanent failure of an older revision does not settle a new revision that asks
+        // again with the same content (the cause was fixed outside the request); one of this
+        // revision does.
+        let at = |revision| {
+            let mut s = failed("h3", "NotManaged").unwrap();
+            s.revision = Some(revision);
+            meta("c", Some(s))
+        };
+        assert_eq!(
+            pending_changes(&[want("c", "h3")], &[at(2)], 3),
+            vec![entry("c", "h3", Action::Apply)]
+        );
+        assert!(pending_changes(&[want("c", "h3")], &[at(3)], 3).is_empty());
     }
 
     #[test]
@@ -484,22 +508,22 @@ mod tests {
             changeset: "x".into(),
         };
         assert_eq!(
-            decide(&active, &p, Some(&last), 0, &b, 0),
+            decide(&active, &p, Some(&last), 1, 0, &b, 0),
             Decision::WaitForJob
         );
         let complete = JobState::Complete {
             changeset: "x".into(),
         };
         assert_eq!(
-            decide(&complete, &[], None, 0, &b, 0),
+            decide(&complete, &[], None, 1, 0, &b, 0),
             Decision::DeleteCompleteJob
         );
         assert_eq!(
-            decide(&JobState::Absent, &[], None, 0, &b, 0),
+            decide(&JobState::Absent, &[], None, 1, 0, &b, 0),
             Decision::Idle
         );
         assert_eq!(
-            decide(&JobState::Absent, &p, None, 0, &b, 0),
+            decide(&JobState::Absent, &p, None, 1, 0, &b, 0),
             Decision::Start
         );
         let failed = JobState::Failed {
@@ -509,26 +533,26 @@ mod tests {
         };
         // Same changes: a retry, after the backoff.
         assert_eq!(
-            decide(&failed, &p, Some(&last), 1, &b, 1001),
+            decide(&failed, &p, Some(&last), 1, 1, &b, 1001),
             Decision::RetryAt(1010)
         );
         assert_eq!(
-            decide(&failed, &p, Some(&last), 3, &b, 1001),
+            decide(&failed, &p, Some(&last), 1, 3, &b, 1001),
             Decision::RetryAt(1040)
         );
         assert_eq!(
-            decide(&failed, &p, Some(&last), 1, &b, 1010),
+            decide(&failed, &p, Some(&last), 1, 1, &b, 1010),
             Decision::ReplaceFailedJob
         );
         // A new request replaces the failed Job at once.
         let newer = vec![entry("a", "h2", Action::Apply)];
         assert_eq!(
-            decide(&failed, &newer, Some(&last), 5, &b, 1001),
+            decide(&failed, &newer, Some(&last), 1, 5, &b, 1001),
             Decision::ReplaceFailedJob
         );
         // Nothing pending (e.g. only a permanent failure): the failed Job stays.
         assert_eq!(
-            decide(&failed, &[], Some(&last), 1, &b, 5000),
+            decide(&failed, &[], Some(&last), 1, 1, &b, 5000),
             Decision::Idle
         );
     }
@@ -555,10 +579,12 @@ mod tests {
                 entry("b", "2", Action::Apply),
             ],
         };
-        assert!(is_retry(&[entry("b", "2", Action::Apply)], Some(&last)));
-        assert!(!is_retry(&[entry("b", "3", Action::Apply)], Some(&last)));
-        assert!(!is_retry(&[], Some(&last)));
-        assert!(!is_retry(&[entry("b", "2", Action::Apply)], None));
+        assert!(is_retry(&[entry("b", "2", Action::Apply)], Some(&last), 1));
+        assert!(!is_retry(&[entry("b", "3", Action::Apply)], Some(&last), 1));
+        assert!(!is_retry(&[], Some(&last), 1));
+        assert!(!is_retry(&[entry("b", "2", Action::Apply)], None, 1));
+        // A new Helm revision asks again: not a retry, even with the same changes.
+        assert!(!is_retry(&[entry("b", "2", Action::Apply)], Some(&last), 2));
     }
 
     #[test]

@@ -95,6 +95,16 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
             .and_then(|m| m.status.as_ref())
             .and_then(|s| s.failure_for(&check.hash))
             .cloned();
+        // A failure recorded by a run of an older revision is not this revision's result: the
+        // agent runs the connection again for the new revision.
+        let stale = m
+            .and_then(|m| m.status.as_ref())
+            .and_then(|s| s.revision)
+            .is_some_and(|r| r < revision);
+        if phase == Phase::Failed && stale {
+            phase = Phase::Pending;
+            error = None;
+        }
         if error.is_none() && !check.is_valid() {
             phase = Phase::Failed;
             error = Some(contract::RunError {

@@ -125,18 +125,15 @@ fn failure(helm: Helm) {
     );
     c.leak_scan(&["blob", "cache"]);
 
-    // The remedy: remove the foreign Secret, upgrade again. Pending (tests/e2e/PENDING.md):
-    // the agent does not run the unchanged connection again for the new revision.
-    #[cfg(feature = "pending")]
-    {
-        c.kubectl(&["delete", "secret", "sc-cache-secret", "-n", &apps])
-            .ok();
-        c.helm_upgrade(helm, &[&files[0], &files[1]], &[]).ok();
-        c.wait_job_gone();
-        c.assert_materialized(&sc_e2e::expected(&merged(&[&settings, &protected])));
-        c.assert_deployed(helm, 3);
-        c.leak_scan(&["blob", "cache"]);
-    }
+    // The remedy: remove the foreign Secret and run the same upgrade again. The new revision
+    // asks again, so the agent runs the unchanged connection once more and it succeeds.
+    c.kubectl(&["delete", "secret", "sc-cache-secret", "-n", &apps])
+        .ok();
+    c.helm_upgrade(helm, &[&files[0], &files[1]], &[]).ok();
+    c.wait_job_gone();
+    c.assert_materialized(&sc_e2e::expected(&merged(&[&settings, &protected])));
+    c.assert_deployed(helm, 3);
+    c.leak_scan(&["blob", "cache"]);
 }
 
 with_both_helms!(failure);
