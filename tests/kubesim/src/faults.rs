@@ -372,7 +372,7 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
 }
 
 async fn middleware(State(layer): State<FaultLayer>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/kubesim/") {
+    if req.uri().path().starts_with("/kubesim/") && req.uri().path() != crate::audit::AUDIT_PATH {
         return admin(&layer, req).await;
     }
     let user = bearer(&req).and_then(|t| layer.cluster.authenticate(t));
