@@ -631,7 +631,8 @@ impl Reconciler {
     }
 
     /// Writes `spec.json` and `requested.json` where they differ, and marks removed
-    /// connections Deleted.
+    /// connections Deleted. A connection whose write fails does not stop the others; the first
+    /// error is returned once all were tried.
     async fn write_metadata(
         &self,
         desired: &[Desired],
@@ -640,6 +641,7 @@ impl Reconciler {
         changeset: Option<&ChangeSet>,
         owner_uid: &str,
     ) -> anyhow::Result<()> {
+        let mut first_error: Option<anyhow::Error> = None;
         for d in desired {
             let (spec, requested) = diff::metadata_texts(d, revision, changeset);
             let existing = metadata.iter().find(|m| m.connection == d.name);
@@ -652,8 +654,12 @@ impl Reconciler {
             if !d.errors.is_empty() {
                 tracing::warn!(connection = %d.name, errors = %d.errors.join("; "), "invalid connection request, sc-job will record the failure");
             }
-            self.apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
-                .await?;
+            if let Err(e) = self
+                .apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
         }
         for m in metadata {
             if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
@@ -671,9 +677,10 @@ impl Reconciler {
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!("deleting ConfigMap {}/{} failed", self.ns, m.configmap)
-                        });
+                        first_error.get_or_insert(anyhow::Error::new(e).context(format!(
+                            "deleting ConfigMap {}/{} failed",
+                            self.ns, m.configmap
+                        )));
                     }
                 }
                 continue;
@@ -685,15 +692,19 @@ impl Reconciler {
                 continue;
             }
             // Keep spec.json: sc-job reads the deletion policy from it.
-            self.apply_metadata(
-                &m.connection,
-                m.spec_text.as_deref(),
-                &diff::deleted_text(revision),
-                owner_uid,
-            )
-            .await?;
+            if let Err(e) = self
+                .apply_metadata(
+                    &m.connection,
+                    m.spec_text.as_deref(),
+                    &diff::deleted_text(revision),
+                    owner_uid,
+                )
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn apply_metadata(
