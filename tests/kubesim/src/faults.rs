@@ -38,6 +38,12 @@ use crate::cluster::{ApiError, Cluster};
 use crate::store::ResKey;
 
 const SIGKILL: i32 = 9;
+/// The paths of the admin endpoint; other `/kubesim/...` paths are served by the router.
+const ADMIN_PATHS: [&str; 3] = [
+    "/kubesim/faults",
+    "/kubesim/faults/stats",
+    "/kubesim/kill-pod",
+];
 /// The seconds a 429 or 503 asks the client to wait (`Retry-After`).
 const RETRY_AFTER_SECONDS: &str = "1";
 /// A cut watch ends after at most this many events...
@@ -372,7 +378,7 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
 }
 
 async fn middleware(State(layer): State<FaultLayer>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/kubesim/") && req.uri().path() != crate::audit::AUDIT_PATH {
+    if ADMIN_PATHS.contains(&req.uri().path().trim_end_matches('/')) {
         return admin(&layer, req).await;
     }
     let user = bearer(&req).and_then(|t| layer.cluster.authenticate(t));
@@ -562,10 +568,9 @@ async fn admin(layer: &FaultLayer, req: Request) -> Response {
                 Err(e) => error_response(&e),
             }
         }
-        (_, "/kubesim/faults" | "/kubesim/faults/stats" | "/kubesim/kill-pod") => error_response(
-            &ApiError::method_not_allowed("the method is not allowed on this kubesim endpoint"),
-        ),
-        _ => error_response(&ApiError::no_route()),
+        _ => error_response(&ApiError::method_not_allowed(
+            "the method is not allowed on this kubesim endpoint",
+        )),
     }
 }
 
