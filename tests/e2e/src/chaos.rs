@@ -68,6 +68,11 @@ pub struct Scale {
     pub revisions: usize,
     /// Pods killed at least (agent and sc-job together).
     pub min_kills: usize,
+    /// sc-job pods killed at least.
+    pub min_job_kills: usize,
+    /// Seconds between two upgrades at most (less once the revision's share of kills is
+    /// reached), as a range to draw from.
+    pub pause_s: (u64, u64),
     /// Milliseconds between two kills of the agent (a uniform draw).
     pub kill_every_ms: (u64, u64),
     /// How long the cluster may take to converge once faults are off.
@@ -75,8 +80,10 @@ pub struct Scale {
 }
 
 impl Scale {
-    /// `SC_CHAOS=full`: 300 connections over 5 revisions and at least 20 kills; otherwise
-    /// the short form run by `make test`: 40 connections over 3 revisions, at least 5 kills.
+    /// `SC_CHAOS=full`: 300 connections over 5 revisions and at least 20 kills (3 of sc-job);
+    /// otherwise the short form run by `make test`: 40 connections over 3 revisions, at least
+    /// 5 kills. The agent is killed every 20-45 s (10-25 s in the short form) while it runs:
+    /// its restarts back off up to 30 s, and it must get to create Jobs for sc-job to be killed.
     pub fn from_env() -> Scale {
         match std::env::var("SC_CHAOS").as_deref() {
             Ok("full") => Scale {
@@ -84,7 +91,9 @@ impl Scale {
                 connections: 300,
                 revisions: 5,
                 min_kills: 20,
-                kill_every_ms: (4_000, 12_000),
+                min_job_kills: 3,
+                pause_s: (20, 60),
+                kill_every_ms: (20_000, 45_000),
                 converge: Duration::from_secs(900),
             },
             _ => Scale {
@@ -92,7 +101,9 @@ impl Scale {
                 connections: 40,
                 revisions: 3,
                 min_kills: 5,
-                kill_every_ms: (3_000, 8_000),
+                min_job_kills: 0,
+                pause_s: (10, 30),
+                kill_every_ms: (10_000, 25_000),
                 converge: Duration::from_secs(420),
             },
         }
@@ -428,7 +439,7 @@ pub struct Killer {
 impl Killer {
     /// Starts killing pods of the release namespace `ns`: a running agent pod every
     /// `every_ms` (a uniform draw), and each sc-job pod, as soon as it is seen running, with
-    /// probability 0.6 after a random delay of up to 0.8 s (its runs are short).
+    /// probability 0.6 after a random delay of up to 3 s (mid-run for a large change set).
     pub fn start(k: Kubectl, ns: String, seed: u64, every_ms: (u64, u64)) -> Killer {
         let stop = Arc::new(AtomicBool::new(false));
         let agent = Arc::new(AtomicUsize::new(0));
@@ -451,7 +462,7 @@ impl Killer {
                 for pod in k.running_pods(&ns, JOB_PODS) {
                     let at = *decided.entry(pod.clone()).or_insert_with(|| {
                         rng.chance(0.6)
-                            .then(|| now + Duration::from_millis(rng.between(0, 800)))
+                            .then(|| now + Duration::from_millis(rng.between(0, 3_000)))
                     });
                     if at.is_some_and(|t| t <= now) {
                         decided.insert(pod.clone(), None);
@@ -763,6 +774,8 @@ mod tests {
             connections: 60,
             revisions: 4,
             min_kills: 0,
+            min_job_kills: 0,
+            pause_s: (0, 0),
             kill_every_ms: (1, 1),
             converge: Duration::ZERO,
         };

@@ -74,16 +74,17 @@ fn chaos(replicas: u32) {
             killer.kills()
         );
         // Let the chaos act on this revision: until its share of kills happened, at most a
-        // random 10-40 s.
+        // random pause of the scale's range.
         let want = per_revision * (i + 1);
-        let end = Instant::now() + Duration::from_secs(rng.between(10, 40));
+        let end =
+            Instant::now() + Duration::from_secs(rng.between(scale.pause_s.0, scale.pause_s.1));
         while Instant::now() < end && killer.kills().total() < want {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     wait_for_state(KILL_DEADLINE, "the minimum number of kills", || {
         let kills = killer.kills();
-        if kills.total() >= scale.min_kills {
+        if kills.total() >= scale.min_kills && kills.job >= scale.min_job_kills {
             Ok(())
         } else {
             Err(format!("{kills:?}"))
