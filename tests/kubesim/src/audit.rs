@@ -4,7 +4,9 @@
 //! status code, counted, and served to the admin at `GET /kubesim/audit`.
 //!
 //! A list or watch with `fieldSelector=metadata.name=NAME` is recorded with that name, as
-//! kube-apiserver authorizes it. Admin requests (kubectl, helm) are not recorded.
+//! kube-apiserver authorizes it; a server-side apply that creates its object (201) is recorded
+//! as a `patch` and a `create`, the two verbs kube-apiserver checks for it. Admin requests
+//! (kubectl, helm) are not recorded.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -88,12 +90,16 @@ async fn observe(State(audit): State<Arc<Audit>>, req: Request, next: Next) -> R
     let mut entry = attributes(&method, &path, &query);
     entry.user = user.name;
     entry.code = response.status().as_u16();
-    *audit
-        .entries
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(entry)
-        .or_default() += 1;
+    let mut entries = audit.entries.lock().unwrap_or_else(|e| e.into_inner());
+    if entry.verb == "patch" && entry.code == 201 {
+        // A server-side apply that creates the object: kube-apiserver also authorizes
+        // `create` for it (handlers/patch.go, createAuthorizerAttributes).
+        let mut create = entry.clone();
+        create.verb = "create".into();
+        *entries.entry(create).or_default() += 1;
+    }
+    *entries.entry(entry).or_default() += 1;
+    drop(entries);
     response
 }
 
