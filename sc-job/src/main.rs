@@ -13,6 +13,7 @@ mod record;
 
 use api::Kube;
 use clap::Parser;
+use futures::StreamExt as _;
 use cli::Args;
 use failure::Failure;
 use inputs::{Action, ChangeSet};
@@ -28,6 +29,8 @@ const EXIT_OK: u8 = 0;
 const EXIT_FAILED: u8 = 1;
 /// The change set (or its inputs) is unusable.
 const EXIT_UNUSABLE: u8 = 2;
+/// Connections applied, deleted or recorded at the same time.
+const IN_FLIGHT: usize = 16;
 
 /// The namespace of the run: the flag, `$POD_NAMESPACE`, the kubeconfig's current context,
 /// the pod's service account namespace, else `sc-system`.
@@ -235,12 +238,19 @@ async fn run(args: Args) -> u8 {
         cs.connections.len()
     ));
 
-    let mut mat = Materializer {
-        kube: &kube,
-        log,
-        set: &validated.set,
-        requests: &inputs.requests,
-        spc_served: None,
+    // Whether the SecretProviderClass API is served, asked once for the whole run when a
+    // connection needs it; left unknown after an error, so each connection reports it.
+    let spc_served = if validated
+        .set
+        .connections()
+        .iter()
+        .any(|c| c.desired().secret_provider_class.is_some())
+    {
+        kube.serves("secrets-store.csi.x-k8s.io/v1", "secretproviderclasses")
+            .await
+            .ok()
+    } else {
+        None
     };
     let recorder = Recorder {
         kube: &kube,
@@ -255,25 +265,45 @@ async fn run(args: Args) -> u8 {
     };
 
     let requests_ref = ObjRef::new("ConfigMap", &ns, &args.requests);
-    let mut runs = Vec::new();
-    for entry in &cs.connections {
-        runs.push(run_entry(entry, &validated, &mut mat, &recorder, &requests_ref).await);
-    }
+    // Connections are independent: up to IN_FLIGHT are applied at once, each one's steps in
+    // order, and the results keep the change set's order.
+    let runs: Vec<ConnRun> = futures::stream::iter(&cs.connections)
+        .map(|entry| {
+            let mut mat = Materializer {
+                kube: &kube,
+                log,
+                set: &validated.set,
+                requests: &inputs.requests,
+                spc_served,
+            };
+            let (validated, recorder, requests_ref) = (&validated, &recorder, &requests_ref);
+            async move { run_entry(entry, validated, &mut mat, recorder, requests_ref).await }
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
 
-    let mut unrecorded = 0;
-    for run in &runs {
-        if let Err(f) = recorder.record(run).await {
-            log.failed(
-                &run.name,
-                &Failure::new(
-                    &f.reason,
-                    format!("recording the result failed: {}", f.message),
-                    f.remedy.clone(),
-                ),
-            );
-            unrecorded += 1;
-        }
-    }
+    let recorder = &recorder;
+    let unrecorded: usize = futures::stream::iter(&runs)
+        .map(|run| async move {
+            match recorder.record(run).await {
+                Ok(()) => 0,
+                Err(f) => {
+                    log.failed(
+                        &run.name,
+                        &Failure::new(
+                            &f.reason,
+                            format!("recording the result failed: {}", f.message),
+                            f.remedy.clone(),
+                        ),
+                    );
+                    1
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
     let count = |p: Phase| runs.iter().filter(|r| r.phase == p).count();
     let failed = count(Phase::Failed);
     log.summary(count(Phase::Ready), failed, count(Phase::Deleted));
