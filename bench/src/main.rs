@@ -148,7 +148,7 @@ async fn main() -> Result<()> {
     c.stop().await;
 
     let mut rows = Vec::new();
-    let mut largest: Option<(usize, scenarios::Incremental, scenarios::Idle, u64)> = None;
+    let mut largest: Option<(usize, Vec<scenarios::Incremental>, scenarios::Idle, u64)> = None;
     for &n in &args.sizes {
         let runs = if n > 1000 { args.large_runs } else { args.runs };
         let mut bulk = Vec::new();
@@ -158,7 +158,8 @@ async fn main() -> Result<()> {
             let (b, mut requests) = scenarios::bulk(&c, n).await?;
             raw.push(json!({
                 "scenario": "bulk", "connections": n, "run": run,
-                "toReadySec": secs(b.to_ready),
+                "toAppliedSec": secs(b.to_applied),
+                "agentReadySec": secs(b.to_ready),
                 "kubectlClientSideSec": secs(b.kubectl_client_side),
                 "kubectlServerSideSec": secs(b.kubectl_server_side),
                 "scJobPeakRssKiB": b.job_peak_rss_kib,
@@ -166,12 +167,16 @@ async fn main() -> Result<()> {
             }))?;
             bulk.push(b);
             if run == runs - 1 && Some(&n) == args.sizes.iter().max() {
-                let inc = scenarios::incremental(&c, &mut requests).await?;
-                raw.push(json!({
-                    "scenario": "incremental", "connections": n,
-                    "toSecretSec": secs(inc.to_secret), "writes": inc.writes,
-                    "leaseWrites": inc.lease_writes, "reads": inc.reads,
-                }))?;
+                let mut incs = Vec::new();
+                for new_revision in [true, false] {
+                    let inc = scenarios::incremental(&c, &mut requests, new_revision).await?;
+                    raw.push(json!({
+                        "scenario": "incremental", "connections": n, "newRevision": new_revision,
+                        "toSecretSec": secs(inc.to_secret), "writes": inc.writes,
+                        "leaseWrites": inc.lease_writes, "reads": inc.reads,
+                    }))?;
+                    incs.push(inc);
+                }
                 let idle =
                     scenarios::agent_idle(&c, Duration::from_secs(args.idle_seconds)).await?;
                 raw.push(json!({"scenario": "agent-idle", "connections": n, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib}))?;
@@ -180,13 +185,13 @@ async fn main() -> Result<()> {
                     .filter_map(|b| b.job_peak_rss_kib)
                     .max()
                     .unwrap_or(0);
-                largest = Some((n, inc, idle, peak));
+                largest = Some((n, incs, idle, peak));
             }
             c.stop().await;
             if args.helm && n <= args.helm_max {
                 let c = Cluster::start(&paths).await?;
                 let (h, ready) = scenarios::bulk_helm(&c, n).await?;
-                raw.push(json!({"scenario": "bulk-helm", "connections": n, "run": run, "helmSec": secs(h), "toReadySec": secs(ready)}))?;
+                raw.push(json!({"scenario": "bulk-helm", "connections": n, "run": run, "helmSec": secs(h), "toAppliedSec": secs(ready)}))?;
                 helm.push((h, ready));
                 c.stop().await;
             }
@@ -217,15 +222,16 @@ async fn main() -> Result<()> {
     writeln!(t, "## Bulk: N connections in one values change\n")?;
     writeln!(
         t,
-        "`sc-extension` = from the write of `sc-requests`/`sc-protected` (as the chart renders them) until the agent reports all N Ready (status.appliedHash == requested hash). `helm upgrade` = the whole command, its result hook included. kubectl 1.37 applies the same N Secrets rendered by sc-model to a fresh namespace of the same cluster. Ratio = sc-extension / kubectl.\n"
+        "`sc-extension` = from the write of `sc-protected` and `sc-requests` (as the chart renders them) until every metadata ConfigMap records the requested hash as applied (`status.appliedHash`), seen by a watch; `agent Ready` = until the agent's `sc_agent_connections{{phase=\"Ready\"}}` gauge reaches N. `helm upgrade` (fresh cluster) = until all applied / the whole command, its result hook included. kubectl 1.37 applies the same N Secrets rendered by sc-model to a fresh namespace of the same cluster, after sc-extension is done. Ratio = sc-extension / kubectl. Requests = API requests of the agent and sc-job in the run, counted by kubesim.\n"
     )?;
     writeln!(
         t,
-        "| N | runs | sc-extension | kubectl apply (client-side) | kubectl apply --server-side | ratio to client-side | ratio to server-side | helm upgrade (to Ready / whole command) | API requests of agent + sc-job |"
+        "| N | runs | sc-extension | agent Ready | kubectl apply (client-side) | kubectl apply --server-side | ratio to client-side | ratio to server-side | helm upgrade (all applied / whole command) | requests |"
     )?;
-    writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for (n, bulk, helm) in &rows {
-        let sc = median(bulk.iter().map(|b| secs(b.to_ready)).collect());
+        let sc = median(bulk.iter().map(|b| secs(b.to_applied)).collect());
+        let ready = median(bulk.iter().map(|b| secs(b.to_ready)).collect());
         let csa = median(bulk.iter().map(|b| secs(b.kubectl_client_side)).collect());
         let ssa = median(bulk.iter().map(|b| secs(b.kubectl_server_side)).collect());
         let req = median(bulk.iter().map(|b| b.requests as f64).collect());
@@ -240,30 +246,38 @@ async fn main() -> Result<()> {
         };
         writeln!(
             t,
-            "| {n} | {} | {sc:.2} s | {csa:.2} s | {ssa:.2} s | {:.2} | {:.2} | {h} | {req:.0} |",
+            "| {n} | {} | {sc:.2} s | {ready:.2} s | {csa:.2} s | {ssa:.2} s | {:.2} | {:.2} | {h} | {req:.0} |",
             bulk.len(),
             sc / csa,
             sc / ssa
         )?;
     }
-    if let Some((n, inc, idle, peak)) = &largest {
+    if let Some((n, incs, idle, peak)) = &largest {
         writeln!(t, "\n## Incremental: one connection changed among {n}\n")?;
-        let writes: u64 = inc.writes.values().sum();
         writeln!(
             t,
-            "| time to the Secret | API writes (agent + sc-job) | Lease renewals meanwhile | reads |"
+            "| change | time to the Secret | API writes (agent + sc-job) | Lease renewals meanwhile | reads |"
         )?;
-        writeln!(t, "|---:|---:|---:|---:|")?;
-        writeln!(
-            t,
-            "| {:.3} s | {writes} | {} | {} |\n",
-            secs(inc.to_secret),
-            inc.lease_writes,
-            inc.reads
-        )?;
-        writeln!(t, "Writes by client, verb and resource:\n")?;
-        for (k, v) in &inc.writes {
-            writeln!(t, "- `{k}`: {v}")?;
+        writeln!(t, "|---|---:|---:|---:|---:|")?;
+        let what = [
+            "new revision of both request objects (as every helm upgrade)",
+            "`sc-protected` alone, same revision",
+        ];
+        for (inc, what) in incs.iter().zip(what) {
+            let writes: u64 = inc.writes.values().sum();
+            writeln!(
+                t,
+                "| {what} | {:.3} s | {writes} | {} | {} |",
+                secs(inc.to_secret),
+                inc.lease_writes,
+                inc.reads
+            )?;
+        }
+        for (inc, what) in incs.iter().zip(what) {
+            writeln!(t, "\nWrites by client, verb and resource, {what}:\n")?;
+            for (k, v) in &inc.writes {
+                writeln!(t, "- `{k}`: {v}")?;
+            }
         }
         writeln!(t, "\n## Footprint\n")?;
         writeln!(t, "| measure | value |")?;

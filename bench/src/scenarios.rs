@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long one bulk apply may take before the benchmark gives up.
@@ -21,6 +21,9 @@ const BULK_DEADLINE: Duration = Duration::from_secs(1800);
 /// The outcome of one bulk run through the request objects.
 #[derive(Debug, Clone, Default)]
 pub struct Bulk {
+    /// From the write of the request objects until every metadata ConfigMap records the
+    /// requested hash as applied.
+    pub to_applied: Duration,
     /// From the write of the request objects until the agent reports every connection Ready.
     pub to_ready: Duration,
     /// `kubectl apply -f` (client-side) of the same Secrets.
@@ -95,6 +98,69 @@ fn sample_job_rss(c: &Cluster, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle
     })
 }
 
+/// The content hash of every connection of `r`, as sc-model computes it.
+fn expected_hashes(r: &Requests) -> BTreeMap<String, String> {
+    let merged = workload::values(&r.public, &r.protected);
+    sc_model::check_connections(&merged["connections"])
+        .into_iter()
+        .map(|c| (c.name, c.hash))
+        .collect()
+}
+
+/// Watches the metadata ConfigMaps until every connection of `expected` has
+/// `status.appliedHash` equal to its hash; the time since `start`.
+fn watch_applied(
+    c: &Cluster,
+    expected: BTreeMap<String, String>,
+    start: Instant,
+) -> tokio::task::JoinHandle<Result<Duration>> {
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), RELEASE_NS);
+    tokio::spawn(async move {
+        use kube::runtime::watcher;
+        let config = watcher::Config::default().labels("app.kubernetes.io/component=connection");
+        let mut stream = std::pin::pin!(watcher(api, config));
+        let mut applied: BTreeMap<String, bool> = BTreeMap::new();
+        let mut done = 0usize;
+        while let Some(ev) = tokio::time::timeout(BULK_DEADLINE, stream.next())
+            .await
+            .context("no metadata change within the deadline")?
+        {
+            let objs = match ev.context("watching the metadata ConfigMaps failed")? {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => vec![o],
+                _ => continue,
+            };
+            for o in objs {
+                let name = o
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("sc-extension.io/connection-name").cloned())
+                    .unwrap_or_default();
+                let Some(want) = expected.get(&name) else {
+                    continue;
+                };
+                let status: Value = o
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("status.json"))
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or(Value::Null);
+                let ok = status["appliedHash"].as_str() == Some(want.as_str());
+                let was = applied.insert(name, ok).unwrap_or(false);
+                match (was, ok) {
+                    (false, true) => done += 1,
+                    (true, false) => done -= 1,
+                    _ => {}
+                }
+            }
+            if done == expected.len() {
+                return Ok(start.elapsed());
+            }
+        }
+        bail!("the watch of the metadata ConfigMaps ended")
+    })
+}
+
 /// Waits until the agent reports `n` connections Ready; the time since `start`.
 async fn wait_ready(c: &Cluster, n: usize, start: Instant) -> Result<Duration> {
     loop {
@@ -164,8 +230,10 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_job_rss(c, stop.clone());
     let start = Instant::now();
+    let watch = watch_applied(c, expected_hashes(&r), start);
     write_requests(c, &r).await?;
     let to_ready = wait_ready(c, n, start).await?;
+    let to_applied = watch.await??;
     wait_job_gone(c).await?;
     stop.store(true, Ordering::Relaxed);
     let job_peak_rss_kib = sampler.await.unwrap_or(None);
@@ -182,8 +250,15 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
     ] {
         c.create_namespace(ns).await?;
         let list = workload::rendered_secrets(&r.public, &r.protected, ns)?;
-        let file = c.dir().join(format!("{ns}-{n}.json"));
-        std::fs::write(&file, list.to_string())?;
+        // One document per Secret (JSON is YAML), as a directory of rendered manifests is.
+        let docs: Vec<String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| format!("---\n{s}\n"))
+            .collect();
+        let file = c.dir().join(format!("{ns}-{n}.yaml"));
+        std::fs::write(&file, docs.concat())?;
         let f = file.display().to_string();
         let mut args = vec!["apply", "-f", &f];
         args.extend(extra);
@@ -195,6 +270,7 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
     }
     Ok((
         Bulk {
+            to_applied,
             to_ready,
             kubectl_client_side: times[0],
             kubectl_server_side: times[1],
@@ -206,40 +282,25 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
 }
 
 /// Bulk apply of `n` connections with `helm upgrade -f values`: the wall time of helm (its
-/// hook waits for the result) and the time until the agent reports every connection Ready.
+/// hook waits for the result) and the time until every metadata ConfigMap records the
+/// requested hash as applied.
 pub async fn bulk_helm(c: &Cluster, n: usize) -> Result<(Duration, Duration)> {
     let (public, protected) = workload::connections(n);
-    let values = c.dir().join(format!("values-{n}.yaml"));
-    std::fs::write(&values, workload::values(&public, &protected).to_string())?;
-    let start = Instant::now();
-    let ready_at = Arc::new(AtomicU64::new(0));
-    let poll = {
-        let agent = c.agent_addr();
-        let ready_at = ready_at.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(body) = crate::cluster::http_get(&agent, "/metrics").await
-                    && body
-                        .lines()
-                        .any(|l| l == format!("sc_agent_connections{{phase=\"Ready\"}} {n}"))
-                {
-                    ready_at.store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    return;
-                }
-                if start.elapsed() > BULK_DEADLINE {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
+    let r = Requests {
+        public,
+        protected,
+        revision: 2,
     };
+    let values = c.dir().join(format!("values-{n}.yaml"));
+    std::fs::write(
+        &values,
+        workload::values(&r.public, &r.protected).to_string(),
+    )?;
+    let start = Instant::now();
+    let watch = watch_applied(c, expected_hashes(&r), start);
     let helm = c.helm_upgrade(&values).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(60), poll).await;
-    let ready = ready_at.load(Ordering::Relaxed);
-    if ready == 0 {
-        bail!("helm upgrade succeeded but the agent does not report {n} connections Ready");
-    }
-    Ok((helm, Duration::from_micros(ready)))
+    let applied = watch.await??;
+    Ok((helm, applied))
 }
 
 /// The outcome of one changed connection.
@@ -256,8 +317,10 @@ pub struct Incremental {
     pub reads: u64,
 }
 
-/// Changes the account key of one connection of `r` and measures what it causes.
-pub async fn incremental(c: &Cluster, r: &mut Requests) -> Result<Incremental> {
+/// Changes the account key of one connection of `r` and measures what it causes. With
+/// `new_revision` both request objects carry a new revision, as every helm upgrade does;
+/// without it only `sc-protected` changes.
+pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> Result<Incremental> {
     let i = r.public.len() / 2;
     let name = workload::name(i);
     let secret = sc_model::names::secret_name(&name);
@@ -266,11 +329,14 @@ pub async fn incremental(c: &Cluster, r: &mut Requests) -> Result<Incremental> {
     let succeeded = "sc_agent_jobs_succeeded_total";
     let jobs_before = c.agent_metric(succeeded).await?;
     let before = audit_counts(c).await?;
+    let generation = if new_revision { 1 } else { 2 };
     r.protected.insert(
         name.clone(),
-        json!({"secrets": {"accountKey": workload::account_key(i, 1)}}),
+        json!({"secrets": {"accountKey": workload::account_key(i, generation)}}),
     );
-    r.revision += 1;
+    if new_revision {
+        r.revision += 1;
+    }
     let start = Instant::now();
     write_requests(c, r).await?;
     let to_secret = loop {

@@ -58,7 +58,7 @@ pub fn values(public: &Map<String, Value>, protected: &Map<String, Value>) -> Va
 }
 
 /// The Secrets sc-model renders for the connections, moved to namespace `namespace`, as one
-/// `v1` List for `kubectl apply -f`.
+/// `v1` List.
 pub fn rendered_secrets(
     public: &Map<String, Value>,
     protected: &Map<String, Value>,
