@@ -13,9 +13,9 @@ mod record;
 
 use api::Kube;
 use clap::Parser;
-use futures::StreamExt as _;
 use cli::Args;
 use failure::Failure;
+use futures::StreamExt as _;
 use inputs::{Action, ChangeSet};
 use log::{Log, ObjRef};
 use materialize::{ConnRun, Materializer, Phase};
