@@ -351,6 +351,9 @@ fn cluster() {
         .collect();
     let c = Cluster::start();
     let apps = c.create_namespace("apps");
+    // The name-clash cases and their valid partners (a connection of the same target next to
+    // the healthy one would rightly change its key names).
+    c.create_namespace("coll");
     let rel = c.release_ns();
     let key = secret_value("healthy-key");
     c.remember_secret(&key);
