@@ -404,7 +404,6 @@ async fn a_removed_connection_is_deleted_and_its_metadata_goes() {
 /// With the chart's RBAC the agent watches Secret `sc-protected` through `resourceNames`, which
 /// the API server authorizes for a list or watch with the field selector `metadata.name`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the embedded cluster to authorize list/watch by resourceNames with a metadata.name field selector"]
 async fn the_agent_runs_as_a_deployment_with_the_chart_rbac() {
     let ks = start().await;
     let client = ks.client();
