@@ -509,6 +509,31 @@ fn cluster() {
         before,
         "the healthy connection's objects changed"
     );
+    wait_for_state(
+        SETTLE,
+        "the failed connections' metadata to be removed",
+        || {
+            let left = c
+                .kubectl(&[
+                    "get",
+                    "configmaps",
+                    "-n",
+                    &rel,
+                    "-l",
+                    "app.kubernetes.io/component=connection",
+                    "-o",
+                    "name",
+                ])
+                .ok()
+                .trim()
+                .to_string();
+            if left == "configmap/sc-conn-healthy" {
+                Ok(())
+            } else {
+                Err(left)
+            }
+        },
+    );
     assert_eq!(
         agent_pod(&c),
         agent_before,
