@@ -369,7 +369,7 @@ async fn run_entry(
                                 .and_then(|t| serde_json::from_str::<Value>(t).ok())
                         })
                         .unwrap_or(Value::Null);
-                    mat.apply(conn, &mut run).await?;
+                    mat.apply(conn, &previous, &mut run).await?;
                     mat.prune(conn, &previous, &mut run).await
                 };
                 match applied.await {

@@ -7,7 +7,9 @@ use crate::inputs::{Action, Entry};
 use crate::log::{Log, ObjRef};
 use sc_model::names;
 use sc_model::render::{CONNECTION_ANNOTATION, MANAGED_BY};
-use sc_model::{Connection, DeletionPolicy, RequestSet, workload_patch_ops};
+use sc_model::{
+    Connection, DeletionPolicy, PatchError, RequestSet, WorkloadKind, workload_patch_ops,
+};
 use serde_json::{Map, Value, json};
 
 /// Annotation on a shared workload-identity ServiceAccount listing the connections that use
@@ -170,8 +172,14 @@ fn sa_still_used(
 }
 
 impl Materializer<'_> {
-    /// Applies every object of `conn`; stops at the first failure.
-    pub async fn apply(&mut self, conn: &Connection, run: &mut ConnRun) -> Result<(), Failure> {
+    /// Applies every object of `conn`; stops at the first failure. `previous` is the
+    /// connection's `status.json` before this run (`null` when there is none).
+    pub async fn apply(
+        &mut self,
+        conn: &Connection,
+        previous: &Value,
+        run: &mut ConnRun,
+    ) -> Result<(), Failure> {
         let d = conn.desired();
         let ns = d.namespace.clone();
         let ns_ref = ObjRef::new("Namespace", "", &ns);
@@ -246,7 +254,19 @@ impl Materializer<'_> {
                 }
                 Err(e) => return Err(Failure::api("get", &r, &e)),
             };
-            let ops = workload_patch_ops(&live, &d.patch).map_err(|e| {
+            let ops = match workload_patch_ops(&live, &d.patch) {
+                // The connection's own ServiceAccount of an earlier apply (its clientId
+                // changed): the workload moves to the new one.
+                Err(PatchError::ServiceAccountConflict { current, .. })
+                    if recorded_objects(previous).iter().any(|o| {
+                        o.kind == "ServiceAccount" && o.namespace == ns && o.name == current
+                    }) =>
+                {
+                    workload_patch_ops(&without_service_account(&live, w.kind), &d.patch)
+                }
+                other => other,
+            }
+            .map_err(|e| {
                 Failure::new(
                     "WorkloadNotPatchable",
                     format!("cannot patch {r}: {e}"),
@@ -493,6 +513,20 @@ impl Materializer<'_> {
 
 /// The objects a `status.json` records that sc-job owns (Secrets, ServiceAccounts,
 /// SecretProviderClasses; not the patched workloads).
+/// `workload` with no ServiceAccount in its pod template (`serviceAccount`, the deprecated
+/// alias, set to `default`), so that the patch sets the connection's.
+fn without_service_account(workload: &Value, kind: WorkloadKind) -> Value {
+    let mut copy = workload.clone();
+    let pointer = format!("{}/spec", kind.pod_template_pointer());
+    if let Some(spec) = copy.pointer_mut(&pointer).and_then(Value::as_object_mut) {
+        spec.remove("serviceAccountName");
+        if spec.contains_key("serviceAccount") {
+            spec.insert("serviceAccount".into(), json!("default"));
+        }
+    }
+    copy
+}
+
 fn recorded_objects(status: &Value) -> Vec<ObjRef> {
     status["objects"]
         .as_array()
@@ -541,6 +575,24 @@ fn check_owner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workload_without_its_service_account_takes_the_new_one() {
+        let live = json!({"kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {"template": {
+            "metadata": {"labels": {"azure.workload.identity/use": "true"}},
+            "spec": {"serviceAccountName": "sc-account-old", "serviceAccount": "sc-account-old",
+                     "containers": [{"name": "main"}]}}}});
+        let copy = without_service_account(&live, WorkloadKind::StatefulSet);
+        assert!(copy["spec"]["template"]["spec"]["serviceAccountName"].is_null());
+        assert_eq!(
+            copy["spec"]["template"]["spec"]["serviceAccount"],
+            "default"
+        );
+        assert_eq!(
+            copy["spec"]["template"]["spec"]["containers"],
+            live["spec"]["template"]["spec"]["containers"]
+        );
+    }
 
     #[test]
     fn refuses_foreign_and_other_connections_objects() {
