@@ -547,8 +547,10 @@ fn least_privilege_and_pod_security() {
     c.wait_job_gone();
     c.assert_materialized(&expected(&merged(&[&settings, &protected])));
 
-    // Upgrade: a new account name; vault removed (its SecretProviderClass and ServiceAccount go).
-    let (mut settings2, _) = connections(&apps, &key, "0a1b2c3d-0000-4000-8000-000000000001");
+    // Upgrade: a new account name; a new identity for bus (its StatefulSet moves to the new
+    // ServiceAccount, the old one goes); vault removed (its SecretProviderClass and
+    // ServiceAccount go).
+    let (mut settings2, _) = connections(&apps, &key, "0a1b2c3d-0000-4000-8000-000000000002");
     settings2["connections"]["blob"]["parameters"]["accountName"] = json!("e2estorage2");
     settings2["connections"]
         .as_object_mut()
@@ -558,6 +560,21 @@ fn least_privilege_and_pod_security() {
     c.helm_upgrade(helm, &[&files2[0], &files2[1]], &[]).ok();
     c.wait_job_gone();
     c.assert_materialized(&expected(&merged(&[&settings2, &protected])));
+    let db = c.get("statefulset", &apps, "db");
+    assert_eq!(
+        db["spec"]["template"]["spec"]["serviceAccountName"],
+        "sc-account-0a1b2c3d-0000-4000-8000-000000000002",
+        "the StatefulSet of bus did not move to its new identity"
+    );
+    assert!(
+        c.try_get(
+            "serviceaccount",
+            &apps,
+            "sc-account-0a1b2c3d-0000-4000-8000-000000000001"
+        )
+        .is_none(),
+        "bus's former ServiceAccount stayed (deletionPolicy Delete)"
+    );
     assert!(
         c.try_get("secretproviderclass", &apps, "sc-vault-spc")
             .is_none(),
