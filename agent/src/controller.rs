@@ -917,11 +917,18 @@ impl Reconciler {
             None => api.create(&pp, &serde_json::from_value(obj)?).await,
         }
         .with_context(|| format!("writing ConfigMap {}/{CHANGESET_CONFIGMAP} failed", self.ns))?;
+        // Mark the carried connections Applying. A mark that fails does not hold the Job back
+        // (the next reconcile writes it): with many connections and a flaky API server, one
+        // of them failing on every attempt would keep the Job from ever starting.
         for d in desired {
             if cs.carries(&d.name, &d.hash) {
                 let (spec, requested) = diff::metadata_texts(d, revision, Some(&cs));
-                self.apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
-                    .await?;
+                if let Err(e) = self
+                    .apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
+                    .await
+                {
+                    tracing::warn!(connection = %d.name, error = format!("{e:#}"), "marking the connection Applying failed; the next reconcile writes it");
+                }
             }
         }
         let job: Job = serde_json::from_value(job_object(
