@@ -197,6 +197,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         stores,
         reporter,
         recorders: std::sync::Mutex::new(BTreeMap::new()),
+        lease_owner: None,
         health: health.clone(),
         failures: 0,
     };
@@ -354,6 +355,8 @@ struct Reconciler {
     /// and object, not by note: with one recorder, a different note would only count as a
     /// repeat of the first one and never be shown.
     recorders: std::sync::Mutex<BTreeMap<(String, String), Recorder>>,
+    /// The uid of the requests ConfigMap the Lease was last given as owner.
+    lease_owner: Option<String>,
     health: Arc<Health>,
     failures: u32,
 }
@@ -365,6 +368,35 @@ impl Reconciler {
 
     fn jobs(&self) -> Api<Job> {
         Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Gives the Lease an owner reference to the requests ConfigMap (`uid`), like every other
+    /// object the agent creates, so that uninstalling the release removes it too.
+    async fn own_lease(&mut self, uid: &str) {
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let patch = json!({"metadata": {"ownerReferences": [{
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": self.requests_name,
+            "uid": uid,
+        }]}});
+        match leases
+            .patch(
+                contract::LEASE_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => self.lease_owner = Some(uid.to_string()),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "giving the Lease {}/{} an owner reference failed; it stays after an uninstall",
+                self.ns,
+                contract::LEASE_NAME
+            ),
+        }
     }
 
     /// One step; returns when it wants to be woken up (seconds since the epoch) besides
@@ -379,6 +411,9 @@ impl Reconciler {
             return Ok(None);
         };
         let owner_uid = requests_cm.metadata.uid.clone().unwrap_or_default();
+        if !owner_uid.is_empty() && self.lease_owner.as_deref() != Some(owner_uid.as_str()) {
+            self.own_lease(&owner_uid).await;
+        }
         let revision = contract::revision_of(requests_cm.metadata.annotations.as_ref());
         let protected_name = self
             .settings
