@@ -685,11 +685,11 @@ fn least_privilege_and_pod_security() {
             .ok();
         left.trim().is_empty().then_some(())
     });
-    let leases = c.kubectl(&["get", "leases", "-n", &rel, "-o", "name"]);
-    eprintln!(
-        "leases left in {rel} after the uninstall: {:?}",
-        leases.ok().trim()
-    );
+    // The agent's Lease is owned by the requests ConfigMap, so it goes with the release.
+    wait_until(SETTLE, "the agent's Lease to be removed", || {
+        let left = c.kubectl(&["get", "leases", "-n", &rel, "-o", "name"]);
+        left.ok().trim().is_empty().then_some(())
+    });
 
     // Nobody but the admin ever created a service-account token Secret.
     let seen_secrets = secrets.seen();
