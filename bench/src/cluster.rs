@@ -306,6 +306,11 @@ impl Cluster {
             }))
     }
 
+    /// The process id of kubesim.
+    pub fn kubesim_pid(&self) -> Option<u32> {
+        self.kubesim.id()
+    }
+
     /// Stops kubesim (and with it every pod process).
     pub async fn stop(mut self) {
         if let Some(pid) = self.kubesim.id() {

@@ -162,7 +162,10 @@ async fn main() -> Result<()> {
                 "agentReadySec": secs(b.to_ready),
                 "kubectlClientSideSec": secs(b.kubectl_client_side),
                 "kubectlServerSideSec": secs(b.kubectl_server_side),
-                "scJobPeakRssKiB": b.job_peak_rss_kib,
+                "scJobPeakRssKiB": b.job.peak_rss_kib,
+                "scJobPodFirstSeenSec": b.job.first_seen.map(secs),
+                "scJobPodLastRunningSec": b.job.last_running.map(secs),
+                "cpuSec": {"kubesim": b.cpu_kubesim, "agent": b.cpu_agent, "scJob": b.job.cpu_secs},
                 "requests": b.requests,
             }))?;
             bulk.push(b);
@@ -182,7 +185,7 @@ async fn main() -> Result<()> {
                 raw.push(json!({"scenario": "agent-idle", "connections": n, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib}))?;
                 let peak = bulk
                     .iter()
-                    .filter_map(|b| b.job_peak_rss_kib)
+                    .filter_map(|b| b.job.peak_rss_kib)
                     .max()
                     .unwrap_or(0);
                 largest = Some((n, incs, idle, peak));
@@ -250,6 +253,29 @@ async fn main() -> Result<()> {
             bulk.len(),
             sc / csa,
             sc / ssa
+        )?;
+    }
+    writeln!(
+        t,
+        "\nWhere the time goes (medians, seconds since the write of the request objects; CPU seconds used during the bulk run):\n"
+    )?;
+    writeln!(
+        t,
+        "| N | sc-job pod first seen | sc-job pod last seen running | CPU kubesim | CPU agent | CPU sc-job |"
+    )?;
+    writeln!(t, "|---:|---:|---:|---:|---:|---:|")?;
+    for (n, bulk, _) in &rows {
+        let m = |f: &dyn Fn(&scenarios::Bulk) -> Option<f64>| {
+            median(bulk.iter().filter_map(f).collect())
+        };
+        writeln!(
+            t,
+            "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            m(&|b| b.job.first_seen.map(secs)),
+            m(&|b| b.job.last_running.map(secs)),
+            m(&|b| Some(b.cpu_kubesim)),
+            m(&|b| Some(b.cpu_agent)),
+            m(&|b| Some(b.job.cpu_secs)),
         )?;
     }
     if let Some((n, incs, idle, peak)) = &largest {

@@ -30,10 +30,15 @@ pub struct Bulk {
     pub kubectl_client_side: Duration,
     /// `kubectl apply --server-side -f` of the same Secrets.
     pub kubectl_server_side: Duration,
-    /// The highest resident memory seen of the sc-job pod process, in KiB.
-    pub job_peak_rss_kib: Option<u64>,
+    /// The sc-job pod: peak memory, when it was seen.
+    pub job: JobSamples,
     /// API requests of the agent and sc-job during the run.
     pub requests: u64,
+    /// CPU seconds used during the run by kubesim (the API server, its controllers and
+    /// kubelet) and by the agent.
+    pub cpu_kubesim: f64,
+    /// See `cpu_kubesim`.
+    pub cpu_agent: f64,
 }
 
 /// The connections of a run and the revision the request objects carry.
@@ -69,11 +74,29 @@ async fn write_requests(c: &Cluster, r: &Requests) -> Result<()> {
     Ok(())
 }
 
-/// Samples the sc-job pod's resident memory high-water mark until `stop` is set.
-fn sample_job_rss(c: &Cluster, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Option<u64>> {
+/// What sampling the sc-job pod saw: its peak resident memory (KiB) and when it was first
+/// and last seen (since the start of the run).
+#[derive(Debug, Clone, Default)]
+pub struct JobSamples {
+    /// The highest `VmHWM` read.
+    pub peak_rss_kib: Option<u64>,
+    /// The first time a pod of Job sc-job was seen.
+    pub first_seen: Option<Duration>,
+    /// The last time a pod of Job sc-job was seen with a running container.
+    pub last_running: Option<Duration>,
+    /// The CPU time of the sc-job process at the last sample, in seconds.
+    pub cpu_secs: f64,
+}
+
+/// Samples the sc-job pod every 50 ms until `stop` is set.
+fn sample_job(
+    c: &Cluster,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<JobSamples> {
     let addr = c.api_addr().to_string();
     tokio::spawn(async move {
-        let mut peak: Option<u64> = None;
+        let mut out = JobSamples::default();
         while !stop.load(Ordering::Relaxed) {
             let path =
                 format!("/api/v1/namespaces/{RELEASE_NS}/pods?labelSelector=job-name%3Dsc-job");
@@ -81,20 +104,28 @@ fn sample_job_rss(c: &Cluster, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle
                 && let Ok(pods) = serde_json::from_str::<Value>(&body)
             {
                 for p in pods["items"].as_array().into_iter().flatten() {
-                    let pid = p["status"]["containerStatuses"][0]["containerID"]
+                    out.first_seen.get_or_insert(start.elapsed());
+                    let st = &p["status"]["containerStatuses"][0];
+                    if st["state"]["running"].is_object() {
+                        out.last_running = Some(start.elapsed());
+                    }
+                    let pid = st["containerID"]
                         .as_str()
                         .and_then(|s| s.strip_prefix("process://"))
                         .and_then(|s| s.parse::<u32>().ok());
                     if let Some(pid) = pid
                         && let Ok(kib) = procfs::status_kib(pid, "VmHWM")
                     {
-                        peak = Some(peak.unwrap_or(0).max(kib));
+                        out.peak_rss_kib = Some(out.peak_rss_kib.unwrap_or(0).max(kib));
+                        if let Ok(t) = procfs::cpu_ticks(pid) {
+                            out.cpu_secs = t as f64 / procfs::clock_ticks();
+                        }
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        peak
+        out
     })
 }
 
@@ -227,16 +258,25 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
         revision: 2,
     };
     let before = total(&audit_counts(c).await?);
+    let agent = c
+        .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
+        .await?
+        .context("the agent pod has no running container")?;
+    let ticks = |pid: Option<u32>| pid.and_then(|p| procfs::cpu_ticks(p).ok()).unwrap_or(0);
+    let (kubesim0, agent0) = (ticks(c.kubesim_pid()), ticks(Some(agent)));
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_job_rss(c, stop.clone());
     let start = Instant::now();
+    let sampler = sample_job(c, start, stop.clone());
     let watch = watch_applied(c, expected_hashes(&r), start);
     write_requests(c, &r).await?;
     let to_ready = wait_ready(c, n, start).await?;
     let to_applied = watch.await??;
     wait_job_gone(c).await?;
     stop.store(true, Ordering::Relaxed);
-    let job_peak_rss_kib = sampler.await.unwrap_or(None);
+    let job = sampler.await.unwrap_or_default();
+    let hz = procfs::clock_ticks();
+    let cpu_kubesim = (ticks(c.kubesim_pid()) - kubesim0) as f64 / hz;
+    let cpu_agent = (ticks(Some(agent)) - agent0) as f64 / hz;
     let requests = total(&audit_counts(c).await?) - before;
     let made = managed_secrets(c, APP_NS).await?;
     if made != n {
@@ -274,8 +314,10 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
             to_ready,
             kubectl_client_side: times[0],
             kubectl_server_side: times[1],
-            job_peak_rss_kib,
+            job,
             requests,
+            cpu_kubesim,
+            cpu_agent,
         },
         r,
     ))
