@@ -43,8 +43,10 @@ def settings(resource, name):
 
 
 def escape(value):
-    """A value as --set-string reads it literally (backslash and comma escaped)."""
-    return value.replace("\\", "\\\\").replace(",", "\\,")
+    """A value as --set-string reads it literally: backslash and comma escaped, and a leading
+    `{` escaped so that helm does not read the value as a list."""
+    value = value.replace("\\", "\\\\").replace(",", "\\,")
+    return "\\" + value if value.startswith("{") else value
 
 
 SEGMENT = re.compile(r"^([^\[\]]+)((?:\[\d+\])*)$")

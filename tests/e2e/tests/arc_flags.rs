@@ -76,6 +76,11 @@ fn arc_settings_render_the_objects_of_nested_yaml() {
         args.contains(&"connections.storage_conn.configurations.AZURE_STORAGEBLOB_CONTAINER=uploads\\,archive".to_string()),
         "{args:?}"
     );
+    // A value starting with a brace is escaped, not read as a list.
+    assert!(
+        args.contains(&r#"connections.storage_conn.configurations.APP_STORAGE_OPTIONS=\{"tier":"hot"\,"retries":3}"#.to_string()),
+        "{args:?}"
+    );
 
     let nested = json!({"connections": {"storage_conn": {
         "namespace": "default",
@@ -83,7 +88,8 @@ fn arc_settings_render_the_objects_of_nested_yaml() {
         "authType": "secret",
         "clientType": "python",
         "parameters": {"accountName": "mystorageacct"},
-        "configurations": {"AZURE_STORAGEBLOB_CONTAINER": "uploads,archive"},
+        "configurations": {"AZURE_STORAGEBLOB_CONTAINER": "uploads,archive",
+                               "APP_STORAGE_OPTIONS": "{\"tier\":\"hot\",\"retries\":3}"},
         "primary": true,
         "deletionPolicy": "Retain",
         "secrets": {"accountKey": key},
