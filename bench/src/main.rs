@@ -20,7 +20,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 struct Args {
     /// Connection counts of the bulk runs, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
     sizes: Vec<usize>,
     /// Runs of each size up to 1,000 connections (the median is reported).
     #[arg(long, default_value_t = 3)]
@@ -149,7 +149,18 @@ async fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     let mut largest: Option<(usize, Vec<scenarios::Incremental>, scenarios::Idle, u64)> = None;
+    // An object's data is limited to 1 MiB: every request lives in one ConfigMap and one
+    // Secret, so larger sets cannot be requested at all (a few KiB are left for metadata).
+    let fits = |n: usize| workload::largest_object_bytes(n) < 1_048_576 - 16 * 1024;
+    let largest_fit = args.sizes.iter().copied().filter(|&n| fits(n)).max();
+    let mut too_large = Vec::new();
     for &n in &args.sizes {
+        if !fits(n) {
+            let bytes = workload::largest_object_bytes(n);
+            raw.push(json!({"scenario": "bulk", "connections": n, "skipped": format!("sc-requests would hold {bytes} bytes, over the 1 MiB limit of an object")}))?;
+            too_large.push((n, bytes));
+            continue;
+        }
         let runs = if n > 1000 { args.large_runs } else { args.runs };
         let mut bulk = Vec::new();
         let mut helm = Vec::new();
@@ -169,7 +180,7 @@ async fn main() -> Result<()> {
                 "requests": b.requests,
             }))?;
             bulk.push(b);
-            if run == runs - 1 && Some(&n) == args.sizes.iter().max() {
+            if run == runs - 1 && Some(n) == largest_fit {
                 let mut incs = Vec::new();
                 for new_revision in [true, false] {
                     let inc = scenarios::incremental(&c, &mut requests, new_revision).await?;
@@ -253,6 +264,12 @@ async fn main() -> Result<()> {
             bulk.len(),
             sc / csa,
             sc / ssa
+        )?;
+    }
+    for (n, bytes) in &too_large {
+        writeln!(
+            t,
+            "| {n} | not run: the request ConfigMap would hold {bytes} bytes, over the API server's 1 MiB limit per object |"
         )?;
     }
     writeln!(

@@ -98,3 +98,13 @@ pub fn requests_patch(public: &Map<String, Value>, revision: u64) -> Value {
         "data": {"connections.json": Value::Object(public.clone()).to_string()},
     })
 }
+
+/// The size in bytes of the largest data value the chart renders for `n` connections (the
+/// `connections.json` of `sc-requests`, or the base64 one of `sc-protected`), which the API
+/// server limits to 1 MiB per object.
+pub fn largest_object_bytes(n: usize) -> usize {
+    let (public, protected) = connections(n);
+    let requests = Value::Object(public).to_string().len();
+    let secret = Value::Object(protected).to_string().len().div_ceil(3) * 4;
+    requests.max(secret)
+}
