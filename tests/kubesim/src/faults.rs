@@ -122,8 +122,9 @@ pub struct FaultConfig {
     pub conflict_rate: f64,
     /// Latency added to every targeted request.
     pub latency_ms: Option<Latency>,
-    /// Share of watches cut mid-way (after a few events or seconds), and share of watch
-    /// resumes (a `resourceVersion` other than 0) answered with a 410 Expired ERROR event.
+    /// Share of watches cut mid-way (after a few events or seconds). Half of the affected
+    /// watches that start from a `resourceVersion` other than 0 (resumes, and kube-rs watches
+    /// after their list) are answered with a 410 Expired ERROR event instead.
     pub watch_cut_rate: f64,
     /// Whose requests are targeted.
     pub targets: Targets,
@@ -313,7 +314,8 @@ fn fate(config: &FaultConfig, d: &Draw, shape: Shape) -> Fate {
         return Fate::Conflict;
     }
     if shape.watch && d.watch < config.watch_cut_rate {
-        return if shape.resume {
+        // A watch from a resourceVersion is expired half of the time, else cut like the others.
+        return if shape.resume && d.watch < config.watch_cut_rate / 2.0 {
             Fate::Expire
         } else {
             Fate::Cut {
@@ -719,10 +721,9 @@ mod tests {
             if fate(&c, &d, guarded) == Fate::Conflict {
                 conflicts += 1;
             }
-            match fate(&c, &d, resume) {
-                Fate::Expire => expired += 1,
-                Fate::Cut { .. } => panic!("a resume is expired, not cut"),
-                _ => {}
+            let resumed = fate(&c, &d, resume);
+            if resumed == Fate::Expire {
+                expired += 1;
             }
             if let Fate::Cut { events, ms } = fate(
                 &c,
@@ -734,6 +735,10 @@ mod tests {
             ) {
                 assert!((1..=WATCH_CUT_MAX_EVENTS).contains(&events));
                 assert!(ms <= WATCH_CUT_MAX_MS);
+                assert!(
+                    resumed != Fate::Pass,
+                    "a resume is cut or expired when a watch is"
+                );
                 cut += 1;
             }
         }
@@ -744,8 +749,9 @@ mod tests {
             (share(conflicts) - 0.24).abs() < 0.03,
             "conflicts {conflicts}"
         );
-        assert!((share(expired) - 0.2).abs() < 0.03, "expired {expired}");
-        assert_eq!(expired, cut);
+        // Watches: 0.8 * 0.25 cut; resumes: half of those expired.
+        assert!((share(cut) - 0.2).abs() < 0.03, "cut {cut}");
+        assert!((share(expired) - 0.1).abs() < 0.03, "expired {expired}");
     }
 
     #[test]
@@ -891,21 +897,27 @@ mod tests {
             .await;
             let events = all.lines().filter(|l| l.contains("\"ADDED\"")).count();
             assert!((1..=20).contains(&events), "{events} events before the cut");
-            let resumed = text(
-                &admin,
-                axum::http::Request::get(
-                    "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=3",
+            // Resumes are expired half of the time, else cut.
+            let mut cut_resumes = 0;
+            let expired = loop {
+                let resumed = text(
+                    &admin,
+                    axum::http::Request::get(
+                        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=3",
+                    )
+                    .body(Vec::new())
+                    .unwrap(),
                 )
-                .body(Vec::new())
-                .unwrap(),
-            )
-            .await;
-            assert!(
-                resumed.contains("\"ERROR\"") && resumed.contains("\"code\":410"),
-                "{resumed}"
-            );
+                .await;
+                if resumed.contains("\"ERROR\"") {
+                    break resumed;
+                }
+                cut_resumes += 1;
+                assert!(cut_resumes < 30, "no resume was expired");
+            };
+            assert!(expired.contains("\"code\":410"), "{expired}");
             let stats = ks.faults().stats();
-            assert_eq!((stats.watch_cut, stats.watch_expired), (1, 1));
+            assert_eq!((stats.watch_cut, stats.watch_expired), (1 + cut_resumes, 1));
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
