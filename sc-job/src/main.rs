@@ -267,6 +267,7 @@ async fn run(args: Args) -> u8 {
     let requests_ref = ObjRef::new("ConfigMap", &ns, &args.requests);
     // Connections are independent: up to IN_FLIGHT are applied at once, each one's steps in
     // order, and the results keep the change set's order.
+    let namespaces = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let runs: Vec<ConnRun> = futures::stream::iter(&cs.connections)
         .map(|entry| {
             let mut mat = Materializer {
@@ -275,6 +276,7 @@ async fn run(args: Args) -> u8 {
                 set: &validated.set,
                 requests: &inputs.requests,
                 spc_served,
+                namespaces: &namespaces,
             };
             let (validated, recorder, requests_ref) = (&validated, &recorder, &requests_ref);
             async move { run_entry(entry, validated, &mut mat, recorder, requests_ref).await }

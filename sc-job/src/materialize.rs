@@ -87,6 +87,8 @@ pub struct Materializer<'a> {
     pub requests: &'a Value,
     /// Whether the SecretProviderClass API is served (checked once).
     pub spc_served: Option<bool>,
+    /// Namespaces found to exist in this run (each is checked once per run).
+    pub namespaces: &'a std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn label<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
@@ -183,19 +185,31 @@ impl Materializer<'_> {
         let d = conn.desired();
         let ns = d.namespace.clone();
         let ns_ref = ObjRef::new("Namespace", "", &ns);
-        match self.kube.get("Namespace", "", &ns).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(Failure::new(
-                    "NamespaceNotFound",
-                    format!("namespace {ns} does not exist"),
-                    format!(
-                        "create namespace {ns} or set connections.{}.namespace to an existing namespace (sc-job never creates namespaces)",
-                        conn.name()
-                    ),
-                ));
+        let known = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ns);
+        if !known {
+            match self.kube.get("Namespace", "", &ns).await {
+                Ok(Some(_)) => {
+                    self.namespaces
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(ns.clone());
+                }
+                Ok(None) => {
+                    return Err(Failure::new(
+                        "NamespaceNotFound",
+                        format!("namespace {ns} does not exist"),
+                        format!(
+                            "create namespace {ns} or set connections.{}.namespace to an existing namespace (sc-job never creates namespaces)",
+                            conn.name()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(Failure::api("get", &ns_ref, &e)),
             }
-            Err(e) => return Err(Failure::api("get", &ns_ref, &e)),
         }
         if let Some(secret) = &d.secret {
             let n = secret["data"].as_object().map_or(0, Map::len);
