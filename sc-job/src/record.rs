@@ -97,7 +97,9 @@ impl Recorder<'_> {
             .map_err(|e| Failure::api("get", &r, &e))
     }
 
-    /// Records `run`: `status.json`, then the journal entry.
+    /// Records `run`: the journal entry, then `status.json`. In that order, a run cut short
+    /// between the two writes (sc-job killed, an API error) leaves its entry in the journal and
+    /// the status as it was, so the connection is run again: never a status without its entry.
     pub async fn record(&self, run: &ConnRun) -> Result<(), Failure> {
         let name = names::metadata_config_map_name(&run.name);
         let r = ObjRef::new("ConfigMap", &self.namespace, &name);
@@ -136,11 +138,6 @@ impl Recorder<'_> {
                 "uid": uid,
             }]);
         }
-        self.kube
-            .apply("ConfigMap", &self.namespace, &name, &cm)
-            .await
-            .map_err(|e| Failure::api("apply", &r, &e))?;
-
         let entry = json!({
             "time": time,
             "job": self.job,
@@ -153,18 +150,36 @@ impl Recorder<'_> {
             "error": run.error,
         });
         let mut last_err = None;
+        let mut recorded = false;
+        let mut status_written = false;
         for _ in 0..8 {
-            let Some(mut live) = self.metadata(&run.name).await? else {
+            let live = match self.metadata(&run.name).await {
+                Ok(live) => live,
+                Err(f) => {
+                    last_err = Some(f.to_string());
+                    continue;
+                }
+            };
+            let Some(mut live) = live else {
                 if run.phase == Phase::Deleted {
-                    // The agent removes a deleted connection's metadata as soon as it reads
-                    // the status written above: nothing is left to record.
+                    // The agent already removed the metadata of this deleted connection (an
+                    // earlier run recorded it Deleted): nothing is left to record.
                     return Ok(());
                 }
-                return Err(Failure::new(
-                    "NotFound",
-                    format!("{r} disappeared while recording the journal"),
-                    "run the change again",
-                ));
+                if status_written {
+                    return Err(Failure::new(
+                        "NotFound",
+                        format!("{r} disappeared while recording the journal"),
+                        "run the change again",
+                    ));
+                }
+                // No metadata yet (sc-job run without the agent): the status creates it.
+                self.kube
+                    .apply("ConfigMap", &self.namespace, &name, &cm)
+                    .await
+                    .map_err(|e| Failure::api("apply", &r, &e))?;
+                status_written = true;
+                continue;
             };
             let journal = append_journal(live["data"]["journal.json"].as_str(), entry.clone());
             live["data"]["journal.json"] = Value::String(journal.to_string());
@@ -173,20 +188,35 @@ impl Recorder<'_> {
                 .replace("ConfigMap", &self.namespace, &name, &live)
                 .await
             {
-                Ok(_) => return Ok(()),
-                Err(e) if is_transient(&e) => last_err = Some(e),
+                Ok(_) => {
+                    recorded = true;
+                    break;
+                }
+                Err(e) if is_transient(&e) => last_err = Some(e.to_string()),
                 Err(kube::Error::Api(s)) if s.code == 404 && run.phase == Phase::Deleted => {
                     return Ok(());
                 }
                 Err(e) => return Err(Failure::api("update", &r, &e)),
             }
         }
-        let e = last_err.map(|e| e.to_string()).unwrap_or_default();
-        Err(Failure::new(
-            "Conflict",
-            format!("updating the journal of {r} kept conflicting: {e}"),
-            "run the change again",
-        ))
+        if !recorded {
+            return Err(Failure::new(
+                "Conflict",
+                format!(
+                    "updating the journal of {r} kept failing: {}",
+                    last_err.unwrap_or_default()
+                ),
+                "run the change again",
+            ));
+        }
+        if status_written {
+            return Ok(());
+        }
+        self.kube
+            .apply("ConfigMap", &self.namespace, &name, &cm)
+            .await
+            .map_err(|e| Failure::api("apply", &r, &e))?;
+        Ok(())
     }
 }
 
