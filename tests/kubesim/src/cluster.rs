@@ -1169,22 +1169,7 @@ impl Cluster {
         manager: &str,
         f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
-        let info = self.info(res)?;
-        self.update_inner(
-            &info,
-            namespace,
-            name,
-            Scope::Status,
-            &WriteOptions::manager(manager),
-            false,
-            false,
-            |old| {
-                let mut v = old.clone();
-                f(&mut v)?;
-                meta_mut(&mut v).remove("resourceVersion");
-                Ok(v)
-            },
-        )
+        self.update_with(res, namespace, name, manager, Scope::Status, f)
     }
 
     /// Atomically change any part of an object (for controllers: remove a finalizer, strip
@@ -1199,12 +1184,26 @@ impl Cluster {
         manager: &str,
         f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
+        self.update_with(res, namespace, name, manager, Scope::All, f)
+    }
+
+    /// An unconditional read-modify-write of `scope` of an object by `manager` (no
+    /// resourceVersion precondition), shared by [`Cluster::update_status`] and [`Cluster::mutate`].
+    fn update_with(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        scope: Scope,
+        f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
         let info = self.info(res)?;
         self.update_inner(
             &info,
             namespace,
             name,
-            Scope::All,
+            scope,
             &WriteOptions::manager(manager),
             false,
             false,
