@@ -268,6 +268,7 @@ async fn run(args: Args) -> u8 {
     // Connections are independent: up to IN_FLIGHT are applied at once, each one's steps in
     // order, and the results keep the change set's order.
     let namespaces = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let workload_locks = materialize::WorkloadLocks::default();
     let runs: Vec<ConnRun> = futures::stream::iter(&cs.connections)
         .map(|entry| {
             let mut mat = Materializer {
@@ -277,6 +278,7 @@ async fn run(args: Args) -> u8 {
                 requests: &inputs.requests,
                 spc_served,
                 namespaces: &namespaces,
+                workload_locks: &workload_locks,
             };
             let (validated, recorder, requests_ref) = (&validated, &recorder, &requests_ref);
             async move { run_entry(entry, validated, &mut mat, recorder, requests_ref).await }

@@ -89,6 +89,28 @@ pub struct Materializer<'a> {
     pub spc_served: Option<bool>,
     /// Namespaces found to exist in this run (each is checked once per run).
     pub namespaces: &'a std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Connections applied at once that patch the same workload take turns.
+    pub workload_locks: &'a WorkloadLocks,
+}
+
+/// One lock per workload (`kind/namespace/name`): connections applied concurrently that list
+/// the same workload patch it one after the other, each computing its JSON patch against the
+/// other's result, so no patch overwrites another's `envFrom`.
+#[derive(Default)]
+pub struct WorkloadLocks(
+    std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl WorkloadLocks {
+    /// The lock of the workload `key`.
+    pub fn get(&self, key: String) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
 }
 
 fn label<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
@@ -254,6 +276,8 @@ impl Materializer<'_> {
         for w in &d.workloads {
             let kind = w.kind.as_str();
             let r = ObjRef::new(kind, &ns, &w.name);
+            let lock = self.workload_locks.get(r.to_string());
+            let _turn = lock.lock().await;
             let live = match self.kube.get(kind, &ns, &w.name).await {
                 Ok(Some(o)) => o,
                 Ok(None) => {
