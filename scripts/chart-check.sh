@@ -33,6 +33,7 @@ for c in "${cases[@]}"; do
   echo "chart: $name renders and validates"
 done
 # The ServiceMonitor is a CRD kind the schemas do not know: render it, check its shape.
-"$bin/helm3" template sc "$root/chart" -n sc-system --set metrics.serviceMonitor.enabled=true \
-  --show-only templates/servicemonitor.yaml | grep -q "kind: ServiceMonitor"
+sm=$("$bin/helm3" template sc "$root/chart" -n sc-system --set metrics.serviceMonitor.enabled=true \
+  --show-only templates/servicemonitor.yaml)
+grep -q "kind: ServiceMonitor" <<<"$sm"
 echo "chart: servicemonitor renders"

@@ -48,7 +48,7 @@ ln -sf helm3 "$tools/bin/helm"
 
 "$tools/bin/helm3" version --short
 "$tools/bin/helm4" version --short
-"$tools/bin/kubectl-1.33" version --client | head -1
-"$tools/bin/kubectl-1.35" version --client | head -1
-"$tools/bin/kubectl-1.37" version --client | head -1
+"$tools/bin/kubectl-1.33" version --client | sed -n 1p
+"$tools/bin/kubectl-1.35" version --client | sed -n 1p
+"$tools/bin/kubectl-1.37" version --client | sed -n 1p
 echo "$want" > "$stamp"
