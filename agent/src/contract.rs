@@ -95,18 +95,19 @@ pub fn labels(component: &str) -> BTreeMap<String, String> {
 pub struct Requested {
     /// The content hash of the current request (empty when deleted).
     pub hash: String,
-    /// The Helm revision of the requests.
+    /// The Helm revision of the requests when this hash was first requested.
     pub revision: i64,
-    /// How far the agent got.
+    /// `Pending` or `Deleted`.
     pub phase: RequestedPhase,
 }
 
 /// The agent's phase of a requested connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestedPhase {
-    /// Not handed to a Job yet.
+    /// Requested (whether a Job carries it is in the change set).
     Pending,
-    /// In the current change set.
+    /// Written by earlier versions while a change set carried the connection; read as
+    /// `Pending`.
     Applying,
     /// Removed from the requests.
     Deleted,
@@ -247,15 +248,6 @@ pub struct ChangeSet {
     pub connections: Vec<ChangeEntry>,
 }
 
-impl ChangeSet {
-    /// Whether it carries `name` with `hash`.
-    pub fn carries(&self, name: &str, hash: &str) -> bool {
-        self.connections
-            .iter()
-            .any(|c| c.name == name && c.hash == hash)
-    }
-}
-
 /// The parsed content of a metadata ConfigMap.
 #[derive(Debug, Clone, Default)]
 pub struct Metadata {
@@ -277,6 +269,38 @@ pub struct Metadata {
     pub journal: Vec<JournalEntry>,
     /// The ConfigMap's resourceVersion.
     pub resource_version: Option<String>,
+    /// The hash the change set in flight (written, not concluded) carries for this
+    /// connection: see [`mark_applying`]. Not part of the ConfigMap.
+    pub applying_hash: Option<String>,
+}
+
+/// Notes in `metadata` which connections `changeset` (in flight) carries, and with which hash.
+pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
+    let carried: BTreeMap<&str, &str> = changeset
+        .connections
+        .iter()
+        .filter(|c| c.action == Action::Apply)
+        .map(|c| (c.name.as_str(), c.hash.as_str()))
+        .collect();
+    for m in metadata {
+        m.applying_hash = carried.get(m.connection.as_str()).map(|h| h.to_string());
+    }
+}
+
+/// The change set of ConfigMap `sc-changeset` while its run is in flight (not concluded).
+pub fn in_flight_changeset(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Option<ChangeSet> {
+    let concluded = cm
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(CONCLUDED_ANNOTATION));
+    if concluded {
+        return None;
+    }
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(CHANGESET_KEY))
+        .and_then(|t| serde_json::from_str(t).ok())
 }
 
 impl Metadata {
@@ -317,6 +341,7 @@ impl Metadata {
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default(),
             resource_version,
+            applying_hash: None,
         }
     }
 
@@ -353,9 +378,14 @@ impl Metadata {
                 return Phase::Ready;
             }
         }
-        match &self.requested {
-            Some(r) if r.hash == hash && r.phase == RequestedPhase::Applying => Phase::Applying,
-            _ => Phase::Pending,
+        let legacy = self
+            .requested
+            .as_ref()
+            .is_some_and(|r| r.hash == hash && r.phase == RequestedPhase::Applying);
+        if legacy || self.applying_hash.as_deref() == Some(hash) {
+            Phase::Applying
+        } else {
+            Phase::Pending
         }
     }
 }
@@ -516,6 +546,48 @@ mod tests {
             meta(req("", RequestedPhase::Deleted), None).phase(None),
             Phase::Deleted
         );
+    }
+
+    #[test]
+    fn the_change_set_in_flight_makes_its_connections_applying() {
+        let mut ms = vec![
+            Metadata {
+                connection: "a".into(),
+                ..meta(req("h1", RequestedPhase::Pending), None)
+            },
+            Metadata {
+                connection: "b".into(),
+                ..meta(req("h2", RequestedPhase::Pending), None)
+            },
+        ];
+        let cs = ChangeSet {
+            id: "x".into(),
+            revision: 1,
+            connections: vec![ChangeEntry {
+                name: "a".into(),
+                hash: "h1".into(),
+                action: Action::Apply,
+            }],
+        };
+        mark_applying(&mut ms, &cs);
+        assert_eq!(ms[0].phase(Some("h1")), Phase::Applying);
+        // A newer request than the one carried waits for the next change set.
+        assert_eq!(ms[0].phase(Some("h9")), Phase::Pending);
+        assert_eq!(ms[1].phase(Some("h2")), Phase::Pending);
+
+        let mut cm = k8s_openapi::api::core::v1::ConfigMap {
+            data: Some(BTreeMap::from([(
+                CHANGESET_KEY.to_string(),
+                serde_json::to_string(&cs).unwrap(),
+            )])),
+            ..Default::default()
+        };
+        assert_eq!(in_flight_changeset(&cm), Some(cs));
+        cm.metadata.annotations = Some(BTreeMap::from([(
+            CONCLUDED_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]));
+        assert_eq!(in_flight_changeset(&cm), None);
     }
 
     #[test]

@@ -26,6 +26,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Metadata ConfigMaps written at once.
+const METADATA_IN_FLIGHT: usize = 16;
+
 /// Attempts to write one journal entry (conflicts and transient API errors are retried).
 const JOURNAL_ATTEMPTS: u32 = 5;
 
@@ -58,8 +61,14 @@ struct Stores {
     jobs: Store<Job>,
 }
 
-/// Starts a reflector for `api` with `config`, waking `trigger` on every event.
-fn reflect<K>(api: Api<K>, config: watcher::Config, trigger: Arc<Notify>) -> Store<K>
+/// Starts a reflector for `api` with `config`, waking `trigger` on every event; `strip`
+/// removes from each object what the agent does not need to keep.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trigger: Arc<Notify>,
+    strip: fn(&mut K),
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -70,7 +79,16 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    // What the agent never reads is not kept: managed fields, and the journals of the
+    // metadata ConfigMaps (read live when the agent appends to one).
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).modify(move |o| {
+            kube::ResourceExt::managed_fields_mut(o).clear();
+            strip(o);
+        }),
+    )
+    .default_backoff();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
@@ -135,21 +153,29 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             Api::<ConfigMap>::namespaced(client.clone(), &ns),
             by_name(&requests_name),
             trigger.clone(),
+            |_| {},
         ),
         protected: reflect(
             Api::<Secret>::namespaced(client.clone(), &ns),
             by_name(&protected_name),
             trigger.clone(),
+            |_| {},
         ),
         metadata: reflect(
             Api::<ConfigMap>::namespaced(client.clone(), &ns),
             watcher::Config::default().labels(METADATA_SELECTOR),
             trigger.clone(),
+            |cm| {
+                if let Some(d) = cm.data.as_mut() {
+                    d.remove(JOURNAL_KEY);
+                }
+            },
         ),
         jobs: reflect(
             Api::<Job>::namespaced(client.clone(), &ns),
             by_name(JOB_NAME),
             trigger.clone(),
+            |_| {},
         ),
     };
     {
@@ -475,7 +501,7 @@ impl Reconciler {
             )
             .await;
         }
-        let metadata: Vec<Metadata> = self
+        let mut metadata: Vec<Metadata> = self
             .stores
             .metadata
             .state()
@@ -483,6 +509,9 @@ impl Reconciler {
             .map(|cm| Metadata::from_configmap(cm))
             .collect();
         let changeset = self.get_changeset().await?;
+        if let Some((cs, false)) = &changeset {
+            contract::mark_applying(&mut metadata, cs);
+        }
         let job = self
             .stores
             .jobs
@@ -491,14 +520,8 @@ impl Reconciler {
 
         self.conclude(&requests_cm, &state, changeset.as_ref(), &metadata)
             .await?;
-        self.write_metadata(
-            &desired,
-            &metadata,
-            revision,
-            changeset.as_ref().map(|c| &c.0),
-            &owner_uid,
-        )
-        .await?;
+        self.write_metadata(&desired, &metadata, revision, &owner_uid)
+            .await?;
         let pending = diff::pending_changes(&desired, &metadata, revision);
         self.update_phase_metrics(&desired, &metadata);
 
@@ -673,13 +696,19 @@ impl Reconciler {
         desired: &[Desired],
         metadata: &[Metadata],
         revision: i64,
-        changeset: Option<&ChangeSet>,
         owner_uid: &str,
     ) -> anyhow::Result<()> {
         let mut first_error: Option<anyhow::Error> = None;
+        // (connection, spec.json, requested.json) to write.
+        let mut writes: Vec<(&str, Option<String>, String)> = Vec::new();
+        let by_name: BTreeMap<&str, &Metadata> = metadata
+            .iter()
+            .map(|m| (m.connection.as_str(), m))
+            .collect();
         for d in desired {
-            let (spec, requested) = diff::metadata_texts(d, revision, changeset);
-            let existing = metadata.iter().find(|m| m.connection == d.name);
+            let existing = by_name.get(d.name.as_str()).copied();
+            let (spec, requested) =
+                diff::metadata_texts(d, revision, existing.and_then(|m| m.requested.as_ref()));
             if existing.is_some_and(|m| {
                 m.spec_text.as_deref() == Some(spec.as_str())
                     && m.requested_text.as_deref() == Some(requested.as_str())
@@ -689,15 +718,12 @@ impl Reconciler {
             if !d.errors.is_empty() {
                 tracing::warn!(connection = %d.name, errors = %d.errors.join("; "), "invalid connection request, sc-job will record the failure");
             }
-            if let Err(e) = self
-                .apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
-                .await
-            {
-                first_error.get_or_insert(e);
-            }
+            writes.push((&d.name, Some(spec), requested));
         }
+        let wanted: std::collections::BTreeSet<&str> =
+            desired.iter().map(|d| d.name.as_str()).collect();
         for m in metadata {
-            if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
+            if m.connection.is_empty() || wanted.contains(m.connection.as_str()) {
                 continue;
             }
             if m.status.as_ref().is_some_and(|s| s.is_deleted()) {
@@ -727,17 +753,25 @@ impl Reconciler {
                 continue;
             }
             // Keep spec.json: sc-job reads the deletion policy from it.
-            if let Err(e) = self
-                .apply_metadata(
-                    &m.connection,
-                    m.spec_text.as_deref(),
-                    &diff::deleted_text(revision),
-                    owner_uid,
-                )
-                .await
-            {
-                first_error.get_or_insert(e);
-            }
+            writes.push((
+                &m.connection,
+                m.spec_text.clone(),
+                diff::deleted_text(revision),
+            ));
+        }
+        // Independent objects: a bounded number of writes in flight.
+        let errors: Vec<anyhow::Error> = futures::stream::iter(writes)
+            .map(|(connection, spec, requested)| async move {
+                self.apply_metadata(connection, spec.as_deref(), &requested, owner_uid)
+                    .await
+                    .err()
+            })
+            .buffer_unordered(METADATA_IN_FLIGHT)
+            .filter_map(|e| async move { e })
+            .collect()
+            .await;
+        if let Some(e) = errors.into_iter().next() {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -952,20 +986,6 @@ impl Reconciler {
             None => api.create(&pp, &serde_json::from_value(obj)?).await,
         }
         .with_context(|| format!("writing ConfigMap {}/{CHANGESET_CONFIGMAP} failed", self.ns))?;
-        // Mark the carried connections Applying. A mark that fails does not hold the Job back
-        // (the next reconcile writes it): with many connections and a flaky API server, one
-        // of them failing on every attempt would keep the Job from ever starting.
-        for d in desired {
-            if cs.carries(&d.name, &d.hash) {
-                let (spec, requested) = diff::metadata_texts(d, revision, Some(&cs));
-                if let Err(e) = self
-                    .apply_metadata(&d.name, Some(&spec), &requested, owner_uid)
-                    .await
-                {
-                    tracing::warn!(connection = %d.name, error = format!("{e:#}"), "marking the connection Applying failed; the next reconcile writes it");
-                }
-            }
-        }
         let job: Job = serde_json::from_value(job_object(
             &self.settings.config.job,
             &self.ns,

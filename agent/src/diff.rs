@@ -77,21 +77,22 @@ pub fn without_metadata_clashes(desired: Vec<Desired>) -> (Vec<Desired>, Vec<(St
     (kept, clashes)
 }
 
-/// The `spec.json` and `requested.json` texts the agent writes for a connection.
+/// The `spec.json` and `requested.json` texts the agent writes for a connection. The revision
+/// in `requested.json` is the one at which its hash was first requested (`existing` is what
+/// the metadata holds), so a Helm revision that leaves a connection alone rewrites nothing.
 pub fn metadata_texts(
     d: &Desired,
     revision: i64,
-    changeset: Option<&ChangeSet>,
+    existing: Option<&Requested>,
 ) -> (String, String) {
-    let phase = if changeset.is_some_and(|c| c.carries(&d.name, &d.hash)) {
-        RequestedPhase::Applying
-    } else {
-        RequestedPhase::Pending
+    let revision = match existing {
+        Some(r) if r.hash == d.hash && r.phase != RequestedPhase::Deleted => r.revision,
+        _ => revision,
     };
     let requested = Requested {
         hash: d.hash.clone(),
         revision,
-        phase,
+        phase: RequestedPhase::Pending,
     };
     (
         d.spec.to_string(),
@@ -147,8 +148,10 @@ pub fn pending_changes(
             action: Action::Apply,
         });
     }
+    let wanted: std::collections::BTreeSet<&str> =
+        desired.iter().map(|d| d.name.as_str()).collect();
     for m in metadata {
-        if m.connection.is_empty() || desired.iter().any(|d| d.name == m.connection) {
+        if m.connection.is_empty() || wanted.contains(m.connection.as_str()) {
             continue;
         }
         if settled_by_failure(m, "", revision) || m.status.as_ref().is_some_and(|s| s.is_deleted())
@@ -321,11 +324,15 @@ pub fn failed_connections<'a>(
     changeset: &ChangeSet,
     metadata: &'a [Metadata],
 ) -> Vec<(String, Option<&'a RunError>)> {
+    let by_name: BTreeMap<&str, &Metadata> = metadata
+        .iter()
+        .map(|m| (m.connection.as_str(), m))
+        .collect();
     changeset
         .connections
         .iter()
         .filter_map(|c| {
-            let m = metadata.iter().find(|m| m.connection == c.name);
+            let m = by_name.get(c.name.as_str()).copied();
             let status = m.and_then(|m| m.status.as_ref());
             let done = match c.action {
                 // sc-job may have applied a newer request than the change set named.
@@ -418,6 +425,29 @@ mod tests {
         let (spec, requested) = metadata_texts(&d[1], 2, None);
         assert!(spec.contains("storage-blob"));
         assert!(requested.contains("\"Pending\""));
+        assert!(requested.contains("\"revision\":2"));
+        // A later revision that leaves the connection alone keeps the text, so nothing is
+        // written; a new hash takes the new revision.
+        let r: Requested = serde_json::from_str(&requested).unwrap();
+        assert_eq!(metadata_texts(&d[1], 7, Some(&r)).1, requested);
+        let other = Requested {
+            hash: "old".into(),
+            ..r.clone()
+        };
+        assert!(
+            metadata_texts(&d[1], 7, Some(&other))
+                .1
+                .contains("\"revision\":7")
+        );
+        let deleted = Requested {
+            phase: RequestedPhase::Deleted,
+            ..r
+        };
+        assert!(
+            metadata_texts(&d[1], 7, Some(&deleted))
+                .1
+                .contains("\"revision\":7")
+        );
     }
 
     #[test]

@@ -178,6 +178,7 @@ async fn main() -> Result<()> {
                 "scJobPodLastRunningSec": b.job.last_running.map(secs),
                 "cpuSec": {"kubesim": b.cpu_kubesim, "agent": b.cpu_agent, "scJob": b.job.cpu_secs},
                 "requests": b.requests,
+                "requestsBy": b.requests_by,
             }))?;
             bulk.push(b);
             if run == runs - 1 && Some(n) == largest_fit {

@@ -34,6 +34,8 @@ pub struct Bulk {
     pub job: JobSamples,
     /// API requests of the agent and sc-job during the run.
     pub requests: u64,
+    /// The same, by `client verb resource`.
+    pub requests_by: BTreeMap<String, u64>,
     /// CPU seconds used during the run by kubesim (the API server, its controllers and
     /// kubelet) and by the agent.
     pub cpu_kubesim: f64,
@@ -257,7 +259,7 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
         protected,
         revision: 2,
     };
-    let before = total(&audit_counts(c).await?);
+    let before = audit_counts(c).await?;
     let agent = c
         .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
         .await?
@@ -277,7 +279,12 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
     let hz = procfs::clock_ticks();
     let cpu_kubesim = (ticks(c.kubesim_pid()) - kubesim0) as f64 / hz;
     let cpu_agent = (ticks(Some(agent)) - agent0) as f64 / hz;
-    let requests = total(&audit_counts(c).await?) - before;
+    let mut requests_by = audit_counts(c).await?;
+    for (k, v) in requests_by.iter_mut() {
+        *v -= before.get(k).copied().unwrap_or(0);
+    }
+    requests_by.retain(|_, v| *v > 0);
+    let requests = total(&requests_by);
     let made = managed_secrets(c, APP_NS).await?;
     if made != n {
         bail!("the agent reports {n} connections Ready but namespace {APP_NS} has {made} Secrets");
@@ -316,6 +323,7 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
             kubectl_server_side: times[1],
             job,
             requests,
+            requests_by,
             cpu_kubesim,
             cpu_agent,
         },

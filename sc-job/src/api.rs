@@ -113,6 +113,20 @@ impl Kube {
         retry(|| api.get_opt(name)).await.map(|o| o.map(to_value))
     }
 
+    /// The objects of `kind` in `namespace` matching `label_selector`.
+    pub async fn list(
+        &self,
+        kind: &str,
+        namespace: &str,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, kube::Error> {
+        let api = self.api(kind, namespace);
+        let lp = kube::api::ListParams::default().labels(label_selector);
+        retry(|| api.list(&lp))
+            .await
+            .map(|l| l.items.into_iter().map(to_value).collect())
+    }
+
     /// Creates `object` (e.g. an Event with `generateName`).
     pub async fn create(
         &self,

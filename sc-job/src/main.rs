@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use inputs::{Action, ChangeSet};
 use log::{Log, ObjRef};
 use materialize::{ConnRun, Materializer, Phase};
-use record::Recorder;
+use record::{METADATA_SELECTOR, Recorder};
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -252,7 +252,23 @@ async fn run(args: Args) -> u8 {
     } else {
         None
     };
+    // Every metadata ConfigMap in one request, rather than one read per connection.
+    let listed = match kube.list("ConfigMap", &ns, METADATA_SELECTOR).await {
+        Ok(items) => Some(
+            items
+                .into_iter()
+                .filter_map(|cm| Some((cm["metadata"]["name"].as_str()?.to_string(), cm)))
+                .collect(),
+        ),
+        Err(e) => {
+            log.job(&format!(
+                "listing the metadata ConfigMaps in {ns} failed ({e}); reading them one by one"
+            ));
+            None
+        }
+    };
     let recorder = Recorder {
+        listed,
         kube: &kube,
         namespace: ns.clone(),
         job: format!("{ns}/{}", args.job_name),

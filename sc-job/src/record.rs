@@ -1,5 +1,5 @@
-//! Recording each connection's result in its metadata ConfigMap: `status.json` by server-side
-//! apply (field manager `sc-job`), `journal.json` appended with optimistic concurrency.
+//! Recording each connection's result in its metadata ConfigMap: `status.json` and the
+//! `journal.json` entry in one update with optimistic concurrency (field manager `sc-job`).
 
 use crate::api::{Kube, is_transient};
 use crate::failure::Failure;
@@ -8,6 +8,11 @@ use crate::materialize::{ConnRun, Phase};
 use sc_model::names;
 use sc_model::render::{CONNECTION_ANNOTATION, CONNECTION_LABEL, MANAGED_BY};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The labels of every metadata ConfigMap (as sc-agent selects them).
+pub const METADATA_SELECTOR: &str =
+    "app.kubernetes.io/managed-by=sc-extension,app.kubernetes.io/component=connection";
 
 /// Runs kept in `journal.json`.
 pub const JOURNAL_LENGTH: usize = 10;
@@ -26,6 +31,9 @@ pub struct Recorder<'a> {
     pub revision: u64,
     /// The request ConfigMap (`name`, `uid`) the metadata is owned by, when it exists.
     pub owner: Option<(String, String)>,
+    /// The metadata ConfigMaps by name, listed once at the start; `None` when the list
+    /// failed, and each connection's is read on its own.
+    pub listed: Option<BTreeMap<String, Value>>,
 }
 
 /// The `status.json` document of a run. `previous` is the status recorded before, whose
@@ -87,57 +95,31 @@ pub fn append_journal(journal: Option<&str>, entry: Value) -> Value {
 }
 
 impl Recorder<'_> {
-    /// The metadata ConfigMap of `connection`, if it exists.
+    /// The metadata ConfigMap of `connection`, if it exists: from the list read at the start,
+    /// else (not listed, e.g. it lost its labels, or no list) read now.
     pub async fn metadata(&self, connection: &str) -> Result<Option<Value>, Failure> {
         let name = names::metadata_config_map_name(connection);
-        let r = ObjRef::new("ConfigMap", &self.namespace, &name);
+        if let Some(cm) = self.listed.as_ref().and_then(|l| l.get(&name)) {
+            return Ok(Some(cm.clone()));
+        }
+        self.fetch(&name).await
+    }
+
+    async fn fetch(&self, name: &str) -> Result<Option<Value>, Failure> {
+        let r = ObjRef::new("ConfigMap", &self.namespace, name);
         self.kube
-            .get("ConfigMap", &self.namespace, &name)
+            .get("ConfigMap", &self.namespace, name)
             .await
             .map_err(|e| Failure::api("get", &r, &e))
     }
 
-    /// Records `run`: the journal entry, then `status.json`. In that order, a run cut short
-    /// between the two writes (sc-job killed, an API error) leaves its entry in the journal and
-    /// the status as it was, so the connection is run again: never a status without its entry.
+    /// Records `run`: its journal entry and `status.json` in one write of the metadata
+    /// ConfigMap, conditional on the `resourceVersion` read (a conflict reads it again), so a
+    /// status is never recorded without its entry and no concurrent write is lost.
     pub async fn record(&self, run: &ConnRun) -> Result<(), Failure> {
         let name = names::metadata_config_map_name(&run.name);
         let r = ObjRef::new("ConfigMap", &self.namespace, &name);
-        let previous = self
-            .metadata(&run.name)
-            .await?
-            .and_then(|cm| {
-                cm["data"]["status.json"]
-                    .as_str()
-                    .and_then(|t| serde_json::from_str(t).ok())
-            })
-            .unwrap_or(Value::Null);
         let time = now();
-        let status = status_document(run, self.revision, &self.changeset, &previous, &time);
-        let mut cm = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {
-                    "app.kubernetes.io/managed-by": MANAGED_BY,
-                    "app.kubernetes.io/part-of": MANAGED_BY,
-                    "app.kubernetes.io/component": "connection",
-                    CONNECTION_LABEL: names::connection_label_value(&run.name),
-                },
-                "annotations": {CONNECTION_ANNOTATION: run.name},
-            },
-            "data": {"status.json": status.to_string()},
-        });
-        if let Some((owner, uid)) = &self.owner {
-            cm["metadata"]["ownerReferences"] = json!([{
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "name": owner,
-                "uid": uid,
-            }]);
-        }
         let entry = json!({
             "time": time,
             "job": self.job,
@@ -149,74 +131,120 @@ impl Recorder<'_> {
             "steps": run.steps,
             "error": run.error,
         });
-        let mut last_err = None;
-        let mut recorded = false;
-        let mut status_written = false;
+        let mut live = self.metadata(&run.name).await?;
+        let mut last_err = String::new();
         for _ in 0..8 {
-            let live = match self.metadata(&run.name).await {
-                Ok(live) => live,
-                Err(f) => {
-                    last_err = Some(f.to_string());
-                    continue;
-                }
-            };
-            let Some(mut live) = live else {
+            let Some(mut cm) = live.take() else {
                 if run.phase == Phase::Deleted {
                     // The agent already removed the metadata of this deleted connection (an
                     // earlier run recorded it Deleted): nothing is left to record.
                     return Ok(());
                 }
-                if status_written {
-                    return Err(Failure::new(
-                        "NotFound",
-                        format!("{r} disappeared while recording the journal"),
-                        "run the change again",
-                    ));
+                // No metadata yet (sc-job run without the agent): create it.
+                let status =
+                    status_document(run, self.revision, &self.changeset, &Value::Null, &time);
+                let mut cm = self.skeleton(&name, &run.name);
+                cm["data"] = json!({
+                    "status.json": status.to_string(),
+                    "journal.json": append_journal(None, entry.clone()).to_string(),
+                });
+                match self.kube.create("ConfigMap", &self.namespace, &cm).await {
+                    Ok(_) => return Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        last_err = s.message.clone();
+                        live = self.fetch(&name).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(Failure::api("create", &r, &e)),
                 }
-                // No metadata yet (sc-job run without the agent): the status creates it.
-                self.kube
-                    .apply("ConfigMap", &self.namespace, &name, &cm)
-                    .await
-                    .map_err(|e| Failure::api("apply", &r, &e))?;
-                status_written = true;
-                continue;
             };
-            let journal = append_journal(live["data"]["journal.json"].as_str(), entry.clone());
-            live["data"]["journal.json"] = Value::String(journal.to_string());
+            let previous = cm["data"]["status.json"]
+                .as_str()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null);
+            let status = status_document(run, self.revision, &self.changeset, &previous, &time);
+            let journal = append_journal(cm["data"]["journal.json"].as_str(), entry.clone());
+            if !cm["data"].is_object() {
+                cm["data"] = json!({});
+            }
+            cm["data"]["status.json"] = Value::String(status.to_string());
+            cm["data"]["journal.json"] = Value::String(journal.to_string());
+            self.complete_metadata(&mut cm, &run.name);
             match self
                 .kube
-                .replace("ConfigMap", &self.namespace, &name, &live)
+                .replace("ConfigMap", &self.namespace, &name, &cm)
                 .await
             {
-                Ok(_) => {
-                    recorded = true;
-                    break;
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    if run.phase == Phase::Deleted {
+                        return Ok(());
+                    }
+                    last_err = s.message.clone();
                 }
-                Err(e) if is_transient(&e) => last_err = Some(e.to_string()),
-                Err(kube::Error::Api(s)) if s.code == 404 && run.phase == Phase::Deleted => {
-                    return Ok(());
-                }
+                Err(e) if is_transient(&e) => last_err = e.to_string(),
                 Err(e) => return Err(Failure::api("update", &r, &e)),
             }
+            live = self.fetch(&name).await?;
         }
-        if !recorded {
-            return Err(Failure::new(
-                "Conflict",
-                format!(
-                    "updating the journal of {r} kept failing: {}",
-                    last_err.unwrap_or_default()
-                ),
-                "run the change again",
-            ));
+        Err(Failure::new(
+            "Conflict",
+            format!("recording the result in {r} kept failing: {last_err}"),
+            "run the change again",
+        ))
+    }
+
+    /// A metadata ConfigMap with its labels, annotation and owner reference, and no data.
+    fn skeleton(&self, name: &str, connection: &str) -> Value {
+        let mut cm = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": MANAGED_BY,
+                    "app.kubernetes.io/part-of": MANAGED_BY,
+                    "app.kubernetes.io/component": "connection",
+                    CONNECTION_LABEL: names::connection_label_value(connection),
+                },
+                "annotations": {CONNECTION_ANNOTATION: connection},
+            },
+        });
+        if let Some((owner, uid)) = &self.owner {
+            cm["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": owner,
+                "uid": uid,
+            }]);
         }
-        if status_written {
-            return Ok(());
+        cm
+    }
+
+    /// Adds what the skeleton has and `cm` lacks (labels, annotation, owner reference);
+    /// keeps everything else as read, managed fields included.
+    fn complete_metadata(&self, cm: &mut Value, connection: &str) {
+        let skeleton = self.skeleton(
+            cm["metadata"]["name"].as_str().unwrap_or_default(),
+            connection,
+        );
+        for key in ["labels", "annotations"] {
+            if !cm["metadata"][key].is_object() {
+                cm["metadata"][key] = json!({});
+            }
+            for (k, v) in skeleton["metadata"][key].as_object().into_iter().flatten() {
+                if cm["metadata"][key].get(k).is_none() {
+                    cm["metadata"][key][k] = v.clone();
+                }
+            }
         }
-        self.kube
-            .apply("ConfigMap", &self.namespace, &name, &cm)
-            .await
-            .map_err(|e| Failure::api("apply", &r, &e))?;
-        Ok(())
+        let has_owner = cm["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        if !has_owner && !skeleton["metadata"]["ownerReferences"].is_null() {
+            cm["metadata"]["ownerReferences"] = skeleton["metadata"]["ownerReferences"].clone();
+        }
     }
 }
 

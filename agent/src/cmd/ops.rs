@@ -96,14 +96,21 @@ impl Snapshot {
         protected: bool,
     ) -> anyhow::Result<Snapshot> {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let metadata = cms
+        let mut metadata = cms
             .list(&ListParams::default().labels(METADATA_SELECTOR))
             .await
             .with_context(|| format!("listing the metadata ConfigMaps in namespace {ns} failed"))?
             .items
             .iter()
             .map(Metadata::from_configmap)
-            .collect();
+            .collect::<Vec<_>>();
+        // The change set in flight makes its connections Applying; without read access to it
+        // they show as Pending.
+        if let Ok(Some(cs)) = cms.get_opt(contract::CHANGESET_CONFIGMAP).await
+            && let Some(cs) = contract::in_flight_changeset(&cs)
+        {
+            contract::mark_applying(&mut metadata, &cs);
+        }
         let requests_cm = cms
             .get_opt(REQUESTS_CONFIGMAP)
             .await
