@@ -13,7 +13,7 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 .PHONY: help tools build test lint fmt chart-check manifests clean demo demo-stop e2e
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 tools: ## install the pinned helm 3.18 / 4.1, kubectl 1.33 / 1.35 / 1.37 and python tools into .tools/
 	@bash scripts/install-tools.sh

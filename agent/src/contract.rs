@@ -435,6 +435,19 @@ pub struct Requests {
     pub revision: i64,
     /// The `connections` subtree with each connection's `secrets`.
     pub connections: Value,
+    /// The key of the content hashes: see [`hash_key`].
+    pub hash_key: String,
+}
+
+/// The key of the content hashes (HMAC): the uid of the protected Secret, which only those who
+/// may read that Secret see, so the hashes recorded in ConfigMaps cannot be tested offline
+/// against guessed secrets. Empty when there is no protected Secret (then no secret either).
+/// A new protected Secret (a reinstall) changes every hash once: each connection is applied
+/// again, idempotently.
+pub fn hash_key(protected: Option<&k8s_openapi::api::core::v1::Secret>) -> String {
+    protected
+        .and_then(|s| s.metadata.uid.clone())
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for Requests {
@@ -453,6 +466,7 @@ impl Requests {
         revision: i64,
         public_json: Option<&str>,
         protected_json: Option<&[u8]>,
+        hash_key: &str,
     ) -> Result<Requests, String> {
         let mut connections: Value = match public_json {
             Some(t) if !t.trim().is_empty() => serde_json::from_str(t).map_err(|e| {
@@ -481,6 +495,7 @@ impl Requests {
         Ok(Requests {
             revision,
             connections,
+            hash_key: hash_key.to_string(),
         })
     }
 }
@@ -596,11 +611,12 @@ mod tests {
             3,
             Some(r#"{"a": {"targetType": "storage-blob"}, "b": {}}"#),
             Some(br#"{"a": {"secrets": {"accountKey": "s3cr3t-key"}}, "gone": {"secrets": {}}}"#),
+            "uid",
         )
         .unwrap();
         assert_eq!(r.connections["a"]["secrets"]["accountKey"], "s3cr3t-key");
         assert!(r.connections.get("gone").is_none());
-        let err = Requests::parse(1, Some("{}"), Some(b"{\"a\": hunter2")).unwrap_err();
+        let err = Requests::parse(1, Some("{}"), Some(b"{\"a\": hunter2"), "").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(!format!("{r:?}").contains("s3cr3t-key"), "{r:?}");
     }

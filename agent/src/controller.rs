@@ -464,6 +464,7 @@ impl Reconciler {
                 .and_then(|d| d.get(CONNECTIONS_KEY))
                 .map(String::as_str),
             protected_bytes.as_deref(),
+            &contract::hash_key(protected.as_deref()),
         ) {
             Ok(r) => r,
             Err(message) => {
@@ -543,7 +544,26 @@ impl Reconciler {
             // A new request starts a fresh backoff.
             self.failures = 0;
         }
+        // A failed Job whose change set left nothing undone (sc-job killed after recording
+        // every connection, before deleting its Job) explains nothing any more: the journal
+        // and the JobFailed event keep the failure, and the Job goes.
+        let settled_failed_job = match (&state, last) {
+            (JobState::Failed { changeset: id, .. }, Some(cs)) if *id == cs.id => {
+                diff::failed_connections(cs, &metadata).is_empty()
+            }
+            _ => false,
+        };
         match decision {
+            Decision::Idle if settled_failed_job => {
+                if let (JobState::Failed { message, .. }, Some(cs)) = (&state, last) {
+                    self.journal_failure(cs, message).await?;
+                }
+                tracing::info!(
+                    "deleting the failed Job {JOB_NAME}: every connection of its change set is applied"
+                );
+                self.delete_job().await?;
+                Ok(None)
+            }
             Decision::Idle | Decision::WaitForJob => Ok(None),
             Decision::RetryAt(t) => Ok(Some(t)),
             Decision::DeleteCompleteJob => {

@@ -25,7 +25,7 @@ pub struct Desired {
 
 /// Hashes and non-secret specs of every requested connection.
 pub fn desired(requests: &Requests) -> Vec<Desired> {
-    sc_model::check_connections(&requests.connections)
+    sc_model::check_connections_keyed(&requests.connections, &requests.hash_key)
         .into_iter()
         .map(|c| {
             let spec = match &c.connection {
@@ -406,6 +406,7 @@ mod tests {
     #[test]
     fn desired_hashes_invalid_requests_and_hides_secrets() {
         let requests = Requests {
+            hash_key: "k".into(),
             revision: 2,
             connections: json!({
                 "ok": {"targetType": "storage-blob", "authType": "secret",

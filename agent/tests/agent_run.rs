@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kubesim::testing::{kubectl, wait_until};
 use serde_json::{Value, json};
@@ -37,7 +37,7 @@ async fn a_new_request_is_applied_and_the_job_disappears() {
     let mut agent = Agent::start(&ks, "agent-a", &[]).await;
     agent.wait_ready().await;
 
-    let hash = hash_of(&conns, "blob_conn");
+    let hash = hash_of(&client, &conns, "blob_conn").await;
     wait_applied(&client, "blob_conn", &hash).await;
     wait_no_job(&client).await;
 
@@ -165,7 +165,12 @@ async fn three_quick_changes_are_serialized_and_end_in_the_final_state() {
         write_requests(&client, &blob_only(account), rev).await;
     }
     let last = blob_only("third");
-    wait_applied(&client, "blob_conn", &hash_of(&last, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &last, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
     let secret = secrets.get("sc-blobconn-secret").await.unwrap();
@@ -220,7 +225,10 @@ async fn a_failing_change_keeps_the_job_and_a_corrected_request_recovers() {
         (s["phase"] == "Failed").then_some(s)
     })
     .await;
-    assert_eq!(status["hash"], hash_of(&bad, "blob_conn").as_str());
+    assert_eq!(
+        status["hash"],
+        hash_of(&client, &bad, "blob_conn").await.as_str()
+    );
     assert!(
         status["error"]["message"]
             .as_str()
@@ -268,7 +276,12 @@ async fn a_failing_change_keeps_the_job_and_a_corrected_request_recovers() {
     // The corrected request replaces the failed Job and recovers.
     let good = blob_only("fixed");
     write_requests(&client, &good, 2).await;
-    wait_applied(&client, "blob_conn", &hash_of(&good, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &good, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     let journal = metadata(&client, "blob_conn", "journal.json")
         .await
@@ -331,7 +344,12 @@ async fn a_transient_failure_is_retried_with_backoff_until_it_succeeds() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "later"}}),
     )
     .await;
-    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     assert_eq!(history.lock().unwrap().max_alive, 1);
     let journal = metadata(&client, "blob_conn", "journal.json")
@@ -354,7 +372,12 @@ async fn a_removed_connection_is_deleted_and_its_metadata_goes() {
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
     agent.wait_ready().await;
-    wait_applied(&client, "gone_conn", &hash_of(&conns, "gone_conn")).await;
+    wait_applied(
+        &client,
+        "gone_conn",
+        &hash_of(&client, &conns, "gone_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
     assert!(
@@ -444,7 +467,12 @@ async fn the_agent_runs_as_a_deployment_with_the_chart_rbac() {
         }),
     )
     .await;
-    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
 
     // As an administrator, the Deployment's Available condition is checked.
@@ -499,7 +527,12 @@ async fn a_complete_job_left_behind_is_deleted_before_the_next_run() {
     let conns = blob_only("after-leftover");
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
-    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     let h = history.lock().unwrap();
     assert!(
@@ -512,6 +545,51 @@ async fn a_complete_job_left_behind_is_deleted_before_the_next_run() {
         "{}",
         agent.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_whose_change_set_is_all_applied_is_deleted() {
+    let ks = start().await;
+    let client = ks.client();
+    let conns = blob_only("settled");
+    write_requests(&client, &conns, 1).await;
+    let agent = Agent::start(&ks, "agent-a", &[]).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
+    wait_no_job(&client).await;
+    // sc-job killed after it recorded every connection and before it deleted its Job: the
+    // Job of that change set is Failed, and nothing is left to apply.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let cs = cms.get("sc-changeset").await.expect("the change set");
+    let id = cs.metadata.annotations.as_ref().expect("annotations")["sc-extension.io/changeset-id"]
+        .clone();
+    create(
+        &client,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "sc-job", "namespace": NS,
+                         "annotations": {"sc-extension.io/changeset-id": id}},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "killed", "image": "busybox", "command": ["false"]}],
+            }}},
+        }),
+    )
+    .await;
+    wait_no_job(&client).await;
+    wait_until(WAIT, "the agent to log the deletion", || async {
+        agent
+            .log()
+            .contains(
+                "deleting the failed Job sc-job: every connection of its change set is applied",
+            )
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,12 +674,22 @@ async fn killing_the_agent_mid_job_converges_without_a_duplicate_job() {
     first.kill().await;
     let second = Agent::start(&ks, "agent-b", &[]).await;
     second.wait_ready().await;
-    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     // The new leader sees nothing pending: a later change is its first Job.
     let next = blob_only("after-restart");
     write_requests(&client, &next, 2).await;
-    wait_applied(&client, "blob_conn", &hash_of(&next, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &next, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     let h = history.lock().unwrap();
     assert_eq!(
@@ -626,7 +714,12 @@ async fn two_replicas_never_run_jobs_concurrently() {
         write_requests(&client, &blob_only(&format!("replica{rev}")), rev).await;
     }
     let conns = blob_only("replica3");
-    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
 
     // Stopping the leader releases the Lease; the other replica takes over.
@@ -647,7 +740,12 @@ async fn two_replicas_never_run_jobs_concurrently() {
     assert_eq!(leader.terminate().await, Some(0), "{}", leader.log());
     let next = blob_only("after-failover");
     write_requests(&client, &next, 4).await;
-    wait_applied(&client, "blob_conn", &hash_of(&next, "blob_conn")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &next, "blob_conn").await,
+    )
+    .await;
     wait_no_job(&client).await;
     let other = if holder == "agent-a" {
         "agent-b"
@@ -688,9 +786,14 @@ async fn validate_detects_drift_and_list_configuration_hides_credentials() {
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
     agent.wait_ready().await;
-    wait_applied(&client, "blob_conn", &hash_of(&conns, "blob_conn")).await;
-    wait_applied(&client, "openai", &hash_of(&conns, "openai")).await;
-    wait_applied(&client, "kv_csi", &hash_of(&conns, "kv_csi")).await;
+    wait_applied(
+        &client,
+        "blob_conn",
+        &hash_of(&client, &conns, "blob_conn").await,
+    )
+    .await;
+    wait_applied(&client, "openai", &hash_of(&client, &conns, "openai").await).await;
+    wait_applied(&client, "kv_csi", &hash_of(&client, &conns, "kv_csi").await).await;
     wait_no_job(&client).await;
 
     for name in ["blob_conn", "openai", "kv_csi"] {

@@ -131,13 +131,22 @@ fn sample_job(
     })
 }
 
-/// The content hash of every connection of `r`, as sc-model computes it.
-fn expected_hashes(r: &Requests) -> BTreeMap<String, String> {
+/// The content hash of every connection of `r`, as sc-model computes it with the key the
+/// agent uses (the uid of the protected Secret the chart installed).
+async fn expected_hashes(c: &Cluster, r: &Requests) -> Result<BTreeMap<String, String>> {
+    let protected = c
+        .get_json(&format!(
+            "/api/v1/namespaces/{RELEASE_NS}/secrets/sc-protected"
+        ))
+        .await?;
+    let key = protected["metadata"]["uid"].as_str().unwrap_or_default();
     let merged = workload::values(&r.public, &r.protected);
-    sc_model::check_connections(&merged["connections"])
-        .into_iter()
-        .map(|c| (c.name, c.hash))
-        .collect()
+    Ok(
+        sc_model::check_connections_keyed(&merged["connections"], key)
+            .into_iter()
+            .map(|c| (c.name, c.hash))
+            .collect(),
+    )
 }
 
 /// Watches the metadata ConfigMaps until every connection of `expected` has
@@ -269,7 +278,7 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let sampler = sample_job(c, start, stop.clone());
-    let watch = watch_applied(c, expected_hashes(&r), start);
+    let watch = watch_applied(c, expected_hashes(c, &r).await?, start);
     write_requests(c, &r).await?;
     let to_ready = wait_ready(c, n, start).await?;
     let to_applied = watch.await??;
@@ -347,7 +356,7 @@ pub async fn bulk_helm(c: &Cluster, n: usize) -> Result<(Duration, Duration)> {
         workload::values(&r.public, &r.protected).to_string(),
     )?;
     let start = Instant::now();
-    let watch = watch_applied(c, expected_hashes(&r), start);
+    let watch = watch_applied(c, expected_hashes(c, &r).await?, start);
     let helm = c.helm_upgrade(&values).await?;
     let applied = watch.await??;
     Ok((helm, applied))

@@ -8,9 +8,12 @@ use crate::names;
 use crate::request::{ConnectionRequest, ConnectionSpec, is_true, parse_connections};
 use crate::secret::SecretString;
 use crate::types::{AuthType, WorkloadRef};
+use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::BTreeMap;
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// The value of a configuration key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +81,8 @@ pub struct Connection {
     pub is_first: bool,
     /// The final configuration keys, in documented order, then `configurations` keys.
     pub keys: Vec<ResolvedKey>,
-    /// SHA-256 (hex) of the canonical spec, the final key names and the secret inputs.
+    /// HMAC-SHA256 (hex), keyed by the key the set was validated with, of the canonical spec,
+    /// the final key names and the secret inputs.
     pub hash: String,
     /// The tenant ID of the workload identity, from this connection or from another one in
     /// the namespace that uses the same client ID (the ServiceAccount is shared).
@@ -89,6 +93,11 @@ impl Connection {
     /// The connection name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Its content hash under another key (see [`validate_connections_keyed`]).
+    pub fn hash_with_key(&self, hash_key: &str) -> String {
+        content_hash(&self.spec, &self.secrets, &self.keys, hash_key)
     }
 
     /// The Secret this connection writes (`None` for `keyvaultCsi`, whose Secret, if any,
@@ -189,11 +198,22 @@ pub fn infixed_key(key: &str, connection: &str) -> String {
 }
 
 /// Parses and validates a `connections` subtree (the non-secret requests and the protected
-/// `secrets`, already merged), returning every problem found.
+/// `secrets`, already merged), returning every problem found. Content hashes are keyed with an
+/// empty key: see [`validate_connections_keyed`].
 pub fn validate_connections(connections: &Value) -> Result<RequestSet, ValidationErrors> {
+    validate_connections_keyed(connections, "")
+}
+
+/// [`validate_connections`] with the content hashes keyed by `hash_key` (HMAC-SHA256): a hash
+/// recorded where secrets may not be read reveals nothing that can be tested offline against
+/// guessed secrets by whoever does not know the key.
+pub fn validate_connections_keyed(
+    connections: &Value,
+    hash_key: &str,
+) -> Result<RequestSet, ValidationErrors> {
     let mut errors = Vec::new();
     let requests = parse_connections(connections, &mut errors);
-    let set = resolve(requests, &mut errors);
+    let set = resolve(requests, hash_key, &mut errors);
     if errors.is_empty() {
         Ok(set)
     } else {
@@ -202,7 +222,11 @@ pub fn validate_connections(connections: &Value) -> Result<RequestSet, Validatio
 }
 
 /// Cross-connection checks and key resolution over requests that passed their own checks.
-fn resolve(requests: Vec<ConnectionRequest>, errors: &mut Vec<FieldError>) -> RequestSet {
+fn resolve(
+    requests: Vec<ConnectionRequest>,
+    hash_key: &str,
+    errors: &mut Vec<FieldError>,
+) -> RequestSet {
     // Which connection is first per (namespace, target family).
     let mut groups: BTreeMap<(String, String), Vec<&ConnectionRequest>> = BTreeMap::new();
     for r in &requests {
@@ -337,7 +361,7 @@ fn resolve(requests: Vec<ConnectionRequest>, errors: &mut Vec<FieldError>) -> Re
     for r in requests {
         let is_first = first.get(&r.spec.name).copied().unwrap_or(true);
         let keys = resolve_keys(&r, is_first, errors);
-        let hash = content_hash(&r, &keys);
+        let hash = content_hash(&r.spec, &r.secrets, &keys, hash_key);
         let identity_tenant_id = r
             .spec
             .parameters
@@ -435,28 +459,38 @@ fn resolve_keys(
     out
 }
 
-fn put(h: &mut Sha256, s: &str) {
-    h.update((s.len() as u64).to_be_bytes());
+fn put(h: &mut HmacSha256, s: &str) {
+    h.update(&(s.len() as u64).to_be_bytes());
     h.update(s.as_bytes());
 }
 
-/// SHA-256 over a canonical form of the spec, the final key names and the secret inputs
-/// (length-prefixed, in sorted order). Hex; computed from, but revealing nothing about,
-/// the secret bytes.
-fn content_hash(r: &ConnectionRequest, keys: &[ResolvedKey]) -> String {
-    let mut h = Sha256::new();
+fn keyed(hash_key: &str) -> HmacSha256 {
+    // HMAC accepts keys of any length.
+    HmacSha256::new_from_slice(hash_key.as_bytes()).expect("HMAC takes a key of any length")
+}
+
+/// HMAC-SHA256 keyed by `hash_key` over a canonical form of the spec, the final key names and
+/// the secret inputs (length-prefixed, in sorted order). Hex; computed from, but revealing
+/// nothing about, the secret bytes.
+fn content_hash(
+    spec: &ConnectionSpec,
+    secrets: &BTreeMap<String, SecretString>,
+    keys: &[ResolvedKey],
+    hash_key: &str,
+) -> String {
+    let mut h = keyed(hash_key);
     put(&mut h, "sc-extension/connection/v1");
-    let spec = serde_json::to_string(&r.spec).unwrap_or_default();
+    let spec = serde_json::to_string(spec).unwrap_or_default();
     put(&mut h, &spec);
     for k in keys {
         put(&mut h, &k.name);
     }
     put(&mut h, "secrets");
-    for (k, v) in &r.secrets {
+    for (k, v) in secrets {
         put(&mut h, k);
         put(&mut h, v.expose());
     }
-    hex::encode(h.finalize())
+    hex::encode(h.finalize().into_bytes())
 }
 
 /// The outcome of checking one connection of a request set, valid or not.
@@ -484,10 +518,16 @@ impl ConnectionCheck {
 /// Checks every connection of a `connections` subtree (secrets merged in) and returns one
 /// [`ConnectionCheck`] per connection, sorted by name: unlike [`validate_connections`], an
 /// invalid connection does not hide the others, and every connection gets a content hash.
+/// Hashes are keyed with an empty key: see [`check_connections_keyed`].
 pub fn check_connections(connections: &Value) -> Vec<ConnectionCheck> {
+    check_connections_keyed(connections, "")
+}
+
+/// [`check_connections`] with the content hashes keyed by `hash_key` (HMAC-SHA256).
+pub fn check_connections_keyed(connections: &Value, hash_key: &str) -> Vec<ConnectionCheck> {
     let mut errors = Vec::new();
     let requests = parse_connections(connections, &mut errors);
-    let set = resolve(requests, &mut errors);
+    let set = resolve(requests, hash_key, &mut errors);
     let Value::Object(raw) = connections else {
         return Vec::new();
     };
@@ -508,7 +548,7 @@ pub fn check_connections(connections: &Value) -> Vec<ConnectionCheck> {
             let connection = set.get(name).cloned();
             let hash = match &connection {
                 Some(c) => c.hash.clone(),
-                None => raw_hash(value),
+                None => raw_hash(value, hash_key),
             };
             ConnectionCheck {
                 name: name.clone(),
@@ -522,8 +562,8 @@ pub fn check_connections(connections: &Value) -> Vec<ConnectionCheck> {
     out
 }
 
-/// SHA-256 (hex) of the canonical JSON of an unparsable request.
-fn raw_hash(value: &Value) -> String {
+/// HMAC-SHA256 (hex) keyed by `hash_key` of the canonical JSON of an unparsable request.
+fn raw_hash(value: &Value, hash_key: &str) -> String {
     fn canonical(v: &Value) -> Value {
         match v {
             Value::Object(m) => {
@@ -535,16 +575,38 @@ fn raw_hash(value: &Value) -> String {
             other => other.clone(),
         }
     }
-    let mut h = Sha256::new();
+    let mut h = keyed(hash_key);
     put(&mut h, "sc-extension/invalid-connection/v1");
     put(&mut h, &canonical(value).to_string());
-    hex::encode(h.finalize())
+    hex::encode(h.finalize().into_bytes())
 }
 
 #[cfg(test)]
 mod check_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hashes_are_keyed() {
+        let v = json!({
+            "good": {"targetType": "storage-blob", "authType": "secret",
+                     "parameters": {"accountName": "acct"},
+                     "secrets": {"accountKey": "hunter2"}},
+            "bad": {"targetType": "no-such-target", "secrets": {"x": "hunter2"}},
+        });
+        let a = check_connections_keyed(&v, "key-a");
+        let a2 = check_connections_keyed(&v, "key-a");
+        let b = check_connections_keyed(&v, "key-b");
+        for i in 0..2 {
+            assert_eq!(a[i].hash, a2[i].hash, "stable for one key");
+            assert_ne!(a[i].hash, b[i].hash, "another key, another hash");
+            assert_eq!(a[i].hash.len(), 64);
+        }
+        let set = validate_connections_keyed(&json!({"good": v["good"].clone()}), "key-a").unwrap();
+        assert_eq!(set.get("good").unwrap().hash, a[1].hash);
+        let plain = validate_connections(&json!({"good": v["good"].clone()})).unwrap();
+        assert_eq!(plain.get("good").unwrap().hash_with_key("key-a"), a[1].hash);
+    }
 
     #[test]
     fn invalid_connections_keep_a_hash_and_do_not_hide_the_others() {

@@ -1,7 +1,7 @@
 //! The inputs of a run: the change set, the requests with their protected settings merged in,
 //! and their validation, isolating invalid connections so the others go on. No I/O.
 
-use sc_model::{FieldError, RequestSet, validate_connections};
+use sc_model::{FieldError, RequestSet, validate_connections_keyed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -116,8 +116,9 @@ fn owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
 
 /// Validates `connections` (secrets merged) with sc-model; a connection with errors is set
 /// aside with its errors and the rest is validated again, so one invalid connection does not
-/// stop the others.
-pub fn validate_isolating(connections: &Value) -> Validated {
+/// stop the others. Content hashes are keyed by `hash_key` (the protected Secret's uid, as
+/// sc-agent keys them).
+pub fn validate_isolating(connections: &Value, hash_key: &str) -> Validated {
     let mut remaining = match connections {
         Value::Object(m) => m.clone(),
         Value::Null => Map::new(),
@@ -133,7 +134,7 @@ pub fn validate_isolating(connections: &Value) -> Validated {
     };
     let mut invalid: BTreeMap<String, Vec<FieldError>> = BTreeMap::new();
     loop {
-        match validate_connections(&Value::Object(remaining.clone())) {
+        match validate_connections_keyed(&Value::Object(remaining.clone()), hash_key) {
             Ok(set) => {
                 return Validated {
                     set,
@@ -225,7 +226,7 @@ mod tests {
                       "parameters": {"accountName": "acct"}, "secrets": {"accountKey": "x"}},
             "bad": {"namespace": "default", "targetType": "storage-blop", "authType": "secret"},
         });
-        let v = validate_isolating(&conns);
+        let v = validate_isolating(&conns, "");
         assert!(v.general.is_empty());
         assert_eq!(v.set.connections().len(), 1);
         assert_eq!(v.set.connections()[0].name(), "good");

@@ -109,6 +109,8 @@ struct Inputs {
     requests: Value,
     requests_uid: Option<String>,
     merged: Value,
+    /// The key of the content hashes: the protected Secret's uid, as sc-agent keys them.
+    hash_key: String,
 }
 
 async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<Inputs, Failure> {
@@ -153,12 +155,17 @@ async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<In
     let requests_uid = rq_obj["metadata"]["uid"].as_str().map(str::to_string);
 
     let pr_ref = ObjRef::new("Secret", ns, &args.protected);
+    let mut hash_key = String::new();
     let protected = match kube
         .get("Secret", ns, &args.protected)
         .await
         .map_err(|e| Failure::api("get", &pr_ref, &e))?
     {
         Some(s) => {
+            hash_key = s["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if s["data"]["connections.json"].is_null()
                 && s["stringData"]["connections.json"].is_null()
             {
@@ -188,6 +195,7 @@ async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<In
         requests,
         requests_uid,
         merged,
+        hash_key,
     })
 }
 
@@ -217,7 +225,7 @@ async fn run(args: Args) -> u8 {
         }
     };
     let cs = &inputs.changeset;
-    let validated = inputs::validate_isolating(&inputs.merged);
+    let validated = inputs::validate_isolating(&inputs.merged, &inputs.hash_key);
     if !validated.general.is_empty() {
         let msg: Vec<String> = validated.general.iter().map(ToString::to_string).collect();
         let f = Failure::new(

@@ -95,7 +95,8 @@ pub struct Materializer<'a> {
 
 /// One lock per workload (`kind/namespace/name`): connections applied concurrently that list
 /// the same workload patch it one after the other, each computing its JSON patch against the
-/// other's result, so no patch overwrites another's `envFrom`.
+/// other's result, so no patch overwrites another's `envFrom`. Namespaces take a lock too
+/// (`Namespace/<name>`), so each is checked once per run.
 #[derive(Default)]
 pub struct WorkloadLocks(
     std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
@@ -207,6 +208,9 @@ impl Materializer<'_> {
         let d = conn.desired();
         let ns = d.namespace.clone();
         let ns_ref = ObjRef::new("Namespace", "", &ns);
+        // One check per namespace and run: the connections of a namespace wait for the first.
+        let lock = self.workload_locks.get(ns_ref.to_string());
+        let turn = lock.lock().await;
         let known = self
             .namespaces
             .lock()
@@ -233,6 +237,7 @@ impl Materializer<'_> {
                 Err(e) => return Err(Failure::api("get", &ns_ref, &e)),
             }
         }
+        drop(turn);
         if let Some(secret) = &d.secret {
             let n = secret["data"].as_object().map_or(0, Map::len);
             self.write(

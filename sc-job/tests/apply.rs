@@ -128,7 +128,7 @@ sc-job: 4 applied, 0 failed, 0 deleted
 
     // Each result recorded, with the applied hash and an owner reference to the requests.
     let requests = get(&c, "ConfigMap", NS, "sc-requests").unwrap();
-    let hashes = hashes(&conns);
+    let hashes = hashes(&c, &conns);
     for name in ["blob_conn", "vault_sp", "openai", "kv_csi"] {
         let status = metadata(&c, name, "status.json");
         assert_eq!(status["phase"], "Ready", "{name}: {status}");
@@ -285,6 +285,7 @@ async fn a_partial_failure_applies_the_others_and_records_both() {
         "namespace": "default", "targetType": "storage-blob", "authType": "secret",
         "parameters": {"accountName": "acct2"}, "secrets": {"accountKey": ACCOUNT_KEY},
     }});
+    write_requests(&c, &valid, 2);
     write_changeset(&c, "cs-1", 2, &valid, &["bad", "good"], &[]);
     let conns = json!({"good": good, "bad": {
         "namespace": "default", "targetType": "storage-blob", "authType": "secret",
@@ -624,6 +625,7 @@ async fn a_changed_request_is_applied_as_it_is_now() {
         "namespace": "default", "targetType": "storage-blob", "authType": "secret",
         "parameters": {"accountName": "after"}, "secrets": {"accountKey": ACCOUNT_KEY},
     }});
+    write_requests(&c, &then, 1);
     write_changeset(&c, "cs-1", 1, &then, &["x"], &[]);
     write_requests(&c, &now, 2);
     let run = run_job(&ks, &[]).await;
@@ -635,6 +637,6 @@ async fn a_changed_request_is_applied_as_it_is_now() {
         run.stdout
     );
     let status = metadata(&c, "x", "status.json");
-    assert_eq!(status["hash"], hashes(&then)["x"]);
-    assert_eq!(status["appliedHash"], hashes(&now)["x"]);
+    assert_eq!(status["hash"], hashes(&c, &then)["x"]);
+    assert_eq!(status["appliedHash"], hashes(&c, &now)["x"]);
 }

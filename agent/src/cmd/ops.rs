@@ -117,10 +117,12 @@ impl Snapshot {
             .with_context(|| format!("reading ConfigMap {ns}/{REQUESTS_CONFIGMAP} failed"))?;
         let mut protected_error = None;
         let mut protected_bytes = None;
+        let mut hash_key = String::new();
         if protected && requests_cm.is_some() {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
             match secrets.get_opt(PROTECTED_SECRET).await {
                 Ok(s) => {
+                    hash_key = contract::hash_key(s.as_ref());
                     protected_bytes = s
                         .and_then(|s| s.data)
                         .and_then(|d| d.get(CONNECTIONS_KEY).map(|b| b.0.clone()));
@@ -142,6 +144,7 @@ impl Snapshot {
                         .and_then(|d| d.get(CONNECTIONS_KEY))
                         .map(String::as_str),
                     protected_bytes.as_deref(),
+                    &hash_key,
                 )
                 .map_err(anyhow::Error::msg)?,
             ),
@@ -198,7 +201,7 @@ impl Snapshot {
         if let Some(e) = &self.protected_error {
             anyhow::bail!("{e}; this command needs get on that Secret");
         }
-        let check = sc_model::check_connections(&requests.connections)
+        let check = sc_model::check_connections_keyed(&requests.connections, &requests.hash_key)
             .into_iter()
             .find(|c| c.name == name)
             .ok_or_else(|| not_requested(name, &self.namespace))?;

@@ -76,7 +76,6 @@ fn connection_plan(c: &Connection) -> Value {
         "clientType": c.spec.client_type.as_str(),
         "firstOfTarget": c.is_first,
         "deletionPolicy": c.spec.deletion_policy.as_str(),
-        "contentHash": c.hash,
         "objects": objects,
         "workloadPatches": patches,
     })

@@ -88,7 +88,7 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
         ));
     }
     let mut states = Vec::new();
-    for check in sc_model::check_connections(&requests.connections) {
+    for check in sc_model::check_connections_keyed(&requests.connections, &requests.hash_key) {
         let m = snapshot.metadata(&check.name);
         let mut phase = m.map_or(Phase::Pending, |m| m.phase(Some(&check.hash)));
         let mut error = m

@@ -231,9 +231,17 @@ pub async fn write_requests(client: &kube::Client, connections: &Value, revision
         .expect("writing sc-protected");
 }
 
-/// The content hash of each connection, as sc-model computes it.
-pub fn hash_of(connections: &Value, name: &str) -> String {
-    sc_model::check_connections(connections)
+/// The content hash of a connection, as sc-agent computes it (keyed by the uid of
+/// `sc-protected`, empty without it).
+pub async fn hash_of(client: &kube::Client, connections: &Value, name: &str) -> String {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let key = secrets
+        .get_opt("sc-protected")
+        .await
+        .expect("reading sc-protected")
+        .and_then(|s| s.metadata.uid)
+        .unwrap_or_default();
+    sc_model::check_connections_keyed(connections, &key)
         .into_iter()
         .find(|c| c.name == name)
         .expect("connection")

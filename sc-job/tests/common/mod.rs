@@ -168,9 +168,18 @@ pub fn put(c: &Cluster, mut obj: Value) {
     }
 }
 
-/// The content hashes sc-agent computes (sc-model over requests and secrets).
-pub fn hashes(connections: &Value) -> std::collections::BTreeMap<String, String> {
-    let set = sc_model::validate_connections(connections).expect("valid connections");
+/// The key of the content hashes: the uid of `sc-protected` (empty without it).
+pub fn hash_key(c: &Cluster) -> String {
+    get(c, "Secret", NS, "sc-protected")
+        .and_then(|s| s["metadata"]["uid"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The content hashes sc-agent computes (sc-model over requests and secrets, keyed by the
+/// uid of `sc-protected`).
+pub fn hashes(c: &Cluster, connections: &Value) -> std::collections::BTreeMap<String, String> {
+    let set =
+        sc_model::validate_connections_keyed(connections, &hash_key(c)).expect("valid connections");
     set.connections()
         .iter()
         .map(|c| (c.name().to_string(), c.hash.clone()))
@@ -186,7 +195,7 @@ pub fn write_changeset(
     apply: &[&str],
     delete: &[&str],
 ) {
-    let valid = sc_model::validate_connections(connections).ok();
+    let valid = sc_model::validate_connections_keyed(connections, &hash_key(c)).ok();
     let mut entries = Vec::new();
     for name in apply {
         let hash = valid

@@ -570,6 +570,14 @@ pub fn metadata_doc(cm: &Value, key: &str) -> Value {
 }
 
 /// The metadata ConfigMaps of the release namespace, by connection name.
+/// The key of the content hashes: the uid of the protected Secret in `ns`.
+pub fn hash_key(k: &Kubectl, ns: &str) -> String {
+    k.json(&["secret", "sc-protected", "-n", ns])["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub fn metadata_by_connection(k: &Kubectl, ns: &str) -> BTreeMap<String, Value> {
     let list = k.json(&[
         "configmaps",
@@ -601,18 +609,19 @@ pub fn convergence_gaps(
 ) -> Vec<String> {
     let mut gaps = Vec::new();
     let meta = metadata_by_connection(k, ns);
+    let key = hash_key(k, ns);
     for c in set.connections() {
+        let hash = c.hash_with_key(&key);
         match meta.get(c.name()) {
             None => gaps.push(format!("{}: no metadata ConfigMap", c.name())),
             Some(cm) => {
                 let st = metadata_doc(cm, "status.json");
-                if st["phase"] != "Ready" || st["appliedHash"] != c.hash.as_str() {
+                if st["phase"] != "Ready" || st["appliedHash"] != hash.as_str() {
                     gaps.push(format!(
-                        "{}: phase {} appliedHash {} (want {})",
+                        "{}: phase {} appliedHash {} (want {hash})",
                         c.name(),
                         st["phase"],
                         st["appliedHash"],
-                        c.hash
                     ));
                 }
             }
@@ -636,11 +645,18 @@ pub fn convergence_gaps(
 /// the number of objects checked.
 pub fn assert_exact_objects(
     k: &Kubectl,
+    ns: &str,
     set: &sc_model::RequestSet,
     removed: &BTreeMap<String, Removed>,
     kept: &BTreeSet<ObjKey>,
 ) -> usize {
     let live = managed_objects(k);
+    let key = hash_key(k, ns);
+    let keyed: BTreeMap<&str, String> = set
+        .connections()
+        .iter()
+        .map(|c| (c.name(), c.hash_with_key(&key)))
+        .collect();
     let mut want: BTreeMap<ObjKey, (String, Value)> = BTreeMap::new();
     for d in set.desired() {
         for (kind, obj) in [
@@ -684,7 +700,7 @@ pub fn assert_exact_objects(
             &format!("{key:?}"),
         );
         crate::assert_subset(
-            &w["metadata"]["annotations"],
+            &crate::rekeyed(&w["metadata"]["annotations"], keyed.get(conn.as_str())),
             &got["metadata"]["annotations"],
             &format!("{key:?}"),
         );
@@ -726,8 +742,10 @@ pub fn assert_exact_objects(
 /// revision; returns how many journal entries record a failed run (`JobFailed` and the like).
 pub fn assert_journals(k: &Kubectl, ns: &str, set: &sc_model::RequestSet) -> usize {
     let meta = metadata_by_connection(k, ns);
+    let key = hash_key(k, ns);
     let mut failed = 0;
     for c in set.connections() {
+        let hash = c.hash_with_key(&key);
         let cm = &meta[c.name()];
         let journal = metadata_doc(cm, "journal.json");
         let entries = journal
@@ -743,12 +761,11 @@ pub fn assert_journals(k: &Kubectl, ns: &str, set: &sc_model::RequestSet) -> usi
         let ready = entries
             .iter()
             .rev()
-            .find(|e| e["hash"] == c.hash.as_str())
+            .find(|e| e["hash"] == hash.as_str())
             .unwrap_or_else(|| {
                 panic!(
-                    "the journal of {} has no entry for its hash {}: {journal}",
+                    "the journal of {} has no entry for its hash {hash}: {journal}",
                     c.name(),
-                    c.hash
                 )
             });
         assert_eq!(

@@ -639,6 +639,13 @@ impl Cluster {
     /// Checks every connection of `set` is materialized exactly as sc-model renders it, and
     /// its metadata ConfigMap records it Ready with the same hash.
     pub fn assert_materialized(&self, set: &sc_model::RequestSet) {
+        // The hashes the cluster records are keyed by the protected Secret's uid.
+        let key = self.hash_key();
+        let keyed: std::collections::BTreeMap<&str, String> = set
+            .connections()
+            .iter()
+            .map(|c| (c.name(), c.hash_with_key(&key)))
+            .collect();
         for d in set.desired() {
             if let Some(want) = &d.secret {
                 let name = want["metadata"]["name"].as_str().expect("secret name");
@@ -659,7 +666,10 @@ impl Cluster {
                     name,
                 );
                 assert_subset(
-                    &want["metadata"]["annotations"],
+                    &rekeyed(
+                        &want["metadata"]["annotations"],
+                        keyed.get(d.connection.as_str()),
+                    ),
                     &got["metadata"]["annotations"],
                     name,
                 );
@@ -675,7 +685,10 @@ impl Cluster {
                     name,
                 );
                 assert_subset(
-                    &want["metadata"]["annotations"],
+                    &rekeyed(
+                        &want["metadata"]["annotations"],
+                        keyed.get(d.connection.as_str()),
+                    ),
                     &got["metadata"]["annotations"],
                     name,
                 );
@@ -705,11 +718,20 @@ impl Cluster {
             );
             assert_eq!(
                 status["appliedHash"],
-                c.hash.as_str(),
+                keyed[c.name()].as_str(),
                 "applied hash of connection {}",
                 c.name()
             );
         }
+    }
+
+    /// The key of the content hashes the agent and sc-job record: the uid of the protected
+    /// Secret of the release.
+    pub fn hash_key(&self) -> String {
+        self.get("secret", &self.release_ns(), "sc-protected")["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The metadata ConfigMap of `connection`.
@@ -908,6 +930,20 @@ impl Drop for Cluster {
             }));
         }
     }
+}
+
+/// `annotations` with the content-hash annotation, when present, set to `hash`.
+pub fn rekeyed(annotations: &Value, hash: Option<&String>) -> Value {
+    let mut out = annotations.clone();
+    if let (Some(h), Some(m)) = (hash, out.as_object_mut())
+        && m.contains_key(sc_model::render::HASH_ANNOTATION)
+    {
+        m.insert(
+            sc_model::render::HASH_ANNOTATION.into(),
+            Value::from(h.as_str()),
+        );
+    }
+    out
 }
 
 /// Asserts every key of the map `want` has the same value in the map `got`.

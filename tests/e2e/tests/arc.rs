@@ -101,6 +101,8 @@ fn arc(helm: Helm) {
         "no Secret: {nested_objects}"
     );
     let nested_status = c.metadata_status("storage_conn");
+    // Each install keys its content hashes anew (the protected Secret's uid).
+    let nested_key = c.hash_key();
     c.leak_scan(&["storage_conn"]);
 
     // Start over: no release, no materialized objects.
@@ -136,16 +138,37 @@ fn arc(helm: Helm) {
     c.wait_job_gone();
     let arc_objects = c.snapshot(&ns);
     assert_eq!(
-        arc_objects, nested_objects,
+        without_hash(&arc_objects),
+        without_hash(&nested_objects),
         "Arc-style settings gave other objects than nested YAML"
+    );
+    // The same content: the hash of the nested request under each install's key.
+    let want = sc_e2e::expected(&sc_e2e::merged(&[&settings, &protected]));
+    let want = want.get("storage_conn").expect("storage_conn");
+    assert_eq!(
+        nested_status["appliedHash"],
+        want.hash_with_key(&nested_key).as_str(),
+        "content hash of the nested install"
     );
     let arc_status = c.metadata_status("storage_conn");
     assert_eq!(
-        arc_status["appliedHash"], nested_status["appliedHash"],
-        "content hash differs"
+        arc_status["appliedHash"],
+        want.hash_with_key(&c.hash_key()).as_str(),
+        "content hash of the Arc-style install"
     );
     c.assert_deployed(helm, 1);
     c.leak_scan(&["storage_conn"]);
 }
 
 with_both_helms!(arc);
+
+/// A snapshot without the content-hash annotations (keyed per install).
+fn without_hash(snapshot: &Value) -> Value {
+    let mut out = snapshot.clone();
+    for (_, o) in out.as_object_mut().into_iter().flatten() {
+        if let Some(a) = o["annotations"].as_object_mut() {
+            a.remove(sc_model::render::HASH_ANNOTATION);
+        }
+    }
+    out
+}

@@ -121,7 +121,7 @@ fn chaos(replicas: u32) {
         .ok();
     c.assert_deployed(Helm::V3, plan.revisions.len() as u32 + 1);
 
-    let objects = assert_exact_objects(&k, &set, &plan.removed, &kept);
+    let objects = assert_exact_objects(&k, &ns, &set, &plan.removed, &kept);
     let failed_entries = assert_journals(&k, &ns, &set);
     if kills.job > 0 {
         assert!(
