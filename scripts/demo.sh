@@ -93,6 +93,9 @@ show kubectl get secrets,serviceaccounts -A -l app.kubernetes.io/managed-by=sc-e
 show kubectl get secretproviderclasses -A
 show "$bin/sc-agent" list
 
+step "the agent's events on the request ConfigMap"
+show kubectl get events -n sc-system --field-selector involvedObject.name=sc-requests
+
 echo
 echo "done in $(( $(date +%s) - start )) s after the build. The cluster keeps running:"
 echo "  export KUBECONFIG=$KUBECONFIG"

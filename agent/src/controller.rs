@@ -226,6 +226,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         lease_owner: None,
         health: health.clone(),
         failures: 0,
+        reported_clashes: Vec::new(),
     };
 
     let mut wake_at: Option<tokio::time::Instant> = None;
@@ -385,6 +386,8 @@ struct Reconciler {
     lease_owner: Option<String>,
     health: Arc<Health>,
     failures: u32,
+    /// The name clashes last reported: reported again only when they change.
+    reported_clashes: Vec<(String, String)>,
 }
 
 impl Reconciler {
@@ -481,7 +484,12 @@ impl Reconciler {
             }
         };
         let (desired, clashes) = diff::without_metadata_clashes(diff::desired(&requests));
-        for (dropped, kept) in &clashes {
+        let new_clashes = if clashes == self.reported_clashes {
+            &[][..]
+        } else {
+            &clashes[..]
+        };
+        for (dropped, kept) in new_clashes {
             let note = if kept.is_empty() {
                 format!(
                     "connection {dropped:?} has no letter or digit, so no metadata ConfigMap can record it: it is ignored; rename it (letters, digits and '_')"
@@ -502,6 +510,7 @@ impl Reconciler {
             )
             .await;
         }
+        self.reported_clashes = clashes;
         let mut metadata: Vec<Metadata> = self
             .stores
             .metadata

@@ -708,3 +708,99 @@ async fn explain_refuses_clearly_without_schemas() {
         );
     }
 }
+
+/// An Event posted through either Event API is served by both, as by kube-apiserver: kubectl
+/// describe (core/v1) shows what kube-rs' recorder posts (events.k8s.io/v1).
+#[tokio::test]
+async fn events_of_either_api_show_in_both() {
+    let tool = "kubectl-1.37";
+    let ks = start().await;
+    k_ok(
+        &ks,
+        tool,
+        &["create", "configmap", "settings", "--from-literal=a=1"],
+    )
+    .await;
+    let uid = k_ok(
+        &ks,
+        tool,
+        &[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    )
+    .await;
+    let event = format!(
+        r#"{{"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {{"name": "settings.1", "namespace": "default"}},
+            "regarding": {{"apiVersion": "v1", "kind": "ConfigMap", "name": "settings",
+                          "namespace": "default", "uid": "{uid}"}},
+            "reason": "JobCreated", "note": "change set 42 applied", "type": "Normal",
+            "action": "RunJob", "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "sc-agent", "reportingInstance": "sc-agent-0"}}"#
+    );
+    run_with_stdin(&ks, tool, &["create", "-f", "-"], Some(&event))
+        .await
+        .ok("create an events.k8s.io/v1 Event");
+    let described = wait_until(Duration::from_secs(20), "the event in describe", || async {
+        let d = k_ok(&ks, tool, &["describe", "configmap", "settings"]).await;
+        d.contains("change set 42 applied").then_some(d)
+    })
+    .await;
+    assert!(described.contains("JobCreated"), "{described}");
+
+    // core/v1 to events.k8s.io/v1.
+    let core = r#"{"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "job.2", "namespace": "default"},
+        "involvedObject": {"kind": "Job", "name": "sc-job", "namespace": "default"},
+        "reason": "ConnectionFailed", "message": "blob failed", "type": "Warning",
+        "source": {"component": "sc-job"}, "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1}"#;
+    run_with_stdin(&ks, tool, &["create", "-f", "-"], Some(core))
+        .await
+        .ok("create a core/v1 Event");
+    let mirrored = wait_until(
+        Duration::from_secs(20),
+        "the core event mirrored",
+        || async {
+            let out = k(
+                &ks,
+                tool,
+                &["get", "events.v1.events.k8s.io", "job.2", "-o", "json"],
+            )
+            .await;
+            out.success().then(|| out.stdout.clone())
+        },
+    )
+    .await;
+    assert!(mirrored.contains("\"note\": \"blob failed\""), "{mirrored}");
+    assert!(
+        mirrored.contains("\"reportingController\": \"sc-job\""),
+        "{mirrored}"
+    );
+
+    // Deleting the origin deletes its mirror.
+    k_ok(
+        &ks,
+        tool,
+        &["delete", "events.v1.events.k8s.io", "settings.1"],
+    )
+    .await;
+    wait_until(Duration::from_secs(20), "the mirror to go", || async {
+        let out = k(
+            &ks,
+            tool,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/events/settings.1",
+            ],
+        )
+        .await;
+        (!out.success()).then_some(())
+    })
+    .await;
+}

@@ -1,11 +1,13 @@
 //! The controllers kubesim runs in-process: Job (with TTL-after-finished), Deployment,
-//! ReplicaSet, the garbage collector and the namespace controller. Each is a [`Reconciler`]
+//! ReplicaSet, the garbage collector, the namespace controller and the Event mirror (one
+//! Event in both Event APIs). Each is a [`Reconciler`]
 //! driven by the store's watch stream: an event names the keys to reconcile, a queue
 //! deduplicates them, and a reconcile may ask to run again after a delay (real deadlines
 //! only: activeDeadlineSeconds, ttlSecondsAfterFinished, backoff). Every write goes through
 //! [`Cluster`], so resourceVersions, generation and watch events are those of any client.
 
 pub mod deployment;
+pub mod events;
 pub mod gc;
 pub mod job;
 pub mod namespace;
@@ -62,6 +64,7 @@ pub fn start(cluster: Arc<Cluster>, config: ControllerConfig) -> Controllers {
         Arc::new(deployment::DeploymentController),
         Arc::new(gc::GarbageCollector),
         Arc::new(namespace::NamespaceController),
+        Arc::new(events::EventMirror),
     ];
     let tasks = reconcilers
         .into_iter()
