@@ -452,6 +452,10 @@ impl Materializer<'_> {
                 &entry.name,
                 "removed from the request; deletionPolicy Retain keeps its objects",
             ));
+            for r in &objects {
+                self.refresh_shared_service_account(&entry.name, r, run)
+                    .await?;
+            }
             run.objects = objects;
             return Ok(());
         }
@@ -484,7 +488,48 @@ impl Materializer<'_> {
                 "no longer used, kept",
                 Some("deletionPolicy Retain"),
             ));
+            self.refresh_shared_service_account(conn.name(), &r, run)
+                .await?;
         }
+        Ok(())
+    }
+
+    /// A ServiceAccount `connection` no longer uses but other connections do: its list of
+    /// users is written again without `connection` (when it is ours and the list changed).
+    async fn refresh_shared_service_account(
+        &self,
+        connection: &str,
+        r: &ObjRef,
+        run: &mut ConnRun,
+    ) -> Result<(), Failure> {
+        if r.kind != "ServiceAccount" {
+            return Ok(());
+        }
+        let users = sa_still_used(self.set, self.requests, &r.namespace, &r.name, connection);
+        if users.is_empty() {
+            return Ok(());
+        }
+        let Some(obj) = shared_service_account(self.set, &r.namespace, &r.name) else {
+            return Ok(());
+        };
+        let live = self
+            .kube
+            .get(&r.kind, &r.namespace, &r.name)
+            .await
+            .map_err(|e| Failure::api("get", r, &e))?;
+        let Some(live) = live.filter(is_ours) else {
+            return Ok(());
+        };
+        let annotation = |o: &Value| o["metadata"]["annotations"][USERS_ANNOTATION].clone();
+        if annotation(&live) != annotation(&obj) {
+            self.kube
+                .apply(&r.kind, &r.namespace, &r.name, &obj)
+                .await
+                .map_err(|e| Failure::api("apply", r, &e))?;
+        }
+        let detail = format!("still used by {}", users.join(", "));
+        run.steps
+            .push(self.log.step(connection, r, "kept", Some(&detail)));
         Ok(())
     }
 

@@ -247,3 +247,40 @@ async fn a_removal_without_a_recorded_apply_uses_the_agents_spec() {
     assert!(get(&c, "Secret", "default", "sc-old-secret").is_none());
     assert_eq!(metadata(&c, "old", "status.json")["phase"], "Deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_removal_takes_its_name_off_the_shared_service_account() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let sa_name = format!("sc-account-{CLIENT_ID}");
+    let all = json!({
+        "r1": {"namespace": "default", "targetType": "openai", "authType": "workloadIdentity",
+               "parameters": {"resourceName": "ai", "clientId": CLIENT_ID}},
+        "r2": {"namespace": "default", "targetType": "storage-blob", "authType": "workloadIdentity",
+               "parameters": {"accountName": "acct", "clientId": CLIENT_ID}},
+    });
+    request_all(&c, "cs-1", 1, &all);
+    run_job(&ks, &[]).await.expect_code(0);
+    let users = |c: &kubesim::cluster::Cluster| {
+        get(c, "ServiceAccount", "default", &sa_name).expect("shared ServiceAccount")["metadata"]
+            ["annotations"]["sc-extension.io/connections"]
+            .clone()
+    };
+    assert_eq!(users(&c), "r1,r2");
+
+    // r1 removed with Retain (the default): its objects stay, r2 alone uses the account.
+    let rest = without(&all, &["r1"]);
+    write_requests(&c, &rest, 2);
+    write_changeset(&c, "cs-2", 2, &rest, &[], &["r1"]);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains(&format!(
+            "[r1] serviceaccount default/{sa_name}: kept (still used by r2)"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(users(&c), "r2");
+    assert!(get(&c, "Secret", "default", "sc-r1-secret").is_some());
+}
