@@ -210,6 +210,36 @@ fn type_field(ctx: &mut Ctx<'_>, field: &str, v: &Value) -> Option<String> {
     None
 }
 
+/// A field naming one of a set of values (`targetType`, `authType`, `clientType`): its key
+/// and parsed value; `absent` is the value when the field is missing, or the error to report.
+fn named_field<T>(
+    ctx: &mut Ctx<'_>,
+    field: Option<(String, Value)>,
+    parse: impl FnOnce(&str) -> Option<T>,
+    unknown: impl FnOnce(&str) -> String,
+    absent: Result<(&str, T), (&str, &str)>,
+) -> Option<(String, T)> {
+    match field {
+        Some((k, v)) => {
+            let name = type_field(ctx, &k, &v)?;
+            match parse(&name) {
+                Some(t) => Some((k, t)),
+                None => {
+                    ctx.err(&k, unknown(&name));
+                    None
+                }
+            }
+        }
+        None => match absent {
+            Ok((k, t)) => Some((k.to_string(), t)),
+            Err((k, message)) => {
+                ctx.err(k, message);
+                None
+            }
+        },
+    }
+}
+
 /// Parses one connection (`value` is `connections.<name>`), checking everything that does
 /// not depend on the other connections. `None` when it has errors (reported in `errors`).
 pub fn parse_connection(
@@ -302,69 +332,52 @@ pub fn parse_connection(
     };
 
     let cat = catalog();
-    let target = match get("targetType") {
-        Some((k, v)) => type_field(&mut ctx, &k, &v).and_then(|t| match cat.resolve_target(&t) {
-            Some(id) => Some(id.to_string()),
-            None => {
-                ctx.err(
-                    &k,
-                    format!(
-                        "unknown target {t:?}{}; see sc-agent catalog for the targets",
-                        did_you_mean(&t, cat.targets().iter().map(String::as_str))
-                    ),
-                );
-                None
-            }
-        }),
-        None => {
-            ctx.err(
-                "targetType",
-                "missing: set the target service, such as storage-blob",
-            );
-            None
-        }
-    };
+    let target = named_field(
+        &mut ctx,
+        get("targetType"),
+        |t| cat.resolve_target(t).map(str::to_string),
+        |t| {
+            format!(
+                "unknown target {t:?}{}; see sc-agent catalog for the targets",
+                did_you_mean(t, cat.targets().iter().map(String::as_str))
+            )
+        },
+        Err((
+            "targetType",
+            "missing: set the target service, such as storage-blob",
+        )),
+    )
+    .map(|(_, t)| t);
 
-    let auth = match get("authType") {
-        Some((k, v)) => type_field(&mut ctx, &k, &v).and_then(|a| match AuthType::parse(&a) {
-            Some(a) => Some((k, a)),
-            None => {
-                ctx.err(
-                    &k,
-                    format!(
-                        "unknown auth type {a:?}{}; use secret, servicePrincipal, workloadIdentity or keyvaultCsi",
-                        did_you_mean(&a, AuthType::ALL.iter().map(|a| a.as_str()))
-                    ),
-                );
-                None
-            }
-        }),
-        None => {
-            ctx.err(
-                "authType",
-                "missing: set secret, servicePrincipal, workloadIdentity or keyvaultCsi",
-            );
-            None
-        }
-    };
+    let auth = named_field(
+        &mut ctx,
+        get("authType"),
+        AuthType::parse,
+        |a| {
+            format!(
+                "unknown auth type {a:?}{}; use secret, servicePrincipal, workloadIdentity or keyvaultCsi",
+                did_you_mean(a, AuthType::ALL.iter().map(|a| a.as_str()))
+            )
+        },
+        Err((
+            "authType",
+            "missing: set secret, servicePrincipal, workloadIdentity or keyvaultCsi",
+        )),
+    );
 
-    let client = match get("clientType") {
-        Some((k, v)) => type_field(&mut ctx, &k, &v).and_then(|c| match ClientType::parse(&c) {
-            Some(c) => Some((k, c)),
-            None => {
-                ctx.err(
-                    &k,
-                    format!(
-                        "unknown client type {c:?}{}; use one of {}",
-                        did_you_mean(&c, ClientType::ALL.iter().map(|c| c.as_str())),
-                        ClientType::ALL.map(|c| c.as_str()).join(", ")
-                    ),
-                );
-                None
-            }
-        }),
-        None => Some(("clientType".to_string(), ClientType::None)),
-    };
+    let client = named_field(
+        &mut ctx,
+        get("clientType"),
+        ClientType::parse,
+        |c| {
+            format!(
+                "unknown client type {c:?}{}; use one of {}",
+                did_you_mean(c, ClientType::ALL.iter().map(|c| c.as_str())),
+                ClientType::ALL.map(|c| c.as_str()).join(", ")
+            )
+        },
+        Ok(("clientType", ClientType::None)),
+    );
 
     // Target / auth / client combination.
     let mut combination_ok = false;
