@@ -287,20 +287,24 @@ pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
     }
 }
 
-/// The change set of ConfigMap `sc-changeset` while its run is in flight (not concluded).
-pub fn in_flight_changeset(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Option<ChangeSet> {
+/// The change set of ConfigMap `sc-changeset` and whether its run is concluded; `None` when
+/// it holds none that parses.
+pub fn parse_changeset(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Option<(ChangeSet, bool)> {
     let concluded = cm
         .metadata
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(CONCLUDED_ANNOTATION));
-    if concluded {
-        return None;
-    }
     cm.data
         .as_ref()
         .and_then(|d| d.get(CHANGESET_KEY))
         .and_then(|t| serde_json::from_str(t).ok())
+        .map(|cs| (cs, concluded))
+}
+
+/// The change set of ConfigMap `sc-changeset` while its run is in flight (not concluded).
+pub fn in_flight_changeset(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Option<ChangeSet> {
+    parse_changeset(cm).and_then(|(cs, concluded)| (!concluded).then_some(cs))
 }
 
 impl Metadata {

@@ -617,17 +617,7 @@ impl Reconciler {
         else {
             return Ok(None);
         };
-        let concluded = cm
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(CONCLUDED_ANNOTATION));
-        let parsed = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(CHANGESET_KEY))
-            .and_then(|t| serde_json::from_str::<ChangeSet>(t).ok());
-        Ok(parsed.map(|c| (c, concluded)))
+        Ok(contract::parse_changeset(&cm))
     }
 
     /// Reports the outcome of the last run once (event, metrics, backoff count).
