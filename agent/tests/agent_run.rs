@@ -165,12 +165,7 @@ async fn three_quick_changes_are_serialized_and_end_in_the_final_state() {
         write_requests(&client, &blob_only(account), rev).await;
     }
     let last = blob_only("third");
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &last, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &last, "blob_conn").await;
     wait_no_job(&client).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
     let secret = secrets.get("sc-blobconn-secret").await.unwrap();
@@ -276,12 +271,7 @@ async fn a_failing_change_keeps_the_job_and_a_corrected_request_recovers() {
     // The corrected request replaces the failed Job and recovers.
     let good = blob_only("fixed");
     write_requests(&client, &good, 2).await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &good, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &good, "blob_conn").await;
     wait_no_job(&client).await;
     let journal = metadata(&client, "blob_conn", "journal.json")
         .await
@@ -344,12 +334,7 @@ async fn a_transient_failure_is_retried_with_backoff_until_it_succeeds() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "later"}}),
     )
     .await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
     wait_no_job(&client).await;
     assert_eq!(history.lock().unwrap().max_alive, 1);
     let journal = metadata(&client, "blob_conn", "journal.json")
@@ -372,12 +357,7 @@ async fn a_removed_connection_is_deleted_and_its_metadata_goes() {
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
     agent.wait_ready().await;
-    wait_applied(
-        &client,
-        "gone_conn",
-        &hash_of(&client, &conns, "gone_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "gone_conn").await;
     wait_no_job(&client).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
     assert!(
@@ -467,12 +447,7 @@ async fn the_agent_runs_as_a_deployment_with_the_chart_rbac() {
         }),
     )
     .await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
     wait_no_job(&client).await;
 
     // As an administrator, the Deployment's Available condition is checked.
@@ -527,12 +502,7 @@ async fn a_complete_job_left_behind_is_deleted_before_the_next_run() {
     let conns = blob_only("after-leftover");
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
     wait_no_job(&client).await;
     let h = history.lock().unwrap();
     assert!(
@@ -554,12 +524,7 @@ async fn a_failed_job_whose_change_set_is_all_applied_is_deleted() {
     let conns = blob_only("settled");
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
     wait_no_job(&client).await;
     // sc-job killed after it recorded every connection and before it deleted its Job: the
     // Job of that change set is Failed, and nothing is left to apply.
@@ -674,22 +639,12 @@ async fn killing_the_agent_mid_job_converges_without_a_duplicate_job() {
     first.kill().await;
     let second = Agent::start(&ks, "agent-b", &[]).await;
     second.wait_ready().await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
     wait_no_job(&client).await;
     // The new leader sees nothing pending: a later change is its first Job.
     let next = blob_only("after-restart");
     write_requests(&client, &next, 2).await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &next, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &next, "blob_conn").await;
     wait_no_job(&client).await;
     let h = history.lock().unwrap();
     assert_eq!(
@@ -714,12 +669,7 @@ async fn two_replicas_never_run_jobs_concurrently() {
         write_requests(&client, &blob_only(&format!("replica{rev}")), rev).await;
     }
     let conns = blob_only("replica3");
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
     wait_no_job(&client).await;
 
     // Stopping the leader releases the Lease; the other replica takes over.
@@ -740,12 +690,7 @@ async fn two_replicas_never_run_jobs_concurrently() {
     assert_eq!(leader.terminate().await, Some(0), "{}", leader.log());
     let next = blob_only("after-failover");
     write_requests(&client, &next, 4).await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &next, "blob_conn").await,
-    )
-    .await;
+    wait_applied_as(&client, &next, "blob_conn").await;
     wait_no_job(&client).await;
     let other = if holder == "agent-a" {
         "agent-b"
@@ -786,14 +731,9 @@ async fn validate_detects_drift_and_list_configuration_hides_credentials() {
     write_requests(&client, &conns, 1).await;
     let agent = Agent::start(&ks, "agent-a", &[]).await;
     agent.wait_ready().await;
-    wait_applied(
-        &client,
-        "blob_conn",
-        &hash_of(&client, &conns, "blob_conn").await,
-    )
-    .await;
-    wait_applied(&client, "openai", &hash_of(&client, &conns, "openai").await).await;
-    wait_applied(&client, "kv_csi", &hash_of(&client, &conns, "kv_csi").await).await;
+    wait_applied_as(&client, &conns, "blob_conn").await;
+    wait_applied_as(&client, &conns, "openai").await;
+    wait_applied_as(&client, &conns, "kv_csi").await;
     wait_no_job(&client).await;
 
     for name in ["blob_conn", "openai", "kv_csi"] {

@@ -248,6 +248,12 @@ pub async fn hash_of(client: &kube::Client, connections: &Value, name: &str) -> 
         .hash
 }
 
+/// Waits until `connection` is applied with its hash over `connections`.
+pub async fn wait_applied_as(client: &kube::Client, connections: &Value, connection: &str) {
+    let hash = hash_of(client, connections, connection).await;
+    wait_applied(client, connection, &hash).await;
+}
+
 /// The parsed `key` of the metadata ConfigMap of `connection`, if present.
 pub async fn metadata(client: &kube::Client, connection: &str, key: &str) -> Option<Value> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
