@@ -738,12 +738,21 @@ pub fn assert_exact_objects(
     checked
 }
 
+/// What the journals of the final connections hold.
+#[derive(Debug, Default)]
+pub struct Journals {
+    /// Entries that record a failed run (`JobFailed` and the like).
+    pub failed: usize,
+    /// The change sets any entry names.
+    pub changesets: BTreeSet<String>,
+}
+
 /// Asserts the journal of every connection ends with sc-job's `Ready` entry for its hash and
-/// revision; returns how many journal entries record a failed run (`JobFailed` and the like).
-pub fn assert_journals(k: &Kubectl, ns: &str, set: &sc_model::RequestSet) -> usize {
+/// revision; returns what the journals hold.
+pub fn assert_journals(k: &Kubectl, ns: &str, set: &sc_model::RequestSet) -> Journals {
     let meta = metadata_by_connection(k, ns);
     let key = hash_key(k, ns);
-    let mut failed = 0;
+    let mut out = Journals::default();
     for c in set.connections() {
         let hash = c.hash_with_key(&key);
         let cm = &meta[c.name()];
@@ -757,7 +766,12 @@ pub fn assert_journals(k: &Kubectl, ns: &str, set: &sc_model::RequestSet) -> usi
             c.name(),
             entries.len()
         );
-        failed += entries.iter().filter(|e| e["result"] == "Failed").count();
+        out.failed += entries.iter().filter(|e| e["result"] == "Failed").count();
+        out.changesets.extend(
+            entries
+                .iter()
+                .filter_map(|e| e["changeset"].as_str().map(str::to_string)),
+        );
         let ready = entries
             .iter()
             .rev()
@@ -782,7 +796,27 @@ pub fn assert_journals(k: &Kubectl, ns: &str, set: &sc_model::RequestSet) -> usi
             );
         }
     }
-    failed
+    out
+}
+
+/// The change sets of the runs the agent reported failed (its `JobFailed` events on the
+/// request ConfigMap: "change set <id> failed (...)").
+pub fn failed_changesets(k: &Kubectl, ns: &str) -> BTreeSet<String> {
+    let events = k.json(&["events", "-n", ns]);
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == "JobFailed")
+        .filter_map(|e| {
+            e["message"]
+                .as_str()?
+                .strip_prefix("change set ")?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 #[cfg(test)]
