@@ -42,7 +42,7 @@ pub const COMPONENT_CONNECTION: &str = "connection";
 pub const METADATA_SELECTOR: &str =
     "app.kubernetes.io/managed-by=sc-extension,app.kubernetes.io/component=connection";
 /// Annotation with the Helm revision that rendered the requests.
-pub const REVISION_ANNOTATION: &str = "sc-extension.io/revision";
+pub const REVISION_ANNOTATION: &str = sc_model::shards::REVISION_ANNOTATION;
 /// Annotation with the change set id, on the Job and the change set.
 pub const CHANGESET_ID_ANNOTATION: &str = "sc-extension.io/changeset-id";
 /// Annotation set on the change set once its run's outcome has been reported.
@@ -226,6 +226,11 @@ pub struct ChangeEntry {
     /// `apply` or `delete`.
     pub action: Action,
 }
+
+/// At most this many connections go into one change set (its ConfigMap stays far below the
+/// 1 MiB limit of an object, and one sc-job's memory is bounded); more pending changes
+/// follow in the next runs.
+pub const MAX_CHANGESET_CONNECTIONS: usize = 5000;
 
 /// What sc-job does with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -465,43 +470,62 @@ impl std::fmt::Debug for Requests {
 }
 
 impl Requests {
-    /// Merges `connections.json` of the request ConfigMap with that of the protected Secret.
+    /// Merges `connections.json` of the request ConfigMap(s) with that of the protected
+    /// Secret(s): `public` and `protected` are the shards in order, by object name, each with
+    /// its `connections.json` when it has one.
     pub fn parse(
         revision: i64,
-        public_json: Option<&str>,
-        protected_json: Option<&[u8]>,
+        public: &[(&str, Option<&[u8]>)],
+        protected: &[(&str, Option<&[u8]>)],
         hash_key: &str,
     ) -> Result<Requests, String> {
-        let mut connections: Value = match public_json {
-            Some(t) if !t.trim().is_empty() => serde_json::from_str(t).map_err(|e| {
-                format!("ConfigMap {REQUESTS_CONFIGMAP} key {CONNECTIONS_KEY} is not JSON ({e}): upgrade the release with valid values")
-            })?,
-            _ => Value::Object(Default::default()),
-        };
-        if connections.is_null() {
-            connections = Value::Object(Default::default());
+        let mut connections = serde_json::Map::new();
+        for (name, text) in public {
+            let part: Value = match text {
+                Some(t) if !t.trim_ascii().is_empty() => serde_json::from_slice(t).map_err(|e| {
+                    format!("ConfigMap {name} key {CONNECTIONS_KEY} is not JSON ({e}): upgrade the release with valid values")
+                })?,
+                _ => Value::Null,
+            };
+            sc_model::shards::merge_into(&mut connections, part, &format!("ConfigMap {name}"))?;
         }
-        if let Some(bytes) = protected_json.filter(|b| !b.is_empty()) {
+        let mut secrets = serde_json::Map::new();
+        for (name, bytes) in protected {
+            let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
+                continue;
+            };
             // Never include serde's message: it may quote the secret text.
-            let protected: Value = serde_json::from_slice(bytes).map_err(|_| {
-                format!("Secret {PROTECTED_SECRET} key {CONNECTIONS_KEY} is not JSON: upgrade the release with valid protected values")
+            let part: Value = serde_json::from_slice(bytes).map_err(|_| {
+                format!("Secret {name} key {CONNECTIONS_KEY} is not JSON: upgrade the release with valid protected values")
             })?;
-            if let (Value::Object(conns), Value::Object(prot)) = (&mut connections, protected) {
-                for (name, p) in prot {
-                    if let (Some(Value::Object(c)), Some(s)) =
-                        (conns.get_mut(&name), p.get("secrets"))
-                    {
-                        c.insert("secrets".into(), s.clone());
-                    }
-                }
+            sc_model::shards::merge_into(&mut secrets, part, &format!("Secret {name}"))?;
+        }
+        for (name, p) in secrets {
+            if let (Some(Value::Object(c)), Value::Object(mut p)) = (connections.get_mut(&name), p)
+                && let Some(s) = p.remove("secrets")
+            {
+                c.insert("secrets".into(), s);
             }
         }
         Ok(Requests {
             revision,
-            connections,
+            connections: Value::Object(connections),
             hash_key: hash_key.to_string(),
         })
     }
+}
+
+/// `connections.json` of a request ConfigMap.
+pub fn configmap_connections(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Option<&[u8]> {
+    cm.data.as_ref()?.get(CONNECTIONS_KEY).map(|t| t.as_bytes())
+}
+
+/// `connections.json` of a protected Secret.
+pub fn secret_connections(s: &k8s_openapi::api::core::v1::Secret) -> Option<&[u8]> {
+    s.data
+        .as_ref()?
+        .get(CONNECTIONS_KEY)
+        .map(|b| b.0.as_slice())
 }
 
 /// The Helm revision recorded on an object (0 when absent or not a number).
@@ -613,16 +637,106 @@ mod tests {
     fn protected_inputs_are_merged_and_never_quoted_in_errors() {
         let r = Requests::parse(
             3,
-            Some(r#"{"a": {"targetType": "storage-blob"}, "b": {}}"#),
-            Some(br#"{"a": {"secrets": {"accountKey": "s3cr3t-key"}}, "gone": {"secrets": {}}}"#),
+            &[(
+                "sc-requests",
+                Some(br#"{"a": {"targetType": "storage-blob"}, "b": {}}"#),
+            )],
+            &[(
+                "sc-protected",
+                Some(
+                    br#"{"a": {"secrets": {"accountKey": "s3cr3t-key"}}, "gone": {"secrets": {}}}"#,
+                ),
+            )],
             "uid",
         )
         .unwrap();
         assert_eq!(r.connections["a"]["secrets"]["accountKey"], "s3cr3t-key");
         assert!(r.connections.get("gone").is_none());
-        let err = Requests::parse(1, Some("{}"), Some(b"{\"a\": hunter2"), "").unwrap_err();
+        let err = Requests::parse(
+            1,
+            &[("sc-requests", Some(b"{}"))],
+            &[("sc-protected", Some(b"{\"a\": hunter2"))],
+            "",
+        )
+        .unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(!format!("{r:?}").contains("s3cr3t-key"), "{r:?}");
+    }
+
+    #[test]
+    fn shards_are_merged_and_a_connection_in_two_is_refused() {
+        let r = Requests::parse(
+            2,
+            &[
+                ("sc-requests", Some(br#"{"a": {"targetType": "redis"}}"#)),
+                ("sc-requests-1", Some(br#"{"b": {"targetType": "redis"}}"#)),
+            ],
+            &[
+                (
+                    "sc-protected",
+                    Some(br#"{"b": {"secrets": {"password": "p1"}}}"#),
+                ),
+                (
+                    "sc-protected-1",
+                    Some(br#"{"a": {"secrets": {"password": "p2"}}}"#),
+                ),
+            ],
+            "uid",
+        )
+        .unwrap();
+        assert_eq!(r.connections["a"]["secrets"]["password"], "p2");
+        assert_eq!(r.connections["b"]["secrets"]["password"], "p1");
+        let err = Requests::parse(
+            2,
+            &[
+                ("sc-requests", Some(br#"{"a": {}}"#)),
+                ("sc-requests-1", Some(br#"{"a": {}}"#)),
+            ],
+            &[],
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("sc-requests-1") && err.contains("\"a\""),
+            "{err}"
+        );
+        let err = Requests::parse(
+            2,
+            &[("sc-requests", Some(b"{}"))],
+            &[
+                (
+                    "sc-protected",
+                    Some(br#"{"a": {"secrets": {"password": "p1"}}}"#),
+                ),
+                (
+                    "sc-protected-1",
+                    Some(br#"{"a": {"secrets": {"password": "p2"}}}"#),
+                ),
+            ],
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("sc-protected-1") && !err.contains("p2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_largest_change_set_fits_an_object() {
+        let cs = ChangeSet {
+            id: uuid::Uuid::new_v4().to_string(),
+            revision: i64::MAX,
+            connections: (0..MAX_CHANGESET_CONNECTIONS)
+                .map(|i| ChangeEntry {
+                    name: format!("{i:_>60}"),
+                    hash: "f".repeat(64),
+                    action: Action::Delete,
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_string(&cs).unwrap().len();
+        assert!(bytes < 1_000_000, "{bytes} bytes");
     }
 
     #[test]

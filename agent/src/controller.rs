@@ -4,12 +4,13 @@
 
 use crate::contract::{
     self, Action, CHANGESET_CONFIGMAP, CHANGESET_ID_ANNOTATION, CHANGESET_KEY,
-    CONCLUDED_ANNOTATION, CONNECTIONS_KEY, ChangeSet, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY,
-    METADATA_SELECTOR, Metadata, Phase, RequestedPhase, Requests,
+    CONCLUDED_ANNOTATION, ChangeSet, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR,
+    Metadata, Phase, RequestedPhase, Requests,
 };
 use crate::diff::{self, Backoff, Decision, Desired, JobState};
 use crate::jobspec::{AgentConfig, job_object, owner_reference};
 use crate::server::Health;
+use crate::shards::Shards;
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -49,6 +50,8 @@ pub struct RunSettings {
     pub lease_grace: u64,
     /// How long triggers are collected before a reconcile step.
     pub debounce: Duration,
+    /// Most connections in one change set.
+    pub changeset_limit: usize,
     /// Backoff of transient sc-job failures.
     pub backoff: Backoff,
 }
@@ -56,6 +59,8 @@ pub struct RunSettings {
 /// The watched objects.
 struct Stores {
     requests: Store<ConfigMap>,
+    /// The further shards of the requests (`sc-requests-1`, ...).
+    request_shards: Store<ConfigMap>,
     protected: Store<Secret>,
     metadata: Store<ConfigMap>,
     jobs: Store<Job>,
@@ -155,6 +160,15 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             trigger.clone(),
             |_| {},
         ),
+        request_shards: reflect(
+            Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            watcher::Config::default().labels(&format!(
+                "{}={requests_name}",
+                sc_model::shards::SHARD_OF_LABEL
+            )),
+            trigger.clone(),
+            |_| {},
+        ),
         protected: reflect(
             Api::<Secret>::namespaced(client.clone(), &ns),
             by_name(&protected_name),
@@ -179,11 +193,12 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         ),
     };
     {
-        let (a, b, c, d) = (
+        let (a, b, c, d, e) = (
             stores.requests.clone(),
             stores.protected.clone(),
             stores.metadata.clone(),
             stores.jobs.clone(),
+            stores.request_shards.clone(),
         );
         let health = health.clone();
         let trigger = trigger.clone();
@@ -191,7 +206,8 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             let synced = a.wait_until_ready().await.is_ok()
                 && b.wait_until_ready().await.is_ok()
                 && c.wait_until_ready().await.is_ok()
-                && d.wait_until_ready().await.is_ok();
+                && d.wait_until_ready().await.is_ok()
+                && e.wait_until_ready().await.is_ok();
             if synced {
                 tracing::info!("watches synced");
                 health.ready.store(true, Ordering::Release);
@@ -227,6 +243,8 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         health: health.clone(),
         failures: 0,
         reported_clashes: Vec::new(),
+        protected_shards: None,
+        incomplete: None,
     };
 
     let mut wake_at: Option<tokio::time::Instant> = None;
@@ -269,7 +287,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             Ok(Some(at)) => {
                 let secs = (at - jiff::Timestamp::now().as_second()).max(0) as u64;
                 wake_at = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
-                tracing::info!(in_seconds = secs, "retry of the failed sc-job scheduled");
+                tracing::info!(in_seconds = secs, "next step scheduled");
             }
             Ok(None) => {}
             Err(e) => {
@@ -388,6 +406,12 @@ struct Reconciler {
     failures: u32,
     /// The name clashes last reported: reported again only when they change.
     reported_clashes: Vec<(String, String)>,
+    /// The shards of the protected Secret (not watched: read when its first object
+    /// changes), by the resourceVersion of the first.
+    protected_shards: Option<(String, Vec<Arc<Secret>>)>,
+    /// Since when the requests have been incomplete (a shard missing or of another
+    /// revision), what was missing, and whether a Warning event said so.
+    incomplete: Option<(i64, String, bool)>,
 }
 
 impl Reconciler {
@@ -454,32 +478,56 @@ impl Reconciler {
             .stores
             .protected
             .get(&ObjectRef::new(&protected_name).within(&self.ns));
-        let protected_bytes = protected
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(CONNECTIONS_KEY))
-            .map(|b| b.0.clone());
-        let requests = match Requests::parse(
-            revision,
-            requests_cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(CONNECTIONS_KEY))
-                .map(String::as_str),
-            protected_bytes.as_deref(),
-            &contract::hash_key(protected.as_deref()),
-        ) {
+        let hash_key = contract::hash_key(protected.as_deref());
+        let public = crate::shards::from_store(requests_cm.clone(), "ConfigMap", |name| {
+            self.stores
+                .request_shards
+                .get(&ObjectRef::new(name).within(&self.ns))
+        });
+        let public = match public {
+            Shards::Complete(all) => all,
+            Shards::Incomplete(why) => return Ok(self.incomplete(&requests_cm, why).await),
+            Shards::Invalid(message) => {
+                self.invalid_requests(&requests_cm, &message).await;
+                return Ok(None);
+            }
+        };
+        let protected = match protected {
+            None => Vec::new(),
+            Some(first) => match self.protected_shards(first).await {
+                Shards::Complete(all) => all,
+                Shards::Incomplete(why) => return Ok(self.incomplete(&requests_cm, why).await),
+                Shards::Invalid(message) => {
+                    self.invalid_requests(&requests_cm, &message).await;
+                    return Ok(None);
+                }
+            },
+        };
+        if let Some((_, what, _)) = self.incomplete.take() {
+            tracing::info!(was = %what, "every shard of the requests is there");
+        }
+        let public_parts: Vec<(&str, Option<&[u8]>)> = public
+            .iter()
+            .map(|cm| {
+                (
+                    cm.metadata.name.as_deref().unwrap_or_default(),
+                    contract::configmap_connections(cm),
+                )
+            })
+            .collect();
+        let protected_parts: Vec<(&str, Option<&[u8]>)> = protected
+            .iter()
+            .map(|s| {
+                (
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                    contract::secret_connections(s),
+                )
+            })
+            .collect();
+        let requests = match Requests::parse(revision, &public_parts, &protected_parts, &hash_key) {
             Ok(r) => r,
             Err(message) => {
-                tracing::warn!(%message, "the requests are unusable");
-                self.event(
-                    &requests_cm,
-                    EventType::Warning,
-                    "InvalidRequests",
-                    "Reconcile",
-                    &message,
-                )
-                .await;
+                self.invalid_requests(&requests_cm, &message).await;
                 return Ok(None);
             }
         };
@@ -603,6 +651,66 @@ impl Reconciler {
                 Ok(None)
             }
         }
+    }
+
+    /// Reports requests that cannot be used (a Warning event on the requests ConfigMap).
+    async fn invalid_requests(&self, requests_cm: &ConfigMap, message: &str) {
+        tracing::warn!(%message, "the requests are unusable");
+        self.event(
+            requests_cm,
+            EventType::Warning,
+            "InvalidRequests",
+            "Reconcile",
+            message,
+        )
+        .await;
+    }
+
+    /// The requests are not complete yet (`why` names the shard): an upgrade writes its
+    /// shards one after the other, so this is waited out. Past a minute it is reported once
+    /// as a Warning event. Returns when to look again (the protected shards are not watched).
+    async fn incomplete(&mut self, requests_cm: &ConfigMap, why: String) -> Option<i64> {
+        let now = jiff::Timestamp::now().as_second();
+        let since = match &self.incomplete {
+            Some((since, _, _)) => *since,
+            None => now,
+        };
+        let reported = self.incomplete.as_ref().is_some_and(|i| i.2);
+        tracing::info!(%why, "waiting for every shard of the requests");
+        let report = !reported && now - since >= 60;
+        if report {
+            let note = format!(
+                "the requests are incomplete: {why}; upgrade the release so the chart writes every shard again"
+            );
+            tracing::warn!("{note}");
+            self.event(
+                requests_cm,
+                EventType::Warning,
+                "RequestsIncomplete",
+                "Reconcile",
+                &note,
+            )
+            .await;
+        }
+        self.incomplete = Some((since, why, reported || report));
+        Some(now + 2)
+    }
+
+    /// Every shard of the protected Secret `first`: the further ones are read once per
+    /// version of the first (an upgrade writes them all with it).
+    async fn protected_shards(&mut self, first: Arc<Secret>) -> Shards<Secret> {
+        let version = first.metadata.resource_version.clone().unwrap_or_default();
+        if let Some((v, all)) = &self.protected_shards
+            && *v == version
+        {
+            return Shards::Complete(all.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let shards = crate::shards::from_api(first, "Secret", &api).await;
+        if let Shards::Complete(all) = &shards {
+            self.protected_shards = Some((version, all.clone()));
+        }
+        shards
     }
 
     /// The change set (live) and whether its run has been concluded.
@@ -969,9 +1077,17 @@ impl Reconciler {
             .iter()
             .map(Metadata::from_configmap)
             .collect();
-        let pending = diff::pending_changes(desired, &fresh, revision);
+        let mut pending = diff::pending_changes(desired, &fresh, revision);
         if pending.is_empty() {
             return Ok(());
+        }
+        let limit = self.settings.changeset_limit.max(1);
+        if pending.len() > limit {
+            tracing::info!(
+                pending = pending.len(),
+                "the change set takes the first {limit} pending changes; the rest follow in the next runs"
+            );
+            pending.truncate(limit);
         }
         let cs = ChangeSet {
             id: uuid::Uuid::new_v4().to_string(),

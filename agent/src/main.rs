@@ -10,6 +10,7 @@ mod diff;
 mod jobspec;
 mod kubeconn;
 mod server;
+mod shards;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
 /// ServiceAccounts and SecretProviderClasses, and answers questions about them.

@@ -882,3 +882,171 @@ async fn validate_detects_drift_and_list_configuration_hides_credentials() {
     );
     drop(agent);
 }
+
+/// Writes request shard `name` (ConfigMap, or Secret when `secret`) of `revision`; the first
+/// shard announces `shards`.
+async fn write_shard(
+    client: &kube::Client,
+    name: &str,
+    secret: bool,
+    revision: u64,
+    shards: Option<usize>,
+    connections: &Value,
+) {
+    let mut annotations = json!({"sc-extension.io/revision": revision.to_string()});
+    if let Some(n) = shards {
+        annotations["sc-extension.io/shards"] = json!(n.to_string());
+    }
+    let mut labels = json!({"app.kubernetes.io/managed-by": "Helm"});
+    if shards.is_none() {
+        let base = if secret {
+            "sc-protected"
+        } else {
+            "sc-requests"
+        };
+        labels["sc-extension.io/shard-of"] = json!(base);
+    }
+    let (kind, key) = if secret {
+        ("Secret", "stringData")
+    } else {
+        ("ConfigMap", "data")
+    };
+    let obj = json!({
+        "apiVersion": "v1", "kind": kind,
+        "metadata": {"name": name, "namespace": NS, "labels": labels, "annotations": annotations},
+        key: {"connections.json": connections.to_string()},
+    });
+    dynamic(client, "v1", kind, NS)
+        .patch(
+            name,
+            &PatchParams::apply("helm").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("writing {kind} {name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_requests_are_read_once_every_shard_is_there_and_run_in_bounded_change_sets() {
+    let ks = start().await;
+    let client = ks.client();
+    // sc-job reads the second protected shard as the chart's Role allows it.
+    let roles = dynamic(&client, "rbac.authorization.k8s.io/v1", "Role", NS);
+    let patch = json!({"rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sc-protected", "sc-protected-1"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "resourceNames": ["sc-job"], "verbs": ["get", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]});
+    roles
+        .patch("sc-job", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("widening the sc-job Role");
+    let mut agent = Agent::start(&ks, "agent-a", &["--changeset-limit=3"]).await;
+    agent.wait_ready().await;
+
+    // Eight connections: four in each request shard; the secrets of the first four in the
+    // second protected shard and of the others in the first.
+    let mut all = serde_json::Map::new();
+    let (mut public, mut protected) = (vec![json!({}), json!({})], vec![json!({}), json!({})]);
+    for i in 0..8 {
+        let name = format!("blob_{i}");
+        let mut conn = blob(&format!("store{i}"));
+        let key = format!("a2V5LW9mLXNoYXJkLXRlc3Qt{i}A==");
+        conn["secrets"]["accountKey"] = json!(key);
+        all.insert(name.clone(), conn.clone());
+        protected[usize::from(i < 4)][&name] = json!({"secrets": conn["secrets"].take()});
+        conn.as_object_mut().unwrap().remove("secrets");
+        public[i / 4][&name] = conn;
+    }
+    let all = Value::Object(all);
+    write_shard(&client, "sc-protected", true, 1, Some(2), &protected[0]).await;
+    write_shard(&client, "sc-protected-1", true, 1, None, &protected[1]).await;
+    write_shard(&client, "sc-requests", false, 1, Some(2), &public[0]).await;
+
+    // The second request shard is missing: the agent waits for it and writes nothing.
+    wait_until(WAIT, "the agent waiting for sc-requests-1", || async {
+        agent
+            .log()
+            .contains("waiting for every shard of the requests")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        agent
+            .log()
+            .contains("ConfigMap sc-requests-1 does not exist yet")
+    );
+    assert!(
+        metadata(&client, "blob_0", "requested.json")
+            .await
+            .is_none()
+    );
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    assert!(jobs.get_opt("sc-job").await.unwrap().is_none());
+
+    // A shard of another revision is not read either.
+    write_shard(&client, "sc-requests-1", false, 0, None, &public[1]).await;
+    wait_until(
+        WAIT,
+        "the agent seeing sc-requests-1 of revision 0",
+        || async {
+            agent
+                .log()
+                .contains(
+                    "ConfigMap sc-requests-1 is of revision 0 while sc-requests is of revision 1",
+                )
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        metadata(&client, "blob_0", "requested.json")
+            .await
+            .is_none()
+    );
+
+    write_shard(&client, "sc-requests-1", false, 1, None, &public[1]).await;
+    for i in 0..8 {
+        wait_applied_as(&client, &all, &format!("blob_{i}")).await;
+    }
+    wait_no_job(&client).await;
+
+    // The secrets of both protected shards reached their Secrets.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "apps");
+    for i in [0, 7] {
+        let s = secrets
+            .get(&format!("sc-blob{i}-secret"))
+            .await
+            .expect("the Secret exists");
+        let want = format!("a2V5LW9mLXNoYXJkLXRlc3Qt{i}A==");
+        assert!(
+            s.data
+                .unwrap_or_default()
+                .values()
+                .any(|v| String::from_utf8_lossy(&v.0).contains(&want)),
+            "sc-blob{i}-secret holds no value with its account key"
+        );
+    }
+    // At most three connections per run: at least three runs for eight connections.
+    let mut runs: std::collections::BTreeMap<String, usize> = Default::default();
+    for i in 0..8 {
+        let journal = metadata(&client, &format!("blob_{i}"), "journal.json")
+            .await
+            .expect("a journal");
+        let ready = journal
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|e| e["result"] == "Ready")
+            .expect("a Ready entry")
+            .clone();
+        *runs
+            .entry(ready["changeset"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert!(runs.len() >= 3, "{runs:?}");
+    assert!(runs.values().all(|n| *n <= 3), "{runs:?}");
+    let _ = agent.terminate().await;
+}

@@ -81,3 +81,47 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end }}
+
+{{/* The connections split into shards of at most requests.shardBytes bytes of JSON each, as
+     a JSON list of maps (the first shard is the named object, shard i its "-i" sibling):
+     include "sc.shards" (list . "public") or (list . "protected"). A connection is never
+     split; one larger than the budget gets a shard of its own (the API server then names
+     the object that is too large). */}}
+{{- define "sc.shards" -}}
+{{- $top := index . 0 -}}
+{{- $kind := index . 1 -}}
+{{- $budget := int ((($top.Values.requests | default dict).shardBytes) | default 900000) -}}
+{{- $shards := list (dict) -}}
+{{- $size := 0 -}}
+{{- range $name, $conn := $top.Values.connections -}}
+{{- $c := $conn | default dict -}}
+{{- $entry := omit $c "secrets" -}}
+{{- if eq $kind "protected" -}}
+{{- $entry = dict "secrets" $c.secrets -}}
+{{- end -}}
+{{- if or (eq $kind "public") $c.secrets -}}
+{{- $n := add (len (toJson $entry)) (len $name) 4 -}}
+{{- if and (gt $size 0) (gt (add $size $n) $budget) -}}
+{{- $shards = append $shards (dict) -}}
+{{- $size = 0 -}}
+{{- end -}}
+{{- $_ := set (last $shards) $name $entry -}}
+{{- $size = add $size $n -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $shards -}}
+{{- end }}
+
+{{/* The name of shard i of object base: base, base-1, base-2, ... */}}
+{{- define "sc.shardName" -}}
+{{- $base := index . 0 -}}
+{{- $i := index . 1 -}}
+{{- if eq (int $i) 0 }}{{ $base }}{{ else }}{{ printf "%s-%d" $base (int $i) }}{{ end -}}
+{{- end }}
+
+{{/* The names of the protected Secret's shards, as a YAML list. */}}
+{{- define "sc.protectedNames" -}}
+{{- range $i, $_ := include "sc.shards" (list . "protected") | fromJsonArray }}
+- {{ include "sc.shardName" (list "sc-protected" $i) }}
+{{- end }}
+{{- end }}

@@ -14,6 +14,7 @@ pub mod render;
 pub mod request;
 pub mod resolve;
 pub mod secret;
+pub mod shards;
 pub mod template;
 pub mod types;
 pub mod values;

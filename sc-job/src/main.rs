@@ -103,6 +103,74 @@ fn parse_json(text: &str, r: &ObjRef, key: &str) -> Result<Value, Failure> {
     })
 }
 
+/// `connections.json` of request object `first` (`r`) and of its further shards
+/// (`<name>-1`, ...), merged; all of them must carry the revision of the first.
+async fn read_shards(kube: &Kube, first: Value, r: &ObjRef) -> Result<Value, Failure> {
+    use sc_model::shards;
+    let annotations = |o: &Value| -> std::collections::BTreeMap<String, String> {
+        serde_json::from_value(o["metadata"]["annotations"].clone()).unwrap_or_default()
+    };
+    let first_annotations = annotations(&first);
+    let count = shards::shard_count(&r.to_string(), Some(&first_annotations)).map_err(|e| {
+        Failure::new(
+            "InvalidRequests",
+            e,
+            "upgrade the release so the chart writes the requests again",
+        )
+    })?;
+    let revision = shards::revision(Some(&first_annotations)).map(str::to_string);
+    let mut merged = serde_json::Map::new();
+    let mut obj = first;
+    for i in 0..count {
+        let name = shards::shard_name(&r.name, i);
+        let shard_ref = ObjRef::new(&r.kind, &r.namespace, &name);
+        if i > 0 {
+            obj = kube
+                .get(&r.kind, &r.namespace, &name)
+                .await
+                .map_err(|e| Failure::api("get", &shard_ref, &e))?
+                .ok_or_else(|| {
+                    Failure::new(
+                        "RequestsIncomplete",
+                        format!("{shard_ref} does not exist, while {r} names {count} shards"),
+                        "an upgrade may still be writing them: sc-agent runs the change again once every shard is there; if it stays, upgrade the release again",
+                    )
+                })?;
+            let got = annotations(&obj);
+            let got = shards::revision(Some(&got));
+            if got != revision.as_deref() {
+                return Err(Failure::new(
+                    "RequestsIncomplete",
+                    format!(
+                        "{shard_ref} is of revision {} while {r} is of revision {}",
+                        got.unwrap_or("none"),
+                        revision.as_deref().unwrap_or("none")
+                    ),
+                    "an upgrade may still be writing them: sc-agent runs the change again once every shard is there; if it stays, upgrade the release again",
+                ));
+            }
+        }
+        if obj["data"]["connections.json"].is_null()
+            && obj["stringData"]["connections.json"].is_null()
+        {
+            continue;
+        }
+        let part = parse_json(
+            &data_key(&obj, &shard_ref, "connections.json")?,
+            &shard_ref,
+            "connections.json",
+        )?;
+        shards::merge_into(&mut merged, part, &shard_ref.to_string()).map_err(|e| {
+            Failure::new(
+                "InvalidRequests",
+                e,
+                "upgrade the release so the chart writes the requests again",
+            )
+        })?;
+    }
+    Ok(Value::Object(merged))
+}
+
 /// Everything read before materializing.
 struct Inputs {
     changeset: ChangeSet,
@@ -147,12 +215,8 @@ async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<In
                 "install or upgrade the sc-extension release (its chart renders the requests), or pass --requests",
             )
         })?;
-    let requests = parse_json(
-        &data_key(&rq_obj, &rq_ref, "connections.json")?,
-        &rq_ref,
-        "connections.json",
-    )?;
     let requests_uid = rq_obj["metadata"]["uid"].as_str().map(str::to_string);
+    let requests = read_shards(kube, rq_obj, &rq_ref).await?;
 
     let pr_ref = ObjRef::new("Secret", ns, &args.protected);
     let mut hash_key = String::new();
@@ -166,17 +230,7 @@ async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<In
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            if s["data"]["connections.json"].is_null()
-                && s["stringData"]["connections.json"].is_null()
-            {
-                Value::Null
-            } else {
-                parse_json(
-                    &data_key(&s, &pr_ref, "connections.json")?,
-                    &pr_ref,
-                    "connections.json",
-                )?
-            }
+            read_shards(kube, s, &pr_ref).await?
         }
         None => {
             log.job(&format!("{pr_ref} does not exist: no protected settings"));

@@ -2,10 +2,11 @@
 //! They read the request objects and the metadata ConfigMaps; none prints a credential.
 
 use crate::contract::{
-    self, CONNECTIONS_KEY, DEFAULT_NAMESPACE, METADATA_SELECTOR, Metadata, PROTECTED_SECRET,
-    REQUESTS_CONFIGMAP, Requests,
+    self, DEFAULT_NAMESPACE, METADATA_SELECTOR, Metadata, PROTECTED_SECRET, REQUESTS_CONFIGMAP,
+    Requests,
 };
 use crate::kubeconn::ClusterArgs;
+use crate::shards::Shards;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -13,6 +14,7 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,16 +118,21 @@ impl Snapshot {
             .await
             .with_context(|| format!("reading ConfigMap {ns}/{REQUESTS_CONFIGMAP} failed"))?;
         let mut protected_error = None;
-        let mut protected_bytes = None;
+        let mut protected_shards = Vec::new();
         let mut hash_key = String::new();
         if protected && requests_cm.is_some() {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
             match secrets.get_opt(PROTECTED_SECRET).await {
                 Ok(s) => {
                     hash_key = contract::hash_key(s.as_ref());
-                    protected_bytes = s
-                        .and_then(|s| s.data)
-                        .and_then(|d| d.get(CONNECTIONS_KEY).map(|b| b.0.clone()));
+                    if let Some(s) = s {
+                        match crate::shards::from_api(Arc::new(s), "Secret", &secrets).await {
+                            Shards::Complete(all) => protected_shards = all,
+                            Shards::Incomplete(why) | Shards::Invalid(why) => {
+                                protected_error = Some(why)
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     protected_error = Some(format!(
@@ -135,19 +142,38 @@ impl Snapshot {
                 }
             }
         }
-        let requests = match &requests_cm {
-            Some(cm) => Some(
-                Requests::parse(
-                    contract::revision_of(cm.metadata.annotations.as_ref()),
-                    cm.data
-                        .as_ref()
-                        .and_then(|d| d.get(CONNECTIONS_KEY))
-                        .map(String::as_str),
-                    protected_bytes.as_deref(),
-                    &hash_key,
+        let requests = match requests_cm {
+            Some(cm) => {
+                let revision = contract::revision_of(cm.metadata.annotations.as_ref());
+                let public = match crate::shards::from_api(Arc::new(cm), "ConfigMap", &cms).await {
+                    Shards::Complete(all) => all,
+                    Shards::Incomplete(why) | Shards::Invalid(why) => {
+                        anyhow::bail!("the requests in namespace {ns} cannot be read: {why}")
+                    }
+                };
+                let public_parts: Vec<(&str, Option<&[u8]>)> = public
+                    .iter()
+                    .map(|cm| {
+                        (
+                            cm.metadata.name.as_deref().unwrap_or_default(),
+                            contract::configmap_connections(cm),
+                        )
+                    })
+                    .collect();
+                let protected_parts: Vec<(&str, Option<&[u8]>)> = protected_shards
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.metadata.name.as_deref().unwrap_or_default(),
+                            contract::secret_connections(s),
+                        )
+                    })
+                    .collect();
+                Some(
+                    Requests::parse(revision, &public_parts, &protected_parts, &hash_key)
+                        .map_err(anyhow::Error::msg)?,
                 )
-                .map_err(anyhow::Error::msg)?,
-            ),
+            }
             None => None,
         };
         Ok(Snapshot {

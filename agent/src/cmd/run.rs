@@ -44,6 +44,12 @@ pub struct RunArgs {
     /// Longest retry delay, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub retry_max: u64,
+    /// Most connections one change set (one sc-job run) carries; more pending changes follow
+    /// in the next runs. At most the default, which keeps the change set under the API
+    /// server's 1 MiB limit per object.
+    #[arg(long, value_name = "N", default_value_t = crate::contract::MAX_CHANGESET_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::contract::MAX_CHANGESET_CONNECTIONS as u64))]
+    pub changeset_limit: u64,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -116,6 +122,7 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<()> {
             lease_duration: args.lease_duration,
             lease_grace: args.lease_grace,
             debounce: Duration::from_millis(args.debounce_ms),
+            changeset_limit: args.changeset_limit as usize,
             backoff: Backoff {
                 base: Duration::from_secs(args.retry_base.max(1)),
                 max: Duration::from_secs(args.retry_max.max(args.retry_base.max(1))),
