@@ -119,7 +119,7 @@ mod tests {
     fn a_revision_is_read_once_every_shard_carries_it() {
         let first = cm("sc-requests", "4", Some("3"));
         let one = cm("sc-requests-1", "4", None);
-        match gather(first.clone(), &[one.clone()]) {
+        match gather(first.clone(), std::slice::from_ref(&one)) {
             Shards::Incomplete(why) => assert!(why.contains("sc-requests-2"), "{why}"),
             other => panic!("{other:?}"),
         }
