@@ -149,18 +149,9 @@ async fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     let mut largest: Option<(usize, Vec<scenarios::Incremental>, scenarios::Idle, u64)> = None;
-    // An object's data is limited to 1 MiB: every request lives in one ConfigMap and one
-    // Secret, so larger sets cannot be requested at all (a few KiB are left for metadata).
-    let fits = |n: usize| workload::largest_object_bytes(n) < 1_048_576 - 16 * 1024;
-    let largest_fit = args.sizes.iter().copied().filter(|&n| fits(n)).max();
-    let mut too_large = Vec::new();
+    // The largest size gets the incremental and footprint measures.
+    let largest_fit = args.sizes.iter().copied().max();
     for &n in &args.sizes {
-        if !fits(n) {
-            let bytes = workload::largest_object_bytes(n);
-            raw.push(json!({"scenario": "bulk", "connections": n, "skipped": format!("sc-requests would hold {bytes} bytes, over the 1 MiB limit of an object")}))?;
-            too_large.push((n, bytes));
-            continue;
-        }
         let runs = if n > 1000 { args.large_runs } else { args.runs };
         let mut bulk = Vec::new();
         let mut helm = Vec::new();
@@ -265,12 +256,6 @@ async fn main() -> Result<()> {
             bulk.len(),
             sc / csa,
             sc / ssa
-        )?;
-    }
-    for (n, bytes) in &too_large {
-        writeln!(
-            t,
-            "| {n} | not run: the request ConfigMap would hold {bytes} bytes, over the API server's 1 MiB limit per object |"
         )?;
     }
     writeln!(

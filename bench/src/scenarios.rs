@@ -53,26 +53,47 @@ pub struct Requests {
     pub revision: u64,
 }
 
-/// Writes `sc-protected` then `sc-requests` as the chart renders them.
+/// Writes `sc-protected` then `sc-requests` as the chart renders them, each split into
+/// shards past the chart's default size (the further shards first, so the first object,
+/// which announces them, comes last).
 async fn write_requests(c: &Cluster, r: &Requests) -> Result<()> {
-    let pp = PatchParams::default();
+    let pp = PatchParams::apply("helm").force();
+    let protected = workload::shards(&r.protected);
+    if protected.len() > 1 {
+        bail!(
+            "the protected settings need {} Secrets; the chart installed without connections grants the agent only sc-protected",
+            protected.len()
+        );
+    }
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), RELEASE_NS);
+    let obj = workload::shard_object(
+        "Secret",
+        "sc-protected",
+        0,
+        1,
+        r.revision,
+        workload::protected_data(&protected[0]),
+    );
     secrets
-        .patch(
-            "sc-protected",
-            &pp,
-            &Patch::Merge(workload::protected_patch(&r.protected, r.revision)),
-        )
+        .patch("sc-protected", &pp, &Patch::Apply(&obj))
         .await
         .context("writing Secret sc-protected failed")?;
     let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), RELEASE_NS);
-    cms.patch(
-        "sc-requests",
-        &pp,
-        &Patch::Merge(workload::requests_patch(&r.public, r.revision)),
-    )
-    .await
-    .context("writing ConfigMap sc-requests failed")?;
+    let public = workload::shards(&r.public);
+    for (i, shard) in public.iter().enumerate().rev() {
+        let name = workload::shard_name("sc-requests", i);
+        let obj = workload::shard_object(
+            "ConfigMap",
+            "sc-requests",
+            i,
+            public.len(),
+            r.revision,
+            workload::requests_data(shard),
+        );
+        cms.patch(&name, &pp, &Patch::Apply(&obj))
+            .await
+            .with_context(|| format!("writing ConfigMap {name} failed"))?;
+    }
     Ok(())
 }
 

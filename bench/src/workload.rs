@@ -82,29 +82,66 @@ pub fn rendered_secrets(
     Ok(json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
-/// The merge patch of `sc-protected` as the chart renders it.
-pub fn protected_patch(protected: &Map<String, Value>, revision: u64) -> Value {
+/// The chart's default `requests.shardBytes`.
+pub const SHARD_BYTES: usize = 900_000;
+
+/// The entries of `m` split into shards as the chart splits them (`sc.shards` in
+/// `chart/templates/_helpers.tpl`): in name order, a new shard once the next entry would take
+/// the current one past [`SHARD_BYTES`] of JSON.
+pub fn shards(m: &Map<String, Value>) -> Vec<Map<String, Value>> {
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = vec![Map::new()];
+    let mut size = 0;
+    for (name, v) in entries {
+        let n = v.to_string().len() + name.len() + 4;
+        if size > 0 && size + n > SHARD_BYTES {
+            out.push(Map::new());
+            size = 0;
+        }
+        out.last_mut().expect("a shard").insert(name.clone(), v.clone());
+        size += n;
+    }
+    out
+}
+
+/// The name of shard `i` of `base`.
+pub fn shard_name(base: &str, i: usize) -> String {
+    sc_model::shards::shard_name(base, i)
+}
+
+/// Shard `i` of `count` of a request object as the chart renders it (`data`: its data map),
+/// for a server-side apply.
+pub fn shard_object(
+    kind: &str,
+    base: &str,
+    i: usize,
+    count: usize,
+    revision: u64,
+    data: Value,
+) -> Value {
+    let mut annotations = json!({"sc-extension.io/revision": revision.to_string()});
+    let mut labels = json!({"app.kubernetes.io/component": "requests"});
+    if i == 0 {
+        annotations["sc-extension.io/shards"] = json!(count.to_string());
+    } else {
+        labels["sc-extension.io/shard-of"] = json!(base);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": shard_name(base, i), "labels": labels, "annotations": annotations},
+        "data": data,
+    })
+}
+
+/// The data of a `sc-requests` shard.
+pub fn requests_data(public: &Map<String, Value>) -> Value {
+    json!({"connections.json": Value::Object(public.clone()).to_string()})
+}
+
+/// The data of a `sc-protected` shard.
+pub fn protected_data(protected: &Map<String, Value>) -> Value {
     let text = Value::Object(protected.clone()).to_string();
-    json!({
-        "metadata": {"annotations": {"sc-extension.io/revision": revision.to_string()}},
-        "data": {"connections.json": base64::engine::general_purpose::STANDARD.encode(text)},
-    })
-}
-
-/// The merge patch of `sc-requests` as the chart renders it.
-pub fn requests_patch(public: &Map<String, Value>, revision: u64) -> Value {
-    json!({
-        "metadata": {"annotations": {"sc-extension.io/revision": revision.to_string()}},
-        "data": {"connections.json": Value::Object(public.clone()).to_string()},
-    })
-}
-
-/// The size in bytes of the largest data value the chart renders for `n` connections (the
-/// `connections.json` of `sc-requests`, or the base64 one of `sc-protected`), which the API
-/// server limits to 1 MiB per object.
-pub fn largest_object_bytes(n: usize) -> usize {
-    let (public, protected) = connections(n);
-    let requests = Value::Object(public).to_string().len();
-    let secret = Value::Object(protected).to_string().len().div_ceil(3) * 4;
-    requests.max(secret)
+    json!({"connections.json": base64::engine::general_purpose::STANDARD.encode(text)})
 }
