@@ -99,7 +99,9 @@ pub fn shards(m: &Map<String, Value>) -> Vec<Map<String, Value>> {
             out.push(Map::new());
             size = 0;
         }
-        out.last_mut().expect("a shard").insert(name.clone(), v.clone());
+        out.last_mut()
+            .expect("a shard")
+            .insert(name.clone(), v.clone());
         size += n;
     }
     out

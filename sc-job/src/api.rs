@@ -113,18 +113,39 @@ impl Kube {
         retry(|| api.get_opt(name)).await.map(|o| o.map(to_value))
     }
 
-    /// The objects of `kind` in `namespace` matching `label_selector`.
-    pub async fn list(
+    /// Lists the objects matching `label_selector` page by page (`page` per request), keeping
+    /// only those `keep` accepts, without their managed fields: memory follows what is kept,
+    /// not what is listed.
+    pub async fn list_kept(
         &self,
         kind: &str,
         namespace: &str,
         label_selector: &str,
+        page: u32,
+        keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<Value>, kube::Error> {
         let api = self.api(kind, namespace);
-        let lp = kube::api::ListParams::default().labels(label_selector);
-        retry(|| api.list(&lp))
-            .await
-            .map(|l| l.items.into_iter().map(to_value).collect())
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = kube::api::ListParams::default()
+                .labels(label_selector)
+                .limit(page);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let list = retry(|| api.list(&lp)).await?;
+            token = list.metadata.continue_.clone().filter(|t| !t.is_empty());
+            for mut o in list.items {
+                if keep(o.metadata.name.as_deref().unwrap_or_default()) {
+                    o.metadata.managed_fields = None;
+                    out.push(to_value(o));
+                }
+            }
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// Creates `object` (e.g. an Event with `generateName`).

@@ -314,8 +314,19 @@ async fn run(args: Args) -> u8 {
     } else {
         None
     };
-    // Every metadata ConfigMap in one request, rather than one read per connection.
-    let listed = match kube.list("ConfigMap", &ns, METADATA_SELECTOR).await {
+    // The metadata ConfigMaps of the change set's connections in a few paged lists, rather
+    // than one read per connection.
+    let wanted: std::collections::BTreeSet<String> = cs
+        .connections
+        .iter()
+        .map(|e| sc_model::names::metadata_config_map_name(&e.name))
+        .collect();
+    let listed = match kube
+        .list_kept("ConfigMap", &ns, METADATA_SELECTOR, 500, |name| {
+            wanted.contains(name)
+        })
+        .await
+    {
         Ok(items) => Some(
             items
                 .into_iter()

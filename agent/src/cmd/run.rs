@@ -67,6 +67,7 @@ fn init_logging(level: &str) {
 /// Runs the agent until SIGTERM.
 pub fn run(args: &RunArgs) -> ExitCode {
     init_logging(&args.log_level);
+    controller::limit_malloc_arenas();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
