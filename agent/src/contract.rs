@@ -262,8 +262,6 @@ pub struct Metadata {
     pub connection: String,
     /// `spec.json` as written.
     pub spec_text: Option<String>,
-    /// `spec.json`.
-    pub spec: Option<Value>,
     /// `requested.json` as written.
     pub requested_text: Option<String>,
     /// `requested.json`.
@@ -321,23 +319,19 @@ impl Metadata {
         data: &BTreeMap<String, String>,
         resource_version: Option<String>,
     ) -> Metadata {
-        let spec: Option<Value> = data
-            .get(SPEC_KEY)
-            .and_then(|t| serde_json::from_str(t).ok());
         let connection = annotations
             .get(sc_model::render::CONNECTION_ANNOTATION)
             .cloned()
             .or_else(|| {
-                spec.as_ref()
-                    .and_then(|s| s["name"].as_str())
-                    .map(str::to_string)
+                data.get(SPEC_KEY)
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .and_then(|s| s["name"].as_str().map(str::to_string))
             })
             .unwrap_or_default();
         Metadata {
             configmap: configmap.to_string(),
             connection,
             spec_text: data.get(SPEC_KEY).cloned(),
-            spec,
             requested_text: data.get(REQUESTED_KEY).cloned(),
             requested: data
                 .get(REQUESTED_KEY)
@@ -352,6 +346,11 @@ impl Metadata {
             resource_version,
             applying_hash: None,
         }
+    }
+
+    /// `spec.json`, parsed (`None` when absent or not JSON).
+    pub fn spec(&self) -> Option<Value> {
+        serde_json::from_str(self.spec_text.as_deref()?).ok()
     }
 
     /// Parses a ConfigMap object.

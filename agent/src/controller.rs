@@ -183,8 +183,18 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             watcher::Config::default().labels(METADATA_SELECTOR),
             trigger.clone(),
             |cm| {
+                // The agent reads a metadata ConfigMap's name, version, connection
+                // annotation and data (no journal): thousands of them are kept.
                 if let Some(d) = cm.data.as_mut() {
                     d.remove(JOURNAL_KEY);
+                }
+                let m = &mut cm.metadata;
+                m.labels = None;
+                m.owner_references = None;
+                m.creation_timestamp = None;
+                m.uid = None;
+                if let Some(a) = m.annotations.as_mut() {
+                    a.retain(|k, _| k == sc_model::render::CONNECTION_ANNOTATION);
                 }
             },
         ),

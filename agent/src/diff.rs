@@ -17,8 +17,8 @@ pub struct Desired {
     pub name: String,
     /// Its content hash (also for an invalid request).
     pub hash: String,
-    /// The non-secret request (`spec.json`).
-    pub spec: Value,
+    /// The non-secret request, as written to `spec.json`.
+    pub spec: String,
     /// The validation errors (empty when valid), as `path: message`.
     pub errors: Vec<String>,
 }
@@ -29,14 +29,14 @@ pub fn desired(requests: &Requests) -> Vec<Desired> {
         .into_iter()
         .map(|c| {
             let spec = match &c.connection {
-                Some(conn) => serde_json::to_value(&conn.spec).unwrap_or(Value::Null),
+                Some(conn) => serde_json::to_string(&conn.spec).unwrap_or_default(),
                 None => {
                     let mut raw = requests.connections[&c.name].clone();
                     if let Value::Object(m) = &mut raw {
                         m.remove("secrets");
                         m.insert("name".into(), Value::String(c.name.clone()));
                     }
-                    raw
+                    raw.to_string()
                 }
             };
             Desired {
@@ -95,7 +95,7 @@ pub fn metadata_texts(
         phase: RequestedPhase::Pending,
     };
     (
-        d.spec.to_string(),
+        d.spec.clone(),
         serde_json::to_string(&requested).unwrap_or_default(),
     )
 }
@@ -398,7 +398,7 @@ mod tests {
         Desired {
             name: name.into(),
             hash: hash.into(),
-            spec: json!({}),
+            spec: "{}".to_string(),
             errors: vec![],
         }
     }
@@ -421,7 +421,7 @@ mod tests {
         assert!(d[1].errors.is_empty());
         for x in &d {
             assert_eq!(x.hash.len(), 64);
-            assert!(!x.spec.to_string().contains("s3cr3t"), "{}", x.spec);
+            assert!(!x.spec.contains("s3cr3t"), "{}", x.spec);
         }
         let (spec, requested) = metadata_texts(&d[1], 2, None);
         assert!(spec.contains("storage-blob"));

@@ -262,7 +262,7 @@ pub fn api_reason(e: &kube::Error) -> String {
 fn row(name: &str, snapshot: &Snapshot) -> Value {
     let m = snapshot.metadata(name);
     let spec = m
-        .and_then(|m| m.spec.clone())
+        .and_then(|m| m.spec())
         .or_else(|| {
             snapshot.requests.as_ref().map(|r| {
                 let mut v = r.connections[name].clone();
@@ -419,7 +419,7 @@ pub fn show(args: &NameArgs) -> ExitCode {
             "name": name,
             "phase": r["phase"],
             "metadata": m.map(|m| format!("{}/{}", c.namespace, m.configmap)),
-            "spec": m.and_then(|m| m.spec.clone()),
+            "spec": m.and_then(|m| m.spec()),
             "requested": m.and_then(|m| m.requested.clone()),
             "status": match m.and_then(|m| m.status.clone()) {
                 Some(status) => json!(status),
@@ -582,7 +582,7 @@ pub fn snippet(args: &NameArgs) -> ExitCode {
         let name = &args.name;
         let spec = snapshot
             .metadata(name)
-            .and_then(|m| m.spec.clone())
+            .and_then(|m| m.spec())
             .or_else(|| {
                 snapshot
                     .requests
