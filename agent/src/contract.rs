@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The namespace the extension runs in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "sc-system";
@@ -260,14 +261,14 @@ pub struct Metadata {
     pub configmap: String,
     /// The exact connection name (annotation), else from `spec.json`.
     pub connection: String,
-    /// `spec.json` as written.
-    pub spec_text: Option<String>,
+    /// `spec.json` as written (shared: a parsed metadata ConfigMap is cloned on every step).
+    pub spec_text: Option<Arc<str>>,
     /// `requested.json` as written.
-    pub requested_text: Option<String>,
+    pub requested_text: Option<Arc<str>>,
     /// `requested.json`.
     pub requested: Option<Requested>,
     /// `status.json`.
-    pub status: Option<Status>,
+    pub status: Option<Arc<Status>>,
     /// `journal.json`.
     pub journal: Vec<JournalEntry>,
     /// The ConfigMap's resourceVersion.
@@ -331,14 +332,15 @@ impl Metadata {
         Metadata {
             configmap: configmap.to_string(),
             connection,
-            spec_text: data.get(SPEC_KEY).cloned(),
-            requested_text: data.get(REQUESTED_KEY).cloned(),
+            spec_text: data.get(SPEC_KEY).map(|t| Arc::from(t.as_str())),
+            requested_text: data.get(REQUESTED_KEY).map(|t| Arc::from(t.as_str())),
             requested: data
                 .get(REQUESTED_KEY)
                 .and_then(|t| serde_json::from_str(t).ok()),
             status: data
                 .get(STATUS_KEY)
-                .and_then(|t| serde_json::from_str(t).ok()),
+                .and_then(|t| serde_json::from_str(t).ok())
+                .map(Arc::new),
             journal: data
                 .get(JOURNAL_KEY)
                 .and_then(|t| serde_json::from_str(t).ok())
@@ -542,7 +544,7 @@ mod tests {
     fn meta(requested: Option<Requested>, status: Option<Status>) -> Metadata {
         Metadata {
             requested,
-            status,
+            status: status.map(Arc::new),
             ..Default::default()
         }
     }

@@ -65,7 +65,7 @@ struct Stores {
     /// The further shards of the requests (`sc-requests-1`, ...).
     request_shards: Store<ConfigMap>,
     protected: Store<Secret>,
-    metadata: Store<ConfigMap>,
+    metadata: MetadataStore,
     jobs: Store<Job>,
 }
 
@@ -107,6 +107,80 @@ where
         }
     });
     reader
+}
+
+/// The metadata ConfigMaps, parsed as they arrive and kept by name: all a step reads of them
+/// (no journal), with the large texts shared, so thousands stay small and a step's copy is
+/// cheap.
+#[derive(Clone)]
+struct MetadataStore {
+    map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>>,
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+impl MetadataStore {
+    /// Watches the metadata ConfigMaps through `api`, waking `trigger` on every event.
+    fn watch(api: Api<ConfigMap>, trigger: Arc<Notify>) -> MetadataStore {
+        let map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>> = Default::default();
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        let parse = |mut cm: ConfigMap| {
+            if let Some(d) = cm.data.as_mut() {
+                d.remove(JOURNAL_KEY);
+            }
+            (
+                cm.metadata.name.clone().unwrap_or_default(),
+                Metadata::from_configmap(&cm),
+            )
+        };
+        let stream =
+            watcher(api, watcher::Config::default().labels(METADATA_SELECTOR)).default_backoff();
+        let store = map.clone();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            // A (re)list builds a new map, swapped in once complete.
+            let mut relist: Option<BTreeMap<String, Metadata>> = None;
+            while let Some(event) = stream.next().await {
+                let mut map = store.write().unwrap_or_else(|e| e.into_inner());
+                match event {
+                    Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                    Ok(watcher::Event::InitApply(cm)) => {
+                        let (name, m) = parse(cm);
+                        relist.get_or_insert_default().insert(name, m);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        *map = relist.take().unwrap_or_default();
+                        ready_tx.send_replace(true);
+                    }
+                    Ok(watcher::Event::Apply(cm)) => {
+                        let (name, m) = parse(cm);
+                        map.insert(name, m);
+                    }
+                    Ok(watcher::Event::Delete(cm)) => {
+                        map.remove(cm.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watch failed, retrying"),
+                }
+                drop(map);
+                trigger.notify_one();
+            }
+        });
+        MetadataStore { map, ready }
+    }
+
+    /// Waits until the first list is in.
+    async fn wait_until_ready(&self) -> Result<(), tokio::sync::watch::error::RecvError> {
+        self.ready.clone().wait_for(|r| *r).await.map(|_| ())
+    }
+
+    /// Every metadata ConfigMap, in name order.
+    fn snapshot(&self) -> Vec<Metadata> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
@@ -178,25 +252,9 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             trigger.clone(),
             |_| {},
         ),
-        metadata: reflect(
+        metadata: MetadataStore::watch(
             Api::<ConfigMap>::namespaced(client.clone(), &ns),
-            watcher::Config::default().labels(METADATA_SELECTOR),
             trigger.clone(),
-            |cm| {
-                // The agent reads a metadata ConfigMap's name, version, connection
-                // annotation and data (no journal): thousands of them are kept.
-                if let Some(d) = cm.data.as_mut() {
-                    d.remove(JOURNAL_KEY);
-                }
-                let m = &mut cm.metadata;
-                m.labels = None;
-                m.owner_references = None;
-                m.creation_timestamp = None;
-                m.uid = None;
-                if let Some(a) = m.annotations.as_mut() {
-                    a.retain(|k, _| k == sc_model::render::CONNECTION_ANNOTATION);
-                }
-            },
         ),
         jobs: reflect(
             Api::<Job>::namespaced(client.clone(), &ns),
@@ -626,13 +684,7 @@ impl Reconciler {
             .await;
         }
         self.reported_clashes = clashes;
-        let mut metadata: Vec<Metadata> = self
-            .stores
-            .metadata
-            .state()
-            .iter()
-            .map(|cm| Metadata::from_configmap(cm))
-            .collect();
+        let mut metadata: Vec<Metadata> = self.stores.metadata.snapshot();
         let changeset = self.get_changeset().await?;
         if let Some((cs, false)) = &changeset {
             contract::mark_applying(&mut metadata, cs);
@@ -949,7 +1001,7 @@ impl Reconciler {
             // Keep spec.json: sc-job reads the deletion policy from it.
             writes.push((
                 &m.connection,
-                m.spec_text.clone(),
+                m.spec_text.as_deref().map(str::to_string),
                 diff::deleted_text(revision),
             ));
         }

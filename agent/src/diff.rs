@@ -366,7 +366,7 @@ mod tests {
         Metadata {
             connection: name.into(),
             configmap: crate::contract::metadata_name(name),
-            status,
+            status: status.map(std::sync::Arc::new),
             ..Default::default()
         }
     }

@@ -422,7 +422,7 @@ pub fn show(args: &NameArgs) -> ExitCode {
             "spec": m.and_then(|m| m.spec()),
             "requested": m.and_then(|m| m.requested.clone()),
             "status": match m.and_then(|m| m.status.clone()) {
-                Some(status) => json!(status),
+                Some(status) => json!(status.as_ref()),
                 None => ignored.unwrap_or(Value::Null),
             },
             "journal": m.map(|m| m.journal.clone()).unwrap_or_default(),
