@@ -36,6 +36,10 @@ const METADATA_IN_FLIGHT: usize = 16;
 /// Attempts to write one journal entry (conflicts and transient API errors are retried).
 const JOURNAL_ATTEMPTS: u32 = 5;
 
+/// The connections derived from the request objects and the name clashes among them, by the
+/// versions of the objects they were derived from.
+type Derived = (Vec<String>, Arc<Vec<Desired>>, Vec<(String, String)>);
+
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -507,7 +511,7 @@ struct Reconciler {
     protected_shards: Option<(String, Vec<Arc<Secret>>)>,
     /// The connections derived from the request objects (hashes, specs, validation), with the
     /// name clashes, by the versions of the objects they were derived from.
-    derived: Option<(Vec<String>, Arc<Vec<Desired>>, Vec<(String, String)>)>,
+    derived: Option<Derived>,
     /// Since when the requests have been incomplete (a shard missing or of another
     /// revision), what was missing, and whether a Warning event said so.
     incomplete: Option<(i64, String, bool)>,

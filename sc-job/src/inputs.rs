@@ -118,9 +118,9 @@ fn owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
 /// aside with its errors and the rest is validated again, so one invalid connection does not
 /// stop the others. Content hashes are keyed by `hash_key` (the protected Secret's uid, as
 /// sc-agent keys them).
-pub fn validate_isolating(connections: &Value, hash_key: &str) -> Validated {
+pub fn validate_isolating(connections: Value, hash_key: &str) -> Validated {
     let mut remaining = match connections {
-        Value::Object(m) => m.clone(),
+        Value::Object(m) => m,
         Value::Null => Map::new(),
         _ => {
             return Validated {
@@ -134,7 +134,14 @@ pub fn validate_isolating(connections: &Value, hash_key: &str) -> Validated {
     };
     let mut invalid: BTreeMap<String, Vec<FieldError>> = BTreeMap::new();
     loop {
-        match validate_connections_keyed(&Value::Object(remaining.clone()), hash_key) {
+        // The requests are moved in and out of the value validated, never copied: they
+        // may hold thousands of connections.
+        let all = Value::Object(std::mem::take(&mut remaining));
+        let result = validate_connections_keyed(&all, hash_key);
+        if let Value::Object(m) = all {
+            remaining = m;
+        }
+        match result {
             Ok(set) => {
                 return Validated {
                     set,
@@ -226,7 +233,7 @@ mod tests {
                       "parameters": {"accountName": "acct"}, "secrets": {"accountKey": "x"}},
             "bad": {"namespace": "default", "targetType": "storage-blop", "authType": "secret"},
         });
-        let v = validate_isolating(&conns, "");
+        let v = validate_isolating(conns.clone(), "");
         assert!(v.general.is_empty());
         assert_eq!(v.set.connections().len(), 1);
         assert_eq!(v.set.connections()[0].name(), "good");

@@ -268,7 +268,7 @@ async fn run(args: Args) -> u8 {
     };
     let kube = Kube::new(client);
     let ns = job_namespace(args.namespace.clone());
-    let inputs = match read_inputs(&kube, &args, &ns, &log).await {
+    let mut inputs = match read_inputs(&kube, &args, &ns, &log).await {
         Ok(i) => i,
         Err(f) => {
             log.job_failed(&f);
@@ -279,7 +279,8 @@ async fn run(args: Args) -> u8 {
         }
     };
     let cs = &inputs.changeset;
-    let validated = inputs::validate_isolating(&inputs.merged, &inputs.hash_key);
+    let validated =
+        inputs::validate_isolating(std::mem::take(&mut inputs.merged), &inputs.hash_key);
     if !validated.general.is_empty() {
         let msg: Vec<String> = validated.general.iter().map(ToString::to_string).collect();
         let f = Failure::new(
