@@ -27,6 +27,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Up to this many pending connections are checked one by one before a run; more, with a
+/// fresh list of every metadata ConfigMap.
+const FRESH_READS: usize = 32;
+
 /// Metadata ConfigMaps per page of a list.
 const METADATA_PAGE: u32 = 500;
 
@@ -769,7 +773,7 @@ impl Reconciler {
                 Ok(None)
             }
             Decision::Start => {
-                self.start(&requests_cm, &desired, revision, &owner_uid)
+                self.start(&requests_cm, &desired, &metadata, revision, &owner_uid)
                     .await?;
                 Ok(None)
             }
@@ -834,6 +838,34 @@ impl Reconciler {
             self.protected_shards = Some((version, all.clone()));
         }
         shards
+    }
+
+    /// Every metadata ConfigMap, listed in pages and kept without the journals, so memory
+    /// follows the page size.
+    async fn list_metadata(&self) -> anyhow::Result<Vec<Metadata>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default()
+                .labels(METADATA_SELECTOR)
+                .limit(METADATA_PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = self.configmaps().list(&lp).await.with_context(|| {
+                format!("listing the metadata ConfigMaps in {} failed", self.ns)
+            })?;
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            out.extend(page.items.into_iter().map(|mut cm| {
+                if let Some(d) = cm.data.as_mut() {
+                    d.remove(JOURNAL_KEY);
+                }
+                Metadata::from_configmap(&cm)
+            }));
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// The change set (live) and whether its run has been concluded.
@@ -1189,37 +1221,49 @@ impl Reconciler {
         &mut self,
         requests_cm: &ConfigMap,
         desired: &[Desired],
+        known: &[Metadata],
         revision: i64,
         owner_uid: &str,
     ) -> anyhow::Result<()> {
         if self.jobs().get_opt(JOB_NAME).await?.is_some() {
             return Ok(());
         }
-        // The metadata watch may lag behind the Job's deletion: decide on a fresh list, read
-        // in pages and kept without the journals, so memory follows the page size.
-        let mut fresh: Vec<Metadata> = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default()
-                .labels(METADATA_SELECTOR)
-                .limit(METADATA_PAGE);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
-            }
-            let page = self.configmaps().list(&lp).await.with_context(|| {
-                format!("listing the metadata ConfigMaps in {} failed", self.ns)
-            })?;
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
-            fresh.extend(page.items.into_iter().map(|mut cm| {
-                if let Some(d) = cm.data.as_mut() {
-                    d.remove(JOURNAL_KEY);
-                }
-                Metadata::from_configmap(&cm)
-            }));
-            if token.is_none() {
-                break;
-            }
+        // The metadata watch may lag behind sc-job's last records: a connection it shows
+        // pending may be done, never the reverse (only the agent makes a connection pending).
+        // So the candidates are checked against the API: a few read one by one, many in a
+        // fresh list, read in pages and kept without the journals.
+        let candidates = diff::pending_changes(desired, known, revision);
+        if candidates.is_empty() {
+            return Ok(());
         }
+        let fresh: Vec<Metadata> = if candidates.len() <= FRESH_READS {
+            let api = self.configmaps();
+            let mut by_name: BTreeMap<String, Metadata> = known
+                .iter()
+                .map(|m| (m.configmap.clone(), m.clone()))
+                .collect();
+            for c in &candidates {
+                let name = contract::metadata_name(&c.name);
+                let cm = api
+                    .get_opt(&name)
+                    .await
+                    .with_context(|| format!("reading ConfigMap {}/{name} failed", self.ns))?;
+                match cm {
+                    Some(mut cm) => {
+                        if let Some(d) = cm.data.as_mut() {
+                            d.remove(JOURNAL_KEY);
+                        }
+                        by_name.insert(name, Metadata::from_configmap(&cm));
+                    }
+                    None => {
+                        by_name.remove(&name);
+                    }
+                }
+            }
+            by_name.into_values().collect()
+        } else {
+            self.list_metadata().await?
+        };
         let mut pending = diff::pending_changes(desired, &fresh, revision);
         if pending.is_empty() {
             return Ok(());

@@ -171,6 +171,10 @@ async fn read_shards(kube: &Kube, first: Value, r: &ObjRef) -> Result<Value, Fai
     Ok(Value::Object(merged))
 }
 
+/// Change sets of at most this many connections read their metadata ConfigMaps one by one
+/// rather than in a list of every one.
+const READ_ONE_BY_ONE: usize = 32;
+
 /// Everything read before materializing.
 struct Inputs {
     changeset: ChangeSet,
@@ -322,23 +326,29 @@ async fn run(args: Args) -> u8 {
         .iter()
         .map(|e| sc_model::names::metadata_config_map_name(&e.name))
         .collect();
-    let listed = match kube
-        .list_kept("ConfigMap", &ns, METADATA_SELECTOR, 500, |name| {
-            wanted.contains(name)
-        })
-        .await
-    {
-        Ok(items) => Some(
-            items
-                .into_iter()
-                .filter_map(|cm| Some((cm["metadata"]["name"].as_str()?.to_string(), cm)))
-                .collect(),
-        ),
-        Err(e) => {
-            log.job(&format!(
-                "listing the metadata ConfigMaps in {ns} failed ({e}); reading them one by one"
-            ));
-            None
+    // A small change set reads its few ConfigMaps one by one instead (the list reads them
+    // all).
+    let listed = if wanted.len() <= READ_ONE_BY_ONE {
+        None
+    } else {
+        match kube
+            .list_kept("ConfigMap", &ns, METADATA_SELECTOR, 500, |name| {
+                wanted.contains(name)
+            })
+            .await
+        {
+            Ok(items) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|cm| Some((cm["metadata"]["name"].as_str()?.to_string(), cm)))
+                    .collect(),
+            ),
+            Err(e) => {
+                log.job(&format!(
+                    "listing the metadata ConfigMaps in {ns} failed ({e}); reading them one by one"
+                ));
+                None
+            }
         }
     };
     let recorder = Recorder {

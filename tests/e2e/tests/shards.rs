@@ -59,8 +59,9 @@ fn requests_larger_than_one_object_are_sharded_and_applied() {
     let apps = c.create_namespace("apps");
     let shard_bytes = ["--set", "requests.shardBytes=2048"];
 
-    // Revision 1: 30 connections, about 6 KiB of requests and 3 KiB of protected settings.
-    let (settings, protected) = connections(&c, &apps, 30, "key");
+    // Revision 1: 40 connections, about 8 KiB of requests and 4 KiB of protected settings
+    // (one change set of more than 32, which sc-job reads in a list).
+    let (settings, protected) = connections(&c, &apps, 40, "key");
     let files = [
         c.write_values("settings", &settings),
         c.write_values("protected", &protected),

@@ -1042,6 +1042,55 @@ impl Cluster {
         )
     }
 
+    /// Server-side apply of `body` to the existing object (see [`Cluster::patch`]).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_existing(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        scope: Scope,
+        body: &Value,
+        manager: &str,
+        force: bool,
+        ts: &str,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        strict::check(info, body, true)?;
+        let mut applied = body.clone();
+        if scope == Scope::Status {
+            // Only status is applied through the subresource.
+            let status = applied.get("status").cloned().unwrap_or(json!({}));
+            applied = json!({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": {"name": name}, "status": status});
+        }
+        self.update_inner(info, namespace, name, scope, opts, true, true, |old| {
+            if let Some(rv) = meta(&applied)["resourceVersion"].as_str()
+                && Some(rv) != meta(old)["resourceVersion"].as_str()
+            {
+                return Err(ApiError::conflict(info, name));
+            }
+            // Field ownership through the status subresource is kept apart from the
+            // main resource's, as the API server keys managedFields by subresource.
+            let (view, others) = managed_view(old, scope == Scope::Status);
+            let mut new = patch::server_side_apply(Some(&view), &applied, manager, force, ts)
+                .map_err(|e| apply_error(info, name, e, Some(&view)))?;
+            let mut entries: Vec<Value> = meta(&new)["managedFields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if scope == Scope::Status {
+                for e in &mut entries {
+                    e["subresource"] = json!("status");
+                }
+            }
+            entries.extend(others);
+            let m = meta_mut(&mut new);
+            m.insert("managedFields".into(), Value::Array(entries));
+            m.remove("resourceVersion");
+            Ok(new)
+        })
+    }
+
     /// Patch an object (or its status with `subresource: Some("status")`). Apply creates a
     /// missing object; the other types answer 404. A `metadata.resourceVersion` in the patch
     /// is a precondition (409).
@@ -1085,51 +1134,38 @@ impl Cluster {
                 }
                 let ns = if info.namespaced { namespace } else { "" };
                 let ts = now();
-                if self.store.get(&ObjKey::new(res, ns, name)).is_none() {
-                    if scope == Scope::Status {
-                        return Err(ApiError::not_found(&info, name));
-                    }
-                    let mut applied = body.clone();
-                    meta_mut(&mut applied).insert("name".into(), Value::String(name.into()));
-                    strict::check(&info, &applied, true)?;
-                    let created = patch::server_side_apply(None, &applied, &manager, force, &ts)
-                        .map_err(|e| patch_error(&info, name, e))?;
-                    return self.create_inner(&info, namespace, created, opts, true);
-                }
-                strict::check(&info, body, true)?;
-                let mut applied = body.clone();
-                if scope == Scope::Status {
-                    // Only status is applied through the subresource.
-                    let status = applied.get("status").cloned().unwrap_or(json!({}));
-                    applied = json!({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": {"name": name}, "status": status});
-                }
-                self.update_inner(&info, namespace, name, scope, opts, true, true, |old| {
-                    if let Some(rv) = meta(&applied)["resourceVersion"].as_str()
-                        && Some(rv) != meta(old)["resourceVersion"].as_str()
-                    {
-                        return Err(ApiError::conflict(&info, name));
-                    }
-                    // Field ownership through the status subresource is kept apart from the
-                    // main resource's, as the API server keys managedFields by subresource.
-                    let (view, others) = managed_view(old, scope == Scope::Status);
-                    let mut new =
-                        patch::server_side_apply(Some(&view), &applied, &manager, force, &ts)
-                            .map_err(|e| apply_error(&info, name, e, Some(&view)))?;
-                    let mut entries: Vec<Value> = meta(&new)["managedFields"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    if scope == Scope::Status {
-                        for e in &mut entries {
-                            e["subresource"] = json!("status");
+                // As kube-apiserver's guaranteed update: an apply racing another write that
+                // creates or deletes the object is applied again to what that write left (a
+                // concurrent create never answers AlreadyExists).
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let result = if self.store.get(&ObjKey::new(res, ns, name)).is_none() {
+                        if scope == Scope::Status {
+                            return Err(ApiError::not_found(&info, name));
                         }
-                    }
-                    entries.extend(others);
-                    let m = meta_mut(&mut new);
-                    m.insert("managedFields".into(), Value::Array(entries));
-                    m.remove("resourceVersion");
-                    Ok(new)
-                })
+                        let mut applied = body.clone();
+                        meta_mut(&mut applied).insert("name".into(), Value::String(name.into()));
+                        strict::check(&info, &applied, true)?;
+                        let created =
+                            patch::server_side_apply(None, &applied, &manager, force, &ts)
+                                .map_err(|e| patch_error(&info, name, e))?;
+                        match self.create_inner(&info, namespace, created, opts, true) {
+                            Err(e) if e.code == 409 && attempts < 3 => continue,
+                            other => other,
+                        }
+                    } else {
+                        match self.apply_existing(
+                            &info, namespace, name, scope, body, &manager, force, &ts, opts,
+                        ) {
+                            Err(e) if e.code == 404 && scope == Scope::Main && attempts < 3 => {
+                                continue;
+                            }
+                            other => other,
+                        }
+                    };
+                    return result;
+                }
             }
             PatchType::Strategic if info.custom => Err(ApiError::unsupported_media_type(
                 "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",

@@ -679,3 +679,40 @@ async fn server_side_apply_of_spec_and_status_keeps_separate_ownership() {
     );
     assert!(subresources.contains(&None), "{subresources:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_creating_one_object_all_succeed() {
+    // kube-apiserver applies to what a racing create left; it never answers AlreadyExists.
+    let ks = Kubesim::start(Options::default()).await.unwrap();
+    for round in 0..20 {
+        let name = format!("shared-{round}");
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let api: Api<ConfigMap> = Api::namespaced(ks.client(), "default");
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let key = format!("k{i}");
+                    let obj = cm(&name, &[(key.as_str(), "v")]);
+                    api.patch(
+                        &name,
+                        &PatchParams::apply(&format!("writer-{i}")),
+                        &Patch::Apply(&obj),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("an apply creating {name} failed: {e}"));
+        }
+        let api: Api<ConfigMap> = Api::namespaced(ks.client(), "default");
+        let data = api.get(&name).await.unwrap().data.unwrap_or_default();
+        assert_eq!(
+            data.len(),
+            6,
+            "{name}: every writer's key is kept: {data:?}"
+        );
+    }
+}
