@@ -600,18 +600,19 @@ pub fn metadata_by_connection(k: &Kubectl, ns: &str) -> BTreeMap<String, Value> 
         .collect()
 }
 
-/// What still differs from the converged state (empty once converged).
+/// What still differs from the converged state (empty once converged); `key` is the key of
+/// the content hashes ([`hash_key`], read once per run).
 pub fn convergence_gaps(
     k: &Kubectl,
     ns: &str,
+    key: &str,
     set: &sc_model::RequestSet,
     removed: &BTreeMap<String, Removed>,
 ) -> Vec<String> {
     let mut gaps = Vec::new();
     let meta = metadata_by_connection(k, ns);
-    let key = hash_key(k, ns);
     for c in set.connections() {
-        let hash = c.hash_with_key(&key);
+        let hash = c.hash_with_key(key);
         match meta.get(c.name()) {
             None => gaps.push(format!("{}: no metadata ConfigMap", c.name())),
             Some(cm) => {

@@ -98,8 +98,9 @@ fn chaos(replicas: u32) {
     let (settings, protected) = plan.last();
     let set = expected(&merged(&[settings, protected]));
     let converge_start = Instant::now();
+    let key = sc_e2e::chaos::hash_key(&k, &ns);
     wait_for_state(scale.converge, "convergence after the chaos", || {
-        let gaps = convergence_gaps(&k, &ns, &set, &plan.removed);
+        let gaps = convergence_gaps(&k, &ns, &key, &set, &plan.removed);
         if gaps.is_empty() {
             Ok(())
         } else {

@@ -665,6 +665,22 @@ async fn serve(
             }
             let existed =
                 matches!(kind, PatchType::Apply { .. }) && cluster.get(&res, ns, name).is_ok();
+            if matches!(kind, PatchType::Apply { .. }) && !existed && sub.is_none() {
+                // An apply that creates the object also needs `create` on it, as
+                // kube-apiserver authorizes it (handlers/patch.go, createAuthorizerAttributes).
+                cluster.authorize(
+                    &req.user,
+                    &Attributes {
+                        verb: "create".to_string(),
+                        api_group: t.info.group.clone(),
+                        resource: t.info.resource.clone(),
+                        subresource: String::new(),
+                        namespace: t.namespace.clone(),
+                        name: name.to_string(),
+                        path: None,
+                    },
+                )?;
+            }
             let obj = cluster.patch(&res, ns, name, sub, kind, &body, &req.write_options())?;
             let code = if matches!(kind, PatchType::Apply { .. }) && !existed {
                 201

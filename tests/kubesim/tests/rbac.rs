@@ -193,3 +193,81 @@ async fn kubectl_impersonation_and_access_reviews() {
             .ok("listing secrets as the granted ServiceAccount");
     }
 }
+
+#[tokio::test]
+async fn an_apply_that_creates_also_needs_create() {
+    let ks = Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts");
+    let admin = ks.client();
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "patcher"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let roles: Api<Role> = Api::namespaced(admin.clone(), "default");
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "patcher"},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch"]}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "default");
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "patcher"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patcher"},
+                "subjects": [{"kind": "ServiceAccount", "name": "patcher", "namespace": "default"}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let tr: serde_json::Value = admin
+        .request(
+            axum::http::Request::post("/api/v1/namespaces/default/serviceaccounts/patcher/token")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})).unwrap())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let as_sa = ks.client_with_token(tr["status"]["token"].as_str().unwrap());
+    let secrets: Api<Secret> = Api::namespaced(as_sa, "default");
+    let apply = |name: &str| {
+        serde_json::from_value::<Secret>(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name}, "stringData": {"k": "v"}}))
+        .unwrap()
+    };
+    let pp = kube::api::PatchParams::apply("patcher");
+    // Patching alone does not allow creating.
+    let denied = status(
+        secrets
+            .patch("new", &pp, &kube::api::Patch::Apply(&apply("new")))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(denied.code, 403, "{denied:?}");
+    assert!(
+        denied
+            .message
+            .contains("cannot create resource \"secrets\""),
+        "{}",
+        denied.message
+    );
+    let all: Api<Secret> = Api::namespaced(admin.clone(), "default");
+    assert!(all.get_opt("new").await.unwrap().is_none());
+    // An existing object is patched with `patch` alone.
+    all.create(&PostParams::default(), &apply("old"))
+        .await
+        .unwrap();
+    secrets
+        .patch("old", &pp, &kube::api::Patch::Apply(&apply("old")))
+        .await
+        .expect("an apply to an existing object needs only patch");
+}
