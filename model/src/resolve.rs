@@ -148,7 +148,10 @@ impl RequestSet {
 
     /// A connection by name.
     pub fn get(&self, name: &str) -> Option<&Connection> {
-        self.connections.iter().find(|c| c.spec.name == name)
+        self.connections
+            .binary_search_by(|c| c.spec.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.connections[i])
     }
 }
 
@@ -531,6 +534,12 @@ pub fn check_connections_keyed(connections: &Value, hash_key: &str) -> Vec<Conne
     let Value::Object(raw) = connections else {
         return Vec::new();
     };
+    // Each resolved connection moves into its check (thousands of them: no copies, no scans).
+    let mut resolved: BTreeMap<String, Connection> = set
+        .connections
+        .into_iter()
+        .map(|c| (c.spec.name.clone(), c))
+        .collect();
     let mut out: Vec<ConnectionCheck> = raw
         .iter()
         .map(|(name, value)| {
@@ -545,7 +554,7 @@ pub fn check_connections_keyed(connections: &Value, hash_key: &str) -> Vec<Conne
                 })
                 .cloned()
                 .collect();
-            let connection = set.get(name).cloned();
+            let connection = resolved.remove(name.as_str());
             let hash = match &connection {
                 Some(c) => c.hash.clone(),
                 None => raw_hash(value, hash_key),
