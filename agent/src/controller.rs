@@ -658,7 +658,7 @@ impl Reconciler {
                             return Ok(None);
                         }
                     };
-                let (desired, clashes) = diff::without_metadata_clashes(diff::desired(&requests));
+                let (desired, clashes) = diff::without_metadata_clashes(diff::desired(requests));
                 let desired = Arc::new(desired);
                 self.derived = Some((key, desired.clone(), clashes.clone()));
                 (desired, clashes)

@@ -6,7 +6,6 @@ use crate::contract::{
     Action, ChangeEntry, ChangeSet, JOURNAL_LENGTH, JournalEntry, Metadata, Requested,
     RequestedPhase, Requests, RunError,
 };
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -23,21 +22,15 @@ pub struct Desired {
     pub errors: Vec<String>,
 }
 
-/// Hashes and non-secret specs of every requested connection.
-pub fn desired(requests: &Requests) -> Vec<Desired> {
-    sc_model::check_connections_keyed(&requests.connections, &requests.hash_key)
+/// Hashes and non-secret specs of every requested connection (the requests are consumed:
+/// each connection's raw request is freed as soon as it is parsed).
+pub fn desired(requests: Requests) -> Vec<Desired> {
+    sc_model::check_connections_owned(requests.connections, &requests.hash_key)
         .into_iter()
         .map(|c| {
             let spec = match &c.connection {
                 Some(conn) => serde_json::to_string(&conn.spec).unwrap_or_default(),
-                None => {
-                    let mut raw = requests.connections[&c.name].clone();
-                    if let Value::Object(m) = &mut raw {
-                        m.remove("secrets");
-                        m.insert("name".into(), Value::String(c.name.clone()));
-                    }
-                    raw.to_string()
-                }
+                None => c.invalid_spec.unwrap_or_default(),
             };
             Desired {
                 name: c.name,
@@ -414,10 +407,11 @@ mod tests {
                 "bad": {"targetType": "nope", "secrets": {"x": "s3cr3t"}},
             }),
         };
-        let d = desired(&requests);
+        let d = desired(requests);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "bad");
         assert!(!d[0].errors.is_empty());
+        assert!(d[0].spec.contains(r#""name":"bad""#), "{}", d[0].spec);
         assert!(d[1].errors.is_empty());
         for x in &d {
             assert_eq!(x.hash.len(), 64);

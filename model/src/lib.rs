@@ -26,7 +26,8 @@ pub use render::{CsiVolume, DesiredObjects, WorkloadPatch};
 pub use request::{ConnectionRequest, ConnectionSpec, KeyVaultObject};
 pub use resolve::{
     Connection, ConnectionCheck, KeyValue, RequestSet, ResolvedKey, check_connections,
-    check_connections_keyed, validate_connections, validate_connections_keyed,
+    check_connections_keyed, check_connections_owned, validate_connections,
+    validate_connections_keyed,
 };
 pub use secret::SecretString;
 pub use template::Template;

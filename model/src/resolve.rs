@@ -5,7 +5,9 @@
 use crate::catalog::catalog;
 use crate::error::{FieldError, ValidationErrors};
 use crate::names;
-use crate::request::{ConnectionRequest, ConnectionSpec, is_true, parse_connections};
+use crate::request::{
+    ConnectionRequest, ConnectionSpec, is_true, parse_connection, parse_connections,
+};
 use crate::secret::SecretString;
 use crate::types::{AuthType, WorkloadRef};
 use hmac::{Hmac, Mac};
@@ -509,6 +511,8 @@ pub struct ConnectionCheck {
     pub errors: Vec<FieldError>,
     /// The resolved connection, when it parsed (it may still have cross-connection errors).
     pub connection: Option<Connection>,
+    /// When it did not parse: its request without `secrets`, with its `name`, as JSON text.
+    pub invalid_spec: Option<String>,
 }
 
 impl ConnectionCheck {
@@ -528,21 +532,41 @@ pub fn check_connections(connections: &Value) -> Vec<ConnectionCheck> {
 
 /// [`check_connections`] with the content hashes keyed by `hash_key` (HMAC-SHA256).
 pub fn check_connections_keyed(connections: &Value, hash_key: &str) -> Vec<ConnectionCheck> {
-    let mut errors = Vec::new();
-    let requests = parse_connections(connections, &mut errors);
-    let set = resolve(requests, hash_key, &mut errors);
+    check_connections_owned(connections.clone(), hash_key)
+}
+
+/// [`check_connections_keyed`], consuming the request: each connection's raw request is
+/// dropped as soon as it is parsed, so thousands of connections are never held twice.
+pub fn check_connections_owned(connections: Value, hash_key: &str) -> Vec<ConnectionCheck> {
     let Value::Object(raw) = connections else {
         return Vec::new();
     };
-    // Each resolved connection moves into its check (thousands of them: no copies, no scans).
+    let mut errors = Vec::new();
+    let mut names = Vec::with_capacity(raw.len());
+    let mut requests = Vec::with_capacity(raw.len());
+    // Connections that did not parse: (hash, spec text).
+    let mut unparsed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (name, value) in raw {
+        match parse_connection(&name, &value, &mut errors) {
+            Some(c) => requests.push(c),
+            None => {
+                let hash = raw_hash(&value, hash_key);
+                unparsed.insert(name.clone(), (hash, invalid_spec(&name, value)));
+            }
+        }
+        names.push(name);
+    }
+    requests.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let set = resolve(requests, hash_key, &mut errors);
+    // Each resolved connection moves into its check (no copies, no scans by name).
     let mut resolved: BTreeMap<String, Connection> = set
         .connections
         .into_iter()
         .map(|c| (c.spec.name.clone(), c))
         .collect();
-    let mut out: Vec<ConnectionCheck> = raw
-        .iter()
-        .map(|(name, value)| {
+    let mut out: Vec<ConnectionCheck> = names
+        .into_iter()
+        .map(|name| {
             let base = format!("connections.{name}");
             let own: Vec<FieldError> = errors
                 .iter()
@@ -554,21 +578,35 @@ pub fn check_connections_keyed(connections: &Value, hash_key: &str) -> Vec<Conne
                 })
                 .cloned()
                 .collect();
-            let connection = resolved.remove(name.as_str());
-            let hash = match &connection {
-                Some(c) => c.hash.clone(),
-                None => raw_hash(value, hash_key),
+            let connection = resolved.remove(&name);
+            let (hash, invalid_spec) = match &connection {
+                Some(c) => (c.hash.clone(), None),
+                None => match unparsed.remove(&name) {
+                    Some((hash, spec)) => (hash, Some(spec)),
+                    None => (String::new(), None),
+                },
             };
             ConnectionCheck {
-                name: name.clone(),
+                name,
                 hash,
                 errors: own,
                 connection,
+                invalid_spec,
             }
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The request of a connection that did not parse, without its secrets and with its name,
+/// as JSON text.
+fn invalid_spec(name: &str, mut raw: Value) -> String {
+    if let Value::Object(m) = &mut raw {
+        m.remove("secrets");
+        m.insert("name".into(), Value::String(name.to_string()));
+    }
+    raw.to_string()
 }
 
 /// HMAC-SHA256 (hex) keyed by `hash_key` of the canonical JSON of an unparsable request.
