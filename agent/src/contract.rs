@@ -276,6 +276,26 @@ pub struct Metadata {
     /// The hash the change set in flight (written, not concluded) carries for this
     /// connection: see [`mark_applying`]. Not part of the ConfigMap.
     pub applying_hash: Option<String>,
+    /// SHA-256 of `spec.json` and `requested.json`, in a copy that dropped the texts
+    /// ([`Metadata::keep_digest_only`]). Not part of the ConfigMap.
+    pub texts_digest: Option<[u8; 32]>,
+}
+
+/// The digest [`Metadata::has_texts`] compares when the texts were dropped.
+fn texts_digest(spec: Option<&str>, requested: Option<&str>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for text in [spec, requested] {
+        match text {
+            Some(t) => {
+                h.update([1]);
+                h.update((t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
 }
 
 /// Notes in `metadata` which connections `changeset` (in flight) carries, and with which hash.
@@ -347,7 +367,32 @@ impl Metadata {
                 .unwrap_or_default(),
             resource_version,
             applying_hash: None,
+            texts_digest: None,
         }
+    }
+
+    /// Whether `spec.json` and `requested.json` are exactly `spec` and `requested`.
+    pub fn has_texts(&self, spec: &str, requested: &str) -> bool {
+        match &self.texts_digest {
+            Some(d) => *d == texts_digest(Some(spec), Some(requested)),
+            None => {
+                self.spec_text.as_deref() == Some(spec)
+                    && self.requested_text.as_deref() == Some(requested)
+            }
+        }
+    }
+
+    /// Replaces `spec.json` and `requested.json` by their digest: [`Metadata::has_texts`]
+    /// still answers, [`Metadata::spec`] no longer does. For copies kept by the thousand.
+    pub fn keep_digest_only(&mut self) {
+        if self.texts_digest.is_none() {
+            self.texts_digest = Some(texts_digest(
+                self.spec_text.as_deref(),
+                self.requested_text.as_deref(),
+            ));
+        }
+        self.spec_text = None;
+        self.requested_text = None;
     }
 
     /// `spec.json`, parsed (`None` when absent or not JSON).
@@ -546,6 +591,53 @@ mod tests {
             requested,
             status: status.map(Arc::new),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn texts_compare_the_same_with_or_without_the_texts() {
+        let data = |spec: Option<&str>| {
+            let mut d = BTreeMap::new();
+            if let Some(s) = spec {
+                d.insert(SPEC_KEY.to_string(), s.to_string());
+            }
+            d.insert(REQUESTED_KEY.to_string(), r#"{"hash":"h"}"#.to_string());
+            d
+        };
+        let cases = [
+            (
+                Some(r#"{"name":"a"}"#),
+                r#"{"name":"a"}"#,
+                r#"{"hash":"h"}"#,
+                true,
+            ),
+            (
+                Some(r#"{"name":"a"}"#),
+                r#"{"name":"b"}"#,
+                r#"{"hash":"h"}"#,
+                false,
+            ),
+            (
+                Some(r#"{"name":"a"}"#),
+                r#"{"name":"a"}"#,
+                r#"{"hash":"g"}"#,
+                false,
+            ),
+            // No spec.json is not an empty one.
+            (None, "", r#"{"hash":"h"}"#, false),
+            (Some(""), "", r#"{"hash":"h"}"#, true),
+        ];
+        for (stored, spec, requested, same) in cases {
+            let full = Metadata::parse("sc-a", &BTreeMap::new(), &data(stored), None);
+            let mut slim = full.clone();
+            slim.keep_digest_only();
+            assert!(slim.spec_text.is_none() && slim.requested_text.is_none());
+            assert_eq!(full.has_texts(spec, requested), same, "{stored:?} {spec}");
+            assert_eq!(slim.has_texts(spec, requested), same, "{stored:?} {spec}");
+            // Twice is once.
+            let digest = slim.texts_digest;
+            slim.keep_digest_only();
+            assert_eq!(slim.texts_digest, digest);
         }
     }
 

@@ -42,6 +42,12 @@ const JOURNAL_ATTEMPTS: u32 = 5;
 
 /// The connections derived from the request objects and the name clashes among them, by the
 /// versions of the objects they were derived from.
+/// The `spec.json` of a metadata write: this text, or the one the ConfigMap holds.
+enum SpecText<'a> {
+    Text(String),
+    Keep(&'a str),
+}
+
 type Derived = (Vec<String>, Arc<Vec<Desired>>, Vec<(String, String)>);
 
 /// Settings of the loop.
@@ -135,10 +141,16 @@ impl MetadataStore {
             if let Some(d) = cm.data.as_mut() {
                 d.remove(JOURNAL_KEY);
             }
-            (
-                cm.metadata.name.clone().unwrap_or_default(),
-                Metadata::from_configmap(&cm),
-            )
+            let mut m = Metadata::from_configmap(&cm);
+            // Thousands of connections are kept here: the agent compares the texts it would
+            // write with a digest, and reads a status for its phase and failure only (the
+            // texts, the list of objects and the time stay in the ConfigMap).
+            m.keep_digest_only();
+            if let Some(status) = m.status.as_mut().and_then(Arc::get_mut) {
+                status.objects = Vec::new();
+                status.time = None;
+            }
+            (cm.metadata.name.clone().unwrap_or_default(), m)
         };
         let stream =
             watcher(api, watcher::Config::default().labels(METADATA_SELECTOR)).default_backoff();
@@ -982,7 +994,7 @@ impl Reconciler {
     ) -> anyhow::Result<()> {
         let mut first_error: Option<anyhow::Error> = None;
         // (connection, spec.json, requested.json) to write.
-        let mut writes: Vec<(&str, Option<String>, String)> = Vec::new();
+        let mut writes: Vec<(&str, SpecText, String)> = Vec::new();
         let by_name: BTreeMap<&str, &Metadata> = metadata
             .iter()
             .map(|m| (m.connection.as_str(), m))
@@ -991,16 +1003,13 @@ impl Reconciler {
             let existing = by_name.get(d.name.as_str()).copied();
             let (spec, requested) =
                 diff::metadata_texts(d, revision, existing.and_then(|m| m.requested.as_ref()));
-            if existing.is_some_and(|m| {
-                m.spec_text.as_deref() == Some(spec.as_str())
-                    && m.requested_text.as_deref() == Some(requested.as_str())
-            }) {
+            if existing.is_some_and(|m| m.has_texts(&spec, &requested)) {
                 continue;
             }
             if !d.errors.is_empty() {
                 tracing::warn!(connection = %d.name, errors = %d.errors.join("; "), "invalid connection request, sc-job will record the failure");
             }
-            writes.push((&d.name, Some(spec), requested));
+            writes.push((&d.name, SpecText::Text(spec), requested));
         }
         let wanted: std::collections::BTreeSet<&str> =
             desired.iter().map(|d| d.name.as_str()).collect();
@@ -1035,15 +1044,29 @@ impl Reconciler {
                 continue;
             }
             // Keep spec.json: sc-job reads the deletion policy from it.
-            writes.push((
-                &m.connection,
-                m.spec_text.as_deref().map(str::to_string),
-                diff::deleted_text(revision),
-            ));
+            let spec = match &m.spec_text {
+                Some(t) => SpecText::Text(t.to_string()),
+                None => SpecText::Keep(&m.configmap),
+            };
+            writes.push((&m.connection, spec, diff::deleted_text(revision)));
         }
         // Independent objects: a bounded number of writes in flight.
         let errors: Vec<anyhow::Error> = futures::stream::iter(writes)
             .map(|(connection, spec, requested)| async move {
+                let spec = match spec {
+                    SpecText::Text(t) => Some(t),
+                    SpecText::Keep(configmap) => match self.configmaps().get_opt(configmap).await {
+                        Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(contract::SPEC_KEY)),
+                        // Gone meanwhile: nothing left to mark as removed.
+                        Ok(None) => return None,
+                        Err(e) => {
+                            return Some(anyhow::Error::new(e).context(format!(
+                                "reading ConfigMap {}/{configmap} failed",
+                                self.ns
+                            )));
+                        }
+                    },
+                };
                 self.apply_metadata(connection, spec.as_deref(), &requested, owner_uid)
                     .await
                     .err()

@@ -32,6 +32,9 @@ pub fn desired(requests: Requests) -> Vec<Desired> {
                 Some(conn) => serde_json::to_string(&conn.spec).unwrap_or_default(),
                 None => c.invalid_spec.unwrap_or_default(),
             };
+            // Kept for as long as the requests stay the same: no spare capacity.
+            let mut spec = spec;
+            spec.shrink_to_fit();
             Desired {
                 name: c.name,
                 hash: c.hash,
@@ -49,7 +52,7 @@ pub fn desired(requests: Requests) -> Vec<Desired> {
 /// connection has nowhere to record a result, so no Job carries it.
 pub fn without_metadata_clashes(desired: Vec<Desired>) -> (Vec<Desired>, Vec<(String, String)>) {
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
-    let mut kept = Vec::new();
+    let mut kept = Vec::with_capacity(desired.len());
     let mut clashes = Vec::new();
     for d in desired {
         let cm = crate::contract::metadata_name(&d.name);
