@@ -445,7 +445,16 @@ impl Killer {
     /// Starts killing pods of the release namespace `ns`: a running agent pod every
     /// `every_ms` (a uniform draw), and each sc-job pod, as soon as it is seen running, with
     /// probability 0.6 after a random delay of up to 3 s (mid-run for a large change set).
-    pub fn start(k: Kubectl, ns: String, seed: u64, every_ms: (u64, u64)) -> Killer {
+    /// Until `min_job_kills` sc-job pods are killed, each one seen running is killed within
+    /// 300 ms: a quick run would otherwise often escape, and once the last revision is
+    /// applied no sc-job runs any more.
+    pub fn start(
+        k: Kubectl,
+        ns: String,
+        seed: u64,
+        every_ms: (u64, u64),
+        min_job_kills: usize,
+    ) -> Killer {
         let stop = Arc::new(AtomicBool::new(false));
         let agent = Arc::new(AtomicUsize::new(0));
         let job = Arc::new(AtomicUsize::new(0));
@@ -465,9 +474,14 @@ impl Killer {
                 std::thread::sleep(Duration::from_millis(100));
                 let now = Instant::now();
                 for pod in k.running_pods(&ns, JOB_PODS) {
+                    let owed = j.load(Ordering::Acquire) < min_job_kills;
                     let at = *decided.entry(pod.clone()).or_insert_with(|| {
-                        rng.chance(0.6)
-                            .then(|| now + Duration::from_millis(rng.between(0, 3_000)))
+                        if owed {
+                            Some(now + Duration::from_millis(rng.between(0, 300)))
+                        } else {
+                            rng.chance(0.6)
+                                .then(|| now + Duration::from_millis(rng.between(0, 3_000)))
+                        }
                     });
                     if at.is_some_and(|t| t <= now) {
                         decided.insert(pod.clone(), None);

@@ -43,7 +43,13 @@ fn chaos(replicas: u32) {
     }
 
     k.set_faults(&scale.faults(seed));
-    let killer = Killer::start(k.clone(), ns.clone(), seed, scale.kill_every_ms);
+    let killer = Killer::start(
+        k.clone(),
+        ns.clone(),
+        seed,
+        scale.kill_every_ms,
+        scale.min_job_kills,
+    );
     let mut rng = Rng::new(seed ^ 0x7570_6772);
     let replicas_arg = format!("agent.replicas={replicas}");
     let per_revision = scale.min_kills.div_ceil(scale.revisions);
