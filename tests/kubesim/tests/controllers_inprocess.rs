@@ -623,6 +623,54 @@ async fn ttl_after_finished_deletes_the_job_and_its_pods() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_deleted_as_their_process_ends_are_removed() {
+    // A deletion that reaches the kubelet while a pod's process is ending (its Job deleted by
+    // the pod itself, as sc-job does) must still end with the pod object removed, never a
+    // terminal pod left with its deletionTimestamp.
+    let ks = start().await;
+    let c = ks.cluster();
+    let mut sub = c.store().subscribe(None).expect("subscribe");
+    const PODS: usize = 40;
+    for i in 0..PODS {
+        create(
+            &c,
+            "",
+            "pods",
+            "default",
+            json!({"metadata": {"name": format!("quick-{i}")}, "spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "alpine", "command": ["true"]}]}}),
+        );
+    }
+    // Delete each pod the moment it is reported running: its process ends about then.
+    let mut deleted = std::collections::BTreeSet::new();
+    while deleted.len() < PODS {
+        let ev = tokio::time::timeout(WAIT, sub.live.recv())
+            .await
+            .expect("a pod event within the wait")
+            .expect("the event stream");
+        let phase = ev.object["status"]["phase"].as_str().unwrap_or("");
+        if ev.key.res == res("", "pods")
+            && matches!(phase, "Running" | "Succeeded")
+            && deleted.insert(ev.key.name.clone())
+        {
+            c.delete(
+                &ev.key.res,
+                "default",
+                &ev.key.name,
+                &DeleteOptions::default(),
+            )
+            .expect("delete");
+        }
+    }
+    wait_until(WAIT, "every deleted pod removed", || {
+        let c = c.clone();
+        async move { list(&c, "", "pods", "default").is_empty().then_some(()) }
+    })
+    .await;
+    assert!(ks.kubelet().pids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_appear_at_translated_mount_paths_and_follow_updates() {
     let ks = start().await;
     let c = ks.cluster();

@@ -84,6 +84,10 @@ struct PodHandle {
     stop: watch::Sender<Option<Instant>>,
     /// Bumped when a Secret, ConfigMap or ServiceAccount of the pod's namespace changes.
     config_changed: watch::Sender<u64>,
+    /// Set when the pod's task has ended; read and written under its lock together with
+    /// the stop request, so a deletion that arrives as the pod ends is never missed: either
+    /// the task sees the stop request, or the deletion sees the task ended.
+    ended: Arc<Mutex<bool>>,
     task: JoinHandle<()>,
 }
 
@@ -217,7 +221,7 @@ impl Kubelet {
                         true
                     }
                 });
-                if h.task.is_finished() {
+                if *h.ended.lock().unwrap_or_else(|e| e.into_inner()) {
                     self.final_delete(&key);
                 }
             }
@@ -236,13 +240,30 @@ impl Kubelet {
         }
         let (stop, stop_rx) = watch::channel(None);
         let (config_changed, config_rx) = watch::channel(0u64);
-        let task = tokio::spawn(pod::run(self.clone(), pod.clone(), stop_rx, config_rx));
+        let ended = Arc::new(Mutex::new(false));
+        let task = tokio::spawn({
+            let (kubelet, pod, key, ended) =
+                (self.clone(), pod.clone(), key.clone(), ended.clone());
+            async move {
+                pod::run(kubelet.clone(), pod, stop_rx.clone(), config_rx).await;
+                // The last step of a graceful deletion requested while the pod ran.
+                let stopping = {
+                    let mut ended = ended.lock().unwrap_or_else(|e| e.into_inner());
+                    *ended = true;
+                    stop_rx.borrow().is_some()
+                };
+                if stopping {
+                    kubelet.final_delete(&key);
+                }
+            }
+        });
         pods.insert(
             uid,
             PodHandle {
                 key,
                 stop,
                 config_changed,
+                ended,
                 task,
             },
         );

@@ -266,7 +266,7 @@ pub(super) async fn run(
     finish(&ctx, init_ok);
 }
 
-/// Report the terminal phase; remove the pod object when it is being deleted.
+/// Report the terminal phase (the caller removes the pod object when it is being deleted).
 fn finish(ctx: &Arc<Ctx>, init_ok: bool) {
     ctx.update(|r| {
         let all_zero = r
@@ -281,9 +281,6 @@ fn finish(ctx: &Arc<Ctx>, init_ok: bool) {
         };
     });
     ctx.publish();
-    if ctx.stopping() {
-        ctx.kubelet.final_delete(&ctx.key);
-    }
 }
 
 /// Set up the volumes; waits (ContainerCreating, FailedMount events) while a referenced
