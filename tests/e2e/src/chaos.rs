@@ -393,6 +393,19 @@ impl Kubectl {
             .success()
     }
 
+    /// `kubectl get <args> -o json`, parsed; `None` when the object is missing or the
+    /// cluster cannot be read.
+    pub fn try_json(&self, args: &[&str]) -> Option<Value> {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        let out = self.run(&a, None);
+        if !out.success() {
+            return None;
+        }
+        serde_json::from_str(&out.stdout).ok()
+    }
+
     /// Names of the pods of `ns` matching `selector` with a running container (none when the
     /// cluster cannot be read).
     pub fn running_pods(&self, ns: &str, selector: &str) -> Vec<String> {
@@ -447,7 +460,8 @@ impl Killer {
     /// probability 0.6 after a random delay of up to 3 s (mid-run for a large change set).
     /// Until `min_job_kills` sc-job pods are killed, each one seen running is killed within
     /// 300 ms: a quick run would otherwise often escape, and once the last revision is
-    /// applied no sc-job runs any more.
+    /// applied no sc-job runs any more. A kill counts only when the pod's Job is still there
+    /// afterwards: a pod killed after it deleted its own Job had finished its run.
     pub fn start(
         k: Kubectl,
         ns: String,
@@ -470,6 +484,29 @@ impl Killer {
                     eprintln!("chaos: killed pod {ns}/{pod}");
                 }
             };
+            // An sc-job pod killed once its run has ended (it deleted its own Job, which is
+            // its last step) interrupted nothing: such a kill is not counted.
+            let kill_job_pod = |pod: &str| {
+                let job_uid = |o: Option<Value>, path: &str| {
+                    o.and_then(|o| o.pointer(path).and_then(Value::as_str).map(str::to_string))
+                };
+                let owner = job_uid(
+                    k.try_json(&["pod", pod, "-n", &ns]),
+                    "/metadata/ownerReferences/0/uid",
+                );
+                if !k.kill_pod(&ns, pod) {
+                    return;
+                }
+                let job = k
+                    .try_json(&["job", crate::JOB, "-n", &ns])
+                    .filter(|j| j["metadata"]["deletionTimestamp"].is_null());
+                if owner.is_some() && owner == job_uid(job, "/metadata/uid") {
+                    j.fetch_add(1, Ordering::AcqRel);
+                    eprintln!("chaos: killed pod {ns}/{pod}");
+                } else {
+                    eprintln!("chaos: killed pod {ns}/{pod} after its run ended; not counted");
+                }
+            };
             while !s.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
                 let now = Instant::now();
@@ -485,7 +522,7 @@ impl Killer {
                     });
                     if at.is_some_and(|t| t <= now) {
                         decided.insert(pod.clone(), None);
-                        kill(&pod, &j);
+                        kill_job_pod(&pod);
                     }
                 }
                 if now >= next_agent {

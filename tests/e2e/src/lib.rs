@@ -862,13 +862,24 @@ impl Cluster {
         }
     }
 
-    /// Prints what helps to understand a failed scenario: the release namespace's objects,
-    /// events, and the logs of the agent and sc-job.
+    /// Prints what helps to understand a failed scenario: the release namespace's objects
+    /// (and of each pod, whether it is being deleted and what holds it), events, and the logs
+    /// of the agent and sc-job.
     fn dump(&self) {
         let ns = self.release_ns();
         eprintln!("---- state of {ns} after the failure ----");
         for args in [
             vec!["get", "all,configmaps", "-n", &ns],
+            vec![
+                "get",
+                "pods",
+                "-n",
+                &ns,
+                "-o",
+                "custom-columns=NAME:.metadata.name,PHASE:.status.phase,\
+                 DELETING:.metadata.deletionTimestamp,FINALIZERS:.metadata.finalizers,\
+                 OWNER:.metadata.ownerReferences[*].uid",
+            ],
             vec!["get", "events", "-A"],
             vec!["logs", "deploy/sc-agent", "-n", &ns, "--tail=200"],
             vec!["logs", "job/sc-job", "-n", &ns, "--tail=200"],
