@@ -1269,6 +1269,7 @@ impl Cluster {
         let is_pod = (info.group.as_str(), info.resource.as_str()) == ("", "pods");
         let is_ns = (info.group.as_str(), info.resource.as_str()) == ("", "namespaces");
         let mut outcome = None;
+        let mut removed = false;
         self.store.write(&key, |cur| {
             let Some(cur) = cur else { return Err(ApiError::not_found(&info, name)) };
             let cur: &Value = cur;
@@ -1336,6 +1337,7 @@ impl Cluster {
                     outcome = Some(Deleted::Gone(cur.clone()));
                     return Ok(Write::Unchanged);
                 }
+                removed = true;
                 return Ok(Write::Delete);
             }
             let mut new = cur.clone();
@@ -1362,7 +1364,9 @@ impl Cluster {
                 return Ok(o);
             }
             let w = written.ok_or_else(|| ApiError::not_found(&info, name))?;
-            if self.store.get(&key).is_none() {
+            // Decided by this write, not by a read after it: a controller may already have
+            // removed the last finalizer (and so the object) by then.
+            if removed {
                 self.after_remove(&info, &w);
                 Ok(Deleted::Gone((*w).clone()))
             } else {
