@@ -1,6 +1,6 @@
 //! One pod's life: bind, prepare the working directory and credentials, run the init
 //! containers then the containers with their restart policy, report status, and on deletion
-//! stop the processes and remove the pod object.
+//! stop the processes (the kubelet then removes the pod object).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
