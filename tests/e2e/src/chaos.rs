@@ -360,12 +360,17 @@ impl Kubectl {
         run_command(cmd, &format!("kubectl {}", args.join(" ")), stdin)
     }
 
-    /// `kubectl get <args> -o json`, parsed.
-    pub fn json(&self, args: &[&str]) -> Value {
+    /// Runs `kubectl get <args> -o json`.
+    fn get_json(&self, args: &[&str]) -> crate::Out {
         let mut a = vec!["get"];
         a.extend_from_slice(args);
         a.extend_from_slice(&["-o", "json"]);
-        let out = self.run(&a, None);
+        self.run(&a, None)
+    }
+
+    /// `kubectl get <args> -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.get_json(args);
         serde_json::from_str(out.ok())
             .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e})", out.what))
     }
@@ -396,14 +401,10 @@ impl Kubectl {
     /// `kubectl get <args> -o json`, parsed; `None` when the object is missing or the
     /// cluster cannot be read.
     pub fn try_json(&self, args: &[&str]) -> Option<Value> {
-        let mut a = vec!["get"];
-        a.extend_from_slice(args);
-        a.extend_from_slice(&["-o", "json"]);
-        let out = self.run(&a, None);
-        if !out.success() {
-            return None;
-        }
-        serde_json::from_str(&out.stdout).ok()
+        let out = self.get_json(args);
+        out.success()
+            .then(|| serde_json::from_str(&out.stdout).ok())
+            .flatten()
     }
 
     /// Names of the pods of `ns` matching `selector` with a running container (none when the
