@@ -12,7 +12,7 @@ use crate::Kubesim;
 pub fn tools_dir() -> PathBuf {
     match std::env::var_os("SC_TOOLS_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools"),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools"),
     }
 }
 
