@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 mod cmd;
 mod contract;
-mod controller;
-mod diff;
 mod jobspec;
 mod kubeconn;
+mod reconcile;
+mod runtime;
 mod server;
 mod shards;
 

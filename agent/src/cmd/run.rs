@@ -1,10 +1,10 @@
 //! `sc-agent run`: the long-running agent.
 
 use crate::contract::DEFAULT_NAMESPACE;
-use crate::controller::{self, RunSettings};
-use crate::diff::Backoff;
 use crate::jobspec::AgentConfig;
 use crate::kubeconn::ClusterArgs;
+use crate::reconcile::plan::Backoff;
+use crate::runtime::{self, RunSettings};
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,7 +67,7 @@ fn init_logging(level: &str) {
 /// Runs the agent until SIGTERM.
 pub fn run(args: &RunArgs) -> ExitCode {
     init_logging(&args.log_level);
-    controller::limit_malloc_arenas();
+    runtime::limit_malloc_arenas();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -113,7 +113,7 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<()> {
         });
     let client = args.cluster.client().await?;
     tracing::info!(%namespace, %identity, listen = %args.listen, "starting");
-    controller::run(
+    runtime::run(
         client,
         RunSettings {
             config,

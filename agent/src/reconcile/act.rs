@@ -1,0 +1,647 @@
+//! The act stage: the writes a plan asks for (events, the concluded mark, the metadata
+//! ConfigMaps, the journal of a failed run, the change set and the Job). Before creating a
+//! Job it checks, live, that none exists and that the changes are still pending.
+
+use super::observe::Observed;
+use super::plan::{self, Conclusion, FailedRun, JobAction, MetadataPlan, Plan, SpecText};
+use crate::contract::{
+    self, CHANGESET_CONFIGMAP, CHANGESET_ID_ANNOTATION, CHANGESET_KEY, CONCLUDED_ANNOTATION,
+    ChangeEntry, ChangeSet, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR, Metadata,
+};
+use crate::jobspec::{JobConfig, job_object, owner_reference};
+use crate::server::Health;
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::events::{self, Event, EventType, Reporter};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Up to this many pending connections are checked one by one before a run; more, with a
+/// fresh list of every metadata ConfigMap.
+const FRESH_READS: usize = 32;
+
+/// Metadata ConfigMaps per page of a list.
+const METADATA_PAGE: u32 = 500;
+
+/// Metadata ConfigMaps written at once.
+const METADATA_IN_FLIGHT: usize = 16;
+
+/// Attempts to write one journal entry (conflicts and transient API errors are retried).
+const JOURNAL_ATTEMPTS: u32 = 5;
+
+/// How many (reason, note) event recorders the agent keeps before starting afresh.
+const MAX_RECORDERS: usize = 128;
+
+/// The act stage: the client and what the writes need.
+pub struct Actor {
+    client: Client,
+    ns: String,
+    requests_name: String,
+    job: JobConfig,
+    changeset_limit: usize,
+    health: Arc<Health>,
+    events: EventPublisher,
+    /// The uid of the requests ConfigMap the Lease was last given as owner.
+    lease_owner: Option<String>,
+}
+
+impl Actor {
+    /// The act stage in `ns`; events are reported as `identity`.
+    pub fn new(
+        client: Client,
+        ns: &str,
+        requests_name: &str,
+        job: JobConfig,
+        changeset_limit: usize,
+        health: Arc<Health>,
+        identity: &str,
+    ) -> Self {
+        Actor {
+            events: EventPublisher::new(client.clone(), identity),
+            client,
+            ns: ns.to_string(),
+            requests_name: requests_name.to_string(),
+            job,
+            changeset_limit,
+            health,
+            lease_owner: None,
+        }
+    }
+
+    fn configmaps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Gives the Lease an owner reference to the requests ConfigMap (`uid`), like every other
+    /// object the agent creates, so that uninstalling the release removes it too. Once per uid.
+    pub async fn own_lease(&mut self, uid: &str) {
+        if uid.is_empty() || self.lease_owner.as_deref() == Some(uid) {
+            return;
+        }
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let patch = json!({"metadata": {"ownerReferences": [{
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": self.requests_name,
+            "uid": uid,
+        }]}});
+        match leases
+            .patch(
+                contract::LEASE_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => self.lease_owner = Some(uid.to_string()),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "giving the Lease {}/{} an owner reference failed; it stays after an uninstall",
+                self.ns,
+                contract::LEASE_NAME
+            ),
+        }
+    }
+
+    /// Reports requests that cannot be used (a Warning event on the requests ConfigMap).
+    pub async fn invalid_requests(&self, requests: &ConfigMap, message: &str) {
+        tracing::warn!(%message, "the requests are unusable");
+        self.events
+            .publish(
+                requests,
+                EventType::Warning,
+                "InvalidRequests",
+                "Reconcile",
+                message,
+            )
+            .await;
+    }
+
+    /// Reports requests that stay incomplete (a Warning event, once).
+    pub async fn incomplete_requests(&self, requests: &ConfigMap, note: &str) {
+        tracing::warn!("{note}");
+        self.events
+            .publish(
+                requests,
+                EventType::Warning,
+                "RequestsIncomplete",
+                "Reconcile",
+                note,
+            )
+            .await;
+    }
+
+    /// Carries out `plan`; returns when the step wants to be woken up (seconds since the
+    /// epoch) besides watch events.
+    pub async fn act(&self, observed: &Observed, plan: &Plan) -> anyhow::Result<Option<i64>> {
+        let requests = observed.requests.as_ref();
+        for note in &plan.clash_notes {
+            tracing::warn!("{note}");
+            self.events
+                .publish(requests, EventType::Warning, "NameClash", "Reconcile", note)
+                .await;
+        }
+        if let Some(conclusion) = &plan.conclusion {
+            self.conclude(requests, conclusion).await?;
+        }
+        self.write_metadata(&plan.metadata, &observed.owner_uid)
+            .await?;
+        self.health.metrics.set_phases(&plan.phases);
+        tracing::debug!(decision = ?plan.decision, pending = plan.pending.len(), "reconcile");
+        match &plan.job {
+            JobAction::Nothing => Ok(None),
+            JobAction::WakeAt(t) => Ok(Some(*t)),
+            JobAction::DeleteComplete => {
+                tracing::info!("deleting the Complete Job {JOB_NAME}");
+                self.delete_job().await?;
+                Ok(None)
+            }
+            JobAction::DeleteSettledFailed(run) => {
+                self.journal_failure(run).await?;
+                tracing::info!(
+                    "deleting the failed Job {JOB_NAME}: every connection of its change set is applied"
+                );
+                self.delete_job().await?;
+                Ok(None)
+            }
+            JobAction::ReplaceFailed(run) => {
+                if let Some(run) = run {
+                    self.journal_failure(run).await?;
+                }
+                tracing::info!("deleting the failed Job {JOB_NAME} before the next attempt");
+                self.delete_job().await?;
+                Ok(None)
+            }
+            JobAction::Start { candidates } => {
+                self.start(observed, candidates).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reports the outcome of the last run (event, metrics) and marks its change set
+    /// concluded, so it is reported once.
+    async fn conclude(&self, requests: &ConfigMap, conclusion: &Conclusion) -> anyhow::Result<()> {
+        let changeset = &conclusion.changeset;
+        match &conclusion.failure {
+            None => {
+                self.health.metrics.jobs_succeeded.inc();
+                tracing::info!(%changeset, "sc-job succeeded");
+                self.events
+                    .publish(
+                        requests,
+                        EventType::Normal,
+                        "JobSucceeded",
+                        "RunJob",
+                        &conclusion.note,
+                    )
+                    .await;
+            }
+            Some(message) => {
+                self.health.metrics.jobs_failed.inc();
+                tracing::warn!(%changeset, %message, "sc-job failed");
+                self.events
+                    .publish(
+                        requests,
+                        EventType::Warning,
+                        "JobFailed",
+                        "RunJob",
+                        &conclusion.note,
+                    )
+                    .await;
+            }
+        }
+        let patch = json!({"metadata": {"annotations": {CONCLUDED_ANNOTATION: "true"}}});
+        self.configmaps()
+            .patch(
+                CHANGESET_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "marking ConfigMap {}/{CHANGESET_CONFIGMAP} concluded failed",
+                    self.ns
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Deletes and writes the metadata ConfigMaps of `plan`. A connection whose write fails
+    /// does not stop the others; the first error is returned once all were tried.
+    async fn write_metadata(&self, plan: &MetadataPlan, owner_uid: &str) -> anyhow::Result<()> {
+        let mut first_error: Option<anyhow::Error> = None;
+        for d in &plan.deletes {
+            match self
+                .configmaps()
+                .delete(&d.configmap, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(connection = %d.connection, "removed connection's metadata deleted")
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    first_error.get_or_insert(anyhow::Error::new(e).context(format!(
+                        "deleting ConfigMap {}/{} failed",
+                        self.ns, d.configmap
+                    )));
+                }
+            }
+        }
+        for w in plan.writes.iter().filter(|w| !w.errors.is_empty()) {
+            tracing::warn!(connection = %w.connection, errors = %w.errors.join("; "), "invalid connection request, sc-job will record the failure");
+        }
+        // Independent objects: a bounded number of writes in flight.
+        let errors: Vec<anyhow::Error> = futures::stream::iter(&plan.writes)
+            .map(|w| async move {
+                let spec = match &w.spec {
+                    SpecText::Text(t) => Some(t.clone()),
+                    SpecText::Keep { configmap } => {
+                        match self.configmaps().get_opt(configmap).await {
+                            Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(contract::SPEC_KEY)),
+                            // Gone meanwhile: nothing left to mark as removed.
+                            Ok(None) => return None,
+                            Err(e) => {
+                                return Some(anyhow::Error::new(e).context(format!(
+                                    "reading ConfigMap {}/{configmap} failed",
+                                    self.ns
+                                )));
+                            }
+                        }
+                    }
+                };
+                self.apply_metadata(&w.connection, spec.as_deref(), &w.requested, owner_uid)
+                    .await
+                    .err()
+            })
+            .buffer_unordered(METADATA_IN_FLIGHT)
+            .filter_map(|e| async move { e })
+            .collect()
+            .await;
+        if let Some(e) = errors.into_iter().next() {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn apply_metadata(
+        &self,
+        connection: &str,
+        spec: Option<&str>,
+        requested: &str,
+        owner_uid: &str,
+    ) -> anyhow::Result<()> {
+        if !super::desired::has_metadata_name(connection) {
+            tracing::warn!(
+                connection,
+                "connection name gives no valid metadata ConfigMap name, skipped"
+            );
+            return Ok(());
+        }
+        let name = contract::metadata_name(connection);
+        let mut labels = contract::labels(contract::COMPONENT_CONNECTION);
+        labels.insert(
+            sc_model::render::CONNECTION_LABEL.to_string(),
+            sc_model::names::connection_label_value(connection),
+        );
+        let mut data = serde_json::Map::new();
+        if let Some(s) = spec {
+            data.insert(contract::SPEC_KEY.into(), s.into());
+        }
+        data.insert(contract::REQUESTED_KEY.into(), requested.into());
+        let obj = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self.ns,
+                "labels": labels,
+                "annotations": {sc_model::render::CONNECTION_ANNOTATION: connection},
+                "ownerReferences": [owner_reference(owner_uid)],
+            },
+            "data": data,
+        });
+        self.configmaps()
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .with_context(|| format!("writing ConfigMap {}/{name} failed", self.ns))?;
+        tracing::info!(connection, configmap = %name, "metadata updated");
+        Ok(())
+    }
+
+    /// Records a failed Job in the journal of each connection it carried (once per run). A
+    /// connection whose write fails does not stop the others; the first error is returned
+    /// once all were tried.
+    async fn journal_failure(&self, run: &FailedRun) -> anyhow::Result<()> {
+        let time = jiff::Timestamp::now().to_string();
+        let mut first_error = None;
+        for entry in &run.changeset.connections {
+            if let Err(e) = self
+                .journal_failure_of(&entry.name, &run.changeset.id, &time, &run.message)
+                .await
+            {
+                tracing::warn!(connection = %entry.name, error = format!("{e:#}"), "recording the failed run failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Appends the failed run to the journal of `connection`: read, then write guarded by the
+    /// resourceVersion; a conflict or a transient API error reads again and retries (a few
+    /// times, briefly).
+    async fn journal_failure_of(
+        &self,
+        connection: &str,
+        changeset: &str,
+        time: &str,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        let name = contract::metadata_name(connection);
+        let job = format!("{}/{JOB_NAME}", self.ns);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = async {
+                let Some(cm) = self.configmaps().get_opt(&name).await? else {
+                    return Ok(());
+                };
+                let m = Metadata::from_configmap(&cm);
+                let Some(journal) =
+                    plan::journal_with_failure(&m.journal, &job, changeset, time, message)
+                else {
+                    return Ok(());
+                };
+                let patch = json!({
+                    "metadata": {"resourceVersion": m.resource_version},
+                    "data": {JOURNAL_KEY: serde_json::to_string(&journal).unwrap_or_default()},
+                });
+                self.configmaps()
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(kube::Error::Api(e))
+                    if attempt < JOURNAL_ATTEMPTS
+                        && matches!(e.code, 409 | 429 | 500 | 503 | 504) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "recording the failed run in ConfigMap {}/{name} failed",
+                        self.ns
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn delete_job(&self) -> anyhow::Result<()> {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match self.jobs().delete(JOB_NAME, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting Job {}/{JOB_NAME} failed", self.ns)),
+        }
+    }
+
+    /// Writes the change set and creates the Job, after checking (live) that no Job exists
+    /// and that the changes are still pending.
+    async fn start(&self, observed: &Observed, candidates: &[ChangeEntry]) -> anyhow::Result<()> {
+        if self.jobs().get_opt(JOB_NAME).await?.is_some() {
+            return Ok(());
+        }
+        let revision = observed.revision;
+        // The metadata watch may lag behind sc-job's last records: a connection it shows
+        // pending may be done, never the reverse (only the agent makes a connection pending).
+        // So the candidates are checked against the API: a few read one by one, many in a
+        // fresh list, read in pages and kept without the journals.
+        let fresh: Vec<Metadata> = if candidates.len() <= FRESH_READS {
+            self.read_metadata_of(&observed.metadata, candidates)
+                .await?
+        } else {
+            self.list_metadata().await?
+        };
+        let mut pending = plan::pending_changes(&observed.desired, &fresh, revision);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let limit = self.changeset_limit.max(1);
+        if pending.len() > limit {
+            tracing::info!(
+                pending = pending.len(),
+                "the change set takes the first {limit} pending changes; the rest follow in the next runs"
+            );
+            pending.truncate(limit);
+        }
+        let cs = ChangeSet {
+            id: uuid::Uuid::new_v4().to_string(),
+            revision,
+            connections: pending,
+        };
+        tracing::Span::current().record("changeset", cs.id.as_str());
+        let owner_uid = &observed.owner_uid;
+        let obj = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": CHANGESET_CONFIGMAP,
+                "namespace": self.ns,
+                "labels": contract::labels("changeset"),
+                "annotations": {CHANGESET_ID_ANNOTATION: cs.id},
+                "ownerReferences": [owner_reference(owner_uid)],
+            },
+            "data": {CHANGESET_KEY: serde_json::to_string(&cs)?},
+        });
+        // A full replace of the previous change set, dropping its concluded mark.
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let api = self.configmaps();
+        match api.get_opt(CHANGESET_CONFIGMAP).await? {
+            Some(old) => {
+                let mut new: ConfigMap = serde_json::from_value(obj)?;
+                new.metadata.resource_version = old.metadata.resource_version;
+                api.replace(CHANGESET_CONFIGMAP, &pp, &new).await
+            }
+            None => api.create(&pp, &serde_json::from_value(obj)?).await,
+        }
+        .with_context(|| format!("writing ConfigMap {}/{CHANGESET_CONFIGMAP} failed", self.ns))?;
+        let job: Job =
+            serde_json::from_value(job_object(&self.job, &self.ns, &cs.id, revision, owner_uid))?;
+        match self.jobs().create(&pp, &job).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::info!("Job {JOB_NAME} already exists, waiting for it");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("creating Job {}/{JOB_NAME} failed", self.ns));
+            }
+        }
+        self.health.metrics.jobs_started.inc();
+        let (note, apply, delete) = plan::job_created_note(&cs);
+        tracing::info!(changeset = %cs.id, %apply, %delete, "created Job {JOB_NAME}");
+        self.events
+            .publish(
+                observed.requests.as_ref(),
+                EventType::Normal,
+                "JobCreated",
+                "RunJob",
+                &note,
+            )
+            .await;
+        Ok(())
+    }
+
+    /// `known` with the metadata of each of `candidates` read again, live (without journal).
+    async fn read_metadata_of(
+        &self,
+        known: &[Metadata],
+        candidates: &[ChangeEntry],
+    ) -> anyhow::Result<Vec<Metadata>> {
+        let api = self.configmaps();
+        let mut by_name: BTreeMap<String, Metadata> = known
+            .iter()
+            .map(|m| (m.configmap.clone(), m.clone()))
+            .collect();
+        for c in candidates {
+            let name = contract::metadata_name(&c.name);
+            let cm = api
+                .get_opt(&name)
+                .await
+                .with_context(|| format!("reading ConfigMap {}/{name} failed", self.ns))?;
+            match cm {
+                Some(cm) => {
+                    by_name.insert(name, metadata_without_journal(cm));
+                }
+                None => {
+                    by_name.remove(&name);
+                }
+            }
+        }
+        Ok(by_name.into_values().collect())
+    }
+
+    /// Every metadata ConfigMap, listed in pages and kept without the journals, so memory
+    /// follows the page size.
+    async fn list_metadata(&self) -> anyhow::Result<Vec<Metadata>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default()
+                .labels(METADATA_SELECTOR)
+                .limit(METADATA_PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = self.configmaps().list(&lp).await.with_context(|| {
+                format!("listing the metadata ConfigMaps in {} failed", self.ns)
+            })?;
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            out.extend(page.items.into_iter().map(metadata_without_journal));
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A metadata ConfigMap parsed without its journal.
+fn metadata_without_journal(mut cm: ConfigMap) -> Metadata {
+    if let Some(d) = cm.data.as_mut() {
+        d.remove(JOURNAL_KEY);
+    }
+    Metadata::from_configmap(&cm)
+}
+
+/// Publishes Kubernetes events on the requests ConfigMap.
+struct EventPublisher {
+    client: Client,
+    reporter: Reporter,
+    /// One recorder per event reason and note. A recorder aggregates repeated events by reason
+    /// and object, not by note: with one recorder, a different note would only count as a
+    /// repeat of the first one and never be shown.
+    recorders: std::sync::Mutex<BTreeMap<(String, String), events::Recorder>>,
+}
+
+impl EventPublisher {
+    fn new(client: Client, identity: &str) -> Self {
+        EventPublisher {
+            client,
+            reporter: Reporter {
+                controller: FIELD_MANAGER.to_string(),
+                instance: Some(identity.to_string()),
+            },
+            recorders: Default::default(),
+        }
+    }
+
+    /// Publishes an event on `on`; failures are only logged.
+    async fn publish(
+        &self,
+        on: &ConfigMap,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let reference: ObjectReference = on.object_ref(&());
+        let mut note = note.to_string();
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let recorder = {
+            let mut recorders = self.recorders.lock().unwrap_or_else(|e| e.into_inner());
+            if recorders.len() >= MAX_RECORDERS {
+                recorders.clear();
+            }
+            recorders
+                .entry((reason.to_string(), note.clone()))
+                .or_insert_with(|| {
+                    events::Recorder::new(self.client.clone(), self.reporter.clone())
+                })
+                .clone()
+        };
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
+}

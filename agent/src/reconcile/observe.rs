@@ -1,0 +1,453 @@
+//! The observe stage: the watch stores, the shards of the requests and the live change set,
+//! read into one [`Observed`] value. Reads only; what it derives from the request objects
+//! (hashes, specs, validation) is kept by the versions of those objects, since the metadata
+//! and the Job change far more often than the requests.
+
+use super::desired::{self, Desired, NameClash};
+use super::plan::{self, JobState};
+use crate::contract::{
+    self, CHANGESET_CONFIGMAP, ChangeSet, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR, Metadata,
+    Requests,
+};
+use crate::jobspec::AgentConfig;
+use crate::shards::Shards;
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// What one step sees: the input of the plan stage.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The namespace of the extension.
+    pub namespace: String,
+    /// The requests ConfigMap: events are published on it, and it owns what the agent creates.
+    pub requests: Arc<ConfigMap>,
+    /// Its uid.
+    pub owner_uid: String,
+    /// The Helm revision of the requests.
+    pub revision: i64,
+    /// What the requests want, per connection (without the clashing ones).
+    pub desired: Arc<Vec<Desired>>,
+    /// The requested connections the agent ignores.
+    pub clashes: Vec<NameClash>,
+    /// Every metadata ConfigMap (no journal), the connections of the change set in flight
+    /// marked applying.
+    pub metadata: Vec<Metadata>,
+    /// The last change set, read live.
+    pub last_run: Option<LastRun>,
+    /// Job `sc-job`.
+    pub job: JobState,
+    /// The time of the step (seconds since the epoch).
+    pub now: i64,
+}
+
+/// The last change set and whether its outcome was reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastRun {
+    /// The change set.
+    pub changeset: ChangeSet,
+    /// Whether it carries the concluded annotation.
+    pub concluded: bool,
+}
+
+/// What the requests allow a step to see.
+#[derive(Debug)]
+pub enum Observation {
+    /// A shard of the requests is missing or of another revision (what, in words).
+    Incomplete(String),
+    /// The requests cannot be used (why, in words; no secret).
+    Invalid(String),
+    /// Everything a plan needs.
+    Complete(Box<Observed>),
+}
+
+/// The watched objects.
+struct Stores {
+    requests: Store<ConfigMap>,
+    /// The further shards of the requests (`sc-requests-1`, ...).
+    request_shards: Store<ConfigMap>,
+    protected: Store<Secret>,
+    metadata: MetadataStore,
+    jobs: Store<Job>,
+}
+
+/// The connections derived from the request objects, with the name clashes among them, by
+/// the versions of the objects they were derived from.
+struct Derived {
+    key: Vec<String>,
+    desired: Arc<Vec<Desired>>,
+    clashes: Vec<NameClash>,
+}
+
+/// The shards of the protected Secret (not watched: read when its first object changes), by
+/// the resourceVersion of the first.
+struct ProtectedShards {
+    version: String,
+    shards: Vec<Arc<Secret>>,
+}
+
+/// The observe stage: the watches and what is derived from them.
+pub struct Observer {
+    client: Client,
+    ns: String,
+    requests_name: String,
+    protected_name: String,
+    stores: Stores,
+    protected_shards: Option<ProtectedShards>,
+    derived: Option<Derived>,
+}
+
+impl Observer {
+    /// Starts the watches of the requests, their shards, the protected Secret, the metadata
+    /// ConfigMaps and the Job in `ns`, waking `trigger` on every event.
+    pub fn watch(client: Client, ns: &str, config: &AgentConfig, trigger: Arc<Notify>) -> Self {
+        let by_name =
+            |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let requests_name = config
+            .requests_config_map
+            .clone()
+            .unwrap_or_else(|| contract::REQUESTS_CONFIGMAP.to_string());
+        let protected_name = config
+            .protected_secret
+            .clone()
+            .unwrap_or_else(|| contract::PROTECTED_SECRET.to_string());
+        let stores = Stores {
+            requests: reflect(
+                Api::namespaced(client.clone(), ns),
+                by_name(&requests_name),
+                trigger.clone(),
+            ),
+            request_shards: reflect(
+                Api::namespaced(client.clone(), ns),
+                watcher::Config::default().labels(&format!(
+                    "{}={requests_name}",
+                    sc_model::shards::SHARD_OF_LABEL
+                )),
+                trigger.clone(),
+            ),
+            protected: reflect(
+                Api::namespaced(client.clone(), ns),
+                by_name(&protected_name),
+                trigger.clone(),
+            ),
+            metadata: MetadataStore::watch(Api::namespaced(client.clone(), ns), trigger.clone()),
+            jobs: reflect(
+                Api::namespaced(client.clone(), ns),
+                by_name(JOB_NAME),
+                trigger,
+            ),
+        };
+        Observer {
+            client,
+            ns: ns.to_string(),
+            requests_name,
+            protected_name,
+            stores,
+            protected_shards: None,
+            derived: None,
+        }
+    }
+
+    /// The name of the requests ConfigMap.
+    pub fn requests_name(&self) -> &str {
+        &self.requests_name
+    }
+
+    /// Resolves once every watch has its first list; `false` if one stopped before.
+    pub fn synced(&self) -> impl Future<Output = bool> + Send + 'static {
+        let s = &self.stores;
+        let (a, b, c, d, e) = (
+            s.requests.clone(),
+            s.protected.clone(),
+            s.metadata.clone(),
+            s.jobs.clone(),
+            s.request_shards.clone(),
+        );
+        async move {
+            a.wait_until_ready().await.is_ok()
+                && b.wait_until_ready().await.is_ok()
+                && c.wait_until_ready().await.is_ok()
+                && d.wait_until_ready().await.is_ok()
+                && e.wait_until_ready().await.is_ok()
+        }
+    }
+
+    /// The requests ConfigMap, if it exists.
+    pub fn requests(&self) -> Option<Arc<ConfigMap>> {
+        self.stores
+            .requests
+            .get(&reflector::ObjectRef::new(&self.requests_name).within(&self.ns))
+    }
+
+    /// Reads everything a step needs, given the requests ConfigMap.
+    pub async fn observe(&mut self, requests: Arc<ConfigMap>) -> anyhow::Result<Observation> {
+        let owner_uid = requests.metadata.uid.clone().unwrap_or_default();
+        let revision = contract::revision_of(requests.metadata.annotations.as_ref());
+        let protected = self
+            .stores
+            .protected
+            .get(&reflector::ObjectRef::new(&self.protected_name).within(&self.ns));
+        let hash_key = contract::hash_key(protected.as_deref());
+        let public = crate::shards::from_store(requests.clone(), "ConfigMap", |name| {
+            self.stores
+                .request_shards
+                .get(&reflector::ObjectRef::new(name).within(&self.ns))
+        });
+        let public = match public {
+            Shards::Complete(all) => all,
+            Shards::Incomplete(why) => return Ok(Observation::Incomplete(why)),
+            Shards::Invalid(message) => return Ok(Observation::Invalid(message)),
+        };
+        let protected = match protected {
+            None => Vec::new(),
+            Some(first) => match self.protected_shards(first).await {
+                Shards::Complete(all) => all,
+                Shards::Incomplete(why) => return Ok(Observation::Incomplete(why)),
+                Shards::Invalid(message) => return Ok(Observation::Invalid(message)),
+            },
+        };
+        let (desired, clashes) = match self.derive(&public, &protected, hash_key, revision) {
+            Ok(d) => d,
+            Err(message) => return Ok(Observation::Invalid(message)),
+        };
+        drop((public, protected));
+        let mut metadata = self.stores.metadata.snapshot();
+        let last_run = self.last_run().await?;
+        if let Some(LastRun {
+            changeset,
+            concluded: false,
+        }) = &last_run
+        {
+            contract::mark_applying(&mut metadata, changeset);
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let job = self
+            .stores
+            .jobs
+            .get(&reflector::ObjectRef::new(JOB_NAME).within(&self.ns));
+        Ok(Observation::Complete(Box::new(Observed {
+            namespace: self.ns.clone(),
+            requests,
+            owner_uid,
+            revision,
+            desired,
+            clashes,
+            metadata,
+            last_run,
+            job: plan::job_state(job.as_deref(), now),
+            now,
+        })))
+    }
+
+    /// The connections the request objects ask for, reused while those objects, the hash key
+    /// and the revision stay the same; the message when the requests cannot be parsed.
+    fn derive(
+        &mut self,
+        public: &[Arc<ConfigMap>],
+        protected: &[Arc<Secret>],
+        hash_key: String,
+        revision: i64,
+    ) -> Result<(Arc<Vec<Desired>>, Vec<NameClash>), String> {
+        let version = |m: &ObjectMeta| {
+            format!(
+                "{}@{}",
+                m.name.as_deref().unwrap_or_default(),
+                m.resource_version.as_deref().unwrap_or_default()
+            )
+        };
+        let key: Vec<String> = public
+            .iter()
+            .map(|o| version(&o.metadata))
+            .chain(protected.iter().map(|o| version(&o.metadata)))
+            .chain([hash_key.clone(), revision.to_string()])
+            .collect();
+        if let Some(d) = &self.derived
+            && d.key == key
+        {
+            return Ok((d.desired.clone(), d.clashes.clone()));
+        }
+        let public_parts: Vec<(&str, Option<&[u8]>)> = public
+            .iter()
+            .map(|cm| {
+                (
+                    cm.metadata.name.as_deref().unwrap_or_default(),
+                    contract::configmap_connections(cm),
+                )
+            })
+            .collect();
+        let protected_parts: Vec<(&str, Option<&[u8]>)> = protected
+            .iter()
+            .map(|s| {
+                (
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                    contract::secret_connections(s),
+                )
+            })
+            .collect();
+        let requests = Requests::parse(revision, &public_parts, &protected_parts, &hash_key)
+            .inspect_err(|_| self.derived = None)?;
+        let (desired, clashes) = desired::without_metadata_clashes(desired::desired(requests));
+        let desired = Arc::new(desired);
+        self.derived = Some(Derived {
+            key,
+            desired: desired.clone(),
+            clashes: clashes.clone(),
+        });
+        Ok((desired, clashes))
+    }
+
+    /// Every shard of the protected Secret `first`: the further ones are read once per
+    /// version of the first (an upgrade writes them all with it).
+    async fn protected_shards(&mut self, first: Arc<Secret>) -> Shards<Secret> {
+        let version = first.metadata.resource_version.clone().unwrap_or_default();
+        if let Some(p) = &self.protected_shards
+            && p.version == version
+        {
+            return Shards::Complete(p.shards.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let shards = crate::shards::from_api(first, "Secret", &api).await;
+        if let Shards::Complete(all) = &shards {
+            self.protected_shards = Some(ProtectedShards {
+                version,
+                shards: all.clone(),
+            });
+        }
+        shards
+    }
+
+    /// The change set (live) and whether its run has been concluded.
+    async fn last_run(&self) -> anyhow::Result<Option<LastRun>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let Some(cm) = api.get_opt(CHANGESET_CONFIGMAP).await.with_context(|| {
+            format!("reading ConfigMap {}/{CHANGESET_CONFIGMAP} failed", self.ns)
+        })?
+        else {
+            return Ok(None);
+        };
+        Ok(
+            contract::parse_changeset(&cm).map(|(changeset, concluded)| LastRun {
+                changeset,
+                concluded,
+            }),
+        )
+    }
+}
+
+/// Starts a reflector for `api` with `config`, waking `trigger` on every event. What the agent
+/// never reads, the managed fields, is not kept.
+fn reflect<K>(api: Api<K>, config: watcher::Config, trigger: Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).modify(|o| kube::ResourceExt::managed_fields_mut(o).clear()),
+    )
+    .default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watch failed, retrying");
+            }
+            trigger.notify_one();
+        }
+    });
+    reader
+}
+
+/// The metadata ConfigMaps, parsed as they arrive and kept by name: all a step reads of them
+/// (no journal, read live when the agent appends to one), with the large texts shared, so
+/// thousands stay small and a step's copy is cheap.
+#[derive(Clone)]
+struct MetadataStore {
+    map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>>,
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+impl MetadataStore {
+    /// Watches the metadata ConfigMaps through `api`, waking `trigger` on every event.
+    fn watch(api: Api<ConfigMap>, trigger: Arc<Notify>) -> MetadataStore {
+        let map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>> = Default::default();
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        let parse = |mut cm: ConfigMap| {
+            if let Some(d) = cm.data.as_mut() {
+                d.remove(JOURNAL_KEY);
+            }
+            let mut m = Metadata::from_configmap(&cm);
+            // Thousands of connections are kept here: the agent compares the texts it would
+            // write with a digest, and reads a status for its phase and failure only (the
+            // texts, the list of objects and the time stay in the ConfigMap).
+            m.keep_digest_only();
+            if let Some(status) = m.status.as_mut().and_then(Arc::get_mut) {
+                status.objects = Vec::new();
+                status.time = None;
+            }
+            (cm.metadata.name.clone().unwrap_or_default(), m)
+        };
+        let stream =
+            watcher(api, watcher::Config::default().labels(METADATA_SELECTOR)).default_backoff();
+        let store = map.clone();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            // A (re)list builds a new map, swapped in once complete.
+            let mut relist: Option<BTreeMap<String, Metadata>> = None;
+            while let Some(event) = stream.next().await {
+                let mut map = store.write().unwrap_or_else(|e| e.into_inner());
+                match event {
+                    Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                    Ok(watcher::Event::InitApply(cm)) => {
+                        let (name, m) = parse(cm);
+                        relist.get_or_insert_default().insert(name, m);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        *map = relist.take().unwrap_or_default();
+                        ready_tx.send_replace(true);
+                    }
+                    Ok(watcher::Event::Apply(cm)) => {
+                        let (name, m) = parse(cm);
+                        map.insert(name, m);
+                    }
+                    Ok(watcher::Event::Delete(cm)) => {
+                        map.remove(cm.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watch failed, retrying"),
+                }
+                drop(map);
+                trigger.notify_one();
+            }
+        });
+        MetadataStore { map, ready }
+    }
+
+    /// Waits until the first list is in.
+    async fn wait_until_ready(&self) -> Result<(), tokio::sync::watch::error::RecvError> {
+        self.ready.clone().wait_for(|r| *r).await.map(|_| ())
+    }
+
+    /// Every metadata ConfigMap, in name order.
+    fn snapshot(&self) -> Vec<Metadata> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
