@@ -31,15 +31,15 @@ enum Command {
     /// Run the agent: watch the requests and run sc-job for each change (in the cluster).
     Run(cmd::run::RunArgs),
     /// List the connections with their target, auth, client, phase and objects.
-    List(cmd::ops::ListArgs),
+    List(cmd::args::ListArgs),
     /// Show a connection: its spec, status and journal of runs.
-    Show(cmd::ops::NameArgs),
+    Show(cmd::args::NameArgs),
     /// List the configuration keys of a connection with their non-secret values.
-    ListConfiguration(cmd::ops::NameArgs),
+    ListConfiguration(cmd::args::NameArgs),
     /// Check the cluster objects of a connection for drift (exit code 1 on drift).
-    Validate(cmd::ops::NameArgs),
+    Validate(cmd::args::NameArgs),
     /// Print a sample workload wired to a connection.
-    Snippet(cmd::ops::NameArgs),
+    Snippet(cmd::args::NameArgs),
     /// Wait until every connection of a Helm revision is Ready, or one failed.
     Wait(cmd::wait::WaitArgs),
 }
@@ -50,11 +50,11 @@ fn main() -> ExitCode {
         Command::Catalog(args) => cmd::catalog::run(&args),
         Command::Plan(args) => cmd::plan::run(&args),
         Command::Run(args) => cmd::run::run(&args),
-        Command::List(args) => cmd::ops::list(&args),
-        Command::Show(args) => cmd::ops::show(&args),
-        Command::ListConfiguration(args) => cmd::ops::list_configuration(&args),
+        Command::List(args) => cmd::list::run(&args),
+        Command::Show(args) => cmd::show::run(&args),
+        Command::ListConfiguration(args) => cmd::list_configuration::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
-        Command::Snippet(args) => cmd::ops::snippet(&args),
+        Command::Snippet(args) => cmd::snippet::run(&args),
         Command::Wait(args) => cmd::wait::run(&args),
     }
 }

@@ -1,7 +1,10 @@
 //! `sc-agent validate NAME`: compares what is in the cluster with what the connection
 //! renders, and reports each drift with the object and the remedy. Exit code 1 on drift.
 
-use crate::cmd::ops::{NameArgs, Output, Snapshot, api_reason, block_on};
+use super::args::NameArgs;
+use super::block_on;
+use super::output::Output;
+use super::snapshot::{Snapshot, api_reason};
 use crate::contract::{self, Phase};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Api;

@@ -2,7 +2,10 @@
 //! applied hash equals the hash of the current request), or one failed. Run by the chart's
 //! post-install/upgrade hook and by `helm test`.
 
-use crate::cmd::ops::{CommonArgs, Output, Snapshot, api_reason, block_on};
+use super::args::CommonArgs;
+use super::block_on;
+use super::output::Output;
+use super::snapshot::{Snapshot, api_reason};
 use crate::contract::{self, Phase};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;

@@ -1,0 +1,193 @@
+//! What the operator commands read from the cluster: the requests (with the protected inputs
+//! when a command needs them) and the metadata ConfigMaps.
+
+use crate::contract::{
+    self, METADATA_SELECTOR, Metadata, PROTECTED_SECRET, REQUESTS_CONFIGMAP, Requests,
+};
+use crate::shards::Shards;
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::ListParams;
+use std::sync::Arc;
+
+/// What the cluster says about the connections.
+pub struct Snapshot {
+    /// The namespace of the extension.
+    pub namespace: String,
+    /// The requests with the protected inputs (when readable).
+    pub requests: Option<Requests>,
+    /// Why the protected inputs could not be read, if so.
+    pub protected_error: Option<String>,
+    /// The metadata ConfigMaps.
+    pub metadata: Vec<Metadata>,
+}
+
+impl Snapshot {
+    /// Reads the requests (with the protected inputs when `protected`) and the metadata.
+    pub async fn load(
+        client: &kube::Client,
+        ns: &str,
+        protected: bool,
+    ) -> anyhow::Result<Snapshot> {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let mut metadata = cms
+            .list(&ListParams::default().labels(METADATA_SELECTOR))
+            .await
+            .with_context(|| format!("listing the metadata ConfigMaps in namespace {ns} failed"))?
+            .items
+            .iter()
+            .map(Metadata::from_configmap)
+            .collect::<Vec<_>>();
+        // The change set in flight makes its connections Applying; without read access to it
+        // they show as Pending.
+        if let Ok(Some(cs)) = cms.get_opt(contract::CHANGESET_CONFIGMAP).await
+            && let Some(cs) = contract::in_flight_changeset(&cs)
+        {
+            contract::mark_applying(&mut metadata, &cs);
+        }
+        let requests_cm = cms
+            .get_opt(REQUESTS_CONFIGMAP)
+            .await
+            .with_context(|| format!("reading ConfigMap {ns}/{REQUESTS_CONFIGMAP} failed"))?;
+        let mut protected_error = None;
+        let mut protected_shards = Vec::new();
+        let mut hash_key = String::new();
+        if protected && requests_cm.is_some() {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+            match secrets.get_opt(PROTECTED_SECRET).await {
+                Ok(s) => {
+                    hash_key = contract::hash_key(s.as_ref());
+                    if let Some(s) = s {
+                        match crate::shards::from_api(Arc::new(s), "Secret", &secrets).await {
+                            Shards::Complete(all) => protected_shards = all,
+                            Shards::Incomplete(why) | Shards::Invalid(why) => {
+                                protected_error = Some(why)
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    protected_error = Some(format!(
+                        "reading Secret {ns}/{PROTECTED_SECRET} failed: {}",
+                        api_reason(&e)
+                    ))
+                }
+            }
+        }
+        let requests = match requests_cm {
+            Some(cm) => {
+                let revision = contract::revision_of(cm.metadata.annotations.as_ref());
+                let public = match crate::shards::from_api(Arc::new(cm), "ConfigMap", &cms).await {
+                    Shards::Complete(all) => all,
+                    Shards::Incomplete(why) | Shards::Invalid(why) => {
+                        anyhow::bail!("the requests in namespace {ns} cannot be read: {why}")
+                    }
+                };
+                let public_parts: Vec<(&str, Option<&[u8]>)> = public
+                    .iter()
+                    .map(|cm| {
+                        (
+                            cm.metadata.name.as_deref().unwrap_or_default(),
+                            contract::configmap_connections(cm),
+                        )
+                    })
+                    .collect();
+                let protected_parts: Vec<(&str, Option<&[u8]>)> = protected_shards
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.metadata.name.as_deref().unwrap_or_default(),
+                            contract::secret_connections(s),
+                        )
+                    })
+                    .collect();
+                Some(
+                    Requests::parse(revision, &public_parts, &protected_parts, &hash_key)
+                        .map_err(anyhow::Error::msg)?,
+                )
+            }
+            None => None,
+        };
+        Ok(Snapshot {
+            namespace: ns.to_string(),
+            requests,
+            protected_error,
+            metadata,
+        })
+    }
+
+    /// The metadata of a connection.
+    pub fn metadata(&self, name: &str) -> Option<&Metadata> {
+        self.metadata.iter().find(|m| m.connection == name)
+    }
+
+    /// Why the agent ignores a requested connection that has no metadata of its own: its
+    /// metadata ConfigMap name belongs to another connection (`Some(owner)`), or it gives no
+    /// valid name (`Some("")`). `None` when it is not ignored.
+    pub fn ignored_for(&self, name: &str) -> Option<String> {
+        if self.metadata(name).is_some() || !self.is_requested(name) {
+            return None;
+        }
+        let cm = crate::contract::metadata_name(name);
+        if cm.len() == crate::contract::METADATA_PREFIX.len()
+            || !sc_model::names::is_dns_subdomain(&cm)
+        {
+            return Some(String::new());
+        }
+        self.metadata
+            .iter()
+            .find(|m| m.configmap == cm && m.connection != name)
+            .map(|m| m.connection.clone())
+    }
+
+    /// Whether the requests name the connection.
+    pub fn is_requested(&self, name: &str) -> bool {
+        self.requests
+            .as_ref()
+            .is_some_and(|r| r.connections.get(name).is_some())
+    }
+
+    /// The resolved connection (needs the protected inputs), or why it is not available.
+    pub fn connection(&self, name: &str) -> anyhow::Result<sc_model::Connection> {
+        let Some(requests) = &self.requests else {
+            anyhow::bail!(
+                "ConfigMap {}/{REQUESTS_CONFIGMAP} does not exist: is the extension installed in namespace {}? (use -n)",
+                self.namespace,
+                self.namespace
+            );
+        };
+        if let Some(e) = &self.protected_error {
+            anyhow::bail!("{e}; this command needs get on that Secret");
+        }
+        let check = sc_model::check_connections_keyed(&requests.connections, &requests.hash_key)
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| not_requested(name, &self.namespace))?;
+        if !check.is_valid() {
+            let errors: Vec<String> = check.errors.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "connection {name} is invalid:\n  {}\nfix the values and upgrade the release",
+                errors.join("\n  ")
+            );
+        }
+        check
+            .connection
+            .ok_or_else(|| anyhow::anyhow!("connection {name} could not be resolved"))
+    }
+}
+
+/// The error of a command about a connection the requests do not name.
+pub fn not_requested(name: &str, ns: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "no connection {name} in the requests of namespace {ns}: see `sc-agent list -n {ns}`"
+    )
+}
+
+/// A short reason of an API error, without response bodies.
+pub fn api_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
