@@ -11,8 +11,7 @@ use std::process::ExitCode;
 pub fn run(args: &ListArgs) -> ExitCode {
     block_on(async {
         let c = &args.common;
-        let client = c.cluster.client().await?;
-        let snapshot = Snapshot::load(&client, &c.namespace, false).await?;
+        let (_, snapshot) = Snapshot::connect(c, false).await?;
         let rows: Vec<Value> = names(&snapshot).iter().map(|n| row(n, &snapshot)).collect();
         match c.output {
             Output::Json => print_json(&Value::Array(rows)),

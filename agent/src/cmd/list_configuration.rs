@@ -15,8 +15,7 @@ use std::process::ExitCode;
 pub fn run(args: &NameArgs) -> ExitCode {
     block_on(async {
         let c = &args.common;
-        let client = c.cluster.client().await?;
-        let snapshot = Snapshot::load(&client, &c.namespace, true).await?;
+        let (client, snapshot) = Snapshot::connect(c, true).await?;
         let conn = snapshot.connection(&args.name)?;
         let mut live: Option<std::collections::BTreeMap<String, Vec<u8>>> = None;
         if let Some(secret_name) = conn.secret_name() {

@@ -1,6 +1,7 @@
 //! What the operator commands read from the cluster: the requests (with the protected inputs
 //! when a command needs them) and the metadata ConfigMaps.
 
+use super::args::CommonArgs;
 use crate::contract::{
     self, METADATA_SELECTOR, Metadata, PROTECTED_SECRET, REQUESTS_CONFIGMAP, Requests,
 };
@@ -24,6 +25,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Connects to the cluster `args` name and reads the snapshot of its namespace (with the
+    /// protected inputs when `protected`); the client is returned for further reads.
+    pub async fn connect(
+        args: &CommonArgs,
+        protected: bool,
+    ) -> anyhow::Result<(kube::Client, Snapshot)> {
+        let client = args.cluster.client().await?;
+        let snapshot = Snapshot::load(&client, &args.namespace, protected).await?;
+        Ok((client, snapshot))
+    }
+
     /// Reads the requests (with the protected inputs when `protected`) and the metadata.
     pub async fn load(
         client: &kube::Client,
@@ -84,27 +96,14 @@ impl Snapshot {
                         anyhow::bail!("the requests in namespace {ns} cannot be read: {why}")
                     }
                 };
-                let public_parts: Vec<(&str, Option<&[u8]>)> = public
-                    .iter()
-                    .map(|cm| {
-                        (
-                            cm.metadata.name.as_deref().unwrap_or_default(),
-                            contract::configmap_connections(cm),
-                        )
-                    })
-                    .collect();
-                let protected_parts: Vec<(&str, Option<&[u8]>)> = protected_shards
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.metadata.name.as_deref().unwrap_or_default(),
-                            contract::secret_connections(s),
-                        )
-                    })
-                    .collect();
                 Some(
-                    Requests::parse(revision, &public_parts, &protected_parts, &hash_key)
-                        .map_err(anyhow::Error::msg)?,
+                    crate::reconcile::desired::parse_requests(
+                        revision,
+                        &public,
+                        &protected_shards,
+                        &hash_key,
+                    )
+                    .map_err(anyhow::Error::msg)?,
                 )
             }
             None => None,
@@ -129,12 +128,10 @@ impl Snapshot {
         if self.metadata(name).is_some() || !self.is_requested(name) {
             return None;
         }
-        let cm = crate::contract::metadata_name(name);
-        if cm.len() == crate::contract::METADATA_PREFIX.len()
-            || !sc_model::names::is_dns_subdomain(&cm)
-        {
+        if !crate::reconcile::desired::has_metadata_name(name) {
             return Some(String::new());
         }
+        let cm = crate::contract::metadata_name(name);
         self.metadata
             .iter()
             .find(|m| m.configmap == cm && m.connection != name)

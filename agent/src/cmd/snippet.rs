@@ -11,8 +11,7 @@ use std::process::ExitCode;
 pub fn run(args: &NameArgs) -> ExitCode {
     block_on(async {
         let c = &args.common;
-        let client = c.cluster.client().await?;
-        let snapshot = Snapshot::load(&client, &c.namespace, false).await?;
+        let (_, snapshot) = Snapshot::connect(c, false).await?;
         let name = &args.name;
         let spec = snapshot
             .metadata(name)

@@ -78,8 +78,7 @@ pub fn has_wi_label(template: &Value) -> bool {
 pub fn run(args: &NameArgs) -> ExitCode {
     block_on(async {
         let c = &args.common;
-        let client = c.cluster.client().await?;
-        let snapshot = Snapshot::load(&client, &c.namespace, true).await?;
+        let (client, snapshot) = Snapshot::connect(c, true).await?;
         let conn = snapshot.connection(&args.name)?;
         let name = conn.name().to_string();
         let app_ns = conn.spec.namespace.clone();

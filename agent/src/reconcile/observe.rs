@@ -7,7 +7,6 @@ use super::desired::{self, Desired, NameClash};
 use super::plan::{self, JobState};
 use crate::contract::{
     self, CHANGESET_CONFIGMAP, ChangeSet, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR, Metadata,
-    Requests,
 };
 use crate::jobspec::AgentConfig;
 use crate::shards::Shards;
@@ -274,26 +273,13 @@ impl Observer {
         {
             return Ok((d.desired.clone(), d.clashes.clone()));
         }
-        let public_parts: Vec<(&str, Option<&[u8]>)> = public
-            .iter()
-            .map(|cm| {
-                (
-                    cm.metadata.name.as_deref().unwrap_or_default(),
-                    contract::configmap_connections(cm),
-                )
-            })
-            .collect();
-        let protected_parts: Vec<(&str, Option<&[u8]>)> = protected
-            .iter()
-            .map(|s| {
-                (
-                    s.metadata.name.as_deref().unwrap_or_default(),
-                    contract::secret_connections(s),
-                )
-            })
-            .collect();
-        let requests = Requests::parse(revision, &public_parts, &protected_parts, &hash_key)
-            .inspect_err(|_| self.derived = None)?;
+        let requests = match desired::parse_requests(revision, public, protected, &hash_key) {
+            Ok(r) => r,
+            Err(message) => {
+                self.derived = None;
+                return Err(message);
+            }
+        };
         let (desired, clashes) = desired::without_metadata_clashes(desired::desired(requests));
         let desired = Arc::new(desired);
         self.derived = Some(Derived {

@@ -1097,6 +1097,28 @@ mod tests {
         }
     }
 
+    /// `a` after the run of change set "x" carrying it with hash `carried`, whose Job failed
+    /// at 1000; sc-job recorded `status`.
+    fn after_failed_job(
+        a: &Desired,
+        carried: &str,
+        status: Option<Status>,
+        concluded: bool,
+    ) -> Observed {
+        Observed {
+            last_run: run(vec![entry(&a.name, carried, Action::Apply)], concluded),
+            job: job_failed_at(1000),
+            ..observed(vec![a.clone()], vec![recorded(a, 1, status)])
+        }
+    }
+
+    fn remembering(failures: u32) -> Memory {
+        Memory {
+            failures,
+            ..Memory::default()
+        }
+    }
+
     #[test]
     fn a_new_connection_gets_its_metadata_and_a_change_set() {
         let o = observed(vec![want("a", "h1")], vec![]);
@@ -1139,18 +1161,8 @@ mod tests {
     #[test]
     fn a_failed_job_within_its_backoff_waits() {
         let a = want("a", "h1");
-        let o = Observed {
-            last_run: run(vec![entry("a", "h1", Action::Apply)], true),
-            job: job_failed_at(1000),
-            ..observed(
-                vec![a.clone()],
-                vec![recorded(&a, 1, failed("h1", "ApiError"))],
-            )
-        };
-        let memory = Memory {
-            failures: 2,
-            ..Memory::default()
-        };
+        let o = after_failed_job(&a, "h1", failed("h1", "ApiError"), true);
+        let memory = remembering(2);
         let p = plan(&o, &memory, &Backoff::default());
         assert_eq!(p.job, JobAction::WakeAt(1020));
         assert_eq!(p.decision, Decision::RetryAt(1020));
@@ -1178,18 +1190,8 @@ mod tests {
     #[test]
     fn a_new_request_replaces_a_failed_job_at_once_with_a_fresh_backoff() {
         let a = want("a", "h2");
-        let o = Observed {
-            last_run: run(vec![entry("a", "h1", Action::Apply)], true),
-            job: job_failed_at(1000),
-            ..observed(
-                vec![a.clone()],
-                vec![recorded(&a, 1, failed("h1", "ApiError"))],
-            )
-        };
-        let memory = Memory {
-            failures: 4,
-            ..Memory::default()
-        };
+        let o = after_failed_job(&a, "h1", failed("h1", "ApiError"), true);
+        let memory = remembering(4);
         let p = plan(&o, &memory, &Backoff::default());
         assert!(
             matches!(p.job, JobAction::ReplaceFailed(Some(_))),
@@ -1293,14 +1295,7 @@ mod tests {
     #[test]
     fn a_failed_run_is_concluded_once_and_counts_for_the_backoff() {
         let a = want("a", "h1");
-        let o = Observed {
-            last_run: run(vec![entry("a", "h1", Action::Apply)], false),
-            job: job_failed_at(1000),
-            ..observed(
-                vec![a.clone()],
-                vec![recorded(&a, 1, failed("h1", "ApiError"))],
-            )
-        };
+        let o = after_failed_job(&a, "h1", failed("h1", "ApiError"), false);
         let p = plan(&o, &Memory::default(), &Backoff::default());
         let c = p.conclusion.expect("a conclusion");
         assert_eq!(c.changeset, "x");
@@ -1331,10 +1326,7 @@ mod tests {
             last_run: run(vec![entry("a", "h1", Action::Apply)], false),
             ..observed(vec![a.clone()], vec![recorded(&a, 1, applied("h1"))])
         };
-        let memory = Memory {
-            failures: 3,
-            ..Memory::default()
-        };
+        let memory = remembering(3);
         let p = plan(&o, &memory, &Backoff::default());
         let c = p.conclusion.expect("a conclusion");
         assert_eq!(c.failure, None);
@@ -1346,11 +1338,7 @@ mod tests {
     #[test]
     fn a_failed_job_whose_changes_all_applied_is_deleted() {
         let a = want("a", "h1");
-        let o = Observed {
-            last_run: run(vec![entry("a", "h1", Action::Apply)], true),
-            job: job_failed_at(1000),
-            ..observed(vec![a.clone()], vec![recorded(&a, 1, applied("h1"))])
-        };
+        let o = after_failed_job(&a, "h1", applied("h1"), true);
         let p = plan(&o, &Memory::default(), &Backoff::default());
         let JobAction::DeleteSettledFailed(run) = &p.job else {
             panic!("expected the Job deleted, got {:?}", p.job);
