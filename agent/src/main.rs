@@ -1,4 +1,15 @@
 //! sc-agent: the sc-extension agent and its operator commands.
+//!
+//! Agent layout:
+//! - `reconcile`: one reconcile step as stages, each in the file named for it: `observe` (the
+//!   watch stores, the request shards and the live change set into one `Observed` value),
+//!   `plan` (pure: every decision and every write to make, unit-tested from fixtures) and
+//!   `act` (the writes); `desired` derives what the requests want per connection.
+//! - `runtime`: the process around the steps: HTTP endpoints (`server`), signals, allocator
+//!   tuning, the Lease and the debounced loop.
+//! - `cmd`: the subcommands, one module each, with what the operator commands share.
+//! - `contract`, `shards`: the formats exchanged with the chart and sc-job; `jobspec`: the Job
+//!   and the configuration file; `kubeconn`: the cluster connection of the commands.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
