@@ -182,6 +182,18 @@ mod tests {
         assert!(!format!("{r:?}").contains("s3cr3t-key"), "{r:?}");
     }
 
+    /// Two protected shards: the password of connection `first` is `p1`, of `second` `p2`.
+    fn protected_shards(first: &str, second: &str) -> Vec<(&'static str, Option<&'static [u8]>)> {
+        let shard = |conn: &str, password: &str| -> Option<&'static [u8]> {
+            let text = format!(r#"{{"{conn}": {{"secrets": {{"password": "{password}"}}}}}}"#);
+            Some(text.into_bytes().leak())
+        };
+        vec![
+            ("sc-protected", shard(first, "p1")),
+            ("sc-protected-1", shard(second, "p2")),
+        ]
+    }
+
     #[test]
     fn shards_are_merged_and_a_connection_in_two_is_refused() {
         let r = Requests::parse(
@@ -190,16 +202,7 @@ mod tests {
                 ("sc-requests", Some(br#"{"a": {"targetType": "redis"}}"#)),
                 ("sc-requests-1", Some(br#"{"b": {"targetType": "redis"}}"#)),
             ],
-            &[
-                (
-                    "sc-protected",
-                    Some(br#"{"b": {"secrets": {"password": "p1"}}}"#),
-                ),
-                (
-                    "sc-protected-1",
-                    Some(br#"{"a": {"secrets": {"password": "p2"}}}"#),
-                ),
-            ],
+            &protected_shards("b", "a"),
             "uid",
         )
         .unwrap();
@@ -222,16 +225,7 @@ mod tests {
         let err = Requests::parse(
             2,
             &[("sc-requests", Some(b"{}"))],
-            &[
-                (
-                    "sc-protected",
-                    Some(br#"{"a": {"secrets": {"password": "p1"}}}"#),
-                ),
-                (
-                    "sc-protected-1",
-                    Some(br#"{"a": {"secrets": {"password": "p2"}}}"#),
-                ),
-            ],
+            &protected_shards("a", "a"),
             "",
         )
         .unwrap_err();
