@@ -4,8 +4,8 @@
 
 use crate::contract::{
     self, Action, CHANGESET_CONFIGMAP, CHANGESET_ID_ANNOTATION, CHANGESET_KEY,
-    CONCLUDED_ANNOTATION, ChangeSet, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR,
-    Metadata, Phase, RequestedPhase, Requests,
+    CONCLUDED_ANNOTATION, ChangeSet, ConnectionPhase, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY,
+    METADATA_SELECTOR, Metadata, RequestedPhase, Requests,
 };
 use crate::diff::{self, Backoff, Decision, Desired, JobState};
 use crate::jobspec::{AgentConfig, job_object, owner_reference};
@@ -261,7 +261,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             Api::<ConfigMap>::namespaced(client.clone(), &ns),
             watcher::Config::default().labels(&format!(
                 "{}={requests_name}",
-                sc_model::shards::SHARD_OF_LABEL
+                crate::shards::SHARD_OF_LABEL
             )),
             trigger.clone(),
             |_| {},
@@ -643,33 +643,14 @@ impl Reconciler {
         let (desired, clashes) = match &self.derived {
             Some((k, desired, clashes)) if *k == key => (desired.clone(), clashes.clone()),
             _ => {
-                let public_parts: Vec<(&str, Option<&[u8]>)> = public
-                    .iter()
-                    .map(|cm| {
-                        (
-                            cm.metadata.name.as_deref().unwrap_or_default(),
-                            contract::configmap_connections(cm),
-                        )
-                    })
-                    .collect();
-                let protected_parts: Vec<(&str, Option<&[u8]>)> = protected
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.metadata.name.as_deref().unwrap_or_default(),
-                            contract::secret_connections(s),
-                        )
-                    })
-                    .collect();
-                let requests =
-                    match Requests::parse(revision, &public_parts, &protected_parts, &hash_key) {
-                        Ok(r) => r,
-                        Err(message) => {
-                            self.derived = None;
-                            self.invalid_requests(&requests_cm, &message).await;
-                            return Ok(None);
-                        }
-                    };
+                let requests = match Requests::from_objects(&public, &protected, &hash_key) {
+                    Ok(r) => r,
+                    Err(message) => {
+                        self.derived = None;
+                        self.invalid_requests(&requests_cm, &message).await;
+                        return Ok(None);
+                    }
+                };
                 let (desired, clashes) = diff::without_metadata_clashes(diff::desired(requests));
                 let desired = Arc::new(desired);
                 self.derived = Some((key, desired.clone(), clashes.clone()));
@@ -845,7 +826,11 @@ impl Reconciler {
             return Shards::Complete(all.clone());
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-        let shards = crate::shards::from_api(first, "Secret", &api).await;
+        let shards = crate::shards::gather(first, "Secret", |name| {
+            let api = &api;
+            async move { api.get_opt(&name).await }
+        })
+        .await;
         if let Shards::Complete(all) = &shards {
             self.protected_shards = Some((version, all.clone()));
         }
@@ -1133,7 +1118,7 @@ impl Reconciler {
     }
 
     fn update_phase_metrics(&self, desired: &[Desired], metadata: &[Metadata]) {
-        let mut counts: BTreeMap<Phase, i64> = BTreeMap::new();
+        let mut counts: BTreeMap<ConnectionPhase, i64> = BTreeMap::new();
         let by_name: BTreeMap<&str, &Metadata> = metadata
             .iter()
             .map(|m| (m.connection.as_str(), m))
@@ -1142,14 +1127,14 @@ impl Reconciler {
             let phase = by_name
                 .get(d.name.as_str())
                 .map(|m| m.phase(Some(&d.hash)))
-                .unwrap_or(Phase::Pending);
+                .unwrap_or(ConnectionPhase::Pending);
             *counts.entry(phase).or_default() += 1;
         }
         let wanted: std::collections::BTreeSet<&str> =
             desired.iter().map(|d| d.name.as_str()).collect();
         for m in metadata {
             if !wanted.contains(m.connection.as_str()) {
-                *counts.entry(Phase::Deleted).or_default() += 1;
+                *counts.entry(ConnectionPhase::Deleted).or_default() += 1;
             }
         }
         self.health.metrics.set_phases(&counts);

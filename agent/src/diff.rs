@@ -3,8 +3,8 @@
 //! when a transient failure is retried. No I/O.
 
 use crate::contract::{
-    Action, ChangeEntry, ChangeSet, JOURNAL_LENGTH, JournalEntry, Metadata, Requested,
-    RequestedPhase, Requests, RunError,
+    Action, ChangeEntry, ChangeSet, JOURNAL_LENGTH, JournalEntry, Metadata, Reason, Requested,
+    RequestedPhase, Requests, RunError, RunPhase,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -298,11 +298,14 @@ pub fn journal_with_failure(
         time: time.to_string(),
         job: job.to_string(),
         changeset: changeset.to_string(),
+        revision: None,
+        action: None,
+        hash: None,
         extra: Default::default(),
-        result: "Failed".to_string(),
+        result: RunPhase::Failed,
         steps: Vec::new(),
         error: Some(RunError {
-            reason: "JobFailed".to_string(),
+            reason: Reason::JobFailed,
             message: message.to_string(),
             remedy: format!(
                 "see `kubectl logs job/{} -n <namespace>`; the agent retries transient failures",

@@ -3,14 +3,15 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+use sc_contract as contract;
+use sc_contract::shards;
+
 mod cmd;
-mod contract;
 mod controller;
 mod diff;
 mod jobspec;
 mod kubeconn;
 mod server;
-mod shards;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
 /// ServiceAccounts and SecretProviderClasses, and answers questions about them.

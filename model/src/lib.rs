@@ -14,7 +14,6 @@ pub mod render;
 pub mod request;
 pub mod resolve;
 pub mod secret;
-pub mod shards;
 pub mod spellings;
 pub mod template;
 pub mod types;

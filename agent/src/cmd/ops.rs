@@ -126,7 +126,11 @@ impl Snapshot {
                 Ok(s) => {
                     hash_key = contract::hash_key(s.as_ref());
                     if let Some(s) = s {
-                        match crate::shards::from_api(Arc::new(s), "Secret", &secrets).await {
+                        let shards = crate::shards::gather(Arc::new(s), "Secret", |name| {
+                            let api = &secrets;
+                            async move { api.get_opt(&name).await }
+                        });
+                        match shards.await {
                             Shards::Complete(all) => protected_shards = all,
                             Shards::Incomplete(why) | Shards::Invalid(why) => {
                                 protected_error = Some(why)
@@ -144,33 +148,18 @@ impl Snapshot {
         }
         let requests = match requests_cm {
             Some(cm) => {
-                let revision = contract::revision_of(cm.metadata.annotations.as_ref());
-                let public = match crate::shards::from_api(Arc::new(cm), "ConfigMap", &cms).await {
+                let shards = crate::shards::gather(Arc::new(cm), "ConfigMap", |name| {
+                    let api = &cms;
+                    async move { api.get_opt(&name).await }
+                });
+                let public = match shards.await {
                     Shards::Complete(all) => all,
                     Shards::Incomplete(why) | Shards::Invalid(why) => {
                         anyhow::bail!("the requests in namespace {ns} cannot be read: {why}")
                     }
                 };
-                let public_parts: Vec<(&str, Option<&[u8]>)> = public
-                    .iter()
-                    .map(|cm| {
-                        (
-                            cm.metadata.name.as_deref().unwrap_or_default(),
-                            contract::configmap_connections(cm),
-                        )
-                    })
-                    .collect();
-                let protected_parts: Vec<(&str, Option<&[u8]>)> = protected_shards
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.metadata.name.as_deref().unwrap_or_default(),
-                            contract::secret_connections(s),
-                        )
-                    })
-                    .collect();
                 Some(
-                    Requests::parse(revision, &public_parts, &protected_parts, &hash_key)
+                    Requests::from_objects(&public, &protected_shards, &hash_key)
                         .map_err(anyhow::Error::msg)?,
                 )
             }

@@ -2,7 +2,7 @@
 //! renders, and reports each drift with the object and the remedy. Exit code 1 on drift.
 
 use crate::cmd::ops::{NameArgs, Output, Snapshot, api_reason, block_on};
-use crate::contract::{self, Phase};
+use crate::contract::{self, ConnectionPhase};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -101,7 +101,7 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }),
             Some(m) => {
                 let phase = m.phase(Some(&conn.hash));
-                if phase != Phase::Ready {
+                if phase != ConnectionPhase::Ready {
                     let detail = m
                         .status
                         .as_ref()
