@@ -31,5 +31,6 @@ pub mod store;
 pub mod strict;
 pub mod table;
 pub mod testing;
+pub mod time;
 
 pub use instance::{Kubesim, Options, kubeconfig_yaml};

@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering;
 use super::write::{Scope, canonical, comparable, has_generation};
 use super::{
     Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, Propagation,
-    SharedList, WriteOptions, finalizers, meta, meta_mut, now, time_in,
+    SharedList, WriteOptions, finalizers, meta, meta_mut,
 };
 use crate::error::{ApiError, Cause};
 use crate::resources::ResourceInfo;
 use crate::store::{Obj, ObjKey, ResKey, Write};
+use crate::time::{in_seconds, now};
 use crate::{admission, patch, strict};
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -481,7 +482,7 @@ impl Cluster {
             let current_grace = meta(cur)["deletionGracePeriodSeconds"].as_i64();
             let m = meta_mut(&mut new);
             if !already || current_grace.is_some_and(|g| grace < g) {
-                m.insert("deletionTimestamp".into(), Value::String(time_in(grace)));
+                m.insert("deletionTimestamp".into(), Value::String(in_seconds(grace)));
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
             if !fins.is_empty() {

@@ -21,19 +21,6 @@ use crate::resources::{Registry, ResourceInfo};
 use crate::store::{ResKey, Store};
 use auth::{TokenEntry, random_token};
 
-/// The current time as the API server writes timestamps (RFC 3339, seconds, `Z`).
-pub fn now() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_string()
-}
-
-fn time_in(seconds: i64) -> String {
-    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
-    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
-}
-
 mod auth;
 mod crud;
 mod options;
@@ -158,18 +145,6 @@ impl Cluster {
             .get(&res.group, &res.resource)
             .cloned()
             .ok_or_else(ApiError::no_route)
-    }
-}
-
-impl ApiError {
-    /// 404.
-    pub fn is_not_found(&self) -> bool {
-        self.code == 404
-    }
-
-    /// 409 (AlreadyExists or Conflict).
-    pub fn is_conflict(&self) -> bool {
-        self.code == 409
     }
 }
 

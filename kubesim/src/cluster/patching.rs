@@ -3,11 +3,11 @@
 use serde_json::{Value, json};
 
 use super::write::Scope;
-use super::{Cluster, PatchType, WriteOptions, meta, meta_mut, now};
+use super::{Cluster, PatchType, WriteOptions, meta, meta_mut};
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
-use crate::store::ObjKey;
-use crate::store::ResKey;
+use crate::store::{ObjKey, ResKey};
+use crate::time::now;
 use crate::{patch, strict};
 
 impl Cluster {

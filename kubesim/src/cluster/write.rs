@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::{Cluster, FieldValidation, WriteOptions, finalizers, meta, meta_mut, now};
+use super::{Cluster, FieldValidation, WriteOptions, finalizers, meta, meta_mut};
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::store::{ObjKey, ResKey, Write};
+use crate::time::now;
 use crate::{admission, patch, strict};
 
 /// The object with `apiVersion`, `kind`, `metadata` first, as the API server prints it.
