@@ -20,6 +20,8 @@ pub mod error;
 pub mod faults;
 mod instance;
 pub mod kubelet;
+#[cfg(test)]
+mod module_graph;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
