@@ -8,6 +8,9 @@
 //! string and character literals are blanked first, then `mod` declarations are followed from
 //! `lib.rs` and every `crate::a...` / `crate::{a, b...}` path counts as an edge to `a` (a name
 //! `lib.rs` re-exports counts as the module it comes from).
+//!
+//! The README's layout table lists the modules bottom up; a module may use only modules of its
+//! row or above, so the table stays the map of the crate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -262,13 +265,23 @@ fn root_reexports(code: &str) -> HashMap<String, String> {
     out
 }
 
+/// The code of `lib.rs` (test items left out).
+fn lib_code(src: &Path) -> String {
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+    let mut code = blank_non_code(&lib);
+    strip_test_items(&mut code);
+    code
+}
+
+/// The top-level modules `lib.rs` declares (test modules left out).
+fn top_modules(src: &Path) -> BTreeSet<String> {
+    declared_mods(&lib_code(src)).into_iter().collect()
+}
+
 /// The graph of the crate rooted at `src/lib.rs`, following its `mod` declarations.
 fn crate_graph(src: &Path) -> Graph {
-    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
-    let mut lib_code = blank_non_code(&lib);
-    strip_test_items(&mut lib_code);
-    let tops: BTreeSet<String> = declared_mods(&lib_code).into_iter().collect();
-    let reexports = root_reexports(&lib_code);
+    let tops = top_modules(src);
+    let reexports = root_reexports(&lib_code(src));
     let mut graph = Graph::new();
     // (file, directory of its child modules, top-level module)
     let mut pending: Vec<(PathBuf, PathBuf, String)> = Vec::new();
@@ -423,6 +436,65 @@ fn no_import_loops_between_top_level_modules() {
             "{allowed:?} is no longer a loop: remove it from ALLOWED_CYCLES"
         );
     }
+}
+
+/// The rows of the first table under `## Layout` in the README: the modules each row names
+/// in its first column (`patch/` names `patch`), bottom layer first.
+fn documented_layers(readme: &str) -> Vec<Vec<String>> {
+    readme
+        .split("\n## Layout")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .skip_while(|l| !l.starts_with("| module"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|m| m.trim_end_matches('/').to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn modules_use_only_the_layers_below_them_as_the_readme_lists_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let layers = documented_layers(&readme);
+    let layer: HashMap<&str, usize> = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, row)| row.iter().map(move |m| (m.as_str(), i)))
+        .collect();
+    let src = root.join("src");
+    let undocumented: Vec<String> = top_modules(&src)
+        .into_iter()
+        .filter(|m| !layer.contains_key(m.as_str()))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "modules missing from the README's layout table: {undocumented:?} (table: {layers:?})"
+    );
+    let mut upward = Vec::new();
+    for (from, to) in &crate_graph(&src) {
+        for (target, files) in to {
+            if layer[target.as_str()] > layer[from.as_str()] {
+                let files: Vec<&str> = files.iter().map(String::as_str).collect();
+                upward.push(format!("{from} -> {target} ({})", files.join(", ")));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "modules using a module the README's layout table lists above them (move the code, or \
+         the row if the layering changed):\n{}",
+        upward.join("\n")
+    );
 }
 
 #[test]

@@ -9,6 +9,10 @@
 //! - deleting the contents of a terminating Namespace and then its `kubernetes` finalizer;
 //! - running pods and removing gracefully deleted pods once their processes ended (the kubelet
 //!   calls [`Cluster::delete`] with `grace_period_seconds: Some(0)`).
+//!
+//! The operations are grouped by concern: `auth` (tokens, RBAC), `crud` (get, list, create,
+//! update, delete), `write` (the update path they share), `patching` (the four patch types),
+//! `subresources` (status, scale, pod logs); `options` holds their options and results.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
