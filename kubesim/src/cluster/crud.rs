@@ -320,16 +320,7 @@ impl Cluster {
             }
             return self.create_inner(&info, namespace, obj, opts, false);
         }
-        self.update_inner(
-            &info,
-            namespace,
-            name,
-            Scope::Main,
-            opts,
-            false,
-            true,
-            |_| Ok(obj),
-        )
+        self.replace(&info, namespace, name, Scope::Main, obj, opts)
     }
 
     /// Atomically change the status of an object (for controllers and the kubelet): `f` gets the
@@ -408,109 +399,110 @@ impl Cluster {
         let is_ns = (info.group.as_str(), info.resource.as_str()) == ("", "namespaces");
         let mut outcome = None;
         let mut removed = false;
-        self.store.write(&key, |cur| {
-            let Some(cur) = cur else { return Err(ApiError::not_found(&info, name)) };
-            let cur: &Value = cur;
-            if let Some(uid) = &opts.precondition_uid
-                && meta(cur)["uid"].as_str() != Some(uid)
-            {
-                return Err(ApiError::conflict_msg(
+        self.store
+            .write(&key, |cur| {
+                let Some(cur) = cur else {
+                    return Err(ApiError::not_found(&info, name));
+                };
+                let cur: &Value = cur;
+                precondition(
                     &info,
                     name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta(cur)["uid"].as_str().unwrap_or_default()
-                    ),
-                ));
-            }
-            if let Some(rv) = &opts.precondition_resource_version
-                && meta(cur)["resourceVersion"].as_str() != Some(rv)
-            {
-                return Err(ApiError::conflict_msg(
+                    "UID",
+                    &opts.precondition_uid,
+                    &meta(cur)["uid"],
+                )?;
+                precondition(
                     &info,
                     name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta(cur)["resourceVersion"].as_str().unwrap_or_default()
-                    ),
-                ));
-            }
-            let policy = opts.propagation_policy.unwrap_or(
-                if (info.group.as_str(), info.resource.as_str()) == ("batch", "jobs") {
-                    Propagation::Orphan
-                } else {
-                    Propagation::Background
-                },
-            );
-            let mut fins = finalizers(cur);
-            let already = meta(cur).get("deletionTimestamp").is_some();
-            let extra = match policy {
-                Propagation::Foreground => Some("foregroundDeletion"),
-                Propagation::Orphan => Some("orphan"),
-                Propagation::Background => None,
-            };
-            if !already
-                && let Some(f) = extra
-                && !fins.iter().any(|x| x == f)
-            {
-                fins.push(f.to_string());
-            }
-            let grace = if is_pod {
-                let terminal = matches!(cur["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"));
-                let scheduled = cur["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-                if terminal || !scheduled {
-                    0
-                } else {
-                    opts.grace_period_seconds
-                        .or(cur["spec"]["terminationGracePeriodSeconds"].as_i64())
-                        .unwrap_or(30)
-                        .max(0)
+                    "ResourceVersion",
+                    &opts.precondition_resource_version,
+                    &meta(cur)["resourceVersion"],
+                )?;
+                let policy = opts.propagation_policy.unwrap_or(
+                    if (info.group.as_str(), info.resource.as_str()) == ("batch", "jobs") {
+                        Propagation::Orphan
+                    } else {
+                        Propagation::Background
+                    },
+                );
+                let mut fins = finalizers(cur);
+                let already = meta(cur).get("deletionTimestamp").is_some();
+                let extra = match policy {
+                    Propagation::Foreground => Some("foregroundDeletion"),
+                    Propagation::Orphan => Some("orphan"),
+                    Propagation::Background => None,
+                };
+                if !already
+                    && let Some(f) = extra
+                    && !fins.iter().any(|x| x == f)
+                {
+                    fins.push(f.to_string());
                 }
-            } else {
-                0
-            };
-            let ns_pending = is_ns && cur["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-            if fins.is_empty() && grace == 0 && !ns_pending {
-                if opts.dry_run {
-                    outcome = Some(Deleted::Gone(cur.clone()));
+                let grace = if is_pod {
+                    let terminal = matches!(
+                        cur["status"]["phase"].as_str(),
+                        Some("Succeeded") | Some("Failed")
+                    );
+                    let scheduled = cur["spec"]["nodeName"]
+                        .as_str()
+                        .is_some_and(|n| !n.is_empty());
+                    if terminal || !scheduled {
+                        0
+                    } else {
+                        opts.grace_period_seconds
+                            .or(cur["spec"]["terminationGracePeriodSeconds"].as_i64())
+                            .unwrap_or(30)
+                            .max(0)
+                    }
+                } else {
+                    0
+                };
+                let ns_pending = is_ns
+                    && cur["spec"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty());
+                if fins.is_empty() && grace == 0 && !ns_pending {
+                    if opts.dry_run {
+                        outcome = Some(Deleted::Gone(cur.clone()));
+                        return Ok(Write::Unchanged);
+                    }
+                    removed = true;
+                    return Ok(Write::Delete);
+                }
+                let mut new = cur.clone();
+                let current_grace = meta(cur)["deletionGracePeriodSeconds"].as_i64();
+                let m = meta_mut(&mut new);
+                if !already || current_grace.is_some_and(|g| grace < g) {
+                    m.insert("deletionTimestamp".into(), Value::String(in_seconds(grace)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                if !fins.is_empty() {
+                    m.insert("finalizers".into(), json!(fins));
+                }
+                if is_ns {
+                    new["status"]["phase"] = json!("Terminating");
+                }
+                if comparable(&new) == comparable(cur) || opts.dry_run {
+                    outcome = Some(Deleted::Pending(new));
                     return Ok(Write::Unchanged);
                 }
-                removed = true;
-                return Ok(Write::Delete);
-            }
-            let mut new = cur.clone();
-            let current_grace = meta(cur)["deletionGracePeriodSeconds"].as_i64();
-            let m = meta_mut(&mut new);
-            if !already || current_grace.is_some_and(|g| grace < g) {
-                m.insert("deletionTimestamp".into(), Value::String(in_seconds(grace)));
-                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            }
-            if !fins.is_empty() {
-                m.insert("finalizers".into(), json!(fins));
-            }
-            if is_ns {
-                new["status"]["phase"] = json!("Terminating");
-            }
-            if comparable(&new) == comparable(cur) || opts.dry_run {
-                outcome = Some(Deleted::Pending(new));
-                return Ok(Write::Unchanged);
-            }
-            Ok(Write::Put(new))
-        })
-        .and_then(|written| {
-            if let Some(o) = outcome {
-                return Ok(o);
-            }
-            let w = written.ok_or_else(|| ApiError::not_found(&info, name))?;
-            // Decided by this write, not by a read after it: a controller may already have
-            // removed the last finalizer (and so the object) by then.
-            if removed {
-                self.after_remove(&info, &w);
-                Ok(Deleted::Gone((*w).clone()))
-            } else {
-                Ok(Deleted::Pending((*w).clone()))
-            }
-        })
+                Ok(Write::Put(new))
+            })
+            .and_then(|written| {
+                if let Some(o) = outcome {
+                    return Ok(o);
+                }
+                let w = written.ok_or_else(|| ApiError::not_found(&info, name))?;
+                // Decided by this write, not by a read after it: a controller may already have
+                // removed the last finalizer (and so the object) by then.
+                if removed {
+                    self.after_remove(&info, &w);
+                    Ok(Deleted::Gone((*w).clone()))
+                } else {
+                    Ok(Deleted::Pending((*w).clone()))
+                }
+            })
     }
 
     /// Delete every object of a collection matching `list` (deletecollection). Returns the
@@ -564,4 +556,26 @@ fn decode_continue(token: &str, res: &ResKey) -> Result<ObjKey, ApiError> {
         return Err(expired());
     };
     Ok(ObjKey::new(res, ns, name))
+}
+
+/// A delete precondition (`what`: `UID` or `ResourceVersion`): 409 when `wanted` is set and
+/// the stored object's `actual` value differs.
+fn precondition(
+    info: &ResourceInfo,
+    name: &str,
+    what: &str,
+    wanted: &Option<String>,
+    actual: &Value,
+) -> Result<(), ApiError> {
+    match wanted {
+        Some(w) if actual.as_str() != Some(w) => Err(ApiError::conflict_msg(
+            info,
+            name,
+            &format!(
+                "Precondition failed: {what} in precondition: {w}, {what} in object meta: {}",
+                actual.as_str().unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

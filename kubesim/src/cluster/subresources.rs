@@ -49,16 +49,7 @@ impl Cluster {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let info = self.info(res)?;
-        self.update_inner(
-            &info,
-            namespace,
-            name,
-            Scope::Status,
-            opts,
-            false,
-            true,
-            |_| Ok(obj),
-        )
+        self.replace(&info, namespace, name, Scope::Status, obj, opts)
     }
 
     /// The `autoscaling/v1` Scale of a type with a scale subresource.

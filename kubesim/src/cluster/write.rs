@@ -295,6 +295,20 @@ impl Cluster {
         Ok(written)
     }
 
+    /// Replace `scope` of an object with that of `obj` (PUT of the object or of its status),
+    /// validated.
+    pub(super) fn replace(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        scope: Scope,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.update_inner(info, namespace, name, scope, opts, false, true, |_| Ok(obj))
+    }
+
     /// Remove the object at `key` if it is still ready to go; returns its last state.
     fn remove_if_ready(&self, info: &ResourceInfo, key: &ObjKey) -> Option<Value> {
         let gone = self
