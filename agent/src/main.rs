@@ -8,20 +8,22 @@
 //! - `runtime`: the process around the steps: HTTP endpoints (`server`), signals, allocator
 //!   tuning, the Lease and the debounced loop.
 //! - `cmd`: the subcommands, one module each, with what the operator commands share.
-//! - `contract`, `shards`: the formats exchanged with the chart and sc-job; `jobspec`: the Job
+//! - `contract`, `shards`: the sc-contract crate (the formats exchanged with the chart and
+//!   sc-job, defined once for both binaries); `jobspec`: the Job
 //!   and the configuration file; `kubeconn`: the cluster connection of the commands.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+use sc_contract as contract;
+use sc_contract::shards;
+
 mod cmd;
-mod contract;
 mod jobspec;
 mod kubeconn;
 mod reconcile;
 mod runtime;
 mod server;
-mod shards;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
 /// ServiceAccounts and SecretProviderClasses, and answers questions about them.

@@ -1,7 +1,7 @@
 //! The agent's HTTP endpoints: `/healthz`, `/readyz` (ready once every watch has synced) and
 //! `/metrics` (Prometheus text format).
 
-use crate::contract::Phase;
+use crate::contract::ConnectionPhase;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -81,8 +81,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Sets the connections gauge from a count per phase (every phase is reported).
-    pub fn set_phases(&self, counts: &std::collections::BTreeMap<Phase, i64>) {
-        for p in Phase::ALL {
+    pub fn set_phases(&self, counts: &std::collections::BTreeMap<ConnectionPhase, i64>) {
+        for p in ConnectionPhase::ALL {
             self.connections
                 .get_or_create(&PhaseLabel {
                     phase: p.as_str().to_string(),

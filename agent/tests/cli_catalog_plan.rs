@@ -28,7 +28,7 @@ fn catalog_json_lists_every_key() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let arr = v.as_array().unwrap();
-    assert_eq!(arr.len(), 1382);
+    assert_eq!(arr.len(), 1481);
     for k in arr {
         for field in [
             "target",
@@ -217,4 +217,98 @@ fn plan_rejects_bad_files() {
     let out = sc_agent(&["plan", "-f", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("cannot read the values file"));
+}
+
+#[test]
+fn sql_workload_identity_is_listed_and_planned() {
+    // The SQL tutorial: SQL Database, workload identity, Python.
+    let out = sc_agent(&[
+        "catalog",
+        "--target",
+        "sql",
+        "--auth",
+        "workloadIdentity",
+        "--client",
+        "python",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!(k["secret"], false, "{k}");
+            (k["name"].as_str().unwrap(), k["value"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("AZURE_SQL_SERVER", "${server}.database.windows.net"),
+            ("AZURE_SQL_PORT", "1433"),
+            ("AZURE_SQL_DATABASE", "${database}"),
+            ("AZURE_SQL_USER", "${clientId}"),
+            ("AZURE_SQL_AUTHENTICATION", "ActiveDirectoryMsi"),
+        ]
+    );
+    let out = sc_agent(&[
+        "catalog",
+        "--target",
+        "sql",
+        "--auth",
+        "workload-identity",
+        "--client",
+        "python",
+    ]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for name in [
+        "AZURE_SQL_SERVER",
+        "AZURE_SQL_PORT",
+        "AZURE_SQL_DATABASE",
+        "AZURE_SQL_USER",
+        "AZURE_SQL_AUTHENTICATION",
+    ] {
+        assert!(table.contains(name), "{name} missing from\n{table}");
+    }
+
+    // The example values of the tutorial's scenario plan the Secret and the ServiceAccount.
+    let out = sc_agent(&[
+        "plan",
+        "-f",
+        &example("sql-workload-identity.yaml"),
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = v["connections"][0]["objects"].as_array().unwrap();
+    let secret = objects.iter().find(|o| o["kind"] == "Secret").unwrap();
+    assert_eq!(secret["metadata"]["name"], "sc-sqlconn-secret");
+    let client_id = "7d3e9c1a-5b2f-4e8d-9a6c-0f1e2d3c4b5a";
+    assert_eq!(
+        secret["stringData"],
+        serde_json::json!({
+            "AZURE_SQL_SERVER": "contoso-sql-server.database.windows.net",
+            "AZURE_SQL_PORT": "1433",
+            "AZURE_SQL_DATABASE": "contoso-orders",
+            "AZURE_SQL_USER": client_id,
+            "AZURE_SQL_AUTHENTICATION": "ActiveDirectoryMsi",
+        })
+    );
+    let sa = objects
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .unwrap();
+    assert_eq!(
+        sa["metadata"]["name"],
+        format!("sc-account-{client_id}").as_str()
+    );
+    assert_eq!(
+        sa["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        client_id
+    );
 }

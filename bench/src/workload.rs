@@ -109,7 +109,7 @@ pub fn shards(m: &Map<String, Value>) -> Vec<Map<String, Value>> {
 
 /// The name of shard `i` of `base`.
 pub fn shard_name(base: &str, i: usize) -> String {
-    sc_model::shards::shard_name(base, i)
+    sc_contract::shards::shard_name(base, i)
 }
 
 /// Shard `i` of `count` of a request object as the chart renders it (`data`: its data map),

@@ -278,7 +278,7 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, uid: &str) {
                 .filter(|v| v["storage"].as_bool() == Some(true))
                 .map(|v| v["name"].clone())
                 .collect();
-            let now = crate::cluster::now();
+            let now = crate::time::now();
             obj["status"] = json!({
                 "acceptedNames": names,
                 "storedVersions": versions,

@@ -99,6 +99,16 @@ impl ApiError {
         }
     }
 
+    /// 404.
+    pub fn is_not_found(&self) -> bool {
+        self.code == 404
+    }
+
+    /// 409 (AlreadyExists or Conflict).
+    pub fn is_conflict(&self) -> bool {
+        self.code == 409
+    }
+
     /// 404 `jobs.batch "x" not found`.
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         Self {

@@ -1,14 +1,18 @@
 //! kubesim: an embedded Kubernetes API server, with the controllers and the process kubelet
-//! that sc-extension relies on, for tests and demos. Everything lives in memory.
+//! that sc-extension relies on. It is the cluster of `make demo`, of the benchmark and of the
+//! project's tests; everything lives in memory.
 //!
-//! Layers, bottom up:
-//! - [`store`]: versioned objects, atomic writes, watch history.
-//! - pure helpers: [`selector`] (label/field selectors), [`patch`] (JSON, merge,
-//!   strategic merge, server-side apply), [`proto`] (protobuf request bodies),
-//!   [`table`] (`kubectl get` columns), [`rbac`] (authorization).
-//! - [`resources`]: the served types and discovery; [`admission`] and [`strict`]: defaulting
-//!   and validation.
-//! - [`cluster`]: the in-process API every writer uses (HTTP layer, controllers, kubelet).
+//! Layers, bottom up (a module uses only the layers before it; the README's layout table lists
+//! them, and a test fails on an import loop or a use of a later layer):
+//! - leaves: [`time`] (timestamps), [`store`] (versioned objects, atomic writes, watch
+//!   history), [`selector`] (label/field selectors), [`patch`] (JSON, merge, strategic merge,
+//!   server-side apply), [`proto`] (protobuf request bodies).
+//! - [`resources`]: the served types and discovery; [`error`]: the API's error type;
+//!   [`rbac`] (authorization) and [`table`] (`kubectl get` columns); [`strict`] and
+//!   [`admission`]: field validation, defaulting and validation.
+//! - [`cluster`]: the in-process API every writer uses (HTTP layer, controllers, kubelet),
+//!   split by concern (authentication, reads and writes, patches, subresources).
+//! - [`audit`] and [`reviews`]; [`controllers`]; [`kubelet`] (pods as local processes).
 //! - [`server`]: the HTTP layer, wrapped by [`faults`] (fault injection, admin endpoint);
 //!   [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
 
@@ -20,6 +24,8 @@ pub mod error;
 pub mod faults;
 mod instance;
 pub mod kubelet;
+#[cfg(test)]
+mod module_graph;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
@@ -31,5 +37,6 @@ pub mod store;
 pub mod strict;
 pub mod table;
 pub mod testing;
+pub mod time;
 
 pub use instance::{Kubesim, Options, kubeconfig_yaml};

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// An embedded Kubernetes API server for tests and demos. Everything lives in memory; the
-/// kubeconfig is written once the server accepts connections.
+/// An embedded Kubernetes API server for the demo, the benchmark and tests. Everything lives in
+/// memory; the kubeconfig is written once the server accepts connections.
 #[derive(Parser, Debug)]
 #[command(name = "kubesim", version)]
 struct Args {

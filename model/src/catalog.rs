@@ -69,7 +69,16 @@ pub struct Catalog {
     index: BTreeMap<(String, AuthType, ClientType), Vec<usize>>,
     parameters: BTreeMap<String, ParameterSpec>,
     targets: Vec<String>,
+    workload_identity_from_user_identity: Vec<String>,
 }
+
+/// The `auth_type` of the documented user-assigned managed identity rows.
+const USER_IDENTITY: &str = "user-identity";
+/// The `auth_type` of the workload-identity rows.
+const WORKLOAD_IDENTITY: &str = "workload-identity";
+/// Appended to the description of a workloadIdentity key read from a user-identity row, as
+/// the data does for the workload-identity rows it derives.
+const AS_USER_ASSIGNED_MI: &str = " (as user-assigned MI)";
 
 static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
     Catalog::build().unwrap_or_else(|e| panic!("the shipped catalog data is inconsistent: {e}"))
@@ -191,13 +200,37 @@ impl Catalog {
             })
             .collect::<Result<_, _>>()?;
 
+        // Workload identity on AKS is a user-assigned managed identity: a target whose data
+        // has user-identity rows but no (derived) workload-identity rows gets its
+        // workloadIdentity keys from the user-identity rows.
+        let mut user_identity = BTreeSet::new();
+        let mut workload_identity = BTreeSet::new();
+        for f in data_lines(CONFIG_NAMES_TSV) {
+            match f[..] {
+                [target, USER_IDENTITY, ..] => user_identity.insert(target),
+                [target, WORKLOAD_IDENTITY, ..] => workload_identity.insert(target),
+                _ => false,
+            };
+        }
+        let derived: BTreeSet<&str> = user_identity
+            .difference(&workload_identity)
+            .copied()
+            .collect();
+
         let mut keys = Vec::new();
         let mut targets = BTreeSet::new();
         for f in data_lines(CONFIG_NAMES_TSV) {
-            let [target, auth, client, name, description, example, secret] = f[..] else {
+            let [target, doc_auth, client, name, description, example, secret] = f[..] else {
                 return Err(format!("config-names.tsv: bad line {f:?}"));
             };
             targets.insert(target.to_string());
+            // `auth`: the auth type column as the catalog reads it (overrides use it too).
+            let from_user_identity = doc_auth == USER_IDENTITY && derived.contains(target);
+            let auth = if from_user_identity {
+                WORKLOAD_IDENTITY
+            } else {
+                doc_auth
+            };
             let Some(auth_type) = AuthType::ALL
                 .into_iter()
                 .find(|a| a.tsv_name() == Some(auth))
@@ -239,10 +272,13 @@ impl Catalog {
                 Some(o) if !o.new_name.is_empty() => (o.new_name.clone(), Some(name.to_string())),
                 _ => (name.to_string(), None),
             };
-            let description = match ov {
+            let mut description = match ov {
                 Some(o) if !o.description.is_empty() => o.description.clone(),
                 _ => description.to_string(),
             };
+            if from_user_identity {
+                description.push_str(AS_USER_ASSIGNED_MI);
+            }
             keys.push(KeySpec {
                 target: target.to_string(),
                 auth_type,
@@ -281,6 +317,7 @@ impl Catalog {
             index,
             parameters,
             targets: targets.into_iter().collect(),
+            workload_identity_from_user_identity: derived.into_iter().map(str::to_string).collect(),
         })
     }
 
@@ -299,10 +336,17 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    /// Every target id, sorted (including targets documented only for auth types that do
-    /// not exist in a cluster, such as `fabric-sql`).
+    /// Every target id of the data, sorted.
     pub fn targets(&self) -> &[String] {
         &self.targets
+    }
+
+    /// The targets whose workloadIdentity keys are their documented user-assigned managed
+    /// identity (`user-identity`) rows, read as they are by the catalog because the data
+    /// has no `workload-identity` rows for them (`fabric-sql`, `mysql`, `postgresql`,
+    /// `sql`), sorted. Workload identity on AKS is a user-assigned managed identity.
+    pub fn workload_identity_from_user_identity(&self) -> &[String] {
+        &self.workload_identity_from_user_identity
     }
 
     /// The canonical target id for an accepted spelling (`storage-blob`, `storageBlob`,

@@ -14,7 +14,7 @@ pub mod render;
 pub mod request;
 pub mod resolve;
 pub mod secret;
-pub mod shards;
+pub mod spellings;
 pub mod template;
 pub mod types;
 pub mod values;
@@ -30,6 +30,7 @@ pub use resolve::{
     validate_connections_keyed,
 };
 pub use secret::SecretString;
+pub use spellings::{AcceptedSpellings, Spellings, accepted_spellings};
 pub use template::Template;
 pub use types::{AuthType, ClientType, DeletionPolicy, WorkloadKind, WorkloadRef};
 pub use values::{connections_subtree, merge_values, parse_yaml, validate_values_yaml};

@@ -13,6 +13,67 @@ pub(crate) fn normalize(s: &str) -> String {
         .collect()
 }
 
+/// The accepted spellings of each auth type, in their documented forms: the request
+/// schema's (first), the documentation's and the aliases. [`AuthType::parse`] accepts
+/// exactly these, case-insensitively and ignoring `-`, `_`, `.` and spaces.
+pub(crate) const AUTH_TYPE_SPELLINGS: [(AuthType, &[&str]); 4] = [
+    (
+        AuthType::Secret,
+        &["secret", "connection-string", "connectionString"],
+    ),
+    (
+        AuthType::ServicePrincipal,
+        &["servicePrincipal", "service-principal", "sp"],
+    ),
+    (
+        AuthType::WorkloadIdentity,
+        &["workloadIdentity", "workload-identity", "wi"],
+    ),
+    (
+        AuthType::KeyvaultCsi,
+        &[
+            "keyvaultCsi",
+            "keyvault-csi",
+            "csi",
+            "keyvaultSecretsProvider",
+            "keyvault-secrets-provider",
+        ],
+    ),
+];
+
+/// The accepted spellings of each client type, in their documented forms: the request
+/// schema's (first), the documentation's (the TSV column) and the aliases.
+/// [`ClientType::parse`] accepts exactly these, case-insensitively and ignoring `-`, `_`,
+/// `.` and spaces.
+pub(crate) const CLIENT_TYPE_SPELLINGS: [(ClientType, &[&str]); 11] = [
+    (ClientType::None, &["none", "other"]),
+    (ClientType::Python, &["python"]),
+    (ClientType::Django, &["django"]),
+    (ClientType::Dotnet, &["dotnet", ".net", "net", "csharp"]),
+    (ClientType::Java, &["java"]),
+    (
+        ClientType::SpringBoot,
+        &["springBoot", "springboot", "spring-boot", "spring"],
+    ),
+    (
+        ClientType::KafkaSpringBoot,
+        &["kafkaSpringBoot", "kafka-springboot", "kafka-spring-boot"],
+    ),
+    (ClientType::Nodejs, &["nodejs", "node.js", "node"]),
+    (ClientType::Go, &["go", "golang"]),
+    (ClientType::Php, &["php"]),
+    (ClientType::Ruby, &["ruby"]),
+];
+
+/// The value whose spellings include `s` (see [`normalize`]).
+fn lookup<T: Copy>(table: &[(T, &[&str])], s: &str) -> Option<T> {
+    let n = normalize(s);
+    table
+        .iter()
+        .find(|(_, names)| names.iter().any(|x| normalize(x) == n))
+        .map(|(v, _)| *v)
+}
+
 /// How the application authenticates to the target service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,16 +118,11 @@ impl AuthType {
     }
 
     /// Parses any accepted spelling: `secret`, `connection-string`, `servicePrincipal`,
-    /// `service-principal`, `workloadIdentity`, `workload-identity`, `keyvaultCsi`,
-    /// `keyvault-csi`, `csi` (case-insensitive; `-`, `_` and spaces ignored).
+    /// `service-principal`, `sp`, `workloadIdentity`, `workload-identity`, `wi`,
+    /// `keyvaultCsi`, `keyvault-csi`, `csi`, `keyvault-secrets-provider` (case-insensitive;
+    /// `-`, `_`, `.` and spaces ignored). [`crate::accepted_spellings`] lists them.
     pub fn parse(s: &str) -> Option<AuthType> {
-        match normalize(s).as_str() {
-            "secret" | "connectionstring" => Some(AuthType::Secret),
-            "serviceprincipal" | "sp" => Some(AuthType::ServicePrincipal),
-            "workloadidentity" | "wi" => Some(AuthType::WorkloadIdentity),
-            "keyvaultcsi" | "csi" | "keyvaultsecretsprovider" => Some(AuthType::KeyvaultCsi),
-            _ => None,
-        }
+        lookup(&AUTH_TYPE_SPELLINGS, s)
     }
 }
 
@@ -147,22 +203,10 @@ impl ClientType {
     }
 
     /// Parses any accepted spelling (`springBoot`, `springboot`, `spring-boot`,
-    /// `kafka-springboot`, `node`, `.net`, `other`, ...), case-insensitively.
+    /// `kafka-springboot`, `node`, `.net`, `other`, ...), case-insensitively and ignoring
+    /// `-`, `_`, `.` and spaces. [`crate::accepted_spellings`] lists them.
     pub fn parse(s: &str) -> Option<ClientType> {
-        match normalize(s).as_str() {
-            "none" | "other" => Some(ClientType::None),
-            "python" => Some(ClientType::Python),
-            "django" => Some(ClientType::Django),
-            "dotnet" | "net" | "csharp" => Some(ClientType::Dotnet),
-            "java" => Some(ClientType::Java),
-            "springboot" | "spring" => Some(ClientType::SpringBoot),
-            "kafkaspringboot" => Some(ClientType::KafkaSpringBoot),
-            "nodejs" | "node" => Some(ClientType::Nodejs),
-            "go" | "golang" => Some(ClientType::Go),
-            "php" => Some(ClientType::Php),
-            "ruby" => Some(ClientType::Ruby),
-            _ => None,
-        }
+        lookup(&CLIENT_TYPE_SPELLINGS, s)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Value rendering against the documented formats: every key of every client type of
 //! storage (blob, queue, table, file), sql, postgresql, mysql, redis, keyvault, servicebus,
 //! eventhub, cosmos-sql, appconfig and openai, for secret, service principal and workload
-//! identity. The oracle is the documented example value with its placeholders replaced by
+//! identity (for sql, postgresql and mysql: their user-assigned identity rows). The oracle is the documented example value with its placeholders replaced by
 //! sample values (plain string replacement, independent of the catalog's own data); rows
 //! corrected on purpose (CATALOG.md, errata) are checked against hand-written values.
 
@@ -42,6 +42,7 @@ fn sample(param: &str) -> &'static str {
 fn oracle_replacements(target: &str) -> Vec<(&'static str, String)> {
     let s = |p: &str| sample(p).to_string();
     let mut r: Vec<(&'static str, String)> = vec![
+        ("<<identity-client-ID>>", s("clientId")),
         ("<client-ID>", s("clientId")),
         ("<client-Id>", s("clientId")),
         ("<client-id>", s("clientId")),
@@ -81,6 +82,7 @@ fn oracle_replacements(target: &str) -> Vec<(&'static str, String)> {
             ("<sql-username>", "user"),
             ("<sql-user>", "user"),
             ("<sql-password>", "password"),
+            ("<msiClientId>", "clientId"),
         ]),
         "postgresql" => add(&[
             ("<PostgreSQL-server-name>", "server"),
@@ -104,6 +106,7 @@ fn oracle_replacements(target: &str) -> Vec<(&'static str, String)> {
             ("MySQL-DB-name", "database"),
             ("MySQL-DB-username", "user"),
             ("MySQL-DB-password", "password"),
+            ("identity-client-ID", "clientId"),
         ]),
         "redis" => add(&[
             ("<redis-server-name>", "server"),
@@ -178,7 +181,8 @@ fn corrected(target: &str, auth: AuthType, client: ClientType, key: &str) -> Opt
         ("postgresql", AuthType::Secret, ClientType::Dotnet, "AZURE_POSTGRESQL_CONNECTIONSTRING") => {
             "Server=srv1.postgres.database.azure.com;Database=db1;Port=5432;Ssl Mode=Require;User Id=usr1;Password=PASSWORD1;".into()
         }
-        ("postgresql" | "mysql", AuthType::ServicePrincipal, ClientType::SpringBoot, "spring.datasource.username") => "usr1".into(),
+        ("postgresql" | "mysql", AuthType::ServicePrincipal | AuthType::WorkloadIdentity, ClientType::SpringBoot, "spring.datasource.username") => "usr1".into(),
+        ("sql", AuthType::WorkloadIdentity, ClientType::Python, "AZURE_SQL_USER") => CLIENT_ID.into(),
         ("keyvault", _, ClientType::SpringBoot, "azure.keyvault.uri" | "spring.cloud.azure.keyvault.secret.endpoint") => {
             "https://vault1.vault.azure.net/".into()
         }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// The field manager of every write.
-pub const FIELD_MANAGER: &str = "sc-job";
+pub const FIELD_MANAGER: &str = sc_contract::JOB_FIELD_MANAGER;
 
 /// The API resource of a kind sc-job reads or writes (`None` for any other kind).
 pub fn resource(kind: &str) -> Option<ApiResource> {

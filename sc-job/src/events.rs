@@ -1,10 +1,10 @@
 //! Warning Events on the Job `sc-job` for each failed connection, so that
 //! `kubectl describe job/sc-job -n sc-system` names the failing object, the reason and the
-//! remedy next to the job controller's own events. Messages come from [`Failure`], which never
+//! remedy next to the job controller's own events. Messages come from [`RunError`], which never
 //! carries a secret value.
 
 use crate::api::Kube;
-use crate::failure::Failure;
+use sc_contract::RunError;
 use serde_json::{Value, json};
 
 /// The component name on the Events (`source.component`, `reportingComponent`).
@@ -13,7 +13,12 @@ const COMPONENT: &str = "sc-job";
 const MAX_MESSAGE: usize = 1024;
 
 /// The core/v1 Event for `failure` of `connection` (None: the job itself) on `job`.
-pub fn failure_event(job: &Value, connection: Option<&str>, failure: &Failure, now: &str) -> Value {
+pub fn failure_event(
+    job: &Value,
+    connection: Option<&str>,
+    failure: &RunError,
+    now: &str,
+) -> Value {
     let meta = &job["metadata"];
     let job_name = meta["name"].as_str().unwrap_or("sc-job");
     let namespace = meta["namespace"].as_str().unwrap_or_default();
@@ -59,7 +64,7 @@ pub async fn post_failures(
     kube: &Kube,
     namespace: &str,
     job_name: &str,
-    failures: &[(Option<&str>, &Failure)],
+    failures: &[(Option<&str>, &RunError)],
 ) -> Result<usize, String> {
     if failures.is_empty() {
         return Ok(0);
@@ -91,12 +96,13 @@ pub async fn post_failures(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sc_contract::Reason;
 
     #[test]
     fn the_event_names_the_object_reason_and_remedy_on_the_job() {
         let job = json!({"metadata": {"name": "sc-job", "namespace": "sc-system", "uid": "u-1"}});
-        let f = Failure::new(
-            "NotManaged",
+        let f = RunError::new(
+            Reason::NotManaged,
             "secret default/sc-x-secret exists and is not managed by sc-extension",
             "delete it or rename the connection",
         );
@@ -114,7 +120,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut_at_a_character_boundary() {
         let job = json!({"metadata": {"name": "sc-job", "namespace": "ns", "uid": "u"}});
-        let f = Failure::new("InvalidRequest", "é".repeat(2000), "fix it");
+        let f = RunError::new(Reason::InvalidRequest, "é".repeat(2000), "fix it");
         let e = failure_event(&job, None, &f, "2026-01-01T00:00:00Z");
         let m = e["message"].as_str().unwrap();
         assert!(m.len() <= MAX_MESSAGE && m.ends_with("..."));

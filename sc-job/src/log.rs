@@ -2,49 +2,29 @@
 //! lines (`--log-format json`), on standard output. Never a secret value.
 
 use crate::cli::LogFormat;
-use crate::failure::Failure;
+use sc_contract::{ObjectKey, RunError};
 use serde_json::{Map, Value, json};
 use std::io::Write;
-
-/// An object the job reads or writes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ObjRef {
-    /// The Kubernetes kind (`Secret`, `ServiceAccount`, ...).
-    pub kind: String,
-    /// The namespace (empty for cluster-scoped objects).
-    pub namespace: String,
-    /// The name.
-    pub name: String,
-}
-
-impl ObjRef {
-    /// A reference to `kind` `namespace/name`.
-    pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
-        ObjRef {
-            kind: kind.to_string(),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for ObjRef {
-    /// `secret default/sc-x-secret`: the kind lower-cased as kubectl spells resources.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = self.kind.to_ascii_lowercase();
-        if self.namespace.is_empty() {
-            write!(f, "{kind} {}", self.name)
-        } else {
-            write!(f, "{kind} {}/{}", self.namespace, self.name)
-        }
-    }
-}
 
 /// The current time, RFC 3339 in whole seconds.
 pub fn now() -> String {
     jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+/// The fields of a `failed` event: the connection, if any, and the error's reason, message
+/// and remedy.
+fn failure_fields(connection: Option<&str>, failure: &RunError) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("event".into(), "failed".into());
+    if let Some(c) = connection {
+        f.insert("connection".into(), c.into());
+    }
+    if let Ok(Value::Object(error)) = serde_json::to_value(failure) {
+        f.extend(error);
+    }
+    f
 }
 
 /// Prints events and returns their text line (kept in the connection's journal).
@@ -79,7 +59,7 @@ impl Log {
     pub fn step(
         &self,
         connection: &str,
-        object: &ObjRef,
+        object: &ObjectKey,
         outcome: &str,
         detail: Option<&str>,
     ) -> String {
@@ -113,15 +93,9 @@ impl Log {
     }
 
     /// A connection that failed: `[conn] failed: <message>; <remedy>`.
-    pub fn failed(&self, connection: &str, failure: &Failure) -> String {
+    pub fn failed(&self, connection: &str, failure: &RunError) -> String {
         let text = format!("[{connection}] failed: {failure}");
-        let mut f = Map::new();
-        f.insert("event".into(), "failed".into());
-        f.insert("connection".into(), connection.into());
-        f.insert("reason".into(), failure.reason.clone().into());
-        f.insert("message".into(), failure.message.clone().into());
-        f.insert("remedy".into(), failure.remedy.clone().into());
-        self.emit(&text, f);
+        self.emit(&text, failure_fields(Some(connection), failure));
         text
     }
 
@@ -134,13 +108,11 @@ impl Log {
     }
 
     /// A failure of the whole run: `sc-job: failed: <message>; <remedy>`.
-    pub fn job_failed(&self, failure: &Failure) {
-        let mut f = Map::new();
-        f.insert("event".into(), "failed".into());
-        f.insert("reason".into(), failure.reason.clone().into());
-        f.insert("message".into(), failure.message.clone().into());
-        f.insert("remedy".into(), failure.remedy.clone().into());
-        self.emit(&format!("sc-job: failed: {failure}"), f);
+    pub fn job_failed(&self, failure: &RunError) {
+        self.emit(
+            &format!("sc-job: failed: {failure}"),
+            failure_fields(None, failure),
+        );
     }
 
     /// The summary line: `sc-job: 2 applied, 1 failed, 0 deleted`.
@@ -158,27 +130,18 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn object_display_uses_lower_case_kinds() {
-        let o = ObjRef::new("Secret", "default", "sc-x-secret");
-        assert_eq!(o.to_string(), "secret default/sc-x-secret");
-        assert_eq!(
-            ObjRef::new("Namespace", "", "apps").to_string(),
-            "namespace apps"
-        );
-    }
+    use sc_contract::Reason;
 
     #[test]
     fn step_and_failure_lines() {
         let log = Log::new(LogFormat::Text);
-        let o = ObjRef::new("Secret", "default", "sc-storageconn-secret");
+        let o = ObjectKey::new("Secret", "default", "sc-storageconn-secret");
         assert_eq!(
             log.step("storage_conn", &o, "created", Some("3 keys")),
             "[storage_conn] secret default/sc-storageconn-secret: created (3 keys)"
         );
-        let f = Failure::new(
-            "NotManaged",
+        let f = RunError::new(
+            Reason::NotManaged,
             "secret default/sc-x-secret exists and is not managed by sc-extension",
             "delete it or rename the connection",
         );

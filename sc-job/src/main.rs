@@ -14,14 +14,20 @@ mod record;
 use api::Kube;
 use clap::Parser;
 use cli::Args;
-use failure::Failure;
 use futures::StreamExt as _;
-use inputs::{Action, ChangeSet};
-use log::{Log, ObjRef};
-use materialize::{ConnRun, Materializer, Phase};
-use record::{METADATA_SELECTOR, Recorder};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use log::Log;
+use materialize::{ConnRun, Materializer};
+use record::ResultRecorder;
+use sc_contract::shards::{self, Shards};
+use sc_contract::{
+    Action, CHANGESET_KEY, ChangeEntry, ChangeSet, METADATA_SELECTOR, Metadata, ObjectKey, Reason,
+    Requests, RunError, RunPhase,
+};
+use serde::de::DeserializeOwned;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Every connection applied or deleted.
 const EXIT_OK: u8 = 0;
@@ -58,117 +64,48 @@ fn job_namespace(flag: Option<String>) -> String {
         .unwrap_or_else(|| "sc-system".to_string())
 }
 
-/// One `key` of a ConfigMap or Secret (Secret data decoded), or a failure naming it.
-fn data_key(obj: &Value, r: &ObjRef, key: &str) -> Result<String, Failure> {
-    if let Some(s) = obj["data"][key].as_str() {
-        if r.kind == "Secret" {
-            use base64::Engine;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|_| {
-                    Failure::new(
-                        "Unreadable",
-                        format!("key {key} of {r} is not valid base64"),
-                        "recreate the Secret with helm upgrade",
-                    )
-                })?;
-            return String::from_utf8(bytes).map_err(|_| {
-                Failure::new(
-                    "Unreadable",
-                    format!("key {key} of {r} is not UTF-8 text"),
-                    "recreate the Secret with helm upgrade",
-                )
-            });
-        }
-        return Ok(s.to_string());
-    }
-    if let Some(s) = obj["stringData"][key].as_str() {
-        return Ok(s.to_string());
-    }
-    Err(Failure::new(
-        "Unreadable",
-        format!("{r} has no key {key}"),
-        "recreate it with helm upgrade (the chart renders it)",
-    ))
-}
-
-fn parse_json(text: &str, r: &ObjRef, key: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| {
-        // serde_json errors name a position, never the content.
-        Failure::new(
-            "Unreadable",
-            format!("key {key} of {r} is not valid JSON: {e}"),
-            "recreate it with helm upgrade (the chart renders it)",
-        )
-    })
-}
-
-/// `connections.json` of request object `first` (`r`) and of its further shards
-/// (`<name>-1`, ...), merged; all of them must carry the revision of the first.
-async fn read_shards(kube: &Kube, first: Value, r: &ObjRef) -> Result<Value, Failure> {
-    use sc_model::shards;
-    let annotations = |o: &Value| -> std::collections::BTreeMap<String, String> {
-        serde_json::from_value(o["metadata"]["annotations"].clone()).unwrap_or_default()
+/// `kind` `name` in `ns`, typed; `None` when it does not exist. An object that does not parse
+/// is a failure naming it, never quoting it (a Secret's content is secret).
+async fn read<K: DeserializeOwned>(
+    kube: &Kube,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Option<K>, RunError> {
+    let r = ObjectKey::new(kind, ns, name);
+    let Some(obj) = kube
+        .get(kind, ns, name)
+        .await
+        .map_err(|e| failure::api_error("get", &r, &e))?
+    else {
+        return Ok(None);
     };
-    let first_annotations = annotations(&first);
-    let count = shards::shard_count(&r.to_string(), Some(&first_annotations)).map_err(|e| {
-        Failure::new(
-            "InvalidRequests",
-            e,
-            "upgrade the release so the chart writes the requests again",
-        )
-    })?;
-    let revision = shards::revision(Some(&first_annotations)).map(str::to_string);
-    let mut merged = serde_json::Map::new();
-    let mut obj = first;
-    for i in 0..count {
-        let name = shards::shard_name(&r.name, i);
-        let shard_ref = ObjRef::new(&r.kind, &r.namespace, &name);
-        if i > 0 {
-            obj = kube
-                .get(&r.kind, &r.namespace, &name)
-                .await
-                .map_err(|e| Failure::api("get", &shard_ref, &e))?
-                .ok_or_else(|| {
-                    Failure::new(
-                        "RequestsIncomplete",
-                        format!("{shard_ref} does not exist, while {r} names {count} shards"),
-                        "an upgrade may still be writing them: sc-agent runs the change again once every shard is there; if it stays, upgrade the release again",
-                    )
-                })?;
-            let got = annotations(&obj);
-            let got = shards::revision(Some(&got));
-            if got != revision.as_deref() {
-                return Err(Failure::new(
-                    "RequestsIncomplete",
-                    format!(
-                        "{shard_ref} is of revision {} while {r} is of revision {}",
-                        got.unwrap_or("none"),
-                        revision.as_deref().unwrap_or("none")
-                    ),
-                    "an upgrade may still be writing them: sc-agent runs the change again once every shard is there; if it stays, upgrade the release again",
-                ));
-            }
-        }
-        if obj["data"]["connections.json"].is_null()
-            && obj["stringData"]["connections.json"].is_null()
-        {
-            continue;
-        }
-        let part = parse_json(
-            &data_key(&obj, &shard_ref, "connections.json")?,
-            &shard_ref,
-            "connections.json",
-        )?;
-        shards::merge_into(&mut merged, part, &shard_ref.to_string()).map_err(|e| {
-            Failure::new(
-                "InvalidRequests",
-                e,
-                "upgrade the release so the chart writes the requests again",
-            )
-        })?;
+    serde_json::from_value(obj)
+        .map(Some)
+        .map_err(|_| RunError::of(Reason::Unreadable, format!("{r} is not a valid {kind}")))
+}
+
+/// Request object `first` (a `kind` in `ns`) and its further shards (`<name>-1`, ...), all of
+/// the first one's revision.
+async fn read_shards<K>(
+    kube: &Kube,
+    ns: &str,
+    first: K,
+    kind: &str,
+) -> Result<Vec<Arc<K>>, RunError>
+where
+    K: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned,
+{
+    let fetch = |name: String| async move {
+        read::<K>(kube, kind, ns, &name)
+            .await
+            .map_err(|e| e.message)
+    };
+    match shards::gather(Arc::new(first), kind, fetch).await {
+        Shards::Complete(all) => Ok(all),
+        Shards::Incomplete(why) => Err(RunError::of(Reason::RequestsIncomplete, why)),
+        Shards::Invalid(why) => Err(RunError::of(Reason::InvalidRequests, why)),
     }
-    Ok(Value::Object(merged))
 }
 
 /// Change sets of at most this many connections read their metadata ConfigMaps one by one
@@ -178,82 +115,63 @@ const READ_ONE_BY_ONE: usize = 32;
 /// Everything read before materializing.
 struct Inputs {
     changeset: ChangeSet,
-    requests: Value,
+    /// The requests with their protected settings merged in.
+    requests: Requests,
     requests_uid: Option<String>,
-    merged: Value,
-    /// The key of the content hashes: the protected Secret's uid, as sc-agent keys them.
-    hash_key: String,
 }
 
-async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<Inputs, Failure> {
-    let cs_ref = ObjRef::new("ConfigMap", ns, &args.changeset);
-    let cs_obj = kube
-        .get("ConfigMap", ns, &args.changeset)
-        .await
-        .map_err(|e| Failure::api("get", &cs_ref, &e))?
+async fn read_inputs(kube: &Kube, args: &Args, ns: &str, log: &Log) -> Result<Inputs, RunError> {
+    let cs_ref = ObjectKey::new("ConfigMap", ns, &args.changeset);
+    let cs_obj: ConfigMap = read(kube, "ConfigMap", ns, &args.changeset)
+        .await?
         .ok_or_else(|| {
-            Failure::new(
-                "ChangeSetNotFound",
+            RunError::of(
+                Reason::ChangeSetNotFound,
                 format!("{cs_ref} does not exist"),
-                "sc-agent writes it before it creates the job: let sc-agent run the job, or pass --changeset and --namespace",
             )
         })?;
-    let text = data_key(&cs_obj, &cs_ref, "changeset.json")?;
-    let changeset = inputs::parse_changeset(&text).map_err(|e| {
-        Failure::new(
-            "InvalidChangeSet",
-            format!("changeset.json of {cs_ref} {e}"),
-            "delete the job and the change set: sc-agent writes a new one",
+    let text = cs_obj
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CHANGESET_KEY))
+        .ok_or_else(|| {
+            RunError::of(
+                Reason::Unreadable,
+                format!("{cs_ref} has no key {CHANGESET_KEY}"),
+            )
+        })?;
+    let changeset = ChangeSet::parse(text).map_err(|e| {
+        RunError::of(
+            Reason::InvalidChangeSet,
+            format!("{CHANGESET_KEY} of {cs_ref} {e}"),
         )
     })?;
 
-    let rq_ref = ObjRef::new("ConfigMap", ns, &args.requests);
-    let rq_obj = kube
-        .get("ConfigMap", ns, &args.requests)
-        .await
-        .map_err(|e| Failure::api("get", &rq_ref, &e))?
+    let rq_ref = ObjectKey::new("ConfigMap", ns, &args.requests);
+    let rq_obj: ConfigMap = read(kube, "ConfigMap", ns, &args.requests)
+        .await?
         .ok_or_else(|| {
-            Failure::new(
-                "RequestsNotFound",
-                format!("{rq_ref} does not exist"),
-                "install or upgrade the sc-extension release (its chart renders the requests), or pass --requests",
-            )
+            RunError::of(Reason::RequestsNotFound, format!("{rq_ref} does not exist"))
         })?;
-    let requests_uid = rq_obj["metadata"]["uid"].as_str().map(str::to_string);
-    let requests = read_shards(kube, rq_obj, &rq_ref).await?;
+    let requests_uid = rq_obj.metadata.uid.clone();
+    let public = read_shards(kube, ns, rq_obj, "ConfigMap").await?;
 
-    let pr_ref = ObjRef::new("Secret", ns, &args.protected);
-    let mut hash_key = String::new();
-    let protected = match kube
-        .get("Secret", ns, &args.protected)
-        .await
-        .map_err(|e| Failure::api("get", &pr_ref, &e))?
-    {
-        Some(s) => {
-            hash_key = s["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            read_shards(kube, s, &pr_ref).await?
-        }
+    let protected: Option<Secret> = read(kube, "Secret", ns, &args.protected).await?;
+    let hash_key = sc_contract::hash_key(protected.as_ref());
+    let protected = match protected {
+        Some(s) => read_shards(kube, ns, s, "Secret").await?,
         None => {
+            let pr_ref = ObjectKey::new("Secret", ns, &args.protected);
             log.job(&format!("{pr_ref} does not exist: no protected settings"));
-            Value::Null
+            Vec::new()
         }
     };
-    let merged = inputs::merge_secrets(&requests, &protected).map_err(|e| {
-        Failure::new(
-            "InvalidRequests",
-            e,
-            "fix the chart values and upgrade the release",
-        )
-    })?;
+    let requests = Requests::from_objects(&public, &protected, &hash_key)
+        .map_err(|e| RunError::of(Reason::InvalidRequests, e))?;
     Ok(Inputs {
         changeset,
         requests,
         requests_uid,
-        merged,
-        hash_key,
     })
 }
 
@@ -262,8 +180,8 @@ async fn run(args: Args) -> u8 {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
-            log.job_failed(&Failure::new(
-                "NoClient",
+            log.job_failed(&RunError::new(
+                Reason::NoClient,
                 format!("no Kubernetes client configuration: {e}"),
                 "run sc-job in a pod with a service account token, or set KUBECONFIG",
             ));
@@ -283,12 +201,17 @@ async fn run(args: Args) -> u8 {
         }
     };
     let cs = &inputs.changeset;
-    let validated =
-        inputs::validate_isolating(std::mem::take(&mut inputs.merged), &inputs.hash_key);
+    // Every requested connection, valid or not, for the materializer; the validation takes
+    // the requests themselves.
+    let requests = inputs.requests.connections.clone();
+    let validated = inputs::validate_isolating(
+        std::mem::take(&mut inputs.requests.connections),
+        &inputs.requests.hash_key,
+    );
     if !validated.general.is_empty() {
         let msg: Vec<String> = validated.general.iter().map(ToString::to_string).collect();
-        let f = Failure::new(
-            "InvalidRequests",
+        let f = RunError::new(
+            Reason::InvalidRequests,
             msg.join("; "),
             "fix the chart values and upgrade the release",
         );
@@ -324,7 +247,7 @@ async fn run(args: Args) -> u8 {
     let wanted: std::collections::BTreeSet<String> = cs
         .connections
         .iter()
-        .map(|e| sc_model::names::metadata_config_map_name(&e.name))
+        .map(|e| sc_contract::metadata_name(&e.name))
         .collect();
     // A small change set reads its few ConfigMaps one by one instead (the list reads them
     // all).
@@ -340,7 +263,8 @@ async fn run(args: Args) -> u8 {
             Ok(items) => Some(
                 items
                     .into_iter()
-                    .filter_map(|cm| Some((cm["metadata"]["name"].as_str()?.to_string(), cm)))
+                    .filter_map(|cm| serde_json::from_value::<ConfigMap>(cm).ok())
+                    .filter_map(|cm| Some((cm.metadata.name.clone()?, cm)))
                     .collect(),
             ),
             Err(e) => {
@@ -351,7 +275,7 @@ async fn run(args: Args) -> u8 {
             }
         }
     };
-    let recorder = Recorder {
+    let recorder = ResultRecorder {
         listed,
         kube: &kube,
         namespace: ns.clone(),
@@ -364,7 +288,7 @@ async fn run(args: Args) -> u8 {
             .map(|uid| (args.requests.clone(), uid)),
     };
 
-    let requests_ref = ObjRef::new("ConfigMap", &ns, &args.requests);
+    let requests_ref = ObjectKey::new("ConfigMap", &ns, &args.requests);
     // Connections are independent: up to IN_FLIGHT are applied at once, each one's steps in
     // order, and the results keep the change set's order.
     let namespaces = std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -375,7 +299,7 @@ async fn run(args: Args) -> u8 {
                 kube: &kube,
                 log,
                 set: &validated.set,
-                requests: &inputs.requests,
+                requests: &requests,
                 spc_served,
                 namespaces: &namespaces,
                 workload_locks: &workload_locks,
@@ -395,8 +319,8 @@ async fn run(args: Args) -> u8 {
                 Err(f) => {
                     log.failed(
                         &run.name,
-                        &Failure::new(
-                            &f.reason,
+                        &RunError::new(
+                            f.reason.clone(),
                             format!("recording the result failed: {}", f.message),
                             f.remedy.clone(),
                         ),
@@ -408,11 +332,11 @@ async fn run(args: Args) -> u8 {
         .buffer_unordered(IN_FLIGHT)
         .fold(0, |sum, n| async move { sum + n })
         .await;
-    let count = |p: Phase| runs.iter().filter(|r| r.phase == p).count();
-    let failed = count(Phase::Failed);
-    log.summary(count(Phase::Ready), failed, count(Phase::Deleted));
+    let count = |p: RunPhase| runs.iter().filter(|r| r.phase == p).count();
+    let failed = count(RunPhase::Failed);
+    log.summary(count(RunPhase::Ready), failed, count(RunPhase::Deleted));
     if failed > 0 || unrecorded > 0 {
-        let failures: Vec<(Option<&str>, &Failure)> = runs
+        let failures: Vec<(Option<&str>, &RunError)> = runs
             .iter()
             .filter_map(|r| r.error.as_ref().map(|e| (Some(r.name.as_str()), e)))
             .collect();
@@ -425,7 +349,7 @@ async fn run(args: Args) -> u8 {
         log.job(&format!("keeping job {ns}/{} (--keep)", args.job_name));
         return EXIT_OK;
     }
-    let job = ObjRef::new("Job", &ns, &args.job_name);
+    let job = ObjectKey::new("Job", &ns, &args.job_name);
     match kube.delete("Job", &ns, &args.job_name, None).await {
         Ok(true) => log.job(&format!("{job}: deleted")),
         Ok(false) => log.job(&format!("{job}: not found, nothing to delete")),
@@ -436,11 +360,11 @@ async fn run(args: Args) -> u8 {
 
 /// Applies or deletes one connection of the change set.
 async fn run_entry(
-    entry: &inputs::Entry,
+    entry: &ChangeEntry,
     validated: &inputs::Validated,
     mat: &mut Materializer<'_>,
-    recorder: &Recorder<'_>,
-    requests: &ObjRef,
+    recorder: &ResultRecorder<'_>,
+    requests: &ObjectKey,
 ) -> ConnRun {
     let mut run = ConnRun::new(entry);
     match entry.action {
@@ -453,8 +377,8 @@ async fn run_entry(
                 let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 run.fail(
                     &mat.log,
-                    Failure::new(
-                        "InvalidRequest",
+                    RunError::new(
+                        Reason::InvalidRequest,
                         format!("the request is invalid: {}", msg.join("; ")),
                         "fix the connection's values and upgrade the release",
                     ),
@@ -464,21 +388,15 @@ async fn run_entry(
                     run.steps.push(mat.log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
                 }
                 let applied = async {
-                    let previous = recorder
-                        .metadata(&entry.name)
-                        .await?
-                        .and_then(|cm| {
-                            cm["data"]["status.json"]
-                                .as_str()
-                                .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                        })
-                        .unwrap_or(Value::Null);
-                    mat.apply(conn, &previous, &mut run).await?;
-                    mat.prune(conn, &previous, &mut run).await
+                    let metadata = recorder.metadata(&entry.name).await?;
+                    let metadata = metadata.as_ref().map(Metadata::from_configmap);
+                    let previous = metadata.as_ref().and_then(|m| m.status.as_deref());
+                    mat.apply(conn, previous, &mut run).await?;
+                    mat.prune(conn, previous, &mut run).await
                 };
                 match applied.await {
                     Ok(()) => {
-                        run.phase = Phase::Ready;
+                        run.phase = RunPhase::Ready;
                         run.applied_hash = Some(conn.hash.clone());
                         run.deletion_policy = Some(conn.spec.deletion_policy);
                         let short = &conn.hash[..conn.hash.len().min(12)];
@@ -488,8 +406,8 @@ async fn run_entry(
                     Err(f) => run.fail(&mat.log, f),
                 }
             } else {
-                run.fail(&mat.log, Failure::new(
-                    "NotRequested",
+                run.fail(&mat.log, RunError::new(
+                Reason::NotRequested,
                     format!("connection {} is not in {requests}", entry.name),
                     "nothing to do if it was removed: sc-agent schedules its removal in the next change set",
                 ));
@@ -497,12 +415,15 @@ async fn run_entry(
         }
         Action::Delete => {
             let result = match recorder.metadata(&entry.name).await {
-                Ok(meta) => mat.delete(entry, meta.as_ref(), &mut run).await,
+                Ok(cm) => {
+                    let metadata = cm.as_ref().map(Metadata::from_configmap);
+                    mat.delete(entry, metadata.as_ref(), &mut run).await
+                }
                 Err(f) => Err(f),
             };
             match result {
                 Ok(()) => {
-                    run.phase = Phase::Deleted;
+                    run.phase = RunPhase::Deleted;
                     run.steps.push(mat.log.note(&entry.name, "deleted"));
                 }
                 Err(f) => run.fail(&mat.log, f),

@@ -2,30 +2,18 @@
 //! before every write, server-side apply, workload patches and deletions.
 
 use crate::api::Kube;
-use crate::failure::Failure;
-use crate::inputs::{Action, Entry};
-use crate::log::{Log, ObjRef};
+use crate::failure;
+use crate::log::Log;
+use sc_contract::{
+    Action, ChangeEntry, MANAGED_BY, MANAGED_BY_LABEL, Metadata, ObjectKey, Reason, RunError,
+    RunPhase, Status, USERS_ANNOTATION,
+};
 use sc_model::names;
-use sc_model::render::{CONNECTION_ANNOTATION, MANAGED_BY};
+use sc_model::render::CONNECTION_ANNOTATION;
 use sc_model::{
     Connection, DeletionPolicy, PatchError, RequestSet, WorkloadKind, workload_patch_ops,
 };
 use serde_json::{Map, Value, json};
-
-/// Annotation on a shared workload-identity ServiceAccount listing the connections that use
-/// it (comma-separated, sorted), computed from the whole request set.
-pub const USERS_ANNOTATION: &str = "sc-extension.io/connections";
-
-/// The phase a run leaves a connection in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Phase {
-    /// Every object applied.
-    Ready,
-    /// Something failed; see the error.
-    Failed,
-    /// Removed from the request (objects deleted or retained per its deletion policy).
-    Deleted,
-}
 
 /// The result of one connection in this run.
 #[derive(Debug, Clone)]
@@ -39,11 +27,11 @@ pub struct ConnRun {
     /// The content hash of what was applied (when Ready).
     pub applied_hash: Option<String>,
     /// The outcome.
-    pub phase: Phase,
+    pub phase: RunPhase,
     /// Objects written (apply) or still present (delete).
-    pub objects: Vec<ObjRef>,
+    pub objects: Vec<ObjectKey>,
     /// Why it failed.
-    pub error: Option<Failure>,
+    pub error: Option<RunError>,
     /// The log lines of this connection.
     pub steps: Vec<String>,
     /// The deletion policy in effect.
@@ -52,13 +40,13 @@ pub struct ConnRun {
 
 impl ConnRun {
     /// A run of `entry`, not yet done.
-    pub fn new(entry: &Entry) -> Self {
+    pub fn new(entry: &ChangeEntry) -> Self {
         ConnRun {
             name: entry.name.clone(),
             action: entry.action,
             hash: entry.hash.clone(),
             applied_hash: None,
-            phase: Phase::Failed,
+            phase: RunPhase::Failed,
             objects: Vec::new(),
             error: None,
             steps: Vec::new(),
@@ -67,9 +55,9 @@ impl ConnRun {
     }
 
     /// Marks it failed and logs the failure.
-    pub fn fail(&mut self, log: &Log, failure: Failure) {
+    pub fn fail(&mut self, log: &Log, failure: RunError) {
         self.steps.push(log.failed(&self.name, &failure));
-        self.phase = Phase::Failed;
+        self.phase = RunPhase::Failed;
         self.error = Some(failure);
     }
 }
@@ -119,7 +107,7 @@ fn label<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
 }
 
 fn is_ours(obj: &Value) -> bool {
-    label(obj, "app.kubernetes.io/managed-by") == Some(MANAGED_BY)
+    label(obj, MANAGED_BY_LABEL) == Some(MANAGED_BY)
 }
 
 fn resource_version(obj: &Value) -> Option<&str> {
@@ -198,16 +186,16 @@ fn sa_still_used(
 
 impl Materializer<'_> {
     /// Applies every object of `conn`; stops at the first failure. `previous` is the
-    /// connection's `status.json` before this run (`null` when there is none).
+    /// connection's `status.json` before this run, if any.
     pub async fn apply(
         &mut self,
         conn: &Connection,
-        previous: &Value,
+        previous: Option<&Status>,
         run: &mut ConnRun,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), RunError> {
         let d = conn.desired();
         let ns = d.namespace.clone();
-        let ns_ref = ObjRef::new("Namespace", "", &ns);
+        let ns_ref = ObjectKey::new("Namespace", "", &ns);
         // One check per namespace and run: the connections of a namespace wait for the first.
         let lock = self.workload_locks.get(ns_ref.to_string());
         let turn = lock.lock().await;
@@ -225,8 +213,8 @@ impl Materializer<'_> {
                         .insert(ns.clone());
                 }
                 Ok(None) => {
-                    return Err(Failure::new(
-                        "NamespaceNotFound",
+                    return Err(RunError::new(
+                        Reason::NamespaceNotFound,
                         format!("namespace {ns} does not exist"),
                         format!(
                             "create namespace {ns} or set connections.{}.namespace to an existing namespace (sc-job never creates namespaces)",
@@ -234,7 +222,7 @@ impl Materializer<'_> {
                         ),
                     ));
                 }
-                Err(e) => return Err(Failure::api("get", &ns_ref, &e)),
+                Err(e) => return Err(failure::api_error("get", &ns_ref, &e)),
             }
         }
         drop(turn);
@@ -280,14 +268,14 @@ impl Materializer<'_> {
         }
         for w in &d.workloads {
             let kind = w.kind.as_str();
-            let r = ObjRef::new(kind, &ns, &w.name);
+            let r = ObjectKey::new(kind, &ns, &w.name);
             let lock = self.workload_locks.get(r.to_string());
             let _turn = lock.lock().await;
             let live = match self.kube.get(kind, &ns, &w.name).await {
                 Ok(Some(o)) => o,
                 Ok(None) => {
-                    return Err(Failure::new(
-                        "WorkloadNotFound",
+                    return Err(RunError::new(
+                        Reason::WorkloadNotFound,
                         format!("{r} does not exist"),
                         format!(
                             "create the workload first or remove it from connections.{}.workloads",
@@ -295,7 +283,7 @@ impl Materializer<'_> {
                         ),
                     ));
                 }
-                Err(e) => return Err(Failure::api("get", &r, &e)),
+                Err(e) => return Err(failure::api_error("get", &r, &e)),
             };
             let ops = match workload_patch_ops(&live, &d.patch) {
                 // The connection's own ServiceAccount of an earlier apply (its clientId
@@ -310,8 +298,8 @@ impl Materializer<'_> {
                 other => other,
             }
             .map_err(|e| {
-                Failure::new(
-                    "WorkloadNotPatchable",
+                RunError::new(
+                    Reason::WorkloadNotPatchable,
                     format!("cannot patch {r}: {e}"),
                     format!("or remove it from connections.{}.workloads", conn.name()),
                 )
@@ -323,7 +311,7 @@ impl Materializer<'_> {
                 self.kube
                     .json_patch(kind, &ns, &w.name, &ops)
                     .await
-                    .map_err(|e| Failure::api("patch", &r, &e))?;
+                    .map_err(|e| failure::api_error("patch", &r, &e))?;
                 let detail = plural(ops.len(), "change", "changes");
                 run.steps
                     .push(self.log.step(conn.name(), &r, "patched", Some(&detail)));
@@ -333,7 +321,7 @@ impl Materializer<'_> {
         Ok(())
     }
 
-    async fn check_spc_served(&mut self, spc: &Value) -> Result<(), Failure> {
+    async fn check_spc_served(&mut self, spc: &Value) -> Result<(), RunError> {
         let served = match self.spc_served {
             Some(s) => s,
             None => {
@@ -342,12 +330,12 @@ impl Materializer<'_> {
                     .serves("secrets-store.csi.x-k8s.io/v1", "secretproviderclasses")
                     .await
                     .map_err(|e| {
-                        let r = ObjRef::new(
+                        let r = ObjectKey::new(
                             "SecretProviderClass",
                             spc["metadata"]["namespace"].as_str().unwrap_or(""),
                             spc["metadata"]["name"].as_str().unwrap_or(""),
                         );
-                        Failure::api("discover", &r, &e)
+                        failure::api_error("discover", &r, &e)
                     })?;
                 self.spc_served = Some(s);
                 s
@@ -356,8 +344,8 @@ impl Materializer<'_> {
         if served {
             Ok(())
         } else {
-            Err(Failure::new(
-                "SecretProviderClassNotServed",
+            Err(RunError::new(
+                Reason::SecretProviderClassNotServed,
                 "the cluster does not serve secretproviderclasses.secrets-store.csi.x-k8s.io/v1 (the Secrets Store CSI driver is not installed)",
                 "enable the Azure Key Vault Secrets Provider add-on (az aks enable-addons --addons azure-keyvault-secrets-provider, or the Arc extension Microsoft.AzureKeyVaultSecretsProvider), then run the change again",
             ))
@@ -373,16 +361,16 @@ impl Materializer<'_> {
         exclusive: bool,
         detail: Option<String>,
         run: &mut ConnRun,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), RunError> {
         let kind = obj["kind"].as_str().unwrap_or_default();
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        let r = ObjRef::new(kind, ns, name);
+        let r = ObjectKey::new(kind, ns, name);
         let existing = self
             .kube
             .get(kind, ns, name)
             .await
-            .map_err(|e| Failure::api("get", &r, &e))?;
+            .map_err(|e| failure::api_error("get", &r, &e))?;
         if let Some(e) = &existing {
             check_owner(&r, e, connection, exclusive)?;
         }
@@ -390,7 +378,7 @@ impl Materializer<'_> {
             .kube
             .apply(kind, ns, name, obj)
             .await
-            .map_err(|e| Failure::api("apply", &r, &e))?;
+            .map_err(|e| failure::api_error("apply", &r, &e))?;
         let outcome = match &existing {
             None => "created",
             Some(e) if resource_version(e) == resource_version(&after) => "unchanged",
@@ -406,32 +394,30 @@ impl Materializer<'_> {
     /// carry its labels, a shared ServiceAccount only when no other connection uses it.
     pub async fn delete(
         &self,
-        entry: &Entry,
-        metadata: Option<&Value>,
+        entry: &ChangeEntry,
+        metadata: Option<&Metadata>,
         run: &mut ConnRun,
-    ) -> Result<(), Failure> {
-        let data = |key: &str| -> Value {
-            metadata
-                .and_then(|m| m["data"][key].as_str())
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null)
-        };
-        let spec = data("spec.json");
-        let status = data("status.json");
-        let policy = spec["deletionPolicy"]
-            .as_str()
-            .or_else(|| status["deletionPolicy"].as_str())
-            .and_then(DeletionPolicy::parse)
-            .unwrap_or_default();
+    ) -> Result<(), RunError> {
+        let spec = metadata.and_then(Metadata::spec).unwrap_or(Value::Null);
+        let status = metadata.and_then(|m| m.status.as_deref());
+        let policy = match spec["deletionPolicy"].as_str() {
+            Some(p) => DeletionPolicy::parse(p),
+            None => status.and_then(|s| s.deletion_policy),
+        }
+        .unwrap_or_default();
         run.deletion_policy = Some(policy);
-        let mut objects = recorded_objects(&status);
+        let mut objects = recorded_objects(status);
         if objects.is_empty() {
             // Never recorded as applied: the objects its name maps to, if they carry its labels.
             let ns = spec["namespace"]
                 .as_str()
                 .unwrap_or(sc_model::request::DEFAULT_NAMESPACE);
-            objects.push(ObjRef::new("Secret", ns, &names::secret_name(&entry.name)));
-            objects.push(ObjRef::new(
+            objects.push(ObjectKey::new(
+                "Secret",
+                ns,
+                &names::secret_name(&entry.name),
+            ));
+            objects.push(ObjectKey::new(
                 "SecretProviderClass",
                 ns,
                 &names::secret_provider_class_name(&entry.name),
@@ -440,7 +426,7 @@ impl Materializer<'_> {
             // connection uses it, like any shared ServiceAccount).
             let client_id = spec["parameters"]["clientId"].as_str().unwrap_or_default();
             if spec["authType"] == "workloadIdentity" && !client_id.is_empty() {
-                objects.push(ObjRef::new(
+                objects.push(ObjectKey::new(
                     "ServiceAccount",
                     ns,
                     &names::service_account_name(client_id),
@@ -468,10 +454,10 @@ impl Materializer<'_> {
     pub async fn prune(
         &self,
         conn: &Connection,
-        previous: &Value,
+        previous: Option<&Status>,
         run: &mut ConnRun,
-    ) -> Result<(), Failure> {
-        let stale: Vec<ObjRef> = recorded_objects(previous)
+    ) -> Result<(), RunError> {
+        let stale: Vec<ObjectKey> = recorded_objects(previous)
             .into_iter()
             .filter(|o| !run.objects.contains(o))
             .collect();
@@ -499,9 +485,9 @@ impl Materializer<'_> {
     async fn refresh_shared_service_account(
         &self,
         connection: &str,
-        r: &ObjRef,
+        r: &ObjectKey,
         run: &mut ConnRun,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), RunError> {
         if r.kind != "ServiceAccount" {
             return Ok(());
         }
@@ -516,7 +502,7 @@ impl Materializer<'_> {
             .kube
             .get(&r.kind, &r.namespace, &r.name)
             .await
-            .map_err(|e| Failure::api("get", r, &e))?;
+            .map_err(|e| failure::api_error("get", r, &e))?;
         let Some(live) = live.filter(is_ours) else {
             return Ok(());
         };
@@ -525,7 +511,7 @@ impl Materializer<'_> {
             self.kube
                 .apply(&r.kind, &r.namespace, &r.name, &obj)
                 .await
-                .map_err(|e| Failure::api("apply", r, &e))?;
+                .map_err(|e| failure::api_error("apply", r, &e))?;
         }
         let detail = format!("still used by {}", users.join(", "));
         run.steps
@@ -538,9 +524,9 @@ impl Materializer<'_> {
     async fn remove_objects(
         &self,
         connection: &str,
-        objects: Vec<ObjRef>,
+        objects: Vec<ObjectKey>,
         run: &mut ConnRun,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), RunError> {
         for r in objects {
             if r.kind == "SecretProviderClass"
                 && !self
@@ -555,7 +541,7 @@ impl Materializer<'_> {
                 .kube
                 .get(&r.kind, &r.namespace, &r.name)
                 .await
-                .map_err(|e| Failure::api("get", &r, &e))?;
+                .map_err(|e| failure::api_error("get", &r, &e))?;
             let Some(live) = live else {
                 run.steps
                     .push(self.log.step(connection, &r, "already gone", None));
@@ -579,7 +565,7 @@ impl Materializer<'_> {
                         self.kube
                             .apply(&r.kind, &r.namespace, &r.name, &obj)
                             .await
-                            .map_err(|e| Failure::api("apply", &r, &e))?;
+                            .map_err(|e| failure::api_error("apply", &r, &e))?;
                     }
                     let detail = format!("still used by {}", users.join(", "));
                     run.steps
@@ -591,7 +577,7 @@ impl Materializer<'_> {
             self.kube
                 .delete(&r.kind, &r.namespace, &r.name, uid)
                 .await
-                .map_err(|e| Failure::api("delete", &r, &e))?;
+                .map_err(|e| failure::api_error("delete", &r, &e))?;
             run.steps
                 .push(self.log.step(connection, &r, "deleted", None));
         }
@@ -599,8 +585,6 @@ impl Materializer<'_> {
     }
 }
 
-/// The objects a `status.json` records that sc-job owns (Secrets, ServiceAccounts,
-/// SecretProviderClasses; not the patched workloads).
 /// `workload` with no ServiceAccount in its pod template (`serviceAccount`, the deprecated
 /// alias, set to `default`), so that the patch sets the connection's.
 fn without_service_account(workload: &Value, kind: WorkloadKind) -> Value {
@@ -615,32 +599,34 @@ fn without_service_account(workload: &Value, kind: WorkloadKind) -> Value {
     copy
 }
 
-fn recorded_objects(status: &Value) -> Vec<ObjRef> {
-    status["objects"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| serde_json::from_value::<ObjRef>(o.clone()).ok())
+/// The objects a `status.json` records that sc-job owns (Secrets, ServiceAccounts,
+/// SecretProviderClasses; not the patched workloads).
+fn recorded_objects(status: Option<&Status>) -> Vec<ObjectKey> {
+    status
+        .map(|s| s.objects.as_slice())
+        .unwrap_or_default()
+        .iter()
         .filter(|o| {
             matches!(
                 o.kind.as_str(),
                 "Secret" | "ServiceAccount" | "SecretProviderClass"
             )
         })
+        .cloned()
         .collect()
 }
 
 /// Refuses an existing object that is not managed by sc-extension or, when `exclusive`,
 /// belongs to another connection.
 fn check_owner(
-    r: &ObjRef,
+    r: &ObjectKey,
     existing: &Value,
     connection: &str,
     exclusive: bool,
-) -> Result<(), Failure> {
+) -> Result<(), RunError> {
     if !is_ours(existing) {
-        return Err(Failure::new(
-            "NotManaged",
+        return Err(RunError::new(
+            Reason::NotManaged,
             format!("{r} exists and is not managed by sc-extension"),
             in_the_way_remedy(&r.kind),
         ));
@@ -648,8 +634,8 @@ fn check_owner(
     if exclusive {
         let owner = existing["metadata"]["annotations"][CONNECTION_ANNOTATION].as_str();
         if let Some(other) = owner.filter(|o| *o != connection) {
-            return Err(Failure::new(
-                "OwnedByAnotherConnection",
+            return Err(RunError::new(
+                Reason::OwnedByAnotherConnection,
                 format!("{r} belongs to connection {other}"),
                 format!(
                     "rename one of the two connections, or delete the object if connection {other} was removed"
@@ -684,7 +670,7 @@ mod tests {
 
     #[test]
     fn refuses_foreign_and_other_connections_objects() {
-        let r = ObjRef::new("Secret", "default", "sc-x-secret");
+        let r = ObjectKey::new("Secret", "default", "sc-x-secret");
         let foreign = json!({"metadata": {"labels": {"app": "mine"}}});
         let e = check_owner(&r, &foreign, "x", true).unwrap_err();
         assert_eq!(e.reason, "NotManaged");
@@ -701,7 +687,7 @@ mod tests {
         assert!(check_owner(&r, &other, "x_", true).is_ok());
         assert!(
             check_owner(
-                &ObjRef::new("ServiceAccount", "default", "sc-account-a"),
+                &ObjectKey::new("ServiceAccount", "default", "sc-account-a"),
                 &other,
                 "x",
                 false

@@ -71,7 +71,11 @@ impl Snapshot {
                 Ok(s) => {
                     hash_key = contract::hash_key(s.as_ref());
                     if let Some(s) = s {
-                        match crate::shards::from_api(Arc::new(s), "Secret", &secrets).await {
+                        let shards = crate::shards::gather(Arc::new(s), "Secret", |name| {
+                            let api = &secrets;
+                            async move { api.get_opt(&name).await }
+                        });
+                        match shards.await {
                             Shards::Complete(all) => protected_shards = all,
                             Shards::Incomplete(why) | Shards::Invalid(why) => {
                                 protected_error = Some(why)
@@ -89,21 +93,19 @@ impl Snapshot {
         }
         let requests = match requests_cm {
             Some(cm) => {
-                let revision = contract::revision_of(cm.metadata.annotations.as_ref());
-                let public = match crate::shards::from_api(Arc::new(cm), "ConfigMap", &cms).await {
+                let shards = crate::shards::gather(Arc::new(cm), "ConfigMap", |name| {
+                    let api = &cms;
+                    async move { api.get_opt(&name).await }
+                });
+                let public = match shards.await {
                     Shards::Complete(all) => all,
                     Shards::Incomplete(why) | Shards::Invalid(why) => {
                         anyhow::bail!("the requests in namespace {ns} cannot be read: {why}")
                     }
                 };
                 Some(
-                    crate::reconcile::desired::parse_requests(
-                        revision,
-                        &public,
-                        &protected_shards,
-                        &hash_key,
-                    )
-                    .map_err(anyhow::Error::msg)?,
+                    Requests::from_objects(&public, &protected_shards, &hash_key)
+                        .map_err(anyhow::Error::msg)?,
                 )
             }
             None => None,

@@ -5,7 +5,7 @@ use super::args::NameArgs;
 use super::block_on;
 use super::output::Output;
 use super::snapshot::{Snapshot, api_reason};
-use crate::contract::{self, Phase};
+use crate::contract::{self, ConnectionPhase};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -103,7 +103,7 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }),
             Some(m) => {
                 let phase = m.phase(Some(&conn.hash));
-                if phase != Phase::Ready {
+                if phase != ConnectionPhase::Ready {
                     let detail = m
                         .status
                         .as_ref()

@@ -6,7 +6,7 @@ use super::args::CommonArgs;
 use super::block_on;
 use super::output::Output;
 use super::snapshot::{Snapshot, api_reason};
-use crate::contract::{self, Phase};
+use crate::contract::{self, ConnectionPhase};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -56,7 +56,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone)]
 struct ConnState {
     name: String,
-    phase: Phase,
+    phase: ConnectionPhase,
     error: Option<contract::RunError>,
 }
 
@@ -93,7 +93,7 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
     let mut states = Vec::new();
     for check in sc_model::check_connections_keyed(&requests.connections, &requests.hash_key) {
         let m = snapshot.metadata(&check.name);
-        let mut phase = m.map_or(Phase::Pending, |m| m.phase(Some(&check.hash)));
+        let mut phase = m.map_or(ConnectionPhase::Pending, |m| m.phase(Some(&check.hash)));
         let mut error = m
             .and_then(|m| m.status.as_ref())
             .and_then(|s| s.failure_for(&check.hash))
@@ -104,12 +104,12 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
             .and_then(|m| m.status.as_ref())
             .and_then(|s| s.revision)
             .is_some_and(|r| r < revision);
-        if phase == Phase::Failed && stale {
-            phase = Phase::Pending;
+        if phase == ConnectionPhase::Failed && stale {
+            phase = ConnectionPhase::Pending;
             error = None;
         }
         if error.is_none() && !check.is_valid() {
-            phase = Phase::Failed;
+            phase = ConnectionPhase::Failed;
             error = Some(contract::RunError {
                 reason: "Invalid".into(),
                 message: check
@@ -127,15 +127,15 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
             error,
         });
     }
-    if states.iter().any(|s| s.phase == Phase::Failed) {
+    if states.iter().any(|s| s.phase == ConnectionPhase::Failed) {
         return Ok(Verdict::Failed(states));
     }
-    if states.iter().all(|s| s.phase == Phase::Ready) {
+    if states.iter().all(|s| s.phase == ConnectionPhase::Ready) {
         return Ok(Verdict::Ready(states));
     }
     let pending: Vec<String> = states
         .iter()
-        .filter(|s| s.phase != Phase::Ready)
+        .filter(|s| s.phase != ConnectionPhase::Ready)
         .map(|s| format!("{} ({})", s.name, s.phase.as_str()))
         .collect();
     Ok(Verdict::Pending(
@@ -151,7 +151,7 @@ fn state_json(s: &ConnState) -> Value {
 fn print_states(states: &[ConnState]) {
     for s in states {
         match &s.error {
-            Some(e) if s.phase == Phase::Failed => {
+            Some(e) if s.phase == ConnectionPhase::Failed => {
                 println!("{}: Failed: {}: {}", s.name, e.reason, e.message);
                 if !e.remedy.is_empty() {
                     println!("  remedy: {}", e.remedy);

@@ -2,11 +2,8 @@
 //! errors, and the connections dropped because their metadata ConfigMap name is taken. Derived
 //! by the observe stage, read by the plan stage. No I/O.
 
-use crate::contract::{self, Requests};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::contract::Requests;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// What the requests want for one connection.
 #[derive(Debug, Clone)]
@@ -30,30 +27,6 @@ pub struct NameClash {
     /// The connection that holds the metadata ConfigMap name; `None` when the dropped
     /// connection's name gives no valid metadata ConfigMap name at all.
     pub taken_by: Option<String>,
-}
-
-/// The requests held by every shard of the requests ConfigMap (`public`) and of the protected
-/// Secret (`protected`), at Helm `revision`, hashed with `hash_key`; why they cannot be used
-/// otherwise (no secret in the message).
-pub fn parse_requests(
-    revision: i64,
-    public: &[Arc<ConfigMap>],
-    protected: &[Arc<Secret>],
-    hash_key: &str,
-) -> Result<Requests, String> {
-    let public: Vec<(&str, Option<&[u8]>)> = public
-        .iter()
-        .map(|cm| (name_of(&cm.metadata), contract::configmap_connections(cm)))
-        .collect();
-    let protected: Vec<(&str, Option<&[u8]>)> = protected
-        .iter()
-        .map(|s| (name_of(&s.metadata), contract::secret_connections(s)))
-        .collect();
-    Requests::parse(revision, &public, &protected, hash_key)
-}
-
-fn name_of(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or_default()
 }
 
 /// Hashes and non-secret specs of every requested connection (the requests are consumed:

@@ -128,7 +128,7 @@ impl Observer {
                 Api::namespaced(client.clone(), ns),
                 watcher::Config::default().labels(&format!(
                     "{}={requests_name}",
-                    sc_model::shards::SHARD_OF_LABEL
+                    crate::shards::SHARD_OF_LABEL
                 )),
                 trigger.clone(),
             ),
@@ -273,7 +273,7 @@ impl Observer {
         {
             return Ok((d.desired.clone(), d.clashes.clone()));
         }
-        let requests = match desired::parse_requests(revision, public, protected, &hash_key) {
+        let requests = match contract::Requests::from_objects(public, protected, &hash_key) {
             Ok(r) => r,
             Err(message) => {
                 self.derived = None;
@@ -300,7 +300,11 @@ impl Observer {
             return Shards::Complete(p.shards.clone());
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-        let shards = crate::shards::from_api(first, "Secret", &api).await;
+        let shards = crate::shards::gather(first, "Secret", |name| {
+            let api = &api;
+            async move { api.get_opt(&name).await }
+        })
+        .await;
         if let Shards::Complete(all) = &shards {
             self.protected_shards = Some(ProtectedShards {
                 version,

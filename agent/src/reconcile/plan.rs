@@ -7,8 +7,8 @@
 use super::desired::{Desired, NameClash};
 use super::observe::Observed;
 use crate::contract::{
-    Action, CHANGESET_ID_ANNOTATION, ChangeEntry, ChangeSet, JOB_NAME, JOURNAL_LENGTH,
-    JournalEntry, Metadata, Phase, Requested, RequestedPhase, RunError,
+    Action, CHANGESET_ID_ANNOTATION, ChangeEntry, ChangeSet, ConnectionPhase, JOB_NAME,
+    JOURNAL_LENGTH, JournalEntry, Metadata, Reason, Requested, RequestedPhase, RunError, RunPhase,
 };
 use k8s_openapi::api::batch::v1::Job;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +34,7 @@ pub struct Plan {
     /// The metadata ConfigMaps to write and to delete.
     pub metadata: MetadataPlan,
     /// Requested and removed connections by phase (the connections gauge).
-    pub phases: BTreeMap<Phase, i64>,
+    pub phases: BTreeMap<ConnectionPhase, i64>,
     /// The changes the next change set must carry.
     pub pending: Vec<ChangeEntry>,
     /// The decision about the Job.
@@ -373,8 +373,8 @@ pub fn metadata_plan(desired: &[Desired], metadata: &[Metadata], revision: i64) 
 }
 
 /// Requested and removed connections by phase.
-pub fn phase_counts(desired: &[Desired], metadata: &[Metadata]) -> BTreeMap<Phase, i64> {
-    let mut counts: BTreeMap<Phase, i64> = BTreeMap::new();
+pub fn phase_counts(desired: &[Desired], metadata: &[Metadata]) -> BTreeMap<ConnectionPhase, i64> {
+    let mut counts: BTreeMap<ConnectionPhase, i64> = BTreeMap::new();
     let by_name: BTreeMap<&str, &Metadata> = metadata
         .iter()
         .map(|m| (m.connection.as_str(), m))
@@ -383,13 +383,13 @@ pub fn phase_counts(desired: &[Desired], metadata: &[Metadata]) -> BTreeMap<Phas
         let phase = by_name
             .get(d.name.as_str())
             .map(|m| m.phase(Some(&d.hash)))
-            .unwrap_or(Phase::Pending);
+            .unwrap_or(ConnectionPhase::Pending);
         *counts.entry(phase).or_default() += 1;
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
     for m in metadata {
         if !wanted.contains(m.connection.as_str()) {
-            *counts.entry(Phase::Deleted).or_default() += 1;
+            *counts.entry(ConnectionPhase::Deleted).or_default() += 1;
         }
     }
     counts
@@ -689,10 +689,13 @@ pub fn journal_with_failure(
         job: job.to_string(),
         changeset: changeset.to_string(),
         extra: Default::default(),
-        result: "Failed".to_string(),
+        revision: None,
+        action: None,
+        hash: None,
+        result: RunPhase::Failed,
         steps: Vec::new(),
         error: Some(RunError {
-            reason: "JobFailed".to_string(),
+            reason: Reason::JobFailed,
             message: message.to_string(),
             remedy: format!(
                 "see `kubectl logs job/{} -n <namespace>`; the agent retries transient failures",
@@ -1140,7 +1143,7 @@ mod tests {
             }
         );
         assert_eq!(p.conclusion, None);
-        assert_eq!(p.phases, BTreeMap::from([(Phase::Pending, 1)]));
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Pending, 1)]));
     }
 
     #[test]
@@ -1155,7 +1158,7 @@ mod tests {
         // A later revision that leaves the connection alone writes nothing and runs nothing.
         assert_eq!(p.metadata, MetadataPlan::default());
         assert_eq!(p.job, JobAction::Nothing);
-        assert_eq!(p.phases, BTreeMap::from([(Phase::Ready, 1)]));
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Ready, 1)]));
     }
 
     #[test]
@@ -1214,7 +1217,7 @@ mod tests {
         assert!(p.pending.is_empty());
         assert_eq!(p.metadata, MetadataPlan::default());
         assert_eq!(p.job, JobAction::Nothing);
-        assert_eq!(p.phases, BTreeMap::from([(Phase::Failed, 1)]));
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Failed, 1)]));
         // A new Helm revision asks again.
         let p = plan(
             &Observed { revision: 4, ..o },
@@ -1289,7 +1292,7 @@ mod tests {
             }]
         );
         assert_eq!(p.job, JobAction::Nothing);
-        assert_eq!(p.phases, BTreeMap::from([(Phase::Deleted, 1)]));
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Deleted, 1)]));
     }
 
     #[test]

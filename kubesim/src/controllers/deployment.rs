@@ -102,7 +102,7 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool, default: &str) -> i64 {
 }
 
 fn condition(kind: &str, ok: bool, reason: &str, message: &str, old: &Value) -> Value {
-    let now = crate::cluster::now();
+    let now = crate::time::now();
     let status = if ok { "True" } else { "False" };
     let prev = old["status"]["conditions"]
         .as_array()
@@ -490,10 +490,7 @@ impl Reconciler for DeploymentController {
                 )
             };
             if c["status"] == "True" {
-                c["lastUpdateTime"] = json!(format!(
-                    "{:.0}",
-                    last.round(jiff::Unit::Second).unwrap_or(last)
-                ));
+                c["lastUpdateTime"] = json!(crate::time::ts(last));
             }
             c
         });

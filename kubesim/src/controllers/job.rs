@@ -12,7 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::kubelet::status::ts;
+use crate::time::ts;
 
 /// The component name on Events and managedFields.
 pub const COMPONENT: &str = "job-controller";

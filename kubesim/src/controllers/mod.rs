@@ -308,7 +308,7 @@ pub fn record_event(
         ns => ns,
     };
     let kind = if warning { "Warning" } else { "Normal" };
-    let now = crate::cluster::now();
+    let now = crate::time::now();
     let res = ResKey::new("", "events");
     let opts = WriteOptions::manager(component);
     // The same event seen before: its name. New events are named `<object>.<nanoseconds in

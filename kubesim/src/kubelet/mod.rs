@@ -295,7 +295,7 @@ impl Kubelet {
                 return;
             }
         }
-        let now = crate::cluster::now();
+        let now = crate::time::now();
         let r = self.cluster.update_status(&nodes, "", &name, "kubelet", |n| {
             n["status"] = serde_json::json!({
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",

@@ -4,6 +4,8 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::time::ts;
+
 /// The host and pod address every pod reports.
 pub const POD_IP: &str = "127.0.0.1";
 
@@ -298,11 +300,6 @@ impl PodRun {
         }
         status
     }
-}
-
-/// RFC 3339 with second precision, as the API server stores times.
-pub fn ts(t: Timestamp) -> String {
-    format!("{:.0}", t.round(jiff::Unit::Second).unwrap_or(t))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod chaos;
 pub mod corpus;
+pub mod fixtures;
 
 use base64::Engine as _;
 use serde_json::{Value, json};

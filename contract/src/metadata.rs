@@ -1,0 +1,351 @@
+//! A connection's metadata ConfigMap as read (`spec.json`, `requested.json`, `status.json`,
+//! `journal.json`) and the phase a user sees, derived from it.
+
+use crate::changeset::{Action, ChangeSet};
+use crate::documents::{JournalEntry, Requested, RequestedPhase, Status};
+use crate::{JOURNAL_KEY, REQUESTED_KEY, SPEC_KEY, STATUS_KEY};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The parsed content of a metadata ConfigMap.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    /// The ConfigMap name.
+    pub configmap: String,
+    /// The exact connection name (annotation), else from `spec.json`.
+    pub connection: String,
+    /// `spec.json` as written (shared: a parsed metadata ConfigMap is cloned on every step).
+    pub spec_text: Option<Arc<str>>,
+    /// `requested.json` as written.
+    pub requested_text: Option<Arc<str>>,
+    /// `requested.json`.
+    pub requested: Option<Requested>,
+    /// `status.json`.
+    pub status: Option<Arc<Status>>,
+    /// `journal.json`.
+    pub journal: Vec<JournalEntry>,
+    /// The ConfigMap's resourceVersion.
+    pub resource_version: Option<String>,
+    /// The hash the change set in flight (written, not concluded) carries for this
+    /// connection: see [`mark_applying`]. Not part of the ConfigMap.
+    pub applying_hash: Option<String>,
+    /// SHA-256 of `spec.json` and `requested.json`, in a copy that dropped the texts
+    /// ([`Metadata::keep_digest_only`]). Not part of the ConfigMap.
+    pub texts_digest: Option<[u8; 32]>,
+}
+
+/// The digest [`Metadata::has_texts`] compares when the texts were dropped.
+fn texts_digest(spec: Option<&str>, requested: Option<&str>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for text in [spec, requested] {
+        match text {
+            Some(t) => {
+                h.update([1]);
+                h.update((t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
+}
+
+/// Notes in `metadata` which connections `changeset` (in flight) carries, and with which hash.
+pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
+    let carried: BTreeMap<&str, &str> = changeset
+        .connections
+        .iter()
+        .filter(|c| c.action == Action::Apply)
+        .map(|c| (c.name.as_str(), c.hash.as_str()))
+        .collect();
+    for m in metadata {
+        m.applying_hash = carried.get(m.connection.as_str()).map(|h| h.to_string());
+    }
+}
+
+impl Metadata {
+    /// Parses a metadata ConfigMap given by name, annotations and data. Unparsable keys read as
+    /// absent.
+    pub fn parse(
+        configmap: &str,
+        annotations: &BTreeMap<String, String>,
+        data: &BTreeMap<String, String>,
+        resource_version: Option<String>,
+    ) -> Metadata {
+        let connection = annotations
+            .get(sc_model::render::CONNECTION_ANNOTATION)
+            .cloned()
+            .or_else(|| {
+                data.get(SPEC_KEY)
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .and_then(|s| s["name"].as_str().map(str::to_string))
+            })
+            .unwrap_or_default();
+        Metadata {
+            configmap: configmap.to_string(),
+            connection,
+            spec_text: data.get(SPEC_KEY).map(|t| Arc::from(t.as_str())),
+            requested_text: data.get(REQUESTED_KEY).map(|t| Arc::from(t.as_str())),
+            requested: data
+                .get(REQUESTED_KEY)
+                .and_then(|t| serde_json::from_str(t).ok()),
+            status: data
+                .get(STATUS_KEY)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .map(Arc::new),
+            journal: data
+                .get(JOURNAL_KEY)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+            resource_version,
+            applying_hash: None,
+            texts_digest: None,
+        }
+    }
+
+    /// Whether `spec.json` and `requested.json` are exactly `spec` and `requested`.
+    pub fn has_texts(&self, spec: &str, requested: &str) -> bool {
+        match &self.texts_digest {
+            Some(d) => *d == texts_digest(Some(spec), Some(requested)),
+            None => {
+                self.spec_text.as_deref() == Some(spec)
+                    && self.requested_text.as_deref() == Some(requested)
+            }
+        }
+    }
+
+    /// Replaces `spec.json` and `requested.json` by their digest: [`Metadata::has_texts`]
+    /// still answers, [`Metadata::spec`] no longer does. For copies kept by the thousand.
+    pub fn keep_digest_only(&mut self) {
+        if self.texts_digest.is_none() {
+            self.texts_digest = Some(texts_digest(
+                self.spec_text.as_deref(),
+                self.requested_text.as_deref(),
+            ));
+        }
+        self.spec_text = None;
+        self.requested_text = None;
+    }
+
+    /// `spec.json`, parsed (`None` when absent or not JSON).
+    pub fn spec(&self) -> Option<Value> {
+        serde_json::from_str(self.spec_text.as_deref()?).ok()
+    }
+
+    /// Parses a ConfigMap object.
+    pub fn from_configmap(cm: &k8s_openapi::api::core::v1::ConfigMap) -> Metadata {
+        Metadata::parse(
+            cm.metadata.name.as_deref().unwrap_or_default(),
+            cm.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+            cm.data.as_ref().unwrap_or(&BTreeMap::new()),
+            cm.metadata.resource_version.clone(),
+        )
+    }
+
+    /// The phase a user sees, given the hash of the current request (`None` when the
+    /// connection is no longer requested).
+    pub fn phase(&self, current_hash: Option<&str>) -> ConnectionPhase {
+        let requested_hash = self.requested.as_ref().map(|r| r.hash.as_str());
+        let Some(hash) = current_hash.or(requested_hash) else {
+            return ConnectionPhase::Pending;
+        };
+        if self
+            .requested
+            .as_ref()
+            .is_some_and(|r| r.phase == RequestedPhase::Deleted)
+            && current_hash.is_none()
+        {
+            return ConnectionPhase::Deleted;
+        }
+        if let Some(status) = &self.status {
+            if status.failure_for(hash).is_some() {
+                return ConnectionPhase::Failed;
+            }
+            if status.applied_hash.as_deref() == Some(hash) && !hash.is_empty() {
+                return ConnectionPhase::Ready;
+            }
+        }
+        let legacy = self
+            .requested
+            .as_ref()
+            .is_some_and(|r| r.hash == hash && r.phase == RequestedPhase::Applying);
+        if legacy || self.applying_hash.as_deref() == Some(hash) {
+            ConnectionPhase::Applying
+        } else {
+            ConnectionPhase::Pending
+        }
+    }
+}
+
+/// The phase of a connection as users see it, derived from its metadata and the change set
+/// in flight (never written as such).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+pub enum ConnectionPhase {
+    /// Requested, no Job has taken it yet.
+    Pending,
+    /// A Job carries it.
+    Applying,
+    /// Its objects match the request.
+    Ready,
+    /// The last run for the current request failed.
+    Failed,
+    /// Removed from the requests, removal not done yet.
+    Deleted,
+}
+
+impl ConnectionPhase {
+    /// Every phase, for metrics.
+    pub const ALL: [ConnectionPhase; 5] = [
+        ConnectionPhase::Pending,
+        ConnectionPhase::Applying,
+        ConnectionPhase::Ready,
+        ConnectionPhase::Failed,
+        ConnectionPhase::Deleted,
+    ];
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionPhase::Pending => "Pending",
+            ConnectionPhase::Applying => "Applying",
+            ConnectionPhase::Ready => "Ready",
+            ConnectionPhase::Failed => "Failed",
+            ConnectionPhase::Deleted => "Deleted",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::RunError;
+
+    fn meta(requested: Option<Requested>, status: Option<Status>) -> Metadata {
+        Metadata {
+            requested,
+            status: status.map(Arc::new),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn texts_compare_the_same_with_or_without_the_texts() {
+        let data = |spec: Option<&str>| {
+            let mut d = BTreeMap::new();
+            if let Some(s) = spec {
+                d.insert(SPEC_KEY.to_string(), s.to_string());
+            }
+            d.insert(REQUESTED_KEY.to_string(), r#"{"hash":"h"}"#.to_string());
+            d
+        };
+        let cases = [
+            (
+                Some(r#"{"name":"a"}"#),
+                r#"{"name":"a"}"#,
+                r#"{"hash":"h"}"#,
+                true,
+            ),
+            (
+                Some(r#"{"name":"a"}"#),
+                r#"{"name":"b"}"#,
+                r#"{"hash":"h"}"#,
+                false,
+            ),
+            (
+                Some(r#"{"name":"a"}"#),
+                r#"{"name":"a"}"#,
+                r#"{"hash":"g"}"#,
+                false,
+            ),
+            // No spec.json is not an empty one.
+            (None, "", r#"{"hash":"h"}"#, false),
+            (Some(""), "", r#"{"hash":"h"}"#, true),
+        ];
+        for (stored, spec, requested, same) in cases {
+            let full = Metadata::parse("sc-a", &BTreeMap::new(), &data(stored), None);
+            let mut slim = full.clone();
+            slim.keep_digest_only();
+            assert!(slim.spec_text.is_none() && slim.requested_text.is_none());
+            assert_eq!(full.has_texts(spec, requested), same, "{stored:?} {spec}");
+            assert_eq!(slim.has_texts(spec, requested), same, "{stored:?} {spec}");
+            // Twice is once.
+            let digest = slim.texts_digest;
+            slim.keep_digest_only();
+            assert_eq!(slim.texts_digest, digest);
+        }
+    }
+
+    fn req(hash: &str, phase: RequestedPhase) -> Option<Requested> {
+        Some(Requested {
+            hash: hash.into(),
+            revision: 1,
+            phase,
+        })
+    }
+
+    #[test]
+    fn phases_follow_requested_and_status() {
+        assert_eq!(
+            meta(req("h1", RequestedPhase::Pending), None).phase(Some("h1")),
+            ConnectionPhase::Pending
+        );
+        assert_eq!(
+            meta(req("h1", RequestedPhase::Applying), None).phase(Some("h1")),
+            ConnectionPhase::Applying
+        );
+        let ready = Status {
+            phase: "Ready".into(),
+            applied_hash: Some("h1".into()),
+            hash: Some("h1".into()),
+            ..Default::default()
+        };
+        let m = meta(req("h1", RequestedPhase::Applying), Some(ready));
+        assert_eq!(m.phase(Some("h1")), ConnectionPhase::Ready);
+        assert_eq!(m.phase(Some("h2")), ConnectionPhase::Pending);
+        let failed = Status {
+            phase: "Failed".into(),
+            applied_hash: Some("h1".into()),
+            hash: Some("h2".into()),
+            error: Some(RunError::default()),
+            ..Default::default()
+        };
+        let m = meta(req("h2", RequestedPhase::Applying), Some(failed));
+        assert_eq!(m.phase(Some("h2")), ConnectionPhase::Failed);
+        assert_eq!(m.phase(Some("h3")), ConnectionPhase::Pending);
+        assert_eq!(
+            meta(req("", RequestedPhase::Deleted), None).phase(None),
+            ConnectionPhase::Deleted
+        );
+    }
+
+    #[test]
+    fn the_change_set_in_flight_makes_its_connections_applying() {
+        let mut ms = vec![
+            Metadata {
+                connection: "a".into(),
+                ..meta(req("h1", RequestedPhase::Pending), None)
+            },
+            Metadata {
+                connection: "b".into(),
+                ..meta(req("h2", RequestedPhase::Pending), None)
+            },
+        ];
+        let cs = ChangeSet {
+            id: "x".into(),
+            revision: 1,
+            connections: vec![crate::ChangeEntry {
+                name: "a".into(),
+                hash: "h1".into(),
+                action: Action::Apply,
+            }],
+        };
+        mark_applying(&mut ms, &cs);
+        assert_eq!(ms[0].phase(Some("h1")), ConnectionPhase::Applying);
+        // A newer request than the one carried waits for the next change set.
+        assert_eq!(ms[0].phase(Some("h9")), ConnectionPhase::Pending);
+        assert_eq!(ms[1].phase(Some("h2")), ConnectionPhase::Pending);
+    }
+}

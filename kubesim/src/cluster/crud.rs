@@ -1,0 +1,581 @@
+//! Reads, creates, updates (PUT, and the controllers' in-place changes) and deletes.
+
+use base64::Engine;
+use rand::Rng;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+use super::write::{Scope, canonical, comparable, has_generation};
+use super::{
+    Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, Propagation,
+    SharedList, WriteOptions, finalizers, meta, meta_mut,
+};
+use crate::error::{ApiError, Cause};
+use crate::resources::ResourceInfo;
+use crate::store::{Obj, ObjKey, ResKey, Write};
+use crate::time::{in_seconds, now};
+use crate::{admission, patch, strict};
+
+const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn random_suffix(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| GENERATE_ALPHABET[rng.random_range(0..GENERATE_ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Cluster {
+    /// One object (404 when absent).
+    pub fn get(&self, res: &ResKey, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        let ns = if info.namespaced { namespace } else { "" };
+        self.store
+            .get(&ObjKey::new(res, ns, name))
+            .map(|o| (*o).clone())
+            .ok_or_else(|| ApiError::not_found(&info, name))
+    }
+
+    /// Objects of a collection in `namespace` (all namespaces when `None`), filtered and paged.
+    pub fn list(
+        &self,
+        res: &ResKey,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        let page = self.list_shared(res, namespace, opts)?;
+        Ok(ObjectList {
+            items: page.items.iter().map(|o| (**o).clone()).collect(),
+            resource_version: page.resource_version,
+            continue_token: page.continue_token,
+        })
+    }
+
+    /// [`Cluster::list`] without copying the stored objects.
+    pub fn list_shared(
+        &self,
+        res: &ResKey,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<SharedList, ApiError> {
+        let info = self.info(res)?;
+        let namespace = if info.namespaced { namespace } else { None };
+        let after = match &opts.continue_token {
+            None => None,
+            Some(t) => Some(decode_continue(t, res)?),
+        };
+        let (objs, rv) = self.store.list_after(res, namespace, after.as_ref());
+        let limit = opts.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut items: Vec<Obj> = Vec::new();
+        let mut continue_token = None;
+        for o in objs {
+            if !opts.label_selector.as_ref().is_none_or(|s| s.matches(&o))
+                || !opts.field_selector.as_ref().is_none_or(|s| s.matches(&o))
+            {
+                continue;
+            }
+            if items.len() == limit {
+                let last = items.last().expect("limit > 0");
+                continue_token = Some(encode_continue(rv, last));
+                break;
+            }
+            items.push(o);
+        }
+        Ok(SharedList {
+            items,
+            resource_version: rv,
+            continue_token,
+        })
+    }
+
+    /// Create `obj` in `namespace` (ignored for cluster-scoped types): admission, server-set
+    /// metadata, managedFields. 409 when it exists, 404 when the namespace does not.
+    pub fn create(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        self.create_inner(&info, namespace, obj, opts, false)
+    }
+
+    pub(super) fn create_inner(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+        applied: bool,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let ns = if info.namespaced {
+            namespace.to_string()
+        } else {
+            String::new()
+        };
+        if info.namespaced {
+            if ns.is_empty() {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            if let Some(body_ns) = meta(&obj)["namespace"].as_str()
+                && !body_ns.is_empty()
+                && body_ns != ns
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            let nskey = ObjKey::new(&ResKey::new("", "namespaces"), "", &ns);
+            match self.store.get(&nskey) {
+                None => return Err(ApiError::namespace_not_found(&ns)),
+                Some(n) if meta(&n).get("deletionTimestamp").is_some() => {
+                    return Err(ApiError::forbidden(
+                        format!(
+                            "{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                            info.qualified(),
+                            meta(&obj)["name"].as_str().unwrap_or_default()
+                        ),
+                        Some(info),
+                        meta(&obj)["name"].as_str().unwrap_or_default(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        // Admission errors name the object as requested (generateName before a name exists).
+        let requested = [
+            meta(&obj)["name"].as_str(),
+            meta(&obj)["generateName"].as_str(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|n| !n.is_empty())
+        .unwrap_or_default()
+        .to_string();
+        // Server-set metadata.
+        let uid = uuid::Uuid::new_v4().to_string();
+        {
+            let m = meta_mut(&mut obj);
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if name.is_empty()
+                && let Some(g) = m
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|g| !g.is_empty())
+            {
+                m.insert(
+                    "name".into(),
+                    Value::String(format!("{g}{}", random_suffix(5))),
+                );
+            }
+            if info.namespaced {
+                m.insert("namespace".into(), Value::String(ns.clone()));
+            } else {
+                m.remove("namespace");
+            }
+            m.insert("uid".into(), Value::String(uid.clone()));
+            m.insert("creationTimestamp".into(), Value::String(now()));
+            if has_generation(info) {
+                m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
+            }
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
+                m.remove(k);
+            }
+            if !applied {
+                m.remove("managedFields");
+            }
+        }
+        obj["apiVersion"] = Value::String(info.api_version());
+        obj["kind"] = Value::String(info.kind.clone());
+        if info.has_subresource("status")
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
+        }
+        if opts.field_validation == FieldValidation::Strict {
+            strict::check(info, &obj, false)?;
+        } else {
+            strict::drop_unknown(info, &mut obj);
+        }
+        admission::default_object(info, &mut obj)?;
+        admission::prepare_create(info, &mut obj, &uid);
+        if (info.group.as_str(), info.resource.as_str()) == ("", "services") {
+            self.allocate_cluster_ip(&mut obj);
+        }
+        let name = meta(&obj)["name"].as_str().unwrap_or_default().to_string();
+        let causes = admission::validate(info, &obj, None);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, causes));
+        }
+        if (info.group.as_str(), info.resource.as_str()) == ("", "pods") {
+            // The ServiceAccount admission plugin: the pod's ServiceAccount must exist.
+            let sa = obj["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let sa_key = ObjKey::new(&ResKey::new("", "serviceaccounts"), &ns, sa);
+            if self.store.get(&sa_key).is_none() {
+                return Err(ApiError::forbidden(
+                    format!(
+                        "pods {requested:?} is forbidden: error looking up service account {ns}/{sa}: serviceaccount {sa:?} not found"
+                    ),
+                    Some(info),
+                    &requested,
+                ));
+            }
+        }
+        if info.group == "apiextensions.k8s.io" {
+            crate::resources::Registry::default()
+                .add_crd(&obj)
+                .map_err(|e| {
+                    ApiError::invalid(info, &name, vec![Cause::invalid("spec", &json!({}), &e)])
+                })?;
+        }
+        let ts = now();
+        if !applied {
+            patch::record_update(None, &mut obj, opts.manager_name(), None, &ts);
+        }
+        let obj = canonical(obj);
+        let key = ObjKey::new(&info.key(), &ns, &name);
+        let mut result = None;
+        self.store.write(&key, |cur| {
+            if cur.is_some() {
+                return Err(ApiError::already_exists(info, &name));
+            }
+            if opts.dry_run {
+                result = Some(obj.clone());
+                return Ok(Write::Unchanged);
+            }
+            Ok(Write::Put(obj.clone()))
+        })?;
+        let out = match result {
+            Some(v) => v,
+            None => (*self
+                .store
+                .get(&key)
+                .ok_or_else(|| ApiError::not_found(info, &name))?)
+            .clone(),
+        };
+        if !opts.dry_run {
+            self.after_write(info, &out);
+        }
+        Ok(out)
+    }
+
+    fn allocate_cluster_ip(&self, obj: &mut Value) {
+        let spec = &mut obj["spec"];
+        if spec["type"] == "ExternalName" {
+            return;
+        }
+        let ip = match spec["clusterIP"].as_str() {
+            Some(ip) if !ip.is_empty() => ip.to_string(),
+            _ => {
+                let n = self.next_ip.fetch_add(1, Ordering::Relaxed);
+                format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff)
+            }
+        };
+        spec["clusterIP"] = Value::String(ip.clone());
+        spec["clusterIPs"] = json!([ip]);
+    }
+
+    /// Replace an object (PUT). `.status` is ignored for types with a status subresource; a
+    /// `metadata.resourceVersion` in `obj` must match (409). Removing the last finalizer of an
+    /// object being deleted removes it.
+    pub fn update(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        let lease_like = matches!(
+            (info.group.as_str(), info.resource.as_str()),
+            ("coordination.k8s.io", "leases") | ("", "events") | ("", "endpoints")
+        );
+        let ns = if info.namespaced { namespace } else { "" };
+        if lease_like && self.store.get(&ObjKey::new(res, ns, name)).is_none() {
+            let mut obj = obj;
+            if obj.is_object() && meta(&obj)["name"].as_str().is_none_or(str::is_empty) {
+                meta_mut(&mut obj).insert("name".into(), Value::String(name.into()));
+            }
+            return self.create_inner(&info, namespace, obj, opts, false);
+        }
+        self.replace(&info, namespace, name, Scope::Main, obj, opts)
+    }
+
+    /// Atomically change the status of an object (for controllers and the kubelet): `f` gets the
+    /// whole stored object and only its `.status` is kept. Bumps the resourceVersion and emits
+    /// MODIFIED when the status changed; a no-op change writes nothing.
+    pub fn update_status(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        self.update_with(res, namespace, name, manager, Scope::Status, f)
+    }
+
+    /// Atomically change any part of an object (for controllers: remove a finalizer, strip
+    /// ownerReferences, set `spec.nodeName`, ...). No validation; generation and
+    /// managedFields rules apply. When the change leaves an object being deleted without
+    /// finalizers, it is removed and its last state returned.
+    pub fn mutate(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        self.update_with(res, namespace, name, manager, Scope::All, f)
+    }
+
+    /// An unconditional read-modify-write of `scope` of an object by `manager` (no
+    /// resourceVersion precondition), shared by [`Cluster::update_status`] and [`Cluster::mutate`].
+    fn update_with(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        scope: Scope,
+        f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        self.update_inner(
+            &info,
+            namespace,
+            name,
+            scope,
+            &WriteOptions::manager(manager),
+            false,
+            false,
+            |old| {
+                let mut v = old.clone();
+                f(&mut v)?;
+                meta_mut(&mut v).remove("resourceVersion");
+                Ok(v)
+            },
+        )
+    }
+
+    /// Delete an object. See [`DeleteOptions`]; with finalizers (after adding `foregroundDeletion`
+    /// or `orphan` for those policies) only `deletionTimestamp` is set. Scheduled, running pods
+    /// with a grace period get `deletionTimestamp` + `deletionGracePeriodSeconds` and are removed by
+    /// the kubelet; Namespaces turn `Terminating` until the namespace controller finishes.
+    pub fn delete(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let info = self.info(res)?;
+        let ns = if info.namespaced { namespace } else { "" };
+        let key = ObjKey::new(res, ns, name);
+        let is_pod = (info.group.as_str(), info.resource.as_str()) == ("", "pods");
+        let is_ns = (info.group.as_str(), info.resource.as_str()) == ("", "namespaces");
+        let mut outcome = None;
+        let mut removed = false;
+        self.store
+            .write(&key, |cur| {
+                let Some(cur) = cur else {
+                    return Err(ApiError::not_found(&info, name));
+                };
+                let cur: &Value = cur;
+                precondition(
+                    &info,
+                    name,
+                    "UID",
+                    &opts.precondition_uid,
+                    &meta(cur)["uid"],
+                )?;
+                precondition(
+                    &info,
+                    name,
+                    "ResourceVersion",
+                    &opts.precondition_resource_version,
+                    &meta(cur)["resourceVersion"],
+                )?;
+                let policy = opts.propagation_policy.unwrap_or(
+                    if (info.group.as_str(), info.resource.as_str()) == ("batch", "jobs") {
+                        Propagation::Orphan
+                    } else {
+                        Propagation::Background
+                    },
+                );
+                let mut fins = finalizers(cur);
+                let already = meta(cur).get("deletionTimestamp").is_some();
+                let extra = match policy {
+                    Propagation::Foreground => Some("foregroundDeletion"),
+                    Propagation::Orphan => Some("orphan"),
+                    Propagation::Background => None,
+                };
+                if !already
+                    && let Some(f) = extra
+                    && !fins.iter().any(|x| x == f)
+                {
+                    fins.push(f.to_string());
+                }
+                let grace = if is_pod {
+                    let terminal = matches!(
+                        cur["status"]["phase"].as_str(),
+                        Some("Succeeded") | Some("Failed")
+                    );
+                    let scheduled = cur["spec"]["nodeName"]
+                        .as_str()
+                        .is_some_and(|n| !n.is_empty());
+                    if terminal || !scheduled {
+                        0
+                    } else {
+                        opts.grace_period_seconds
+                            .or(cur["spec"]["terminationGracePeriodSeconds"].as_i64())
+                            .unwrap_or(30)
+                            .max(0)
+                    }
+                } else {
+                    0
+                };
+                let ns_pending = is_ns
+                    && cur["spec"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty());
+                if fins.is_empty() && grace == 0 && !ns_pending {
+                    if opts.dry_run {
+                        outcome = Some(Deleted::Gone(cur.clone()));
+                        return Ok(Write::Unchanged);
+                    }
+                    removed = true;
+                    return Ok(Write::Delete);
+                }
+                let mut new = cur.clone();
+                let current_grace = meta(cur)["deletionGracePeriodSeconds"].as_i64();
+                let m = meta_mut(&mut new);
+                if !already || current_grace.is_some_and(|g| grace < g) {
+                    m.insert("deletionTimestamp".into(), Value::String(in_seconds(grace)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                if !fins.is_empty() {
+                    m.insert("finalizers".into(), json!(fins));
+                }
+                if is_ns {
+                    new["status"]["phase"] = json!("Terminating");
+                }
+                if comparable(&new) == comparable(cur) || opts.dry_run {
+                    outcome = Some(Deleted::Pending(new));
+                    return Ok(Write::Unchanged);
+                }
+                Ok(Write::Put(new))
+            })
+            .and_then(|written| {
+                if let Some(o) = outcome {
+                    return Ok(o);
+                }
+                let w = written.ok_or_else(|| ApiError::not_found(&info, name))?;
+                // Decided by this write, not by a read after it: a controller may already have
+                // removed the last finalizer (and so the object) by then.
+                if removed {
+                    self.after_remove(&info, &w);
+                    Ok(Deleted::Gone((*w).clone()))
+                } else {
+                    Ok(Deleted::Pending((*w).clone()))
+                }
+            })
+    }
+
+    /// Delete every object of a collection matching `list` (deletecollection). Returns the
+    /// outcome of each delete.
+    pub fn delete_collection(
+        &self,
+        res: &ResKey,
+        namespace: Option<&str>,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Deleted>, ApiError> {
+        let items = self.list(
+            res,
+            namespace,
+            &ListOptions {
+                limit: None,
+                continue_token: None,
+                ..list.clone()
+            },
+        )?;
+        let mut out = Vec::new();
+        for o in items.items {
+            let ns = meta(&o)["namespace"].as_str().unwrap_or_default();
+            let name = meta(&o)["name"].as_str().unwrap_or_default();
+            match self.delete(res, ns, name, opts) {
+                Ok(d) => out.push(d),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn encode_continue(rv: u64, last: &Value) -> String {
+    let token = json!({"rv": rv, "ns": meta(last)["namespace"].as_str().unwrap_or_default(), "name": meta(last)["name"]});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str, res: &ResKey) -> Result<ObjKey, ApiError> {
+    let expired = || {
+        ApiError::expired(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| expired())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| expired())?;
+    let (Some(ns), Some(name)) = (v["ns"].as_str(), v["name"].as_str()) else {
+        return Err(expired());
+    };
+    Ok(ObjKey::new(res, ns, name))
+}
+
+/// A delete precondition (`what`: `UID` or `ResourceVersion`): 409 when `wanted` is set and
+/// the stored object's `actual` value differs.
+fn precondition(
+    info: &ResourceInfo,
+    name: &str,
+    what: &str,
+    wanted: &Option<String>,
+    actual: &Value,
+) -> Result<(), ApiError> {
+    match wanted {
+        Some(w) if actual.as_str() != Some(w) => Err(ApiError::conflict_msg(
+            info,
+            name,
+            &format!(
+                "Precondition failed: {what} in precondition: {w}, {what} in object meta: {}",
+                actual.as_str().unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}

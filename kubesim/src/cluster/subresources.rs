@@ -1,0 +1,224 @@
+//! Subresources: status (PUT), scale and pod logs.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+use serde_json::{Value, json};
+
+use super::write::Scope;
+use super::{Cluster, WriteOptions, meta, meta_mut};
+use crate::error::{ApiError, Cause};
+use crate::store::ResKey;
+
+/// `pods/log` options. `limit_bytes` is applied by [`Cluster::pod_logs`]; a [`PodLogs`]
+/// source handles the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Resolved by the cluster: always a container of the pod.
+    pub container: String,
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub tail_lines: Option<i64>,
+    pub since_seconds: Option<i64>,
+    /// RFC 3339.
+    pub since_time: Option<String>,
+    pub limit_bytes: Option<i64>,
+}
+
+/// A stream of log bytes (ends when the log ends, or, with `follow`, when the container exits).
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Where pod logs come from (the kubelet). Without one, every log request answers
+/// 400 `container "c" in pod "p" is waiting to start: ContainerCreating`.
+pub trait PodLogs: Send + Sync {
+    /// The log of `opts.container` of `pod` (the stored Pod object), or the API error to answer
+    /// (e.g. 400 waiting to start, 400 `previous terminated container "c" in pod "p" not found`).
+    fn logs(&self, pod: &Value, opts: &LogOptions) -> Result<LogStream, ApiError>;
+}
+
+impl Cluster {
+    /// Replace the status of an object (PUT `/status`): only `.status` of `obj` is taken.
+    pub fn replace_status(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        self.replace(&info, namespace, name, Scope::Status, obj, opts)
+    }
+
+    /// The `autoscaling/v1` Scale of a type with a scale subresource.
+    pub fn get_scale(&self, res: &ResKey, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        if !info.has_subresource("scale") {
+            return Err(ApiError::no_route());
+        }
+        let obj = self.get(res, namespace, name)?;
+        Ok(scale_of(&obj))
+    }
+
+    /// Set `spec.replicas` from a Scale (`metadata.resourceVersion` in it is a precondition).
+    pub fn set_scale(
+        &self,
+        res: &ResKey,
+        namespace: &str,
+        name: &str,
+        scale: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(res)?;
+        if !info.has_subresource("scale") {
+            return Err(ApiError::no_route());
+        }
+        let Some(replicas) = scale["spec"]["replicas"].as_i64() else {
+            return Err(ApiError::invalid(
+                &info,
+                name,
+                vec![Cause::required("spec.replicas", "")],
+            ));
+        };
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                &info,
+                name,
+                vec![Cause::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let rv = meta(scale)["resourceVersion"].as_str().map(str::to_string);
+        let obj = self.update_inner(
+            &info,
+            namespace,
+            name,
+            Scope::Main,
+            opts,
+            false,
+            true,
+            |old| {
+                let mut v = old.clone();
+                v["spec"]["replicas"] = json!(replicas);
+                match &rv {
+                    Some(rv) => {
+                        meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.clone()))
+                    }
+                    None => meta_mut(&mut v).remove("resourceVersion"),
+                };
+                Ok(v)
+            },
+        )?;
+        Ok(scale_of(&obj))
+    }
+
+    /// The log of a pod's container through the installed [`PodLogs`] source. 404 for a missing
+    /// pod; 400 when the container is ambiguous or unknown; `limit_bytes` is applied here.
+    pub fn pod_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut opts: LogOptions,
+    ) -> Result<LogStream, ApiError> {
+        let pod = self.get(&ResKey::new("", "pods"), namespace, name)?;
+        let names: Vec<String> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        let init: Vec<String> = pod["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        if opts.container.is_empty() {
+            if let Some(d) =
+                meta(&pod)["annotations"]["kubectl.kubernetes.io/default-container"].as_str()
+            {
+                opts.container = d.to_string();
+            } else if names.len() == 1 {
+                opts.container = names[0].clone();
+            } else {
+                let mut msg = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    names.join(" ")
+                );
+                if !init.is_empty() {
+                    msg.push_str(&format!(
+                        " or one of the init containers: [{}]",
+                        init.join(" ")
+                    ));
+                }
+                return Err(ApiError::bad_request(msg));
+            }
+        }
+        if !names.contains(&opts.container) && !init.contains(&opts.container) {
+            return Err(ApiError::bad_request(format!(
+                "container {} is not valid for pod {name}",
+                opts.container
+            )));
+        }
+        let source = self
+            .pod_logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(source) = source else {
+            return Err(ApiError::bad_request(format!(
+                "container {:?} in pod {name:?} is waiting to start: ContainerCreating",
+                opts.container
+            )));
+        };
+        let stream = source.logs(&pod, &opts)?;
+        Ok(match opts.limit_bytes.filter(|l| *l > 0) {
+            None => stream,
+            Some(limit) => limit_stream(stream, limit as usize),
+        })
+    }
+}
+
+fn limit_stream(stream: LogStream, limit: usize) -> LogStream {
+    use futures::StreamExt;
+    Box::pin(stream.scan(limit, |left, chunk| {
+        let out = match chunk {
+            Err(e) => Some(Err(e)),
+            Ok(_) if *left == 0 => None,
+            Ok(b) => {
+                let take = b.len().min(*left);
+                *left -= take;
+                Some(Ok(b.slice(..take)))
+            }
+        };
+        futures::future::ready(out)
+    }))
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let m = meta(obj);
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
