@@ -444,6 +444,11 @@ fn loads_as_captured(set: &str) {
             assert_eq!(g, w, "{key} of connection {name} in set {set}");
         }
         for key in ["phase", "error", "objects", "revision", "changeset"] {
+            // 0.1's `show` printed no change set id in the status; later versions do (from
+            // the same status.json), so only a printed one compares.
+            if key == "changeset" && want["status"][key].is_null() {
+                continue;
+            }
             assert_eq!(
                 got["status"][key], want["status"][key],
                 "status.{key} of connection {name} in set {set}"
