@@ -89,6 +89,7 @@ impl Kubesim {
             .kubeconfig
             .clone()
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
+        cluster.bootstrap_api_service(addr.port());
         let (stop, stopped) = oneshot::channel::<()>();
         let faults = Faults::new(options.faults.clone());
         let app = crate::faults::wrap(

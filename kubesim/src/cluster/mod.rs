@@ -26,12 +26,14 @@ use crate::store::{ResKey, Store};
 use auth::{TokenEntry, random_token};
 
 mod auth;
+mod bootstrap;
 mod crud;
 mod options;
 mod patching;
 mod subresources;
 mod write;
 
+pub use bootstrap::{cluster_role_bindings, cluster_roles};
 pub use options::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, PatchType, Propagation,
     SharedList, WriteOptions,
@@ -103,6 +105,7 @@ impl Cluster {
             )
             .expect("built-in namespace");
         }
+        c.bootstrap();
         c
     }
 
