@@ -277,6 +277,10 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
         ["apis"] => return get_only(Some(registry.api_group_list())),
         ["openapi", "v3"] => return get_only(Some(registry.openapi_index())),
         ["openapi", "v3", gv @ ..] => return get_only(registry.openapi_doc(&gv.join("/"))),
+        [".well-known", "openid-configuration"] => {
+            return issuer_document(cluster, req, false);
+        }
+        ["openid", "v1", "jwks"] => return issuer_document(cluster, req, true),
         ["apis", g] => return get_only(registry.api_group_doc(g)),
         ["api", v] => return get_only(registry.api_resource_list("", v)),
         ["apis", g, v] => return get_only(registry.api_resource_list(g, v)),
@@ -350,6 +354,38 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
         },
     )?;
     serve(cluster, req, &t, verb).await
+}
+
+/// ServiceAccount issuer discovery, as kube-apiserver serves it: the OpenID configuration
+/// (`jwks` false) or its key set (`jwks` true). kubesim's tokens are opaque, not signed JWTs,
+/// so the key set is empty.
+fn issuer_document(cluster: &Cluster, req: &Req, jwks: bool) -> Result<Response, ApiError> {
+    req.non_resource(cluster)?;
+    if req.method != Method::GET {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let issuer = cluster.issuer();
+    let (content_type, body) = if jwks {
+        ("application/jwk-set+json", json!({"keys": []}))
+    } else {
+        (
+            "application/json",
+            json!({
+                "issuer": issuer.url,
+                "jwks_uri": issuer.jwks_uri,
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }),
+        )
+    };
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "public, max-age=3600")
+        .body(Body::from(body.to_string()))
+        .expect("valid response"))
 }
 
 /// The object name a collection request is authorized for: as kube-apiserver's RequestInfo
@@ -896,7 +932,7 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
     let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600).max(600);
     spec["expirationSeconds"] = json!(seconds);
     if spec.get("audiences").is_none_or(Value::is_null) {
-        spec["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+        spec["audiences"] = json!([cluster.issuer().url]);
     }
     let token = cluster.issue_token(ns, name)?;
     let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
