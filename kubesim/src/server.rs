@@ -18,6 +18,7 @@ use crate::cluster::{
     ApiError, Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, LogOptions, PatchType,
     Propagation, WriteOptions,
 };
+use crate::negotiate::{self, Output, negotiate};
 use crate::rbac::{Attributes, UserInfo};
 use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -513,10 +514,6 @@ fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn wants_table(req: &Req) -> bool {
-    crate::table::wants_table(req.header(header::ACCEPT))
-}
-
 /// The `additionalPrinterColumns` of a custom resource's served version (None: built-in).
 fn printer_columns(cluster: &Cluster, t: &Target) -> Option<Vec<Value>> {
     if !t.info.custom {
@@ -590,6 +587,12 @@ async fn serve(
     let res = t.info.key();
     let ns = t.namespace.as_str();
     let name = t.name.as_deref().unwrap_or_default();
+    // Logs are text and token requests their own kind; everything else is negotiated.
+    let output = match t.subresource.as_deref() {
+        Some("log" | "token") => Output::Object,
+        _ => negotiate(req.header(header::ACCEPT))?,
+    };
+    let shape = |obj: Value| -> Result<Value, ApiError> { negotiate::object(output, &t.info, obj) };
     match (verb, t.subresource.as_deref()) {
         ("list", _) => {
             if req.query.flag("sendInitialEvents") && req.query.get("sendInitialEvents").is_some() {
@@ -606,16 +609,24 @@ async fn serve(
             if let Some(c) = &list.continue_token {
                 meta["continue"] = json!(c);
             }
-            if wants_table(req) {
+            if output == Output::Table {
                 let refs: Vec<&Value> = list.items.iter().map(|o| o.as_ref()).collect();
                 return Ok(table_response(cluster, req, t, &refs, meta));
             }
+            if let Some(partial) = negotiate::list(
+                output,
+                &t.info,
+                &meta,
+                list.items.iter().map(|o| o.as_ref()),
+            )? {
+                return Ok(json_response(200, &partial));
+            }
             Ok(list_response(t, meta, &list.items))
         }
-        ("watch", _) => watch(cluster, req, t),
+        ("watch", _) => watch(cluster, req, t, output),
         ("get", None) => {
             let obj = present(cluster.get(&res, ns, name)?, t);
-            if wants_table(req) {
+            if output == Output::Table {
                 let rv = obj["metadata"]["resourceVersion"].clone();
                 return Ok(table_response(
                     cluster,
@@ -625,11 +636,11 @@ async fn serve(
                     json!({"resourceVersion": rv}),
                 ));
             }
-            Ok(json_response(200, &obj))
+            Ok(json_response(200, &shape(obj)?))
         }
         ("get", Some("status")) => Ok(json_response(
             200,
-            &present(cluster.get(&res, ns, name)?, t),
+            &shape(present(cluster.get(&res, ns, name)?, t))?,
         )),
         ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
         ("get", Some("log")) => pod_logs(cluster, req, ns, name),
@@ -642,7 +653,7 @@ async fn serve(
             let warnings = field_warnings(req, t, &body);
             let obj = cluster.create(&res, ns, body, &req.write_options())?;
             Ok(with_warnings(
-                json_response(201, &present(obj, t)),
+                json_response(201, &shape(present(obj, t))?),
                 &warnings,
             ))
         }
@@ -653,7 +664,7 @@ async fn serve(
             let warnings = field_warnings(req, t, &body);
             let obj = cluster.update(&res, ns, name, body, &req.write_options())?;
             Ok(with_warnings(
-                json_response(200, &present(obj, t)),
+                json_response(200, &shape(present(obj, t))?),
                 &warnings,
             ))
         }
@@ -661,10 +672,10 @@ async fn serve(
             let body = decode_body(req)?;
             Ok(json_response(
                 200,
-                &present(
+                &shape(present(
                     cluster.replace_status(&res, ns, name, body, &req.write_options())?,
                     t,
-                ),
+                ))?,
             ))
         }
         ("update", Some("scale")) => {
@@ -723,12 +734,12 @@ async fn serve(
             } else {
                 200
             };
-            Ok(json_response(code, &present(obj, t)))
+            Ok(json_response(code, &shape(present(obj, t))?))
         }
         ("delete", None) => {
             let opts = delete_options(req)?;
             let outcome = cluster.delete(&res, ns, name, &opts)?;
-            Ok(json_response(200, &deleted_body(t, outcome)))
+            Ok(json_response(200, &shape(deleted_body(t, outcome))?))
         }
         ("deletecollection", None) => {
             let opts = delete_options(req)?;
@@ -745,10 +756,14 @@ async fn serve(
                     Deleted::Gone(v) | Deleted::Pending(v) => present(v, t),
                 })
                 .collect();
+            let meta = json!({"resourceVersion": cluster.store().current_rv().to_string()});
+            if let Some(partial) = negotiate::list(output, &t.info, &meta, items.iter())? {
+                return Ok(json_response(200, &partial));
+            }
             Ok(json_response(
                 200,
                 &json!({"kind": format!("{}List", t.info.kind), "apiVersion": t.info.api_version_for(&t.version),
-                        "metadata": {"resourceVersion": cluster.store().current_rv().to_string()}, "items": items}),
+                        "metadata": meta, "items": items}),
             ))
         }
         _ => Err(ApiError::method_not_allowed(
@@ -992,6 +1007,8 @@ impl WatchFilter {
 struct Encoder {
     /// Some: one-row Tables, with the custom printer columns when there are any.
     table: Option<Option<Vec<Value>>>,
+    /// `PartialObjectMetadata` objects.
+    metadata: bool,
     include: String,
     target: Target,
     api_version: String,
@@ -1018,6 +1035,8 @@ impl Encoder {
             }
             self.sent_columns = true;
             t
+        } else if self.metadata {
+            crate::negotiate::partial(&obj)
         } else {
             obj
         };
@@ -1029,9 +1048,12 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line(
-            &json!({"type": "BOOKMARK", "object": {"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}}),
-        )
+        let mut object =
+            json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": meta});
+        if self.metadata {
+            object = crate::negotiate::partial(&object);
+        }
+        line(&json!({"type": "BOOKMARK", "object": object}))
     }
 }
 
@@ -1046,7 +1068,12 @@ fn expired_event(requested: u64, current: u64) -> Bytes {
     line(&json!({"type": "ERROR", "object": e.status()}))
 }
 
-fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiError> {
+fn watch(
+    cluster: &Arc<Cluster>,
+    req: &Req,
+    t: &Target,
+    output: Output,
+) -> Result<Response, ApiError> {
     let q = &req.query;
     let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
     if send_initial.is_some() && q.get("resourceVersionMatch") != Some("NotOlderThan") {
@@ -1077,7 +1104,10 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
         .unwrap_or(DEFAULT_WATCH_TIMEOUT);
     let bookmarks = q.flag("allowWatchBookmarks") && q.get("allowWatchBookmarks").is_some();
     let mut enc = Encoder {
-        table: wants_table(req).then(|| printer_columns(cluster, t)),
+        table: (output == Output::Table).then(|| printer_columns(cluster, t)),
+        // As kube-apiserver's watch encoder: `PartialObjectMetadataList` cannot be made of one
+        // object, so those watches carry the objects themselves.
+        metadata: output == Output::Metadata,
         include: q.get("includeObject").unwrap_or("Metadata").to_string(),
         target: t.clone(),
         api_version: t.info.api_version_for(&t.version),
