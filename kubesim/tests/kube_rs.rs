@@ -764,7 +764,10 @@ async fn metadata_only_reads_watches_and_patches() {
         "{raw}"
     );
 
-    let mut stream = watcher::metadata_watcher(api.clone(), watcher::Config::default())
+    // `Api<PartialObjectMeta<K>>` watches metadata only (kube-rs' `metadata_watcher`).
+    let metadata: Api<kube::core::PartialObjectMeta<Secret>> =
+        Api::namespaced(ks.client(), "default");
+    let mut stream = watcher(metadata, watcher::Config::default())
         .applied_objects()
         .boxed();
     let first = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
