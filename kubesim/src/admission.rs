@@ -95,6 +95,66 @@ pub fn default_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
             set_default(spec, "revisionHistoryLimit", json!(10));
             default_template(spec);
         }
+        ("", "replicationcontrollers") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "replicas", json!(1));
+            default_template(spec);
+        }
+        ("", "persistentvolumeclaims") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("", "persistentvolumes") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            set_default(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("networking.k8s.io", "networkpolicies") => default_network_policy(obj),
+        ("admissionregistration.k8s.io", r) if r.ends_with("webhookconfigurations") => {
+            default_webhooks(obj, r.starts_with("mutating"))
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "reclaimPolicy", json!("Delete"));
+                set_default(m, "volumeBindingMode", json!("Immediate"));
+            }
+        }
+        ("storage.k8s.io", "csidrivers") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "attachRequired", json!(true));
+            set_default(spec, "podInfoOnMount", json!(false));
+            set_default(spec, "storageCapacity", json!(false));
+            set_default(spec, "requiresRepublish", json!(false));
+            set_default(spec, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+            set_default(spec, "volumeLifecycleModes", json!(["Persistent"]));
+        }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+            }
+        }
+        ("autoscaling", "horizontalpodautoscalers") => {
+            let spec = obj_mut(obj, "spec");
+            set_default(spec, "minReplicas", json!(1));
+            if spec
+                .get("metrics")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
+                spec.insert(
+                    "metrics".into(),
+                    json!([{"type": "Resource", "resource": {"name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                );
+            }
+        }
+        ("discovery.k8s.io", "endpointslices") => {
+            if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    set_default(p, "protocol", json!("TCP"));
+                }
+            }
+        }
         ("apps", "daemonsets") => {
             let spec = obj_mut(obj, "spec");
             set_default(
@@ -108,6 +168,72 @@ pub fn default_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
         _ => {}
     }
     Ok(())
+}
+
+/// NetworkPolicy: `policyTypes` from the rules present, TCP ports.
+fn default_network_policy(obj: &mut Value) {
+    let spec = obj_mut(obj, "spec");
+    if spec.get("policyTypes").is_none_or(Value::is_null) {
+        let mut types = vec![json!("Ingress")];
+        if spec.get("egress").and_then(Value::as_array).is_some() {
+            types.push(json!("Egress"));
+        }
+        spec.insert("policyTypes".into(), Value::Array(types));
+    }
+    for dir in ["ingress", "egress"] {
+        for rule in spec
+            .get_mut(dir)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for p in rule
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut)
+            {
+                set_default(p, "protocol", json!("TCP"));
+            }
+        }
+    }
+}
+
+/// Webhook configurations: the admissionregistration/v1 defaults of each webhook.
+fn default_webhooks(obj: &mut Value, mutating: bool) {
+    for w in obj
+        .get_mut("webhooks")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+    {
+        set_default(w, "failurePolicy", json!("Fail"));
+        set_default(w, "matchPolicy", json!("Equivalent"));
+        set_default(w, "namespaceSelector", json!({}));
+        set_default(w, "objectSelector", json!({}));
+        set_default(w, "timeoutSeconds", json!(10));
+        if mutating {
+            set_default(w, "reinvocationPolicy", json!("Never"));
+        }
+        if let Some(svc) = w
+            .get_mut("clientConfig")
+            .and_then(|c| c.get_mut("service"))
+            .and_then(Value::as_object_mut)
+        {
+            set_default(svc, "port", json!(443));
+        }
+        for r in w
+            .get_mut("rules")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            set_default(r, "scope", json!("*"));
+        }
+    }
 }
 
 fn default_template(spec: &mut Map<String, Value>) {
@@ -546,6 +672,61 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                 &mut causes,
             );
         }
+        ("policy", "poddisruptionbudgets") => validate_pdb(spec, &mut causes),
+        ("networking.k8s.io", "ingresses") => validate_ingress(spec, &mut causes),
+        ("networking.k8s.io", "ingressclasses") => {
+            if spec["controller"].as_str().is_none_or(str::is_empty) {
+                causes.push(Cause::required("spec.controller", ""));
+            }
+            if let Some(old) = old
+                && old["spec"]["controller"] != spec["controller"]
+            {
+                causes.push(Cause::invalid(
+                    "spec.controller",
+                    &spec["controller"],
+                    "field is immutable",
+                ));
+            }
+        }
+        ("admissionregistration.k8s.io", _) => validate_webhooks(obj, &mut causes),
+        ("storage.k8s.io", "storageclasses") => {
+            if obj["provisioner"].as_str().is_none_or(str::is_empty) {
+                causes.push(Cause::required("provisioner", ""));
+            }
+            if let Some(old) = old {
+                for field in ["parameters", "provisioner"] {
+                    if obj.get(field) != old.get(field) {
+                        causes.push(Cause::forbidden(
+                            field,
+                            &format!("updates to {field} are forbidden."),
+                        ));
+                    }
+                }
+            }
+        }
+        ("scheduling.k8s.io", "priorityclasses") => validate_priority_class(obj, old, &mut causes),
+        ("autoscaling", "horizontalpodautoscalers") => validate_hpa(spec, &mut causes),
+        ("discovery.k8s.io", "endpointslices") => {
+            let ty = obj["addressType"].as_str().unwrap_or_default();
+            if ty.is_empty() {
+                causes.push(Cause::required("addressType", ""));
+            } else if !["IPv4", "IPv6", "FQDN"].contains(&ty) {
+                causes.push(Cause::not_supported(
+                    "addressType",
+                    ty,
+                    &["FQDN", "IPv4", "IPv6"],
+                ));
+            }
+            if let Some(old) = old
+                && old["addressType"] != obj["addressType"]
+            {
+                causes.push(Cause::invalid(
+                    "addressType",
+                    &obj["addressType"],
+                    "field is immutable",
+                ));
+            }
+        }
         ("apps", "deployments")
         | ("apps", "replicasets")
         | ("apps", "statefulsets")
@@ -754,6 +935,243 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             &format!("{path}.restartPolicy"),
             rp,
             &["Always", "OnFailure", "Never"],
+        ));
+    }
+}
+
+/// `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent`.
+fn int_or_percent(v: &Value, path: &str, causes: &mut Vec<Cause>) {
+    match v {
+        Value::Null => {}
+        Value::Number(n) => {
+            if n.as_i64().is_none_or(|n| n < 0) {
+                causes.push(Cause::invalid(
+                    path,
+                    v,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        Value::String(s) => {
+            let digits = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+            match digits {
+                None => causes.push(Cause::invalid(
+                    path,
+                    v,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+                Some(d) if d.parse::<u64>().map_or(true, |n| n > 100) => {
+                    causes.push(Cause::invalid(path, v, "must not be greater than 100%"))
+                }
+                Some(_) => {}
+            }
+        }
+        _ => causes.push(Cause::invalid(
+            path,
+            v,
+            "must be an integer or a percentage",
+        )),
+    }
+}
+
+/// `ValidatePodDisruptionBudgetSpec`: neither `minAvailable` nor `maxUnavailable` is
+/// required, but both together are invalid.
+fn validate_pdb(spec: &Value, causes: &mut Vec<Cause>) {
+    let min = spec.get("minAvailable").unwrap_or(&Value::Null);
+    let max = spec.get("maxUnavailable").unwrap_or(&Value::Null);
+    if !min.is_null() && !max.is_null() {
+        causes.push(Cause::invalid(
+            "spec",
+            spec,
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    int_or_percent(min, "spec.minAvailable", causes);
+    int_or_percent(max, "spec.maxUnavailable", causes);
+}
+
+/// Ingress: a default backend or rules; every HTTP path with a `pathType` and one backend.
+fn validate_ingress(spec: &Value, causes: &mut Vec<Cause>) {
+    let rules = spec["rules"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if spec.get("defaultBackend").is_none_or(Value::is_null) && rules.is_empty() {
+        causes.push(Cause::invalid(
+            "spec",
+            &json!("[]"),
+            "either `defaultBackend` or `rules` must be specified",
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let paths = rule["http"]["paths"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (j, p) in paths.iter().enumerate() {
+            let at = format!("spec.rules[{i}].http.paths[{j}]");
+            match p["pathType"].as_str() {
+                None => causes.push(Cause::required(
+                    &format!("{at}.pathType"),
+                    "pathType must be specified",
+                )),
+                Some(t) if !["Exact", "Prefix", "ImplementationSpecific"].contains(&t) => causes
+                    .push(Cause::not_supported(
+                        &format!("{at}.pathType"),
+                        t,
+                        &["Exact", "ImplementationSpecific", "Prefix"],
+                    )),
+                Some(_) => {}
+            }
+            let backend = &p["backend"];
+            let service = backend.get("service").is_some_and(|v| !v.is_null());
+            let resource = backend.get("resource").is_some_and(|v| !v.is_null());
+            if service == resource {
+                causes.push(Cause::invalid(
+                    &format!("{at}.backend"),
+                    &json!(""),
+                    "cannot set both resource and service backends",
+                ));
+            }
+        }
+    }
+}
+
+/// Webhook configurations: the shape the API server (and every client reading them) relies
+/// on: fully qualified unique names, one of `url` / `service`, `sideEffects` and
+/// `admissionReviewVersions`.
+fn validate_webhooks(obj: &Value, causes: &mut Vec<Cause>) {
+    let mut names: Vec<&str> = Vec::new();
+    for (i, w) in obj["webhooks"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("webhooks[{i}]");
+        let name = w["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            causes.push(Cause::required(&format!("{at}.name"), ""));
+        } else if !is_subdomain(name) || name.split('.').count() < 3 {
+            causes.push(Cause::invalid(
+                &format!("{at}.name"),
+                &w["name"],
+                "should be a domain with at least three segments separated by dots",
+            ));
+        } else if names.contains(&name) {
+            causes.push(Cause::new(
+                "FieldValueDuplicate",
+                &format!("{at}.name"),
+                format!("Duplicate value: {name:?}"),
+            ));
+        }
+        names.push(name);
+        let cc = &w["clientConfig"];
+        let url = cc.get("url").is_some_and(|v| !v.is_null());
+        let service = cc.get("service").is_some_and(|v| !v.is_null());
+        if url == service {
+            causes.push(Cause::required(
+                &format!("{at}.clientConfig"),
+                "exactly one of url or service is required",
+            ));
+        }
+        if service && cc["service"]["name"].as_str().is_none_or(str::is_empty) {
+            causes.push(Cause::required(
+                &format!("{at}.clientConfig.service.name"),
+                "service name is required",
+            ));
+        }
+        match w["sideEffects"].as_str() {
+            None => causes.push(Cause::required(
+                &format!("{at}.sideEffects"),
+                "must specify one of None, NoneOnDryRun",
+            )),
+            Some("None" | "NoneOnDryRun") => {}
+            Some(other) => causes.push(Cause::not_supported(
+                &format!("{at}.sideEffects"),
+                other,
+                &["None", "NoneOnDryRun"],
+            )),
+        }
+        let versions = w["admissionReviewVersions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
+            causes.push(Cause::required(
+                &format!("{at}.admissionReviewVersions"),
+                "must specify one of v1, v1beta1",
+            ));
+        }
+    }
+}
+
+/// The built-in PriorityClasses every cluster has; other names may not use `system-`.
+pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] = [
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+/// `ValidatePriorityClass`: `system-` names are reserved, user values at most one billion,
+/// value and preemption policy immutable.
+fn validate_priority_class(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let value = obj["value"].as_i64().unwrap_or(0);
+    let system = SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == name);
+    match system {
+        Some((_, v)) if *v != value => causes.push(Cause::forbidden(
+            "metadata.name",
+            &format!("{name:?} is a system priority class; its value must be {v}"),
+        )),
+        Some(_) => {}
+        None if name.starts_with("system-") => causes.push(Cause::forbidden(
+            "metadata.name",
+            "priority class names with 'system-' prefix are reserved",
+        )),
+        None if value > 1_000_000_000 => causes.push(Cause::forbidden(
+            "value",
+            "maximum allowed value of a user defined priority is 1000000000",
+        )),
+        None => {}
+    }
+    if let Some(old) = old {
+        if old["value"] != obj["value"] {
+            causes.push(Cause::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
+        }
+        if old["preemptionPolicy"] != obj["preemptionPolicy"] {
+            causes.push(Cause::invalid(
+                "preemptionPolicy",
+                &obj["preemptionPolicy"],
+                "field is immutable",
+            ));
+        }
+    }
+}
+
+/// HorizontalPodAutoscaler: a scale target and sane replica bounds.
+fn validate_hpa(spec: &Value, causes: &mut Vec<Cause>) {
+    for f in ["kind", "name"] {
+        if spec["scaleTargetRef"][f].as_str().is_none_or(str::is_empty) {
+            causes.push(Cause::required(&format!("spec.scaleTargetRef.{f}"), ""));
+        }
+    }
+    let min = spec["minReplicas"].as_i64().unwrap_or(1);
+    let max = spec["maxReplicas"].as_i64().unwrap_or(0);
+    if min < 1 {
+        causes.push(Cause::invalid(
+            "spec.minReplicas",
+            &spec["minReplicas"],
+            "must be greater than or equal to 1",
+        ));
+    }
+    if max < 1 {
+        causes.push(Cause::invalid(
+            "spec.maxReplicas",
+            &spec["maxReplicas"],
+            "must be greater than or equal to 1",
+        ));
+    } else if max < min {
+        causes.push(Cause::invalid(
+            "spec.maxReplicas",
+            &spec["maxReplicas"],
+            "must be greater than or equal to `minReplicas`",
         ));
     }
 }

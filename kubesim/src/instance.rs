@@ -27,6 +27,9 @@ pub struct Options {
     pub pod_dir: Option<PathBuf>,
     /// Faults injected into the requests of pods (none by default; see [`crate::faults`]).
     pub faults: FaultConfig,
+    /// The ServiceAccount token issuer (`issuer` of `/.well-known/openid-configuration`);
+    /// `None`: [`crate::cluster::DEFAULT_ISSUER`].
+    pub service_account_issuer: Option<String>,
 }
 
 impl Default for Options {
@@ -37,6 +40,7 @@ impl Default for Options {
             bin_dir: None,
             pod_dir: None,
             faults: FaultConfig::default(),
+            service_account_issuer: None,
         }
     }
 }
@@ -89,6 +93,14 @@ impl Kubesim {
             .kubeconfig
             .clone()
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
+        cluster.bootstrap_api_service(addr.port());
+        cluster.set_issuer(crate::cluster::Issuer {
+            url: options
+                .service_account_issuer
+                .clone()
+                .unwrap_or_else(|| crate::cluster::DEFAULT_ISSUER.to_string()),
+            jwks_uri: format!("http://{addr}/openid/v1/jwks"),
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let faults = Faults::new(options.faults.clone());
         let app = crate::faults::wrap(

@@ -26,6 +26,7 @@ mod instance;
 pub mod kubelet;
 #[cfg(test)]
 mod module_graph;
+pub mod negotiate;
 pub mod patch;
 pub mod proto;
 pub mod rbac;

@@ -42,6 +42,10 @@ struct Args {
     /// Apply the faults to every client, the admin included (default: pods' ServiceAccounts).
     #[arg(long)]
     faults_all_clients: bool,
+    /// The ServiceAccount token issuer, as `/.well-known/openid-configuration` names it
+    /// (and the default audience of TokenRequests).
+    #[arg(long, default_value = kubesim::cluster::DEFAULT_ISSUER)]
+    service_account_issuer: String,
 }
 
 #[tokio::main]
@@ -72,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         bin_dir: args.bin_dir,
         pod_dir: args.pod_dir,
         faults,
+        service_account_issuer: Some(args.service_account_issuer),
     })
     .await?;
     tracing::info!(url = %ks.url(), kubeconfig = %ks.kubeconfig_path().display(), "kubesim is serving");

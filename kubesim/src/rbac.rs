@@ -1,7 +1,8 @@
 //! RBAC authorization: Roles, ClusterRoles and their bindings, evaluated as the API server does,
 //! and the exact Forbidden message.
 //!
-//! Besides the stored objects, the bootstrap policy every cluster has is built in:
+//! The bootstrap policy is stored at start (`cluster/bootstrap.rs`); its grants that every
+//! client needs are also built in, so deleting those objects locks nobody out:
 //! `system:masters` may do everything; `system:discovery`, `system:public-info-viewer` and
 //! `system:basic-user` grant discovery, version, health and OpenAPI paths and the self-review
 //! resources to every authenticated user (the health and version paths to anonymous users too).

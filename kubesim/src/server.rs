@@ -18,6 +18,7 @@ use crate::cluster::{
     ApiError, Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, LogOptions, PatchType,
     Propagation, WriteOptions,
 };
+use crate::negotiate::{self, Output, negotiate};
 use crate::rbac::{Attributes, UserInfo};
 use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -277,6 +278,10 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
         ["apis"] => return get_only(Some(registry.api_group_list())),
         ["openapi", "v3"] => return get_only(Some(registry.openapi_index())),
         ["openapi", "v3", gv @ ..] => return get_only(registry.openapi_doc(&gv.join("/"))),
+        [".well-known", "openid-configuration"] => {
+            return issuer_document(cluster, req, false);
+        }
+        ["openid", "v1", "jwks"] => return issuer_document(cluster, req, true),
         ["apis", g] => return get_only(registry.api_group_doc(g)),
         ["api", v] => return get_only(registry.api_resource_list("", v)),
         ["apis", g, v] => return get_only(registry.api_resource_list(g, v)),
@@ -350,6 +355,38 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
         },
     )?;
     serve(cluster, req, &t, verb).await
+}
+
+/// ServiceAccount issuer discovery, as kube-apiserver serves it: the OpenID configuration
+/// (`jwks` false) or its key set (`jwks` true). kubesim's tokens are opaque, not signed JWTs,
+/// so the key set is empty.
+fn issuer_document(cluster: &Cluster, req: &Req, jwks: bool) -> Result<Response, ApiError> {
+    req.non_resource(cluster)?;
+    if req.method != Method::GET {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let issuer = cluster.issuer();
+    let (content_type, body) = if jwks {
+        ("application/jwk-set+json", json!({"keys": []}))
+    } else {
+        (
+            "application/json",
+            json!({
+                "issuer": issuer.url,
+                "jwks_uri": issuer.jwks_uri,
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }),
+        )
+    };
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "public, max-age=3600")
+        .body(Body::from(body.to_string()))
+        .expect("valid response"))
 }
 
 /// The object name a collection request is authorized for: as kube-apiserver's RequestInfo
@@ -477,10 +514,6 @@ fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn wants_table(req: &Req) -> bool {
-    crate::table::wants_table(req.header(header::ACCEPT))
-}
-
 /// The `additionalPrinterColumns` of a custom resource's served version (None: built-in).
 fn printer_columns(cluster: &Cluster, t: &Target) -> Option<Vec<Value>> {
     if !t.info.custom {
@@ -554,6 +587,12 @@ async fn serve(
     let res = t.info.key();
     let ns = t.namespace.as_str();
     let name = t.name.as_deref().unwrap_or_default();
+    // Logs are text and token requests their own kind; everything else is negotiated.
+    let output = match t.subresource.as_deref() {
+        Some("log" | "token") => Output::Object,
+        _ => negotiate(req.header(header::ACCEPT))?,
+    };
+    let shape = |obj: Value| -> Result<Value, ApiError> { negotiate::object(output, &t.info, obj) };
     match (verb, t.subresource.as_deref()) {
         ("list", _) => {
             if req.query.flag("sendInitialEvents") && req.query.get("sendInitialEvents").is_some() {
@@ -570,16 +609,24 @@ async fn serve(
             if let Some(c) = &list.continue_token {
                 meta["continue"] = json!(c);
             }
-            if wants_table(req) {
+            if output == Output::Table {
                 let refs: Vec<&Value> = list.items.iter().map(|o| o.as_ref()).collect();
                 return Ok(table_response(cluster, req, t, &refs, meta));
             }
+            if let Some(partial) = negotiate::list(
+                output,
+                &t.info,
+                &meta,
+                list.items.iter().map(|o| o.as_ref()),
+            )? {
+                return Ok(json_response(200, &partial));
+            }
             Ok(list_response(t, meta, &list.items))
         }
-        ("watch", _) => watch(cluster, req, t),
+        ("watch", _) => watch(cluster, req, t, output),
         ("get", None) => {
             let obj = present(cluster.get(&res, ns, name)?, t);
-            if wants_table(req) {
+            if output == Output::Table {
                 let rv = obj["metadata"]["resourceVersion"].clone();
                 return Ok(table_response(
                     cluster,
@@ -589,11 +636,11 @@ async fn serve(
                     json!({"resourceVersion": rv}),
                 ));
             }
-            Ok(json_response(200, &obj))
+            Ok(json_response(200, &shape(obj)?))
         }
         ("get", Some("status")) => Ok(json_response(
             200,
-            &present(cluster.get(&res, ns, name)?, t),
+            &shape(present(cluster.get(&res, ns, name)?, t))?,
         )),
         ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
         ("get", Some("log")) => pod_logs(cluster, req, ns, name),
@@ -606,7 +653,7 @@ async fn serve(
             let warnings = field_warnings(req, t, &body);
             let obj = cluster.create(&res, ns, body, &req.write_options())?;
             Ok(with_warnings(
-                json_response(201, &present(obj, t)),
+                json_response(201, &shape(present(obj, t))?),
                 &warnings,
             ))
         }
@@ -617,7 +664,7 @@ async fn serve(
             let warnings = field_warnings(req, t, &body);
             let obj = cluster.update(&res, ns, name, body, &req.write_options())?;
             Ok(with_warnings(
-                json_response(200, &present(obj, t)),
+                json_response(200, &shape(present(obj, t))?),
                 &warnings,
             ))
         }
@@ -625,10 +672,10 @@ async fn serve(
             let body = decode_body(req)?;
             Ok(json_response(
                 200,
-                &present(
+                &shape(present(
                     cluster.replace_status(&res, ns, name, body, &req.write_options())?,
                     t,
-                ),
+                ))?,
             ))
         }
         ("update", Some("scale")) => {
@@ -687,12 +734,12 @@ async fn serve(
             } else {
                 200
             };
-            Ok(json_response(code, &present(obj, t)))
+            Ok(json_response(code, &shape(present(obj, t))?))
         }
         ("delete", None) => {
             let opts = delete_options(req)?;
             let outcome = cluster.delete(&res, ns, name, &opts)?;
-            Ok(json_response(200, &deleted_body(t, outcome)))
+            Ok(json_response(200, &shape(deleted_body(t, outcome))?))
         }
         ("deletecollection", None) => {
             let opts = delete_options(req)?;
@@ -709,10 +756,14 @@ async fn serve(
                     Deleted::Gone(v) | Deleted::Pending(v) => present(v, t),
                 })
                 .collect();
+            let meta = json!({"resourceVersion": cluster.store().current_rv().to_string()});
+            if let Some(partial) = negotiate::list(output, &t.info, &meta, items.iter())? {
+                return Ok(json_response(200, &partial));
+            }
             Ok(json_response(
                 200,
                 &json!({"kind": format!("{}List", t.info.kind), "apiVersion": t.info.api_version_for(&t.version),
-                        "metadata": {"resourceVersion": cluster.store().current_rv().to_string()}, "items": items}),
+                        "metadata": meta, "items": items}),
             ))
         }
         _ => Err(ApiError::method_not_allowed(
@@ -896,7 +947,7 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
     let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600).max(600);
     spec["expirationSeconds"] = json!(seconds);
     if spec.get("audiences").is_none_or(Value::is_null) {
-        spec["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+        spec["audiences"] = json!([cluster.issuer().url]);
     }
     let token = cluster.issue_token(ns, name)?;
     let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
@@ -956,6 +1007,8 @@ impl WatchFilter {
 struct Encoder {
     /// Some: one-row Tables, with the custom printer columns when there are any.
     table: Option<Option<Vec<Value>>>,
+    /// `PartialObjectMetadata` objects.
+    metadata: bool,
     include: String,
     target: Target,
     api_version: String,
@@ -982,6 +1035,8 @@ impl Encoder {
             }
             self.sent_columns = true;
             t
+        } else if self.metadata {
+            crate::negotiate::partial(&obj)
         } else {
             obj
         };
@@ -993,9 +1048,12 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line(
-            &json!({"type": "BOOKMARK", "object": {"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}}),
-        )
+        let mut object =
+            json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": meta});
+        if self.metadata {
+            object = crate::negotiate::partial(&object);
+        }
+        line(&json!({"type": "BOOKMARK", "object": object}))
     }
 }
 
@@ -1010,7 +1068,12 @@ fn expired_event(requested: u64, current: u64) -> Bytes {
     line(&json!({"type": "ERROR", "object": e.status()}))
 }
 
-fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiError> {
+fn watch(
+    cluster: &Arc<Cluster>,
+    req: &Req,
+    t: &Target,
+    output: Output,
+) -> Result<Response, ApiError> {
     let q = &req.query;
     let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
     if send_initial.is_some() && q.get("resourceVersionMatch") != Some("NotOlderThan") {
@@ -1041,7 +1104,10 @@ fn watch(cluster: &Arc<Cluster>, req: &Req, t: &Target) -> Result<Response, ApiE
         .unwrap_or(DEFAULT_WATCH_TIMEOUT);
     let bookmarks = q.flag("allowWatchBookmarks") && q.get("allowWatchBookmarks").is_some();
     let mut enc = Encoder {
-        table: wants_table(req).then(|| printer_columns(cluster, t)),
+        table: (output == Output::Table).then(|| printer_columns(cluster, t)),
+        // As kube-apiserver's watch encoder: `PartialObjectMetadataList` cannot be made of one
+        // object, so those watches carry the objects themselves.
+        metadata: output == Output::Metadata,
         include: q.get("includeObject").unwrap_or("Metadata").to_string(),
         target: t.clone(),
         api_version: t.info.api_version_for(&t.version),

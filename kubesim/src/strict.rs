@@ -18,7 +18,10 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Option<Value> {
 }
 
 fn typed_roundtrip(info: &ResourceInfo, v: &Value) -> Option<Value> {
-    use k8s_openapi::api::{apps, batch, coordination, core, rbac};
+    use k8s_openapi::api::{
+        admissionregistration as admreg, apps, autoscaling, batch, coordination, core, discovery,
+        networking, policy, rbac, scheduling, storage,
+    };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => roundtrip::<core::v1::Pod>(v),
@@ -41,6 +44,26 @@ fn typed_roundtrip(info: &ResourceInfo, v: &Value) -> Option<Value> {
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
             roundtrip::<rbac::v1::ClusterRoleBinding>(v)
         }
+        ("", "PersistentVolumeClaim") => roundtrip::<core::v1::PersistentVolumeClaim>(v),
+        ("", "PersistentVolume") => roundtrip::<core::v1::PersistentVolume>(v),
+        ("", "ReplicationController") => roundtrip::<core::v1::ReplicationController>(v),
+        ("policy", "PodDisruptionBudget") => roundtrip::<policy::v1::PodDisruptionBudget>(v),
+        ("networking.k8s.io", "NetworkPolicy") => roundtrip::<networking::v1::NetworkPolicy>(v),
+        ("networking.k8s.io", "Ingress") => roundtrip::<networking::v1::Ingress>(v),
+        ("networking.k8s.io", "IngressClass") => roundtrip::<networking::v1::IngressClass>(v),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            roundtrip::<admreg::v1::MutatingWebhookConfiguration>(v)
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            roundtrip::<admreg::v1::ValidatingWebhookConfiguration>(v)
+        }
+        ("storage.k8s.io", "CSIDriver") => roundtrip::<storage::v1::CSIDriver>(v),
+        ("storage.k8s.io", "StorageClass") => roundtrip::<storage::v1::StorageClass>(v),
+        ("scheduling.k8s.io", "PriorityClass") => roundtrip::<scheduling::v1::PriorityClass>(v),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            roundtrip::<autoscaling::v2::HorizontalPodAutoscaler>(v)
+        }
+        ("discovery.k8s.io", "EndpointSlice") => roundtrip::<discovery::v1::EndpointSlice>(v),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             roundtrip::<apiext::CustomResourceDefinition>(v)
         }

@@ -1,5 +1,6 @@
 //! kube-rs 5 against kubesim: CRUD and errors, watcher/reflector consistency, server-side
-//! apply conflicts, CustomResourceDefinitions, leader election over a Lease.
+//! apply conflicts, CustomResourceDefinitions, leader election over a Lease, metadata-only
+//! reads, watches and patches.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -715,4 +716,82 @@ async fn concurrent_applies_creating_one_object_all_succeed() {
             "{name}: every writer's key is kept: {data:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn metadata_only_reads_watches_and_patches() {
+    use k8s_openapi::api::core::v1::Secret;
+    let ks = Kubesim::start(Options::default()).await.unwrap();
+    let api: Api<Secret> = Api::namespaced(ks.client(), "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "labels": {"k": "v"}},
+        "stringData": {"password": "hunter2"},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &secret).await.unwrap();
+
+    let meta = api.get_metadata("creds").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("creds"));
+    let types = meta.types.clone().expect("typed");
+    assert_eq!(
+        (types.api_version.as_str(), types.kind.as_str()),
+        ("meta.k8s.io/v1", "PartialObjectMetadata")
+    );
+    let list = api
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .unwrap();
+    assert!(list.metadata.resource_version.is_some());
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.labels.as_ref().unwrap()["k"], "v");
+
+    // The raw bodies carry no data at all.
+    let raw = ks
+        .client()
+        .request_text(
+            axum::http::Request::get("/api/v1/namespaces/default/secrets/creds")
+                .header(
+                    "accept",
+                    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+                )
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !raw.contains("\"data\"") && !raw.contains("aHVudGVyMg"),
+        "{raw}"
+    );
+
+    // `Api<PartialObjectMeta<K>>` watches metadata only (kube-rs' `metadata_watcher`).
+    let metadata: Api<kube::core::PartialObjectMeta<Secret>> =
+        Api::namespaced(ks.client(), "default");
+    let mut stream = watcher(metadata, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
+        .await
+        .expect("the watcher lists")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("creds"));
+
+    let patched = api
+        .patch_metadata(
+            "creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"k": "w"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap()["k"], "w");
+    let changed = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
+        .await
+        .expect("the watcher sees the patch")
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.metadata.labels.unwrap()["k"], "w");
+    let full = api.get("creds").await.unwrap();
+    assert!(full.data.unwrap().contains_key("password"));
 }

@@ -26,12 +26,14 @@ use crate::store::{ResKey, Store};
 use auth::{TokenEntry, random_token};
 
 mod auth;
+mod bootstrap;
 mod crud;
 mod options;
 mod patching;
 mod subresources;
 mod write;
 
+pub use bootstrap::{cluster_role_bindings, cluster_roles};
 pub use options::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, PatchType, Propagation,
     SharedList, WriteOptions,
@@ -47,7 +49,20 @@ pub struct Cluster {
     pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
     next_ip: AtomicU32,
     expiry: tokio::sync::watch::Sender<u64>,
+    issuer: RwLock<Issuer>,
 }
+
+/// The ServiceAccount token issuer the discovery documents name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// `issuer` (and the default token audience).
+    pub url: String,
+    /// `jwks_uri`: where the key set is served.
+    pub jwks_uri: String,
+}
+
+/// kube-apiserver's usual `--service-account-issuer`.
+pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +107,10 @@ impl Cluster {
             pod_logs: RwLock::new(None),
             next_ip: AtomicU32::new(10),
             expiry: tokio::sync::watch::Sender::new(0),
+            issuer: RwLock::new(Issuer {
+                url: DEFAULT_ISSUER.to_string(),
+                jwks_uri: format!("{DEFAULT_ISSUER}/openid/v1/jwks"),
+            }),
         });
         let ns = ResKey::new("", "namespaces");
         for name in BUILTIN_NAMESPACES {
@@ -103,6 +122,7 @@ impl Cluster {
             )
             .expect("built-in namespace");
         }
+        c.bootstrap();
         c
     }
 
@@ -131,6 +151,19 @@ impl Cluster {
     /// Install the pod log source (the kubelet).
     pub fn set_pod_logs(&self, logs: Arc<dyn PodLogs>) {
         *self.pod_logs.write().unwrap_or_else(|e| e.into_inner()) = Some(logs);
+    }
+
+    /// The ServiceAccount token issuer (`/.well-known/openid-configuration`).
+    pub fn issuer(&self) -> Issuer {
+        self.issuer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Set the ServiceAccount token issuer and where its key set is served.
+    pub fn set_issuer(&self, issuer: Issuer) {
+        *self.issuer.write().unwrap_or_else(|e| e.into_inner()) = issuer;
     }
 
     /// A snapshot of the served types.

@@ -8,9 +8,11 @@
 use serde_json::{Map, Value, json};
 
 mod custom;
+mod groups;
 mod printers;
 
 pub use custom::to_custom_table;
+use groups::GroupPrinter;
 use printers::Printer;
 
 const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
@@ -53,9 +55,13 @@ pub fn to_table(
     now: i64,
     include_object: &str,
 ) -> Value {
+    let group_printer = GroupPrinter::for_resource(group, resource);
     let printer = Printer::for_resource(group, resource);
-    let columns: Vec<Value> = printer
-        .columns()
+    let column_list = match group_printer {
+        Some(p) => p.columns(),
+        None => printer.columns(),
+    };
+    let columns: Vec<Value> = column_list
         .iter()
         .map(|c| {
             json!({
@@ -71,7 +77,11 @@ pub fn to_table(
         .iter()
         .map(|obj| {
             let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(printer.cells(obj, now)));
+            let cells = match group_printer {
+                Some(p) => p.cells(obj, now),
+                None => printer.cells(obj, now),
+            };
+            row.insert("cells".into(), Value::Array(cells));
             if let Some(conditions) = printer.row_conditions(obj) {
                 row.insert("conditions".into(), conditions);
             }

@@ -15,22 +15,22 @@ fn parse_time(v: Option<&Value>) -> Option<i64> {
 }
 
 /// `translateTimestampSince`: `<unknown>` for a missing time.
-fn since(v: Option<&Value>, now: i64) -> String {
+pub(super) fn since(v: Option<&Value>, now: i64) -> String {
     match parse_time(v) {
         Some(t) => human_duration(now - t),
         None => "<unknown>".to_string(),
     }
 }
 
-fn s<'a>(obj: &'a Value, ptr: &str) -> &'a str {
+pub(super) fn s<'a>(obj: &'a Value, ptr: &str) -> &'a str {
     obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-fn int(obj: &Value, ptr: &str) -> i64 {
+pub(super) fn int(obj: &Value, ptr: &str) -> i64 {
     obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn arr<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
+pub(super) fn arr<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
     obj.pointer(ptr)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -52,7 +52,7 @@ fn containers(obj: &Value, ptr: &str) -> (Value, Value) {
 }
 
 /// `metav1.FormatLabelSelector`.
-fn format_selector(sel: Option<&Value>) -> String {
+pub(super) fn format_selector(sel: Option<&Value>) -> String {
     let Some(sel) = sel.filter(|v| !v.is_null()) else {
         return "<none>".to_string();
     };
@@ -83,7 +83,7 @@ fn condition_true(obj: &Value, ptr: &str, ty: &str) -> bool {
         .is_some_and(|c| s(c, "/status") == "True")
 }
 
-type Column = (&'static str, &'static str, &'static str, &'static str, u32);
+pub(super) type Column = (&'static str, &'static str, &'static str, &'static str, u32);
 
 const NAME: Column = ("Name", "string", "name", NAME_DESC, 0);
 const AGE: Column = ("Age", "string", "", CREATED_DESC, 0);
