@@ -21,7 +21,9 @@ pub mod values;
 
 pub use catalog::{Catalog, KeySpec, ParameterSpec, catalog};
 pub use error::{FieldError, ValidationErrors};
-pub use patch::{PatchError, workload_patch_ops};
+pub use patch::{
+    Ejection, Injected, PatchError, ServiceAccountChange, eject_ops, inject_ops, workload_patch_ops,
+};
 pub use render::{CsiVolume, DesiredObjects, WorkloadPatch};
 pub use request::{ConnectionRequest, ConnectionSpec, KeyVaultObject};
 pub use resolve::{

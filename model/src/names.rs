@@ -72,6 +72,36 @@ pub fn connection_label_value(connection: &str) -> String {
     connection.trim_matches('_').to_string()
 }
 
+/// The annotation name part `<prefix><connection label>`, at most 63 characters: a label
+/// that is not the connection name itself (leading or trailing `_` trimmed) or that does not
+/// fit is cut and suffixed with `-` and 8 hex digits of the SHA-256 of the connection name,
+/// so two connections never share one.
+fn connection_annotation(prefix: &str, connection: &str) -> String {
+    let label = connection_label_value(connection);
+    let part = format!("{prefix}{label}");
+    if label == connection && part.len() <= 63 {
+        return format!("sc-extension.io/{part}");
+    }
+    let digest = hex::encode(Sha256::digest(connection.as_bytes()));
+    let head: String = part.chars().take(54).collect();
+    let head = head.trim_end_matches(['-', '_', '.']);
+    format!("sc-extension.io/{head}-{}", &digest[..8])
+}
+
+/// The pod-template annotation of a listed workload whose value is the connection's
+/// rollout hash: a new value rolls the workload out
+/// (`sc-extension.io/restarted-for-<connection label>`).
+pub fn restart_annotation(connection: &str) -> String {
+    connection_annotation("restarted-for-", connection)
+}
+
+/// The annotation of a listed workload (on the workload, not its pod template) recording
+/// what the connection added to its pod template, so that exactly that is removed later
+/// (`sc-extension.io/injected-<connection label>`).
+pub fn injected_annotation(connection: &str) -> String {
+    connection_annotation("injected-", connection)
+}
+
 /// `name` if it is at most 63 characters, else its first 54 characters (trailing `-`
 /// trimmed), `-` and 8 hex digits of its SHA-256: deterministic, unique in practice.
 pub fn fit_dns_label(name: &str) -> String {
@@ -131,6 +161,32 @@ pub fn is_guid(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_annotations_are_valid_and_distinct() {
+        assert_eq!(
+            restart_annotation("blob_conn"),
+            "sc-extension.io/restarted-for-blob_conn"
+        );
+        assert_eq!(
+            injected_annotation("blob_conn"),
+            "sc-extension.io/injected-blob_conn"
+        );
+        let long = "a".repeat(60);
+        let mut seen = std::collections::BTreeSet::new();
+        for c in [long.as_str(), "_a", "a", "a_", "x_y"] {
+            for a in [restart_annotation(c), injected_annotation(c)] {
+                let part = a.strip_prefix("sc-extension.io/").unwrap();
+                assert!(part.len() <= 63, "{a}");
+                assert!(
+                    part.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                );
+                assert!(part.ends_with(|c: char| c.is_ascii_alphanumeric()), "{a}");
+                assert!(seen.insert(a.clone()), "{a} twice");
+            }
+        }
+    }
 
     #[test]
     fn names_follow_the_contract() {

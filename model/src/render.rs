@@ -43,6 +43,15 @@ pub struct WorkloadPatch {
     /// A CSI volume mounted read-only in every container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csi_volume: Option<CsiVolume>,
+    /// The pod-template annotation whose value is the connection's rollout hash
+    /// ([`Connection::rollout_hash`]): a change of the Secret or ServiceAccount changes it and
+    /// rolls the workload out. `None` with `restartOnChange: false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_annotation: Option<String>,
+    /// The value of `restart_annotation` (not shown: it depends on the protected settings'
+    /// key, which `sc-agent plan` does not have).
+    #[serde(skip)]
+    pub restart_hash: String,
 }
 
 /// A Secrets Store CSI volume of a `keyvaultCsi` connection.
@@ -243,6 +252,11 @@ impl Connection {
                 secret_provider_class: names::secret_provider_class_name(self.name()),
                 mount_path: format!("{CSI_MOUNT_PREFIX}/{}", self.name()),
             }),
+            restart_annotation: self
+                .spec
+                .restart_on_change
+                .then(|| names::restart_annotation(self.name())),
+            restart_hash: self.rollout_hash.clone(),
         }
     }
 }

@@ -74,6 +74,15 @@ pub struct ConnectionSpec {
     pub deletion_policy: DeletionPolicy,
     /// Explicitly the first connection of its target type in its namespace.
     pub primary: bool,
+    /// Whether a change of the Secret or ServiceAccount rolls the listed workloads out
+    /// (default true). Serialized only when false, so the content hash of a request that
+    /// does not set it is the one earlier versions computed.
+    #[serde(skip_serializing_if = "is_true_flag")]
+    pub restart_on_change: bool,
+}
+
+fn is_true_flag(b: &bool) -> bool {
+    *b
 }
 
 /// A connection request: its spec and its secret inputs (from the protected settings).
@@ -86,7 +95,7 @@ pub struct ConnectionRequest {
 }
 
 /// The fields of a connection, each with its accepted aliases.
-const FIELDS: [(&str, &[&str]); 11] = [
+const FIELDS: [(&str, &[&str]); 12] = [
     ("namespace", &["namespace"]),
     ("targetType", &["targetType", "target_type", "target"]),
     (
@@ -103,6 +112,10 @@ const FIELDS: [(&str, &[&str]); 11] = [
     ("workloads", &["workloads", "workload"]),
     ("deletionPolicy", &["deletionPolicy", "deletion_policy"]),
     ("primary", &["primary"]),
+    (
+        "restartOnChange",
+        &["restartOnChange", "restart_on_change", "rolloutOnChange"],
+    ),
     ("secrets", &["secrets"]),
 ];
 
@@ -304,7 +317,7 @@ pub fn parse_connection(
                 ctx.err(
                     k,
                     format!(
-                        "unknown field{}; the fields are namespace, targetType, authType, clientType, parameters, configurations, customizedKeys, workloads, deletionPolicy, primary, secrets",
+                        "unknown field{}; the fields are namespace, targetType, authType, clientType, parameters, configurations, customizedKeys, workloads, deletionPolicy, primary, restartOnChange, secrets",
                         did_you_mean(k, all)
                     ),
                 );
@@ -498,6 +511,19 @@ pub fn parse_connection(
         },
         None => false,
     };
+    let restart_on_change = match get("restartOnChange") {
+        Some((k, v)) => match scalar(&v).as_deref().and_then(parse_bool) {
+            Some(b) => b,
+            None => {
+                ctx.err(
+                    &k,
+                    format!("must be true (roll the listed workloads out when the Secret or ServiceAccount changes) or false, not {v}"),
+                );
+                true
+            }
+        },
+        None => true,
+    };
 
     if !combination_ok {
         // The combination is unknown, but a credential among the plain parameters is
@@ -552,6 +578,7 @@ pub fn parse_connection(
             workloads,
             deletion_policy,
             primary,
+            restart_on_change,
         },
         secrets: secrets_raw
             .into_iter()

@@ -89,6 +89,13 @@ pub struct Connection {
     /// The tenant ID of the workload identity, from this connection or from another one in
     /// the namespace that uses the same client ID (the ServiceAccount is shared).
     pub identity_tenant_id: Option<String>,
+    /// HMAC-SHA256 (hex, 32 digits), keyed like [`Connection::hash`], of what the pods of a
+    /// listed workload consume: the Secret's keys and values, the ServiceAccount and its
+    /// annotations, the SecretProviderClass. It changes only when they do (not when, say,
+    /// another workload is listed), and reveals nothing of a secret: it is the value of the
+    /// pod-template annotation that rolls the workloads out
+    /// ([`crate::names::restart_annotation`]).
+    pub rollout_hash: String,
 }
 
 impl Connection {
@@ -374,14 +381,17 @@ fn resolve(
             .filter(|_| uses_workload_identity(&r.spec))
             .and_then(|cid| tenants.get(&(r.spec.namespace.clone(), cid.to_ascii_lowercase())))
             .map(|(_, tid)| tid.clone());
-        connections.push(Connection {
+        let mut c = Connection {
             spec: r.spec,
             secrets: r.secrets,
             is_first,
             keys,
             hash,
             identity_tenant_id,
-        });
+            rollout_hash: String::new(),
+        };
+        c.rollout_hash = rollout_hash(&c, hash_key);
+        connections.push(c);
     }
     RequestSet { connections }
 }
@@ -472,6 +482,41 @@ fn put(h: &mut HmacSha256, s: &str) {
 fn keyed(hash_key: &str) -> HmacSha256 {
     // HMAC accepts keys of any length.
     HmacSha256::new_from_slice(hash_key.as_bytes()).expect("HMAC takes a key of any length")
+}
+
+/// [`Connection::rollout_hash`]: HMAC-SHA256 keyed by `hash_key` over the Secret's keys and
+/// values, the ServiceAccount (name and annotations), the SecretProviderClass's spec and the
+/// workload patch, length-prefixed; the first 32 hex digits.
+fn rollout_hash(c: &Connection, hash_key: &str) -> String {
+    let mut h = keyed(hash_key);
+    put(&mut h, "sc-extension/rollout/v1");
+    if c.secret_name().is_some() {
+        put(&mut h, "secret");
+        for k in &c.keys {
+            put(&mut h, &k.name);
+            put(&mut h, k.value.expose());
+        }
+    }
+    if let Some(sa) = c.service_account_object() {
+        put(&mut h, "serviceAccount");
+        put(&mut h, &sa["metadata"]["name"].to_string());
+        put(&mut h, &sa["metadata"]["annotations"].to_string());
+    }
+    if let Some(spc) = c.secret_provider_class_object() {
+        put(&mut h, "secretProviderClass");
+        put(&mut h, &spc["spec"].to_string());
+    }
+    let patch = c.workload_patch();
+    put(&mut h, "envFrom");
+    put(&mut h, patch.env_from_secret.as_deref().unwrap_or_default());
+    put(&mut h, "csiVolume");
+    put(
+        &mut h,
+        &serde_json::to_string(&patch.csi_volume).unwrap_or_default(),
+    );
+    let mut hex = hex::encode(h.finalize().into_bytes());
+    hex.truncate(32);
+    hex
 }
 
 /// HMAC-SHA256 keyed by `hash_key` over a canonical form of the spec, the final key names and

@@ -495,6 +495,19 @@ fn cases() -> Vec<(&'static str, Value, &'static str)> {
             "connections.c1.primary",
         ),
         (
+            "bad restartOnChange",
+            with(secret_base(), c1(json!({"restartOnChange": "sometimes"}))),
+            "connections.c1.restartOnChange",
+        ),
+        (
+            "restartOnChange given twice",
+            with(
+                secret_base(),
+                c1(json!({"restartOnChange": "true", "restart_on_change": false})),
+            ),
+            "connections.c1.restart_on_change",
+        ),
+        (
             "two primaries",
             json!({"a": with(secret_base(), c1(json!({"primary": true})))["c1"].clone(), "b": with(secret_base(), c1(json!({"primary": "true"})))["c1"].clone()}),
             "connections.b.primary",

@@ -217,3 +217,218 @@ fn a_shared_service_account_renders_identically() {
     assert_eq!(shared[0].0, a);
     assert_eq!(shared[0].1, vec!["a".to_string(), "b".to_string()]);
 }
+
+/// `connection("secret")` with `extra` fields in its request, validated with `key`.
+fn secret_connection(extra: Value, secret: &str, key: &str) -> sc_model::Connection {
+    let mut c = json!({"targetType": "storage-blob", "authType": "secret", "clientType": "python",
+                       "parameters": {"accountName": "a"}, "secrets": {"accountKey": secret}});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    sc_model::validate_connections_keyed(&json!({ "c1": c }), key)
+        .unwrap()
+        .connections()[0]
+        .clone()
+}
+
+fn user_deployment() -> Value {
+    let mut d = deployment();
+    d["metadata"]["annotations"] = json!({"team": "a"});
+    d["spec"]["template"]["metadata"]["annotations"] = json!({"mine": "1"});
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "OWN", "value": "x"}]);
+    d
+}
+
+const RESTART: &str = "sc-extension.io/restarted-for-c1";
+
+#[test]
+fn restart_annotation_follows_the_secret_content_and_nothing_else() {
+    let c = secret_connection(json!({}), "k1", "uid");
+    let d = user_deployment();
+    let patched = apply(
+        &d,
+        &sc_model::inject_ops(&d, &c.workload_patch(), false).unwrap(),
+    );
+    let hash = patched["spec"]["template"]["metadata"]["annotations"][RESTART]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(hash.len(), 32);
+    assert!(!hash.contains("k1"));
+    assert_eq!(
+        patched["spec"]["template"]["metadata"]["annotations"]["mine"],
+        "1"
+    );
+    // The same content again: nothing to do.
+    assert!(
+        sc_model::inject_ops(&patched, &c.workload_patch(), true)
+            .unwrap()
+            .is_empty()
+    );
+    // Another workload listed, another deletion policy: no roll-out.
+    let listed = secret_connection(
+        json!({"workloads": [{"kind": "Deployment", "name": "other"}], "deletionPolicy": "Delete"}),
+        "k1",
+        "uid",
+    );
+    assert_ne!(listed.hash, c.hash);
+    assert!(
+        sc_model::inject_ops(&patched, &listed.workload_patch(), true)
+            .unwrap()
+            .is_empty()
+    );
+    // A rotated secret: only the annotation changes.
+    let rotated = secret_connection(json!({}), "k2", "uid");
+    let ops = sc_model::inject_ops(&patched, &rotated.workload_patch(), true).unwrap();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    let rolled = apply(&patched, &ops);
+    assert_ne!(
+        rolled["spec"]["template"]["metadata"]["annotations"][RESTART],
+        hash.as_str()
+    );
+    // The hash is keyed: the same content under another key hashes differently.
+    assert_ne!(
+        secret_connection(json!({}), "k1", "other").rollout_hash,
+        c.rollout_hash
+    );
+    // restartOnChange: false adds no annotation (any string form).
+    for off in [json!(false), json!("false"), json!("no")] {
+        let quiet = secret_connection(json!({"restartOnChange": off}), "k1", "uid");
+        assert!(!quiet.spec.restart_on_change);
+        let p = apply(
+            &d,
+            &sc_model::inject_ops(&d, &quiet.workload_patch(), false).unwrap(),
+        );
+        assert!(
+            p["spec"]["template"]["metadata"]["annotations"]
+                .get(RESTART)
+                .is_none()
+        );
+    }
+    // The default keeps the content hash of a request that does not set it.
+    let on = secret_connection(json!({"restartOnChange": "true"}), "k1", "uid");
+    assert_eq!(on.hash, c.hash);
+}
+
+#[test]
+fn eject_removes_exactly_what_inject_added() {
+    let c = secret_connection(json!({}), "k1", "uid");
+    let d = user_deployment();
+    let patched = apply(
+        &d,
+        &sc_model::inject_ops(&d, &c.workload_patch(), false).unwrap(),
+    );
+    assert_ne!(patched, d);
+    let e = sc_model::Ejection {
+        connection: "c1",
+        service_accounts: &[],
+        heir: None,
+    };
+    let back = apply(&patched, &sc_model::eject_ops(&patched, &e).unwrap());
+    assert_eq!(back, d);
+    assert!(sc_model::eject_ops(&back, &e).unwrap().is_empty());
+
+    // An envFrom entry the user wrote is the user's: it stays.
+    let mut own = user_deployment();
+    own["spec"]["template"]["spec"]["containers"][1]["envFrom"] =
+        json!([{"secretRef": {"name": "sc-c1-secret"}}]);
+    let patched = apply(
+        &own,
+        &sc_model::inject_ops(&own, &c.workload_patch(), false).unwrap(),
+    );
+    let back = apply(&patched, &sc_model::eject_ops(&patched, &e).unwrap());
+    assert_eq!(back, own);
+}
+
+#[test]
+fn eject_restores_the_service_account_and_label() {
+    let c = connection("wi");
+    let sa = format!("sc-account-{CID}");
+    let mut d = user_deployment();
+    d["spec"]["template"]["spec"]["serviceAccountName"] = json!("default");
+    let patched = apply(
+        &d,
+        &sc_model::inject_ops(&d, &c.workload_patch(), false).unwrap(),
+    );
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["serviceAccountName"],
+        sa.as_str()
+    );
+    let record = sc_model::Injected::read(&patched, "c1").unwrap();
+    assert_eq!(record.service_account.as_ref().unwrap().previous, "default");
+    assert!(record.label);
+    let e = sc_model::Ejection {
+        connection: "c1",
+        service_accounts: std::slice::from_ref(&sa),
+        heir: None,
+    };
+    let back = apply(&patched, &sc_model::eject_ops(&patched, &e).unwrap());
+    assert_eq!(back, d);
+
+    // Another connection on the workload with the same ServiceAccount: they stay, its record
+    // takes them over.
+    let mut shared = patched.clone();
+    shared["metadata"]["annotations"]["sc-extension.io/injected-c2"] =
+        json!("{\"envFrom\":[\"app\"]}");
+    let heir = sc_model::Ejection {
+        heir: Some("c2"),
+        ..e
+    };
+    let kept = apply(&shared, &sc_model::eject_ops(&shared, &heir).unwrap());
+    assert_eq!(
+        kept["spec"]["template"]["spec"]["serviceAccountName"],
+        sa.as_str()
+    );
+    assert_eq!(
+        kept["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    let taken = sc_model::Injected::read(&kept, "c2").unwrap();
+    assert_eq!(taken.service_account.unwrap().previous, "default");
+    assert!(taken.label);
+    assert!(sc_model::Injected::read(&kept, "c1").is_none());
+}
+
+#[test]
+fn a_workload_patched_without_a_record_is_cleaned_by_name() {
+    // Patched by a version that kept no record (0.1): the plain patch.
+    let c = connection("wi");
+    let sa = format!("sc-account-{CID}");
+    let d = user_deployment();
+    let legacy = apply(&d, &workload_patch_ops(&d, &c.workload_patch()).unwrap());
+    // Applied again, it records what it finds of its own.
+    let ops = sc_model::inject_ops(&legacy, &c.workload_patch(), true).unwrap();
+    let recorded = apply(&legacy, &ops);
+    let record = sc_model::Injected::read(&recorded, "c1").unwrap();
+    assert_eq!(record.env_from, ["app", "sidecar"]);
+    assert!(record.label);
+    // Removed without a record: what carries its names goes.
+    let e = sc_model::Ejection {
+        connection: "c1",
+        service_accounts: std::slice::from_ref(&sa),
+        heir: None,
+    };
+    let back = apply(&legacy, &sc_model::eject_ops(&legacy, &e).unwrap());
+    assert_eq!(back, d);
+    let back = apply(&recorded, &sc_model::eject_ops(&recorded, &e).unwrap());
+    assert_eq!(back, d);
+}
+
+#[test]
+fn csi_eject_removes_volume_and_mounts() {
+    let c = connection("csi");
+    let d = user_deployment();
+    let patched = apply(
+        &d,
+        &sc_model::inject_ops(&d, &c.workload_patch(), false).unwrap(),
+    );
+    let e = sc_model::Ejection {
+        connection: "c1",
+        service_accounts: &[],
+        heir: None,
+    };
+    assert_eq!(
+        apply(&patched, &sc_model::eject_ops(&patched, &e).unwrap()),
+        d
+    );
+}

@@ -11,7 +11,8 @@ use sc_contract::{
 use sc_model::names;
 use sc_model::render::CONNECTION_ANNOTATION;
 use sc_model::{
-    Connection, DeletionPolicy, PatchError, RequestSet, WorkloadKind, workload_patch_ops,
+    Connection, DeletionPolicy, Ejection, PatchError, RequestSet, WorkloadKind, eject_ops,
+    inject_ops,
 };
 use serde_json::{Map, Value, json};
 
@@ -285,7 +286,8 @@ impl Materializer<'_> {
                 }
                 Err(e) => return Err(failure::api_error("get", &r, &e)),
             };
-            let ops = match workload_patch_ops(&live, &d.patch) {
+            let patched_before = recorded_workloads(previous).contains(&r);
+            let ops = match inject_ops(&live, &d.patch, patched_before) {
                 // The connection's own ServiceAccount of an earlier apply (its clientId
                 // changed): the workload moves to the new one.
                 Err(PatchError::ServiceAccountConflict { current, .. })
@@ -293,7 +295,11 @@ impl Materializer<'_> {
                         o.kind == "ServiceAccount" && o.namespace == ns && o.name == current
                     }) =>
                 {
-                    workload_patch_ops(&without_service_account(&live, w.kind), &d.patch)
+                    inject_ops(
+                        &without_service_account(&live, w.kind),
+                        &d.patch,
+                        patched_before,
+                    )
                 }
                 other => other,
             }
@@ -312,7 +318,19 @@ impl Materializer<'_> {
                     .json_patch(kind, &ns, &w.name, &ops)
                     .await
                     .map_err(|e| failure::api_error("patch", &r, &e))?;
-                let detail = plural(ops.len(), "change", "changes");
+                let mut detail = plural(ops.len(), "change", "changes");
+                if let Some(key) = &d.patch.restart_annotation {
+                    let escaped = key.replace('~', "~0").replace('/', "~1");
+                    if ops.iter().any(|o| {
+                        o["path"].as_str().is_some_and(|p| p.ends_with(&escaped))
+                            || o["value"]["annotations"].get(key).is_some()
+                            || o["value"].get(key).is_some()
+                    }) {
+                        detail.push_str(&format!(
+                            "; pod template annotation {key} set to the new content hash: the workload rolls out"
+                        ));
+                    }
+                }
                 run.steps
                     .push(self.log.step(conn.name(), &r, "patched", Some(&detail)));
             }
@@ -436,14 +454,20 @@ impl Materializer<'_> {
         if policy == DeletionPolicy::Retain {
             run.steps.push(self.log.note(
                 &entry.name,
-                "removed from the request; deletionPolicy Retain keeps its objects",
+                "removed from the request; deletionPolicy Retain keeps its objects and the references of its workloads to them",
             ));
             for r in &objects {
                 self.refresh_shared_service_account(&entry.name, r, run)
                     .await?;
             }
             run.objects = objects;
+            run.objects.extend(recorded_workloads(status));
             return Ok(());
+        }
+        // The workloads first: no pod template is left referring to a deleted object.
+        let accounts = service_accounts(&objects);
+        for r in recorded_workloads(status) {
+            self.unpatch(&entry.name, &r, &accounts, run).await?;
         }
         self.remove_objects(&entry.name, objects, run).await
     }
@@ -457,6 +481,14 @@ impl Materializer<'_> {
         previous: Option<&Status>,
         run: &mut ConnRun,
     ) -> Result<(), RunError> {
+        // Workloads no longer listed (or in the connection's old namespace) lose what the
+        // connection added to them, whatever the deletion policy: the user took them out.
+        let accounts = service_accounts(&recorded_objects(previous));
+        for r in recorded_workloads(previous) {
+            if !run.objects.contains(&r) {
+                self.unpatch(conn.name(), &r, &accounts, run).await?;
+            }
+        }
         let stale: Vec<ObjectKey> = recorded_objects(previous)
             .into_iter()
             .filter(|o| !run.objects.contains(o))
@@ -477,6 +509,85 @@ impl Materializer<'_> {
             self.refresh_shared_service_account(conn.name(), &r, run)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Removes from workload `r` what `connection` added to it (recorded on the workload, see
+    /// [`sc_model::Injected`]), and nothing else. `accounts` are the ServiceAccounts the
+    /// connection used. Another requested connection listing the workload with the same
+    /// ServiceAccount keeps that ServiceAccount and the pod label in place.
+    async fn unpatch(
+        &self,
+        connection: &str,
+        r: &ObjectKey,
+        accounts: &[String],
+        run: &mut ConnRun,
+    ) -> Result<(), RunError> {
+        let Some(kind) = WorkloadKind::parse(&r.kind) else {
+            return Ok(());
+        };
+        let lock = self.workload_locks.get(r.to_string());
+        let _turn = lock.lock().await;
+        let live = self
+            .kube
+            .get(&r.kind, &r.namespace, &r.name)
+            .await
+            .map_err(|e| failure::api_error("get", r, &e))?;
+        let Some(live) = live else {
+            run.steps
+                .push(self.log.step(connection, r, "already gone", None));
+            return Ok(());
+        };
+        let current = live
+            .pointer(&format!(
+                "{}/spec/serviceAccountName",
+                kind.pod_template_pointer()
+            ))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let heir = self.set.connections().iter().find(|c| {
+            c.name() != connection
+                && c.spec.namespace == r.namespace
+                && c.spec
+                    .workloads
+                    .iter()
+                    .any(|w| w.kind == kind && w.name == r.name)
+                && c.service_account_name().as_deref() == Some(current)
+        });
+        let ejection = Ejection {
+            connection,
+            service_accounts: accounts,
+            heir: heir.map(Connection::name),
+        };
+        let ops = eject_ops(&live, &ejection).map_err(|e| {
+            RunError::new(
+                Reason::WorkloadNotPatchable,
+                format!("cannot remove connection {connection} from {r}: {e}"),
+                "remove what the connection added to the workload by hand",
+            )
+        })?;
+        if ops.is_empty() {
+            run.steps.push(self.log.step(
+                connection,
+                r,
+                "no longer listed",
+                Some("nothing of the connection left in it"),
+            ));
+            return Ok(());
+        }
+        self.kube
+            .json_patch(&r.kind, &r.namespace, &r.name, &ops)
+            .await
+            .map_err(|e| failure::api_error("patch", r, &e))?;
+        let mut detail = "removed what the connection added".to_string();
+        if let Some(h) = heir {
+            detail.push_str(&format!(
+                "; its ServiceAccount stays, used by connection {}",
+                h.name()
+            ));
+        }
+        run.steps
+            .push(self.log.step(connection, r, "unpatched", Some(&detail)));
         Ok(())
     }
 
@@ -613,6 +724,26 @@ fn recorded_objects(status: Option<&Status>) -> Vec<ObjectKey> {
             )
         })
         .cloned()
+        .collect()
+}
+
+/// The workloads a `status.json` records as patched.
+fn recorded_workloads(status: Option<&Status>) -> Vec<ObjectKey> {
+    status
+        .map(|s| s.objects.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| WorkloadKind::parse(&o.kind).is_some())
+        .cloned()
+        .collect()
+}
+
+/// The names of the ServiceAccounts among `objects`.
+fn service_accounts(objects: &[ObjectKey]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| o.kind == "ServiceAccount")
+        .map(|o| o.name.clone())
         .collect()
 }
 
