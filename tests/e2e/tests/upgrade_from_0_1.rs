@@ -358,8 +358,10 @@ fn settled() {
             "status.json of {name}"
         );
     }
-    let runs = jobs_created(&c, &base);
+    // Journal first: a change set created after it was read cannot make it longer than the
+    // list of change sets read next.
     let elsewhere = new_runs(&c, &base, "elsewhere");
+    let runs = jobs_created(&c, &base);
     assert!(
         elsewhere.len() >= 2 && elsewhere.len() <= runs.len(),
         "{} runs of elsewhere for {} change sets",
