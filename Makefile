@@ -68,3 +68,15 @@ manifests: tools ## render the chart into manifests/sc-extension.yaml for kubect
 clean: ## remove build output and installed tools
 	$(CARGO) clean
 	rm -rf $(TOOLS) .demo
+
+.PHONY: fuzz
+FUZZ_TARGETS := request_nested request_flat template kubesim_proto
+FUZZ_SECONDS ?= 60
+fuzz: ## cargo-fuzz (nightly): each target for FUZZ_SECONDS (default 60); not part of CI. Crashes land in fuzz/artifacts/
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked"; exit 1; }
+	cd fuzz && $(CARGO) +nightly fuzz build -s none -a
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p fuzz/corpus/$$t; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run -s none -a $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
