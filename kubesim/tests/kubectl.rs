@@ -804,3 +804,43 @@ async fn events_of_either_api_show_in_both() {
     })
     .await;
 }
+
+/// A JSON patch whose undo would move a value inside itself (a `move` to the root, then a
+/// failing operation) is refused with 422 and leaves the object as it was; it once panicked
+/// the request (found by the property tests; tests/e2e/BAD-INPUT.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_patch_moving_to_the_root_then_failing_is_refused() {
+    let ks = start().await;
+    k_ok(
+        &ks,
+        "kubectl",
+        &["create", "configmap", "probe", "--from-literal=a=1"],
+    )
+    .await;
+    let out = k(
+        &ks,
+        "kubectl",
+        &[
+            "patch",
+            "configmap",
+            "probe",
+            "--type=json",
+            "-p",
+            r#"[{"op":"move","from":"/metadata","path":""},{"op":"add","path":"/metadata/metadata","value":null}]"#,
+        ],
+    )
+    .await;
+    assert!(!out.success(), "the patch was accepted: {}", out.stdout);
+    assert!(
+        out.stderr.contains("JSON patch failed") && !out.stderr.contains("EOF"),
+        "{}",
+        out.stderr
+    );
+    let data = k_ok(
+        &ks,
+        "kubectl",
+        &["get", "configmap", "probe", "-o", "jsonpath={.data.a}"],
+    )
+    .await;
+    assert_eq!(data, "1");
+}

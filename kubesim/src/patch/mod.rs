@@ -100,8 +100,10 @@ pub fn conflict_message(conflicts: &[ApplyConflict]) -> String {
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
     let operations: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::Invalid(format!("invalid JSON patch: {e}")))?;
+    // Applied to a copy that is dropped on error, so the operations need no undo (json-patch's
+    // undo of a `move` to the root panics: `unable to undo applied patches`).
     let mut doc = target.clone();
-    json_patch::patch(&mut doc, &operations)
+    json_patch::patch_unsafe(&mut doc, &operations)
         .map_err(|e| PatchError::Invalid(format!("JSON patch failed: {e}")))?;
     Ok(doc)
 }
