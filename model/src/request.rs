@@ -5,9 +5,7 @@ use crate::catalog::{KEYVAULT_TARGET, catalog};
 use crate::error::{FieldError, did_you_mean};
 use crate::names::{self, is_dns_label, is_dns_subdomain, is_guid, is_secret_key};
 use crate::secret::SecretString;
-use crate::types::{
-    AuthType, ClientType, DeletionPolicy, DriftPolicy, WorkloadKind, WorkloadRef,
-};
+use crate::types::{AuthType, ClientType, DeletionPolicy, DriftPolicy, WorkloadKind, WorkloadRef};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -493,7 +493,11 @@ fn drift_policy_parses_its_string_forms_and_repair_leaves_the_hash_alone() {
         let c = &set.connections()[0];
         assert_eq!(c.spec.drift_policy, policy, "{written}");
         // An explicit Repair is the default: same spec, same hash.
-        assert_eq!(c.hash == plain.hash, policy == DriftPolicy::Repair, "{written}");
+        assert_eq!(
+            c.hash == plain.hash,
+            policy == DriftPolicy::Repair,
+            "{written}"
+        );
     }
     let mut v2 = v.clone();
     v2["c1"]["drift_policy"] = json!("Report");

@@ -24,12 +24,9 @@ pub struct Finding {
     pub remedy: String,
 }
 
-/// The command that makes the agent re-apply a connection: removing its recorded status.
+/// The command that makes the agent run a connection again (`sc-agent reapply`).
 fn reapply(ns: &str, connection: &str) -> String {
-    format!(
-        "re-apply the connection: kubectl -n {ns} patch configmap {} --type=json -p '[{{\"op\":\"remove\",\"path\":\"/data/status.json\"}}]'",
-        contract::metadata_name(connection)
-    )
+    format!("run the connection again: sc-agent reapply {connection} -n {ns}")
 }
 
 /// Compares the live Secret data with the desired one (both decoded); findings name keys only.

@@ -7,7 +7,7 @@
 use super::desired::{Desired, NameClash};
 use super::observe::Observed;
 use crate::contract::{
-    Action, CHANGESET_ID_ANNOTATION, ChangeEntry, ChangeSet, ConnectionPhase, JOB_NAME,
+    Action, CHANGESET_ID_ANNOTATION, Cause, ChangeEntry, ChangeSet, ConnectionPhase, JOB_NAME,
     JOURNAL_LENGTH, JournalEntry, Metadata, Reason, Requested, RequestedPhase, RunError, RunPhase,
 };
 use k8s_openapi::api::batch::v1::Job;
@@ -33,6 +33,8 @@ pub struct Plan {
     pub conclusion: Option<Conclusion>,
     /// The metadata ConfigMaps to write and to delete.
     pub metadata: MetadataPlan,
+    /// The drift of materialized objects: `drift.json` writes and Warning events.
+    pub drift: super::drift::DriftPlan,
     /// Requested and removed connections by phase (the connections gauge).
     pub phases: BTreeMap<ConnectionPhase, i64>,
     /// The changes the next change set must carry.
@@ -200,6 +202,35 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         None => {}
     }
     let metadata_plan = metadata_plan(desired, metadata, revision);
+    let drift = super::drift::plan_drift(
+        desired,
+        metadata,
+        &observed.live,
+        now,
+        observed.drift_limits,
+    );
+    // The pending changes see the drift as this step writes it.
+    let with_drift: Vec<Metadata>;
+    let metadata = if drift.writes.is_empty() {
+        metadata
+    } else {
+        let new: BTreeMap<&str, &Option<crate::contract::Drift>> = drift
+            .writes
+            .iter()
+            .map(|w| (w.connection.as_str(), &w.drift))
+            .collect();
+        with_drift = metadata
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                if let Some(d) = new.get(m.connection.as_str()) {
+                    m.drift = (*d).clone();
+                }
+                m
+            })
+            .collect();
+        with_drift.as_slice()
+    };
     let pending = pending_changes(desired, metadata, revision);
     let decision = decide(state, &pending, last, revision, failures, backoff, now);
     if matches!(decision, Decision::Start | Decision::ReplaceFailedJob)
@@ -243,6 +274,7 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         clash_notes,
         conclusion,
         metadata: metadata_plan,
+        drift,
         phases: phase_counts(desired, metadata),
         pending,
         decision,
@@ -510,7 +542,9 @@ fn settled_by_failure(m: &Metadata, hash: &str, revision: i64) -> bool {
 
 /// The changes the next change set must carry: connections whose applied hash differs from
 /// the requested one (unless a permanent failure is recorded for that hash at the requests'
-/// `revision` or later), and removed connections whose metadata still exists. Sorted by name.
+/// `revision` or later), applied connections an operator asked to run again (`reapply`) or
+/// whose drift waits for a repair, and removed connections whose metadata still exists.
+/// Sorted by name.
 pub fn pending_changes(
     desired: &[Desired],
     metadata: &[Metadata],
@@ -526,13 +560,35 @@ pub fn pending_changes(
         let applied = m.and_then(|m| m.status.as_ref()).is_some_and(|s| {
             s.applied_hash.as_deref() == Some(&d.hash) && s.failure_for(&d.hash).is_none()
         });
-        if applied || m.is_some_and(|m| settled_by_failure(m, &d.hash, revision)) {
+        if m.is_some_and(|m| m.reapply.is_some()) {
+            // An operator's request runs whatever the state.
+            out.push(ChangeEntry {
+                name: d.name.clone(),
+                hash: d.hash.clone(),
+                action: Action::Apply,
+                cause: Some(Cause::Reapply),
+            });
+            continue;
+        }
+        if applied {
+            if m.is_some_and(|m| super::drift::awaits_repair(m, &d.hash)) {
+                out.push(ChangeEntry {
+                    name: d.name.clone(),
+                    hash: d.hash.clone(),
+                    action: Action::Apply,
+                    cause: Some(Cause::Repair),
+                });
+            }
+            continue;
+        }
+        if m.is_some_and(|m| settled_by_failure(m, &d.hash, revision)) {
             continue;
         }
         out.push(ChangeEntry {
             name: d.name.clone(),
             hash: d.hash.clone(),
             action: Action::Apply,
+            cause: None,
         });
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
@@ -548,6 +604,7 @@ pub fn pending_changes(
             name: m.connection.clone(),
             hash: String::new(),
             action: Action::Delete,
+            cause: None,
         });
     }
     out.sort();
@@ -762,6 +819,7 @@ mod tests {
             name: name.into(),
             hash: hash.into(),
             action,
+            cause: None,
         }
     }
 
@@ -1067,6 +1125,8 @@ mod tests {
             last_run: None,
             job: JobState::Absent,
             now: 1001,
+            live: BTreeMap::new(),
+            drift_limits: Default::default(),
         }
     }
 
