@@ -100,11 +100,10 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }),
             Some(m) => {
                 let phase = m.phase(Some(&conn.hash));
-                if phase != ConnectionPhase::Ready {
+                // Drifted is applied: the findings on the objects below say what drifted.
+                if !matches!(phase, ConnectionPhase::Ready | ConnectionPhase::Drifted) {
                     let detail = m
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.failure_for(&conn.hash))
+                        .error_for(&conn.hash)
                         .map(|e| format!(": {}: {}", e.reason, e.message))
                         .unwrap_or_default();
                     findings.push(Finding {
