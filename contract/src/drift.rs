@@ -142,9 +142,10 @@ impl ObjectState {
 }
 
 /// The latest write (manager, time) of a manager other than sc-job and sc-agent, made after
-/// sc-job's last write (the times of managedFields have a resolution of a second: a write in
-/// the same second as sc-job's is not told apart). Writes of the status subresource do not
-/// count.
+/// sc-job's last write or in the same second (the times of managedFields have a resolution
+/// of a second), to a field of the kind sc-job writes: data, stringData, type, spec, labels
+/// or annotations (a ServiceAccount's `secrets`, written by Kubernetes itself on older
+/// clusters, does not count). Writes of the status subresource do not count.
 pub fn foreign_write(
     entries: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
 ) -> Option<(String, String)> {
@@ -165,8 +166,9 @@ pub fn foreign_write(
             Some(crate::JOB_FIELD_MANAGER) | Some(crate::FIELD_MANAGER) | None
         )
     })
+    .filter(|e| writes_our_fields(e.fields_v1.as_ref()))
     .filter_map(|e| Some((time(e)?, e)))
-    .filter(|(t, _)| *t > ours)
+    .filter(|(t, _)| *t >= ours)
     .max_by_key(|(t, _)| *t)
     .map(|(_, e)| {
         (
@@ -174,6 +176,22 @@ pub fn foreign_write(
             e.time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
         )
     })
+}
+
+/// Whether a managedFields entry owns fields of the kind sc-job writes.
+fn writes_our_fields(
+    fields: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1>,
+) -> bool {
+    let Some(Value::Object(top)) = fields.map(|f| &f.0) else {
+        return false;
+    };
+    ["f:data", "f:stringData", "f:type", "f:spec"]
+        .iter()
+        .any(|k| top.contains_key(*k))
+        || top
+            .get("f:metadata")
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.contains_key("f:labels") || m.contains_key("f:annotations"))
 }
 
 #[cfg(test)]
@@ -222,7 +240,7 @@ mod tests {
 
     fn entry(manager: &str, time: &str, subresource: Option<&str>) -> Value {
         let mut e = json!({"manager": manager, "operation": "Update", "time": time,
-                           "fieldsType": "FieldsV1", "fieldsV1": {}});
+                           "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:KEY": {}}}});
         if let Some(s) = subresource {
             e["subresource"] = json!(s);
         }
@@ -251,17 +269,33 @@ mod tests {
             s.foreign_write,
             Some(("kubectl-patch".into(), "2026-01-01T00:00:05Z".into()))
         );
-        // Earlier writes, writes of a subresource, of the agent: none.
+        // Earlier writes, writes of a subresource, of the agent, of fields sc-job does not
+        // write: none.
+        let mut token = entry("kube-controller-manager", "2026-01-01T00:00:09Z", None);
+        token["fieldsV1"] = json!({"f:secrets": {}});
         let s = state(
-            ours,
+            ours.clone(),
             vec![
                 entry("kubectl-patch", "2026-01-01T00:00:00Z", None),
                 entry("sc-job", "2026-01-01T00:00:05Z", None),
                 entry("kubelet", "2026-01-01T00:00:09Z", Some("status")),
                 entry("sc-agent", "2026-01-01T00:00:09Z", None),
+                token,
             ],
         );
         assert_eq!(s.foreign_write, None);
+        // A write in the same second as sc-job's counts (the times cannot tell them apart).
+        let s = state(
+            ours,
+            vec![
+                entry("sc-job", "2026-01-01T00:00:05Z", None),
+                entry("kubectl-patch", "2026-01-01T00:00:05Z", None),
+            ],
+        );
+        assert_eq!(
+            s.foreign_write,
+            Some(("kubectl-patch".into(), "2026-01-01T00:00:05Z".into()))
+        );
         // Not written by sc-job at all: nothing to compare with.
         let s = state(
             json!({"app.kubernetes.io/managed-by": "helm"}),
