@@ -1222,6 +1222,65 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_secret_is_repaired_in_the_same_step_and_reapply_runs_an_applied_connection() {
+        use crate::contract::{ObjectKey, ObjectState};
+        use crate::reconcile::drift::Live;
+        let a = want("a", "h1");
+        let secret = ObjectKey::new("Secret", "default", "sc-a-secret");
+        let mut status = applied("h1").unwrap();
+        status.objects = vec![secret.clone()];
+        let o = Observed {
+            live: BTreeMap::from([(secret.clone(), Live::Absent)]),
+            ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(status.clone()))])
+        };
+        let p = plan(&o, &Memory::default(), &Backoff::default());
+        assert_eq!(p.drift.events.len(), 1);
+        assert_eq!(p.drift.writes.len(), 1);
+        let repair = ChangeEntry {
+            cause: Some(Cause::Repair),
+            ..entry("a", "h1", Action::Apply)
+        };
+        assert_eq!(
+            p.job,
+            JobAction::Start {
+                candidates: vec![repair]
+            }
+        );
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Drifted, 1)]));
+        // Intact: nothing to do, unless an operator asks for a run.
+        let intact = Observed {
+            live: BTreeMap::from([(
+                secret,
+                Live::Present(ObjectState {
+                    labelled: true,
+                    foreign_write: None,
+                }),
+            )]),
+            ..o
+        };
+        assert_eq!(
+            plan(&intact, &Memory::default(), &Backoff::default()).job,
+            JobAction::Nothing
+        );
+        let mut m = recorded(&a, 1, Some(status));
+        m.reapply = Some("t".into());
+        let asked = Observed {
+            metadata: vec![m],
+            ..intact
+        };
+        let reapply = ChangeEntry {
+            cause: Some(Cause::Reapply),
+            ..entry("a", "h1", Action::Apply)
+        };
+        assert_eq!(
+            plan(&asked, &Memory::default(), &Backoff::default()).job,
+            JobAction::Start {
+                candidates: vec![reapply]
+            }
+        );
+    }
+
+    #[test]
     fn a_failed_job_within_its_backoff_waits() {
         let a = want("a", "h1");
         let o = after_failed_job(&a, "h1", failed("h1", "ApiError"), true);
