@@ -19,6 +19,9 @@ pub struct AgentConfig {
     pub job: JobConfig,
     /// The Helm release.
     pub release: ReleaseConfig,
+    /// The namespaces whose materialized objects the agent watches for drift (the chart's
+    /// `rbac.namespaces`); empty: every namespace.
+    pub watch_namespaces: Vec<String>,
 }
 
 /// The Helm release the agent belongs to.

@@ -51,6 +51,9 @@ enum Command {
     ListConfiguration(cmd::args::NameArgs),
     /// Check the cluster objects of a connection for drift (exit code 1 on drift).
     Validate(cmd::args::NameArgs),
+    /// Run a connection (or --all) again through sc-job, as requested: restores drifted
+    /// objects and clears a Contested failure.
+    Reapply(cmd::reapply::ReapplyArgs),
     /// Print a sample workload wired to a connection.
     Snippet(cmd::args::NameArgs),
     /// Wait until every connection of a Helm revision is Ready, or one failed.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Show(args) => cmd::show::run(&args),
         Command::ListConfiguration(args) => cmd::list_configuration::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
+        Command::Reapply(args) => cmd::reapply::run(&args),
         Command::Snippet(args) => cmd::snippet::run(&args),
         Command::Wait(args) => cmd::wait::run(&args),
     }

@@ -37,6 +37,8 @@ pub struct RunSettings {
     pub changeset_limit: usize,
     /// Backoff of transient sc-job failures.
     pub backoff: Backoff,
+    /// When drift repairs are contested.
+    pub drift_limits: crate::reconcile::drift::DriftLimits,
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
@@ -75,7 +77,8 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
     });
 
     let trigger = Arc::new(Notify::new());
-    let observer = Observer::watch(client.clone(), &ns, &settings.config, trigger.clone());
+    let observer = Observer::watch(client.clone(), &ns, &settings.config, trigger.clone())
+        .with_drift_limits(settings.drift_limits);
     {
         let synced = observer.synced();
         let health = health.clone();
@@ -151,7 +154,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             Ok(Some(at)) => {
                 let secs = (at - jiff::Timestamp::now().as_second()).max(0) as u64;
                 wake_at = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
-                tracing::info!(in_seconds = secs, "next step scheduled");
+                tracing::debug!(in_seconds = secs, "next step scheduled");
             }
             Ok(None) => {}
             Err(e) => {

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub jobs_succeeded: Counter,
     /// Jobs that failed.
     pub jobs_failed: Counter,
+    /// Drift repairs carried by a change set.
+    pub drift_repairs: Counter,
     /// Duration of one reconcile step.
     pub reconcile_duration: Histogram,
 }
@@ -62,6 +64,12 @@ impl Default for Metrics {
             "sc-job runs that failed",
             jobs_failed.clone(),
         );
+        let drift_repairs = Counter::default();
+        registry.register(
+            "drift_repairs",
+            "Connections carried by a change set to repair drift of their objects",
+            drift_repairs.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register(
             "reconcile_duration_seconds",
@@ -74,6 +82,7 @@ impl Default for Metrics {
             jobs_started,
             jobs_succeeded,
             jobs_failed,
+            drift_repairs,
             reconcile_duration,
         }
     }

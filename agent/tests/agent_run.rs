@@ -713,8 +713,11 @@ async fn two_replicas_never_run_jobs_concurrently() {
 async fn validate_detects_drift_and_list_configuration_hides_credentials() {
     let ks = start().await;
     let client = ks.client();
+    // Report: the agent leaves the drift below for validate to find (it would repair it).
+    let mut reported = blob("validated");
+    reported["driftPolicy"] = json!("Report");
     let conns = json!({
-        "blob_conn": blob("validated"),
+        "blob_conn": reported,
         "openai": {
             "namespace": "apps", "targetType": "openai", "authType": "workloadIdentity",
             "clientType": "python",

@@ -21,6 +21,19 @@ pub enum Action {
     Delete,
 }
 
+/// Why an `apply` runs although the hash is already applied (absent: the request changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cause {
+    /// The agent saw drift of the connection's objects.
+    Repair,
+    /// An operator asked for it (`sc-agent reapply`).
+    Reapply,
+    /// A cause of another version.
+    #[serde(other)]
+    Other,
+}
+
 /// One connection in a change set.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ChangeEntry {
@@ -31,6 +44,9 @@ pub struct ChangeEntry {
     pub hash: String,
     /// `apply` or `delete`.
     pub action: Action,
+    /// Why an `apply` of an applied hash runs (sc-job applies it all the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 /// The change set: `changeset.json`.
@@ -119,6 +135,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cause_is_written_only_when_set_and_unknown_causes_parse() {
+        let repair = ChangeEntry {
+            name: "a".into(),
+            hash: "h".into(),
+            action: Action::Apply,
+            cause: Some(Cause::Repair),
+        };
+        let text = serde_json::to_string(&repair).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"a","hash":"h","action":"apply","cause":"repair"}"#
+        );
+        assert_eq!(serde_json::from_str::<ChangeEntry>(&text).unwrap(), repair);
+        let other: ChangeEntry =
+            serde_json::from_str(r#"{"name":"a","hash":"h","action":"apply","cause":"rotate"}"#)
+                .unwrap();
+        assert_eq!(other.cause, Some(Cause::Other));
+    }
+
+    #[test]
     fn a_change_set_round_trips_in_the_documented_form() {
         let cs = ChangeSet {
             id: "u1".into(),
@@ -128,11 +164,13 @@ mod tests {
                     name: "a".into(),
                     hash: "h".into(),
                     action: Action::Apply,
+                    cause: None,
                 },
                 ChangeEntry {
                     name: "b".into(),
                     hash: String::new(),
                     action: Action::Delete,
+                    cause: None,
                 },
             ],
         };
@@ -177,6 +215,7 @@ mod tests {
                     name: format!("{i:_>60}"),
                     hash: "f".repeat(64),
                     action: Action::Delete,
+                    cause: None,
                 })
                 .collect(),
         };

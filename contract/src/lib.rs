@@ -6,18 +6,21 @@
 
 pub mod changeset;
 pub mod documents;
+pub mod drift;
 pub mod metadata;
 pub mod reason;
 pub mod requests;
 pub mod shards;
 
 pub use changeset::{
-    Action, ChangeEntry, ChangeSet, MAX_CHANGESET_CONNECTIONS, in_flight_changeset, parse_changeset,
+    Action, Cause, ChangeEntry, ChangeSet, MAX_CHANGESET_CONNECTIONS, in_flight_changeset,
+    parse_changeset,
 };
 pub use documents::{
     JOURNAL_LENGTH, JournalEntry, ObjectKey, Requested, RequestedPhase, RunPhase, Status,
     append_journal,
 };
+pub use drift::{Change, DRIFT_KEY, Drift, DriftedObject, ObjectState, REAPPLY_ANNOTATION};
 pub use metadata::{ConnectionPhase, Metadata, mark_applying};
 pub use reason::{Reason, RunError};
 pub use requests::{

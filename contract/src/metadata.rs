@@ -3,6 +3,8 @@
 
 use crate::changeset::{Action, ChangeSet};
 use crate::documents::{JournalEntry, Requested, RequestedPhase, Status};
+use crate::drift::{DRIFT_KEY, Drift, REAPPLY_ANNOTATION};
+use crate::reason::RunError;
 use crate::{JOURNAL_KEY, REQUESTED_KEY, SPEC_KEY, STATUS_KEY};
 use serde::Serialize;
 use serde_json::Value;
@@ -26,6 +28,10 @@ pub struct Metadata {
     pub status: Option<Arc<Status>>,
     /// `journal.json`.
     pub journal: Vec<JournalEntry>,
+    /// `drift.json` (written by sc-agent; absent in documents of earlier versions).
+    pub drift: Option<Drift>,
+    /// The annotation of `sc-agent reapply`, when an operator asked for a run.
+    pub reapply: Option<String>,
     /// The ConfigMap's resourceVersion.
     pub resource_version: Option<String>,
     /// The hash the change set in flight (written, not concluded) carries for this
@@ -100,6 +106,10 @@ impl Metadata {
                 .get(JOURNAL_KEY)
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default(),
+            drift: data
+                .get(DRIFT_KEY)
+                .and_then(|t| serde_json::from_str(t).ok()),
+            reapply: annotations.get(REAPPLY_ANNOTATION).cloned(),
             resource_version,
             applying_hash: None,
             texts_digest: None,
@@ -165,7 +175,14 @@ impl Metadata {
                 return ConnectionPhase::Failed;
             }
             if status.applied_hash.as_deref() == Some(hash) && !hash.is_empty() {
-                return ConnectionPhase::Ready;
+                return match self.drift.as_ref().filter(|d| d.is_active_for(hash)) {
+                    None => ConnectionPhase::Ready,
+                    Some(d) if d.contested.is_some() => ConnectionPhase::Failed,
+                    Some(_) if self.applying_hash.as_deref() == Some(hash) => {
+                        ConnectionPhase::Applying
+                    }
+                    Some(_) => ConnectionPhase::Drifted,
+                };
             }
         }
         let legacy = self
@@ -177,6 +194,22 @@ impl Metadata {
         } else {
             ConnectionPhase::Pending
         }
+    }
+}
+
+impl Metadata {
+    /// The error a user sees for the connection requested with `hash`: the contest of the
+    /// repairs (`drift.json`), else the failure of the last run for that hash.
+    pub fn error_for(&self, hash: &str) -> Option<&RunError> {
+        self.drift
+            .as_ref()
+            .and_then(|d| d.contested_for(hash))
+            .or_else(|| self.status.as_ref().and_then(|s| s.failure_for(hash)))
+    }
+
+    /// The drift recorded for the applied `hash`, if any.
+    pub fn drift_for(&self, hash: &str) -> Option<&Drift> {
+        self.drift.as_ref().filter(|d| d.is_active_for(hash))
     }
 }
 
@@ -194,16 +227,21 @@ pub enum ConnectionPhase {
     Failed,
     /// Removed from the requests, removal not done yet.
     Deleted,
+    /// Applied, but an object it materialized was deleted, lost its label or was written by
+    /// another field manager since (`drift.json`); a repair run follows unless the
+    /// connection's `driftPolicy` is `Report`.
+    Drifted,
 }
 
 impl ConnectionPhase {
     /// Every phase, for metrics.
-    pub const ALL: [ConnectionPhase; 5] = [
+    pub const ALL: [ConnectionPhase; 6] = [
         ConnectionPhase::Pending,
         ConnectionPhase::Applying,
         ConnectionPhase::Ready,
         ConnectionPhase::Failed,
         ConnectionPhase::Deleted,
+        ConnectionPhase::Drifted,
     ];
 
     /// The name.
@@ -214,6 +252,7 @@ impl ConnectionPhase {
             ConnectionPhase::Ready => "Ready",
             ConnectionPhase::Failed => "Failed",
             ConnectionPhase::Deleted => "Deleted",
+            ConnectionPhase::Drifted => "Drifted",
         }
     }
 }
@@ -322,6 +361,66 @@ mod tests {
     }
 
     #[test]
+    fn drift_of_the_applied_hash_makes_a_connection_drifted_or_contested() {
+        use crate::drift::{Change, DriftedObject};
+        use crate::reason::Reason;
+        let ready = Status {
+            phase: "Ready".into(),
+            applied_hash: Some("h1".into()),
+            hash: Some("h1".into()),
+            ..Default::default()
+        };
+        let deleted = DriftedObject {
+            kind: "Secret".into(),
+            namespace: "default".into(),
+            name: "sc-a-secret".into(),
+            change: Change::Deleted,
+            manager: None,
+            at: None,
+        };
+        let mut data = BTreeMap::new();
+        data.insert(
+            REQUESTED_KEY.to_string(),
+            r#"{"hash":"h1","revision":1,"phase":"Pending"}"#.to_string(),
+        );
+        data.insert(
+            STATUS_KEY.to_string(),
+            serde_json::to_string(&ready).unwrap(),
+        );
+        // A document of an earlier version (no drift.json) reads as before.
+        let old = Metadata::parse("sc-conn-a", &BTreeMap::new(), &data, None);
+        assert_eq!(old.drift, None);
+        assert_eq!(old.phase(Some("h1")), ConnectionPhase::Ready);
+        let drift = Drift {
+            hash: "h1".into(),
+            objects: vec![deleted],
+            ..Default::default()
+        };
+        data.insert(
+            DRIFT_KEY.to_string(),
+            serde_json::to_string(&drift).unwrap(),
+        );
+        let mut m = Metadata::parse("sc-conn-a", &BTreeMap::new(), &data, None);
+        assert_eq!(m.phase(Some("h1")), ConnectionPhase::Drifted);
+        // Stale drift of another hash: the new request is pending.
+        assert_eq!(m.phase(Some("h2")), ConnectionPhase::Pending);
+        m.applying_hash = Some("h1".into());
+        assert_eq!(m.phase(Some("h1")), ConnectionPhase::Applying);
+        let contested = RunError::of(Reason::Contested, "secret default/sc-a-secret");
+        m.drift.as_mut().unwrap().contested = Some(contested.clone());
+        assert_eq!(m.phase(Some("h1")), ConnectionPhase::Failed);
+        assert_eq!(m.error_for("h1"), Some(&contested));
+        assert_eq!(m.error_for("h2"), None);
+        // The reapply annotation is read.
+        let annotations = BTreeMap::from([(
+            REAPPLY_ANNOTATION.to_string(),
+            "2026-01-01T00:00:00Z".to_string(),
+        )]);
+        let m = Metadata::parse("sc-conn-a", &annotations, &data, None);
+        assert_eq!(m.reapply.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
     fn the_change_set_in_flight_makes_its_connections_applying() {
         let mut ms = vec![
             Metadata {
@@ -340,6 +439,7 @@ mod tests {
                 name: "a".into(),
                 hash: "h1".into(),
                 action: Action::Apply,
+                cause: None,
             }],
         };
         mark_applying(&mut ms, &cs);

@@ -101,6 +101,9 @@ reasons! {
     SecretProviderClassNotServed, permanent: false, remedy: "enable the Azure Key Vault Secrets Provider add-on (az aks enable-addons --addons azure-keyvault-secrets-provider, or the Arc extension Microsoft.AzureKeyVaultSecretsProvider), then run the change again";
     /// Recording the result kept conflicting with other writers.
     Conflict, permanent: false, remedy: "run the change again";
+    /// Another writer keeps changing a connection's objects back after repairs (written by
+    /// sc-agent in `drift.json`).
+    Contested, permanent: true, remedy: "stop the other writer (the message names its field manager), or set the connection's driftPolicy to Report; then run `sc-agent reapply <name>`";
     /// The Job failed before recording a result (written by sc-agent).
     JobFailed, permanent: false, remedy: "see `kubectl logs job/sc-job -n <namespace>`; the agent retries transient failures";
 }
@@ -226,7 +229,8 @@ mod tests {
                 "Invalid",
                 "NotManaged",
                 "OwnedByAnotherConnection",
-                "WorkloadNotPatchable"
+                "WorkloadNotPatchable",
+                "Contested"
             ]
         );
     }

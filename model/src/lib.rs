@@ -34,5 +34,5 @@ pub use resolve::{
 pub use secret::SecretString;
 pub use spellings::{AcceptedSpellings, Spellings, accepted_spellings};
 pub use template::Template;
-pub use types::{AuthType, ClientType, DeletionPolicy, WorkloadKind, WorkloadRef};
+pub use types::{AuthType, ClientType, DeletionPolicy, DriftPolicy, WorkloadKind, WorkloadRef};
 pub use values::{connections_subtree, merge_values, parse_yaml, validate_values_yaml};

@@ -5,7 +5,7 @@ use crate::catalog::{KEYVAULT_TARGET, catalog};
 use crate::error::{FieldError, did_you_mean};
 use crate::names::{self, is_dns_label, is_dns_subdomain, is_guid, is_secret_key};
 use crate::secret::SecretString;
-use crate::types::{AuthType, ClientType, DeletionPolicy, WorkloadKind, WorkloadRef};
+use crate::types::{AuthType, ClientType, DeletionPolicy, DriftPolicy, WorkloadKind, WorkloadRef};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -72,6 +72,10 @@ pub struct ConnectionSpec {
     pub workloads: Vec<WorkloadRef>,
     /// What happens to the objects when the connection is removed.
     pub deletion_policy: DeletionPolicy,
+    /// What the agent does about drift of the materialized objects (not written when
+    /// `Repair`, the default).
+    #[serde(skip_serializing_if = "DriftPolicy::is_default")]
+    pub drift_policy: DriftPolicy,
     /// Explicitly the first connection of its target type in its namespace.
     pub primary: bool,
     /// Whether a change of the Secret or ServiceAccount rolls the listed workloads out
@@ -95,7 +99,7 @@ pub struct ConnectionRequest {
 }
 
 /// The fields of a connection, each with its accepted aliases.
-const FIELDS: [(&str, &[&str]); 12] = [
+const FIELDS: [(&str, &[&str]); 13] = [
     ("namespace", &["namespace"]),
     ("targetType", &["targetType", "target_type", "target"]),
     (
@@ -111,6 +115,7 @@ const FIELDS: [(&str, &[&str]); 12] = [
     ),
     ("workloads", &["workloads", "workload"]),
     ("deletionPolicy", &["deletionPolicy", "deletion_policy"]),
+    ("driftPolicy", &["driftPolicy", "drift_policy"]),
     ("primary", &["primary"]),
     (
         "restartOnChange",
@@ -317,7 +322,7 @@ pub fn parse_connection(
                 ctx.err(
                     k,
                     format!(
-                        "unknown field{}; the fields are namespace, targetType, authType, clientType, parameters, configurations, customizedKeys, workloads, deletionPolicy, primary, restartOnChange, secrets",
+                        "unknown field{}; the fields are namespace, targetType, authType, clientType, parameters, configurations, customizedKeys, workloads, deletionPolicy, driftPolicy, primary, restartOnChange, secrets",
                         did_you_mean(k, all)
                     ),
                 );
@@ -501,6 +506,16 @@ pub fn parse_connection(
         },
         None => DeletionPolicy::Retain,
     };
+    let drift_policy = match get("driftPolicy") {
+        Some((k, v)) => match scalar(&v).as_deref().and_then(DriftPolicy::parse) {
+            Some(p) => p,
+            None => {
+                ctx.err(&k, format!("bad drift policy {v}: use Repair or Report"));
+                DriftPolicy::Repair
+            }
+        },
+        None => DriftPolicy::Repair,
+    };
     let primary = match get("primary") {
         Some((k, v)) => match scalar(&v).as_deref().and_then(parse_bool) {
             Some(b) => b,
@@ -577,6 +592,7 @@ pub fn parse_connection(
             customized_keys,
             workloads,
             deletion_policy,
+            drift_policy,
             primary,
             restart_on_change,
         },

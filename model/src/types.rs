@@ -245,6 +245,42 @@ impl DeletionPolicy {
     }
 }
 
+/// What the agent does when an object the connection materialized is deleted or changed
+/// by someone else (drift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum DriftPolicy {
+    /// Report it and run sc-job to restore the objects.
+    #[default]
+    Repair,
+    /// Report it only (phase `Drifted`, a Warning event); nothing is run.
+    Report,
+}
+
+impl DriftPolicy {
+    /// The spelling of the request schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftPolicy::Repair => "Repair",
+            DriftPolicy::Report => "Report",
+        }
+    }
+
+    /// Parses `Repair` or `Report`, case-insensitively.
+    pub fn parse(s: &str) -> Option<DriftPolicy> {
+        match normalize(s).as_str() {
+            "repair" => Some(DriftPolicy::Repair),
+            "report" => Some(DriftPolicy::Report),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the default, [`DriftPolicy::Repair`] (not written in a spec, so
+    /// the content hash of a connection that does not set it stays what it was).
+    pub fn is_default(&self) -> bool {
+        *self == DriftPolicy::Repair
+    }
+}
+
 /// Kinds of existing workloads a connection can be injected into. Pods and Jobs are not
 /// accepted: their pod templates are immutable once created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

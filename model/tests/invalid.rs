@@ -490,6 +490,11 @@ fn cases() -> Vec<(&'static str, Value, &'static str)> {
             "connections.c1.deletionPolicy",
         ),
         (
+            "bad drift policy",
+            with(secret_base(), c1(json!({"driftPolicy": "Ignore"}))),
+            "connections.c1.driftPolicy",
+        ),
+        (
             "bad primary",
             with(secret_base(), c1(json!({"primary": "maybe"}))),
             "connections.c1.primary",

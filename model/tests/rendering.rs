@@ -471,3 +471,39 @@ fn parameters_of_other_client_types_are_accepted() {
     let set = validate_connections(&v).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(set.connections()[0].keys.len(), 1);
 }
+
+#[test]
+fn drift_policy_parses_its_string_forms_and_repair_leaves_the_hash_alone() {
+    use sc_model::DriftPolicy;
+    let v = request("storage-blob", AuthType::Secret, ClientType::Python);
+    let set = validate_connections(&v).unwrap();
+    let plain = &set.connections()[0];
+    assert_eq!(plain.spec.drift_policy, DriftPolicy::Repair);
+    let spec = serde_json::to_value(&plain.spec).unwrap();
+    assert!(spec.get("driftPolicy").is_none(), "{spec}");
+    for (written, policy) in [
+        ("Repair", DriftPolicy::Repair),
+        ("repair", DriftPolicy::Repair),
+        ("Report", DriftPolicy::Report),
+        ("REPORT", DriftPolicy::Report),
+    ] {
+        let mut v2 = v.clone();
+        v2["c1"]["driftPolicy"] = json!(written);
+        let set = validate_connections(&v2).unwrap_or_else(|e| panic!("{written}: {e}"));
+        let c = &set.connections()[0];
+        assert_eq!(c.spec.drift_policy, policy, "{written}");
+        // An explicit Repair is the default: same spec, same hash.
+        assert_eq!(
+            c.hash == plain.hash,
+            policy == DriftPolicy::Repair,
+            "{written}"
+        );
+    }
+    let mut v2 = v.clone();
+    v2["c1"]["drift_policy"] = json!("Report");
+    let set = validate_connections(&v2).unwrap();
+    assert_eq!(
+        serde_json::to_value(&set.connections()[0].spec).unwrap()["driftPolicy"],
+        "Report"
+    );
+}

@@ -226,6 +226,7 @@ mod tests {
             name: "c".into(),
             hash: "h2".into(),
             action: Action::Apply,
+            cause: None,
         };
         let mut run = ConnRun::new(&entry);
         run.error = Some(RunError::new(Reason::Other("X".into()), "m", "r"));
@@ -248,6 +249,7 @@ mod tests {
             name: "c".into(),
             hash: "h2".into(),
             action: Action::Delete,
+            cause: None,
         };
         let sa = json!({"kind": "ServiceAccount", "namespace": "apps", "name": "sc-account-x"});
         let secret = json!({"kind": "Secret", "namespace": "apps", "name": "sc-c-secret"});

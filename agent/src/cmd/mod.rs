@@ -7,6 +7,7 @@ pub mod list;
 pub mod list_configuration;
 pub mod output;
 pub mod plan;
+pub mod reapply;
 pub mod run;
 pub mod show;
 pub mod snapshot;

@@ -50,6 +50,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = crate::contract::MAX_CHANGESET_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=crate::contract::MAX_CHANGESET_CONNECTIONS as u64))]
     pub changeset_limit: u64,
+    /// Drift repairs of one connection allowed within --drift-window; one more drift makes
+    /// it Failed with reason Contested (until its request changes or `sc-agent reapply`).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub drift_repairs: u64,
+    /// The window of --drift-repairs, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub drift_window: u64,
+    /// Seconds between two looks at the Secrets of applied connections (a deleted or edited
+    /// ServiceAccount or SecretProviderClass is seen at once, through a watch).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub drift_interval: u64,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -124,6 +138,11 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<()> {
             lease_grace: args.lease_grace,
             debounce: Duration::from_millis(args.debounce_ms),
             changeset_limit: args.changeset_limit as usize,
+            drift_limits: crate::reconcile::drift::DriftLimits {
+                repairs: args.drift_repairs as usize,
+                window: args.drift_window as i64,
+                interval: args.drift_interval as i64,
+            },
             backoff: Backoff {
                 base: Duration::from_secs(args.retry_base.max(1)),
                 max: Duration::from_secs(args.retry_max.max(args.retry_base.max(1))),

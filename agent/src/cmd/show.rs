@@ -45,6 +45,7 @@ pub fn run(args: &NameArgs) -> ExitCode {
                 Some(status) => json!(status.as_ref()),
                 None => ignored.unwrap_or(Value::Null),
             },
+            "drift": m.and_then(|m| m.drift.clone()),
             "journal": m.map(|m| m.journal.clone()).unwrap_or_default(),
         });
         match c.output {
@@ -93,6 +94,27 @@ fn print_show(v: &Value) {
         }
         if status["error"].is_object() {
             let e = &status["error"];
+            println!("Error:      {}: {}", s(&e["reason"]), s(&e["message"]));
+            println!("Remedy:     {}", s(&e["remedy"]));
+        }
+    }
+    let drift = &v["drift"];
+    let current = v["requested"]["hash"].as_str().unwrap_or_default();
+    if drift.is_object() && drift["hash"].as_str() == Some(current) {
+        if let Some(objects) = drift["objects"].as_array().filter(|o| !o.is_empty()) {
+            println!("Drift:");
+            for o in objects {
+                match serde_json::from_value::<crate::contract::DriftedObject>(o.clone()) {
+                    Ok(o) => println!("  {o}"),
+                    Err(_) => println!("  {o}"),
+                }
+            }
+        }
+        if let Some(repairs) = drift["repairs"].as_array().filter(|r| !r.is_empty()) {
+            println!("Repairs:    {} in the current window", repairs.len());
+        }
+        let e = &drift["contested"];
+        if e.is_object() {
             println!("Error:      {}: {}", s(&e["reason"]), s(&e["message"]));
             println!("Remedy:     {}", s(&e["remedy"]));
         }

@@ -24,12 +24,9 @@ pub struct Finding {
     pub remedy: String,
 }
 
-/// The command that makes the agent re-apply a connection: removing its recorded status.
+/// The command that makes the agent run a connection again (`sc-agent reapply`).
 fn reapply(ns: &str, connection: &str) -> String {
-    format!(
-        "re-apply the connection: kubectl -n {ns} patch configmap {} --type=json -p '[{{\"op\":\"remove\",\"path\":\"/data/status.json\"}}]'",
-        contract::metadata_name(connection)
-    )
+    format!("run the connection again: sc-agent reapply {connection} -n {ns}")
 }
 
 /// Compares the live Secret data with the desired one (both decoded); findings name keys only.
@@ -103,11 +100,10 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }),
             Some(m) => {
                 let phase = m.phase(Some(&conn.hash));
-                if phase != ConnectionPhase::Ready {
+                // Drifted is applied: the findings on the objects below say what drifted.
+                if !matches!(phase, ConnectionPhase::Ready | ConnectionPhase::Drifted) {
                     let detail = m
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.failure_for(&conn.hash))
+                        .error_for(&conn.hash)
                         .map(|e| format!(": {}: {}", e.reason, e.message))
                         .unwrap_or_default();
                     findings.push(Finding {

@@ -157,6 +157,7 @@ impl Actor {
         }
         self.write_metadata(&plan.metadata, &observed.owner_uid)
             .await?;
+        self.write_drift(requests, &plan.drift).await?;
         self.health.metrics.set_phases(&plan.phases);
         tracing::debug!(decision = ?plan.decision, pending = plan.pending.len(), "reconcile");
         match &plan.job {
@@ -346,6 +347,70 @@ impl Actor {
         Ok(())
     }
 
+    /// Publishes the drift events and writes `drift.json` (a merge patch of that key only:
+    /// the agent's server-side apply of `spec.json` and `requested.json` leaves it alone).
+    /// A connection whose write fails does not stop the others.
+    async fn write_drift(
+        &self,
+        requests: &ConfigMap,
+        plan: &super::drift::DriftPlan,
+    ) -> anyhow::Result<()> {
+        for e in &plan.events {
+            tracing::warn!(reason = e.reason, "{}", e.note);
+            self.events
+                .publish(requests, EventType::Warning, e.reason, "Drift", &e.note)
+                .await;
+        }
+        let mut first_error = None;
+        for w in &plan.writes {
+            let text = match &w.drift {
+                Some(d) => json!(serde_json::to_string(d)?),
+                None => serde_json::Value::Null,
+            };
+            let patch = json!({"data": {contract::DRIFT_KEY: text}});
+            let pp = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..Default::default()
+            };
+            match self
+                .configmaps()
+                .patch(&w.configmap, &pp, &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(connection = %w.connection, error = %e, "recording drift failed");
+                    first_error.get_or_insert(anyhow::Error::new(e).context(format!(
+                        "writing {} of ConfigMap {}/{} failed",
+                        contract::DRIFT_KEY,
+                        self.ns,
+                        w.configmap
+                    )));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Removes the `sc-agent reapply` annotation of `connection`: a change set carries it.
+    async fn reapplied(&self, connection: &str) {
+        let name = contract::metadata_name(connection);
+        let patch = json!({"metadata": {"annotations": {contract::REAPPLY_ANNOTATION: null}}});
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .configmaps()
+            .patch(&name, &pp, &Patch::Merge(&patch))
+            .await
+        {
+            // It stays: the connection runs once more, harmlessly.
+            tracing::warn!(connection, error = %e, "removing the reapply annotation failed");
+        }
+    }
+
     /// Records a failed Job in the journal of each connection it carried (once per run). A
     /// connection whose write fails does not stop the others; the first error is returned
     /// once all were tried.
@@ -506,6 +571,15 @@ impl Actor {
             }
         }
         self.health.metrics.jobs_started.inc();
+        for c in &cs.connections {
+            match c.cause {
+                Some(contract::Cause::Reapply) => self.reapplied(&c.name).await,
+                Some(contract::Cause::Repair) => {
+                    self.health.metrics.drift_repairs.inc();
+                }
+                _ => {}
+            }
+        }
         let (note, apply, delete) = plan::job_created_note(&cs);
         tracing::info!(changeset = %cs.id, %apply, %delete, "created Job {JOB_NAME}");
         self.events

@@ -16,6 +16,8 @@ pub struct Desired {
     pub spec: String,
     /// The validation errors (empty when valid), as `path: message`.
     pub errors: Vec<String>,
+    /// What to do about drift of its objects.
+    pub drift_policy: sc_model::DriftPolicy,
 }
 
 /// A requested connection the agent ignores: its metadata ConfigMap name is taken by an
@@ -35,6 +37,11 @@ pub fn desired(requests: Requests) -> Vec<Desired> {
     sc_model::check_connections_owned(requests.connections, &requests.hash_key)
         .into_iter()
         .map(|c| {
+            let drift_policy = c
+                .connection
+                .as_ref()
+                .map(|conn| conn.spec.drift_policy)
+                .unwrap_or_default();
             let spec = match &c.connection {
                 Some(conn) => serde_json::to_string(&conn.spec).unwrap_or_default(),
                 None => c.invalid_spec.unwrap_or_default(),
@@ -47,6 +54,7 @@ pub fn desired(requests: Requests) -> Vec<Desired> {
                 hash: c.hash,
                 spec,
                 errors: c.errors.iter().map(ToString::to_string).collect(),
+                drift_policy,
             }
         })
         .collect()
@@ -100,6 +108,7 @@ pub(crate) mod tests {
             hash: hash.into(),
             spec: "{}".to_string(),
             errors: vec![],
+            drift_policy: sc_model::DriftPolicy::Repair,
         }
     }
 

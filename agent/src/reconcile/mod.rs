@@ -15,6 +15,7 @@
 
 pub mod act;
 pub mod desired;
+pub mod drift;
 pub mod observe;
 pub mod plan;
 
@@ -95,6 +96,9 @@ impl Reconciler {
         }
         let plan = plan::plan(&observed, &self.memory, &self.backoff);
         self.memory = plan.memory.clone();
-        self.actor.act(&observed, &plan).await
+        let wake = self.actor.act(&observed, &plan).await?;
+        // The Secrets are looked at again after the drift interval (no watch reports them).
+        let resync = observed.now + observed.drift_limits.interval;
+        Ok(Some(wake.map_or(resync, |w| w.min(resync))))
     }
 }

@@ -4,22 +4,26 @@
 //! and the Job change far more often than the requests.
 
 use super::desired::{self, Desired, NameClash};
+use super::drift::{self, DriftLimits, Live};
 use super::plan::{self, JobState};
 use crate::contract::{
     self, CHANGESET_CONFIGMAP, ChangeSet, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR, Metadata,
 };
+use crate::contract::{ObjectKey, ObjectState};
 use crate::jobspec::AgentConfig;
 use crate::shards::Shards;
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 /// What one step sees: the input of the plan stage.
@@ -46,6 +50,11 @@ pub struct Observed {
     pub job: JobState,
     /// The time of the step (seconds since the epoch).
     pub now: i64,
+    /// What the watches show of the objects applied connections list (only of kinds whose
+    /// watch has listed).
+    pub live: BTreeMap<crate::contract::ObjectKey, super::drift::Live>,
+    /// When drift repairs are contested.
+    pub drift_limits: super::drift::DriftLimits,
 }
 
 /// The last change set and whether its outcome was reported.
@@ -76,6 +85,7 @@ struct Stores {
     protected: Store<Secret>,
     metadata: MetadataStore,
     jobs: Store<Job>,
+    materialized: MaterializedStore,
 }
 
 /// The connections derived from the request objects, with the name clashes among them, by
@@ -102,6 +112,9 @@ pub struct Observer {
     stores: Stores,
     protected_shards: Option<ProtectedShards>,
     derived: Option<Derived>,
+    drift_limits: DriftLimits,
+    /// Where the next step starts reading Secrets.
+    secret_turn: usize,
 }
 
 impl Observer {
@@ -141,8 +154,9 @@ impl Observer {
             jobs: reflect(
                 Api::namespaced(client.clone(), ns),
                 by_name(JOB_NAME),
-                trigger,
+                trigger.clone(),
             ),
+            materialized: MaterializedStore::watch(&client, &config.watch_namespaces, trigger),
         };
         Observer {
             client,
@@ -152,7 +166,99 @@ impl Observer {
             stores,
             protected_shards: None,
             derived: None,
+            drift_limits: DriftLimits::default(),
+            secret_turn: 0,
         }
+    }
+
+    /// Sets when drift repairs are contested.
+    pub fn with_drift_limits(mut self, limits: DriftLimits) -> Self {
+        self.drift_limits = limits;
+        self
+    }
+
+    /// What the API shows of the objects the applied connections list. ServiceAccounts and
+    /// SecretProviderClasses come from their watches; an object missing from a watch that
+    /// has listed is read once, live and metadata only (without our label it is still there;
+    /// gone, it was deleted). Secrets are not watched (no grant lets the agent list every
+    /// Secret): their metadata is read live, at most [`LIVE_READS`] a step, in turns.
+    async fn live(
+        &mut self,
+        desired: &[Desired],
+        metadata: &[Metadata],
+    ) -> BTreeMap<ObjectKey, Live> {
+        let mut out = BTreeMap::new();
+        let mut reads = 0usize;
+        let keys: BTreeSet<&ObjectKey> = drift::watched_objects(desired, metadata).collect();
+        let secrets: Vec<&ObjectKey> = keys
+            .iter()
+            .copied()
+            .filter(|k| k.kind == "Secret")
+            .collect();
+        // Secrets in turns, from where the last step stopped.
+        let start = if secrets.is_empty() {
+            0
+        } else {
+            self.secret_turn % secrets.len()
+        };
+        let turn = secrets[start..].iter().chain(&secrets[..start]).copied();
+        for key in turn.take(LIVE_READS) {
+            reads += 1;
+            self.secret_turn = self.secret_turn.wrapping_add(1);
+            match self.read_metadata(key).await {
+                Ok(Some(meta)) => {
+                    out.insert(key.clone(), Live::Present(ObjectState::of(&meta)));
+                }
+                Ok(None) => {
+                    out.insert(key.clone(), Live::Absent);
+                }
+                Err(e) => {
+                    tracing::debug!(object = %key, error = %e, "reading the metadata failed");
+                }
+            }
+        }
+        for key in keys.into_iter().filter(|k| k.kind != "Secret") {
+            let Some(seen) = self.stores.materialized.get(key) else {
+                continue;
+            };
+            let live = match seen {
+                Some(state) => Live::Present(state),
+                None if reads < LIVE_READS => {
+                    reads += 1;
+                    match self.read_metadata(key).await {
+                        Ok(Some(meta)) => Live::Present(ObjectState::of(&meta)),
+                        Ok(None) => Live::Absent,
+                        Err(e) => {
+                            tracing::debug!(object = %key, error = %e, "reading the metadata failed");
+                            continue;
+                        }
+                    }
+                }
+                None => continue,
+            };
+            out.insert(key.clone(), live);
+        }
+        out
+    }
+
+    /// The metadata of `key` (a watched kind), read live.
+    async fn read_metadata(&self, key: &ObjectKey) -> kube::Result<Option<ObjectMeta>> {
+        let c = self.client.clone();
+        let ns = key.namespace.as_str();
+        Ok(match key.kind.as_str() {
+            "Secret" => Api::<PartialObjectMeta<Secret>>::namespaced(c, ns)
+                .get_metadata_opt(&key.name)
+                .await?
+                .map(|p| p.metadata),
+            "ServiceAccount" => Api::<PartialObjectMeta<ServiceAccount>>::namespaced(c, ns)
+                .get_metadata_opt(&key.name)
+                .await?
+                .map(|p| p.metadata),
+            _ => Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(c, ns, &spc_resource())
+                .get_metadata_opt(&key.name)
+                .await?
+                .map(|p| p.metadata),
+        })
     }
 
     /// The name of the requests ConfigMap.
@@ -227,6 +333,7 @@ impl Observer {
         {
             contract::mark_applying(&mut metadata, changeset);
         }
+        let live = self.live(&desired, &metadata).await;
         let now = jiff::Timestamp::now().as_second();
         let job = self
             .stores
@@ -243,6 +350,8 @@ impl Observer {
             last_run,
             job: plan::job_state(job.as_deref(), now),
             now,
+            live,
+            drift_limits: self.drift_limits,
         })))
     }
 
@@ -386,7 +495,11 @@ impl MetadataStore {
             // texts, the list of objects and the time stay in the ConfigMap).
             m.keep_digest_only();
             if let Some(status) = m.status.as_mut().and_then(Arc::get_mut) {
-                status.objects = Vec::new();
+                // Only the objects whose drift is watched.
+                status
+                    .objects
+                    .retain(|o| drift::WATCHED_KINDS.contains(&o.kind.as_str()));
+                status.objects.shrink_to_fit();
                 status.time = None;
             }
             (cm.metadata.name.clone().unwrap_or_default(), m)
@@ -440,4 +553,189 @@ impl MetadataStore {
             .cloned()
             .collect()
     }
+}
+
+/// Objects read live in one step, at most: Secrets, and objects missing from their watch.
+const LIVE_READS: usize = 64;
+
+/// The label selector of what sc-job materializes.
+const MATERIALIZED_SELECTOR: &str = "app.kubernetes.io/managed-by=sc-extension";
+
+/// The SecretProviderClass resource (a CRD of the Secrets Store CSI driver).
+fn spc_resource() -> ApiResource {
+    ApiResource {
+        group: "secrets-store.csi.x-k8s.io".into(),
+        version: "v1".into(),
+        api_version: "secrets-store.csi.x-k8s.io/v1".into(),
+        kind: "SecretProviderClass".into(),
+        plural: "secretproviderclasses".into(),
+    }
+}
+
+/// One watch of materialized objects: a kind, in a namespace or all.
+struct MaterializedWatch {
+    kind: &'static str,
+    /// `None`: every namespace.
+    namespace: Option<String>,
+    map: RwLock<BTreeMap<(String, String), ObjectState>>,
+    listed: std::sync::atomic::AtomicBool,
+}
+
+/// The metadata of the ServiceAccounts and SecretProviderClasses sc-job materialized (by our
+/// managed-by label): for each, only whether it carries the label and the last write of
+/// another field manager after sc-job's.
+/// Metadata-only requests: the agent never receives a Secret's data from the API server (and
+/// keeps nothing else of an object, whatever a server sends).
+#[derive(Clone)]
+struct MaterializedStore {
+    watches: Arc<Vec<MaterializedWatch>>,
+}
+
+impl MaterializedStore {
+    /// Watches Secrets, ServiceAccounts and SecretProviderClasses by our label, in
+    /// `namespaces` (empty: cluster-wide), waking `trigger` on every change.
+    fn watch(client: &Client, namespaces: &[String], trigger: Arc<Notify>) -> MaterializedStore {
+        let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        let mut watches = Vec::new();
+        for scope in &scopes {
+            for kind in ["ServiceAccount", "SecretProviderClass"] {
+                watches.push(MaterializedWatch {
+                    kind,
+                    namespace: scope.clone(),
+                    map: RwLock::default(),
+                    listed: Default::default(),
+                });
+            }
+        }
+        let store = MaterializedStore {
+            watches: Arc::new(watches),
+        };
+        for i in 0..store.watches.len() {
+            let w = &store.watches[i];
+            let config = watcher::Config::default().labels(MATERIALIZED_SELECTOR);
+            let ns = w.namespace.clone();
+            let c = client.clone();
+            let stream = match w.kind {
+                "ServiceAccount" => meta_stream(
+                    match &ns {
+                        Some(ns) => Api::<PartialObjectMeta<ServiceAccount>>::namespaced(c, ns),
+                        None => Api::all(c),
+                    },
+                    config,
+                ),
+                _ => meta_stream(
+                    match &ns {
+                        Some(ns) => Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(
+                            c,
+                            ns,
+                            &spc_resource(),
+                        ),
+                        None => Api::all_with(c, &spc_resource()),
+                    },
+                    config,
+                ),
+            };
+            let (store, trigger) = (store.clone(), trigger.clone());
+            tokio::spawn(async move {
+                let w = &store.watches[i];
+                futures::pin_mut!(stream);
+                let mut relist: Option<BTreeMap<(String, String), ObjectState>> = None;
+                let mut failing = false;
+                while let Some(event) = stream.next().await {
+                    let key = |m: &ObjectMeta| {
+                        (
+                            m.namespace.clone().unwrap_or_default(),
+                            m.name.clone().unwrap_or_default(),
+                        )
+                    };
+                    match event {
+                        Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                        Ok(watcher::Event::InitApply(m)) => {
+                            relist
+                                .get_or_insert_default()
+                                .insert(key(&m), ObjectState::of(&m));
+                        }
+                        Ok(watcher::Event::InitDone) => {
+                            *w.map.write().unwrap_or_else(|e| e.into_inner()) =
+                                relist.take().unwrap_or_default();
+                            w.listed.store(true, std::sync::atomic::Ordering::Release);
+                            failing = false;
+                        }
+                        Ok(watcher::Event::Apply(m)) => {
+                            w.map
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(key(&m), ObjectState::of(&m));
+                        }
+                        Ok(watcher::Event::Delete(m)) => {
+                            w.map
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&key(&m));
+                        }
+                        Err(e) => {
+                            // A cluster without the CSI driver does not serve
+                            // SecretProviderClasses: said once, not on every retry.
+                            if !failing {
+                                tracing::info!(kind = w.kind, namespace = ?w.namespace, error = %e, "the drift watch failed, retrying");
+                            }
+                            failing = true;
+                            continue;
+                        }
+                    }
+                    trigger.notify_one();
+                }
+            });
+        }
+        store
+    }
+
+    /// What the watch of `key`'s kind and namespace shows: `None` when no such watch has
+    /// listed; `Some(None)` when it does not hold the object.
+    fn get(&self, key: &ObjectKey) -> Option<Option<ObjectState>> {
+        let w = self.watches.iter().find(|w| {
+            w.kind == key.kind
+                && w.namespace.as_ref().is_none_or(|ns| *ns == key.namespace)
+                && w.listed.load(std::sync::atomic::Ordering::Acquire)
+        })?;
+        let map = w.map.read().unwrap_or_else(|e| e.into_inner());
+        Some(map.get(&(key.namespace.clone(), key.name.clone())).cloned())
+    }
+
+    /// The kinds whose watch has listed (for diagnostics).
+    #[allow(dead_code)]
+    fn listed(&self) -> BTreeSet<&'static str> {
+        self.watches
+            .iter()
+            .filter(|w| w.listed.load(std::sync::atomic::Ordering::Acquire))
+            .map(|w| w.kind)
+            .collect()
+    }
+}
+
+/// A metadata-only watch of `api`, its objects reduced to their metadata.
+fn meta_stream<P>(
+    api: Api<P>,
+    config: watcher::Config,
+) -> futures::stream::BoxStream<'static, Result<watcher::Event<ObjectMeta>, watcher::Error>>
+where
+    P: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let meta = |mut p: P| std::mem::take(p.meta_mut());
+    watcher(api, config)
+        .default_backoff()
+        .map(move |e| {
+            e.map(|e| match e {
+                watcher::Event::Apply(p) => watcher::Event::Apply(meta(p)),
+                watcher::Event::Delete(p) => watcher::Event::Delete(meta(p)),
+                watcher::Event::Init => watcher::Event::Init,
+                watcher::Event::InitApply(p) => watcher::Event::InitApply(meta(p)),
+                watcher::Event::InitDone => watcher::Event::InitDone,
+            })
+        })
+        .boxed()
 }

@@ -7,7 +7,7 @@
 use super::desired::{Desired, NameClash};
 use super::observe::Observed;
 use crate::contract::{
-    Action, CHANGESET_ID_ANNOTATION, ChangeEntry, ChangeSet, ConnectionPhase, JOB_NAME,
+    Action, CHANGESET_ID_ANNOTATION, Cause, ChangeEntry, ChangeSet, ConnectionPhase, JOB_NAME,
     JOURNAL_LENGTH, JournalEntry, Metadata, Reason, Requested, RequestedPhase, RunError, RunPhase,
 };
 use k8s_openapi::api::batch::v1::Job;
@@ -33,6 +33,8 @@ pub struct Plan {
     pub conclusion: Option<Conclusion>,
     /// The metadata ConfigMaps to write and to delete.
     pub metadata: MetadataPlan,
+    /// The drift of materialized objects: `drift.json` writes and Warning events.
+    pub drift: super::drift::DriftPlan,
     /// Requested and removed connections by phase (the connections gauge).
     pub phases: BTreeMap<ConnectionPhase, i64>,
     /// The changes the next change set must carry.
@@ -200,6 +202,35 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         None => {}
     }
     let metadata_plan = metadata_plan(desired, metadata, revision);
+    let drift = super::drift::plan_drift(
+        desired,
+        metadata,
+        &observed.live,
+        now,
+        observed.drift_limits,
+    );
+    // The pending changes see the drift as this step writes it.
+    let with_drift: Vec<Metadata>;
+    let metadata = if drift.writes.is_empty() {
+        metadata
+    } else {
+        let new: BTreeMap<&str, &Option<crate::contract::Drift>> = drift
+            .writes
+            .iter()
+            .map(|w| (w.connection.as_str(), &w.drift))
+            .collect();
+        with_drift = metadata
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                if let Some(d) = new.get(m.connection.as_str()) {
+                    m.drift = (*d).clone();
+                }
+                m
+            })
+            .collect();
+        with_drift.as_slice()
+    };
     let pending = pending_changes(desired, metadata, revision);
     let decision = decide(state, &pending, last, revision, failures, backoff, now);
     if matches!(decision, Decision::Start | Decision::ReplaceFailedJob)
@@ -243,6 +274,7 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         clash_notes,
         conclusion,
         metadata: metadata_plan,
+        drift,
         phases: phase_counts(desired, metadata),
         pending,
         decision,
@@ -510,7 +542,9 @@ fn settled_by_failure(m: &Metadata, hash: &str, revision: i64) -> bool {
 
 /// The changes the next change set must carry: connections whose applied hash differs from
 /// the requested one (unless a permanent failure is recorded for that hash at the requests'
-/// `revision` or later), and removed connections whose metadata still exists. Sorted by name.
+/// `revision` or later), applied connections an operator asked to run again (`reapply`) or
+/// whose drift waits for a repair, and removed connections whose metadata still exists.
+/// Sorted by name.
 pub fn pending_changes(
     desired: &[Desired],
     metadata: &[Metadata],
@@ -526,13 +560,35 @@ pub fn pending_changes(
         let applied = m.and_then(|m| m.status.as_ref()).is_some_and(|s| {
             s.applied_hash.as_deref() == Some(&d.hash) && s.failure_for(&d.hash).is_none()
         });
-        if applied || m.is_some_and(|m| settled_by_failure(m, &d.hash, revision)) {
+        if m.is_some_and(|m| m.reapply.is_some()) {
+            // An operator's request runs whatever the state.
+            out.push(ChangeEntry {
+                name: d.name.clone(),
+                hash: d.hash.clone(),
+                action: Action::Apply,
+                cause: Some(Cause::Reapply),
+            });
+            continue;
+        }
+        if applied {
+            if m.is_some_and(|m| super::drift::awaits_repair(m, &d.hash)) {
+                out.push(ChangeEntry {
+                    name: d.name.clone(),
+                    hash: d.hash.clone(),
+                    action: Action::Apply,
+                    cause: Some(Cause::Repair),
+                });
+            }
+            continue;
+        }
+        if m.is_some_and(|m| settled_by_failure(m, &d.hash, revision)) {
             continue;
         }
         out.push(ChangeEntry {
             name: d.name.clone(),
             hash: d.hash.clone(),
             action: Action::Apply,
+            cause: None,
         });
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
@@ -548,6 +604,7 @@ pub fn pending_changes(
             name: m.connection.clone(),
             hash: String::new(),
             action: Action::Delete,
+            cause: None,
         });
     }
     out.sort();
@@ -762,6 +819,7 @@ mod tests {
             name: name.into(),
             hash: hash.into(),
             action,
+            cause: None,
         }
     }
 
@@ -1067,6 +1125,8 @@ mod tests {
             last_run: None,
             job: JobState::Absent,
             now: 1001,
+            live: BTreeMap::new(),
+            drift_limits: Default::default(),
         }
     }
 
@@ -1159,6 +1219,65 @@ mod tests {
         assert_eq!(p.metadata, MetadataPlan::default());
         assert_eq!(p.job, JobAction::Nothing);
         assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Ready, 1)]));
+    }
+
+    #[test]
+    fn a_deleted_secret_is_repaired_in_the_same_step_and_reapply_runs_an_applied_connection() {
+        use crate::contract::{ObjectKey, ObjectState};
+        use crate::reconcile::drift::Live;
+        let a = want("a", "h1");
+        let secret = ObjectKey::new("Secret", "default", "sc-a-secret");
+        let mut status = applied("h1").unwrap();
+        status.objects = vec![secret.clone()];
+        let o = Observed {
+            live: BTreeMap::from([(secret.clone(), Live::Absent)]),
+            ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(status.clone()))])
+        };
+        let p = plan(&o, &Memory::default(), &Backoff::default());
+        assert_eq!(p.drift.events.len(), 1);
+        assert_eq!(p.drift.writes.len(), 1);
+        let repair = ChangeEntry {
+            cause: Some(Cause::Repair),
+            ..entry("a", "h1", Action::Apply)
+        };
+        assert_eq!(
+            p.job,
+            JobAction::Start {
+                candidates: vec![repair]
+            }
+        );
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Drifted, 1)]));
+        // Intact: nothing to do, unless an operator asks for a run.
+        let intact = Observed {
+            live: BTreeMap::from([(
+                secret,
+                Live::Present(ObjectState {
+                    labelled: true,
+                    foreign_write: None,
+                }),
+            )]),
+            ..o
+        };
+        assert_eq!(
+            plan(&intact, &Memory::default(), &Backoff::default()).job,
+            JobAction::Nothing
+        );
+        let mut m = recorded(&a, 1, Some(status));
+        m.reapply = Some("t".into());
+        let asked = Observed {
+            metadata: vec![m],
+            ..intact
+        };
+        let reapply = ChangeEntry {
+            cause: Some(Cause::Reapply),
+            ..entry("a", "h1", Action::Apply)
+        };
+        assert_eq!(
+            plan(&asked, &Memory::default(), &Backoff::default()).job,
+            JobAction::Start {
+                candidates: vec![reapply]
+            }
+        );
     }
 
     #[test]

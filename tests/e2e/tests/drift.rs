@@ -1,0 +1,287 @@
+//! Drift repair: what sc-job materialized is kept true by the agent, through the usual path
+//! (a change set and an sc-job run). A deleted Secret comes back; a value changed with
+//! `kubectl patch` is restored and the Warning event names the field manager; a connection
+//! with `driftPolicy: Report` is only reported (phase Drifted, an event, no run); another
+//! writer fighting over a Secret ends `Failed/Contested` after a bounded number of runs; and
+//! `sc-agent reapply` forces a run.
+
+use sc_e2e::{Cluster, Helm, SETTLE, secret_value, wait_for_state};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Repairs allowed per connection in the scenario (`agent.drift.repairs`).
+const REPAIRS: usize = 2;
+
+fn connection(ns: &str, account: &str, policy: &str) -> Value {
+    json!({
+        "namespace": ns,
+        "targetType": "storage-blob",
+        "authType": "secret",
+        "clientType": "python",
+        "parameters": {"accountName": account},
+        "driftPolicy": policy,
+    })
+}
+
+/// The data of Secret `name` in `ns` (base64 as stored), `None` when it does not exist.
+fn secret_data(c: &Cluster, ns: &str, name: &str) -> Option<(String, Value)> {
+    let s = c.try_get("secret", ns, name)?;
+    Some((
+        s["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        s["data"].clone(),
+    ))
+}
+
+/// sc-job's journal entries of `connection`.
+fn runs(c: &Cluster, connection: &str) -> usize {
+    let cm = c.metadata(connection);
+    let journal: Vec<Value> = cm["data"]["journal.json"]
+        .as_str()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    journal.iter().filter(|e| e["action"] == "apply").count()
+}
+
+/// The phase `sc-agent list` shows for `connection`.
+fn phase(c: &Cluster, connection: &str) -> String {
+    let out = c.sc_agent(&["list", "-o", "json", "-n", &c.release_ns()]);
+    let rows: Value = serde_json::from_str(out.ok()).unwrap_or(Value::Null);
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == connection)
+        .and_then(|r| r["phase"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The notes of the Warning events with `reason` in the release namespace.
+fn notes(c: &Cluster, reason: &str) -> Vec<String> {
+    let events = c.get_json(&["events", "-n", &c.release_ns()]);
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == reason)
+        .filter_map(|e| e["message"].as_str().or(e["note"].as_str()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn drift(helm: Helm) {
+    let c = Cluster::start();
+    let apps = c.create_namespace("apps");
+    let key = secret_value("drift-key");
+    let other_key = secret_value("drift-other-key");
+    c.remember_secret(&key);
+    c.remember_secret(&other_key);
+    let settings = json!({"connections": {
+        "blob": connection(&apps, "driftrepair", "Repair"),
+        "watched": connection(&apps, "driftreport", "Report"),
+    }});
+    let protected = json!({"connections": {
+        "blob": {"secrets": {"accountKey": key}},
+        "watched": {"secrets": {"accountKey": other_key}},
+    }});
+    let files = [
+        c.write_values("settings", &settings),
+        c.write_values("protected", &protected),
+    ];
+    let limits = [
+        "--set=agent.drift.intervalSeconds=1".to_string(),
+        format!("--set=agent.drift.repairs={REPAIRS}"),
+    ];
+    let limits: Vec<&str> = limits.iter().map(String::as_str).collect();
+    c.helm_upgrade(helm, &[&files[0], &files[1]], &limits).ok();
+    c.wait_job_gone();
+    let rel = c.release_ns();
+
+    // 1. A deleted Secret comes back, with the same data.
+    let (uid, data) = secret_data(&c, &apps, "sc-blob-secret").expect("the Secret");
+    c.kubectl(&["delete", "secret", "sc-blob-secret", "-n", &apps])
+        .ok();
+    wait_for_state(
+        SETTLE,
+        "the deleted Secret to be recreated",
+        || match secret_data(&c, &apps, "sc-blob-secret") {
+            Some((new_uid, new_data)) if new_uid != uid => {
+                assert_eq!(new_data, data, "the recreated Secret has other data");
+                Ok(())
+            }
+            other => Err(format!("{:?}", other.map(|o| o.0))),
+        },
+    );
+    let deleted = notes(&c, "Drifted");
+    assert!(
+        deleted.iter().any(|n| n.contains(&format!(
+            "connection blob: secret {apps}/sc-blob-secret was deleted; repairing"
+        ))),
+        "no Drifted event names the deleted Secret: {deleted:?}"
+    );
+    wait_for_state(SETTLE, "blob to be Ready again", || {
+        let p = phase(&c, "blob");
+        (p == "Ready").then_some(()).ok_or(p)
+    });
+
+    // 2. A value changed by hand is restored; the event names kubectl's field manager.
+    let changed = json!({"data": {"AZURE_STORAGEBLOB_CONNECTIONSTRING": "Y2hhbmdlZA=="}});
+    c.kubectl(&[
+        "patch",
+        "secret",
+        "sc-blob-secret",
+        "-n",
+        &apps,
+        "--type=merge",
+        "-p",
+        &changed.to_string(),
+    ])
+    .ok();
+    wait_for_state(SETTLE, "the patched value to be restored", || {
+        let now = secret_data(&c, &apps, "sc-blob-secret").map(|d| d.1);
+        (now.as_ref() == Some(&data))
+            .then_some(())
+            .ok_or_else(|| "still changed".to_string())
+    });
+    wait_for_state(SETTLE, "a Drifted event naming kubectl-patch", || {
+        let all = notes(&c, "Drifted");
+        all.iter()
+            .any(|n| {
+                n.contains(&format!(
+                    "secret {apps}/sc-blob-secret was written by field manager kubectl-patch"
+                ))
+            })
+            .then_some(())
+            .ok_or(format!("{all:?}"))
+    });
+
+    // 3. driftPolicy Report: phase Drifted and an event, no run.
+    let report_runs = runs(&c, "watched");
+    c.kubectl(&["delete", "secret", "sc-watched-secret", "-n", &apps])
+        .ok();
+    wait_for_state(SETTLE, "watched to be Drifted", || {
+        let p = phase(&c, "watched");
+        (p == "Drifted").then_some(()).ok_or(p)
+    });
+    let reported = notes(&c, "Drifted");
+    assert!(
+        reported.iter().any(|n| n.contains(&format!(
+            "connection watched: secret {apps}/sc-watched-secret was deleted; driftPolicy is Report"
+        ))),
+        "{reported:?}"
+    );
+    assert_eq!(runs(&c, "watched"), report_runs, "Report ran sc-job");
+    assert!(c.try_get("secret", &apps, "sc-watched-secret").is_none());
+    let shown = c.sc_agent(&["show", "watched", "-n", &rel]);
+    assert!(
+        shown
+            .ok()
+            .contains(&format!("secret {apps}/sc-watched-secret was deleted")),
+        "{}",
+        shown.all()
+    );
+
+    // 4. sc-agent reapply forces a run: the Report connection's Secret is back.
+    c.sc_agent(&["reapply", "watched", "-n", &rel]).ok();
+    wait_for_state(SETTLE, "reapply to restore the Secret", || {
+        c.try_get("secret", &apps, "sc-watched-secret")
+            .map(|_| ())
+            .ok_or_else(|| "absent".to_string())
+    });
+    wait_for_state(SETTLE, "watched to be Ready after reapply", || {
+        let p = phase(&c, "watched");
+        let annotated =
+            c.metadata("watched")["metadata"]["annotations"]["sc-extension.io/reapply"].is_string();
+        (p == "Ready" && !annotated)
+            .then_some(())
+            .ok_or(format!("{p}, annotation kept: {annotated}"))
+    });
+    assert_eq!(runs(&c, "watched"), report_runs + 1);
+
+    // 5. Another writer fighting over the Secret: a bounded number of runs, then
+    // Failed/Contested naming it. reapply first clears the repairs counted so far.
+    c.sc_agent(&["reapply", "blob", "-n", &rel]).ok();
+    let before = runs(&c, "blob") + 1;
+    wait_for_state(SETTLE, "the reapply run of blob", || {
+        let n = runs(&c, "blob");
+        (n >= before && phase(&c, "blob") == "Ready")
+            .then_some(())
+            .ok_or(format!("{n} runs"))
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let fighter = {
+        let stop = stop.clone();
+        let kubeconfig = c.kubeconfig().to_path_buf();
+        let apps = apps.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                i += 1;
+                let value = format!(
+                    "{{\"data\":{{\"AZURE_STORAGEBLOB_CONNECTIONSTRING\":\"{}\"}}}}",
+                    {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.encode(format!("fight-{i}"))
+                    }
+                );
+                let _ = std::process::Command::new(sc_e2e::tool("kubectl"))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args([
+                        "patch",
+                        "secret",
+                        "sc-blob-secret",
+                        "-n",
+                        &apps,
+                        "--type=merge",
+                        "--field-manager=fighter",
+                        "-p",
+                        &value,
+                    ])
+                    .output();
+                // The writer's own pace (a controller's resync), not a wait for a condition.
+                std::thread::sleep(std::time::Duration::from_millis(700));
+            }
+        })
+    };
+    wait_for_state(SETTLE, "blob to be Failed", || {
+        let p = phase(&c, "blob");
+        (p == "Failed").then_some(()).ok_or(p)
+    });
+    stop.store(true, Ordering::Release);
+    fighter.join().expect("the fighter thread");
+    let repairs = runs(&c, "blob") - before;
+    assert!(
+        (1..=REPAIRS).contains(&repairs),
+        "{repairs} repair runs while contested, at most {REPAIRS} allowed"
+    );
+    let shown = c.sc_agent(&["show", "blob", "-n", &rel]).ok().to_string();
+    assert!(
+        shown.contains("Error:      Contested:") && shown.contains("by field manager fighter"),
+        "{shown}"
+    );
+    assert!(shown.contains("sc-agent reapply blob"), "{shown}");
+    let contested = notes(&c, "Contested");
+    assert!(
+        contested.iter().any(|n| n.contains("fighter")),
+        "{contested:?}"
+    );
+
+    // reapply ends the contest once the writer stopped: the value is ours again.
+    c.sc_agent(&["reapply", "blob", "-n", &rel]).ok();
+    wait_for_state(SETTLE, "blob to be Ready after the contest", || {
+        let p = phase(&c, "blob");
+        let now = secret_data(&c, &apps, "sc-blob-secret").map(|d| d.1);
+        (p == "Ready" && now.as_ref() == Some(&data))
+            .then_some(())
+            .ok_or(p)
+    });
+    c.leak_scan(&["blob", "watched"]);
+}
+
+#[test]
+fn drift_helm3() {
+    drift(Helm::V3);
+}
