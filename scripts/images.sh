@@ -20,13 +20,15 @@ registry=${IMAGE_REGISTRY:-ghcr.io/sc-extension}
 tag=${IMAGE_TAG:-$version}
 out=${OUT:-dist/images}
 revision=$(git rev-parse HEAD)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 
 # The same flags on every machine: static, and no path of the build machine in the binary.
+# SOURCE_DATE_EPOCH is kept from cargo: build scripts (cc) rerun when it changes, which would
+# rebuild the binaries at every commit; only the archives take the commit time.
 export RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$root=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
-"$cargo" build --release --locked --target "$target" -p sc-agent -p sc-job --bins
+env -u SOURCE_DATE_EPOCH "$cargo" build --release --locked --target "$target" -p sc-agent -p sc-job --bins
 unset RUSTFLAGS
-"$cargo" build --locked --quiet -p xtask
+env -u SOURCE_DATE_EPOCH "$cargo" build --locked --quiet -p xtask
 
 mkdir -p "$out"
 for bin in sc-agent sc-job; do
@@ -34,5 +36,5 @@ for bin in sc-agent sc-job; do
     --binary "target/$target/release/$bin" --name "$bin" \
     --repository "$registry/$bin" --tag "$tag" --arch amd64 \
     --version "$version" --revision "$revision" --source "$source_url" --licenses "$licenses" \
-    --out "$out/$bin.tar"
+    --epoch "$epoch" --out "$out/$bin.tar"
 done
