@@ -23,6 +23,7 @@ mod jobspec;
 mod kubeconn;
 mod reconcile;
 mod runtime;
+mod schema;
 mod server;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
