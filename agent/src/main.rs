@@ -19,9 +19,12 @@ use sc_contract as contract;
 use sc_contract::shards;
 
 mod cmd;
+mod federated;
 mod jobspec;
 mod kubeconn;
+mod prerequisites;
 mod reconcile;
+mod report;
 mod runtime;
 mod schema;
 mod server;
