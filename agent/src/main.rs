@@ -19,10 +19,14 @@ use sc_contract as contract;
 use sc_contract::shards;
 
 mod cmd;
+mod federated;
 mod jobspec;
 mod kubeconn;
+mod prerequisites;
 mod reconcile;
+mod report;
 mod runtime;
+mod schema;
 mod server;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity

@@ -103,6 +103,15 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         .with_context(|| format!("setting up the Lease {ns}/{} failed", contract::LEASE_NAME))?;
     let (mut leader, lease_task) = lease.watch().await;
 
+    // Preflight checks of the requested connections (webhook, CSI driver): Warning events.
+    let prerequisites = tokio::spawn(crate::prerequisites::watch(
+        client.clone(),
+        ns.clone(),
+        settings.identity.clone(),
+        leader.clone(),
+        Duration::from_secs(30),
+    ));
+
     let actor = Actor::new(
         client.clone(),
         &ns,
@@ -169,6 +178,9 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         release_free_memory();
     }
 
+    // Its receiver of the leadership must be gone before the Lease can be released.
+    prerequisites.abort();
+    let _ = prerequisites.await;
     // Closing the channel makes the lease task release the Lease.
     drop(leader);
     match tokio::time::timeout(Duration::from_secs(10), lease_task).await {

@@ -739,6 +739,23 @@ async fn validate_detects_drift_and_list_configuration_hides_credentials() {
     wait_applied_as(&client, &conns, "kv_csi").await;
     wait_no_job(&client).await;
 
+    // Without the workload-identity webhook and the CSI driver, validate names them.
+    let v = cli(&ks, &["validate", "openai", "-n", NS]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout.contains(
+            "MutatingWebhookConfiguration azure-wi-webhook-mutating-webhook-configuration"
+        ),
+        "{v:?}"
+    );
+    let v = cli(&ks, &["validate", "kv_csi", "-n", NS]).await;
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout.contains("CSIDriver secrets-store.csi.k8s.io"),
+        "{v:?}"
+    );
+    create_prerequisites(&client).await;
+
     for name in ["blob_conn", "openai", "kv_csi"] {
         let v = cli(&ks, &["validate", name, "-n", NS]).await;
         assert_eq!(v.code, 0, "{name}: {v:?}");

@@ -122,3 +122,18 @@ imagePullSecrets:
 - {{ include "sc.shardName" (list "sc-protected" $i) }}
 {{- end }}
 {{- end }}
+
+{{/* What the chart records about the cluster on sc-requests (see contract/src/cluster.rs):
+     the Azure values Arc passes and workloadIdentity.oidcIssuerUrl, each when set. */}}
+{{- define "sc.clusterAnnotations" -}}
+{{- $c := dig "Cluster" dict (.Values.Azure | default dict) -}}
+{{- $wi := .Values.workloadIdentity | default dict -}}
+{{- range $key, $ann := dict "ResourceId" "azure-cluster-resource-id" "Region" "azure-cluster-region" "Cloud" "azure-cluster-cloud" "Distribution" "azure-cluster-distribution" }}
+{{- with index $c $key }}
+sc-extension.io/{{ $ann }}: {{ toString . | quote }}
+{{- end }}
+{{- end }}
+{{- with $wi.oidcIssuerUrl }}
+sc-extension.io/oidc-issuer-url: {{ toString . | quote }}
+{{- end }}
+{{- end }}

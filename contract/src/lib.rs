@@ -5,6 +5,7 @@
 //! settings merged in. No I/O: callers fetch objects and pass them (or a way to fetch them) in.
 
 pub mod changeset;
+pub mod cluster;
 pub mod documents;
 pub mod drift;
 pub mod metadata;

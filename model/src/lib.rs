@@ -32,7 +32,7 @@ pub use resolve::{
     validate_connections_keyed,
 };
 pub use secret::SecretString;
-pub use spellings::{AcceptedSpellings, Spellings, accepted_spellings};
+pub use spellings::{AcceptedSpellings, Spellings, accepted_spellings, schema_enum};
 pub use template::Template;
 pub use types::{AuthType, ClientType, DeletionPolicy, DriftPolicy, WorkloadKind, WorkloadRef};
 pub use values::{connections_subtree, merge_values, parse_yaml, validate_values_yaml};

@@ -45,6 +45,54 @@ impl AcceptedSpellings {
     }
 }
 
+/// The enumeration of a values schema for one kind: every accepted spelling as documented,
+/// and its all-lower-case, capitalized, all-upper-case and snake-case forms
+/// (`workloadIdentity`, `workloadidentity`, `WorkloadIdentity`, `WORKLOADIDENTITY`,
+/// `workload_identity`, `WORKLOAD_IDENTITY`), in order, without duplicates. Each one
+/// parses to the value it spells.
+pub fn schema_enum(list: &[Spellings]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in list.iter().flat_map(|s| s.accepted.iter()) {
+        let mut chars = s.chars();
+        let capitalized: String = match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => String::new(),
+        };
+        let snake = snake_case(s);
+        for form in [
+            s.clone(),
+            s.to_lowercase(),
+            capitalized,
+            s.to_uppercase(),
+            snake.clone(),
+            snake.to_uppercase(),
+        ] {
+            if !out.contains(&form) {
+                out.push(form);
+            }
+        }
+    }
+    out
+}
+
+/// `workloadIdentity` and `workload-identity` -> `workload_identity`.
+fn snake_case(s: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in s.chars() {
+        if c.is_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        if c == '-' {
+            out.push('_');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
 /// `storage-blob` -> `storageBlob`.
 fn camel_case(id: &str) -> String {
     let mut out = String::new();
@@ -119,6 +167,47 @@ pub fn accepted_spellings() -> AcceptedSpellings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_schema_enum_member_parses_to_its_value() {
+        let all = accepted_spellings();
+        let cat = crate::catalog();
+        for t in &all.target_types {
+            for form in schema_enum(std::slice::from_ref(t)) {
+                assert_eq!(
+                    cat.resolve_target(&form),
+                    Some(t.canonical.as_str()),
+                    "{form}"
+                );
+            }
+        }
+        for a in &all.auth_types {
+            for form in schema_enum(std::slice::from_ref(a)) {
+                let parsed = crate::AuthType::parse(&form).map(|a| a.as_str());
+                assert_eq!(parsed, Some(a.canonical.as_str()), "{form}");
+            }
+        }
+        for c in &all.client_types {
+            for form in schema_enum(std::slice::from_ref(c)) {
+                let parsed = crate::ClientType::parse(&form).map(|c| c.as_str());
+                assert_eq!(parsed, Some(c.canonical.as_str()), "{form}");
+            }
+        }
+        let auth = schema_enum(&all.auth_types);
+        for form in [
+            "workloadIdentity",
+            "WorkloadIdentity",
+            "workloadidentity",
+            "WORKLOADIDENTITY",
+            "workload-identity",
+            "WORKLOAD_IDENTITY",
+            "workload_identity",
+            "Secret",
+        ] {
+            assert!(auth.iter().any(|a| a == form), "{form} is missing");
+        }
+        assert!(!auth.iter().any(|a| a == "password"));
+    }
 
     #[test]
     fn camel_case_of_ids() {

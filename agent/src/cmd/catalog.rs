@@ -31,6 +31,10 @@ pub struct CatalogArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = CatalogFormat::Table)]
     pub output: CatalogFormat,
+    /// Print the enumerations of target, auth and client types that chart/values.schema.json
+    /// holds (JSON), and nothing else.
+    #[arg(long, conflicts_with_all = ["target", "auth", "client"])]
+    pub schema_enums: bool,
 }
 
 fn key_json(k: &KeySpec) -> Value {
@@ -51,6 +55,13 @@ fn key_json(k: &KeySpec) -> Value {
 
 /// Runs `sc-agent catalog`.
 pub fn run(args: &CatalogArgs) -> ExitCode {
+    if args.schema_enums {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::schema::enums()).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
     let cat = catalog();
     let mut errors = Vec::new();
     let target = args.target.as_deref().and_then(|t| {

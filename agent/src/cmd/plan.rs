@@ -28,6 +28,10 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = PlanFormat::Yaml)]
     pub output: PlanFormat,
+    /// The cluster's OIDC issuer URL, for the federated credential of each workload-identity
+    /// connection (default: the values' workloadIdentity.oidcIssuerUrl, else a placeholder).
+    #[arg(long, value_name = "URL")]
+    pub oidc_issuer_url: Option<String>,
 }
 
 /// The plan of one connection, for display (no secret values).
@@ -121,7 +125,8 @@ pub fn run(args: &PlanArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let plan = plan_value(&set);
+    let mut plan = plan_value(&set);
+    crate::report::plan(&mut plan, &set, &values, args.oidc_issuer_url.as_deref());
     let text = match args.output {
         PlanFormat::Json => serde_json::to_string_pretty(&plan).map_err(|e| e.to_string()),
         PlanFormat::Yaml => serde_saphyr::to_string(&plan).map_err(|e| e.to_string()),

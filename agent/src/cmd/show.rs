@@ -12,7 +12,7 @@ use std::process::ExitCode;
 pub fn run(args: &NameArgs) -> ExitCode {
     block_on(async {
         let c = &args.common;
-        let (_, snapshot) = Snapshot::connect(c, false).await?;
+        let (client, snapshot) = Snapshot::connect(c, false).await?;
         let name = &args.name;
         let m = snapshot.metadata(name);
         if m.is_none() && !snapshot.is_requested(name) {
@@ -48,9 +48,26 @@ pub fn run(args: &NameArgs) -> ExitCode {
             "drift": m.and_then(|m| m.drift.clone()),
             "journal": m.map(|m| m.journal.clone()).unwrap_or_default(),
         });
+        // Workload identity and prerequisites (the connection without its protected inputs).
+        let conn = snapshot.requests.as_ref().and_then(|r| {
+            sc_model::check_connections_keyed(&r.connections, "")
+                .into_iter()
+                .find(|k| k.name == *name)
+                .and_then(|k| k.connection)
+        });
+        let extra = crate::report::show(&client, &c.namespace, conn.as_ref()).await;
+        let mut v = v;
+        for key in ["cluster", "federatedCredential", "prerequisites"] {
+            if let Some(x) = extra.get(key) {
+                v[key] = x.clone();
+            }
+        }
         match c.output {
             Output::Json => print_json(&v),
-            Output::Text => print_show(&v),
+            Output::Text => {
+                print_show(&v);
+                crate::report::print_show(&extra);
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

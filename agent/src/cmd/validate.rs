@@ -289,6 +289,15 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }
         }
 
+        // What the cluster must have for the connection to work (webhook, CSI driver).
+        for f in crate::prerequisites::check(&client, [&conn]).await {
+            findings.push(Finding {
+                object: f.object,
+                problem: f.problem,
+                remedy: f.remedy,
+            });
+        }
+
         let drift = !findings.is_empty();
         match c.output {
             Output::Json => println!(

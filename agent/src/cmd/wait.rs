@@ -237,13 +237,18 @@ pub fn run(args: &WaitArgs) -> ExitCode {
                 match agent_ready(&client, &c.namespace).await? {
                     Ok(()) => break,
                     Err(why) if tokio::time::Instant::now() >= deadline => {
+                        // A pod no node accepts is the likely cause: say so.
+                        let pods = crate::prerequisites::scheduling(&client, &c.namespace).await;
                         if json_out {
                             println!(
                                 "{}",
-                                json!({"revision": args.revision, "result": "Timeout", "pending": why})
+                                json!({"revision": args.revision, "result": "Timeout", "pending": why, "prerequisites": pods})
                             );
                         } else {
                             println!("timed out after {:?}: {why}", args.timeout);
+                            for f in &pods {
+                                println!("{}: {}\n  remedy: {}", f.object, f.problem, f.remedy);
+                            }
                         }
                         return Ok(ExitCode::from(1));
                     }
@@ -265,6 +270,10 @@ pub fn run(args: &WaitArgs) -> ExitCode {
                     ("Timeout", s, why)
                 }
             };
+            // The federated credentials of this revision's workload-identity connections,
+            // missing prerequisites and, on a timeout, pods no node accepts.
+            let (extra, extra_lines) =
+                crate::report::wait(&client, &snapshot, args.revision, result == "Timeout").await;
             if json_out {
                 let conns: Vec<Value> = states.iter().map(state_json).collect();
                 println!(
@@ -274,10 +283,15 @@ pub fn run(args: &WaitArgs) -> ExitCode {
                         "result": result,
                         "pending": if why.is_empty() { Value::Null } else { Value::String(why.clone()) },
                         "connections": conns,
+                        "federatedCredentials": extra["federatedCredentials"],
+                        "prerequisites": extra["prerequisites"],
                     }))?
                 );
             } else {
                 print_states(&states);
+                for l in &extra_lines {
+                    println!("{l}");
+                }
                 match result {
                     "Ready" => println!("revision {}: every connection is Ready", args.revision),
                     "Failed" => println!(

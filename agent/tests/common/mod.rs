@@ -164,6 +164,36 @@ pub async fn create_spc_crd(client: &kube::Client) {
     .await;
 }
 
+/// The workload-identity webhook's MutatingWebhookConfiguration and the Secrets Store CSI
+/// driver's CSIDriver, as their charts name them (the prerequisites `validate` checks).
+pub async fn create_prerequisites(client: &kube::Client) {
+    create(
+        client,
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"},
+            "webhooks": [{
+                "name": "mutation.azure-workload-identity.io",
+                "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                "clientConfig": {"service": {"name": "azure-wi-webhook-webhook-service",
+                                             "namespace": "kube-system", "path": "/mutate-v1-pod"}},
+            }],
+        }),
+    )
+    .await;
+    create(
+        client,
+        json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "CSIDriver",
+            "metadata": {"name": "secrets-store.csi.k8s.io"},
+            "spec": {"podInfoOnMount": true, "attachRequired": false},
+        }),
+    )
+    .await;
+}
+
 /// The agent's ServiceAccount and Role as the chart renders them (`templates/rbac-agent.yaml`).
 pub async fn install_agent_rbac(client: &kube::Client) {
     create(client, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sc-agent", "namespace": NS}})).await;

@@ -1,0 +1,524 @@
+//! Preflight checks: what a connection needs from the cluster that sc-extension does not
+//! install, so a missing piece is a finding instead of a silent failure.
+//!
+//! - workload identity (a ServiceAccount `sc-account-<clientId>`) needs the Azure Workload
+//!   Identity webhook, which injects the token into the pods: its
+//!   MutatingWebhookConfiguration (`azure-wi-webhook-mutating-webhook-configuration`, as the
+//!   upstream chart and the AKS add-on name it, or any webhook named `*azure-workload-identity*`);
+//! - Key Vault with the CSI driver needs the Secrets Store CSI driver (CSIDriver
+//!   `secrets-store.csi.k8s.io`) and its SecretProviderClass API;
+//! - sc-job and the agent need a node they may run on: a pod `PodScheduled=False` with reason
+//!   `Unschedulable` (every node tainted `CriticalAddonsOnly`, say) is reported with the
+//!   `tolerations` value to set.
+//!
+//! A check that RBAC or the API server refuses is reported as not made, never as missing.
+//! The decisions are pure (`findings`, `unschedulable`); `observe` and `scheduling` read.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use sc_model::{AuthType, Connection};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The MutatingWebhookConfiguration of the Azure Workload Identity webhook.
+pub const WI_WEBHOOK_CONFIGURATION: &str = "azure-wi-webhook-mutating-webhook-configuration";
+/// What the webhook's name contains (`mutation.azure-workload-identity.io`).
+pub const WI_WEBHOOK_NAME_PART: &str = "azure-workload-identity";
+/// The CSIDriver of the Secrets Store CSI driver.
+pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
+/// The API of SecretProviderClass.
+pub const SPC_GROUP_VERSION: &str = "secrets-store.csi.x-k8s.io/v1";
+/// The reason of the Warning event on `sc-requests`.
+pub const EVENT_REASON: &str = "PrerequisiteMissing";
+
+/// Whether a prerequisite is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// It is there.
+    Present,
+    /// It is not.
+    Absent,
+    /// The check could not be made: why (RBAC, the API server).
+    Unknown(String),
+}
+
+/// What the cluster has, as far as the checks could tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The workload-identity webhook.
+    pub webhook: Presence,
+    /// The CSIDriver `secrets-store.csi.k8s.io`.
+    pub csi_driver: Presence,
+    /// The SecretProviderClass API.
+    pub spc_api: Presence,
+}
+
+/// The connections that need each prerequisite.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Connections using workload identity.
+    pub workload_identity: Vec<String>,
+    /// Connections using the Key Vault CSI driver.
+    pub keyvault_csi: Vec<String>,
+}
+
+impl Needs {
+    /// What `connections` need.
+    pub fn of<'a>(connections: impl IntoIterator<Item = &'a Connection>) -> Needs {
+        let mut n = Needs::default();
+        for c in connections {
+            if c.workload_identity_client_id().is_some() {
+                n.workload_identity.push(c.name().to_string());
+            }
+            if c.spec.auth_type == AuthType::KeyvaultCsi {
+                n.keyvault_csi.push(c.name().to_string());
+            }
+        }
+        n
+    }
+
+    /// Whether nothing is needed.
+    pub fn is_empty(&self) -> bool {
+        self.workload_identity.is_empty() && self.keyvault_csi.is_empty()
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// The object checked, as `Kind name` or `Kind namespace/name`.
+    pub object: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub remedy: String,
+    /// `true`: it is missing; `false`: the check could not be made.
+    pub missing: bool,
+    /// The connections concerned (empty for scheduling).
+    pub connections: Vec<String>,
+}
+
+fn finding(
+    object: &str,
+    presence: &Presence,
+    what: &str,
+    remedy: &str,
+    conns: &[String],
+) -> Option<Finding> {
+    let list = conns.join(", ");
+    match presence {
+        Presence::Present => None,
+        Presence::Absent => Some(Finding {
+            object: object.to_string(),
+            problem: format!("{what} is not installed; needed by {list}"),
+            remedy: remedy.to_string(),
+            missing: true,
+            connections: conns.to_vec(),
+        }),
+        Presence::Unknown(why) => Some(Finding {
+            object: object.to_string(),
+            problem: format!(
+                "could not check whether {what} is installed ({why}); needed by {list}"
+            ),
+            remedy: format!(
+                "grant the agent the read (the chart's ClusterRole sc-agent-prerequisites-<namespace>), or check by hand; if it is missing: {remedy}"
+            ),
+            missing: false,
+            connections: conns.to_vec(),
+        }),
+    }
+}
+
+/// The findings for what `needs` asks of what was `observed`.
+pub fn findings(needs: &Needs, observed: &Observed) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !needs.workload_identity.is_empty() {
+        out.extend(finding(
+            &format!("MutatingWebhookConfiguration {WI_WEBHOOK_CONFIGURATION}"),
+            &observed.webhook,
+            "the Azure Workload Identity webhook",
+            "enable workload identity (AKS: az aks update --enable-oidc-issuer --enable-workload-identity; elsewhere: helm install workload-identity-webhook from https://azure.github.io/azure-workload-identity/charts); without it pods get no token",
+            &needs.workload_identity,
+        ));
+    }
+    if !needs.keyvault_csi.is_empty() {
+        out.extend(finding(
+            &format!("CSIDriver {CSI_DRIVER}"),
+            &observed.csi_driver,
+            "the Secrets Store CSI driver",
+            "enable the Azure Key Vault Secrets Provider (AKS: az aks enable-addons --addons azure-keyvault-secrets-provider; Arc: the extension Microsoft.AzureKeyVaultSecretsProvider)",
+            &needs.keyvault_csi,
+        ));
+        out.extend(finding(
+            &format!("API {SPC_GROUP_VERSION} secretproviderclasses"),
+            &observed.spc_api,
+            "the SecretProviderClass API (CRD secretproviderclasses.secrets-store.csi.x-k8s.io)",
+            "install the Secrets Store CSI driver with its CRDs (the Azure Key Vault Secrets Provider add-on or extension installs both)",
+            &needs.keyvault_csi,
+        ));
+    }
+    out
+}
+
+/// Whether a MutatingWebhookConfiguration is the Azure Workload Identity webhook's.
+pub fn is_wi_webhook(mwc: &Value) -> bool {
+    if mwc["metadata"]["name"].as_str() == Some(WI_WEBHOOK_CONFIGURATION) {
+        return true;
+    }
+    mwc["webhooks"].as_array().into_iter().flatten().any(|w| {
+        w["name"]
+            .as_str()
+            .is_some_and(|n| n.contains(WI_WEBHOOK_NAME_PART))
+    })
+}
+
+fn refused(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+/// Reads what `needs` asks about (nothing when it asks nothing).
+pub async fn observe(client: &kube::Client, needs: &Needs) -> Observed {
+    let mut o = Observed {
+        webhook: Presence::Present,
+        csi_driver: Presence::Present,
+        spc_api: Presence::Present,
+    };
+    if !needs.workload_identity.is_empty() {
+        let gvk = GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+        );
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "mutatingwebhookconfigurations");
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        o.webhook = match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let found = list.items.iter().any(|m| {
+                    let mut v = m.data.clone();
+                    v["metadata"]["name"] = m.metadata.name.clone().unwrap_or_default().into();
+                    is_wi_webhook(&v)
+                });
+                if found {
+                    Presence::Present
+                } else {
+                    Presence::Absent
+                }
+            }
+            Err(e) => Presence::Unknown(format!(
+                "listing mutatingwebhookconfigurations: {}",
+                refused(&e)
+            )),
+        };
+    }
+    if !needs.keyvault_csi.is_empty() {
+        let gvk = GroupVersionKind::gvk("storage.k8s.io", "v1", "CSIDriver");
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "csidrivers");
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        o.csi_driver = match api.get_opt(CSI_DRIVER).await {
+            Ok(Some(_)) => Presence::Present,
+            Ok(None) => Presence::Absent,
+            Err(e) => Presence::Unknown(format!("reading CSIDriver {CSI_DRIVER}: {}", refused(&e))),
+        };
+        o.spc_api = match client.list_api_group_resources(SPC_GROUP_VERSION).await {
+            Ok(list)
+                if list
+                    .resources
+                    .iter()
+                    .any(|r| r.name == "secretproviderclasses") =>
+            {
+                Presence::Present
+            }
+            Ok(_) => Presence::Absent,
+            Err(kube::Error::Api(s)) if s.code == 404 => Presence::Absent,
+            Err(e) => {
+                Presence::Unknown(format!("discovery of {SPC_GROUP_VERSION}: {}", refused(&e)))
+            }
+        };
+    }
+    o
+}
+
+/// The prerequisite findings of `connections`, read live.
+pub async fn check<'a>(
+    client: &kube::Client,
+    connections: impl IntoIterator<Item = &'a Connection>,
+) -> Vec<Finding> {
+    let needs = Needs::of(connections);
+    if needs.is_empty() {
+        return Vec::new();
+    }
+    findings(&needs, &observe(client, &needs).await)
+}
+
+/// The pods that no node accepts (`PodScheduled=False`, reason `Unschedulable`), each a
+/// finding naming the scheduler's message and the `tolerations` value.
+pub fn unschedulable(pods: &[Pod]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for p in pods {
+        let Some(cond) = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        else {
+            continue;
+        };
+        if cond.status != "False" || cond.reason.as_deref() != Some("Unschedulable") {
+            continue;
+        }
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let message = cond.message.clone().unwrap_or_default();
+        let taint_hint = if message.contains("CriticalAddonsOnly") {
+            " (every node is tainted CriticalAddonsOnly: --set tolerations[0].key=CriticalAddonsOnly,tolerations[0].operator=Exists)"
+        } else {
+            ""
+        };
+        out.push(Finding {
+            object: format!("Pod {ns}/{name}"),
+            problem: format!("no node can run it: {}", if message.is_empty() { "Unschedulable" } else { &message }),
+            remedy: format!("let the release's pods run on a node: set the chart values tolerations (for the taints the message names){taint_hint}, nodeSelector or affinity, then helm upgrade"),
+            missing: true,
+            connections: Vec::new(),
+        });
+    }
+    out
+}
+
+/// The unschedulable pods in the extension's namespace (sc-job, the agent, the hooks); a
+/// finding that the check could not be made when pods cannot be listed.
+pub async fn scheduling(client: &kube::Client, ns: &str) -> Vec<Finding> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => unschedulable(&list.items),
+        Err(e) => vec![Finding {
+            object: format!("Pods in namespace {ns}"),
+            problem: format!(
+                "could not check whether the pods of sc-job and the agent can be scheduled ({})",
+                refused(&e)
+            ),
+            remedy: format!(
+                "kubectl get pods -n {ns}; kubectl describe pod <name> -n {ns} shows why a pod is Pending"
+            ),
+            missing: false,
+            connections: Vec::new(),
+        }],
+    }
+}
+
+/// The requested connections of the namespace's requests (every shard, without the protected
+/// settings: the checks need no secret), or why they cannot be read.
+pub async fn requested_connections(
+    client: &kube::Client,
+    ns: &str,
+) -> Result<(Arc<ConfigMap>, Vec<Connection>), String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let first = match api.get_opt(sc_contract::REQUESTS_CONFIGMAP).await {
+        Ok(Some(cm)) => Arc::new(cm),
+        Ok(None) => {
+            return Err(format!(
+                "ConfigMap {ns}/{} does not exist",
+                sc_contract::REQUESTS_CONFIGMAP
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading ConfigMap {ns}/{}: {}",
+                sc_contract::REQUESTS_CONFIGMAP,
+                refused(&e)
+            ));
+        }
+    };
+    let shards = sc_contract::shards::gather(first.clone(), "ConfigMap", |name| {
+        let api = &api;
+        async move { api.get_opt(&name).await }
+    })
+    .await;
+    let public = match shards {
+        sc_contract::shards::Shards::Complete(all) => all,
+        sc_contract::shards::Shards::Incomplete(why)
+        | sc_contract::shards::Shards::Invalid(why) => return Err(why),
+    };
+    let requests = sc_contract::Requests::from_objects(&public, &[], "")?;
+    let connections = sc_model::check_connections_keyed(&requests.connections, "")
+        .into_iter()
+        .filter_map(|c| c.connection)
+        .collect();
+    Ok((first, connections))
+}
+
+/// Checks the prerequisites of the requested connections every `every` while this replica
+/// leads, and publishes a Warning event `PrerequisiteMissing` on `sc-requests` for each
+/// finding that is new (and a Normal `PrerequisitesMet` once all are resolved).
+pub async fn watch(
+    client: kube::Client,
+    ns: String,
+    identity: String,
+    leader: tokio::sync::watch::Receiver<bool>,
+    every: std::time::Duration,
+) {
+    use kube::Resource as _;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let reporter = Reporter {
+        controller: sc_contract::FIELD_MANAGER.to_string(),
+        instance: Some(identity),
+    };
+    let mut published: Vec<Finding> = Vec::new();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if !*leader.borrow() {
+            published.clear();
+            continue;
+        }
+        let (requests, connections) = match requested_connections(&client, &ns).await {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::debug!(%why, "prerequisite checks skipped");
+                continue;
+            }
+        };
+        let now = check(&client, &connections).await;
+        let reference = requests.object_ref(&());
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        for f in now.iter().filter(|f| !published.contains(f)) {
+            tracing::warn!(object = %f.object, problem = %f.problem, "prerequisite missing");
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: EVENT_REASON.to_string(),
+                note: Some(
+                    format!("{}: {}; remedy: {}", f.object, f.problem, f.remedy)
+                        .chars()
+                        .take(1000)
+                        .collect(),
+                ),
+                action: "CheckPrerequisites".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        if now.is_empty() && !published.is_empty() {
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "PrerequisitesMet".to_string(),
+                note: Some(
+                    "every prerequisite of the requested connections is installed".to_string(),
+                ),
+                action: "CheckPrerequisites".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        published = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn needs() -> Needs {
+        Needs {
+            workload_identity: vec!["sql_conn".into()],
+            keyvault_csi: vec!["kv".into()],
+        }
+    }
+
+    #[test]
+    fn missing_and_unknown_are_told_apart() {
+        let all = Observed {
+            webhook: Presence::Present,
+            csi_driver: Presence::Present,
+            spc_api: Presence::Present,
+        };
+        assert!(findings(&needs(), &all).is_empty());
+        let f = findings(
+            &needs(),
+            &Observed {
+                webhook: Presence::Absent,
+                ..all.clone()
+            },
+        );
+        assert_eq!(f.len(), 1);
+        assert!(f[0].missing && f[0].object.contains(WI_WEBHOOK_CONFIGURATION));
+        assert!(
+            f[0].problem.contains("sql_conn") && f[0].remedy.contains("enable-workload-identity")
+        );
+        let f = findings(
+            &needs(),
+            &Observed {
+                csi_driver: Presence::Unknown("forbidden (403)".into()),
+                ..all.clone()
+            },
+        );
+        assert_eq!(f.len(), 1);
+        assert!(
+            !f[0].missing
+                && f[0].problem.starts_with("could not check")
+                && f[0].problem.contains("403")
+        );
+        // Nothing needed, nothing reported.
+        let none = Observed {
+            webhook: Presence::Absent,
+            csi_driver: Presence::Absent,
+            spc_api: Presence::Absent,
+        };
+        assert!(findings(&Needs::default(), &none).is_empty());
+        assert_eq!(findings(&needs(), &none).len(), 3);
+    }
+
+    #[test]
+    fn the_webhook_is_found_by_its_configuration_or_webhook_name() {
+        assert!(is_wi_webhook(
+            &json!({"metadata": {"name": WI_WEBHOOK_CONFIGURATION}})
+        ));
+        assert!(is_wi_webhook(
+            &json!({"metadata": {"name": "custom"}, "webhooks": [{"name": "mutation.azure-workload-identity.io"}]})
+        ));
+        assert!(!is_wi_webhook(
+            &json!({"metadata": {"name": "istio-sidecar-injector"}, "webhooks": [{"name": "sidecar-injector.istio.io"}]})
+        ));
+    }
+
+    #[test]
+    fn unschedulable_pods_name_the_tolerations_value() {
+        let pod = |name: &str, status: &str, reason: &str, message: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "sc-system"},
+                "status": {"conditions": [{"type": "PodScheduled", "status": status, "reason": reason, "message": message}]}
+            }))
+            .unwrap()
+        };
+        let pods = vec![
+            pod(
+                "sc-job-abc",
+                "False",
+                "Unschedulable",
+                "0/3 nodes are available: 3 node(s) had untolerated taint {CriticalAddonsOnly: true}.",
+            ),
+            pod("sc-agent-1", "True", "", ""),
+            pod("sc-wait-x", "False", "SchedulingGated", ""),
+        ];
+        let f = unschedulable(&pods);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].object, "Pod sc-system/sc-job-abc");
+        assert!(f[0].problem.contains("CriticalAddonsOnly"));
+        assert!(
+            f[0].remedy.contains("tolerations")
+                && f[0]
+                    .remedy
+                    .contains("tolerations[0].key=CriticalAddonsOnly")
+        );
+    }
+}
