@@ -855,14 +855,21 @@ fn check_kind(body: &Value, t: &Target) -> Result<(), ApiError> {
 fn deleted_body(t: &Target, outcome: Deleted) -> Value {
     match outcome {
         Deleted::Pending(v) => present(v, t),
-        Deleted::Gone(v) if (t.info.group.as_str(), t.info.resource.as_str()) == ("", "pods") => {
-            present(v, t)
+        Deleted::Gone(v) if t.info.returns_deleted_object() => present(v, t),
+        Deleted::Gone(v) => {
+            // metav1.StatusDetails: the core group is omitted (`omitempty`).
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), v["metadata"]["name"].clone());
+            if !t.info.group.is_empty() {
+                details.insert("group".into(), json!(t.info.group));
+            }
+            details.insert("kind".into(), json!(t.info.resource));
+            details.insert("uid".into(), v["metadata"]["uid"].clone());
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details,
+            })
         }
-        Deleted::Gone(v) => json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": v["metadata"]["name"], "group": t.info.group, "kind": t.info.resource,
-                        "uid": v["metadata"]["uid"]},
-        }),
     }
 }
 
