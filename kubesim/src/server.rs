@@ -73,11 +73,13 @@ impl Query {
     }
 }
 
+/// A JSON body ends with a newline, as Go's `json.Encoder` (the API server's serializer)
+/// writes it.
 fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
+        .body(Body::from(body.to_string() + "\n"))
         .expect("valid response")
 }
 
@@ -571,7 +573,7 @@ fn table_response(
             header::CONTENT_TYPE,
             "application/json;as=Table;v=v1;g=meta.k8s.io",
         )
-        .body(Body::from(table.to_string()))
+        .body(Body::from(table.to_string() + "\n"))
         .expect("valid response")
 }
 
@@ -808,7 +810,7 @@ fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Respon
             out.push_str(&o.to_string());
         }
     }
-    out.push_str("]}");
+    out.push_str("]}\n");
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(out))

@@ -4,7 +4,7 @@
 //! selector, the pod phase of a crash-looping container and a terminating namespace's
 //! conditions.
 
-use kubesim::testing::run_with_stdin;
+use kubesim::testing::{run, run_with_stdin};
 use kubesim::{Kubesim, Options};
 
 async fn start() -> Kubesim {
@@ -56,4 +56,101 @@ print("python-ok")
 "#,
     )
     .await;
+}
+
+/// Error `Status` bodies, objects and lists as kube-apiserver's JSON encoder writes them:
+/// struct field order (`kind` before `apiVersion`), no empty core group, a final newline;
+/// custom resources (unstructured) with their keys sorted.
+#[tokio::test]
+async fn bodies_are_written_as_the_api_server_encoder_writes_them() {
+    let ks = start().await;
+    python(
+        &ks,
+        r#"
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+config.load_kube_config()
+core = client.CoreV1Api()
+
+try:
+    core.read_namespaced_config_map("nope", "default")
+    raise SystemExit("expected 404")
+except ApiException as e:
+    body = e.body.decode() if isinstance(e.body, bytes) else e.body
+    want = '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \\"nope\\" not found","reason":"NotFound","details":{"name":"nope","kind":"configmaps"},"code":404}\n'
+    assert body == want, repr(body)
+
+try:
+    client.AppsV1Api().read_namespaced_deployment("nope", "default")
+    raise SystemExit("expected 404")
+except ApiException as e:
+    body = e.body.decode() if isinstance(e.body, bytes) else e.body
+    assert '"details":{"name":"nope","group":"apps","kind":"deployments"},"code":404}\n' in body, repr(body)
+
+cm = client.V1ConfigMap(data={"a": "1"}, metadata=client.V1ObjectMeta(labels={"x": "y"}, name="ordered"))
+core.create_namespaced_config_map("default", cm)
+raw = core.read_namespaced_config_map("ordered", "default", _preload_content=False).data.decode()
+assert raw.startswith('{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"ordered","namespace":"default","uid":'), raw
+assert raw.endswith('"data":{"a":"1"}}\n'), repr(raw)
+meta_keys = list(__import__("json").loads(raw)["metadata"].keys())
+assert meta_keys[:6] == ["name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels"], meta_keys
+
+raw = core.list_namespaced_config_map("default", _preload_content=False).data.decode()
+assert raw.startswith('{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":'), raw
+assert raw.endswith("]}\n"), repr(raw[-20:])
+print("python-ok")
+"#,
+    )
+    .await;
+
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+    run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(crd))
+        .await
+        .ok("kubectl apply the CRD");
+    let cr = "
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, labels: {b: '2', a: '1'}}
+spec: {zeta: 1, alpha: {d: 1, c: 2}}
+";
+    run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(cr))
+        .await
+        .ok("kubectl apply the custom resource");
+    let out = run(
+        &ks,
+        "kubectl",
+        &[
+            "get",
+            "--raw",
+            "/apis/example.com/v1/namespaces/default/widgets/w",
+        ],
+    )
+    .await;
+    let raw = out.ok("kubectl get --raw the custom resource");
+    assert!(
+        raw.starts_with(
+            r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"annotations":"#
+        ),
+        "{raw}"
+    );
+    assert!(
+        raw.contains(r#""labels":{"a":"1","b":"2"}"#)
+            && raw.contains(r#""spec":{"alpha":{"c":2,"d":1},"zeta":1}"#),
+        "{raw}"
+    );
 }
