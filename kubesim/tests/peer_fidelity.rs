@@ -4,8 +4,11 @@
 //! selector, the pod phase of a crash-looping container and a terminating namespace's
 //! conditions.
 
-use kubesim::testing::{run, run_with_stdin};
+use std::time::Duration;
+
+use kubesim::testing::{run, run_with_stdin, wait_until};
 use kubesim::{Kubesim, Options};
+use serde_json::Value;
 
 async fn start() -> Kubesim {
     Kubesim::start(Options::default())
@@ -18,6 +21,14 @@ async fn python(ks: &Kubesim, script: &str) -> String {
     out.ok("the python client script");
     assert!(out.stdout.contains("python-ok"), "{out:?}");
     out.stdout
+}
+
+async fn kubectl_json(ks: &Kubesim, args: &[&str]) -> Option<Value> {
+    let out = run(ks, "kubectl", args).await;
+    if !out.success() {
+        return None;
+    }
+    serde_json::from_str(&out.stdout).ok()
 }
 
 /// Services, ServiceAccounts, Pods, Namespaces (ReturnDeletedObject in their registry
@@ -152,5 +163,62 @@ spec: {zeta: 1, alpha: {d: 1, c: 2}}
         raw.contains(r#""labels":{"a":"1","b":"2"}"#)
             && raw.contains(r#""spec":{"alpha":{"c":2,"d":1},"zeta":1}"#),
         "{raw}"
+    );
+}
+
+/// The Node carries every NodeSystemInfo field, so the python client's typed model (which
+/// requires them) decodes it; `spec.unschedulable` is a node field selector.
+#[tokio::test]
+async fn the_node_decodes_and_selects_by_unschedulable() {
+    let ks = start().await;
+    wait_until(
+        Duration::from_secs(30),
+        "the node is registered",
+        || async {
+            kubectl_json(&ks, &["get", "node", "kubesim", "-o", "json"])
+                .await
+                .filter(|n| n["status"]["nodeInfo"].is_object())
+        },
+    )
+    .await;
+    python(
+        &ks,
+        r#"
+from kubernetes import client, config
+config.load_kube_config()
+core = client.CoreV1Api()
+node = core.read_node("kubesim")
+info = node.status.node_info
+for f in ["boot_id", "kernel_version", "machine_id", "os_image", "system_uuid", "container_runtime_version",
+          "kubelet_version", "operating_system", "architecture"]:
+    assert getattr(info, f), (f, info)
+assert info.kube_proxy_version is not None, info
+names = [n.metadata.name for n in core.list_node(field_selector="spec.unschedulable=false").items]
+assert names == ["kubesim"], names
+names = [n.metadata.name for n in core.list_node(field_selector="spec.unschedulable=true").items]
+assert names == [], names
+print("python-ok")
+"#,
+    )
+    .await;
+    run(&ks, "kubectl", &["cordon", "kubesim"])
+        .await
+        .ok("kubectl cordon");
+    let out = run(
+        &ks,
+        "kubectl",
+        &[
+            "get",
+            "nodes",
+            "--field-selector",
+            "spec.unschedulable=true",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.ok("kubectl get nodes --field-selector").trim(),
+        "node/kubesim"
     );
 }
