@@ -958,7 +958,16 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
     if spec.get("audiences").is_none_or(Value::is_null) {
         spec["audiences"] = json!([cluster.issuer().url]);
     }
-    let token = cluster.issue_token(ns, name)?;
+    let audiences: Vec<String> = spec["audiences"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let token = cluster.issue_token_for(ns, name, &audiences)?;
     let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
     let exp = exp.round(jiff::Unit::Second).unwrap_or(exp);
     Ok(json_response(

@@ -222,3 +222,47 @@ print("python-ok")
         "node/kubesim"
     );
 }
+
+/// A TokenReview for an audience the token was not issued for is unauthenticated, with the
+/// authenticator's error; otherwise `status.audiences` is the intersection.
+#[tokio::test]
+async fn token_reviews_check_audiences() {
+    let ks = start().await;
+    python(
+        &ks,
+        r#"
+from kubernetes import client, config
+config.load_kube_config()
+core = client.CoreV1Api()
+auth = client.AuthenticationV1Api()
+issuer = "https://kubernetes.default.svc.cluster.local"
+core.create_namespaced_service_account("default", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="app")))
+
+def token(audiences):
+    tr = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=audiences))
+    return core.create_namespaced_service_account_token("app", "default", tr).status.token
+
+def review(tok, audiences):
+    spec = client.V1TokenReviewSpec(token=tok, audiences=audiences)
+    return auth.create_token_review(client.V1TokenReview(spec=spec)).status
+
+vault = token(["vault", "other"])
+st = review(vault, ["vault"])
+assert st.authenticated and st.audiences == ["vault"], st
+assert st.user.username == "system:serviceaccount:default:app", st
+st = review(vault, ["elsewhere"])
+assert not st.authenticated, st
+assert st.error == '[invalid bearer token, token audiences ["vault" "other"] is invalid for the target audiences ["elsewhere"]]', st.error
+st = review(vault, None)
+assert not st.authenticated, st
+
+plain = token(None)
+st = review(plain, None)
+assert st.authenticated and st.audiences == [issuer], st
+st = review(plain, ["vault"])
+assert not st.authenticated, st
+print("python-ok")
+"#,
+    )
+    .await;
+}
