@@ -266,3 +266,35 @@ print("python-ok")
     )
     .await;
 }
+
+/// A container that cannot start under `restartPolicy: Always` crash-loops in a `Running`
+/// pod, as the kubelet's getPhase counts a restarting container.
+#[tokio::test]
+async fn a_crash_looping_pod_is_running() {
+    let ks = start().await;
+    let pod = "
+apiVersion: v1
+kind: Pod
+metadata: {name: loop}
+spec:
+  containers:
+  - name: main
+    image: alpine
+    command: [/definitely/not/a/program]
+";
+    run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(pod))
+        .await
+        .ok("kubectl apply the pod");
+    let p = wait_until(Duration::from_secs(30), "the pod crash-loops", || async {
+        kubectl_json(&ks, &["get", "pod", "loop", "-o", "json"])
+            .await
+            .filter(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CrashLoopBackOff"
+            })
+    })
+    .await;
+    assert_eq!(p["status"]["phase"], "Running", "{p}");
+    let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["reason"], "StartError", "{p}");
+}
