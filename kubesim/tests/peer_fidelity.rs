@@ -298,3 +298,79 @@ spec:
     let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert_eq!(last["reason"], "StartError", "{p}");
 }
+
+/// A terminating namespace reports the namespace deleter's conditions: what remains, and
+/// which finalizers hold it, until its content is gone.
+#[tokio::test]
+async fn a_terminating_namespace_reports_what_remains() {
+    let ks = start().await;
+    let objs = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: doomed}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, namespace: doomed, finalizers: [example.com/hold]}
+";
+    run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(objs))
+        .await
+        .ok("kubectl apply");
+    run(&ks, "kubectl", &["delete", "ns", "doomed", "--wait=false"])
+        .await
+        .ok("kubectl delete ns");
+    let cond = |ns: &Value, ty: &str| -> Value {
+        ns["status"]["conditions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["type"] == ty).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let ns = wait_until(Duration::from_secs(30), "the conditions", || async {
+        kubectl_json(&ks, &["get", "ns", "doomed", "-o", "json"])
+            .await
+            .filter(|ns| cond(ns, "NamespaceFinalizersRemaining")["status"] == "True")
+    })
+    .await;
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let remaining = cond(&ns, "NamespaceContentRemaining");
+    assert_eq!(remaining["status"], "True", "{ns}");
+    assert_eq!(remaining["reason"], "SomeResourcesRemain");
+    assert_eq!(
+        remaining["message"],
+        "Some resources are remaining: configmaps. has 1 resource instances"
+    );
+    let fins = cond(&ns, "NamespaceFinalizersRemaining");
+    assert_eq!(fins["reason"], "SomeFinalizerRemain");
+    assert_eq!(
+        fins["message"],
+        "Some finalizers are remaining: example.com/hold in 1 resource instances"
+    );
+    for (ty, reason) in [
+        ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered"),
+        ("NamespaceDeletionContentFailure", "ContentDeleted"),
+    ] {
+        assert_eq!(cond(&ns, ty)["status"], "False", "{ns}");
+        assert_eq!(cond(&ns, ty)["reason"], reason, "{ns}");
+    }
+    run(
+        &ks,
+        "kubectl",
+        &[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "doomed",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    )
+    .await
+    .ok("kubectl patch the finalizer away");
+    wait_until(Duration::from_secs(30), "the namespace is gone", || async {
+        let out = run(&ks, "kubectl", &["get", "ns", "doomed"]).await;
+        (!out.success() && out.stderr.contains("NotFound")).then_some(())
+    })
+    .await;
+}
