@@ -294,7 +294,9 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
-    /// The `metav1.Status` body.
+    /// The `metav1.Status` body, its keys in the order of the Go struct: `kind`,
+    /// `apiVersion`, `metadata`, `status`, `message`, `reason`, `details`, `code`. Empty
+    /// `details` fields (the core group) are omitted, as `omitempty` does.
     pub fn status(&self) -> Value {
         let mut s = json!({
             "kind": "Status",
@@ -303,13 +305,40 @@ impl ApiError {
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = (**d).clone();
+            s["details"] = status_details((**d).clone());
         }
+        s["code"] = json!(self.code);
         s
     }
+}
+
+/// `metav1.StatusDetails` in field order (`name`, `group`, `kind`, `uid`, `causes`,
+/// `retryAfterSeconds`), empty strings left out.
+fn status_details(d: Value) -> Value {
+    let Value::Object(mut m) = d else {
+        return d;
+    };
+    let mut out = serde_json::Map::new();
+    for k in [
+        "name",
+        "group",
+        "kind",
+        "uid",
+        "causes",
+        "retryAfterSeconds",
+    ] {
+        match m.remove(k) {
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(v) => {
+                out.insert(k.to_string(), v);
+            }
+            None => {}
+        }
+    }
+    out.extend(m);
+    Value::Object(out)
 }
 
 impl From<crate::patch::PatchError> for ApiError {

@@ -79,6 +79,23 @@ impl ResourceInfo {
         self.subresources.iter().any(|s| s == sub)
     }
 
+    /// Whether a delete that removes the object answers the object rather than a `Status`
+    /// (`ReturnDeletedObject: true` in the type's registry store of kube-apiserver).
+    pub fn returns_deleted_object(&self) -> bool {
+        matches!(
+            (self.group.as_str(), self.resource.as_str()),
+            (
+                "",
+                "pods"
+                    | "services"
+                    | "serviceaccounts"
+                    | "namespaces"
+                    | "persistentvolumes"
+                    | "persistentvolumeclaims"
+            ) | ("storage.k8s.io", "storageclasses" | "csidrivers")
+        )
+    }
+
     /// Whether the type is a create-only review (access reviews, token and self reviews):
     /// answered from the request, never stored.
     pub fn is_review(&self) -> bool {

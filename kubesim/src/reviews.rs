@@ -5,7 +5,7 @@
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::cluster::{ApiError, Cluster};
+use crate::cluster::{ApiError, Cluster, TokenReviewOutcome};
 use crate::rbac::{Attributes, UserInfo};
 use crate::resources::ResourceInfo;
 
@@ -67,14 +67,42 @@ pub fn answer(
         }
         "selfsubjectreviews" => body["status"] = json!({"userInfo": user_json(user)}),
         "tokenreviews" => {
-            body["status"] = match cluster.authenticate(&text(&body["spec"], "token")) {
-                Some(u) => json!({"authenticated": true, "user": user_json(&u)}),
-                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            let audiences: Vec<String> = body["spec"]["audiences"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            body["status"] = match cluster.review_token(&text(&body["spec"], "token"), &audiences) {
+                TokenReviewOutcome::Authenticated { user, audiences } => {
+                    json!({"authenticated": true, "user": user_json(&user), "audiences": audiences})
+                }
+                TokenReviewOutcome::Unauthenticated(error) => {
+                    json!({"authenticated": false, "error": error})
+                }
             };
         }
         _ => return Err(ApiError::no_route()),
     }
-    Ok(body)
+    Ok(in_field_order(body))
+}
+
+/// A review in its Go struct's key order: `kind`, `apiVersion`, `metadata`, `spec`, `status`.
+fn in_field_order(body: Value) -> Value {
+    let Value::Object(mut m) = body else {
+        return body;
+    };
+    let mut out = serde_json::Map::new();
+    for k in ["kind", "apiVersion", "metadata", "spec", "status"] {
+        if let Some(v) = m.remove(k) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    out.extend(m);
+    Value::Object(out)
 }
 
 /// The user a SubjectAccessReview asks about; a ServiceAccount without explicit groups gets

@@ -626,6 +626,7 @@ fn extra_fields(group: &str, resource: &str) -> &'static [&'static str] {
             "status.nominatedNodeName",
         ],
         ("", "secrets") => &["type"],
+        ("", "nodes") => &["spec.unschedulable"],
         ("", "namespaces") => &["status.phase", "name"],
         ("batch", "jobs") => &["status.successful"],
         ("apps", "replicasets") => &["status.replicas"],
@@ -706,6 +707,10 @@ fn field_value(group: &str, resource: &str, obj: &Value, field: &str) -> String 
         "metadata.namespace" => string_at("/metadata/namespace"),
         "name" if resource == "namespaces" => string_at("/metadata/name"),
         "spec.hostNetwork" => match obj.pointer("/spec/hostNetwork") {
+            Some(Value::Bool(true)) => "true".to_string(),
+            _ => "false".to_string(),
+        },
+        "spec.unschedulable" => match obj.pointer("/spec/unschedulable") {
             Some(Value::Bool(true)) => "true".to_string(),
             _ => "false".to_string(),
         },

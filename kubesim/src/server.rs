@@ -73,11 +73,13 @@ impl Query {
     }
 }
 
+/// A JSON body ends with a newline, as Go's `json.Encoder` (the API server's serializer)
+/// writes it.
 fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
+        .body(Body::from(body.to_string() + "\n"))
         .expect("valid response")
 }
 
@@ -571,7 +573,7 @@ fn table_response(
             header::CONTENT_TYPE,
             "application/json;as=Table;v=v1;g=meta.k8s.io",
         )
-        .body(Body::from(table.to_string()))
+        .body(Body::from(table.to_string() + "\n"))
         .expect("valid response")
 }
 
@@ -808,7 +810,7 @@ fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Respon
             out.push_str(&o.to_string());
         }
     }
-    out.push_str("]}");
+    out.push_str("]}\n");
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(out))
@@ -855,14 +857,21 @@ fn check_kind(body: &Value, t: &Target) -> Result<(), ApiError> {
 fn deleted_body(t: &Target, outcome: Deleted) -> Value {
     match outcome {
         Deleted::Pending(v) => present(v, t),
-        Deleted::Gone(v) if (t.info.group.as_str(), t.info.resource.as_str()) == ("", "pods") => {
-            present(v, t)
+        Deleted::Gone(v) if t.info.returns_deleted_object() => present(v, t),
+        Deleted::Gone(v) => {
+            // metav1.StatusDetails: the core group is omitted (`omitempty`).
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), v["metadata"]["name"].clone());
+            if !t.info.group.is_empty() {
+                details.insert("group".into(), json!(t.info.group));
+            }
+            details.insert("kind".into(), json!(t.info.resource));
+            details.insert("uid".into(), v["metadata"]["uid"].clone());
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details,
+            })
         }
-        Deleted::Gone(v) => json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": v["metadata"]["name"], "group": t.info.group, "kind": t.info.resource,
-                        "uid": v["metadata"]["uid"]},
-        }),
     }
 }
 
@@ -949,7 +958,16 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
     if spec.get("audiences").is_none_or(Value::is_null) {
         spec["audiences"] = json!([cluster.issuer().url]);
     }
-    let token = cluster.issue_token(ns, name)?;
+    let audiences: Vec<String> = spec["audiences"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let token = cluster.issue_token_for(ns, name, &audiences)?;
     let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
     let exp = exp.round(jiff::Unit::Second).unwrap_or(exp);
     Ok(json_response(

@@ -14,6 +14,27 @@ pub(super) struct TokenEntry {
     namespace: String,
     name: String,
     uid: String,
+    /// The audiences the token was issued for (empty: the API server's own, the issuer).
+    audiences: Vec<String>,
+}
+
+/// The outcome of a token review: the user, or the authenticator's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenReviewOutcome {
+    /// Authenticated for `audiences`, the intersection of the token's audiences and the
+    /// requested ones.
+    Authenticated {
+        user: UserInfo,
+        audiences: Vec<String>,
+    },
+    /// Not authenticated, with the error the API server reports.
+    Unauthenticated(String),
+}
+
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+fn go_quoted(list: &[String]) -> String {
+    let items: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", items.join(" "))
 }
 
 pub(super) fn random_token() -> String {
@@ -32,10 +53,59 @@ impl Cluster {
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
             });
         }
-        let (ns, name, uid) = {
+        self.service_account_token(token).map(|(user, _)| user)
+    }
+
+    /// A TokenReview of `token` for `audiences` (empty: the API server's own audience, the
+    /// issuer), as kube-apiserver's authenticators decide it: a token issued for none of the
+    /// requested audiences is not authenticated.
+    pub fn review_token(&self, token: &str, audiences: &[String]) -> TokenReviewOutcome {
+        let issuer = self.issuer().url;
+        let wanted: Vec<String> = if audiences.is_empty() {
+            vec![issuer.clone()]
+        } else {
+            audiences.to_vec()
+        };
+        let found = if token == self.admin_token {
+            self.authenticate(token).map(|u| (u, vec![issuer.clone()]))
+        } else {
+            self.service_account_token(token)
+        };
+        let Some((user, mut token_audiences)) = found else {
+            return TokenReviewOutcome::Unauthenticated("invalid bearer token".into());
+        };
+        if token_audiences.is_empty() {
+            token_audiences.push(issuer);
+        }
+        let both: Vec<String> = token_audiences
+            .iter()
+            .filter(|a| wanted.contains(a))
+            .cloned()
+            .collect();
+        if both.is_empty() {
+            return TokenReviewOutcome::Unauthenticated(format!(
+                "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
+                go_quoted(&token_audiences),
+                go_quoted(&wanted)
+            ));
+        }
+        TokenReviewOutcome::Authenticated {
+            user,
+            audiences: both,
+        }
+    }
+
+    /// The ServiceAccount user of an issued token, with the token's audiences.
+    fn service_account_token(&self, token: &str) -> Option<(UserInfo, Vec<String>)> {
+        let (ns, name, uid, audiences) = {
             let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
             let e = tokens.get(token)?;
-            (e.namespace.clone(), e.name.clone(), e.uid.clone())
+            (
+                e.namespace.clone(),
+                e.name.clone(),
+                e.uid.clone(),
+                e.audiences.clone(),
+            )
         };
         let sa = self.store.get(&ObjKey::new(
             &ResKey::new("", "serviceaccounts"),
@@ -45,19 +115,33 @@ impl Cluster {
         if meta(&sa)["uid"].as_str() != Some(&uid) {
             return None;
         }
-        Some(UserInfo {
-            name: format!("system:serviceaccount:{ns}:{name}"),
-            groups: vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{ns}"),
-                "system:authenticated".into(),
-            ],
-        })
+        Some((
+            UserInfo {
+                name: format!("system:serviceaccount:{ns}:{name}"),
+                groups: vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{ns}"),
+                    "system:authenticated".into(),
+                ],
+            },
+            audiences,
+        ))
     }
 
     /// Issue a bearer token for ServiceAccount `namespace`/`name` (404 when it does not exist).
     /// The token stays valid while the ServiceAccount exists.
     pub fn issue_token(&self, namespace: &str, name: &str) -> Result<String, ApiError> {
+        self.issue_token_for(namespace, name, &[])
+    }
+
+    /// [`Cluster::issue_token`] for `audiences` (a TokenRequest's `spec.audiences`; empty:
+    /// the issuer).
+    pub fn issue_token_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[String],
+    ) -> Result<String, ApiError> {
         let res = ResKey::new("", "serviceaccounts");
         let sa = self.get(&res, namespace, name)?;
         let token = format!("kubesim-sa.{}", random_token());
@@ -70,6 +154,7 @@ impl Cluster {
                     namespace: namespace.into(),
                     name: name.into(),
                     uid: meta(&sa)["uid"].as_str().unwrap_or_default().into(),
+                    audiences: audiences.to_vec(),
                 },
             );
         Ok(token)

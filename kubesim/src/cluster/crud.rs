@@ -5,7 +5,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
-use super::write::{Scope, canonical, comparable, has_generation};
+use super::write::{Scope, canonical, comparable, has_generation, without_rv_slot};
 use super::{
     Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, Propagation,
     SharedList, WriteOptions, finalizers, meta, meta_mut,
@@ -253,7 +253,7 @@ impl Cluster {
         if !applied {
             patch::record_update(None, &mut obj, opts.manager_name(), None, &ts);
         }
-        let obj = canonical(obj);
+        let obj = canonical(info, obj);
         let key = ObjKey::new(&info.key(), &ns, &name);
         let mut result = None;
         self.store.write(&key, |cur| {
@@ -261,7 +261,7 @@ impl Cluster {
                 return Err(ApiError::already_exists(info, &name));
             }
             if opts.dry_run {
-                result = Some(obj.clone());
+                result = Some(without_rv_slot(obj.clone()));
                 return Ok(Write::Unchanged);
             }
             Ok(Write::Put(obj.clone()))
@@ -487,7 +487,7 @@ impl Cluster {
                     outcome = Some(Deleted::Pending(new));
                     return Ok(Write::Unchanged);
                 }
-                Ok(Write::Put(new))
+                Ok(Write::Put(canonical(&info, new)))
             })
             .and_then(|written| {
                 if let Some(o) = outcome {

@@ -33,6 +33,7 @@ mod patching;
 mod subresources;
 mod write;
 
+pub use auth::TokenReviewOutcome;
 pub use bootstrap::{cluster_role_bindings, cluster_roles};
 pub use options::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, PatchType, Propagation,

@@ -12,19 +12,86 @@ use crate::store::{ObjKey, ResKey, Write};
 use crate::time::now;
 use crate::{admission, patch, strict};
 
-/// The object with `apiVersion`, `kind`, `metadata` first, as the API server prints it.
-pub(super) fn canonical(obj: Value) -> Value {
+/// `metav1.ObjectMeta`'s fields in their declaration order, the order the API server's JSON
+/// encoder writes them for built-in types.
+const META_ORDER: [&str; 15] = [
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// The object in the key order kube-apiserver writes it. A built-in type is a Go struct:
+/// `kind`, `apiVersion` (the inline `TypeMeta`), `metadata` in `ObjectMeta`'s field order,
+/// the type's own fields, `status` last. A custom resource is unstructured, a Go map, which
+/// the JSON encoder writes with its keys sorted at every level.
+///
+/// A missing `metadata.resourceVersion` gets an empty slot in its place, which the store
+/// fills in place when it writes the object.
+pub(super) fn canonical(info: &ResourceInfo, obj: Value) -> Value {
     let Value::Object(mut m) = obj else {
         return obj;
     };
+    if let Some(Value::Object(meta)) = m.get_mut("metadata")
+        && !meta.contains_key("resourceVersion")
+    {
+        meta.insert("resourceVersion".into(), Value::String(String::new()));
+    }
+    if info.custom {
+        let mut v = Value::Object(m);
+        v.sort_all_objects();
+        return v;
+    }
     let mut out = Map::new();
-    for k in ["apiVersion", "kind", "metadata"] {
+    for k in ["kind", "apiVersion"] {
+        if let Some(v) = m.remove(k) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    if let Some(meta) = m.remove("metadata") {
+        out.insert("metadata".into(), order_metadata(meta));
+    }
+    let status = m.remove("status");
+    out.extend(m);
+    if let Some(s) = status {
+        out.insert("status".into(), s);
+    }
+    Value::Object(out)
+}
+
+fn order_metadata(meta: Value) -> Value {
+    let Value::Object(mut m) = meta else {
+        return meta;
+    };
+    let mut out = Map::new();
+    for k in META_ORDER {
         if let Some(v) = m.remove(k) {
             out.insert(k.to_string(), v);
         }
     }
     out.extend(m);
     Value::Object(out)
+}
+
+/// Drop the empty `resourceVersion` slot of an object that was not written (dry run).
+pub(super) fn without_rv_slot(mut obj: Value) -> Value {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+        && m.get("resourceVersion").and_then(Value::as_str) == Some("")
+    {
+        m.remove("resourceVersion");
+    }
+    obj
 }
 
 /// Whether the type tracks `metadata.generation` (workloads, CRDs, custom resources).
@@ -274,7 +341,7 @@ impl Cluster {
                 unchanged = Some(old.clone());
                 return Ok(Write::Unchanged);
             }
-            let new = canonical(new);
+            let new = canonical(info, new);
             remove = ready_to_remove(&new);
             if opts.dry_run {
                 dry = Some(new);

@@ -3,6 +3,7 @@
 //! is removed and the Namespace disappears. It also recreates a deleted `default`
 //! ServiceAccount in active namespaces.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -77,11 +78,9 @@ impl Reconciler for NamespaceController {
             }
             return Ok(None);
         }
-        let mut remaining = 0;
         for res in super::gc::namespaced_resources(cluster) {
             let (items, _) = cluster.store().list(&res, Some(name));
             for o in items {
-                remaining += 1;
                 let o: &Value = &o;
                 if !o["metadata"]["deletionTimestamp"].is_null() {
                     continue;
@@ -97,16 +96,37 @@ impl Reconciler for NamespaceController {
                 }
             }
         }
-        if remaining > 0 {
-            // Re-check: objects removed right away have emitted DELETED events that requeue
-            // this namespace; the rest (pods in their grace period, finalizers) do so later.
-            let left: usize = super::gc::namespaced_resources(cluster)
-                .iter()
-                .map(|r| cluster.store().list(r, Some(name)).0.len())
-                .sum();
-            if left > 0 {
-                return Ok(None);
+        // What is left once deletion was asked of everything: objects in their grace period
+        // (pods) or held by finalizers. Their removal emits DELETED events, which requeue
+        // this namespace.
+        let mut by_resource = BTreeMap::new();
+        let mut by_finalizer: BTreeMap<String, usize> = BTreeMap::new();
+        for res in super::gc::namespaced_resources(cluster) {
+            let (items, _) = cluster.store().list(&res, Some(name));
+            if items.is_empty() {
+                continue;
             }
+            by_resource.insert(format!("{}.{}", res.resource, res.group), items.len());
+            for o in &items {
+                for f in o["metadata"]["finalizers"].as_array().into_iter().flatten() {
+                    if let Some(f) = f.as_str() {
+                        *by_finalizer.entry(f.to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let conditions = deletion_conditions(&by_resource, &by_finalizer);
+        let r = cluster.update_status(&namespaces(), "", name, COMPONENT, |o| {
+            set_conditions(&mut o["status"], conditions);
+            Ok(())
+        });
+        match r {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if !by_resource.is_empty() {
+            return Ok(None);
         }
         let r = cluster.mutate(&namespaces(), "", name, COMPONENT, |o| {
             if let Some(list) = o["spec"]["finalizers"].as_array_mut() {
@@ -120,4 +140,103 @@ impl Reconciler for NamespaceController {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The namespace deleter's conditions (`status_condition_utils.go`), in its order, as
+/// `(type, status, reason, message)`: no discovery, parsing or deletion failure here; content
+/// and finalizers remaining as counted.
+fn deletion_conditions(
+    by_resource: &BTreeMap<String, usize>,
+    by_finalizer: &BTreeMap<String, usize>,
+) -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let mut out = vec![
+        (
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+            "All resources successfully discovered".to_string(),
+        ),
+        (
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".to_string(),
+        ),
+        (
+            "NamespaceDeletionContentFailure",
+            "False",
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization".to_string(),
+        ),
+    ];
+    if by_resource.is_empty() {
+        out.push((
+            "NamespaceContentRemaining",
+            "False",
+            "ContentRemoved",
+            "All content successfully removed".to_string(),
+        ));
+    } else {
+        let mut parts: Vec<String> = by_resource
+            .iter()
+            .map(|(r, n)| format!("{r} has {n} resource instances"))
+            .collect();
+        parts.sort();
+        out.push((
+            "NamespaceContentRemaining",
+            "True",
+            "SomeResourcesRemain",
+            format!("Some resources are remaining: {}", parts.join(", ")),
+        ));
+    }
+    if by_finalizer.is_empty() {
+        out.push((
+            "NamespaceFinalizersRemaining",
+            "False",
+            "ContentRemoved",
+            "All content successfully removed".to_string(),
+        ));
+    } else {
+        let mut parts: Vec<String> = by_finalizer
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect();
+        parts.sort();
+        out.push((
+            "NamespaceFinalizersRemaining",
+            "True",
+            "SomeFinalizerRemain",
+            format!("Some finalizers are remaining: {}", parts.join(", ")),
+        ));
+    }
+    out
+}
+
+/// Merge `conditions` into `status.conditions` as `updateConditions` does: a condition whose
+/// status, reason and message are unchanged is left alone; `lastTransitionTime` moves only
+/// when the status changes.
+fn set_conditions(
+    status: &mut Value,
+    conditions: Vec<(&'static str, &'static str, &'static str, String)>,
+) {
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let mut list = status["conditions"].as_array().cloned().unwrap_or_default();
+    let now = crate::time::now();
+    for (ty, st, reason, message) in conditions {
+        match list.iter_mut().find(|c| c["type"] == ty) {
+            Some(c) => {
+                if c["status"] != st {
+                    c["lastTransitionTime"] = json!(now);
+                }
+                c["status"] = json!(st);
+                c["reason"] = json!(reason);
+                c["message"] = json!(message);
+            }
+            None => list.push(json!({"type": ty, "status": st, "lastTransitionTime": now,
+                                     "reason": reason, "message": message})),
+        }
+    }
+    status["conditions"] = Value::Array(list);
 }

@@ -303,8 +303,7 @@ impl Kubelet {
                                 "lastTransitionTime": now}],
                 "addresses": [{"type": "InternalIP", "address": status::POD_IP},
                               {"type": "Hostname", "address": name}],
-                "nodeInfo": {"kubeletVersion": crate::resources::GIT_VERSION, "operatingSystem": std::env::consts::OS,
-                             "architecture": go_arch(), "containerRuntimeVersion": "process://kubesim"},
+                "nodeInfo": node_system_info(),
             });
             Ok(())
         });
@@ -405,6 +404,43 @@ impl Drop for Kubelet {
 }
 
 /// The architecture as Kubernetes names it.
+/// `NodeSystemInfo` with every field a kubelet always writes (typed clients require them), from
+/// the host where it can be read. `kubeProxyVersion` is deprecated and left empty, as kubelets
+/// of this version do.
+fn node_system_info() -> Value {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let machine_id = Some(read("/etc/machine-id"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let system_uuid = Some(read("/sys/class/dmi/id/product_uuid"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let boot_id = Some(read("/proc/sys/kernel/random/boot_id"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let os_image = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    serde_json::json!({
+        "machineID": machine_id,
+        "systemUUID": system_uuid,
+        "bootID": boot_id,
+        "kernelVersion": read("/proc/sys/kernel/osrelease"),
+        "osImage": os_image,
+        "containerRuntimeVersion": "process://kubesim",
+        "kubeletVersion": crate::resources::GIT_VERSION,
+        "kubeProxyVersion": "",
+        "operatingSystem": std::env::consts::OS,
+        "architecture": go_arch(),
+    })
+}
+
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

@@ -674,6 +674,11 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
         // Restart after a back-off.
         let delay = backoff(ctx, restart);
         ctx.update(|r| {
+            // A restarting container has stopped (it has a last termination state): the
+            // kubelet's getPhase counts the pod Running, even when it never started.
+            if !init && r.phase == Phase::Pending {
+                r.phase = Phase::Running;
+            }
             let c = slot(r, init, i);
             c.last_state = Some(c.state.clone());
             c.restart_count += 1;
