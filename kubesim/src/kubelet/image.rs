@@ -350,4 +350,105 @@ mod tests {
                 .contains("not found")
         );
     }
+
+    fn unpacked(root: &Path, user: &str) -> Unpacked {
+        Unpacked {
+            digest: "sha256:00".into(),
+            root: root.to_path_buf(),
+            config: super::super::oci::ImageConfig {
+                user: user.into(),
+                ..Default::default()
+            },
+            archive: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn users_and_run_as_non_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1001:1002::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("etc/group"), "staff:x:50:\n").unwrap();
+        let pod = |sc: Value| json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {"securityContext": sc}});
+        let c = json!({"name": "main"});
+        let run = |sc: Value, user: &str| run_as(&pod(sc), &c, &unpacked(dir.path(), user));
+        let ids = |uid, gid| Ok(RunAs { uid, gid });
+        assert_eq!(run(json!({}), "65532:65532"), ids(65532, 65532));
+        assert_eq!(run(json!({}), "app"), ids(1001, 1002));
+        assert_eq!(run(json!({}), "1001"), ids(1001, 1002));
+        assert_eq!(run(json!({}), "app:staff"), ids(1001, 50));
+        assert_eq!(run(json!({}), ""), ids(0, 0));
+        assert_eq!(run(json!({"runAsUser": 7}), "app"), ids(7, 0));
+        assert_eq!(
+            run(json!({"runAsUser": 7, "runAsGroup": 8}), "app"),
+            ids(7, 8)
+        );
+        assert!(
+            run(json!({}), "nobody")
+                .unwrap_err()
+                .contains("unable to find user nobody")
+        );
+        let who = "(pod: \"p_ns(u1)\", container: main)";
+        let non_root = json!({"runAsNonRoot": true});
+        assert_eq!(
+            run(non_root.clone(), "0:0").unwrap_err(),
+            format!("container has runAsNonRoot and image will run as root {who}")
+        );
+        assert_eq!(
+            run(non_root.clone(), "app").unwrap_err(),
+            format!(
+                "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root {who}"
+            )
+        );
+        assert_eq!(
+            run(json!({"runAsNonRoot": true, "runAsUser": 0}), "65532").unwrap_err(),
+            format!("container's runAsUser breaks non-root policy {who}")
+        );
+        assert_eq!(run(non_root, "65532"), ids(65532, 0));
+        // The container's security context wins over the pod's.
+        let c = json!({"name": "main", "securityContext": {"runAsNonRoot": false}});
+        assert!(
+            run_as(
+                &pod(json!({"runAsNonRoot": true})),
+                &c,
+                &unpacked(dir.path(), "")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn image_programs_are_looked_up_in_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+        let exe = dir.path().join("usr/bin/tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("usr/bin", dir.path().join("bin")).unwrap();
+        let mut img = unpacked(dir.path(), "");
+        img.config.entrypoint = vec!["/bin/tool".into()];
+        img.config.cmd = vec!["serve".into()];
+        let env = vec![("PATH".to_string(), "/sbin:/bin".to_string())];
+        assert_eq!(
+            image_command_line(&json!({}), &img, &env).unwrap(),
+            (exe.clone(), vec!["serve".to_string()])
+        );
+        let c = json!({"command": ["tool"], "args": []});
+        assert_eq!(image_command_line(&c, &img, &env).unwrap(), (exe, vec![]));
+        // The host's programs are not looked at.
+        let c = json!({"command": ["printenv"]});
+        assert!(
+            image_command_line(&c, &img, &env)
+                .unwrap_err()
+                .contains("not found")
+        );
+        img.config.entrypoint.clear();
+        img.config.cmd.clear();
+        assert!(image_command_line(&json!({}), &img, &env).is_err());
+    }
 }
