@@ -3,7 +3,6 @@
 //! run from the archives' unpacked roots, as the images' user, and the install materializes
 //! what sc-model renders.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -74,10 +73,12 @@ fn chart_pods_run_from_the_image_archives() {
     let rel = c.release_ns();
 
     // Every pod state of the release namespace, to see the sc-job pod before it is deleted.
+    // Into a file: a pipe read only at the end would fill up and stall kubectl.
+    let watch_file = c.dir().join("pods.watch.json");
     let mut watch = c.tool_command("kubectl-1.37");
     watch
         .args(["get", "pods", "-n", &rel, "--watch", "-o", "json"])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&watch_file).expect("creating the watch output"))
         .stderr(Stdio::null());
     let mut watch = watch.spawn().expect("starting kubectl get --watch");
 
@@ -136,14 +137,8 @@ fn chart_pods_run_from_the_image_archives() {
 
     // The sc-job pod ran from the sc-job image and succeeded.
     let _ = watch.kill();
-    let mut seen = String::new();
-    watch
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut seen)
-        .expect("reading the watch");
     let _ = watch.wait();
+    let seen = std::fs::read_to_string(&watch_file).expect("reading the watch output");
     let stream = serde_json::Deserializer::from_str(&seen).into_iter::<Value>();
     let job_states: Vec<Value> = stream
         .filter_map(Result::ok)
