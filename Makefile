@@ -21,7 +21,7 @@ tools: ## install the pinned helm 3.18 / 4.1, kubectl 1.33 / 1.35 / 1.37 and pyt
 build: ## build every binary (sc-agent, sc-job, kubesim)
 	$(CARGO) build --workspace --bins
 
-test: tools build ## run the whole test suite (unit, embedded cluster, real helm and kubectl, the image archives)
+test: tools build images ## run the whole test suite (unit, embedded cluster, real helm and kubectl, the image archives; the chart runs from them on kubesim)
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else

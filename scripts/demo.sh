@@ -48,7 +48,14 @@ mkdir -p "$demo"
 rm -f "$KUBECONFIG"
 
 step "starting the embedded cluster"
-nohup "$bin/kubesim" --listen 127.0.0.1:0 --kubeconfig "$KUBECONFIG" --bin-dir "$bin" \
+# With the image archives of `make images`, the agent and sc-job run from the images
+# themselves (their root and user); without them, from the binaries just built.
+images=()
+if [ -f "$root/dist/images/sc-agent.tar" ] && [ -f "$root/dist/images/sc-job.tar" ]; then
+  images=(--image-dir "$root/dist/images")
+  echo "running sc-agent and sc-job from the image archives in dist/images"
+fi
+nohup "$bin/kubesim" --listen 127.0.0.1:0 --kubeconfig "$KUBECONFIG" --bin-dir "$bin" "${images[@]}" \
   > "$demo/kubesim.log" 2>&1 < /dev/null &
 echo $! > "$demo/kubesim.pid"
 for _ in $(seq 1 300); do

@@ -22,6 +22,11 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// Directory of the binaries the kubelet may run for container images.
     pub bin_dir: Option<PathBuf>,
+    /// Directory of OCI image archives (`*.tar`) the kubelet runs containers from; images
+    /// without an archive fall back to `bin_dir` and the host (see [`crate::kubelet::oci`]).
+    pub image_dir: Option<PathBuf>,
+    /// Where the images are unpacked; `None`: `.images` in the pods' directory.
+    pub image_cache: Option<PathBuf>,
     /// Where the kubelet puts the pods' working directories; `None`: a fresh temporary
     /// directory, removed on shutdown.
     pub pod_dir: Option<PathBuf>,
@@ -38,6 +43,8 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             bin_dir: None,
+            image_dir: None,
+            image_cache: None,
             pod_dir: None,
             faults: FaultConfig::default(),
             service_account_issuer: None,
@@ -127,6 +134,8 @@ impl Kubesim {
             cluster.clone(),
             KubeletConfig {
                 bin_dir: options.bin_dir.clone(),
+                image_dir: options.image_dir.clone(),
+                image_cache: options.image_cache.clone(),
                 root_dir: options.pod_dir.clone(),
                 server_url: Some(format!("http://{addr}")),
                 ..Default::default()

@@ -20,6 +20,15 @@ struct Args {
     /// Directory of the binaries pods may run (the kubelet resolves container commands there).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Directory of OCI image archives (*.tar, as `make images` writes them): a pod whose
+    /// image matches one (name and tag, or digest) runs from the image's unpacked root, with
+    /// its entrypoint and user; other images keep --bin-dir and the host.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Where images are unpacked, once per manifest digest (default: .images in the pods'
+    /// directory). May be shared by several kubesim processes.
+    #[arg(long)]
+    image_cache: Option<PathBuf>,
     /// Directory for the pods' working directories (one per pod, removed with the pod);
     /// default: a fresh temporary directory removed when kubesim stops.
     #[arg(long)]
@@ -74,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         kubeconfig: Some(args.kubeconfig),
         bin_dir: args.bin_dir,
+        image_dir: args.image_dir,
+        image_cache: args.image_cache,
         pod_dir: args.pod_dir,
         faults,
         service_account_issuer: Some(args.service_account_issuer),

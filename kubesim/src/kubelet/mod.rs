@@ -2,7 +2,8 @@
 //! hooks) runs its containers as local processes.
 //!
 //! - Binding: a new pod gets `spec.nodeName` (the node name, `kubesim` by default).
-//! - Images and commands: see [`image`]; environment: see [`env`](mod@env).
+//! - Images and commands: see [`image`]; image archives (`image_dir`): see [`oci`];
+//!   environment: see [`env`](mod@env).
 //! - Working directory: one per pod under the kubelet's root directory (a fresh directory in
 //!   the system temp dir unless configured), removed with the pod. `HOME` points at it.
 //! - Identity: unless `automountServiceAccountToken: false`, the pod's ServiceAccount gets a
@@ -24,6 +25,7 @@
 pub mod env;
 pub mod image;
 pub mod logs;
+pub mod oci;
 mod pod;
 pub mod probe;
 pub mod process;
@@ -51,6 +53,11 @@ use process::ProcessGroups;
 pub struct KubeletConfig {
     /// Executables that container images map to (image name = file name).
     pub bin_dir: Option<PathBuf>,
+    /// OCI image archives (`*.tar`) that container images run from, see [`oci`]; images
+    /// without an archive fall back to `bin_dir` and the host.
+    pub image_dir: Option<PathBuf>,
+    /// Where images are unpacked; `None`: `<root_dir>/.images`.
+    pub image_cache: Option<PathBuf>,
     /// The API server URL written into each pod's kubeconfig (no kubeconfig when `None`).
     pub server_url: Option<String>,
     /// Where the pods' working directories go; `None`: a fresh temporary directory, removed
@@ -68,6 +75,8 @@ impl Default for KubeletConfig {
     fn default() -> Self {
         Self {
             bin_dir: None,
+            image_dir: None,
+            image_cache: None,
             server_url: None,
             root_dir: None,
             node_name: "kubesim".into(),
@@ -99,6 +108,7 @@ pub struct Kubelet {
     owns_root: bool,
     logs: LogStore,
     groups: Arc<ProcessGroups>,
+    images: Option<Arc<oci::ImageStore>>,
     pods: Mutex<HashMap<String, PodHandle>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -132,8 +142,16 @@ impl Kubelet {
                 ProcessGroups::default()
             }),
         );
+        let images = config.image_dir.clone().map(|dir| {
+            let cache = config
+                .image_cache
+                .clone()
+                .unwrap_or_else(|| root.join(".images"));
+            Arc::new(oci::ImageStore::new(dir, cache))
+        });
         let kubelet = Arc::new(Self {
             cluster: cluster.clone(),
+            images,
             config,
             root,
             owns_root,
@@ -178,6 +196,11 @@ impl Kubelet {
     /// The root of the pods' working directories.
     pub fn root_dir(&self) -> &std::path::Path {
         &self.root
+    }
+
+    /// The image archives and their cache, when an image directory is configured.
+    pub fn images(&self) -> Option<&Arc<oci::ImageStore>> {
+        self.images.as_ref()
     }
 
     /// Pids of every container process running now.

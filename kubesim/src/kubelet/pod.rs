@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::env::{SourceKind, container_env};
-use super::image::command_line;
+use super::image::{RunAs, command_line, image_command_line, run_as};
 use super::logs::LogKey;
+use super::oci::Unpacked;
 use super::process::{Launch, Process};
 use super::status::{ContainerRun, Phase, PodRun, State};
 use super::{Kubelet, pods_res};
@@ -502,6 +503,54 @@ fn slot(r: &mut PodRun, init: bool, i: usize) -> &mut ContainerRun {
     }
 }
 
+/// The image archive `spec.image` runs from, unpacked; `None` without an image directory or
+/// a matching archive. The error is the `ErrImagePull` message.
+async fn resolve_image(ctx: &Arc<Ctx>, spec: &Value) -> Result<Option<Unpacked>, String> {
+    let Some(store) = ctx.kubelet.images.clone() else {
+        return Ok(None);
+    };
+    let reference = spec["image"].as_str().unwrap_or("").to_string();
+    tokio::task::spawn_blocking(move || store.resolve(&reference))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// The environment an image container starts from: the image's `Env`, then the kubelet's
+/// variables without the host's `PATH` (the image's, or the runtime's default, applies).
+fn image_base_env(image: &Unpacked, base: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = image.config.env.clone();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.insert(
+            0,
+            ("PATH".to_string(), super::image::DEFAULT_PATH.to_string()),
+        );
+    }
+    for (k, v) in base.iter().filter(|(k, _)| k != "PATH") {
+        env.retain(|(e, _)| e != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Hand the pod's working directory and credentials to the user a container runs as, so it
+/// can use them as a pod's files (its HOME, the kubeconfig and token, emptyDir volumes).
+fn give_workdir(dir: &Path, user: RunAs) {
+    let mut paths = vec![
+        dir.to_path_buf(),
+        dir.join("kubeconfig"),
+        dir.join("serviceaccount"),
+        dir.join("serviceaccount/token"),
+        dir.join("serviceaccount/namespace"),
+    ];
+    paths.retain(|p| p.symlink_metadata().is_ok());
+    for p in paths {
+        if let Err(e) = std::os::unix::fs::lchown(&p, Some(user.uid), Some(user.gid)) {
+            tracing::warn!(path = %p.display(), error = %e, "handing a pod file to its user failed");
+        }
+    }
+}
+
 /// Run one container with its restart policy until it is done (or the pod is deleted).
 /// Returns the exit code of the last run, `None` when it never ran to completion.
 async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
@@ -526,14 +575,63 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
         .to_string();
     let mut last_exit = None;
     let mut changed = ctx.config_changed.clone();
+    // The image archive the container runs from: looked up (and unpacked) once.
+    let mut image: Option<Option<Unpacked>> = None;
     loop {
         if ctx.stopping() {
             return last_exit;
         }
         changed.borrow_and_update();
-        // Configuration: env (may wait for a Secret/ConfigMap), then the command.
+        if image.is_none() {
+            match resolve_image(ctx, &spec).await {
+                Ok(found) => image = Some(found),
+                Err(message) => {
+                    let reference = spec["image"].as_str().unwrap_or("");
+                    ctx.update(|r| {
+                        slot(r, init, i).state = State::Waiting {
+                            reason: "ErrImagePull".into(),
+                            message: Some(message.clone()),
+                        }
+                    });
+                    ctx.publish();
+                    ctx.event(
+                        true,
+                        "Failed",
+                        &format!("Failed to pull image \"{reference}\": {message}"),
+                    );
+                    tokio::select! {
+                        _ = changed.changed() => continue,
+                        _ = ctx.stopped() => return last_exit,
+                    }
+                }
+            }
+        }
+        let unpacked = image.as_ref().and_then(Option::as_ref);
+        // Configuration: the user (image containers), env (may wait for a Secret/ConfigMap),
+        // then the command.
+        let user = match unpacked.map(|img| run_as(&ctx.pod, &spec, img)).transpose() {
+            Ok(user) => user,
+            Err(message) => {
+                ctx.update(|r| {
+                    slot(r, init, i).state = State::Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: Some(message.clone()),
+                    }
+                });
+                ctx.publish();
+                ctx.event(true, "Failed", &format!("Error: {message}"));
+                tokio::select! {
+                    _ = changed.changed() => continue,
+                    _ = ctx.stopped() => return last_exit,
+                }
+            }
+        };
+        let base_env = match unpacked {
+            Some(img) => image_base_env(img, &ctx.base_env),
+            None => ctx.base_env.clone(),
+        };
         let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
-        let env = match container_env(&ctx.pod, &spec, &ctx.base_env, &lookup) {
+        let env = match container_env(&ctx.pod, &spec, &base_env, &lookup) {
             Ok(env) => env
                 .into_iter()
                 .map(|(k, v)| (k, volumes::translate(&v, &mounts)))
@@ -565,19 +663,27 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
             restart,
         });
         let started_at = Timestamp::now();
-        let spawned = command_line(&spec, ctx.kubelet.config.bin_dir.as_deref(), &env).and_then(
-            |(program, args)| {
-                let launch = Launch {
-                    program: program.clone(),
-                    args,
-                    env: env.clone(),
-                    cwd: ctx.dir.clone(),
-                };
-                Process::spawn(&launch, log.clone(), ctx.kubelet.groups.clone())
-                    .map(|p| (p, program))
-                    .map_err(|e| format!("exec: {:?}: {e}", launch.program))
-            },
-        );
+        let resolved = match unpacked {
+            Some(img) => image_command_line(&spec, img, &env),
+            None => command_line(&spec, ctx.kubelet.config.bin_dir.as_deref(), &env),
+        };
+        // Only root can start a process as another user.
+        let user = user.filter(|_| super::process::is_root());
+        if let Some(u) = user {
+            give_workdir(&ctx.dir, u);
+        }
+        let spawned = resolved.and_then(|(program, args)| {
+            let launch = Launch {
+                program: program.clone(),
+                args,
+                env: env.clone(),
+                cwd: ctx.dir.clone(),
+                user,
+            };
+            Process::spawn(&launch, log.clone(), ctx.kubelet.groups.clone())
+                .map(|p| (p, program))
+                .map_err(|e| format!("exec: {:?}: {e}", launch.program))
+        });
         let exit = match spawned {
             Err(message) => {
                 log.close();
@@ -605,6 +711,10 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                     c.state = State::Running { started_at };
                     c.pid = Some(pid);
                     c.program = Some(program.display().to_string());
+                    c.image_id = unpacked.map(|img| {
+                        let reference = super::oci::ImageRef::parse(&c.image);
+                        format!("{}@{}", reference.repository, img.digest)
+                    });
                     c.probe_ready = (!init && spec["readinessProbe"].is_object()).then_some(false);
                 });
                 if restart == 0 {

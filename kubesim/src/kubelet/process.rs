@@ -23,6 +23,13 @@ const PR_SET_PDEATHSIG: i32 = 1;
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
     fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+    fn geteuid() -> u32;
+}
+
+/// Whether kubesim runs as root, and so can start processes as another user.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    unsafe { geteuid() == 0 }
 }
 
 /// Send `sig` to every process of the group `pgid`. Errors (the group is gone) are ignored.
@@ -35,14 +42,15 @@ pub fn signal_group(pgid: i32, sig: i32) {
     }
 }
 
-/// What to run: the resolved executable, its arguments, the complete environment and the
-/// working directory.
+/// What to run: the resolved executable, its arguments, the complete environment, the
+/// working directory, and the user to run as (`None`: kubesim's own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    pub user: Option<super::image::RunAs>,
 }
 
 /// The process groups currently alive, so that everything can be killed at shutdown even
@@ -200,6 +208,10 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        if let Some(u) = launch.user {
+            // std drops the supplementary groups when it changes the user as root.
+            cmd.uid(u.uid).gid(u.gid);
+        }
         // SAFETY: prctl is async-signal-safe; the closure touches no shared state.
         unsafe {
             cmd.pre_exec(|| {
@@ -341,6 +353,7 @@ mod tests {
                 ("GREETING".into(), "hi".into()),
             ],
             cwd: std::env::temp_dir(),
+            user: None,
         }
     }
 

@@ -84,8 +84,12 @@ pub struct ContainerRun {
     pub restart_count: u32,
     /// The pid of the current (or last) process, reported as `containerID: process://<pid>`.
     pub pid: Option<i32>,
-    /// The resolved executable, reported as `imageID`.
+    /// The resolved executable, reported as `imageID` (`process://<path>`) unless the
+    /// container runs from an image archive.
     pub program: Option<String>,
+    /// `<repository>@<manifest digest>` of the image archive the container runs from,
+    /// reported as `imageID`.
+    pub image_id: Option<String>,
     /// The readiness probe's verdict (`None`: the container has no readiness probe).
     pub probe_ready: Option<bool>,
 }
@@ -100,6 +104,7 @@ impl ContainerRun {
             restart_count: 0,
             pid: None,
             program: None,
+            image_id: None,
             probe_ready: None,
         }
     }
@@ -125,7 +130,7 @@ impl ContainerRun {
         let mut v = json!({
             "name": self.name,
             "image": self.image,
-            "imageID": self.program.as_ref().map(|p| format!("process://{p}")).unwrap_or_default(),
+            "imageID": self.image_id.clone().or_else(|| self.program.as_ref().map(|p| format!("process://{p}"))).unwrap_or_default(),
             "ready": self.is_ready() && !init || init && self.exit_code() == Some(0),
             "restartCount": self.restart_count,
             "started": self.is_running(),

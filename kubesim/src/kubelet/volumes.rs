@@ -54,6 +54,11 @@ pub fn materialize(
         let dir = volume_dir(pod_dir, volume);
         std::fs::create_dir_all(&dir)
             .map_err(|e| fail(format!("creating {} failed: {e}", dir.display())))?;
+        if volume["emptyDir"].is_object() {
+            // World-writable as the kubelet makes it, for containers running as another user.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        }
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         if volume["configMap"].is_object() {
             source_files(

@@ -262,6 +262,12 @@ fn free_port() -> u16 {
 impl Cluster {
     /// A private kubesim, or the cluster of `SC_E2E_KUBECONFIG`.
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// [`Cluster::start`], with `kubesim_args` added to a private kubesim's command line
+    /// (ignored on the cluster of `SC_E2E_KUBECONFIG`).
+    pub fn start_with(kubesim_args: &[String]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("sc-e2e-")
             .tempdir()
@@ -290,6 +296,7 @@ impl Cluster {
                     .arg("--listen=127.0.0.1:0")
                     .arg(format!("--kubeconfig={}", kubeconfig.display()))
                     .arg(format!("--bin-dir={}", bin_dir().display()))
+                    .args(kubesim_args)
                     .env("RUST_LOG", "warn")
                     .stdin(Stdio::null())
                     .stdout(log.try_clone().expect("duplicating the log file failed"))
