@@ -706,7 +706,8 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
     })
 }
 
-const VERBS: [&str; 8] = [
+/// Every verb served on a resource (RBAC's full access to it).
+pub(crate) const VERBS: [&str; 8] = [
     "create",
     "delete",
     "deletecollection",

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::{Cluster, WriteOptions};
+use crate::resources::VERBS;
 use crate::store::ResKey;
 
 /// The manager of what the bootstrap writes.
@@ -205,16 +206,7 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(
             &["coordination.k8s.io"],
             &["leases"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
+            &VERBS,
         ),
     ];
     let admin = vec![
@@ -226,16 +218,7 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(
             &["rbac.authorization.k8s.io"],
             &["rolebindings", "roles"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
+            &VERBS,
         ),
     ];
     let to = |role: &str| format!("rbac.authorization.k8s.io/aggregate-to-{role}");
