@@ -396,21 +396,7 @@ fn name(pod: &Value) -> String {
 /// (which carry the Job's selector labels) and a controller reference to the Job.
 pub fn pod_from_template(job: &Value) -> Value {
     let template = &job["spec"]["template"];
-    let job_name = job["metadata"]["name"].as_str().unwrap_or("");
-    let mut meta = template["metadata"].clone();
-    if !meta.is_object() {
-        meta = json!({});
-    }
-    for drop in [
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-    ] {
-        meta.as_object_mut().expect("object").remove(drop);
-    }
-    meta["generateName"] = json!(format!("{job_name}-"));
+    let mut meta = super::template_pod_meta(job);
     meta["namespace"] = job["metadata"]["namespace"].clone();
     meta["ownerReferences"] = json!([super::controller_ref(job, "batch/v1", "Job")]);
     meta["finalizers"] = json!([TRACKING_FINALIZER]);

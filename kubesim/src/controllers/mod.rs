@@ -199,6 +199,26 @@ pub(crate) fn all_of(cluster: &Cluster, res: &ResKey) -> Vec<ObjKey> {
         .collect()
 }
 
+/// The metadata of a pod made from `owner`'s `spec.template`: the template's metadata without
+/// the fields the server sets, with `generateName: <owner>-`.
+pub(crate) fn template_pod_meta(owner: &Value) -> Value {
+    let mut meta = owner["spec"]["template"]["metadata"].clone();
+    if !meta.is_object() {
+        meta = json!({});
+    }
+    for drop in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        meta.as_object_mut().expect("object").remove(drop);
+    }
+    meta["generateName"] = json!(format!("{}-", meta_str(owner, "name")));
+    meta
+}
+
 /// A controller reference to `owner` (controller and blockOwnerDeletion set).
 pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     json!({

@@ -41,20 +41,7 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
 /// The pod a ReplicaSet creates from its template.
 pub fn pod_from_template(rs: &Value) -> Value {
     let template = &rs["spec"]["template"];
-    let mut meta = template["metadata"].clone();
-    if !meta.is_object() {
-        meta = json!({});
-    }
-    for drop in [
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-    ] {
-        meta.as_object_mut().expect("object").remove(drop);
-    }
-    meta["generateName"] = json!(format!("{}-", meta_str(rs, "name")));
+    let mut meta = super::template_pod_meta(rs);
     meta["ownerReferences"] = json!([super::controller_ref(rs, "apps/v1", "ReplicaSet")]);
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"].clone()})
 }
