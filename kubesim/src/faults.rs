@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cluster::{ApiError, Cluster};
+use crate::server::{error_response, json_response};
 use crate::store::ResKey;
 
 const SIGKILL: i32 = 9;
@@ -342,18 +343,6 @@ pub fn wrap(router: axum::Router, faults: Arc<Faults>, cluster: Arc<Cluster>) ->
         FaultLayer { faults, cluster },
         middleware,
     ))
-}
-
-fn json_response(code: u16, body: &Value) -> Response {
-    Response::builder()
-        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string() + "\n"))
-        .expect("valid response")
-}
-
-fn error_response(e: &ApiError) -> Response {
-    json_response(e.code, &e.status())
 }
 
 /// The bearer token of a request, if any.

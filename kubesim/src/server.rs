@@ -75,7 +75,7 @@ impl Query {
 
 /// A JSON body ends with a newline, as Go's `json.Encoder` (the API server's serializer)
 /// writes it.
-fn json_response(code: u16, body: &Value) -> Response {
+pub(crate) fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
@@ -83,7 +83,7 @@ fn json_response(code: u16, body: &Value) -> Response {
         .expect("valid response")
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.status())
 }
 
