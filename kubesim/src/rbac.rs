@@ -273,8 +273,9 @@ fn str_at<'v>(v: Option<&'v Value>, key: &str) -> &'v str {
         .unwrap_or("")
 }
 
-fn strings(rule: &Value, key: &str) -> Vec<String> {
-    rule.get(key)
+/// The strings of the array at `key` of `v` (none when it is missing or not an array).
+pub(crate) fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -6,7 +6,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use crate::cluster::{ApiError, Cluster, TokenReviewOutcome};
-use crate::rbac::{Attributes, UserInfo};
+use crate::rbac::{self, Attributes, UserInfo};
 use crate::resources::ResourceInfo;
 
 fn user_json(u: &UserInfo) -> Value {
@@ -67,15 +67,7 @@ pub fn answer(
         }
         "selfsubjectreviews" => body["status"] = json!({"userInfo": user_json(user)}),
         "tokenreviews" => {
-            let audiences: Vec<String> = body["spec"]["audiences"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let audiences = rbac::strings(&body["spec"], "audiences");
             body["status"] = match cluster.review_token(&text(&body["spec"], "token"), &audiences) {
                 TokenReviewOutcome::Authenticated { user, audiences } => {
                     json!({"authenticated": true, "user": user_json(&user), "audiences": audiences})

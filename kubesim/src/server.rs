@@ -19,7 +19,7 @@ use crate::cluster::{
     Propagation, WriteOptions,
 };
 use crate::negotiate::{self, Output, negotiate};
-use crate::rbac::{Attributes, UserInfo};
+use crate::rbac::{self, Attributes, UserInfo};
 use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventType, WatchEvent};
@@ -958,15 +958,7 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
     if spec.get("audiences").is_none_or(Value::is_null) {
         spec["audiences"] = json!([cluster.issuer().url]);
     }
-    let audiences: Vec<String> = spec["audiences"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences = rbac::strings(&spec, "audiences");
     let token = cluster.issue_token_for(ns, name, &audiences)?;
     let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
     let exp = exp.round(jiff::Unit::Second).unwrap_or(exp);
