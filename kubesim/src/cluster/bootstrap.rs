@@ -203,11 +203,7 @@ pub fn cluster_roles() -> Vec<Value> {
             &["ingresses", "networkpolicies"],
             &WRITE,
         ),
-        rule(
-            &["coordination.k8s.io"],
-            &["leases"],
-            &VERBS,
-        ),
+        rule(&["coordination.k8s.io"], &["leases"], &VERBS),
     ];
     let admin = vec![
         rule(
