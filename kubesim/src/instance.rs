@@ -232,27 +232,9 @@ impl Drop for Kubesim {
 
 /// The kubeconfig text for a server at `addr` with the admin `token`.
 pub fn kubeconfig_yaml(addr: SocketAddr, token: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: kubesim
-  cluster:
-    server: http://{addr}
-users:
-- name: admin
-  user:
-    token: {token}
-contexts:
-- name: kubesim
-  context:
-    cluster: kubesim
-    user: admin
-    namespace: default
-current-context: kubesim
-preferences: {{}}
-"
-    )
+    let common =
+        crate::kubelet::kubeconfig_yaml(&format!("http://{addr}"), "admin", token, "default");
+    format!("{common}preferences: {{}}\n")
 }
 
 /// Write the kubeconfig atomically (a temporary file renamed into place).

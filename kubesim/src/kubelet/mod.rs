@@ -100,6 +100,31 @@ struct PodHandle {
     task: JoinHandle<()>,
 }
 
+/// A kubeconfig with the cluster `kubesim` at `server`, `user` with the bearer `token`, and the
+/// context `kubesim` (namespace `namespace`) selected.
+pub(crate) fn kubeconfig_yaml(server: &str, user: &str, token: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: kubesim
+  cluster:
+    server: {server}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: kubesim
+  context:
+    cluster: kubesim
+    user: {user}
+    namespace: {namespace}
+current-context: kubesim
+"
+    )
+}
+
 /// The kubelet. Install it as the cluster's [`PodLogs`] source.
 pub struct Kubelet {
     cluster: Arc<Cluster>,

@@ -341,26 +341,7 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, S
         }
     };
     let kubeconfig = ctx.dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: kubesim
-  cluster:
-    server: {url}
-users:
-- name: {sa}
-  user:
-    token: {token}
-contexts:
-- name: kubesim
-  context:
-    cluster: kubesim
-    user: {sa}
-    namespace: {ns}
-current-context: kubesim
-"
-    );
+    let text = super::kubeconfig_yaml(&url, sa, &token, &ns);
     let sa_dir = ctx.dir.join("serviceaccount");
     let written = write_private(&kubeconfig, &text)
         .and_then(|_| std::fs::create_dir_all(&sa_dir))
