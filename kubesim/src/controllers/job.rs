@@ -541,18 +541,7 @@ impl super::Reconciler for JobController {
             return Ok(None);
         }
         for name in &plan.delete {
-            match cluster.delete(&pods(), ns, name, &DeleteOptions::default()) {
-                Ok(_) => super::record_event(
-                    cluster,
-                    job,
-                    COMPONENT,
-                    false,
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {name}"),
-                ),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
+            super::delete_pod(cluster, job, COMPONENT, ns, name)?;
         }
         for _ in 0..plan.create {
             let pod = cluster.create(

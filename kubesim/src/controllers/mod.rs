@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cluster::{ApiError, Cluster, ListOptions, WriteOptions};
+use crate::cluster::{ApiError, Cluster, DeleteOptions, ListOptions, WriteOptions};
 use crate::store::{ObjKey, ResKey, WatchEvent};
 
 /// Settings of the controllers.
@@ -217,6 +217,35 @@ pub(crate) fn template_pod_meta(owner: &Value) -> Value {
     }
     meta["generateName"] = json!(format!("{}-", meta_str(owner, "name")));
     meta
+}
+
+/// Delete the pod `ns/name` that `owner` controls, with a `SuccessfulDelete` Event from
+/// `component`; a pod already gone is no error.
+pub(crate) fn delete_pod(
+    cluster: &Cluster,
+    owner: &Value,
+    component: &str,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    match cluster.delete(
+        &ResKey::new("", "pods"),
+        ns,
+        name,
+        &DeleteOptions::default(),
+    ) {
+        Ok(_) => record_event(
+            cluster,
+            owner,
+            component,
+            false,
+            "SuccessfulDelete",
+            &format!("Deleted pod: {name}"),
+        ),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// A controller reference to `owner` (controller and blockOwnerDeletion set).

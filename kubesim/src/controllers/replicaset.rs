@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Reconciler, controller_of, meta_str, owned, record_event};
-use crate::cluster::{ApiError, Cluster, DeleteOptions, WriteOptions};
+use crate::cluster::{ApiError, Cluster, WriteOptions};
 use crate::store::{ObjKey, ResKey, WatchEvent};
 
 /// The component name on Events and managedFields.
@@ -122,18 +122,7 @@ impl Reconciler for ReplicaSetController {
                 });
                 for p in active.iter().take(active.len() - want) {
                     let name = meta_str(p, "name");
-                    match cluster.delete(&pods(), ns, name, &DeleteOptions::default()) {
-                        Ok(_) => record_event(
-                            cluster,
-                            rs,
-                            COMPONENT,
-                            false,
-                            "SuccessfulDelete",
-                            &format!("Deleted pod: {name}"),
-                        ),
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e),
-                    }
+                    super::delete_pod(cluster, rs, COMPONENT, ns, name)?;
                 }
             }
         }
