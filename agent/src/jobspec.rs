@@ -60,6 +60,34 @@ pub struct JobConfig {
     pub affinity: Value,
     /// Pod priority.
     pub priority_class_name: Option<String>,
+    /// The pod's securityContext; null or empty: [`default_pod_security_context`].
+    pub pod_security_context: Value,
+    /// The container's securityContext; null or empty: [`default_security_context`].
+    pub security_context: Value,
+}
+
+/// The sc-job pod's securityContext unless the chart sets `job.podSecurityContext`: the
+/// restricted Pod Security profile, as the image's user.
+pub fn default_pod_security_context() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// The sc-job container's securityContext unless the chart sets `job.securityContext`: the
+/// restricted Pod Security profile.
+pub fn default_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
 }
 
 impl Default for JobConfig {
@@ -76,6 +104,8 @@ impl Default for JobConfig {
             tolerations: Value::Null,
             affinity: Value::Null,
             priority_class_name: None,
+            pod_security_context: Value::Null,
+            security_context: Value::Null,
         }
     }
 }
@@ -109,8 +139,8 @@ fn non_empty(v: &Value) -> Option<&Value> {
     }
 }
 
-/// The Job `sc-job` for a change set: restricted security context, no secret, owned by the
-/// request ConfigMap (`owner_uid`).
+/// The Job `sc-job` for a change set: the configured security contexts (restricted unless the
+/// chart overrides them), no secret, owned by the request ConfigMap (`owner_uid`).
 pub fn job_object(
     config: &JobConfig,
     namespace: &str,
@@ -126,13 +156,9 @@ pub fn job_object(
             "name": "POD_NAMESPACE",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         }],
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": non_empty(&config.security_context)
+            .cloned()
+            .unwrap_or_else(default_security_context),
     });
     if let Some(p) = config
         .image_pull_policy
@@ -148,13 +174,9 @@ pub fn job_object(
         "restartPolicy": "Never",
         "serviceAccountName": config.service_account_name,
         "automountServiceAccountToken": true,
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
-            "fsGroup": 65532,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": non_empty(&config.pod_security_context)
+            .cloned()
+            .unwrap_or_else(default_pod_security_context),
         "containers": [container],
     });
     for (key, value) in [
@@ -270,5 +292,68 @@ mod tests {
         let text = job.to_string();
         assert!(!text.contains("secretKeyRef") && !text.contains("secretRef"));
         assert!(!text.contains("connections"));
+    }
+
+    #[test]
+    fn security_contexts_default_to_restricted() {
+        // No securityContext in the configuration (a chart before they were values), null or
+        // empty: the restricted profile.
+        for extra in [
+            json!({}),
+            json!({"podSecurityContext": null, "securityContext": {}}),
+        ] {
+            let mut job = json!({"image": "sc-job"});
+            job.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let cfg: JobConfig = serde_json::from_value(job).unwrap();
+            let obj = job_object(&cfg, "sc-system", "id", 1, "uid");
+            let pod = &obj["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"], default_pod_security_context());
+            assert_eq!(
+                pod["containers"][0]["securityContext"],
+                default_security_context()
+            );
+            assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+            assert_eq!(
+                pod["containers"][0]["securityContext"]["capabilities"]["drop"],
+                json!(["ALL"])
+            );
+        }
+    }
+
+    #[test]
+    fn security_contexts_are_taken_from_the_configuration() {
+        let pod_sc = json!({
+            "runAsNonRoot": true, "runAsUser": 1001, "runAsGroup": 1001, "fsGroup": 1001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        });
+        let sc = json!({
+            "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]}, "seLinuxOptions": {"level": "s0:c123,c456"},
+        });
+        let cfg: JobConfig = serde_json::from_value(json!({
+            "image": "sc-job",
+            "podSecurityContext": pod_sc,
+            "securityContext": sc,
+        }))
+        .unwrap();
+        let job = job_object(&cfg, "sc-system", "id", 1, "uid");
+        let k: k8s_openapi::api::batch::v1::Job = serde_json::from_value(job.clone()).unwrap();
+        let pod = k.spec.unwrap().template.spec.unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_user, Some(1001));
+        assert_eq!(psc.fs_group, Some(1001));
+        let csc = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(
+            csc.se_linux_options.as_ref().unwrap().level.as_deref(),
+            Some("s0:c123,c456")
+        );
+        // Exactly what was configured, nothing added.
+        assert_eq!(job["spec"]["template"]["spec"]["securityContext"], pod_sc);
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["securityContext"],
+            sc
+        );
     }
 }

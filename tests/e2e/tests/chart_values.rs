@@ -475,6 +475,58 @@ fn security_contexts_are_restricted_and_overridable() {
 }
 
 #[test]
+fn job_security_contexts_reach_the_agent_configuration() {
+    for helm in HELMS {
+        // By default, the restricted profile the agent also falls back to.
+        let job = job_config(&render(helm, &[]));
+        assert_eq!(
+            job["podSecurityContext"],
+            json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                   "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}),
+            "{helm:?}"
+        );
+        assert_eq!(
+            job["securityContext"],
+            json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                   "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]},
+                   "seccompProfile": {"type": "RuntimeDefault"}}),
+            "{helm:?}"
+        );
+
+        // job.* reaches config.json, merged with the defaults; the agent's own values do not.
+        let job = job_config(&render(
+            helm,
+            &[
+                "--set",
+                "job.podSecurityContext.runAsUser=1001,job.podSecurityContext.fsGroup=1001",
+                "--set",
+                "job.securityContext.seLinuxOptions.level=s0:c123\\,c456",
+                "--set",
+                "podSecurityContext.runAsUser=2002",
+            ],
+        ));
+        let pod = &job["podSecurityContext"];
+        assert_eq!(pod["runAsUser"], 1001, "{helm:?}: {job}");
+        assert_eq!(pod["fsGroup"], 1001, "{helm:?}: {job}");
+        assert_eq!(pod["runAsGroup"], 65532, "{helm:?}: the rest is kept");
+        assert_eq!(pod["runAsNonRoot"], true, "{helm:?}: the rest is kept");
+        let c = &job["securityContext"];
+        assert_eq!(c["seLinuxOptions"]["level"], "s0:c123,c456", "{helm:?}");
+        assert_eq!(
+            c["allowPrivilegeEscalation"], false,
+            "{helm:?}: the rest is kept"
+        );
+
+        // Not an object: refused by the schema.
+        let out = template(helm, &["--set", "job.securityContext=restricted"]);
+        assert!(
+            !out.success(),
+            "{helm:?}: a string securityContext was accepted"
+        );
+    }
+}
+
+#[test]
 fn service_monitor_only_where_its_api_is_served() {
     for helm in HELMS {
         let on = ["--set", "metrics.serviceMonitor.enabled=true"];
