@@ -4,6 +4,9 @@
 # (SC_E2E_IMAGE_REGISTRY / SC_E2E_IMAGE_TAG override the chart's ghcr.io/sc-extension and
 # appVersion). Each scenario installs the release in its own namespace sc-system-<random>
 # (and its connections in <name>-<random>) and removes them when it ends.
+# Scenarios that need a cluster the harness starts itself (kubesim's fault injection, pod
+# kills and request log, pods run as local processes from dist/images, fixtures in fixed
+# namespaces) skip themselves, or the part that needs it, and are listed at the end with why.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools/bin"
@@ -23,9 +26,18 @@ echo "cluster: $("$tools/kubectl-1.37" --kubeconfig "$work/kubeconfig" config cu
 
 export SC_E2E_KUBECONFIG="$work/kubeconfig"
 export SC_TOOLS_DIR="$root/.tools"
+export SC_E2E_SKIP_LOG="$work/skipped"
+: > "$SC_E2E_SKIP_LOG"
 cd "$root"
+rc=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run -p sc-e2e --no-fail-fast "$@"
+  cargo nextest run -p sc-e2e --no-fail-fast "$@" || rc=$?
 else
-  cargo test -p sc-e2e --no-fail-fast "$@"
+  cargo test -p sc-e2e --no-fail-fast "$@" || rc=$?
 fi
+if [ -s "$SC_E2E_SKIP_LOG" ]; then
+  echo
+  echo "Skipped on this cluster (they need a cluster the tests start themselves):"
+  sort -u "$SC_E2E_SKIP_LOG" | sed 's/^/  /'
+fi
+exit "$rc"

@@ -8,6 +8,12 @@
 //!
 //! Every check compares the cluster with what `sc-model` renders for the same values, and
 //! every scenario ends with [`Cluster::leak_scan`].
+//!
+//! What only a cluster the harness starts itself can give (kubesim's fault injection, pod
+//! kills and request log, pods run as local processes from the image archives, fixtures in
+//! fixed namespaces) is decided in one place: [`embedded`]. A scenario that needs it calls
+//! [`require_embedded!`] (it is skipped, saying why, on the cluster of `SC_E2E_KUBECONFIG`),
+//! or checks the portable part and notes the rest with [`skipped`].
 
 pub mod chaos;
 pub mod corpus;
@@ -86,6 +92,91 @@ pub fn tool(name: &str) -> PathBuf {
     };
     assert!(p.is_file(), "{} is missing: run `make tools`", p.display());
     p
+}
+
+/// Whether the scenarios run on clusters this harness starts itself (a private kubesim each),
+/// not on the cluster of `SC_E2E_KUBECONFIG` (`make e2e`), whatever that cluster is.
+pub fn embedded() -> bool {
+    std::env::var_os("SC_E2E_KUBECONFIG").is_none_or(|v| v.is_empty())
+}
+
+/// Records that `test` skipped a check, or all of itself, because the cluster is not one the
+/// harness started: printed, and appended to the file `$SC_E2E_SKIP_LOG` when set (`make e2e`
+/// lists it at the end).
+pub fn skipped(test: &str, reason: &str) {
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" => format!("{test}::{name}"),
+        _ => test.to_string(),
+    };
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(path) = std::env::var_os("SC_E2E_SKIP_LOG").filter(|p| !p.is_empty()) {
+        let line = format!("{test}: {reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "recording the skip in {} failed: {e}",
+                PathBuf::from(path).display()
+            );
+        }
+    }
+}
+
+/// Returns from the calling test, printing `$reason` (see [`skipped`]), unless the cluster is
+/// one the harness starts itself ([`embedded`]).
+#[macro_export]
+macro_rules! require_embedded {
+    ($reason:expr) => {
+        if !$crate::embedded() {
+            $crate::skipped(
+                env!("CARGO_CRATE_NAME"),
+                &format!("needs a cluster the harness starts itself: {}", $reason),
+            );
+            return;
+        }
+    };
+}
+
+/// The directory of the image archives `make images` writes (`dist/images`).
+pub fn images_dir() -> PathBuf {
+    workspace_root().join("dist/images")
+}
+
+/// The archive of image `name` (`sc-agent`, `sc-job`) in [`images_dir`]; panics with what to
+/// do when it is missing.
+pub fn image_archive(name: &str) -> PathBuf {
+    let p = images_dir().join(format!("{name}.tar"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make images` first (`make test` does)",
+        p.display()
+    );
+    p
+}
+
+/// The manifest digest (`sha256:...`) of the single image of archive `name` (its
+/// `index.json`, read with tar).
+pub fn image_digest(name: &str) -> String {
+    let archive = image_archive(name);
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("index.json")
+        .output()
+        .expect("running tar");
+    assert!(
+        out.status.success(),
+        "tar -xOf {} index.json failed",
+        archive.display()
+    );
+    let index: Value = serde_json::from_slice(&out.stdout).expect("index.json is JSON");
+    index["manifests"][0]["digest"]
+        .as_str()
+        .expect("a manifest digest")
+        .to_string()
 }
 
 /// The Helm major version a scenario runs with.
@@ -246,6 +337,9 @@ pub struct Cluster {
     suffix: Option<String>,
     /// The agent's port on a private kubesim, where every pod shares the host's network.
     agent_port: Option<u16>,
+    /// Where a private kubesim started by [`Cluster::start_from_images`] unpacks the images.
+    /// Removed after kubesim stops (fields drop after [`Drop::drop`]).
+    image_cache: Option<tempfile::TempDir>,
     namespaces: RefCell<Vec<String>>,
     secrets: RefCell<Vec<String>>,
     outputs: RefCell<Vec<String>>,
@@ -263,6 +357,78 @@ impl Cluster {
     /// A private kubesim, or the cluster of `SC_E2E_KUBECONFIG`.
     pub fn start() -> Cluster {
         Cluster::start_with(&[])
+    }
+
+    /// [`Cluster::start`], with the release's pods run from the shipped image archives
+    /// ([`images_dir`], as `make images` writes them) on a private kubesim (`--image-dir`),
+    /// unpacked into the scenario's directory ([`Cluster::image_root`]). Panics with what to do
+    /// when an archive is missing. The cluster of `SC_E2E_KUBECONFIG` pulls its images itself.
+    pub fn start_from_images() -> Cluster {
+        if !embedded() {
+            return Cluster::start();
+        }
+        for name in ["sc-agent", "sc-job"] {
+            image_archive(name);
+        }
+        let cache = tempfile::Builder::new()
+            .prefix("sc-e2e-images-")
+            .tempdir()
+            .expect("creating the image cache failed");
+        let mut c = Cluster::start_with(&[
+            format!("--image-dir={}", images_dir().display()),
+            format!("--image-cache={}", cache.path().display()),
+        ]);
+        c.image_cache = Some(cache);
+        c
+    }
+
+    /// Where a private kubesim of [`Cluster::start_from_images`] unpacked the image with
+    /// manifest `digest` (it exists once a pod ran from it); `None` on other clusters.
+    pub fn image_root(&self, digest: &str) -> Option<PathBuf> {
+        self.image_cache.as_ref().map(|cache| {
+            cache
+                .path()
+                .join("sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        })
+    }
+
+    /// On a cluster of [`Cluster::start_from_images`], asserts the first container of `pod` (its
+    /// JSON) runs image `name` from its archive: its `imageID` names the archive's manifest
+    /// digest and, while it runs, its process executable is `/usr/local/bin/<name>` of the
+    /// unpacked image. Returns the process id when the container runs.
+    pub fn assert_runs_from_image(&self, pod: &Value, name: &str) -> Option<i32> {
+        let digest = image_digest(name);
+        let root = self
+            .image_root(&digest)
+            .expect("the cluster was not started from the images");
+        let status = &pod["status"]["containerStatuses"][0];
+        assert!(
+            status["imageID"]
+                .as_str()
+                .is_some_and(|id| id.ends_with(&digest)),
+            "the container of pod {} does not run {name} {digest}: {status}",
+            pod["metadata"]["name"]
+        );
+        assert!(
+            root.join("usr/local/bin").join(name).is_file(),
+            "the {name} image is not unpacked in {}",
+            root.display()
+        );
+        let pid: i32 = status["containerID"]
+            .as_str()?
+            .strip_prefix("process://")?
+            .parse()
+            .ok()?;
+        status["state"]["running"].as_object()?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap_or_else(|e| panic!("the executable of process {pid} ({name}): {e}"));
+        assert_eq!(
+            exe,
+            root.join("usr/local/bin").join(name),
+            "the executable of {name}"
+        );
+        Some(pid)
     }
 
     /// [`Cluster::start`], with `kubesim_args` added to a private kubesim's command line
@@ -333,6 +499,7 @@ impl Cluster {
             agent_port: kubesim.is_some().then(free_port),
             kubesim,
             suffix,
+            image_cache: None,
             namespaces: RefCell::new(Vec::new()),
             secrets: RefCell::new(Vec::new()),
             outputs: RefCell::new(Vec::new()),
@@ -342,6 +509,11 @@ impl Cluster {
     /// Whether this is a shared cluster from `SC_E2E_KUBECONFIG`.
     pub fn is_external(&self) -> bool {
         self.suffix.is_some()
+    }
+
+    /// Whether this is a private kubesim the harness started (see [`embedded`]).
+    pub fn is_embedded(&self) -> bool {
+        self.kubesim.is_some()
     }
 
     /// The kubeconfig of the cluster.

@@ -193,10 +193,16 @@ fn chaos(replicas: u32) {
 
 #[test]
 fn one_agent() {
+    sc_e2e::require_embedded!(
+        "injects API faults and kills pods through kubesim's private endpoints (/kubesim/faults, /kubesim/kill-pod)"
+    );
     chaos(1);
 }
 
 #[test]
 fn two_agents() {
+    sc_e2e::require_embedded!(
+        "injects API faults and kills pods through kubesim's private endpoints (/kubesim/faults, /kubesim/kill-pod)"
+    );
     chaos(2);
 }

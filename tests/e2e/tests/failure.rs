@@ -1,8 +1,18 @@
 //! Scenario 3: a connection whose Secret name is taken by a foreign Secret fails the upgrade
 //! with the reason; the documented debugging flow (`kubectl get job`, `describe`, `logs`)
 //! names the object and the remedy; once the foreign Secret is gone the next upgrade succeeds.
+//! On kubesim, the pods run from the shipped image archives (`make images`). The release sets
+//! `job.podSecurityContext` and `job.securityContext`, and the failed sc-job's pod shows them.
 
-use sc_e2e::{Cluster, Helm, JOB, merged, secret_value, three_connections, with_both_helms};
+use sc_e2e::{
+    Cluster, Helm, JOB, merged, secret_value, skipped, three_connections, with_both_helms,
+};
+
+/// Security contexts of sc-job that differ from the defaults, harmless on any cluster.
+const JOB_SECURITY: [&str; 2] = [
+    "--set=job.podSecurityContext.supplementalGroups={4242}",
+    "--set=job.securityContext.runAsUser=65532",
+];
 use serde_json::{Value, json};
 
 fn cache(ns: &str, key: &str) -> (Value, Value) {
@@ -19,7 +29,7 @@ fn cache(ns: &str, key: &str) -> (Value, Value) {
 }
 
 fn failure(helm: Helm) {
-    let c = Cluster::start();
+    let c = Cluster::start_from_images();
     let apps = c.create_namespace("apps");
     let rel = c.release_ns();
     let key = secret_value("cache-key");
@@ -46,7 +56,7 @@ fn failure(helm: Helm) {
         c.write_values("blob", &blob),
         c.write_values("blob-protected", &three_protected),
     ];
-    c.helm_upgrade(helm, &[&blob_files[0], &blob_files[1]], &[])
+    c.helm_upgrade(helm, &[&blob_files[0], &blob_files[1]], &JOB_SECURITY)
         .ok();
     c.wait_job_gone();
     c.assert_deployed(helm, 1);
@@ -59,7 +69,7 @@ fn failure(helm: Helm) {
         c.write_values("settings", &settings),
         c.write_values("protected", &protected),
     ];
-    let out = c.helm_upgrade(helm, &[&files[0], &files[1]], &[]);
+    let out = c.helm_upgrade(helm, &[&files[0], &files[1]], &JOB_SECURITY);
     assert!(
         !out.success(),
         "the upgrade succeeded despite the foreign Secret:\n{}",
@@ -117,6 +127,37 @@ fn failure(helm: Helm) {
         text.contains(&remedy),
         "`kubectl logs job/sc-job` does not give the remedy:\n{text}"
     );
+    // The failed sc-job's pod is kept: it has the configured security contexts, the rest of
+    // the restricted defaults, and ran from the sc-job image.
+    let pods = c.get_json(&["pods", "-n", &rel, "-l", &format!("job-name={JOB}")]);
+    let pod = &pods["items"][0];
+    let spec = &pod["spec"];
+    assert_eq!(
+        spec["securityContext"]["supplementalGroups"],
+        serde_json::json!([4242]),
+        "job.podSecurityContext did not reach the sc-job pod: {}",
+        spec["securityContext"]
+    );
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    let csc = &spec["containers"][0]["securityContext"];
+    assert_eq!(
+        csc["runAsUser"], 65532,
+        "job.securityContext did not reach the sc-job container: {csc}"
+    );
+    assert_eq!(csc["allowPrivilegeEscalation"], false, "{csc}");
+    assert_eq!(
+        csc["capabilities"]["drop"],
+        serde_json::json!(["ALL"]),
+        "{csc}"
+    );
+    if c.is_embedded() {
+        c.assert_runs_from_image(pod, "sc-job");
+    } else {
+        skipped(
+            "failure",
+            "that sc-job ran from dist/images (the cluster pulls its own images)",
+        );
+    }
     // The foreign Secret is untouched.
     let kept = c.get("secret", &apps, "sc-cache-secret");
     assert!(
@@ -129,7 +170,8 @@ fn failure(helm: Helm) {
     // asks again, so the agent runs the unchanged connection once more and it succeeds.
     c.kubectl(&["delete", "secret", "sc-cache-secret", "-n", &apps])
         .ok();
-    c.helm_upgrade(helm, &[&files[0], &files[1]], &[]).ok();
+    c.helm_upgrade(helm, &[&files[0], &files[1]], &JOB_SECURITY)
+        .ok();
     c.wait_job_gone();
     c.assert_materialized(&sc_e2e::expected(&merged(&[&settings, &protected])));
     c.assert_deployed(helm, 3);

@@ -3,31 +3,12 @@
 //! run from the archives' unpacked roots, as the images' user, and the install materializes
 //! what sc-model renders.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use sc_e2e::{Cluster, Helm, expected, merged, secret_value, three_connections, workspace_root};
+use sc_e2e::{
+    Cluster, Helm, expected, image_archive, image_digest, merged, secret_value, three_connections,
+};
 use serde_json::Value;
-
-/// The manifest digest of an archive's single image (from its `index.json`, read with tar).
-fn manifest_digest(archive: &Path) -> String {
-    let out = std::process::Command::new("tar")
-        .arg("-xOf")
-        .arg(archive)
-        .arg("index.json")
-        .output()
-        .expect("running tar");
-    assert!(
-        out.status.success(),
-        "tar -xOf {} index.json",
-        archive.display()
-    );
-    let index: Value = serde_json::from_slice(&out.stdout).expect("index.json is JSON");
-    index["manifests"][0]["digest"]
-        .as_str()
-        .expect("a manifest digest")
-        .to_string()
-}
 
 fn pid_of(status: &Value) -> Option<i32> {
     status["containerID"]
@@ -39,37 +20,13 @@ fn pid_of(status: &Value) -> Option<i32> {
 
 #[test]
 fn chart_pods_run_from_the_image_archives() {
-    if std::env::var_os("SC_E2E_KUBECONFIG").is_some_and(|v| !v.is_empty()) {
-        eprintln!("skipped: this checks kubesim's processes, not a real cluster's");
-        return;
-    }
-    let images = workspace_root().join("dist/images");
-    let archives: Vec<PathBuf> = ["sc-agent", "sc-job"]
-        .iter()
-        .map(|n| images.join(format!("{n}.tar")))
-        .collect();
-    for a in &archives {
-        assert!(
-            a.is_file(),
-            "{} is missing: run `make images` first (`make test` does)",
-            a.display()
-        );
-    }
-    let digests: Vec<String> = archives.iter().map(|a| manifest_digest(a)).collect();
-    let cache_dir = tempfile::Builder::new()
-        .prefix("sc-e2e-images-")
-        .tempdir()
-        .expect("a cache directory");
-    let cache = cache_dir.path().to_path_buf();
-    let c = Cluster::start_with(&[
-        format!("--image-dir={}", images.display()),
-        format!("--image-cache={}", cache.display()),
-    ]);
-    let root_of = |digest: &str| {
-        cache
-            .join("sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
+    sc_e2e::require_embedded!(
+        "kubesim's --image-dir runs the pods as local processes this test inspects"
+    );
+    let archives = [image_archive("sc-agent"), image_archive("sc-job")];
+    let digests = [image_digest("sc-agent"), image_digest("sc-job")];
+    let c = Cluster::start_from_images();
+    let root_of = |digest: &str| c.image_root(digest).expect("started from the images");
     let rel = c.release_ns();
 
     // Every pod state of the release namespace, to see the sc-job pod before it is deleted.

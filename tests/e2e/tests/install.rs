@@ -1,10 +1,14 @@
 //! Scenario 1: an install with three connections (Storage Blob / secret / Python, Service Bus /
-//! workload identity / .NET, Key Vault / CSI) materializes exactly what sc-model renders.
+//! workload identity / .NET, Key Vault / CSI) materializes exactly what sc-model renders. On
+//! kubesim, the agent, the hooks and sc-job run from the shipped image archives (`make images`).
 
-use sc_e2e::{Cluster, Helm, expected, merged, secret_value, three_connections, with_both_helms};
+use sc_e2e::{
+    Cluster, Helm, expected, image_digest, merged, secret_value, skipped, three_connections,
+    with_both_helms,
+};
 
 fn install(helm: Helm) {
-    let c = Cluster::start();
+    let c = Cluster::start_from_images();
     let apps = c.create_namespace("apps");
     c.ensure_spc_crd();
     let key = secret_value("account-key");
@@ -63,6 +67,36 @@ fn install(helm: Helm) {
     }
 
     c.assert_deployed(helm, 1);
+
+    // The pods ran from the shipped images: the running agent's executable is the one in the
+    // unpacked sc-agent image, and the sc-job image was unpacked for its pod.
+    if c.is_embedded() {
+        let agents = c.get_json(&[
+            "pods",
+            "-n",
+            &rel,
+            "-l",
+            "app.kubernetes.io/component=agent",
+        ]);
+        let agent = &agents["items"][0];
+        assert!(
+            c.assert_runs_from_image(agent, "sc-agent").is_some(),
+            "the agent pod does not run: {agent}"
+        );
+        let job_root = c
+            .image_root(&image_digest("sc-job"))
+            .expect("started from the images");
+        assert!(
+            job_root.join("usr/local/bin/sc-job").is_file(),
+            "no sc-job pod ran from the sc-job image ({} is not unpacked)",
+            job_root.display()
+        );
+    } else {
+        skipped(
+            "install",
+            "that the pods run from dist/images (the cluster pulls its own images)",
+        );
+    }
     c.leak_scan(&["blob", "bus", "vault"]);
 }
 

@@ -474,10 +474,16 @@ fn loads_as_captured(set: &str) {
 
 #[test]
 fn settled_set_loads_as_captured() {
+    sc_e2e::require_embedded!(
+        "loads captured objects (Helm's release records included) into the fixed namespaces sc-system and apps of a fresh cluster"
+    );
     loads_as_captured("settled");
 }
 
 #[test]
 fn in_flight_set_loads_as_captured() {
+    sc_e2e::require_embedded!(
+        "loads captured objects (Helm's release records included) into the fixed namespaces sc-system and apps of a fresh cluster"
+    );
     loads_as_captured("in-flight");
 }

@@ -637,15 +637,24 @@ fn in_flight(how: Unstick) {
 
 #[test]
 fn settled_set_upgrades_without_reruns() {
+    sc_e2e::require_embedded!(
+        "loads captured objects (Helm's release records included) into the fixed namespaces sc-system and apps of a fresh cluster"
+    );
     settled();
 }
 
 #[test]
 fn in_flight_set_redone_once_when_its_job_is_deleted() {
+    sc_e2e::require_embedded!(
+        "loads captured objects (Helm's release records included) into the fixed namespaces sc-system and apps of a fresh cluster"
+    );
     in_flight(Unstick::DeleteJob);
 }
 
 #[test]
 fn in_flight_set_finished_once_by_its_held_job() {
+    sc_e2e::require_embedded!(
+        "loads captured objects (Helm's release records included) into the fixed namespaces sc-system and apps of a fresh cluster"
+    );
     in_flight(Unstick::LetJobRun);
 }
