@@ -37,7 +37,7 @@ else
 fi
 if [ -s "$SC_E2E_SKIP_LOG" ]; then
   echo
-  echo "Skipped on this cluster (they need a cluster the tests start themselves):"
+  echo "Skipped on this cluster, in whole or in part (see README.md, make e2e):"
   sort -u "$SC_E2E_SKIP_LOG" | sed 's/^/  /'
 fi
 exit "$rc"

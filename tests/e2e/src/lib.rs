@@ -100,12 +100,12 @@ pub fn embedded() -> bool {
     std::env::var_os("SC_E2E_KUBECONFIG").is_none_or(|v| v.is_empty())
 }
 
-/// Records that `test` skipped a check, or all of itself, because the cluster is not one the
-/// harness started: printed, and appended to the file `$SC_E2E_SKIP_LOG` when set (`make e2e`
-/// lists it at the end).
+/// Records that test binary `test` skipped a check, or all of itself, because the cluster is
+/// not one the harness started: printed (with the test's name), and appended to the file
+/// `$SC_E2E_SKIP_LOG` when set (`make e2e` lists it at the end).
 pub fn skipped(test: &str, reason: &str) {
     let test = match std::thread::current().name() {
-        Some(name) if name != "main" => format!("{test}::{name}"),
+        Some(name) if name != "main" => format!("{test} {name}"),
         _ => test.to_string(),
     };
     eprintln!("SKIPPED {test}: {reason}");
@@ -133,7 +133,10 @@ macro_rules! require_embedded {
         if !$crate::embedded() {
             $crate::skipped(
                 env!("CARGO_CRATE_NAME"),
-                &format!("needs a cluster the harness starts itself: {}", $reason),
+                &format!(
+                    "skipped, it needs a cluster the tests start themselves: {}",
+                    $reason
+                ),
             );
             return;
         }

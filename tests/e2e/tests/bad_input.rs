@@ -546,7 +546,7 @@ fn cluster() {
     if !c.is_embedded() {
         sc_e2e::skipped(
             "bad_input",
-            "that no value was run as a command (the marker file is written only where the pods \
+            "not checked: that no value was run as a command (the marker file is written only where the pods \
              run as local processes)",
         );
     }

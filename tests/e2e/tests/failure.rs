@@ -155,7 +155,7 @@ fn failure(helm: Helm) {
     } else {
         skipped(
             "failure",
-            "that sc-job ran from dist/images (the cluster pulls its own images)",
+            "not checked: that sc-job ran from dist/images (the cluster pulls its own images)",
         );
     }
     // The foreign Secret is untouched.

@@ -94,7 +94,7 @@ fn install(helm: Helm) {
     } else {
         skipped(
             "install",
-            "that the pods run from dist/images (the cluster pulls its own images)",
+            "not checked: that the pods run from dist/images (the cluster pulls its own images)",
         );
     }
     c.leak_scan(&["blob", "bus", "vault"]);

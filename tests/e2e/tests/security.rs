@@ -956,7 +956,7 @@ fn least_privilege_and_pod_security() {
     if !c.is_embedded() {
         sc_e2e::skipped(
             "security",
-            "that the agent and sc-job were never refused and used every rule granted \
+            "not checked: that the agent and sc-job were never refused and used every rule granted \
              (kubesim's request log, /kubesim/audit); RBAC and Pod Security were checked",
         );
         return;

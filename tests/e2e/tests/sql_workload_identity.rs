@@ -197,7 +197,7 @@ fn sql_workload_identity(helm: Helm) {
     if !c.is_embedded() {
         sc_e2e::skipped(
             "sql_workload_identity",
-            "the prerequisite checks (they install the webhook configuration and the CSI \
+            "not checked: the prerequisite findings (the test installs the webhook configuration and the CSI \
              driver, which a shared cluster may already have)",
         );
         return;
