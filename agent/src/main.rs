@@ -32,7 +32,16 @@ mod server;
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
 /// ServiceAccounts and SecretProviderClasses, and answers questions about them.
 #[derive(Debug, Parser)]
-#[command(name = "sc-agent", version, about, long_about = None)]
+#[command(
+    name = "sc-agent",
+    version,
+    about,
+    long_about = None,
+    after_help = "The operator commands print -o text, json or yaml. Durations are Go durations \
+                  (90s, 1m30s, 2h, 500ms) or a bare number of seconds.\n\
+                  As a kubectl plugin: a link named kubectl-sc on PATH makes `kubectl sc <command>`.\n\
+                  Shell completion: sc-agent completion bash|zsh|fish."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
