@@ -385,6 +385,35 @@ fn completion_scripts_are_valid_and_name_the_commands() {
             Err(e) => panic!("running {shell}: {e}"),
         }
     }
+    // bash completes `sc-agent li` to the two commands that start so.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sc-agent.bash");
+    std::fs::write(&file, sc_agent(&["completion", "bash"]).stdout).unwrap();
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$1"
+               f=$(complete -p sc-agent | sed -E 's/.*-F ([^ ]+).*/\1/')
+               COMP_WORDS=(sc-agent li); COMP_CWORD=1; COMP_LINE="sc-agent li"; COMP_POINT=11
+               "$f" sc-agent li sc-agent
+               printf '%s\n' "${COMPREPLY[@]}""#,
+        )
+        .arg("bash")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let mut words: Vec<String> = text(&completed.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    assert_eq!(
+        words,
+        ["list", "list-configuration"],
+        "{}",
+        text(&completed.stderr)
+    );
+
     let bad = sc_agent(&["completion", "tcsh"]);
     assert!(!bad.status.success());
 }
