@@ -86,6 +86,17 @@ fn invoked_as_plugin(argv0: Option<&std::ffi::OsStr>) -> bool {
         .is_some_and(|f| f == PLUGIN_EXECUTABLE)
 }
 
+/// Lets an operator command end quietly when its reader goes away (`sc-agent show x | head`),
+/// as other command-line tools do, instead of panicking on the failed print. Not for the
+/// agent, which must outlive closed connections (its sockets never raise SIGPIPE anyway).
+fn quiet_end_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The command line, named `kubectl sc` in usage and help when run as the kubectl plugin.
 fn command(plugin: bool) -> clap::Command {
     let cmd = Cli::command();
@@ -100,6 +111,9 @@ fn main() -> ExitCode {
     let plugin = invoked_as_plugin(std::env::args_os().next().as_deref());
     let matches = command(plugin).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Run(_)) {
+        quiet_end_on_closed_pipe();
+    }
     match cli.command {
         Command::Catalog(args) => cmd::catalog::run(&args),
         Command::Plan(args) => cmd::plan::run(&args),

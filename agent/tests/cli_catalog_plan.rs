@@ -460,3 +460,19 @@ fn duration_flags_take_go_durations_and_name_the_flag() {
     assert!(!err.contains("invalid value"), "{err}");
     assert!(err.contains("/nonexistent/config.json"), "{err}");
 }
+
+#[test]
+fn a_closed_reader_ends_the_command_quietly() {
+    // The reader is gone before sc-agent writes: its first print meets a closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_sc-agent"))
+        .args(["plan", "-f", &example("secret.yaml")])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.status.success());
+}
