@@ -18,8 +18,9 @@ help: ## list the targets
 tools: ## install the pinned helm 3.18 / 4.1, kubectl 1.33 / 1.35 / 1.37 and python tools into .tools/
 	@bash scripts/install-tools.sh
 
-build: ## build every binary (sc-agent, sc-job, kubesim)
+build: ## build every binary (sc-agent, sc-job, kubesim) and the kubectl plugin link target/debug/kubectl-sc
 	$(CARGO) build --workspace --bins
+	@ln -sfn sc-agent "$${CARGO_TARGET_DIR:-target}/debug/kubectl-sc"
 
 test: tools build images ## run the whole test suite (unit, embedded cluster, real helm and kubectl, the image archives; the chart runs from them on kubesim)
 ifeq ($(NEXTEST),yes)

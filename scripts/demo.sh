@@ -41,6 +41,8 @@ done
 
 step "building sc-agent, sc-job and kubesim"
 "${CARGO:-cargo}" build --workspace --bins --quiet
+# `kubectl sc ...`: kubectl runs sc-agent as its plugin through this link on PATH.
+ln -sfn sc-agent "$bin/kubectl-sc"
 start=$(date +%s)
 
 mkdir -p "$demo"
@@ -104,7 +106,7 @@ step "the agent's events on the request ConfigMap"
 show kubectl get events -n sc-system --field-selector involvedObject.name=sc-requests
 
 echo
-echo "done in $(( $(date +%s) - start )) s after the build. The cluster keeps running:"
-echo "  export KUBECONFIG=$KUBECONFIG"
-echo "  kubectl get pods -A; $bin/sc-agent show blob_conn"
+echo "done in $(( $(date +%s) - start )) s after the build. The cluster keeps running; in a shell:"
+echo "  export KUBECONFIG=$KUBECONFIG PATH=$bin:$tools:\$PATH"
+echo "  kubectl get pods -A; sc-agent list; kubectl sc show blob_conn"
 echo "stop it with: make demo-stop"

@@ -312,3 +312,167 @@ fn sql_workload_identity_is_listed_and_planned() {
         client_id
     );
 }
+
+/// `-o yaml` of `args` reads back as the value `-o json` prints.
+fn yaml_equals_json(args: &[&str]) -> Value {
+    let json_out = sc_agent(&[args, &["-o", "json"]].concat());
+    assert!(json_out.status.success(), "{}", text(&json_out.stderr));
+    let yaml_out = sc_agent(&[args, &["-o", "yaml"]].concat());
+    assert!(yaml_out.status.success(), "{}", text(&yaml_out.stderr));
+    let from_json: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    let from_yaml: Value = serde_saphyr::from_str(&text(&yaml_out.stdout)).unwrap();
+    assert_eq!(from_yaml, from_json, "{args:?}");
+    assert_ne!(json_out.stdout, yaml_out.stdout, "YAML is not JSON text");
+    from_json
+}
+
+#[test]
+fn catalog_and_plan_print_the_same_value_as_yaml_and_json() {
+    let keys = yaml_equals_json(&["catalog", "--target", "storage-blob"]);
+    assert!(keys.as_array().is_some_and(|a| !a.is_empty()), "{keys}");
+    let wi = example("workload-identity.yaml");
+    let sp = example("service-principal.yaml");
+    let protected = example("service-principal-protected.yaml");
+    let plan = yaml_equals_json(&["plan", "-f", &wi]);
+    assert!(
+        plan["connections"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    yaml_equals_json(&["plan", "-f", &sp, "-f", &protected]);
+}
+
+#[test]
+fn completion_scripts_are_valid_and_name_the_commands() {
+    let shells = [
+        ("bash", vec!["-n"]),
+        ("zsh", vec!["-n"]),
+        ("fish", vec!["--no-execute"]),
+    ];
+    for (shell, check) in shells {
+        let out = sc_agent(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(!script.trim().is_empty(), "{shell}");
+        for sub in [
+            "catalog",
+            "plan",
+            "list",
+            "show",
+            "list-configuration",
+            "validate",
+            "reapply",
+            "snippet",
+            "wait",
+            "run",
+            "completion",
+        ] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(format!("sc-agent.{shell}"));
+        std::fs::write(&file, &script).unwrap();
+        match Command::new(shell).args(&check).arg(&file).output() {
+            Ok(o) => assert!(
+                o.status.success(),
+                "{shell} refuses the script: {}",
+                text(&o.stderr)
+            ),
+            // zsh and fish may be missing; bash never is where the tests run.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && shell != "bash" => {
+                eprintln!("{shell} is not installed: its syntax check is skipped");
+            }
+            Err(e) => panic!("running {shell}: {e}"),
+        }
+    }
+    // bash completes `sc-agent li` to the two commands that start so.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sc-agent.bash");
+    std::fs::write(&file, sc_agent(&["completion", "bash"]).stdout).unwrap();
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$1"
+               f=$(complete -p sc-agent | sed -E 's/.*-F ([^ ]+).*/\1/')
+               COMP_WORDS=(sc-agent li); COMP_CWORD=1; COMP_LINE="sc-agent li"; COMP_POINT=11
+               "$f" sc-agent li sc-agent
+               printf '%s\n' "${COMPREPLY[@]}""#,
+        )
+        .arg("bash")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let mut words: Vec<String> = text(&completed.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    assert_eq!(
+        words,
+        ["list", "list-configuration"],
+        "{}",
+        text(&completed.stderr)
+    );
+
+    let bad = sc_agent(&["completion", "tcsh"]);
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn duration_flags_take_go_durations_and_name_the_flag() {
+    let out = sc_agent(&["wait", "--revision", "1", "--timeout", "5d"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--timeout"), "{err}");
+    assert!(err.contains("1m30s"), "{err}");
+    let out = sc_agent(&["run", "--drift-window", "2h30", "--config", "/nonexistent"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--drift-window") && err.contains("1m30s"),
+        "{err}"
+    );
+    let out = sc_agent(&[
+        "run",
+        "--lease-duration",
+        "1500ms",
+        "--config",
+        "/nonexistent",
+    ]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--lease-duration") && err.contains("whole number of seconds"),
+        "{err}"
+    );
+    // Accepted forms get past parsing: the missing configuration file is what fails.
+    let out = sc_agent(&[
+        "run",
+        "--lease-duration=1m",
+        "--lease-grace=5",
+        "--debounce=1.5s",
+        "--retry-base=10s",
+        "--retry-max=1h2m3s",
+        "--drift-window=600",
+        "--drift-interval=1m30s",
+        "--config=/nonexistent/config.json",
+    ]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("invalid value"), "{err}");
+    assert!(err.contains("/nonexistent/config.json"), "{err}");
+}
+
+#[test]
+fn a_closed_reader_ends_the_command_quietly() {
+    // The reader is gone before sc-agent writes: its first print meets a closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_sc-agent"))
+        .args(["plan", "-f", &example("secret.yaml")])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.status.success());
+}

@@ -1,6 +1,7 @@
 //! `sc-agent catalog`: the documented configuration keys per target, auth type and client type.
 
 use super::EXIT_INVALID;
+use super::output::{Structured, render};
 use clap::{Args, ValueEnum};
 use sc_model::{AuthType, ClientType, KeySpec, catalog};
 use serde_json::{Value, json};
@@ -14,6 +15,8 @@ pub enum CatalogFormat {
     Table,
     /// A JSON array of keys.
     Json,
+    /// The same array as YAML.
+    Yaml,
 }
 
 /// Arguments of `sc-agent catalog`.
@@ -110,13 +113,19 @@ pub fn run(args: &CatalogArgs) -> ExitCode {
         .collect();
     let mut out = std::io::stdout().lock();
     let result = match args.output {
-        CatalogFormat::Json => {
-            let arr: Vec<Value> = keys.iter().map(|k| key_json(k)).collect();
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&arr).unwrap_or_default()
-            )
+        CatalogFormat::Json | CatalogFormat::Yaml => {
+            let arr = Value::Array(keys.iter().map(|k| key_json(k)).collect());
+            let format = match args.output {
+                CatalogFormat::Yaml => Structured::Yaml,
+                _ => Structured::Json,
+            };
+            match render(&arr, format) {
+                Ok(text) => out.write_all(text.as_bytes()),
+                Err(e) => {
+                    eprintln!("cannot format the catalog: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
         CatalogFormat::Table => write_table(&mut out, &keys, auth, target),
     };

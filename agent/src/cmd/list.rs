@@ -2,7 +2,7 @@
 
 use super::args::ListArgs;
 use super::block_on;
-use super::output::{Output, print_json, print_table};
+use super::output::{print_table, print_value};
 use super::snapshot::Snapshot;
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -13,9 +13,9 @@ pub fn run(args: &ListArgs) -> ExitCode {
         let c = &args.common;
         let (_, snapshot) = Snapshot::connect(c, false).await?;
         let rows: Vec<Value> = names(&snapshot).iter().map(|n| row(n, &snapshot)).collect();
-        match c.output {
-            Output::Json => print_json(&Value::Array(rows)),
-            Output::Text => {
+        match c.output.structured() {
+            Some(f) => print_value(&Value::Array(rows), f)?,
+            None => {
                 let table: Vec<Vec<String>> = rows
                     .iter()
                     .map(|r| {

@@ -3,7 +3,7 @@
 
 use super::args::NameArgs;
 use super::block_on;
-use super::output::{Output, print_json, print_table};
+use super::output::{print_table, print_value};
 use super::snapshot::{Snapshot, api_reason};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -64,9 +64,9 @@ pub fn run(args: &NameArgs) -> ExitCode {
                 }
             }
         }
-        match c.output {
-            Output::Json => print_json(&json!({"name": conn.name(), "configurations": rows})),
-            Output::Text => {
+        match c.output.structured() {
+            Some(f) => print_value(&json!({"name": conn.name(), "configurations": rows}), f)?,
+            None => {
                 let table: Vec<Vec<String>> = rows
                     .iter()
                     .map(|r| {

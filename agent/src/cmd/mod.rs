@@ -3,6 +3,8 @@
 
 pub mod args;
 pub mod catalog;
+pub mod completion;
+pub mod duration;
 pub mod list;
 pub mod list_configuration;
 pub mod output;

@@ -6,6 +6,7 @@
 
 use super::args::CommonArgs;
 use super::block_on;
+use super::output::print_value;
 use crate::contract::{self, FIELD_MANAGER, METADATA_SELECTOR, REAPPLY_ANNOTATION};
 use clap::Args;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -64,15 +65,23 @@ pub fn run(args: &ReapplyArgs) -> ExitCode {
             ..Default::default()
         };
         let mut failed = false;
+        let structured = c.output.structured();
+        let mut results = Vec::new();
         for (name, cm) in &names {
-            match api.patch(cm, &pp, &Patch::Merge(&patch)).await {
-                Ok(_) => println!("{name}: reapply requested (the agent runs sc-job for it)"),
+            let result = match api.patch(cm, &pp, &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    if structured.is_none() {
+                        println!("{name}: reapply requested (the agent runs sc-job for it)");
+                    }
+                    "Requested"
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     failed = true;
                     eprintln!(
                         "error: connection {name} has no metadata ConfigMap {}/{cm}: it is not recorded yet; check the name with `sc-agent list`",
                         c.namespace
                     );
+                    "NotRecorded"
                 }
                 Err(e) => {
                     failed = true;
@@ -80,10 +89,14 @@ pub fn run(args: &ReapplyArgs) -> ExitCode {
                         "error: annotating ConfigMap {}/{cm} for connection {name} failed: {e}",
                         c.namespace
                     );
+                    "Failed"
                 }
-            }
+            };
+            results.push(json!({"name": name, "result": result}));
         }
-        if names.is_empty() {
+        if let Some(f) = structured {
+            print_value(&serde_json::Value::Array(results), f)?;
+        } else if names.is_empty() {
             eprintln!("no connections in namespace {}", c.namespace);
         }
         Ok(if failed {

@@ -1,11 +1,12 @@
 //! `sc-agent run`: the long-running agent.
 
+use super::duration::{go_format, parse_duration, parse_seconds};
 use crate::contract::DEFAULT_NAMESPACE;
 use crate::jobspec::AgentConfig;
 use crate::kubeconn::ClusterArgs;
 use crate::reconcile::plan::Backoff;
 use crate::runtime::{self, RunSettings};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,21 +30,35 @@ pub struct RunArgs {
     /// suffix).
     #[arg(long, value_name = "ID")]
     pub identity: Option<String>,
-    /// Seconds a Lease stays valid without renewal.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
-    pub lease_duration: u64,
-    /// Seconds before expiry at which the leader renews the Lease.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub lease_grace: u64,
-    /// Milliseconds to collect a burst of changes before acting.
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    pub debounce_ms: u64,
-    /// First retry delay of a transiently failed sc-job, in seconds (doubles per failure).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub retry_base: u64,
-    /// Longest retry delay, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
-    pub retry_max: u64,
+    /// Log format: `text` (lines for people) or `json` (one JSON object a line, with
+    /// `timestamp`, `level`, `target` and `fields`).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// How long a Lease stays valid without renewal: whole seconds as a Go duration (`15s`)
+    /// or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "15s",
+          value_parser = |s: &str| parse_seconds(s, 1, 3600))]
+    pub lease_duration: Duration,
+    /// How long before expiry the leader renews the Lease (`5s`, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s",
+          value_parser = |s: &str| parse_seconds(s, 1, 3600))]
+    pub lease_grace: Duration,
+    /// How long to collect a burst of changes before acting: a Go duration (`500ms`, `2s`).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration,
+          conflicts_with = "debounce_ms")]
+    pub debounce: Duration,
+    /// The same as --debounce, in milliseconds (kept for compatibility).
+    #[arg(long, value_name = "MS", hide = true)]
+    pub debounce_ms: Option<u64>,
+    /// First retry delay of a transiently failed sc-job (doubles per failure): a Go
+    /// duration (`10s`, `1m`) or a bare number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = |s: &str| parse_seconds(s, 1, 86400))]
+    pub retry_base: Duration,
+    /// Longest retry delay (`10m`, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = |s: &str| parse_seconds(s, 1, 86400))]
+    pub retry_max: Duration,
     /// Most connections one change set (one sc-job run) carries; more pending changes follow
     /// in the next runs. At most the default, which keeps the change set under the API
     /// server's 1 MiB limit per object.
@@ -55,32 +70,46 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(1..=100))]
     pub drift_repairs: u64,
-    /// The window of --drift-repairs, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600,
-          value_parser = clap::value_parser!(u64).range(1..=86400))]
-    pub drift_window: u64,
-    /// Seconds between two looks at the Secrets of applied connections (a deleted or edited
-    /// ServiceAccount or SecretProviderClass is seen at once, through a watch).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub drift_interval: u64,
+    /// The window of --drift-repairs: a Go duration (`10m`, `1h`) or a bare number of
+    /// seconds, from 1s to 24h.
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = |s: &str| parse_seconds(s, 1, 86400))]
+    pub drift_window: Duration,
+    /// Time between two looks at the Secrets of applied connections (a deleted or edited
+    /// ServiceAccount or SecretProviderClass is seen at once, through a watch): a Go
+    /// duration (`30s`, `1m`) or a bare number of seconds, from 1s to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = |s: &str| parse_seconds(s, 1, 3600))]
+    pub drift_interval: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
 
-fn init_logging(level: &str) {
+/// The format of the agent's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Runs the agent until SIGTERM.
 pub fn run(args: &RunArgs) -> ExitCode {
-    init_logging(&args.log_level);
+    init_logging(&args.log_level, args.log_format);
     runtime::limit_malloc_arenas();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -99,11 +128,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
 }
 
 async fn run_async(args: &RunArgs) -> anyhow::Result<()> {
-    if args.lease_grace == 0 || args.lease_grace >= args.lease_duration {
+    if args.lease_grace >= args.lease_duration {
         anyhow::bail!(
-            "--lease-grace ({}) must be at least 1 and less than --lease-duration ({})",
-            args.lease_grace,
-            args.lease_duration
+            "--lease-grace ({}) must be less than --lease-duration ({})",
+            go_format(args.lease_grace),
+            go_format(args.lease_duration)
         );
     }
     let config = AgentConfig::load(&args.config)?;
@@ -134,18 +163,20 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<()> {
             namespace,
             listen: args.listen,
             identity,
-            lease_duration: args.lease_duration,
-            lease_grace: args.lease_grace,
-            debounce: Duration::from_millis(args.debounce_ms),
+            lease_duration: args.lease_duration.as_secs(),
+            lease_grace: args.lease_grace.as_secs(),
+            debounce: args
+                .debounce_ms
+                .map_or(args.debounce, Duration::from_millis),
             changeset_limit: args.changeset_limit as usize,
             drift_limits: crate::reconcile::drift::DriftLimits {
                 repairs: args.drift_repairs as usize,
-                window: args.drift_window as i64,
-                interval: args.drift_interval as i64,
+                window: args.drift_window.as_secs() as i64,
+                interval: args.drift_interval.as_secs() as i64,
             },
             backoff: Backoff {
-                base: Duration::from_secs(args.retry_base.max(1)),
-                max: Duration::from_secs(args.retry_max.max(args.retry_base.max(1))),
+                base: args.retry_base,
+                max: args.retry_max.max(args.retry_base),
             },
         },
     )

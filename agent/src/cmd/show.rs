@@ -3,7 +3,7 @@
 use super::args::NameArgs;
 use super::block_on;
 use super::list::row;
-use super::output::{Output, print_json};
+use super::output::print_value;
 use super::snapshot::{Snapshot, not_requested};
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -62,9 +62,9 @@ pub fn run(args: &NameArgs) -> ExitCode {
                 v[key] = x.clone();
             }
         }
-        match c.output {
-            Output::Json => print_json(&v),
-            Output::Text => {
+        match c.output.structured() {
+            Some(f) => print_value(&v, f)?,
+            None => {
                 print_show(&v);
                 crate::report::print_show(&extra);
             }

@@ -2,7 +2,7 @@
 
 use super::args::NameArgs;
 use super::block_on;
-use super::output::{Output, print_json};
+use super::output::print_value;
 use super::snapshot::{Snapshot, not_requested};
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -24,9 +24,9 @@ pub fn run(args: &NameArgs) -> ExitCode {
             })
             .ok_or_else(|| not_requested(name, &c.namespace))?;
         let deployment = snippet_object(name, &spec);
-        match c.output {
-            Output::Json => print_json(&deployment),
-            Output::Text => {
+        match c.output.structured() {
+            Some(f) => print_value(&deployment, f)?,
+            None => {
                 let yaml = serde_saphyr::to_string(&deployment)
                     .map_err(|e| anyhow::anyhow!("rendering YAML failed: {e}"))?;
                 print!("{yaml}");

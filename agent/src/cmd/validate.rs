@@ -3,7 +3,7 @@
 
 use super::args::NameArgs;
 use super::block_on;
-use super::output::Output;
+use super::output::print_value;
 use super::snapshot::{Snapshot, api_reason};
 use crate::contract::{self, ConnectionPhase};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -299,16 +299,16 @@ pub fn run(args: &NameArgs) -> ExitCode {
         }
 
         let drift = !findings.is_empty();
-        match c.output {
-            Output::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({
+        match c.output.structured() {
+            Some(f) => print_value(
+                &json!({
                     "name": name,
                     "valid": !drift,
                     "findings": findings,
-                }))?
-            ),
-            Output::Text => {
+                }),
+                f,
+            )?,
+            None => {
                 if drift {
                     for f in &findings {
                         println!(

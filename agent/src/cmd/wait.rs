@@ -4,7 +4,8 @@
 
 use super::args::CommonArgs;
 use super::block_on;
-use super::output::Output;
+use super::duration::{go_format, parse_duration};
+use super::output::print_value;
 use super::snapshot::{Snapshot, api_reason};
 use crate::contract::{self, ConnectionPhase};
 use clap::Args;
@@ -21,35 +22,15 @@ pub struct WaitArgs {
     /// The Helm revision whose connections must be applied.
     #[arg(long, value_name = "N")]
     pub revision: i64,
-    /// How long to wait (`300s`, `5m`, `1h`, or seconds).
-    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    /// How long to wait: a Go duration (`300s`, `5m`, `1m30s`, `2h`, `500ms`), or a bare
+    /// number of seconds as before.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
     /// First wait until the agent Deployment is available.
     #[arg(long)]
     pub require_agent_ready: bool,
     #[command(flatten)]
     pub common: CommonArgs,
-}
-
-/// Parses `300s`, `5m`, `1h`, `250ms` or a number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: use a number with s, m or h, such as 300s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "bad duration {s:?}: use a number with s, m or h, such as 300s"
-        )),
-    }
 }
 
 /// The state of one connection of the revision.
@@ -231,7 +212,7 @@ pub fn run(args: &WaitArgs) -> ExitCode {
         let client = c.cluster.client().await?;
         let deadline = tokio::time::Instant::now() + args.timeout;
         let tick = Duration::from_millis(500);
-        let json_out = c.output == Output::Json;
+        let structured = c.output.structured();
         if args.require_agent_ready {
             loop {
                 match agent_ready(&client, &c.namespace).await? {
@@ -239,13 +220,13 @@ pub fn run(args: &WaitArgs) -> ExitCode {
                     Err(why) if tokio::time::Instant::now() >= deadline => {
                         // A pod no node accepts is the likely cause: say so.
                         let pods = crate::prerequisites::scheduling(&client, &c.namespace).await;
-                        if json_out {
-                            println!(
-                                "{}",
-                                json!({"revision": args.revision, "result": "Timeout", "pending": why, "prerequisites": pods})
-                            );
+                        if let Some(f) = structured {
+                            print_value(
+                                &json!({"revision": args.revision, "result": "Timeout", "pending": why, "prerequisites": pods}),
+                                f,
+                            )?;
                         } else {
-                            println!("timed out after {:?}: {why}", args.timeout);
+                            println!("timed out after {}: {why}", go_format(args.timeout));
                             for f in &pods {
                                 println!("{}: {}\n  remedy: {}", f.object, f.problem, f.remedy);
                             }
@@ -274,19 +255,19 @@ pub fn run(args: &WaitArgs) -> ExitCode {
             // missing prerequisites and, on a timeout, pods no node accepts.
             let (extra, extra_lines) =
                 crate::report::wait(&client, &snapshot, args.revision, result == "Timeout").await;
-            if json_out {
+            if let Some(f) = structured {
                 let conns: Vec<Value> = states.iter().map(state_json).collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
+                print_value(
+                    &json!({
                         "revision": args.revision,
                         "result": result,
                         "pending": if why.is_empty() { Value::Null } else { Value::String(why.clone()) },
                         "connections": conns,
                         "federatedCredentials": extra["federatedCredentials"],
                         "prerequisites": extra["prerequisites"],
-                    }))?
-                );
+                    }),
+                    f,
+                )?;
             } else {
                 print_states(&states);
                 for l in &extra_lines {
@@ -301,7 +282,7 @@ pub fn run(args: &WaitArgs) -> ExitCode {
                         contract::JOB_NAME,
                         c.namespace
                     ),
-                    _ => println!("timed out after {:?}: {why}", args.timeout),
+                    _ => println!("timed out after {}: {why}", go_format(args.timeout)),
                 }
             }
             return Ok(if result == "Ready" {
@@ -311,20 +292,4 @@ pub fn run(args: &WaitArgs) -> ExitCode {
             });
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("300s"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
 }

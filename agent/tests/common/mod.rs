@@ -377,7 +377,7 @@ impl Agent {
                 "--identity",
                 identity,
             ])
-            .args(["--lease-duration=4", "--lease-grace=1", "--debounce-ms=200"])
+            .args(["--lease-duration=4", "--lease-grace=1", "--debounce=200ms"])
             .args(extra)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -323,6 +323,30 @@ fn agent_pod_values() {
 }
 
 #[test]
+fn agent_log_format() {
+    for helm in HELMS {
+        let args_of = |docs: &[Value]| -> Vec<String> {
+            agent_pod(docs)["spec"]["containers"][0]["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let default = args_of(&render(helm, &[]));
+        assert!(
+            default.contains(&"--log-format=text".to_string()),
+            "{default:?}"
+        );
+        let json = args_of(&render(helm, &["--set", "agent.logFormat=json"]));
+        assert!(json.contains(&"--log-format=json".to_string()), "{json:?}");
+        let refused = template(helm, &["--set", "agent.logFormat=xml"]);
+        assert!(!refused.success(), "{helm:?}: {refused:?}");
+        assert!(refused.stderr.contains("logFormat"), "{refused:?}");
+    }
+}
+
+#[test]
 fn service_account_annotations() {
     let client_id = "00000000-0000-0000-0000-000000000000";
     for helm in HELMS {
