@@ -111,6 +111,29 @@ fn is_ours(obj: &Value) -> bool {
     label(obj, MANAGED_BY_LABEL) == Some(MANAGED_BY)
 }
 
+/// An object of `connection` whose `managed-by` label was removed by someone else: the last
+/// run of the connection recorded it (`recorded`), sc-job's field manager applied it, and its
+/// annotations still name the connection. sc-job takes it back (its apply restores the label);
+/// an object we never wrote stays refused, whatever its annotations say.
+fn lost_our_label(obj: &Value, connection: &str, recorded: bool) -> bool {
+    if !recorded {
+        return false;
+    }
+    let applied_by_us = obj["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|fields| {
+            fields.iter().any(|f| {
+                f["manager"] == sc_contract::JOB_FIELD_MANAGER && f["operation"] == "Apply"
+            })
+        });
+    let annotations = &obj["metadata"]["annotations"];
+    let names_connection = annotations[CONNECTION_ANNOTATION].as_str() == Some(connection)
+        || annotations[USERS_ANNOTATION]
+            .as_str()
+            .is_some_and(|users| users.split(',').any(|u| u.trim() == connection));
+    applied_by_us && names_connection
+}
+
 fn resource_version(obj: &Value) -> Option<&str> {
     obj["metadata"]["resourceVersion"].as_str()
 }
@@ -227,10 +250,12 @@ impl Materializer<'_> {
             }
         }
         drop(turn);
+        let recorded = recorded_objects(previous);
         if let Some(secret) = &d.secret {
             let n = secret["data"].as_object().map_or(0, Map::len);
             self.write(
                 conn.name(),
+                &recorded,
                 secret,
                 true,
                 Some(plural(n, "key", "keys")),
@@ -248,6 +273,7 @@ impl Materializer<'_> {
                 .replace(',', ", ");
             self.write(
                 conn.name(),
+                &recorded,
                 &obj,
                 false,
                 Some(format!("used by {users}")),
@@ -260,6 +286,7 @@ impl Materializer<'_> {
             let n = conn.spec.keyvault_objects.len();
             self.write(
                 conn.name(),
+                &recorded,
                 spc,
                 true,
                 Some(plural(n, "object", "objects")),
@@ -375,6 +402,7 @@ impl Materializer<'_> {
     async fn write(
         &self,
         connection: &str,
+        recorded: &[ObjectKey],
         obj: &Value,
         exclusive: bool,
         detail: Option<String>,
@@ -390,7 +418,7 @@ impl Materializer<'_> {
             .await
             .map_err(|e| failure::api_error("get", &r, &e))?;
         if let Some(e) = &existing {
-            check_owner(&r, e, connection, exclusive)?;
+            check_owner(&r, e, connection, exclusive, recorded.contains(&r))?;
         }
         let after = self
             .kube
@@ -469,7 +497,9 @@ impl Materializer<'_> {
         for r in recorded_workloads(status) {
             self.unpatch(&entry.name, &r, &accounts, run).await?;
         }
-        self.remove_objects(&entry.name, objects, run).await
+        let recorded = recorded_objects(status);
+        self.remove_objects(&entry.name, objects, &recorded, run)
+            .await
     }
 
     /// After an apply: the objects a previous apply recorded (`previous` is that
@@ -497,7 +527,10 @@ impl Materializer<'_> {
             return Ok(());
         }
         if conn.spec.deletion_policy == DeletionPolicy::Delete {
-            return self.remove_objects(conn.name(), stale, run).await;
+            let recorded = stale.clone();
+            return self
+                .remove_objects(conn.name(), stale, &recorded, run)
+                .await;
         }
         for r in stale {
             run.steps.push(self.log.step(
@@ -636,6 +669,7 @@ impl Materializer<'_> {
         &self,
         connection: &str,
         objects: Vec<ObjectKey>,
+        recorded: &[ObjectKey],
         run: &mut ConnRun,
     ) -> Result<(), RunError> {
         for r in objects {
@@ -659,7 +693,7 @@ impl Materializer<'_> {
                 continue;
             };
             let exclusive = r.kind != "ServiceAccount";
-            if check_owner(&r, &live, connection, exclusive).is_err() {
+            if check_owner(&r, &live, connection, exclusive, recorded.contains(&r)).is_err() {
                 run.steps.push(self.log.step(
                     connection,
                     &r,
@@ -747,15 +781,17 @@ fn service_accounts(objects: &[ObjectKey]) -> Vec<String> {
         .collect()
 }
 
-/// Refuses an existing object that is not managed by sc-extension or, when `exclusive`,
+/// Refuses an existing object that is not managed by sc-extension (unless it is one of
+/// `connection`'s, `recorded` by its last run, that lost our label) or, when `exclusive`,
 /// belongs to another connection.
 fn check_owner(
     r: &ObjectKey,
     existing: &Value,
     connection: &str,
     exclusive: bool,
+    recorded: bool,
 ) -> Result<(), RunError> {
-    if !is_ours(existing) {
+    if !is_ours(existing) && !lost_our_label(existing, connection, recorded) {
         return Err(RunError::new(
             Reason::NotManaged,
             format!("{r} exists and is not managed by sc-extension"),
@@ -803,7 +839,7 @@ mod tests {
     fn refuses_foreign_and_other_connections_objects() {
         let r = ObjectKey::new("Secret", "default", "sc-x-secret");
         let foreign = json!({"metadata": {"labels": {"app": "mine"}}});
-        let e = check_owner(&r, &foreign, "x", true).unwrap_err();
+        let e = check_owner(&r, &foreign, "x", true, false).unwrap_err();
         assert_eq!(e.reason, "NotManaged");
         assert_eq!(
             e.to_string(),
@@ -812,19 +848,52 @@ mod tests {
         let other = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "sc-extension"},
                                          "annotations": {CONNECTION_ANNOTATION: "x_"}}});
         assert_eq!(
-            check_owner(&r, &other, "x", true).unwrap_err().reason,
+            check_owner(&r, &other, "x", true, true).unwrap_err().reason,
             "OwnedByAnotherConnection"
         );
-        assert!(check_owner(&r, &other, "x_", true).is_ok());
+        assert!(check_owner(&r, &other, "x_", true, true).is_ok());
         assert!(
             check_owner(
                 &ObjectKey::new("ServiceAccount", "default", "sc-account-a"),
                 &other,
                 "x",
+                false,
                 false
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn takes_back_a_recorded_object_that_lost_our_label_and_nothing_else() {
+        let r = ObjectKey::new("Secret", "default", "sc-x-secret");
+        let unlabelled = |manager: &str, operation: &str, connection: &str| {
+            json!({"metadata": {"labels": {"app": "mine"},
+                "annotations": {CONNECTION_ANNOTATION: connection},
+                "managedFields": [
+                    {"manager": "kubectl-label", "operation": "Update"},
+                    {"manager": manager, "operation": operation}]}})
+        };
+        // Applied by sc-job for this connection, recorded by its last run: ours again.
+        let lost = unlabelled("sc-job", "Apply", "x");
+        assert!(check_owner(&r, &lost, "x", true, true).is_ok());
+        // Not recorded by the last run, another connection named, another manager, or an
+        // Update by a manager that happens to be called sc-job: still refused.
+        for (obj, recorded) in [
+            (lost.clone(), false),
+            (unlabelled("sc-job", "Apply", "y"), true),
+            (unlabelled("kubectl", "Apply", "x"), true),
+            (unlabelled("sc-job", "Update", "x"), true),
+        ] {
+            let e = check_owner(&r, &obj, "x", true, recorded).unwrap_err();
+            assert_eq!(e.reason, "NotManaged", "{obj}");
+        }
+        // A shared ServiceAccount names its users in another annotation.
+        let sa = json!({"metadata": {"annotations": {USERS_ANNOTATION: "a,x"},
+            "managedFields": [{"manager": "sc-job", "operation": "Apply"}]}});
+        let sa_ref = ObjectKey::new("ServiceAccount", "default", "sc-account-1");
+        assert!(check_owner(&sa_ref, &sa, "x", false, true).is_ok());
+        assert!(check_owner(&sa_ref, &sa, "b", false, true).is_err());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Drift repair: what sc-job materialized is kept true by the agent, through the usual path
 //! (a change set and an sc-job run). A deleted Secret comes back; a value changed with
-//! `kubectl patch` is restored and the Warning event names the field manager; a connection
-//! with `driftPolicy: Report` is only reported (phase Drifted, an event, no run); another
-//! writer fighting over a Secret ends `Failed/Contested` after a bounded number of runs; and
-//! `sc-agent reapply` forces a run.
+//! `kubectl patch` is restored and the Warning event names the field manager; a Secret that
+//! lost its `managed-by` label gets it back; a connection with `driftPolicy: Report` is only
+//! reported (phase Drifted, an event, no run); another writer fighting over a Secret ends
+//! `Failed/Contested` after a bounded number of runs; and `sc-agent reapply` forces a run.
 
 use sc_e2e::{Cluster, Helm, SETTLE, secret_value, wait_for_state};
 use serde_json::{Value, json};
@@ -277,6 +277,44 @@ fn drift(helm: Helm) {
         (p == "Ready" && now.as_ref() == Some(&data))
             .then_some(())
             .ok_or(p)
+    });
+    // 6. A Secret whose managed-by label was removed is taken back: the label returns
+    // (the reapply above cleared the repairs counted so far).
+    c.kubectl(&[
+        "label",
+        "secret",
+        "sc-blob-secret",
+        "-n",
+        &apps,
+        "app.kubernetes.io/managed-by-",
+    ])
+    .ok();
+    wait_for_state(SETTLE, "the removed label to be restored", || {
+        let s = c.try_get("secret", &apps, "sc-blob-secret");
+        let label = s
+            .as_ref()
+            .and_then(|s| s["metadata"]["labels"]["app.kubernetes.io/managed-by"].as_str());
+        (label == Some("sc-extension"))
+            .then_some(())
+            .ok_or(format!("label {label:?}"))
+    });
+    assert_eq!(
+        secret_data(&c, &apps, "sc-blob-secret")
+            .map(|d| d.1)
+            .as_ref(),
+        Some(&data),
+        "the relabelled Secret has other data"
+    );
+    wait_for_state(SETTLE, "a Drifted event naming the lost label", || {
+        let all = notes(&c, "Drifted");
+        all.iter()
+            .any(|n| n.contains(&format!("secret {apps}/sc-blob-secret lost its label")))
+            .then_some(())
+            .ok_or(format!("{all:?}"))
+    });
+    wait_for_state(SETTLE, "blob to be Ready after the label came back", || {
+        let p = phase(&c, "blob");
+        (p == "Ready").then_some(()).ok_or(p)
     });
     c.leak_scan(&["blob", "watched"]);
 }
