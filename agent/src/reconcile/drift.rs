@@ -429,7 +429,13 @@ mod tests {
         // Carried by a change set: the repair is under way.
         let mut carried = m.clone();
         carried.applying_hash = Some("h1".into());
-        let p = plan_drift(&d, &[carried.clone()], &gone, 102, DriftLimits::default());
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&carried),
+            &gone,
+            102,
+            DriftLimits::default(),
+        );
         assert!(!awaits_repair(&after(carried, &p), "h1"));
         // Restored: the objects are cleared, the repair is still counted.
         let p = plan_drift(
@@ -461,11 +467,23 @@ mod tests {
         let m = applied("a", "h1");
         // Seen at T (2026-12-06T18:58:20Z); the run ends at T + 6 s.
         const T: i64 = 1_796_583_500;
-        let p = plan_drift(&d, &[m.clone()], &gone, T, DriftLimits::default());
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &gone,
+            T,
+            DriftLimits::default(),
+        );
         // Carried by a change set, whose sc-job is then killed: the run failed.
         let mut carried = after(m, &p);
         carried.applying_hash = Some("h1".into());
-        let p = plan_drift(&d, &[carried.clone()], &gone, T + 1, DriftLimits::default());
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&carried),
+            &gone,
+            T + 1,
+            DriftLimits::default(),
+        );
         let mut ended = after(carried, &p);
         ended.applying_hash = None;
         assert!(!awaits_repair(&ended, "h1"));
@@ -477,7 +495,13 @@ mod tests {
         };
         let mut failed = ended.clone();
         failed.journal = vec![entry("2026-12-06T18:58:26Z", "Failed")];
-        let p = plan_drift(&d, &[failed.clone()], &gone, T + 30, DriftLimits::default());
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&failed),
+            &gone,
+            T + 30,
+            DriftLimits::default(),
+        );
         assert!(p.events.is_empty(), "{:?}", p.events);
         let failed = after(failed, &p);
         assert!(
@@ -500,7 +524,13 @@ mod tests {
             ("older failure", old),
             ("in flight", running),
         ] {
-            let p = plan_drift(&d, &[m.clone()], &gone, T + 40, DriftLimits::default());
+            let p = plan_drift(
+                &d,
+                std::slice::from_ref(&m),
+                &gone,
+                T + 40,
+                DriftLimits::default(),
+            );
             assert!(!awaits_repair(&after(m, &p), "h1"), "{what}");
         }
     }
