@@ -89,8 +89,9 @@ pub struct Drift {
     /// When repairs were started (seconds since the epoch), the last ones of the window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<i64>,
-    /// Whether a repair waits for a run: set when a repair is planned, cleared when sc-job
-    /// records a run after [`Drift::since`].
+    /// Whether a repair waits for a run: set when a repair is planned (and again when the
+    /// run of the repair failed while the drift persists), cleared once a change set carries
+    /// the connection.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repair_pending: bool,
     /// Set once the repairs were contested (reason `Contested`): no more repairs until the

@@ -15,7 +15,7 @@
 
 use super::desired::Desired;
 use crate::contract::{
-    Change, Drift, DriftedObject, Metadata, ObjectKey, ObjectState, Reason, RunError,
+    Change, Drift, DriftedObject, Metadata, ObjectKey, ObjectState, Reason, RunError, RunPhase,
 };
 use sc_model::DriftPolicy;
 use std::collections::{BTreeMap, BTreeSet};
@@ -210,6 +210,11 @@ pub fn plan_drift(
             let known: BTreeSet<&DriftedObject> = next.objects.iter().collect();
             let fresh: Vec<&DriftedObject> =
                 detected.iter().filter(|o| !known.contains(o)).collect();
+            if fresh.is_empty() && repair_failed(m, &next, d.drift_policy) {
+                // The repair's run failed (its sc-job killed, the API unreachable): the same
+                // repair again, not a new one; the failed-run backoff paces it.
+                next.repair_pending = true;
+            }
             if !fresh.is_empty() {
                 let what: Vec<String> = fresh.iter().map(ToString::to_string).collect();
                 let what = what.join("; ");
@@ -280,6 +285,29 @@ pub fn plan_drift(
         }
     }
     out
+}
+
+/// Whether the repair of a drift that persists was run and failed: no repair waits or runs,
+/// repairs are not contested, and the connection's last journal entry is a failed run that
+/// ended after the drift was first seen.
+fn repair_failed(m: &Metadata, drift: &Drift, policy: DriftPolicy) -> bool {
+    if policy == DriftPolicy::Report
+        || drift.repair_pending
+        || drift.contested.is_some()
+        || drift.repairs.is_empty()
+        || m.applying_hash.as_deref() == Some(drift.hash.as_str())
+    {
+        return false;
+    }
+    let Some(since) = drift.since else {
+        return false;
+    };
+    m.journal.last().is_some_and(|e| {
+        e.result == RunPhase::Failed
+            && e.time
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|ended| ended.as_second() >= since)
+    })
 }
 
 fn write(m: &Metadata, drift: Option<Drift>) -> DriftWrite {
@@ -401,7 +429,13 @@ mod tests {
         // Carried by a change set: the repair is under way.
         let mut carried = m.clone();
         carried.applying_hash = Some("h1".into());
-        let p = plan_drift(&d, &[carried.clone()], &gone, 102, DriftLimits::default());
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&carried),
+            &gone,
+            102,
+            DriftLimits::default(),
+        );
         assert!(!awaits_repair(&after(carried, &p), "h1"));
         // Restored: the objects are cleared, the repair is still counted.
         let p = plan_drift(
@@ -424,6 +458,87 @@ mod tests {
             DriftLimits::default(),
         );
         assert_eq!(p.writes[0].drift, None);
+    }
+
+    #[test]
+    fn a_failed_repair_run_is_run_again_without_counting_a_new_repair() {
+        let d = [want("a", "h1")];
+        let gone = live(Live::Absent);
+        let m = applied("a", "h1");
+        // Seen at T (2026-12-06T18:58:20Z); the run ends at T + 6 s.
+        const T: i64 = 1_796_583_500;
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &gone,
+            T,
+            DriftLimits::default(),
+        );
+        // Carried by a change set, whose sc-job is then killed: the run failed.
+        let mut carried = after(m, &p);
+        carried.applying_hash = Some("h1".into());
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&carried),
+            &gone,
+            T + 1,
+            DriftLimits::default(),
+        );
+        let mut ended = after(carried, &p);
+        ended.applying_hash = None;
+        assert!(!awaits_repair(&ended, "h1"));
+        let entry = |time: &str, result: &str| -> crate::contract::JournalEntry {
+            serde_json::from_value(serde_json::json!({
+                "time": time, "job": "sc-system/sc-job", "changeset": "c1", "result": result
+            }))
+            .unwrap()
+        };
+        let mut failed = ended.clone();
+        failed.journal = vec![entry("2026-12-06T18:58:26Z", "Failed")];
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&failed),
+            &gone,
+            T + 30,
+            DriftLimits::default(),
+        );
+        assert!(p.events.is_empty(), "{:?}", p.events);
+        let failed = after(failed, &p);
+        assert!(
+            awaits_repair(&failed, "h1"),
+            "the failed repair is not run again"
+        );
+        assert_eq!(failed.drift.as_ref().unwrap().repairs, vec![T]);
+        // A run that succeeded (the watch not yet updated), a failure before the drift was
+        // seen, or a run still in flight: no second run.
+        let mut ok = ended.clone();
+        ok.journal = vec![entry("2026-12-06T18:58:26Z", "Ready")];
+        let mut old = ended.clone();
+        old.drift.as_mut().unwrap().since = Some(T + 10);
+        old.journal = vec![entry("2026-12-06T18:58:26Z", "Failed")];
+        let mut running = failed_again(&ended, entry("2026-12-06T18:58:26Z", "Failed"));
+        running.applying_hash = Some("h1".into());
+        running.drift.as_mut().unwrap().repair_pending = false;
+        for (what, m) in [
+            ("succeeded", ok),
+            ("older failure", old),
+            ("in flight", running),
+        ] {
+            let p = plan_drift(
+                &d,
+                std::slice::from_ref(&m),
+                &gone,
+                T + 40,
+                DriftLimits::default(),
+            );
+            assert!(!awaits_repair(&after(m, &p), "h1"), "{what}");
+        }
+    }
+
+    fn failed_again(m: &Metadata, e: crate::contract::JournalEntry) -> Metadata {
+        let mut m = m.clone();
+        m.journal = vec![e];
+        m
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::{Cluster, MANAGED_SELECTOR, expected, merged, run_command, tool};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -77,12 +77,16 @@ pub struct Scale {
     pub kill_every_ms: (u64, u64),
     /// How long the cluster may take to converge once faults are off.
     pub converge: Duration,
+    /// Materialized Secrets deleted or changed by hand at least (see [`Vandal`]).
+    pub min_damage: usize,
+    /// Milliseconds between two of those (a uniform draw).
+    pub damage_every_ms: (u64, u64),
 }
 
 impl Scale {
-    /// `SC_CHAOS=full`: 300 connections over 5 revisions and at least 20 kills (1 of sc-job);
-    /// otherwise the short form run by `make test`: 40 connections over 3 revisions, at least
-    /// 5 kills. The agent is killed every 20-45 s (10-25 s in the short form) while it runs:
+    /// `SC_CHAOS=full`: 300 connections over 5 revisions, at least 20 kills (1 of sc-job) and 20
+    /// damaged Secrets; otherwise the short form run by `make test`: 40 connections over 3
+    /// revisions, at least 5 kills and 4 damaged Secrets. The agent is killed every 20-45 s (10-25 s in the short form) while it runs:
     /// its restarts back off up to 30 s, and it must get to create Jobs for sc-job to be killed.
     pub fn from_env() -> Scale {
         match std::env::var("SC_CHAOS").as_deref() {
@@ -95,6 +99,8 @@ impl Scale {
                 pause_s: (20, 60),
                 kill_every_ms: (20_000, 45_000),
                 converge: Duration::from_secs(900),
+                min_damage: 20,
+                damage_every_ms: (2_000, 8_000),
             },
             _ => Scale {
                 name: "short",
@@ -105,6 +111,8 @@ impl Scale {
                 pause_s: (10, 30),
                 kill_every_ms: (10_000, 25_000),
                 converge: Duration::from_secs(420),
+                min_damage: 4,
+                damage_every_ms: (2_000, 6_000),
             },
         }
     }
@@ -570,6 +578,145 @@ impl Kills {
     }
 }
 
+/// Secrets a [`Vandal`] damaged, by connection: deleted (`true`) or a value changed.
+pub type Damage = BTreeMap<String, (ObjKey, bool)>;
+
+/// A thread that damages materialized Secrets while the chaos runs, as a careless operator or
+/// another controller would: it deletes one, or changes one of its values with field manager
+/// `vandal`. The agent must repair each (drift repair), faults and kills notwithstanding.
+pub struct Vandal {
+    stop: Arc<AtomicBool>,
+    damage: Arc<Mutex<Damage>>,
+    thread: JoinHandle<()>,
+}
+
+impl Vandal {
+    /// Starts damaging the Secrets of `targets` (connection, Secret): every `every_ms` (a
+    /// uniform draw) one that exists, picked at random, each connection at most once so that
+    /// its repairs stay under the contest limit. `targets` are connections of the final
+    /// request only: a Secret of a connection removed later with `Retain` must stay as it was.
+    pub fn start(
+        k: Kubectl,
+        targets: Vec<(String, ObjKey)>,
+        seed: u64,
+        every_ms: (u64, u64),
+    ) -> Vandal {
+        let stop = Arc::new(AtomicBool::new(false));
+        let damage = Arc::new(Mutex::new(Damage::new()));
+        let (s, d) = (stop.clone(), damage.clone());
+        let thread = std::thread::spawn(move || {
+            let mut rng = Rng::new(seed ^ 0x7661_6e64);
+            let draw = |rng: &mut Rng| {
+                Instant::now() + Duration::from_millis(rng.between(every_ms.0, every_ms.1))
+            };
+            let mut next = draw(&mut rng);
+            let mut left = targets;
+            while !s.load(Ordering::Acquire) && !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+                if Instant::now() < next {
+                    continue;
+                }
+                next = draw(&mut rng);
+                let i = rng.between(0, left.len() as u64 - 1) as usize;
+                let (conn, key) = left[i].clone();
+                let (_, ns, name) = &key;
+                // Not materialized yet: another draw later.
+                let Some(live) = k.try_json(&["secret", name, "-n", ns]) else {
+                    continue;
+                };
+                let delete = rng.chance(0.5);
+                let done = if delete {
+                    k.run(&["delete", "secret", name, "-n", ns, "--wait=false"], None)
+                        .success()
+                } else {
+                    let Some(field) = live["data"]
+                        .as_object()
+                        .and_then(|m| m.keys().next().cloned())
+                    else {
+                        continue;
+                    };
+                    let patch = json!({"data": {field: "dmFuZGFs"}}).to_string();
+                    let args = [
+                        "patch",
+                        "secret",
+                        name,
+                        "-n",
+                        ns,
+                        "--type=merge",
+                        "--field-manager=vandal",
+                        "-p",
+                        &patch,
+                    ];
+                    k.run(&args, None).success()
+                };
+                if done {
+                    let what = if delete {
+                        "deleted"
+                    } else {
+                        "changed a value of"
+                    };
+                    eprintln!("chaos: {what} secret {ns}/{name} of connection {conn}");
+                    d.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(conn, (key, delete));
+                    left.swap_remove(i);
+                }
+            }
+        });
+        Vandal {
+            stop,
+            damage,
+            thread,
+        }
+    }
+
+    /// Secrets damaged so far.
+    pub fn hits(&self) -> usize {
+        self.damage.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops the thread; returns what it damaged.
+    pub fn stop(self) -> Damage {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+        let d = self.damage.lock().unwrap_or_else(|e| e.into_inner());
+        d.clone()
+    }
+}
+
+/// The Secrets of the final request's connections: what a [`Vandal`] may damage.
+pub fn vandal_targets(set: &sc_model::RequestSet) -> Vec<(String, ObjKey)> {
+    set.desired()
+        .into_iter()
+        .filter_map(|d| {
+            let name = d.secret.as_ref()?["metadata"]["name"].as_str()?.to_string();
+            let key = ("Secret".to_string(), d.namespace.clone(), name);
+            Some((d.connection.clone(), key))
+        })
+        .collect()
+}
+
+/// The damaged Secrets not yet restored to what `set` renders (empty once all are repaired).
+pub fn damage_gaps(k: &Kubectl, set: &sc_model::RequestSet, damage: &Damage) -> Vec<String> {
+    let want: BTreeMap<String, Value> = set
+        .desired()
+        .into_iter()
+        .filter_map(|d| Some((d.connection.clone(), d.secret?["data"].clone())))
+        .collect();
+    damage
+        .iter()
+        .filter_map(
+            |(conn, ((_, ns, name), _))| match k.try_json(&["secret", name, "-n", ns]) {
+                None => Some(format!("{conn}: secret {ns}/{name} not recreated")),
+                Some(l) if Some(&l["data"]) != want.get(conn) => {
+                    Some(format!("{conn}: secret {ns}/{name} has other data"))
+                }
+                Some(_) => None,
+            },
+        )
+        .collect()
+}
+
 /// The managed objects of the cluster (Secrets, ServiceAccounts, SecretProviderClasses in every
 /// namespace), by key.
 pub fn managed_objects(k: &Kubectl) -> BTreeMap<ObjKey, Value> {
@@ -887,6 +1034,8 @@ mod tests {
             pause_s: (0, 0),
             kill_every_ms: (1, 1),
             converge: Duration::ZERO,
+            min_damage: 0,
+            damage_every_ms: (1, 1),
         };
         let nss = vec!["a".to_string(), "b".to_string()];
         let p = Plan::new(7, &scale, &nss);

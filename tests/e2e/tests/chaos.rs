@@ -1,17 +1,18 @@
 //! Chaos: connections requested across several helm upgrades while kubesim answers a share of
 //! the pods' API requests with 500/503/429 and 409, adds latency, cuts watches and expires
-//! their resumes, and the agent and sc-job pods are killed with SIGKILL at random times. Once
+//! their resumes, the agent and sc-job pods are killed with SIGKILL at random times, and
+//! materialized Secrets are deleted or changed by hand (drift the agent must repair). Once
 //! the faults stop, every connection must be Ready with exactly the objects sc-model renders,
 //! nothing stray or duplicated, no Job left, a journal that tells what happened, and no secret
 //! value anywhere but in Secrets. Once with one agent replica, once with two.
 //!
 //! `SC_CHAOS=full` (`make chaos`) runs 300 connections over 5 revisions with at least 20
-//! kills; otherwise a short form (40 connections, 3 revisions, at least 5 kills) runs with the
-//! rest of the suite. `SC_CHAOS_SEED` replays a run (see tests/e2e/CHAOS.md).
+//! kills and 20 damaged Secrets; otherwise a short form (40 connections, 3 revisions, at least
+//! 5 kills and 4 damaged Secrets) runs with the rest of the suite. `SC_CHAOS_SEED` replays a run (see tests/e2e/CHAOS.md).
 
 use sc_e2e::chaos::{
-    Killer, Kubectl, Plan, Rng, Scale, assert_exact_objects, assert_journals, convergence_gaps,
-    failed_changesets, retained_now, seed,
+    Killer, Kubectl, Plan, Rng, Scale, Vandal, assert_exact_objects, assert_journals,
+    convergence_gaps, damage_gaps, failed_changesets, retained_now, seed, vandal_targets,
 };
 use sc_e2e::{Cluster, Helm, JOB, expected, merged, wait_for_state};
 use serde_json::json;
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 
 /// The application namespaces the connections are spread over.
 const NAMESPACES: [&str; 4] = ["chaos-a", "chaos-b", "chaos-c", "chaos-d"];
+/// How often the agent looks at the Secrets for drift (30 s by default): the damaged ones must
+/// be repaired within the convergence time.
+const DRIFT_INTERVAL: &str = "agent.drift.intervalSeconds=2";
 /// How long the chaos may go on after the last upgrade to reach the minimum of kills.
 const KILL_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -50,6 +54,9 @@ fn chaos(replicas: u32) {
         scale.kill_every_ms,
         scale.min_job_kills,
     );
+    let (settings, protected) = plan.last();
+    let set = expected(&merged(&[settings, protected]));
+    let vandal = Vandal::start(k.clone(), vandal_targets(&set), seed, scale.damage_every_ms);
     let mut rng = Rng::new(seed ^ 0x7570_6772);
     let replicas_arg = format!("agent.replicas={replicas}");
     let per_revision = scale.min_kills.div_ceil(scale.revisions);
@@ -70,6 +77,8 @@ fn chaos(replicas: u32) {
                 "waitForResult.enabled=false",
                 "--set",
                 &replicas_arg,
+                "--set",
+                DRIFT_INTERVAL,
             ],
         )
         .ok();
@@ -88,25 +97,33 @@ fn chaos(replicas: u32) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    wait_for_state(KILL_DEADLINE, "the minimum number of kills", || {
-        let kills = killer.kills();
-        if kills.total() >= scale.min_kills && kills.job >= scale.min_job_kills {
-            Ok(())
-        } else {
-            Err(format!("{kills:?}"))
-        }
-    });
+    wait_for_state(
+        KILL_DEADLINE,
+        "the minimum number of kills and damaged Secrets",
+        || {
+            let kills = killer.kills();
+            let hits = vandal.hits();
+            if kills.total() >= scale.min_kills
+                && kills.job >= scale.min_job_kills
+                && hits >= scale.min_damage
+            {
+                Ok(())
+            } else {
+                Err(format!("{kills:?}, {hits} Secrets damaged"))
+            }
+        },
+    );
     let kills = killer.stop();
+    let damage = vandal.stop();
 
     // Faults off; the figures of what was injected.
     k.set_faults(&json!({"seed": seed}));
     let stats = k.fault_stats();
-    let (settings, protected) = plan.last();
-    let set = expected(&merged(&[settings, protected]));
     let converge_start = Instant::now();
     let key = sc_e2e::chaos::hash_key(&k, &ns);
     wait_for_state(scale.converge, "convergence after the chaos", || {
-        let gaps = convergence_gaps(&k, &ns, &key, &set, &plan.removed);
+        let mut gaps = convergence_gaps(&k, &ns, &key, &set, &plan.removed);
+        gaps.extend(damage_gaps(&k, &set, &damage));
         if gaps.is_empty() {
             Ok(())
         } else {
@@ -124,8 +141,12 @@ fn chaos(replicas: u32) {
         c.write_values("settings-final", settings),
         c.write_values("protected-final", protected),
     ];
-    c.helm_upgrade(Helm::V3, &[&files[0], &files[1]], &["--set", &replicas_arg])
-        .ok();
+    c.helm_upgrade(
+        Helm::V3,
+        &[&files[0], &files[1]],
+        &["--set", &replicas_arg, "--set", DRIFT_INTERVAL],
+    )
+    .ok();
     c.assert_deployed(Helm::V3, plan.revisions.len() as u32 + 1);
 
     let objects = assert_exact_objects(&k, &ns, &set, &plan.removed, &kept);
@@ -165,6 +186,7 @@ fn chaos(replicas: u32) {
          connections requested {}, changed {}, removed {} (Delete {}, Retain {}; \
          {} retained objects must stay), final {}\n  \
          helm revisions {}, kills: agent {}, sc-job {}, total {}\n  \
+         Secrets damaged and repaired: {} ({} deleted, {} changed)\n  \
          faults injected: {}\n  \
          objects checked {}, journal entries of failed runs {}, failed runs reported {}\n  \
          converged {:.0?} after the faults stopped, whole run {:.0?}",
@@ -180,6 +202,9 @@ fn chaos(replicas: u32) {
         kills.agent,
         kills.job,
         kills.total(),
+        damage.len(),
+        damage.values().filter(|(_, deleted)| *deleted).count(),
+        damage.values().filter(|(_, deleted)| !*deleted).count(),
         stats,
         objects,
         journals.failed,
