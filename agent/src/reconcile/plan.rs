@@ -866,7 +866,7 @@ mod tests {
                 "bad": {"targetType": "nope", "secrets": {"x": "s3cr3t"}},
             }),
         };
-        let d = desired(requests);
+        let d = desired(requests, &sc_model::NamespaceGuard::default());
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "bad");
         assert!(!d[0].errors.is_empty());
