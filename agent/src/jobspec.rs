@@ -22,6 +22,9 @@ pub struct AgentConfig {
     /// The namespaces whose materialized objects the agent watches for drift (the chart's
     /// `rbac.namespaces`); empty: every namespace.
     pub watch_namespaces: Vec<String>,
+    /// The guarded namespaces connections may target all the same (the chart's
+    /// `security.allowedNamespaces`); see [`AgentConfig::guard`].
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// The Helm release the agent belongs to.
@@ -64,6 +67,10 @@ pub struct JobConfig {
     pub pod_security_context: Value,
     /// The container's securityContext; null or empty: [`default_security_context`].
     pub security_context: Value,
+    /// The guarded namespaces sc-job lets connections target (`--allowed-namespace`); set by
+    /// the agent from [`AgentConfig::guard`], not read from the file.
+    #[serde(skip)]
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// The sc-job pod's securityContext unless the chart sets `job.podSecurityContext`: the
@@ -106,11 +113,36 @@ impl Default for JobConfig {
             priority_class_name: None,
             pod_security_context: Value::Null,
             security_context: Value::Null,
+            allowed_namespaces: Vec::new(),
         }
     }
 }
 
 impl AgentConfig {
+    /// The namespaces explicitly allowed although guarded: `security.allowedNamespaces` and
+    /// `rbac.namespaces` (sorted, without duplicates or empty names).
+    pub fn allowed_namespaces(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> = self
+            .allowed_namespaces
+            .iter()
+            .chain(&self.watch_namespaces)
+            .filter(|n| !n.is_empty())
+            .collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// The guard of connections in the release namespace `ns` ([`sc_model::NamespaceGuard`]).
+    pub fn guard(&self, ns: &str) -> sc_model::NamespaceGuard {
+        sc_model::NamespaceGuard::new(Some(ns), self.allowed_namespaces())
+    }
+
+    /// The Job settings, with the namespaces sc-job lets connections target although guarded.
+    pub fn job_config(&self) -> JobConfig {
+        let mut job = self.job.clone();
+        job.allowed_namespaces = self.allowed_namespaces();
+        job
+    }
+
     /// Reads and parses the configuration file.
     pub fn load(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -139,6 +171,18 @@ fn non_empty(v: &Value) -> Option<&Value> {
     }
 }
 
+/// The arguments of sc-job.
+fn job_args(config: &JobConfig) -> Vec<String> {
+    let mut args = vec![format!("--changeset={CHANGESET_CONFIGMAP}")];
+    if !config.allowed_namespaces.is_empty() {
+        args.push(format!(
+            "--allowed-namespace={}",
+            config.allowed_namespaces.join(",")
+        ));
+    }
+    args
+}
+
 /// The Job `sc-job` for a change set: the configured security contexts (restricted unless the
 /// chart overrides them), no secret, owned by the request ConfigMap (`owner_uid`).
 pub fn job_object(
@@ -151,7 +195,7 @@ pub fn job_object(
     let mut container = json!({
         "name": JOB_NAME,
         "image": config.image,
-        "args": [format!("--changeset={CHANGESET_CONFIGMAP}")],
+        "args": job_args(config),
         "env": [{
             "name": "POD_NAMESPACE",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
@@ -355,5 +399,33 @@ mod tests {
             job["spec"]["template"]["spec"]["containers"][0]["securityContext"],
             sc
         );
+    }
+
+    #[test]
+    fn the_allowed_namespaces_reach_sc_job() {
+        let cfg: AgentConfig = serde_json::from_value(json!({
+            "watchNamespaces": ["apps", "kube-system"],
+            "allowedNamespaces": ["kube-public", "apps", ""],
+        }))
+        .unwrap();
+        assert_eq!(
+            cfg.allowed_namespaces(),
+            vec!["apps", "kube-public", "kube-system"]
+        );
+        let guard = cfg.guard("sc-system");
+        assert!(guard.is_guarded("sc-system") && guard.is_guarded("kube-node-lease"));
+        assert!(!guard.is_guarded("kube-system") && !guard.is_guarded("kube-public"));
+        let job = job_object(&cfg.job_config(), "sc-system", "id-1", 7, "uid-1");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!([
+                "--changeset=sc-changeset",
+                "--allowed-namespace=apps,kube-public,kube-system"
+            ])
+        );
+        // A configuration without the key (an earlier chart) allows nothing more.
+        let old: AgentConfig = serde_json::from_value(json!({"job": {}})).unwrap();
+        assert!(old.allowed_namespaces().is_empty());
+        assert!(old.guard("sc-system").is_guarded("kube-system"));
     }
 }

@@ -116,7 +116,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         client.clone(),
         &ns,
         observer.requests_name(),
-        settings.config.job.clone(),
+        settings.config.job_config(),
         settings.changeset_limit,
         health.clone(),
         &settings.identity,

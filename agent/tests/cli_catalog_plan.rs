@@ -204,6 +204,52 @@ fn plan_reports_every_error_with_its_key() {
 }
 
 #[test]
+fn plan_refuses_guarded_namespaces_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    let conns = "connections:\n  sys:\n    namespace: kube-system\n    targetType: storage-blob\n    authType: secret\n    parameters:\n      accountName: acct\n    secrets:\n      accountKey: guardedsecretvalue1\n  rel:\n    namespace: sc-system\n    targetType: storage-blob\n    authType: secret\n    parameters:\n      accountName: acct\n    secrets:\n      accountKey: guardedsecretvalue1\n";
+    std::fs::write(&values, conns).unwrap();
+    let path = values.to_str().unwrap();
+    // Without the release namespace only kube-* is known to be guarded.
+    let out = sc_agent(&["plan", "-f", path]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("connections.sys.namespace: namespace \"kube-system\" is guarded"),
+        "{err}"
+    );
+    assert!(err.contains("security.allowedNamespaces"), "{err}");
+    assert!(!err.contains("connections.rel"), "{err}");
+    assert!(!err.contains("guardedsecretvalue1"), "{err}");
+    assert!(out.stdout.is_empty());
+    let out = sc_agent(&["plan", "-f", path, "--namespace", "sc-system"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("connections.rel.namespace: "),
+        "{}",
+        text(&out.stderr)
+    );
+    // Named by security.allowedNamespaces or rbac.namespaces, both are planned.
+    let allowed = dir.path().join("allowed.yaml");
+    std::fs::write(
+        &allowed,
+        "security:\n  allowedNamespaces: [kube-system]\nrbac:\n  namespaces: [sc-system]\n",
+    )
+    .unwrap();
+    let out = sc_agent(&[
+        "plan",
+        "-f",
+        path,
+        "-f",
+        allowed.to_str().unwrap(),
+        "--namespace",
+        "sc-system",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("kube-system"));
+}
+
+#[test]
 fn plan_rejects_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");

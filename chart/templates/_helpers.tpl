@@ -137,3 +137,25 @@ sc-extension.io/{{ $ann }}: {{ toString . | quote }}
 sc-extension.io/oidc-issuer-url: {{ toString . | quote }}
 {{- end }}
 {{- end }}
+
+{{- /* Refuses (fails the render) every connection to a guarded namespace: kube-system,
+       kube-public, kube-node-lease and the release namespace, unless security.allowedNamespaces
+       or rbac.namespaces names it. One line per connection, naming its namespace key; sc-agent
+       and sc-job refuse the same connections in the cluster (sc_model::NamespaceGuard). */ -}}
+{{- define "sc.guardNamespaces" -}}
+{{- $allowed := concat ((.Values.security | default dict).allowedNamespaces | default list) ((.Values.rbac | default dict).namespaces | default list) -}}
+{{- $guarded := list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace -}}
+{{- $errors := list -}}
+{{- range $name, $c := (.Values.connections | default dict) -}}
+{{- if kindIs "map" $c -}}
+{{- $ns := toString ($c.namespace | default "default") -}}
+{{- if and (has $ns $guarded) (not (has $ns $allowed)) -}}
+{{- $what := ternary "the namespace of this release" "a namespace of the cluster's own components" (eq $ns $.Release.Namespace) -}}
+{{- $errors = append $errors (printf "connections.%s.namespace: namespace %q is guarded: it is %s, and a connection may not target it (nor patch workloads there); choose another namespace, or name %q in the chart value security.allowedNamespaces (or rbac.namespaces) to allow it explicitly" $name $ns $what $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $errors -}}
+{{- fail (join "\n" $errors) -}}
+{{- end -}}
+{{- end -}}

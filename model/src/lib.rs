@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod guard;
 pub mod names;
 pub mod patch;
 pub mod render;
@@ -21,6 +22,7 @@ pub mod values;
 
 pub use catalog::{Catalog, KeySpec, ParameterSpec, catalog};
 pub use error::{FieldError, ValidationErrors};
+pub use guard::NamespaceGuard;
 pub use patch::{
     Ejection, Injected, PatchError, ServiceAccountChange, eject_ops, inject_ops, workload_patch_ops,
 };

@@ -52,6 +52,13 @@ pub struct Args {
     #[arg(long)]
     pub keep: bool,
 
+    /// A guarded namespace (`kube-system`, `kube-public`, `kube-node-lease`, the run's own
+    /// namespace) that connections may target all the same: the chart's
+    /// `security.allowedNamespaces` and `rbac.namespaces`, passed by sc-agent. Repeat or
+    /// separate with commas. A connection to any other guarded namespace is refused.
+    #[arg(long = "allowed-namespace", value_name = "NS", value_delimiter = ',')]
+    pub allowed_namespaces: Vec<String>,
+
     /// Log format: `text` (one plain line per step) or `json` (one JSON object per line).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -1,7 +1,7 @@
 //! Validating the requests of a run (their protected settings merged in), isolating invalid
 //! connections so the others go on. No I/O.
 
-use sc_model::{FieldError, RequestSet, validate_connections_keyed};
+use sc_model::{FieldError, NamespaceGuard, RequestSet, validate_connections_keyed};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -33,8 +33,9 @@ fn owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
 /// Validates `connections` (secrets merged) with sc-model; a connection with errors is set
 /// aside with its errors and the rest is validated again, so one invalid connection does not
 /// stop the others. Content hashes are keyed by `hash_key` (the protected Secret's uid, as
-/// sc-agent keys them).
-pub fn validate_isolating(connections: Value, hash_key: &str) -> Validated {
+/// sc-agent keys them). A connection to a namespace `guard` refuses is set aside like an
+/// invalid one, with an error naming its `namespace` key: nothing is written for it.
+pub fn validate_isolating(connections: Value, hash_key: &str, guard: &NamespaceGuard) -> Validated {
     let mut remaining = match connections {
         Value::Object(m) => m,
         Value::Null => Map::new(),
@@ -59,6 +60,20 @@ pub fn validate_isolating(connections: Value, hash_key: &str) -> Validated {
         }
         match result {
             Ok(set) => {
+                let mut refused = false;
+                for c in set.connections() {
+                    if let Some(e) =
+                        guard.check(c.name(), &c.spec.namespace, c.spec.workloads.len())
+                    {
+                        remaining.remove(c.name());
+                        invalid.entry(c.name().to_string()).or_default().push(e);
+                        refused = true;
+                    }
+                }
+                if refused {
+                    // Validated again without them (they may have been first of their kind).
+                    continue;
+                }
                 return Validated {
                     set,
                     invalid,
@@ -115,7 +130,7 @@ mod tests {
                       "parameters": {"accountName": "acct"}, "secrets": {"accountKey": "x"}},
             "bad": {"namespace": "default", "targetType": "storage-blop", "authType": "secret"},
         });
-        let v = validate_isolating(conns.clone(), "");
+        let v = validate_isolating(conns.clone(), "", &NamespaceGuard::default());
         assert!(v.general.is_empty());
         assert_eq!(v.set.connections().len(), 1);
         assert_eq!(v.set.connections()[0].name(), "good");
@@ -124,5 +139,33 @@ mod tests {
             errs.iter().all(|e| e.path.starts_with("connections.bad")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_connection_to_a_guarded_namespace_is_set_aside() {
+        let conn = |ns: &str| {
+            json!({"namespace": ns, "targetType": "storage-blob", "authType": "secret",
+                   "parameters": {"accountName": "acct"},
+                   "secrets": {"accountKey": "fake-guard-secret-0123456789"},
+                   "workloads": [{"kind": "Deployment", "name": "coredns"}]})
+        };
+        let conns = json!({
+            "good": conn("apps"),
+            "sys": conn("kube-system"),
+            "rel": conn("sc-system"),
+            "allowed": conn("kube-public"),
+        });
+        let guard = NamespaceGuard::new(Some("sc-system"), ["kube-public"]);
+        let v = validate_isolating(conns, "", &guard);
+        assert!(v.general.is_empty());
+        let valid: Vec<&str> = v.set.connections().iter().map(|c| c.name()).collect();
+        assert_eq!(valid, vec!["allowed", "good"]);
+        assert_eq!(v.invalid.keys().collect::<Vec<_>>(), vec!["rel", "sys"]);
+        for (name, errs) in &v.invalid {
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].path, format!("connections.{name}.namespace"));
+            assert!(errs[0].message.contains("security.allowedNamespaces"));
+            assert!(!errs[0].message.contains("fake-guard-secret"));
+        }
     }
 }

@@ -207,6 +207,7 @@ async fn run(args: Args) -> u8 {
     let validated = inputs::validate_isolating(
         std::mem::take(&mut inputs.requests.connections),
         &inputs.requests.hash_key,
+        &sc_model::NamespaceGuard::new(Some(&ns), args.allowed_namespaces.iter().cloned()),
     );
     if !validated.general.is_empty() {
         let msg: Vec<String> = validated.general.iter().map(ToString::to_string).collect();

@@ -32,6 +32,23 @@ pub struct PlanArgs {
     /// connection (default: the values' workloadIdentity.oidcIssuerUrl, else a placeholder).
     #[arg(long, value_name = "URL")]
     pub oidc_issuer_url: Option<String>,
+    /// The release namespace, refused as a connection's namespace like kube-system,
+    /// kube-public and kube-node-lease unless the values' security.allowedNamespaces (or
+    /// rbac.namespaces) names it. Without it only the kube-* namespaces are checked.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+/// The namespaces the values allow although guarded: `security.allowedNamespaces` and
+/// `rbac.namespaces`.
+fn allowed_namespaces(values: &Value) -> Vec<String> {
+    ["/security/allowedNamespaces", "/rbac/namespaces"]
+        .iter()
+        .filter_map(|p| values.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
 
 /// The plan of one connection, for display (no secret values).
@@ -125,6 +142,19 @@ pub fn run(args: &PlanArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    let guard =
+        sc_model::NamespaceGuard::new(args.namespace.as_deref(), allowed_namespaces(&values));
+    let guarded: Vec<sc_model::FieldError> = set
+        .connections()
+        .iter()
+        .filter_map(|c| guard.check(c.name(), &c.spec.namespace, c.spec.workloads.len()))
+        .collect();
+    if !guarded.is_empty() {
+        for e in guarded {
+            eprintln!("{e}");
+        }
+        return ExitCode::from(EXIT_INVALID);
+    }
     let mut plan = plan_value(&set);
     crate::report::plan(&mut plan, &set, &values, args.oidc_issuer_url.as_deref());
     let text = match args.output {

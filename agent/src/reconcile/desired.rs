@@ -32,9 +32,12 @@ pub struct NameClash {
 }
 
 /// Hashes and non-secret specs of every requested connection (the requests are consumed:
-/// each connection's raw request is freed as soon as it is parsed).
-pub fn desired(requests: Requests) -> Vec<Desired> {
-    sc_model::check_connections_owned(requests.connections, &requests.hash_key)
+/// each connection's raw request is freed as soon as it is parsed). A connection to a
+/// namespace `guard` refuses is invalid: its error names its `namespace` key.
+pub fn desired(requests: Requests, guard: &sc_model::NamespaceGuard) -> Vec<Desired> {
+    let mut checks = sc_model::check_connections_owned(requests.connections, &requests.hash_key);
+    guard.apply(&mut checks);
+    checks
         .into_iter()
         .map(|c| {
             let drift_policy = c

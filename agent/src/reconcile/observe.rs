@@ -115,6 +115,8 @@ pub struct Observer {
     drift_limits: DriftLimits,
     /// Where the next step starts reading Secrets.
     secret_turn: usize,
+    /// The namespaces connections may not target.
+    guard: sc_model::NamespaceGuard,
 }
 
 impl Observer {
@@ -168,6 +170,7 @@ impl Observer {
             derived: None,
             drift_limits: DriftLimits::default(),
             secret_turn: 0,
+            guard: config.guard(ns),
         }
     }
 
@@ -389,7 +392,8 @@ impl Observer {
                 return Err(message);
             }
         };
-        let (desired, clashes) = desired::without_metadata_clashes(desired::desired(requests));
+        let (desired, clashes) =
+            desired::without_metadata_clashes(desired::desired(requests, &self.guard));
         let desired = Arc::new(desired);
         self.derived = Some(Derived {
             key,

@@ -856,6 +856,36 @@ mod tests {
     }
 
     #[test]
+    fn desired_refuses_a_guarded_namespace_naming_its_key() {
+        let conn = |ns: &str| {
+            json!({"namespace": ns, "targetType": "storage-blob", "authType": "secret",
+                   "parameters": {"accountName": "a"}, "secrets": {"accountKey": "s3cr3t"}})
+        };
+        let requests = Requests {
+            hash_key: "k".into(),
+            revision: 1,
+            connections: json!({"sys": conn("kube-system"), "own": conn("sc-system"),
+                                "ok": conn("apps")}),
+        };
+        let guard = sc_model::NamespaceGuard::new(Some("sc-system"), Vec::<String>::new());
+        let d = desired(requests, &guard);
+        let errors: Vec<(&str, &[String])> = d
+            .iter()
+            .map(|x| (x.name.as_str(), x.errors.as_slice()))
+            .collect();
+        assert!(errors[0].1.is_empty(), "{errors:?}");
+        for (i, name) in [(1, "own"), (2, "sys")] {
+            assert_eq!(errors[i].0, name);
+            assert_eq!(errors[i].1.len(), 1, "{errors:?}");
+            assert!(
+                errors[i].1[0].starts_with(&format!("connections.{name}.namespace: ")),
+                "{errors:?}"
+            );
+            assert!(!errors[i].1[0].contains("s3cr3t"));
+        }
+    }
+
+    #[test]
     fn desired_hashes_invalid_requests_and_hides_secrets() {
         let requests = Requests {
             hash_key: "k".into(),
@@ -866,7 +896,7 @@ mod tests {
                 "bad": {"targetType": "nope", "secrets": {"x": "s3cr3t"}},
             }),
         };
-        let d = desired(requests);
+        let d = desired(requests, &sc_model::NamespaceGuard::default());
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "bad");
         assert!(!d[0].errors.is_empty());

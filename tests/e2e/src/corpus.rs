@@ -19,6 +19,10 @@ pub enum Stage {
     Helm,
     /// By `values.schema.json`, at `helm template` / `helm install`.
     Schema,
+    /// By the chart's templates (`fail`, at `helm template` / `helm install`), for what needs
+    /// the release (a guarded namespace); in the cluster, for requests that bypass the chart,
+    /// by sc-agent and sc-job.
+    Template,
     /// By sc-model in the cluster: the connection's status, sc-job's log, `sc-agent show`
     /// (and `sc-agent plan` without a cluster).
     Cluster,
@@ -30,6 +34,7 @@ impl Stage {
         match self {
             Stage::Helm => "helm",
             Stage::Schema => "schema",
+            Stage::Template => "template",
             Stage::Cluster => "cluster",
         }
     }
@@ -122,6 +127,7 @@ pub fn load() -> Vec<Case> {
         let stage = match raw["stage"].as_str() {
             Some("helm") => Stage::Helm,
             Some("schema") => Stage::Schema,
+            Some("template") => Stage::Template,
             Some("cluster") => Stage::Cluster,
             other => panic!("case {id}: unknown stage {other:?}"),
         };

@@ -19,6 +19,12 @@ pub fn upgrade_0_1_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/upgrade-0.1")
 }
 
+/// The fixtures of the formats after 0.1.0 (drift, workload records, ...), captured before
+/// the next release: `upgrade-0.2`.
+pub fn upgrade_0_2_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/upgrade-0.2")
+}
+
 /// The finalizer a capture puts on a metadata ConfigMap to hold it after the agent deletes it
 /// (so the `Deleted` state can be captured); [`normalize`] removes it.
 pub const CAPTURE_HOLD: &str = "e2e.sc-extension.io/capture-hold";
@@ -29,10 +35,11 @@ pub const CAPTURE_HOLD: &str = "e2e.sc-extension.io/capture-hold";
 pub const HELD_SERVICE_ACCOUNT: &str = "sc-job-held";
 
 /// The files of a set holding objects, in the order the loader creates them.
-pub const OBJECT_FILES: [&str; 7] = [
+pub const OBJECT_FILES: [&str; 8] = [
     "requests.json",
     "foreign.json",
     "materialized.json",
+    "workloads.json",
     "metadata.json",
     "changeset.json",
     "jobs.json",
@@ -240,6 +247,19 @@ pub fn capture_set(
         .map(|(kind, namespace, name)| c.get(kind, namespace, name))
         .collect();
     let releases = list_of(c, "secrets", &ns, Some("owner=helm"));
+    // The workloads connections list (with sc-job's records and roll-out annotations), as
+    // they are: their pods and ReplicaSets are not captured.
+    let mut workloads = Vec::new();
+    for a in apps {
+        for k in ["deployments", "statefulsets", "daemonsets", "cronjobs"] {
+            workloads.extend(list_of(c, k, a, None).into_iter().map(|mut w| {
+                if let Some(m) = w.as_object_mut() {
+                    m.remove("status");
+                }
+                w
+            }));
+        }
+    }
 
     if let Some(j) = &job
         && job_finished(j, "Failed")
@@ -276,6 +296,9 @@ pub fn capture_set(
     write_json(dir, "requests.json", &fixture_list(requests));
     write_json(dir, "foreign.json", &fixture_list(foreign));
     write_json(dir, "materialized.json", &fixture_list(materialized));
+    if !workloads.is_empty() {
+        write_json(dir, "workloads.json", &fixture_list(workloads));
+    }
     write_json(dir, "metadata.json", &fixture_list(metadata));
     write_json(dir, "changeset.json", &fixture_list(changeset));
     write_json(dir, "jobs.json", &fixture_list(job.into_iter().collect()));

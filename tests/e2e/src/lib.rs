@@ -345,8 +345,25 @@ pub struct Cluster {
     image_cache: Option<tempfile::TempDir>,
     namespaces: RefCell<Vec<String>>,
     secrets: RefCell<Vec<String>>,
-    outputs: RefCell<Vec<String>>,
+    /// Every helm and `sc-agent` output so far: (the command and its first argument, text).
+    outputs: RefCell<Vec<(String, String)>>,
 }
+
+/// Where [`Cluster::leak_scan`] looks for secret values: a name and how to read the surface
+/// (each text with where it comes from). A new surface is one line here.
+type LeakSurface = (&'static str, fn(&Cluster) -> Vec<(String, String)>);
+
+/// Every surface of the leak scan.
+const LEAK_SURFACES: &[LeakSurface] = &[
+    ("objects", Cluster::leak_objects),
+    ("drift events", Cluster::leak_drift_events),
+    ("logs", Cluster::leak_logs),
+    ("commands", Cluster::leak_commands),
+    ("notes", Cluster::leak_notes),
+    ("federated credentials", Cluster::leak_federated),
+    ("images", Cluster::leak_images),
+    ("completion", Cluster::leak_completion),
+];
 
 /// A TCP port free on 127.0.0.1 right now.
 fn free_port() -> u16 {
@@ -643,14 +660,21 @@ impl Cluster {
     /// `helm` with `args`; its output joins the leak scan (a failed hook's log is printed there).
     pub fn helm(&self, helm: Helm, args: &[&str]) -> Out {
         let out = self.run(helm.tool(), args, None);
-        self.outputs.borrow_mut().push(out.all());
+        self.record_output(helm.tool(), args, &out);
         out
+    }
+
+    /// Keeps the output of `tool args` for the leak scan, named by the tool and its first
+    /// argument only (later arguments may hold anything).
+    fn record_output(&self, tool: &str, args: &[&str], out: &Out) {
+        let what = format!("{tool} {}", args.first().copied().unwrap_or_default());
+        self.outputs.borrow_mut().push((what, out.all()));
     }
 
     /// `sc-agent` (the built binary) with `args`; its output joins the leak scan.
     pub fn sc_agent(&self, args: &[&str]) -> Out {
         let out = self.run("sc-agent", args, None);
-        self.outputs.borrow_mut().push(out.all());
+        self.record_output("sc-agent", args, &out);
         out
     }
 
@@ -975,10 +999,13 @@ impl Cluster {
         Value::Object(out)
     }
 
-    /// Asserts that no remembered secret value (nor its base64 form) appears in a ConfigMap, an
-    /// Event, a Job or Pod, the log of a pod of the release namespace, or the output of any
-    /// helm or `sc-agent` command of the scenario; runs `sc-agent list`, `show` and `list-configuration` for `connections`
-    /// first.
+    /// Asserts that no remembered secret value (nor its base64 form) appears on any surface of
+    /// [`LEAK_SURFACES`]: ConfigMaps, Events (both APIs, the agent's `Drifted` ones included),
+    /// Jobs and Pods, the release namespace's logs, every helm and `sc-agent` output of the
+    /// scenario (`reapply`, `wait`, `plan`, `show` among them), helm's NOTES, the federated
+    /// credentials `sc-agent plan`, `show` and `wait` print, the image archives' configs and
+    /// the completion scripts. Runs `sc-agent list`, `show` and `list-configuration` for
+    /// `connections` first. Reads only: the cluster is left as it was.
     pub fn leak_scan(&self, connections: &[&str]) {
         let ns = self.release_ns();
         self.sc_agent(&["list", "--namespace", &ns]).ok();
@@ -996,37 +1023,20 @@ impl Cluster {
         self.scan_cluster();
     }
 
-    /// The cluster part of [`Cluster::leak_scan`] (ConfigMaps, Events, Jobs, Pods, the logs of
-    /// the release namespace's pods, and every helm and `sc-agent` output so far).
-    pub fn scan_cluster(&self) {
-        let ns = self.release_ns();
+    /// What every surface of the leak scan reads now: (`surface: place`, text).
+    pub fn leak_surfaces(&self) -> Vec<(String, String)> {
         let mut places: Vec<(String, String)> = Vec::new();
-        for kind in ["configmaps", "events", "jobs", "pods"] {
-            let out = self.kubectl(&["get", kind, "-A", "-o", "json"]);
-            places.push((format!("kubectl get {kind} -A"), out.ok().to_string()));
-        }
-        let pods = self.get_json(&["pods", "-n", &ns]);
-        for pod in pods["items"].as_array().cloned().unwrap_or_default() {
-            let name = pod["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            for c in pod["spec"]["containers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                let cname = c["name"].as_str().unwrap_or_default();
-                let log = self.kubectl(&["logs", &name, "-n", &ns, "-c", cname]);
-                places.push((
-                    format!("the log of pod {ns}/{name} container {cname}"),
-                    log.all(),
-                ));
+        for (surface, read) in LEAK_SURFACES {
+            for (place, text) in read(self) {
+                places.push((format!("{surface}: {place}"), text));
             }
         }
-        for (i, out) in self.outputs.borrow().iter().enumerate() {
-            places.push((format!("helm or sc-agent command output #{i}"), out.clone()));
-        }
+        places
+    }
+
+    /// The surfaces of [`Cluster::leak_scan`] without running the per-connection commands.
+    pub fn scan_cluster(&self) {
+        let places = self.leak_surfaces();
         let b64 = base64::engine::general_purpose::STANDARD;
         let secrets = self.secrets.borrow();
         assert!(
@@ -1043,6 +1053,200 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Leak surface: ConfigMaps, Events of both APIs, Jobs and Pods of every namespace.
+    fn leak_objects(&self) -> Vec<(String, String)> {
+        [
+            "configmaps",
+            "events",
+            "events.events.k8s.io",
+            "jobs",
+            "pods",
+        ]
+        .iter()
+        .map(|kind| {
+            let out = self.kubectl(&["get", kind, "-A", "-o", "json"]);
+            (format!("kubectl get {kind} -A"), out.ok().to_string())
+        })
+        .collect()
+    }
+
+    /// Leak surface: the Events the agent posts about drift (reason `Drifted`), also read
+    /// alone so a scan names them.
+    fn leak_drift_events(&self) -> Vec<(String, String)> {
+        let out = self.kubectl(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=Drifted",
+            "-o",
+            "json",
+        ]);
+        vec![("Events with reason Drifted".to_string(), out.all())]
+    }
+
+    /// Leak surface: the log of every container of every pod of the release namespace (the
+    /// agent, sc-job, the hooks).
+    fn leak_logs(&self) -> Vec<(String, String)> {
+        let ns = self.release_ns();
+        let mut out = Vec::new();
+        let pods = self.get_json(&["pods", "-n", &ns]);
+        for pod in pods["items"].as_array().cloned().unwrap_or_default() {
+            let name = pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            for c in pod["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let cname = c["name"].as_str().unwrap_or_default();
+                let log = self.kubectl(&["logs", &name, "-n", &ns, "-c", cname]);
+                out.push((
+                    format!("the log of pod {ns}/{name} container {cname}"),
+                    log.all(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Leak surface: every helm and `sc-agent` output of the scenario so far (`sc-agent
+    /// reapply`, `wait`, `plan`, `show`, `validate`, failed hooks' logs printed by helm, ...).
+    fn leak_commands(&self) -> Vec<(String, String)> {
+        self.outputs
+            .borrow()
+            .iter()
+            .enumerate()
+            .map(|(i, (what, text))| (format!("output #{i} ({what})"), text.clone()))
+            .collect()
+    }
+
+    /// Leak surface: helm's NOTES of the release (they carry the federated credentials).
+    fn leak_notes(&self) -> Vec<(String, String)> {
+        let ns = self.release_ns();
+        let out = self.run(Helm::V3.tool(), &["get", "notes", RELEASE, "-n", &ns], None);
+        vec![("helm get notes".to_string(), out.all())]
+    }
+
+    /// Leak surface: the federated credentials and everything else `sc-agent plan` prints for
+    /// the release's own values (secrets included, read with `helm get values` into a private
+    /// file), and `sc-agent wait` for the release's current revision.
+    fn leak_federated(&self) -> Vec<(String, String)> {
+        let ns = self.release_ns();
+        let mut out = Vec::new();
+        let values = self.run(
+            Helm::V3.tool(),
+            &["get", "values", RELEASE, "-n", &ns, "-a", "-o", "json"],
+            None,
+        );
+        if values.success() {
+            let file = self.dir().join("leak-scan-release-values.json");
+            write_private(&file, &values.stdout);
+            let file = file.display().to_string();
+            let plan = self.run(
+                "sc-agent",
+                &[
+                    "plan",
+                    "-f",
+                    &file,
+                    "--namespace",
+                    &ns,
+                    "--oidc-issuer-url",
+                    "https://issuer.example/leak-scan",
+                ],
+                None,
+            );
+            out.push((
+                "sc-agent plan of the release's values".to_string(),
+                plan.all(),
+            ));
+            let _ = std::fs::remove_file(&file);
+        }
+        if let Some(revision) = self
+            .try_get("configmap", &ns, "sc-requests")
+            .and_then(|cm| {
+                cm["metadata"]["annotations"]["sc-extension.io/revision"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+        {
+            let wait = self.run(
+                "sc-agent",
+                &[
+                    "wait",
+                    "--namespace",
+                    &ns,
+                    &format!("--revision={revision}"),
+                    "--timeout=5s",
+                ],
+                None,
+            );
+            out.push((format!("sc-agent wait --revision={revision}"), wait.all()));
+        }
+        out
+    }
+
+    /// Leak surface: the configs, manifests and index of the image archives in `dist/images`
+    /// (when `make images` built them): every entry of an archive but its layers.
+    fn leak_images(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let dir = workspace_root().join("dist/images");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return out;
+        };
+        for archive in entries.flatten().map(|e| e.path()) {
+            if archive.extension().is_none_or(|e| e != "tar") {
+                continue;
+            }
+            let list = Command::new("tar")
+                .arg("-tvf")
+                .arg(&archive)
+                .output()
+                .expect("running tar");
+            for line in String::from_utf8_lossy(&list.stdout).lines() {
+                // `-rw-r--r-- 0/0 1234 1970-01-01 00:00 blobs/sha256/...`
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (Some(size), Some(name)) = (fields.get(2), fields.last()) else {
+                    continue;
+                };
+                if size.parse::<u64>().map_or(true, |s| s > 1 << 20) || name.ends_with('/') {
+                    continue;
+                }
+                let entry = Command::new("tar")
+                    .arg("-xOf")
+                    .arg(&archive)
+                    .arg(name)
+                    .output()
+                    .expect("running tar");
+                out.push((
+                    format!("{} entry {name}", archive.display()),
+                    String::from_utf8_lossy(&entry.stdout).into_owned(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Leak surface: the shell completion scripts of `sc-agent`, when it has the
+    /// `completion` command (it prints them without a cluster).
+    fn leak_completion(&self) -> Vec<(String, String)> {
+        if !self
+            .run("sc-agent", &["completion", "--help"], None)
+            .success()
+        {
+            return Vec::new();
+        }
+        ["bash", "zsh", "fish", "powershell", "elvish"]
+            .iter()
+            .map(|shell| {
+                let out = self.run("sc-agent", &["completion", shell], None);
+                (format!("sc-agent completion {shell}"), out.all())
+            })
+            .collect()
     }
 
     /// Prints what helps to understand a failed scenario: the release namespace's objects

@@ -170,7 +170,7 @@ fn schema() {
             for form in forms(case, dir.path()) {
                 let what = format!("{} with {}", helm.tool(), form.label);
                 match case.stage {
-                    Stage::Helm | Stage::Schema => {
+                    Stage::Helm | Stage::Schema | Stage::Template => {
                         let out = template(helm, &home, &form.args, None);
                         if out.success() {
                             return Err(format!("{what}: helm template accepted it"));
@@ -180,6 +180,14 @@ fn schema() {
                             && !text.contains("don't meet the specifications of the schema")
                         {
                             return Err(format!("{what}: not a schema error: {}", shown(&text)));
+                        }
+                        if case.stage == Stage::Template
+                            && !text.contains("execution error at (sc-extension/templates/")
+                        {
+                            return Err(format!(
+                                "{what}: not refused by a template: {}",
+                                shown(&text)
+                            ));
                         }
                         if !corpus::names_key(&text, &case.key) {
                             return Err(format!(
@@ -244,10 +252,11 @@ fn schema() {
     });
     let by_stage = |s: Stage| cases.iter().filter(|c| c.stage == s).count();
     eprintln!(
-        "bad-input corpus: {} cases ({} by helm's flag parser, {} by the schema, {} in the cluster); {} also as flat settings",
+        "bad-input corpus: {} cases ({} by helm's flag parser, {} by the schema, {} by the templates, {} in the cluster); {} also as flat settings",
         cases.len(),
         by_stage(Stage::Helm),
         by_stage(Stage::Schema),
+        by_stage(Stage::Template),
         by_stage(Stage::Cluster),
         cases.iter().filter(|c| c.flat_settings().is_some()).count()
     );
@@ -564,4 +573,263 @@ fn cluster() {
         .filter(|n| *n == "healthy")
         .collect();
     c.leak_scan(&refs);
+}
+
+/// A Deployment `name` in `ns` that runs no pod.
+fn idle_deployment(ns: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+            },
+        },
+    })
+}
+
+/// The `connections.json` of a request object, parsed.
+fn request_data(c: &Cluster, kind: &str, name: &str) -> serde_json::Map<String, Value> {
+    use base64::Engine;
+    let obj = c.get(kind, &c.release_ns(), name);
+    let text = obj["data"]["connections.json"].as_str().unwrap_or("{}");
+    let text = if kind == "secret" {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .expect("base64"),
+        )
+        .expect("UTF-8")
+    } else {
+        text.to_string()
+    };
+    serde_json::from_str::<Value>(&text)
+        .expect("connections.json is JSON")
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The guarded-namespace cases that bypass the chart: their connections are written into
+/// `sc-protected` and `sc-requests` directly (as an operator editing them would), next to a
+/// healthy connection. sc-agent and sc-job refuse each one: `Failed` with its `namespace` key
+/// named in its status, `sc-agent show` and sc-job's log; no Secret, ServiceAccount or
+/// SecretProviderClass is written in the guarded namespaces, and neither the listed
+/// `kube-system/coredns` nor the agent's own Deployment is patched.
+#[test]
+fn guarded_namespaces_in_the_cluster() {
+    let cases: Vec<Case> = corpus::load()
+        .into_iter()
+        .filter(|c| c.stage == Stage::Template && c.name.is_some())
+        .collect();
+    assert!(cases.len() >= 4, "only {} guarded cases", cases.len());
+    let c = Cluster::start();
+    let apps = c.create_namespace("apps");
+    let rel = c.release_ns();
+    c.apply(&idle_deployment("kube-system", "coredns"));
+    let key = secret_value("healthy-key");
+    c.remember_secret(&key);
+    let marker = c.dir().join("injected-command-ran");
+    let (settings, protected) = healthy(&apps, &key, &marker);
+    let files = [
+        c.write_values("healthy", &settings),
+        c.write_values("healthy-protected", &protected),
+    ];
+    c.helm_upgrade(Helm::V3, &[&files[0], &files[1]], &[]).ok();
+    c.wait_job_gone();
+    c.assert_materialized(&expected(&merged(&[&settings, &protected])));
+    let before = healthy_objects(&c, &apps);
+    let coredns = c.get("deployment", "kube-system", "coredns")["spec"].clone();
+    let agent_spec = c.get("deployment", &rel, "sc-agent")["spec"].clone();
+    let guarded = [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        rel.as_str(),
+    ];
+    let snapshots: Vec<Value> = guarded.iter().map(|ns| c.snapshot(ns)).collect();
+
+    // Bypass the chart: the protected settings first (ignored until requested), then the
+    // requests.
+    let mut public = request_data(&c, "configmap", "sc-requests");
+    let mut secret = request_data(&c, "secret", "sc-protected");
+    for k in &cases {
+        for s in &k.secrets {
+            c.remember_secret(s);
+        }
+        let mut values = k.values.clone().expect("values");
+        for (name, conn) in values["connections"].as_object_mut().expect("connections") {
+            if conn["namespace"] == "sc-system" {
+                conn["namespace"] = json!(rel);
+            }
+            if let Some(s) = conn.as_object_mut().and_then(|m| m.remove("secrets")) {
+                secret.insert(name.clone(), json!({ "secrets": s }));
+            }
+            public.insert(name.clone(), conn.clone());
+        }
+    }
+    use base64::Engine;
+    let patch = c.dir().join("protected-patch.json");
+    write_private(
+        &patch,
+        &json!({"data": {"connections.json": base64::engine::general_purpose::STANDARD
+            .encode(Value::Object(secret).to_string())}})
+        .to_string(),
+    );
+    let patch_arg = patch.display().to_string();
+    c.kubectl(&[
+        "patch",
+        "secret",
+        "sc-protected",
+        "-n",
+        &rel,
+        "--type",
+        "merge",
+        "--patch-file",
+        &patch_arg,
+    ])
+    .ok();
+    let patch = c.dir().join("requests-patch.json");
+    write_private(
+        &patch,
+        &json!({"data": {"connections.json": Value::Object(public).to_string()}}).to_string(),
+    );
+    let patch_arg = patch.display().to_string();
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "sc-requests",
+        "-n",
+        &rel,
+        "--type",
+        "merge",
+        "--patch-file",
+        &patch_arg,
+    ])
+    .ok();
+
+    let mut failures = Vec::new();
+    for k in &cases {
+        let name = k.name.as_deref().expect("a connection case");
+        let path = k.key_path();
+        let text = wait_for_state(SETTLE, &format!("connection {name} to fail"), || {
+            let text = failure_text(&c, name)?;
+            if text.contains(&path) {
+                Ok(text)
+            } else {
+                Err(format!("its status does not name {path} yet: {text}"))
+            }
+        });
+        if !text.contains("security.allowedNamespaces") {
+            failures.push(format!(
+                "{}: the status does not name the chart value: {text}",
+                k.id
+            ));
+        }
+        let status = c.metadata_status(name);
+        if status["error"]["reason"] != "InvalidRequest" {
+            failures.push(format!(
+                "{}: not a permanent InvalidRequest: {status}",
+                k.id
+            ));
+        }
+        let show = c.sc_agent(&["show", name, "--namespace", &rel]).all();
+        if !show.contains(&path) {
+            failures.push(format!(
+                "{}: `sc-agent show {name}` does not name {path}:\n{show}",
+                k.id
+            ));
+        }
+    }
+    let job_log = c
+        .kubectl(&["logs", &format!("job/{}", sc_e2e::JOB), "-n", &rel])
+        .all();
+    for k in &cases {
+        if !job_log.contains(&format!("invalid: {}", k.key_path())) {
+            failures.push(format!(
+                "{}: sc-job's log does not name {}",
+                k.id,
+                k.key_path()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Nothing written.
+    for (ns, snap) in guarded.iter().zip(&snapshots) {
+        assert_eq!(&c.snapshot(ns), snap, "sc-extension wrote objects in {ns}");
+    }
+    assert_eq!(
+        c.get("deployment", "kube-system", "coredns")["spec"],
+        coredns,
+        "kube-system/coredns was patched"
+    );
+    assert_eq!(
+        c.get("deployment", &rel, "sc-agent")["spec"],
+        agent_spec,
+        "the agent's Deployment was patched"
+    );
+    assert_eq!(
+        healthy_objects(&c, &apps),
+        before,
+        "the healthy connection changed"
+    );
+    assert_eq!(c.metadata_status("healthy")["phase"], "Ready");
+    let logs = c.kubectl(&["logs", "deploy/sc-agent", "-n", &rel]).all() + &job_log;
+    assert!(
+        !logs.contains("panicked"),
+        "a log shows a panic:\n{}",
+        shown(&logs)
+    );
+    c.leak_scan(&["healthy"]);
+}
+
+/// A guarded namespace named by `security.allowedNamespaces` or `rbac.namespaces` renders,
+/// with helm 3 and helm 4, as values and as flat settings.
+#[test]
+fn guarded_namespaces_named_explicitly_render() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("creating HOME");
+    let conn = |ns: &str| {
+        json!({"namespace": ns, "targetType": "storage-blob", "authType": "secret",
+               "parameters": {"accountName": "e2estorage"}})
+    };
+    let values = json!({
+        "security": {"allowedNamespaces": ["kube-system", "sc-system"]},
+        "rbac": {"namespaces": ["kube-node-lease", "apps"]},
+        "connections": {"sys": conn("kube-system"), "rel": conn("sc-system"),
+                        "lease": conn("kube-node-lease"), "app": conn("apps")},
+    });
+    let file = dir.path().join("values.json");
+    write_private(&file, &values.to_string());
+    let flat: Vec<String> = [
+        "security.allowedNamespaces[0]=kube-system",
+        "connections.sys.namespace=kube-system",
+        "connections.sys.targetType=storage-blob",
+        "connections.sys.authType=secret",
+        "connections.sys.parameters.accountName=e2estorage",
+    ]
+    .iter()
+    .flat_map(|s| ["--set-string".to_string(), s.to_string()])
+    .collect();
+    for helm in [Helm::V3, Helm::V4] {
+        for args in [
+            vec!["-f".to_string(), file.display().to_string()],
+            flat.clone(),
+        ] {
+            let out = template(helm, &home, &args, Some("templates/requests.yaml"));
+            assert!(out.success(), "{}: {}", helm.tool(), out.all());
+            let config = template(helm, &home, &args, Some("templates/agent-config.yaml"));
+            assert!(
+                config.ok().contains("\"kube-system\""),
+                "{}: the agent's configuration lacks the allowed namespaces: {}",
+                helm.tool(),
+                config.all()
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@
 
 use sc_e2e::fixtures::{
     CAPTURE_HOLD, HELD_SERVICE_ACCOUNT, Hashes, capture_set, job_finished, load_upgrade_fixtures,
-    read_json, upgrade_0_1_dir,
+    read_json, upgrade_0_1_dir, upgrade_0_2_dir,
 };
 use sc_e2e::{Cluster, Helm, SETTLE, merged, wait_for_state};
 use serde_json::{Value, json};
@@ -374,6 +374,171 @@ fn capture_in_flight(dir: &Path) {
     );
 }
 
+/// The value of a Secret key as this test writes it by hand (base64 of `text`).
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Set `drift` (the formats added after 0.1.0): `rolled` Ready and listing Deployment `web`
+/// (the workload carries `sc-extension.io/injected-rolled` and the pod-template annotation
+/// `sc-extension.io/restarted-for-rolled`); `steady` Ready after `sc-agent reapply` (a journal
+/// entry of a run with cause `reapply`); `watched` (`driftPolicy: Report`) `Drifted`, its
+/// Secret deleted, with `drift.json`; `fought` `Failed/Contested` after one repair (the change
+/// set of that repair, cause `repair`, is the one captured, concluded).
+fn capture_drift(dir: &Path) {
+    let helm = Helm::V3;
+    let c = Cluster::start();
+    let apps = c.create_namespace("apps");
+    let ns = c.release_ns();
+    c.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": apps},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "example/web:1"}]},
+            },
+        },
+    }));
+    let mut rolled = blob(&apps, "fixturerolled", "Delete");
+    rolled["workloads"] = json!([{"kind": "Deployment", "name": "web"}]);
+    let mut watched = blob(&apps, "fixturewatched", "Retain");
+    watched["driftPolicy"] = json!("Report");
+    let settings = json!({"connections": {
+        "rolled": rolled,
+        "steady": blob(&apps, "fixturesteady", "Retain"),
+        "watched": watched,
+        "fought": blob(&apps, "fixturefought", "Retain"),
+    }});
+    let protected = keys(&["rolled", "steady", "watched", "fought"]);
+    let files = [
+        c.write_values("settings", &settings),
+        c.write_values("protected", &protected),
+    ];
+    let limits = [
+        "--set",
+        "agent.drift.intervalSeconds=1",
+        "--set",
+        "agent.drift.repairs=1",
+    ];
+    c.helm_upgrade(helm, &[&files[0], &files[1]], &limits).ok();
+    c.wait_job_gone();
+    c.assert_materialized(&sc_e2e::expected(&merged(&[&settings, &protected])));
+    let web = c.get("deployment", &apps, "web");
+    let text = web.to_string();
+    assert!(
+        text.contains("sc-extension.io/injected-rolled")
+            && text.contains("sc-extension.io/restarted-for-rolled"),
+        "web carries no record or roll-out annotation: {web}"
+    );
+    let applies = |name: &str| -> usize {
+        metadata_key(&c, name, "journal.json")
+            .as_array()
+            .map_or(0, |j| j.iter().filter(|e| e["action"] == "apply").count())
+    };
+    // The phase `sc-agent list` shows (Drifted comes from drift.json, not status.json).
+    let phase = |name: &str| -> String {
+        let out = c.sc_agent(&["list", "-n", &ns, "-o", "json"]);
+        parsed(out.ok(), "sc-agent list")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["phase"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // A run asked with `sc-agent reapply` (cause `reapply`).
+    let before = applies("steady");
+    c.sc_agent(&["reapply", "steady", "-n", &ns]).ok();
+    wait_for_state(SETTLE, "the reapply run of steady", || {
+        let annotated =
+            c.metadata("steady")["metadata"]["annotations"]["sc-extension.io/reapply"].is_string();
+        (applies("steady") > before && !annotated && phase("steady") == "Ready")
+            .then_some(())
+            .ok_or_else(|| format!("{} runs", applies("steady")))
+    });
+    c.wait_job_gone();
+
+    // driftPolicy Report: the Secret deleted, the connection Drifted, no run.
+    c.kubectl(&["delete", "secret", "sc-watched-secret", "-n", &apps])
+        .ok();
+    wait_for_state(SETTLE, "watched to be Drifted", || {
+        let p = phase("watched");
+        let drift = &c.metadata("watched")["data"]["drift.json"];
+        (p == "Drifted" && drift.as_str().is_some_and(|d| d.contains("deleted")))
+            .then_some(())
+            .ok_or(format!("{p}, drift.json {drift}"))
+    });
+
+    // Another writer: one repair (cause `repair`), then Failed/Contested.
+    let fight = |i: u32| {
+        c.kubectl(&[
+            "patch",
+            "secret",
+            "sc-fought-secret",
+            "-n",
+            &apps,
+            "--type=merge",
+            "--field-manager=fighter",
+            "-p",
+            &json!({"data": {"AZURE_STORAGEBLOB_CONNECTIONSTRING": b64(&format!("fight-{i}"))}})
+                .to_string(),
+        ])
+        .ok();
+    };
+    let before = applies("fought");
+    fight(1);
+    wait_for_state(SETTLE, "the repair run of fought", || {
+        (applies("fought") > before && phase("fought") == "Ready")
+            .then_some(())
+            .ok_or_else(|| format!("{} runs, {}", applies("fought"), phase("fought")))
+    });
+    c.wait_job_gone();
+    let (repair, _) = changeset(&c).expect("the change set of the repair");
+    assert!(
+        repair["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["name"] == "fought" && e["cause"] == "repair"),
+        "the repair's change set has no cause: {repair}"
+    );
+    fight(2);
+    wait_for_state(SETTLE, "fought to be Failed/Contested", || {
+        let p = phase("fought");
+        let drift = &c.metadata("fought")["data"]["drift.json"];
+        (p == "Failed" && drift.to_string().contains("Contested"))
+            .then_some(())
+            .ok_or(format!("{p}, drift.json {drift}"))
+    });
+    stop_agent(&c);
+    for (name, phase_now) in [
+        ("rolled", "Ready"),
+        ("steady", "Ready"),
+        ("watched", "Drifted"),
+    ] {
+        assert_eq!(phase(name), phase_now, "phase of {name}");
+    }
+    let shown = c.sc_agent(&["show", "fought", "-n", &ns]).ok().to_string();
+    assert!(shown.contains("Contested"), "{shown}");
+    capture_set(
+        &c,
+        dir,
+        &[&apps],
+        &[],
+        &["rolled", "steady", "watched", "fought"],
+        "revision 1 with drift: Ready (rolled, listing Deployment web with its record and \
+         roll-out annotations; steady, run again by sc-agent reapply), Drifted (watched, \
+         driftPolicy Report, its Secret deleted), Failed/Contested (fought, after one repair \
+         whose change set, cause repair, is concluded)",
+    );
+}
+
 #[test]
 #[ignore = "captures fixtures: run with SC_CAPTURE_FIXTURES=<dir> and --ignored"]
 fn capture() {
@@ -390,11 +555,19 @@ fn capture() {
     if only.is_empty() || only.contains("in-flight") {
         capture_in_flight(&dir.join("in-flight"));
     }
+    if only.is_empty() || only.contains("drift") {
+        capture_drift(&dir.join("drift"));
+    }
 }
 
 /// Loads one committed set and checks `sc-agent list` and `show` read it as captured.
 fn loads_as_captured(set: &str) {
-    let dir = upgrade_0_1_dir().join(set);
+    loads_dir_as_captured(&upgrade_0_1_dir().join(set), set);
+}
+
+/// [`loads_as_captured`] for the set in `dir`.
+fn loads_dir_as_captured(dir: &Path, set: &str) {
+    let dir = dir.to_path_buf();
     let c = Cluster::start();
     let ns = c.release_ns();
     let loaded = load_upgrade_fixtures(&c, &dir, Hashes::Rekeyed);
@@ -486,4 +659,36 @@ fn in_flight_set_loads_as_captured() {
         "loads captured objects (Helm's release records included) into the fixed namespaces sc-system and apps of a fresh cluster"
     );
     loads_as_captured("in-flight");
+}
+
+#[test]
+fn drift_set_of_0_2_loads_as_captured() {
+    let dir = upgrade_0_2_dir().join("drift");
+    loads_dir_as_captured(&dir, "drift");
+    // The set holds the forms added after 0.1.0.
+    let metadata = read_json(&dir, "metadata.json").to_string();
+    let changeset = read_json(&dir, "changeset.json").to_string();
+    let workloads = read_json(&dir, "workloads.json").to_string();
+    let list = read_json(&dir, "list.json").to_string();
+    for (what, text, form) in [
+        ("metadata.json", &metadata, "drift.json"),
+        ("metadata.json", &metadata, "Contested"),
+        ("changeset.json", &changeset, "\\\"cause\\\":\\\"repair\\\""),
+        (
+            "workloads.json",
+            &workloads,
+            "sc-extension.io/injected-rolled",
+        ),
+        (
+            "workloads.json",
+            &workloads,
+            "sc-extension.io/restarted-for-rolled",
+        ),
+        ("list.json", &list, "\"Drifted\""),
+    ] {
+        assert!(
+            text.contains(form),
+            "{what} of the drift set holds no {form}"
+        );
+    }
 }
