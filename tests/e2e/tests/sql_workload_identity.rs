@@ -170,9 +170,17 @@ fn sql_workload_identity(helm: Helm) {
     assert_eq!(fc["audience"], "api://AzureADTokenExchange");
     assert_eq!(fc["issuerSource"]["source"], "discovery");
     assert_eq!(v["cluster"]["resourceGroup"], "rg-e2e");
+    let command = fc["command"].as_str().expect("a command");
+    assert!(text.contains(command), "{text}");
+    // The install hook's log, which helm prints after a successful install too (on stderr;
+    // helm 4 as one `level=INFO msg="..."` line): the same command, with the issuer of the
+    // discovery document and the subject.
     assert!(
-        text.contains(fc["command"].as_str().expect("a command")),
-        "{text}"
+        command.contains(&format!("--issuer {issuer} --subject {subject} "))
+            && install.stderr.contains(command),
+        "{}: the hook's log lacks {command}:\n{}",
+        helm.tool(),
+        install.all()
     );
     // The same credential in text form, and the Azure values recorded by the chart.
     let shown = c
