@@ -73,7 +73,7 @@ pub async fn show(client: &kube::Client, ns: &str, conn: Option<&Connection>) ->
         if let Some(fc) = federated::credential(conn, &issuer, &cluster) {
             out["federatedCredential"] = json!(fc);
             out["federatedCredential"]["issuerSource"] = json!(issuer.source);
-            out["federatedCredentialText"] = json!(fc.lines(&issuer, &cluster, "  "));
+            out["federatedCredentialText"] = json!(fc.lines(conn, &issuer, &cluster, "  "));
         }
     }
     out["prerequisites"] = json!(prerequisites::check(client, [conn]).await);
@@ -157,7 +157,7 @@ pub async fn wait(
         let issuer = federated::cluster_issuer(client, &cluster).await;
         for conn in &conns {
             if let Some(fc) = federated::credential(conn, &issuer, &cluster) {
-                lines.extend(fc.lines(&issuer, &cluster, ""));
+                lines.extend(fc.lines(conn, &issuer, &cluster, ""));
                 let mut j = json!(fc);
                 j["issuerSource"] = json!(issuer.source);
                 creds.push(j);
