@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use sc_model::{AuthType, Connection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -32,6 +32,8 @@ pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
 pub const SPC_GROUP_VERSION: &str = "secrets-store.csi.x-k8s.io/v1";
 /// The reason of the Warning event on `sc-requests`.
 pub const EVENT_REASON: &str = "PrerequisiteMissing";
+/// The reason of the Warning event on `sc-requests` for a pod of the release no node accepts.
+pub const UNSCHEDULABLE_REASON: &str = "Unschedulable";
 
 /// Whether a prerequisite is there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +88,7 @@ impl Needs {
 }
 
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// The object checked, as `Kind name` or `Kind namespace/name`.
@@ -353,9 +355,51 @@ pub async fn requested_connections(
     Ok((first, connections))
 }
 
+/// Whether a finding is about a pod no node accepts (from [`unschedulable`]).
+pub fn is_unschedulable_pod(f: &Finding) -> bool {
+    f.missing && f.object.starts_with("Pod ")
+}
+
+/// The label a command prints before a finding.
+pub fn label(f: &Finding) -> &'static str {
+    if is_unschedulable_pod(f) {
+        "UNSCHEDULABLE"
+    } else if f.missing {
+        "MISSING"
+    } else {
+        "UNCHECKED"
+    }
+}
+
+/// The pods of `ns` no node accepts; nothing when they cannot be listed (logged).
+async fn unschedulable_pods(client: &kube::Client, ns: &str) -> Vec<Finding> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => unschedulable(&list.items),
+        Err(e) => {
+            tracing::debug!(error = %refused(&e), "listing the pods of the release failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The pods of `pods` not reported yet (`reported` holds the objects already reported and
+/// is left with those still unschedulable): each pod once, however many checks see it.
+pub fn newly_unschedulable(pods: &[Finding], reported: &mut Vec<String>) -> Vec<Finding> {
+    let new: Vec<Finding> = pods
+        .iter()
+        .filter(|f| !reported.contains(&f.object))
+        .cloned()
+        .collect();
+    *reported = pods.iter().map(|f| f.object.clone()).collect();
+    new
+}
+
 /// Checks the prerequisites of the requested connections every `every` while this replica
 /// leads, and publishes a Warning event `PrerequisiteMissing` on `sc-requests` for each
-/// finding that is new (and a Normal `PrerequisitesMet` once all are resolved).
+/// finding that is new (and a Normal `PrerequisitesMet` once all are resolved), and a
+/// Warning event `Unschedulable` for each pod of the release (sc-job, the agent, the hooks)
+/// that no node accepts, once per pod.
 pub async fn watch(
     client: kube::Client,
     ns: String,
@@ -370,11 +414,13 @@ pub async fn watch(
         instance: Some(identity),
     };
     let mut published: Vec<Finding> = Vec::new();
+    let mut reported_pods: Vec<String> = Vec::new();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if !*leader.borrow() {
             published.clear();
+            reported_pods.clear();
             continue;
         }
         let (requests, connections) = match requested_connections(&client, &ns).await {
@@ -399,6 +445,25 @@ pub async fn watch(
                         .collect(),
                 ),
                 action: "CheckPrerequisites".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        let pods = unschedulable_pods(&client, &ns).await;
+        for f in newly_unschedulable(&pods, &mut reported_pods) {
+            tracing::warn!(object = %f.object, problem = %f.problem, "a pod of the release cannot be scheduled");
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: UNSCHEDULABLE_REASON.to_string(),
+                note: Some(
+                    format!("{}: {}; remedy: {}", f.object, f.problem, f.remedy)
+                        .chars()
+                        .take(1000)
+                        .collect(),
+                ),
+                action: "CheckScheduling".to_string(),
                 secondary: None,
             };
             if let Err(e) = recorder.publish(&ev, &reference).await {
@@ -489,6 +554,28 @@ mod tests {
         assert!(!is_wi_webhook(
             &json!({"metadata": {"name": "istio-sidecar-injector"}, "webhooks": [{"name": "sidecar-injector.istio.io"}]})
         ));
+    }
+
+    #[test]
+    fn each_unschedulable_pod_is_reported_once() {
+        let f = |name: &str| Finding {
+            object: format!("Pod sc-system/{name}"),
+            problem: "no node can run it".into(),
+            remedy: "set tolerations".into(),
+            missing: true,
+            connections: Vec::new(),
+        };
+        let mut reported = Vec::new();
+        assert_eq!(newly_unschedulable(&[f("a")], &mut reported), [f("a")]);
+        assert!(newly_unschedulable(&[f("a")], &mut reported).is_empty());
+        assert_eq!(
+            newly_unschedulable(&[f("a"), f("b")], &mut reported),
+            [f("b")]
+        );
+        // Scheduled, then unschedulable again (a new pod of the same name): reported again.
+        assert!(newly_unschedulable(&[], &mut reported).is_empty());
+        assert_eq!(newly_unschedulable(&[f("a")], &mut reported), [f("a")]);
+        assert!(is_unschedulable_pod(&f("a")) && label(&f("a")) == "UNSCHEDULABLE");
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! Every node tainted `CriticalAddonsOnly=true:NoSchedule` (the common AKS error): sc-job's pod
+//! cannot be scheduled, and instead of a silent wait
+//!
+//! - the agent posts one Warning event `Unschedulable` on `sc-requests` naming the pod, the
+//!   scheduler's message and the chart value `tolerations`;
+//! - `sc-agent show` lists the pod among the connection's preflight findings (UNSCHEDULABLE),
+//!   and `sc-agent validate` reports it (exit 1);
+//! - removing the taint lets the pod run: the upgrade is applied and the finding is gone.
+//!
+//! Needs kubesim (its scheduler honours taints): the scenario is skipped on another cluster.
+
+use sc_e2e::{Cluster, Helm, SETTLE, secret_value, three_connections, wait_for_state};
+use serde_json::Value;
+
+fn pod_findings(v: &Value) -> Vec<Value> {
+    v["prerequisites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["object"].as_str().is_some_and(|o| o.starts_with("Pod ")))
+        .cloned()
+        .collect()
+}
+
+/// The `Unschedulable` events of the agent in `ns` (their messages).
+fn unschedulable_events(c: &Cluster, ns: &str) -> Vec<String> {
+    let events = c.get_json(&["events", "-n", ns]);
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == "Unschedulable")
+        .map(|e| {
+            e["message"]
+                .as_str()
+                .or(e["note"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn unschedulable_sc_job_is_a_finding() {
+    let c = Cluster::start();
+    if c.is_external() {
+        return;
+    }
+    let app = c.create_namespace("apps");
+    let rel = c.release_ns();
+    c.ensure_spc_crd();
+    let key = secret_value("account-key");
+    c.remember_secret(&key);
+    let (mut settings, protected) = three_connections(&app, &key);
+    let protected_file = c.write_values("protected", &protected);
+    let file = c.write_values("settings", &settings);
+    c.helm_upgrade(Helm::V3, &[&file, &protected_file], &[])
+        .ok();
+    c.wait_job_gone();
+
+    // Every node tainted; a changed connection needs an sc-job run. (The wait hook's pod
+    // could not run either: it is left out of this upgrade.)
+    c.kubectl(&[
+        "taint",
+        "nodes",
+        "--all",
+        "CriticalAddonsOnly=true:NoSchedule",
+    ])
+    .ok();
+    settings["connections"]["blob"]["parameters"]["accountName"] = "e2estorage2".into();
+    let file = c.write_values("settings-2", &settings);
+    c.helm_upgrade(
+        Helm::V3,
+        &[&file, &protected_file],
+        &["--set", "waitForResult.enabled=false"],
+    )
+    .ok();
+
+    // The agent's event: the pod, the scheduler's message, the value to set.
+    let events = wait_for_state(SETTLE, "an Unschedulable event of the agent", || {
+        let events = unschedulable_events(&c, &rel);
+        if events.is_empty() {
+            Err("no Unschedulable event yet".to_string())
+        } else {
+            Ok(events)
+        }
+    });
+    assert_eq!(events.len(), 1, "one event per pod: {events:?}");
+    let event = &events[0];
+    for want in [
+        format!("Pod {rel}/sc-job-"),
+        "untolerated taint {CriticalAddonsOnly: true}".to_string(),
+        "tolerations[0].key=CriticalAddonsOnly,tolerations[0].operator=Exists".to_string(),
+    ] {
+        assert!(event.contains(&want), "the event lacks {want:?}: {event}");
+    }
+
+    // sc-agent show: a preflight finding of the connection.
+    let show: Value =
+        serde_json::from_str(c.sc_agent(&["show", "blob", "-n", &rel, "-o", "json"]).ok())
+            .expect("show -o json prints JSON");
+    let pods = pod_findings(&show);
+    assert_eq!(pods.len(), 1, "{show}");
+    let pod_object = pods[0]["object"].as_str().unwrap_or_default().to_string();
+    assert!(
+        pod_object.starts_with(&format!("Pod {rel}/sc-job-")),
+        "{show}"
+    );
+    assert!(
+        pods[0]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("CriticalAddonsOnly")),
+        "{show}"
+    );
+    assert!(
+        pods[0]["remedy"]
+            .as_str()
+            .is_some_and(|r| r.contains("tolerations")),
+        "{show}"
+    );
+    let text = c.sc_agent(&["show", "blob", "-n", &rel]).ok().to_string();
+    assert!(
+        text.contains(&format!("UNSCHEDULABLE {pod_object}")),
+        "{text}"
+    );
+    // sc-agent validate: a finding, exit 1.
+    let validate = c.sc_agent(&["validate", "blob", "-n", &rel]);
+    assert_eq!(validate.code, 1, "{}", validate.all());
+    assert!(
+        validate.stdout.contains(&pod_object) && validate.stdout.contains("tolerations"),
+        "{}",
+        validate.all()
+    );
+
+    // The taint gone, the pod runs: the upgrade is applied and the finding clears.
+    c.kubectl(&[
+        "taint",
+        "nodes",
+        "--all",
+        "CriticalAddonsOnly=true:NoSchedule-",
+    ])
+    .ok();
+    c.wait_job_gone();
+    let show: Value =
+        serde_json::from_str(c.sc_agent(&["show", "blob", "-n", &rel, "-o", "json"]).ok())
+            .expect("show -o json prints JSON");
+    assert_eq!(show["phase"], "Ready", "{show}");
+    assert!(pod_findings(&show).is_empty(), "{show}");
+    let validate = c.sc_agent(&["validate", "blob", "-n", &rel]);
+    assert_eq!(validate.code, 0, "{}", validate.all());
+    // Still the one event: the agent reported the pod once.
+    assert_eq!(unschedulable_events(&c, &rel).len(), 1);
+    c.leak_scan(&["blob", "bus", "vault"]);
+}
