@@ -14,6 +14,8 @@
 //! A check that RBAC or the API server refuses is reported as not made, never as missing.
 //! The decisions are pure (`findings`, `unschedulable`); `observe` and `scheduling` read.
 
+use crate::jobspec::JobConfig;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -258,22 +260,23 @@ pub async fn check<'a>(
     findings(&needs, &observe(client, &needs).await)
 }
 
+/// The `PodScheduled` condition of a pod no node accepts (`False`, reason `Unschedulable`).
+fn is_unschedulable(p: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+}
+
 /// The pods that no node accepts (`PodScheduled=False`, reason `Unschedulable`), each a
 /// finding naming the scheduler's message and the `tolerations` value.
 pub fn unschedulable(pods: &[Pod]) -> Vec<Finding> {
     let mut out = Vec::new();
     for p in pods {
-        let Some(cond) = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
-        else {
+        let Some(cond) = is_unschedulable(p) else {
             continue;
         };
-        if cond.status != "False" || cond.reason.as_deref() != Some("Unschedulable") {
-            continue;
-        }
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let message = cond.message.clone().unwrap_or_default();
@@ -371,14 +374,86 @@ pub fn label(f: &Finding) -> &'static str {
     }
 }
 
-/// The pods of `ns` no node accepts; nothing when they cannot be listed (logged).
-async fn unschedulable_pods(client: &kube::Client, ns: &str) -> Vec<Finding> {
+/// The pods of `ns`; nothing when they cannot be listed (logged).
+async fn release_pods(client: &kube::Client, ns: &str) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     match api.list(&ListParams::default()).await {
-        Ok(list) => unschedulable(&list.items),
+        Ok(list) => list.items,
         Err(e) => {
             tracing::debug!(error = %refused(&e), "listing the pods of the release failed");
             Vec::new()
+        }
+    }
+}
+
+/// Whether a pod of Job `sc-job` is among `pods` that no node accepts.
+pub fn job_pod_unschedulable(pods: &[Pod]) -> bool {
+    pods.iter().any(|p| {
+        is_unschedulable(p).is_some()
+            && p.metadata.owner_references.iter().flatten().any(|o| {
+                o.kind == "Job" && o.name == sc_contract::JOB_NAME && o.controller == Some(true)
+            })
+    })
+}
+
+/// Whether `job`'s pods are placed otherwise (node selector, tolerations, affinity, priority
+/// class) than a Job built from `config` now would be: the chart's placement values changed
+/// since the Job was created.
+pub fn placement_changed(job: &Job, config: &JobConfig) -> bool {
+    let Ok(want) = serde_json::from_value::<Job>(crate::jobspec::job_object(config, "", "", 0, ""))
+    else {
+        return false;
+    };
+    let pod = |j: &Job| j.spec.as_ref().and_then(|s| s.template.spec.clone());
+    let (Some(have), Some(want)) = (pod(job), pod(&want)) else {
+        return false;
+    };
+    let empty = |v: Option<Vec<_>>| v.filter(|v: &Vec<_>| !v.is_empty());
+    let map = |v: Option<std::collections::BTreeMap<String, String>>| v.filter(|m| !m.is_empty());
+    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+    empty(have.tolerations) != empty(want.tolerations)
+        || map(have.node_selector) != map(want.node_selector)
+        || have.affinity != want.affinity
+        || text(have.priority_class_name) != text(want.priority_class_name)
+}
+
+/// Deletes Job `sc-job` when a pod of it waits for a node and the chart's placement values
+/// changed since it was created (`helm upgrade --set tolerations...`, as the finding's remedy
+/// says): it never ran, and the agent creates it again with the new placement.
+async fn replace_stuck_job(
+    client: &kube::Client,
+    ns: &str,
+    pods: &[Pod],
+    config: &JobConfig,
+) -> Option<String> {
+    if !job_pod_unschedulable(pods) {
+        return None;
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let job = jobs.get_opt(sc_contract::JOB_NAME).await.ok()??;
+    if job.metadata.deletion_timestamp.is_some() || !placement_changed(&job, config) {
+        return None;
+    }
+    let dp = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Background),
+        preconditions: job
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..Default::default()
+    };
+    match jobs.delete(sc_contract::JOB_NAME, &dp).await {
+        Ok(_) => Some(format!(
+            "the pod of Job {ns}/{} could not be scheduled and the chart's placement values (tolerations, nodeSelector, affinity, priorityClassName) changed since it was created: deleted it, it is created again with them",
+            sc_contract::JOB_NAME
+        )),
+        Err(e) => {
+            tracing::warn!(error = %refused(&e), "replacing the unschedulable Job failed");
+            None
         }
     }
 }
@@ -406,6 +481,7 @@ pub async fn watch(
     identity: String,
     leader: tokio::sync::watch::Receiver<bool>,
     every: std::time::Duration,
+    job: JobConfig,
 ) {
     use kube::Resource as _;
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -451,7 +527,29 @@ pub async fn watch(
                 tracing::warn!(error = %e, "publishing an event failed");
             }
         }
-        let pods = unschedulable_pods(&client, &ns).await;
+        let mut live_pods = release_pods(&client, &ns).await;
+        if let Some(note) = replace_stuck_job(&client, &ns, &live_pods, &job).await {
+            // Its pods go with it: nothing to report about them.
+            live_pods.retain(|p| {
+                !p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Job" && o.name == sc_contract::JOB_NAME)
+            });
+            tracing::info!(%note, "replaced Job {}", sc_contract::JOB_NAME);
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "JobReplaced".to_string(),
+                note: Some(note),
+                action: "CheckScheduling".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        let pods = unschedulable(&live_pods);
         for f in newly_unschedulable(&pods, &mut reported_pods) {
             tracing::warn!(object = %f.object, problem = %f.problem, "a pod of the release cannot be scheduled");
             let ev = Event {
@@ -576,6 +674,35 @@ mod tests {
         assert!(newly_unschedulable(&[], &mut reported).is_empty());
         assert_eq!(newly_unschedulable(&[f("a")], &mut reported), [f("a")]);
         assert!(is_unschedulable_pod(&f("a")) && label(&f("a")) == "UNSCHEDULABLE");
+    }
+
+    #[test]
+    fn a_stuck_job_is_replaced_only_when_the_placement_changed() {
+        let config = |tolerations: Value| JobConfig {
+            tolerations,
+            ..JobConfig::default()
+        };
+        let job = |c: &JobConfig| -> Job {
+            serde_json::from_value(crate::jobspec::job_object(c, "sc-system", "id", 2, "uid"))
+                .unwrap()
+        };
+        let none = config(Value::Null);
+        let critical = config(json!([{"key": "CriticalAddonsOnly", "operator": "Exists"}]));
+        assert!(!placement_changed(&job(&none), &none));
+        assert!(!placement_changed(&job(&none), &config(json!([]))));
+        assert!(placement_changed(&job(&none), &critical));
+        assert!(!placement_changed(&job(&critical), &critical));
+        let pod = |owner: &str, reason: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                    "name": owner, "uid": "u", "controller": true}]},
+                "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": reason}]}
+            }))
+            .unwrap()
+        };
+        assert!(job_pod_unschedulable(&[pod("sc-job", "Unschedulable")]));
+        assert!(!job_pod_unschedulable(&[pod("sc-wait", "Unschedulable")]));
+        assert!(!job_pod_unschedulable(&[pod("sc-job", "SchedulingGated")]));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!   scheduler's message and the chart value `tolerations`;
 //! - `sc-agent show` lists the pod among the connection's preflight findings (UNSCHEDULABLE),
 //!   and `sc-agent validate` reports it (exit 1);
-//! - removing the taint lets the pod run: the upgrade is applied and the finding is gone.
+//! - the remedy, `helm upgrade --set tolerations[0].key=CriticalAddonsOnly,...`, works: the
+//!   agent replaces the Job whose pod waits with the old placement (event `JobReplaced`),
+//!   the upgrade succeeds, the connection is Ready and the finding is gone.
 //!
 //! Needs kubesim (its scheduler honours taints): the scenario is skipped on another cluster.
 
@@ -132,14 +134,30 @@ fn unschedulable_sc_job_is_a_finding() {
         validate.all()
     );
 
-    // The taint gone, the pod runs: the upgrade is applied and the finding clears.
-    c.kubectl(&[
-        "taint",
-        "nodes",
-        "--all",
-        "CriticalAddonsOnly=true:NoSchedule-",
-    ])
-    .ok();
+    // The remedy: the tolerations value. The agent (restarted with it) replaces the Job whose
+    // pod waits with the old placement; the upgrade's wait hook sees the connection Ready.
+    let fixed = c.helm_upgrade(
+        Helm::V3,
+        &[&file, &protected_file],
+        &[
+            "--set",
+            "tolerations[0].key=CriticalAddonsOnly,tolerations[0].operator=Exists",
+        ],
+    );
+    assert!(
+        fixed.ok().contains("STATUS: deployed") && fixed.stderr.contains("blob: Ready"),
+        "{}",
+        fixed.all()
+    );
+    let events = c.get_json(&["events", "-n", &rel]);
+    assert!(
+        events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["reason"] == "JobReplaced"),
+        "no JobReplaced event: {events}"
+    );
     c.wait_job_gone();
     let show: Value =
         serde_json::from_str(c.sc_agent(&["show", "blob", "-n", &rel, "-o", "json"]).ok())
