@@ -386,14 +386,16 @@ async fn release_pods(client: &kube::Client, ns: &str) -> Vec<Pod> {
     }
 }
 
-/// Whether a pod of Job `sc-job` is among `pods` that no node accepts.
-pub fn job_pod_unschedulable(pods: &[Pod]) -> bool {
-    pods.iter().any(|p| {
-        is_unschedulable(p).is_some()
-            && p.metadata.owner_references.iter().flatten().any(|o| {
-                o.kind == "Job" && o.name == sc_contract::JOB_NAME && o.controller == Some(true)
-            })
-    })
+/// The uids of the Jobs `sc-job` whose pods among `pods` no node accepts.
+pub fn unschedulable_job_uids(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .filter(|p| is_unschedulable(p).is_some())
+        .flat_map(|p| p.metadata.owner_references.iter().flatten())
+        .filter(|o| {
+            o.kind == "Job" && o.name == sc_contract::JOB_NAME && o.controller == Some(true)
+        })
+        .map(|o| o.uid.clone())
+        .collect()
 }
 
 /// Whether `job`'s pods are placed otherwise (node selector, tolerations, affinity, priority
@@ -426,12 +428,16 @@ async fn replace_stuck_job(
     pods: &[Pod],
     config: &JobConfig,
 ) -> Option<String> {
-    if !job_pod_unschedulable(pods) {
+    let stuck = unschedulable_job_uids(pods);
+    if stuck.is_empty() {
         return None;
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let job = jobs.get_opt(sc_contract::JOB_NAME).await.ok()??;
-    if job.metadata.deletion_timestamp.is_some() || !placement_changed(&job, config) {
+    if job.metadata.deletion_timestamp.is_some()
+        || !job.metadata.uid.as_ref().is_some_and(|u| stuck.contains(u))
+        || !placement_changed(&job, config)
+    {
         return None;
     }
     let dp = kube::api::DeleteParams {
@@ -700,9 +706,12 @@ mod tests {
             }))
             .unwrap()
         };
-        assert!(job_pod_unschedulable(&[pod("sc-job", "Unschedulable")]));
-        assert!(!job_pod_unschedulable(&[pod("sc-wait", "Unschedulable")]));
-        assert!(!job_pod_unschedulable(&[pod("sc-job", "SchedulingGated")]));
+        assert_eq!(
+            unschedulable_job_uids(&[pod("sc-job", "Unschedulable")]),
+            ["u"]
+        );
+        assert!(unschedulable_job_uids(&[pod("sc-wait", "Unschedulable")]).is_empty());
+        assert!(unschedulable_job_uids(&[pod("sc-job", "SchedulingGated")]).is_empty());
     }
 
     #[test]
