@@ -11,7 +11,9 @@
 //!
 //! Needs kubesim (its scheduler honours taints): the scenario is skipped on another cluster.
 
-use sc_e2e::{Cluster, Helm, SETTLE, secret_value, three_connections, wait_for_state};
+use sc_e2e::{
+    Cluster, Helm, SETTLE, secret_value, three_connections, wait_for_state, with_both_helms,
+};
 use serde_json::Value;
 
 fn pod_findings(v: &Value) -> Vec<Value> {
@@ -42,8 +44,7 @@ fn unschedulable_events(c: &Cluster, ns: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn unschedulable_sc_job_is_a_finding() {
+fn unschedulable_sc_job_is_a_finding(helm: Helm) {
     let c = Cluster::start();
     if c.is_external() {
         return;
@@ -56,8 +57,7 @@ fn unschedulable_sc_job_is_a_finding() {
     let (mut settings, protected) = three_connections(&app, &key);
     let protected_file = c.write_values("protected", &protected);
     let file = c.write_values("settings", &settings);
-    c.helm_upgrade(Helm::V3, &[&file, &protected_file], &[])
-        .ok();
+    c.helm_upgrade(helm, &[&file, &protected_file], &[]).ok();
     c.wait_job_gone();
 
     // Every node tainted; a changed connection needs an sc-job run. (The wait hook's pod
@@ -72,7 +72,7 @@ fn unschedulable_sc_job_is_a_finding() {
     settings["connections"]["blob"]["parameters"]["accountName"] = "e2estorage2".into();
     let file = c.write_values("settings-2", &settings);
     c.helm_upgrade(
-        Helm::V3,
+        helm,
         &[&file, &protected_file],
         &["--set", "waitForResult.enabled=false"],
     )
@@ -137,7 +137,7 @@ fn unschedulable_sc_job_is_a_finding() {
     // The remedy: the tolerations value. The agent (restarted with it) replaces the Job whose
     // pod waits with the old placement; the upgrade's wait hook sees the connection Ready.
     let fixed = c.helm_upgrade(
-        Helm::V3,
+        helm,
         &[&file, &protected_file],
         &[
             "--set",
@@ -170,3 +170,5 @@ fn unschedulable_sc_job_is_a_finding() {
     assert_eq!(unschedulable_events(&c, &rel).len(), 1);
     c.leak_scan(&["blob", "bus", "vault"]);
 }
+
+with_both_helms!(unschedulable_sc_job_is_a_finding);
