@@ -109,9 +109,11 @@ pub struct FederatedCredential {
     pub name: String,
     /// The identity's client ID.
     pub client_id: String,
-    /// The identity's name (a placeholder: the request knows its client ID only).
+    /// The identity's name: the connection's `identityName`, else a placeholder (the request
+    /// names the identity by its client ID).
     pub identity_name: String,
-    /// The resource group passed to `az` (the cluster's, or a placeholder).
+    /// The resource group passed to `az`: the connection's `identityResourceGroup`, else the
+    /// cluster's, else a placeholder.
     pub resource_group: String,
     /// The issuer URL (a placeholder when unknown).
     pub issuer: String,
@@ -151,17 +153,25 @@ pub fn credential(
         Some(url) => (credential_name(&ns, url, &subject), url.clone()),
         None => (NAME_PLACEHOLDER.to_string(), ISSUER_PLACEHOLDER.to_string()),
     };
-    let resource_group = cluster
-        .resource_group()
+    let identity_name = conn
+        .spec
+        .identity_name
+        .clone()
+        .unwrap_or_else(|| IDENTITY_PLACEHOLDER.to_string());
+    let resource_group = conn
+        .spec
+        .identity_resource_group
+        .clone()
+        .or_else(|| cluster.resource_group())
         .unwrap_or_else(|| RESOURCE_GROUP_PLACEHOLDER.to_string());
     let command = format!(
-        "az identity federated-credential create --name {name} --identity-name {IDENTITY_PLACEHOLDER} --resource-group {resource_group} --issuer {issuer_text} --subject {subject} --audiences {AUDIENCE}"
+        "az identity federated-credential create --name {name} --identity-name {identity_name} --resource-group {resource_group} --issuer {issuer_text} --subject {subject} --audiences {AUDIENCE}"
     );
     Some(FederatedCredential {
         connection: conn.name().to_string(),
         name,
         client_id,
-        identity_name: IDENTITY_PLACEHOLDER.to_string(),
+        identity_name,
         resource_group,
         issuer: issuer_text,
         subject,
@@ -172,7 +182,13 @@ pub fn credential(
 
 impl FederatedCredential {
     /// The lines a command prints, each indented by `indent`.
-    pub fn lines(&self, issuer: &Issuer, cluster: &ClusterInfo, indent: &str) -> Vec<String> {
+    pub fn lines(
+        &self,
+        conn: &Connection,
+        issuer: &Issuer,
+        cluster: &ClusterInfo,
+        indent: &str,
+    ) -> Vec<String> {
         let mut out = vec![
             format!(
                 "{indent}federated credential of {}: the identity with client ID {} must trust this cluster's ServiceAccount token",
@@ -184,14 +200,17 @@ impl FederatedCredential {
             format!("{indent}  create it (once per cluster and namespace):"),
             format!("{indent}    {}", self.command),
         ];
-        let mut notes = vec![format!(
-            "replace {IDENTITY_PLACEHOLDER} with the name of the user-assigned identity whose client ID is {}",
-            self.client_id
-        )];
-        if cluster.resource_group().is_some() {
+        let mut notes = Vec::new();
+        if conn.spec.identity_name.is_none() {
             notes.push(format!(
-                "--resource-group is the cluster's ({}): change it if the identity is in another resource group",
-                self.resource_group
+                "replace {IDENTITY_PLACEHOLDER} with the name of the user-assigned identity whose client ID is {} (or set connections.{}.identityName)",
+                self.client_id, self.connection
+            ));
+        }
+        if conn.spec.identity_resource_group.is_none() && cluster.resource_group().is_some() {
+            notes.push(format!(
+                "--resource-group is the cluster's ({}): set connections.{}.identityResourceGroup if the identity is in another resource group",
+                self.resource_group, self.connection
             ));
         }
         if issuer.url.is_none() {
@@ -331,9 +350,52 @@ mod tests {
         );
         assert!(c.command.contains("--name <credential-name>"));
         let text = c
-            .lines(&Issuer::unknown("offline"), &ClusterInfo::default(), "")
+            .lines(
+                &conn,
+                &Issuer::unknown("offline"),
+                &ClusterInfo::default(),
+                "",
+            )
             .join("\n");
         assert!(text.contains("--oidc-issuer-url"), "{text}");
+    }
+
+    #[test]
+    fn the_identity_name_and_resource_group_of_the_request_fill_the_command() {
+        let values = json!({"sql_conn": {
+            "namespace": "sql-app", "targetType": "sql", "authType": "workloadIdentity",
+            "clientType": "python", "identityName": "orders-identity",
+            "parameters": {"server": "s1", "database": "d1",
+                "clientId": "7d3e9c1a-5b2f-4e8d-9a6c-0f1e2d3c4b5a"}
+        }});
+        let set = sc_model::validate_connections(&values).expect("a valid request");
+        let conn = &set.connections()[0];
+        let issuer = choose_issuer(Some("https://oidc.example/"), Ok(None));
+        let cluster = ClusterInfo {
+            resource_id: Some("/subscriptions/s/resourceGroups/rg-aks/providers/Microsoft.ContainerService/managedClusters/aks1".into()),
+            ..ClusterInfo::default()
+        };
+        let c = credential(conn, &issuer, &cluster).unwrap();
+        assert_eq!(c.identity_name, "orders-identity");
+        assert!(
+            c.command
+                .contains("--identity-name orders-identity --resource-group rg-aks --issuer"),
+            "{}",
+            c.command
+        );
+        let text = c.lines(conn, &issuer, &cluster, "").join("\n");
+        assert!(!text.contains(IDENTITY_PLACEHOLDER), "{text}");
+        assert!(text.contains("identityResourceGroup"), "{text}");
+        // The identity's own resource group wins over the cluster's; no note is left.
+        let mut values = values;
+        values["sql_conn"]["identityResourceGroup"] = json!("rg-identities");
+        let set = sc_model::validate_connections(&values).expect("a valid request");
+        let conn = &set.connections()[0];
+        let c = credential(conn, &issuer, &cluster).unwrap();
+        assert_eq!(c.resource_group, "rg-identities");
+        assert!(c.command.contains("--resource-group rg-identities "));
+        let text = c.lines(conn, &issuer, &cluster, "").join("\n");
+        assert!(!text.contains("note:"), "{text}");
     }
 
     #[test]

@@ -14,11 +14,13 @@
 //! A check that RBAC or the API server refuses is reported as not made, never as missing.
 //! The decisions are pure (`findings`, `unschedulable`); `observe` and `scheduling` read.
 
+use crate::jobspec::JobConfig;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use sc_model::{AuthType, Connection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
 pub const SPC_GROUP_VERSION: &str = "secrets-store.csi.x-k8s.io/v1";
 /// The reason of the Warning event on `sc-requests`.
 pub const EVENT_REASON: &str = "PrerequisiteMissing";
+/// The reason of the Warning event on `sc-requests` for a pod of the release no node accepts.
+pub const UNSCHEDULABLE_REASON: &str = "Unschedulable";
 
 /// Whether a prerequisite is there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +90,7 @@ impl Needs {
 }
 
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// The object checked, as `Kind name` or `Kind namespace/name`.
@@ -256,22 +260,23 @@ pub async fn check<'a>(
     findings(&needs, &observe(client, &needs).await)
 }
 
+/// The `PodScheduled` condition of a pod no node accepts (`False`, reason `Unschedulable`).
+fn is_unschedulable(p: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+}
+
 /// The pods that no node accepts (`PodScheduled=False`, reason `Unschedulable`), each a
 /// finding naming the scheduler's message and the `tolerations` value.
 pub fn unschedulable(pods: &[Pod]) -> Vec<Finding> {
     let mut out = Vec::new();
     for p in pods {
-        let Some(cond) = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
-        else {
+        let Some(cond) = is_unschedulable(p) else {
             continue;
         };
-        if cond.status != "False" || cond.reason.as_deref() != Some("Unschedulable") {
-            continue;
-        }
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let message = cond.message.clone().unwrap_or_default();
@@ -353,15 +358,136 @@ pub async fn requested_connections(
     Ok((first, connections))
 }
 
+/// Whether a finding is about a pod no node accepts (from [`unschedulable`]).
+pub fn is_unschedulable_pod(f: &Finding) -> bool {
+    f.missing && f.object.starts_with("Pod ")
+}
+
+/// The label a command prints before a finding.
+pub fn label(f: &Finding) -> &'static str {
+    if is_unschedulable_pod(f) {
+        "UNSCHEDULABLE"
+    } else if f.missing {
+        "MISSING"
+    } else {
+        "UNCHECKED"
+    }
+}
+
+/// The pods of `ns`; nothing when they cannot be listed (logged).
+async fn release_pods(client: &kube::Client, ns: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::debug!(error = %refused(&e), "listing the pods of the release failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The uids of the Jobs `sc-job` whose pods among `pods` no node accepts.
+pub fn unschedulable_job_uids(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .filter(|p| is_unschedulable(p).is_some())
+        .flat_map(|p| p.metadata.owner_references.iter().flatten())
+        .filter(|o| {
+            o.kind == "Job" && o.name == sc_contract::JOB_NAME && o.controller == Some(true)
+        })
+        .map(|o| o.uid.clone())
+        .collect()
+}
+
+/// Whether `job`'s pods are placed otherwise (node selector, tolerations, affinity, priority
+/// class) than a Job built from `config` now would be: the chart's placement values changed
+/// since the Job was created.
+pub fn placement_changed(job: &Job, config: &JobConfig) -> bool {
+    let Ok(want) = serde_json::from_value::<Job>(crate::jobspec::job_object(config, "", "", 0, ""))
+    else {
+        return false;
+    };
+    let pod = |j: &Job| j.spec.as_ref().and_then(|s| s.template.spec.clone());
+    let (Some(have), Some(want)) = (pod(job), pod(&want)) else {
+        return false;
+    };
+    let empty = |v: Option<Vec<_>>| v.filter(|v: &Vec<_>| !v.is_empty());
+    let map = |v: Option<std::collections::BTreeMap<String, String>>| v.filter(|m| !m.is_empty());
+    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+    empty(have.tolerations) != empty(want.tolerations)
+        || map(have.node_selector) != map(want.node_selector)
+        || have.affinity != want.affinity
+        || text(have.priority_class_name) != text(want.priority_class_name)
+}
+
+/// Deletes Job `sc-job` when a pod of it waits for a node and the chart's placement values
+/// changed since it was created (`helm upgrade --set tolerations...`, as the finding's remedy
+/// says): it never ran, and the agent creates it again with the new placement.
+async fn replace_stuck_job(
+    client: &kube::Client,
+    ns: &str,
+    pods: &[Pod],
+    config: &JobConfig,
+) -> Option<String> {
+    let stuck = unschedulable_job_uids(pods);
+    if stuck.is_empty() {
+        return None;
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let job = jobs.get_opt(sc_contract::JOB_NAME).await.ok()??;
+    if job.metadata.deletion_timestamp.is_some()
+        || !job.metadata.uid.as_ref().is_some_and(|u| stuck.contains(u))
+        || !placement_changed(&job, config)
+    {
+        return None;
+    }
+    let dp = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Background),
+        preconditions: job
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..Default::default()
+    };
+    match jobs.delete(sc_contract::JOB_NAME, &dp).await {
+        Ok(_) => Some(format!(
+            "the pod of Job {ns}/{} could not be scheduled and the chart's placement values (tolerations, nodeSelector, affinity, priorityClassName) changed since it was created: deleted it, it is created again with them",
+            sc_contract::JOB_NAME
+        )),
+        Err(e) => {
+            tracing::warn!(error = %refused(&e), "replacing the unschedulable Job failed");
+            None
+        }
+    }
+}
+
+/// The pods of `pods` not reported yet (`reported` holds the objects already reported and
+/// is left with those still unschedulable): each pod once, however many checks see it.
+pub fn newly_unschedulable(pods: &[Finding], reported: &mut Vec<String>) -> Vec<Finding> {
+    let new: Vec<Finding> = pods
+        .iter()
+        .filter(|f| !reported.contains(&f.object))
+        .cloned()
+        .collect();
+    *reported = pods.iter().map(|f| f.object.clone()).collect();
+    new
+}
+
 /// Checks the prerequisites of the requested connections every `every` while this replica
 /// leads, and publishes a Warning event `PrerequisiteMissing` on `sc-requests` for each
-/// finding that is new (and a Normal `PrerequisitesMet` once all are resolved).
+/// finding that is new (and a Normal `PrerequisitesMet` once all are resolved), and a
+/// Warning event `Unschedulable` for each pod of the release (sc-job, the agent, the hooks)
+/// that no node accepts, once per pod.
 pub async fn watch(
     client: kube::Client,
     ns: String,
     identity: String,
     leader: tokio::sync::watch::Receiver<bool>,
     every: std::time::Duration,
+    job: JobConfig,
 ) {
     use kube::Resource as _;
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -370,11 +496,13 @@ pub async fn watch(
         instance: Some(identity),
     };
     let mut published: Vec<Finding> = Vec::new();
+    let mut reported_pods: Vec<String> = Vec::new();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if !*leader.borrow() {
             published.clear();
+            reported_pods.clear();
             continue;
         }
         let (requests, connections) = match requested_connections(&client, &ns).await {
@@ -399,6 +527,47 @@ pub async fn watch(
                         .collect(),
                 ),
                 action: "CheckPrerequisites".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        let mut live_pods = release_pods(&client, &ns).await;
+        if let Some(note) = replace_stuck_job(&client, &ns, &live_pods, &job).await {
+            // Its pods go with it: nothing to report about them.
+            live_pods.retain(|p| {
+                !p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Job" && o.name == sc_contract::JOB_NAME)
+            });
+            tracing::info!(%note, "replaced Job {}", sc_contract::JOB_NAME);
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "JobReplaced".to_string(),
+                note: Some(note),
+                action: "CheckScheduling".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        let pods = unschedulable(&live_pods);
+        for f in newly_unschedulable(&pods, &mut reported_pods) {
+            tracing::warn!(object = %f.object, problem = %f.problem, "a pod of the release cannot be scheduled");
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: UNSCHEDULABLE_REASON.to_string(),
+                note: Some(
+                    format!("{}: {}; remedy: {}", f.object, f.problem, f.remedy)
+                        .chars()
+                        .take(1000)
+                        .collect(),
+                ),
+                action: "CheckScheduling".to_string(),
                 secondary: None,
             };
             if let Err(e) = recorder.publish(&ev, &reference).await {
@@ -489,6 +658,60 @@ mod tests {
         assert!(!is_wi_webhook(
             &json!({"metadata": {"name": "istio-sidecar-injector"}, "webhooks": [{"name": "sidecar-injector.istio.io"}]})
         ));
+    }
+
+    #[test]
+    fn each_unschedulable_pod_is_reported_once() {
+        let f = |name: &str| Finding {
+            object: format!("Pod sc-system/{name}"),
+            problem: "no node can run it".into(),
+            remedy: "set tolerations".into(),
+            missing: true,
+            connections: Vec::new(),
+        };
+        let mut reported = Vec::new();
+        assert_eq!(newly_unschedulable(&[f("a")], &mut reported), [f("a")]);
+        assert!(newly_unschedulable(&[f("a")], &mut reported).is_empty());
+        assert_eq!(
+            newly_unschedulable(&[f("a"), f("b")], &mut reported),
+            [f("b")]
+        );
+        // Scheduled, then unschedulable again (a new pod of the same name): reported again.
+        assert!(newly_unschedulable(&[], &mut reported).is_empty());
+        assert_eq!(newly_unschedulable(&[f("a")], &mut reported), [f("a")]);
+        assert!(is_unschedulable_pod(&f("a")) && label(&f("a")) == "UNSCHEDULABLE");
+    }
+
+    #[test]
+    fn a_stuck_job_is_replaced_only_when_the_placement_changed() {
+        let config = |tolerations: Value| JobConfig {
+            tolerations,
+            ..JobConfig::default()
+        };
+        let job = |c: &JobConfig| -> Job {
+            serde_json::from_value(crate::jobspec::job_object(c, "sc-system", "id", 2, "uid"))
+                .unwrap()
+        };
+        let none = config(Value::Null);
+        let critical = config(json!([{"key": "CriticalAddonsOnly", "operator": "Exists"}]));
+        assert!(!placement_changed(&job(&none), &none));
+        assert!(!placement_changed(&job(&none), &config(json!([]))));
+        assert!(placement_changed(&job(&none), &critical));
+        assert!(!placement_changed(&job(&critical), &critical));
+        let pod = |owner: &str, reason: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                    "name": owner, "uid": "u", "controller": true}]},
+                "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": reason}]}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            unschedulable_job_uids(&[pod("sc-job", "Unschedulable")]),
+            ["u"]
+        );
+        assert!(unschedulable_job_uids(&[pod("sc-wait", "Unschedulable")]).is_empty());
+        assert!(unschedulable_job_uids(&[pod("sc-job", "SchedulingGated")]).is_empty());
     }
 
     #[test]

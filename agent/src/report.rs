@@ -65,7 +65,11 @@ fn cluster_json(cluster: &ClusterInfo) -> Value {
 pub async fn show(client: &kube::Client, ns: &str, conn: Option<&Connection>) -> Value {
     let cluster = federated::cluster_info(client, ns).await;
     let mut out = json!({"cluster": cluster_json(&cluster)});
+    // The pods of the release (sc-job, the agent) no node accepts: whatever the connection,
+    // nothing is applied while they wait.
+    let pods = prerequisites::scheduling(client, ns).await;
     let Some(conn) = conn else {
+        out["prerequisites"] = json!(pods);
         return out;
     };
     if conn.workload_identity_client_id().is_some() {
@@ -73,10 +77,13 @@ pub async fn show(client: &kube::Client, ns: &str, conn: Option<&Connection>) ->
         if let Some(fc) = federated::credential(conn, &issuer, &cluster) {
             out["federatedCredential"] = json!(fc);
             out["federatedCredential"]["issuerSource"] = json!(issuer.source);
-            out["federatedCredentialText"] = json!(fc.lines(&issuer, &cluster, "  "));
+            out["federatedCredentialText"] = json!(fc.lines(conn, &issuer, &cluster, "  "));
         }
     }
-    out["prerequisites"] = json!(prerequisites::check(client, [conn]).await);
+    // The preflight findings: what the connection needs from the cluster, then the pods.
+    let mut findings = prerequisites::check(client, [conn]).await;
+    findings.extend(pods);
+    out["prerequisites"] = json!(findings);
     out
 }
 
@@ -108,11 +115,8 @@ fn print_findings(title: &str, findings: &Value) {
     };
     println!("{title}");
     for f in list {
-        let label = if f["missing"].as_bool() == Some(true) {
-            "MISSING"
-        } else {
-            "UNCHECKED"
-        };
+        let label = serde_json::from_value::<Finding>(f.clone())
+            .map_or("MISSING", |f| prerequisites::label(&f));
         println!(
             "  {label} {}: {}\n    remedy: {}",
             f["object"].as_str().unwrap_or_default(),
@@ -157,7 +161,7 @@ pub async fn wait(
         let issuer = federated::cluster_issuer(client, &cluster).await;
         for conn in &conns {
             if let Some(fc) = federated::credential(conn, &issuer, &cluster) {
-                lines.extend(fc.lines(&issuer, &cluster, ""));
+                lines.extend(fc.lines(conn, &issuer, &cluster, ""));
                 let mut j = json!(fc);
                 j["issuerSource"] = json!(issuer.source);
                 creds.push(j);
@@ -169,6 +173,11 @@ pub async fn wait(
         findings.extend(prerequisites::scheduling(client, ns).await);
     }
     for f in &findings {
+        if prerequisites::is_unschedulable_pod(f) {
+            lines.push(format!("unschedulable: {}: {}", f.object, f.problem));
+            lines.push(format!("  remedy: {}", f.remedy));
+            continue;
+        }
         let label = if f.missing { "missing" } else { "not checked" };
         lines.push(format!("prerequisite {label}: {}: {}", f.object, f.problem));
         lines.push(format!("  remedy: {}", f.remedy));

@@ -103,13 +103,16 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         .with_context(|| format!("setting up the Lease {ns}/{} failed", contract::LEASE_NAME))?;
     let (mut leader, lease_task) = lease.watch().await;
 
-    // Preflight checks of the requested connections (webhook, CSI driver): Warning events.
+    // Preflight checks of the requested connections (webhook, CSI driver) and of the release's
+    // pods (no node accepts them): Warning events; an sc-job stuck on its old placement is
+    // replaced.
     let prerequisites = tokio::spawn(crate::prerequisites::watch(
         client.clone(),
         ns.clone(),
         settings.identity.clone(),
         leader.clone(),
         Duration::from_secs(30),
+        settings.config.job.clone(),
     ));
 
     let actor = Actor::new(

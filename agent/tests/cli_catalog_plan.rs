@@ -357,6 +357,14 @@ fn sql_workload_identity_is_listed_and_planned() {
         sa["metadata"]["annotations"]["azure.workload.identity/client-id"],
         client_id
     );
+    // The identity's name of the example fills the federated credential's command.
+    let command = v["connections"][0]["federatedCredential"]["command"]
+        .as_str()
+        .unwrap();
+    assert!(
+        command.contains("--identity-name contoso-orders-identity --resource-group <identity-resource-group> --issuer <oidc-issuer-url>"),
+        "{command}"
+    );
 }
 
 /// `-o yaml` of `args` reads back as the value `-o json` prints.

@@ -83,6 +83,13 @@ pub struct ConnectionSpec {
     /// does not set it is the one earlier versions computed.
     #[serde(skip_serializing_if = "is_true_flag")]
     pub restart_on_change: bool,
+    /// The name of the user-assigned identity (workload identity only), for the printed
+    /// `az identity federated-credential create` command. Serialized only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_name: Option<String>,
+    /// The identity's resource group, when it is not the cluster's. Serialized only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_resource_group: Option<String>,
 }
 
 fn is_true_flag(b: &bool) -> bool {
@@ -99,7 +106,7 @@ pub struct ConnectionRequest {
 }
 
 /// The fields of a connection, each with its accepted aliases.
-const FIELDS: [(&str, &[&str]); 13] = [
+const FIELDS: [(&str, &[&str]); 15] = [
     ("namespace", &["namespace"]),
     ("targetType", &["targetType", "target_type", "target"]),
     (
@@ -120,6 +127,11 @@ const FIELDS: [(&str, &[&str]); 13] = [
     (
         "restartOnChange",
         &["restartOnChange", "restart_on_change", "rolloutOnChange"],
+    ),
+    ("identityName", &["identityName", "identity_name"]),
+    (
+        "identityResourceGroup",
+        &["identityResourceGroup", "identity_resource_group"],
     ),
     ("secrets", &["secrets"]),
 ];
@@ -322,7 +334,7 @@ pub fn parse_connection(
                 ctx.err(
                     k,
                     format!(
-                        "unknown field{}; the fields are namespace, targetType, authType, clientType, parameters, configurations, customizedKeys, workloads, deletionPolicy, driftPolicy, primary, restartOnChange, secrets",
+                        "unknown field{}; the fields are namespace, targetType, authType, clientType, parameters, configurations, customizedKeys, workloads, deletionPolicy, driftPolicy, primary, restartOnChange, identityName, identityResourceGroup, secrets",
                         did_you_mean(k, all)
                     ),
                 );
@@ -540,6 +552,47 @@ pub fn parse_connection(
         None => true,
     };
 
+    let identity_name = get("identityName").and_then(|(k, v)| {
+        identity_field(
+            &mut ctx,
+            &k,
+            &v,
+            is_identity_name,
+            "an identity name is 3-128 letters, digits, '-' or '_', starting with a letter or digit",
+        )
+    });
+    let identity_resource_group = get("identityResourceGroup").and_then(|(k, v)| {
+        identity_field(
+            &mut ctx,
+            &k,
+            &v,
+            is_resource_group,
+            "a resource group name is 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending with '.'",
+        )
+    });
+    let workload_identity = match &auth {
+        Some((_, AuthType::WorkloadIdentity)) => true,
+        Some((_, AuthType::KeyvaultCsi)) => parameters
+            .get("useWorkloadIdentity")
+            .and_then(|v| parse_bool(v))
+            .unwrap_or(false),
+        _ => false,
+    };
+    if !workload_identity && auth.is_some() {
+        let set = [
+            ("identityName", identity_name.is_some()),
+            ("identityResourceGroup", identity_resource_group.is_some()),
+        ];
+        for (f, _) in set.into_iter().filter(|(_, set)| *set) {
+            if let Some((k, _)) = get(f) {
+                ctx.err(
+                    &k,
+                    "names the user-assigned identity of a workload-identity connection: this connection uses none; remove it",
+                );
+            }
+        }
+    }
+
     if !combination_ok {
         // The combination is unknown, but a credential among the plain parameters is
         // always wrong.
@@ -595,12 +648,59 @@ pub fn parse_connection(
             drift_policy,
             primary,
             restart_on_change,
+            identity_name,
+            identity_resource_group,
         },
         secrets: secrets_raw
             .into_iter()
             .map(|(k, v)| (k, SecretString::new(v)))
             .collect(),
     })
+}
+
+/// An optional name of the identity's Azure resources: a scalar that `valid` accepts (it is
+/// printed in an `az` command line, so nothing else gets through), else an error on `key`.
+fn identity_field(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    v: &Value,
+    valid: fn(&str) -> bool,
+    rule: &str,
+) -> Option<String> {
+    match scalar(v) {
+        Some(s) if s.trim().is_empty() => None,
+        Some(s) if valid(s.trim()) => Some(s.trim().to_string()),
+        Some(s) if s.len() <= 200 && !s.chars().any(char::is_control) => {
+            ctx.err(key, format!("bad value {s:?}: {rule}"));
+            None
+        }
+        Some(_) => {
+            ctx.err(key, format!("bad value: {rule}"));
+            None
+        }
+        None => {
+            ctx.err(key, format!("must be a string, not {}", kind_of(v)));
+            None
+        }
+    }
+}
+
+/// A user-assigned managed identity's name: 3-128 characters, letters, digits, `-` and `_`,
+/// starting with a letter or digit.
+pub fn is_identity_name(s: &str) -> bool {
+    (3..=128).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A resource group name: 1-90 characters, letters, digits, `-`, `_`, `.`, `(` and `)`, not
+/// ending with `.`.
+pub fn is_resource_group(s: &str) -> bool {
+    (1..=90).contains(&s.len())
+        && !s.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
 }
 
 /// The longest parameter or configuration value (bytes): names, IDs, hosts and URLs.

@@ -472,3 +472,79 @@ fn a_second_sql_connection_gets_the_infix_and_shares_the_service_account() {
         format!("sc-account-{CLIENT_ID}")
     );
 }
+
+/// `identityName` and `identityResourceGroup` name the user-assigned identity for the printed
+/// `az` command: any scalar spelling (Arc passes strings), absent from the content hash when
+/// unset, refused when malformed or on a connection without workload identity.
+#[test]
+fn the_identity_name_and_resource_group_are_optional_fields() {
+    let base = json!({
+        "namespace": "shop", "targetType": "sql", "authType": "workloadIdentity",
+        "clientType": "python",
+        "parameters": {"server": "contoso-sql", "database": "orders", "clientId": CLIENT_ID},
+    });
+    let with = |extra: Value| {
+        let mut c = base.clone();
+        for (k, v) in extra.as_object().expect("an object") {
+            c[k] = v.clone();
+        }
+        json!({"orders_db": c})
+    };
+    let plain = validate_connections(&json!({"orders_db": base.clone()})).expect("valid");
+    assert_eq!(plain.connections()[0].spec.identity_name, None);
+    assert_eq!(plain.connections()[0].spec.identity_resource_group, None);
+    for extra in [
+        json!({"identityName": "orders-identity", "identityResourceGroup": "rg-identities"}),
+        json!({"identity_name": " orders-identity ", "identity_resource_group": "rg-identities"}),
+    ] {
+        let set = validate_connections(&with(extra.clone())).expect("valid");
+        let spec = &set.connections()[0].spec;
+        assert_eq!(
+            spec.identity_name.as_deref(),
+            Some("orders-identity"),
+            "{extra}"
+        );
+        assert_eq!(
+            spec.identity_resource_group.as_deref(),
+            Some("rg-identities")
+        );
+        assert_ne!(set.connections()[0].hash, plain.connections()[0].hash);
+    }
+    // Empty is unset: the hash of a request without the fields.
+    let empty = validate_connections(&with(json!({"identityName": ""}))).expect("valid");
+    assert_eq!(empty.connections()[0].hash, plain.connections()[0].hash);
+    let mut secret = json!({"orders_db": base.clone()});
+    secret["orders_db"]["authType"] = json!("secret");
+    secret["orders_db"]["identityName"] = json!("");
+    secret["orders_db"]["parameters"] = json!({"server": "s", "database": "d", "user": "u"});
+    secret["orders_db"]["secrets"] = json!({"password": "p"});
+    validate_connections(&secret).expect("an empty identityName is no identity");
+    // Malformed values and connections without workload identity are refused, naming the key.
+    for (extra, key) in [
+        (
+            json!({"identityName": "a b; rm -rf"}),
+            "connections.orders_db.identityName",
+        ),
+        (
+            json!({"identityName": "x"}),
+            "connections.orders_db.identityName",
+        ),
+        (
+            json!({"identityResourceGroup": "rg."}),
+            "connections.orders_db.identityResourceGroup",
+        ),
+        (
+            json!({"identityName": {"name": "x"}}),
+            "connections.orders_db.identityName",
+        ),
+        (
+            json!({"authType": "secret", "identityName": "orders-identity"}),
+            "connections.orders_db.identityName",
+        ),
+    ] {
+        let err = validate_connections(&with(extra.clone()))
+            .expect_err(&format!("{extra} accepted"))
+            .to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}

@@ -289,8 +289,18 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }
         }
 
-        // What the cluster must have for the connection to work (webhook, CSI driver).
-        for f in crate::prerequisites::check(&client, [&conn]).await {
+        // What the cluster must have for the connection to work (webhook, CSI driver), and
+        // the pods of the release (sc-job, the agent) that no node accepts: nothing is
+        // applied while they wait. (Pods that cannot be listed are left to `show`.)
+        let pods = crate::prerequisites::scheduling(&client, &c.namespace).await;
+        let pods = pods
+            .into_iter()
+            .filter(crate::prerequisites::is_unschedulable_pod);
+        for f in crate::prerequisites::check(&client, [&conn])
+            .await
+            .into_iter()
+            .chain(pods)
+        {
             findings.push(Finding {
                 object: f.object,
                 problem: f.problem,

@@ -1,7 +1,11 @@
 //! The process kubelet: every pod (Job pods, ReplicaSet pods, bare pods such as `helm test`
 //! hooks) runs its containers as local processes.
 //!
-//! - Binding: a new pod gets `spec.nodeName` (the node name, `kubesim` by default).
+//! - Binding: a new pod gets `spec.nodeName` (the node name, `kubesim` by default), unless
+//!   the node has a `NoSchedule`/`NoExecute` taint (or is cordoned) the pod does not
+//!   tolerate: then it stays Pending, `PodScheduled=False` reason `Unschedulable` with the
+//!   scheduler's message and a `FailedScheduling` event, until the node changes; see
+//!   [`schedule`].
 //! - Images and commands: see [`image`]; image archives (`image_dir`): see [`oci`];
 //!   environment: see [`env`](mod@env).
 //! - Working directory: one per pod under the kubelet's root directory (a fresh directory in
@@ -29,6 +33,7 @@ pub mod oci;
 mod pod;
 pub mod probe;
 pub mod process;
+mod schedule;
 pub mod status;
 pub mod volumes;
 
@@ -241,6 +246,15 @@ impl Kubelet {
             } else {
                 self.pod_changed(&ev.object);
             }
+        } else if res.group.is_empty() && res.resource == "nodes" {
+            // A taint gone (or added): the pods waiting for a node are scheduled again.
+            let (pods, _) = self.cluster.store().list(&pods_res(), None);
+            for p in pods
+                .iter()
+                .filter(|p| p["spec"]["nodeName"].as_str().is_none_or(str::is_empty))
+            {
+                self.pod_changed(p);
+            }
         } else if res.group.is_empty()
             && matches!(
                 res.resource.as_str(),
@@ -286,6 +300,17 @@ impl Kubelet {
         ) {
             return;
         }
+        if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+            let node = self
+                .cluster
+                .get(&ResKey::new("", "nodes"), "", &self.config.node_name)
+                .unwrap_or(Value::Null);
+            if let Some(message) = schedule::unschedulable_message(pod, &node) {
+                drop(pods);
+                self.hold_unschedulable(pod, &message);
+                return;
+            }
+        }
         let (stop, stop_rx) = watch::channel(None);
         let (config_changed, config_rx) = watch::channel(0u64);
         let ended = Arc::new(Mutex::new(false));
@@ -315,6 +340,42 @@ impl Kubelet {
                 task,
             },
         );
+    }
+
+    /// Leaves a pod no node accepts Pending, saying why (once per message).
+    fn hold_unschedulable(&self, pod: &Value, message: &str) {
+        if schedule::says_unschedulable(pod, message) {
+            return;
+        }
+        let key = controllers_key(pod);
+        let uid = pod["metadata"]["uid"].clone();
+        let r = self.cluster.update_status(
+            &pods_res(),
+            &key.namespace,
+            &key.name,
+            "kube-scheduler",
+            |p| {
+                if p["metadata"]["uid"] != uid {
+                    return Err(ApiError::new(404, "NotFound", "pod replaced"));
+                }
+                p["status"] = schedule::unschedulable_status(message);
+                Ok(())
+            },
+        );
+        match r {
+            Ok(p) => crate::controllers::record_event(
+                &self.cluster,
+                &p,
+                "default-scheduler",
+                true,
+                "FailedScheduling",
+                message,
+            ),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                tracing::warn!(namespace = %key.namespace, pod = %key.name, error = %e, "writing the status of an unschedulable pod failed");
+            }
+        }
     }
 
     /// Create the Node object pods are bound to, Ready, with the loopback address.

@@ -10,6 +10,9 @@
 //! - the missing workload-identity webhook and Secrets Store CSI driver are findings in
 //!   `sc-agent show` and `validate`, and a `PrerequisiteMissing` event; creating their
 //!   MutatingWebhookConfiguration and CSIDriver clears them;
+//! - the install hook's log, which helm 3 and 4 print after a successful install, holds the
+//!   same command; `identityName` fills its `--identity-name`, `identityResourceGroup` its
+//!   `--resource-group` (in `show`, `wait`, `plan` and the NOTES alike);
 //! - `helm template` refuses an unknown target type naming the key (helm 3 and 4).
 
 use sc_e2e::{
@@ -21,6 +24,8 @@ use std::process::Command;
 
 const CLIENT_ID: &str = "7d3e9c1a-5b2f-4e8d-9a6c-0f1e2d3c4b5a";
 const TENANT_ID: &str = "3f2e1d0c-9b8a-4765-8432-10fedcba9876";
+/// The user-assigned identity's name (`identityName`), in the printed `az` command.
+const IDENTITY_NAME: &str = "contoso-orders-identity";
 const CLUSTER_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-e2e/providers/Microsoft.ContainerService/managedClusters/aks-e2e";
 
 /// The documented keys of a target, auth type and client type (`sc-agent catalog`).
@@ -70,7 +75,7 @@ fn sql_workload_identity(helm: Helm) {
         },
         "sql_conn": {
             "namespace": app, "targetType": "sql", "authType": "workloadIdentity",
-            "clientType": "python",
+            "clientType": "python", "identityName": IDENTITY_NAME,
             "parameters": {"server": "contoso-sql-server", "database": "contoso-orders",
                            "clientId": CLIENT_ID, "tenantId": TENANT_ID},
         },
@@ -155,7 +160,7 @@ fn sql_workload_identity(helm: Helm) {
         "audience: api://AzureADTokenExchange".to_string(),
         format!("az identity federated-credential create --name sc-{app}-"),
         format!(
-            "--identity-name <identity-name> --resource-group rg-e2e --issuer {issuer} --subject {subject} --audiences api://AzureADTokenExchange"
+            "--identity-name {IDENTITY_NAME} --resource-group rg-e2e --issuer {issuer} --subject {subject} --audiences api://AzureADTokenExchange"
         ),
     ] {
         assert!(
@@ -170,9 +175,17 @@ fn sql_workload_identity(helm: Helm) {
     assert_eq!(fc["audience"], "api://AzureADTokenExchange");
     assert_eq!(fc["issuerSource"]["source"], "discovery");
     assert_eq!(v["cluster"]["resourceGroup"], "rg-e2e");
+    let command = fc["command"].as_str().expect("a command");
+    assert!(text.contains(command), "{text}");
+    // The install hook's log, which helm prints after a successful install too (on stderr;
+    // helm 4 as one `level=INFO msg="..."` line): the same command, with the issuer of the
+    // discovery document and the subject.
     assert!(
-        text.contains(fc["command"].as_str().expect("a command")),
-        "{text}"
+        command.contains(&format!("--issuer {issuer} --subject {subject} "))
+            && install.stderr.contains(command),
+        "{}: the hook's log lacks {command}:\n{}",
+        helm.tool(),
+        install.all()
     );
     // The same credential in text form, and the Azure values recorded by the chart.
     let shown = c
@@ -193,6 +206,12 @@ fn sql_workload_identity(helm: Helm) {
         "{notes}"
     );
     assert!(notes.contains("--issuer <oidc-issuer-url>"), "{notes}");
+    assert!(
+        notes.contains(&format!(
+            "--identity-name {IDENTITY_NAME} --resource-group rg-e2e "
+        )),
+        "{notes}"
+    );
 
     if !c.is_embedded() {
         sc_e2e::skipped(
@@ -276,7 +295,8 @@ fn configured_issuer_wins() {
     let settings = json!({
         "connections": {"sql_conn": {
             "namespace": app, "targetType": "sql", "authType": "WORKLOAD_IDENTITY",
-            "clientType": "Python",
+            "clientType": "Python", "identity_name": IDENTITY_NAME,
+            "identityResourceGroup": "rg-identities",
             "parameters": {"server": "s1", "database": "d1", "clientId": CLIENT_ID},
         }},
         "workloadIdentity": {"oidcIssuerUrl": issuer},
@@ -290,8 +310,11 @@ fn configured_issuer_wins() {
     let command = v["federatedCredential"]["command"]
         .as_str()
         .expect("a command");
+    // The identity's name and resource group from the request (the flat alias too).
     assert!(
-        command.contains("--resource-group <identity-resource-group>"),
+        command.contains(&format!(
+            "--identity-name {IDENTITY_NAME} --resource-group rg-identities "
+        )),
         "{command}"
     );
     assert!(
