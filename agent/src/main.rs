@@ -28,6 +28,7 @@ mod report;
 mod runtime;
 mod schema;
 mod server;
+mod workloads;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
 /// ServiceAccounts and SecretProviderClasses, and answers questions about them.

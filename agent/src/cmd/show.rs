@@ -57,7 +57,13 @@ pub fn run(args: &NameArgs) -> ExitCode {
         });
         let extra = crate::report::show(&client, &c.namespace, conn.as_ref()).await;
         let mut v = v;
-        for key in ["cluster", "federatedCredential", "prerequisites"] {
+        for key in [
+            "cluster",
+            "federatedCredential",
+            "prerequisites",
+            "brokenWorkloads",
+            "brokenWorkloadsUnchecked",
+        ] {
             if let Some(x) = extra.get(key) {
                 v[key] = x.clone();
             }
