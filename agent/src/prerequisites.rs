@@ -346,11 +346,10 @@ pub async fn requested_connections(
         | sc_contract::shards::Shards::Invalid(why) => return Err(why),
     };
     let requests = sc_contract::Requests::from_objects(&public, &[], "")?;
-    let connections = sc_model::check_connections_keyed(&requests.connections, "")
-        .into_iter()
-        .filter_map(|c| c.connection)
-        .collect();
-    Ok((first, connections))
+    Ok((
+        first,
+        crate::workloads::public_connections(&requests.connections),
+    ))
 }
 
 /// Checks the prerequisites of the requested connections every `every` while this replica
@@ -428,6 +427,24 @@ pub async fn watch(
     }
 }
 
+/// A reference to the object of a finding (`Kind namespace/name`).
+fn related(object: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    let (kind, rest) = object.split_once(' ')?;
+    let (namespace, name) = rest.split_once('/')?;
+    let api_version = match kind {
+        "Pod" => "v1",
+        "Job" => "batch/v1",
+        _ => "apps/v1",
+    };
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(api_version.to_string()),
+        kind: Some(kind.to_string()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..Default::default()
+    })
+}
+
 /// The broken pods already reported (by object and reference), so each is reported once.
 #[derive(Default)]
 struct BrokenSeen(Vec<(String, String)>);
@@ -488,7 +505,9 @@ impl BrokenSeen {
                     .collect(),
                 ),
                 action: "CheckWorkloads".to_string(),
-                secondary: None,
+                // The broken object: events of one reason and action on `sc-requests` are one
+                // series unless they name different related objects.
+                secondary: related(&b.object),
             };
             if let Err(e) = recorder.publish(&ev, reference).await {
                 tracing::warn!(error = %e, "publishing an event failed");

@@ -397,6 +397,49 @@ pub async fn read(client: &kube::Client, ns: &str, with_events: bool) -> Result<
     Ok(Namespace { pods, events })
 }
 
+/// The connections of a `connections` subtree read without their protected settings: a
+/// connection whose only errors are missing `secrets` is resolved with a placeholder for each,
+/// which reaches no object: the names of its Secret, ServiceAccount, SecretProviderClass and
+/// workloads do not depend on them.
+pub fn public_connections(connections: &Value) -> Vec<Connection> {
+    let checks = sc_model::check_connections_keyed(connections, "");
+    let mut filled = connections.clone();
+    let mut retry = false;
+    let mut out = Vec::new();
+    for check in checks {
+        if let Some(c) = check.connection {
+            out.push(c);
+            continue;
+        }
+        let prefix = format!("connections.{}.secrets.", check.name);
+        let missing: Option<Vec<&str>> = check
+            .errors
+            .iter()
+            .map(|e| {
+                e.path
+                    .strip_prefix(&prefix)
+                    .filter(|p| !p.contains('.') && e.message.starts_with("missing"))
+            })
+            .collect();
+        if let Some(missing) = missing.filter(|m| !m.is_empty()) {
+            for p in missing {
+                filled[&check.name]["secrets"][p] = Value::String("placeholder".into());
+            }
+            retry = true;
+        }
+    }
+    if retry {
+        let have: Vec<String> = out.iter().map(|c| c.name().to_string()).collect();
+        out.extend(
+            sc_model::check_connections_keyed(&filled, "")
+                .into_iter()
+                .filter_map(|c| c.connection)
+                .filter(|c| !have.iter().any(|n| n == c.name())),
+        );
+    }
+    out
+}
+
 /// The broken pods of `conn`'s listed workloads, read live (nothing when it lists none or
 /// adds nothing to them); `Err` says why the pods could not be read.
 pub async fn check(
@@ -459,6 +502,20 @@ mod tests {
     fn waiting(reason: &str, message: &str) -> Value {
         json!({"phase": "Pending", "containerStatuses": [{"name": "app", "ready": false,
                "state": {"waiting": {"reason": reason, "message": message}}}]})
+    }
+
+    #[test]
+    fn connections_without_their_protected_settings_still_name_their_objects() {
+        let conns = public_connections(&json!({
+            "blob": {"namespace": "apps", "targetType": "storage-blob", "authType": "secret",
+                     "clientType": "python", "parameters": {"accountName": "acct"},
+                     "workloads": [{"kind": "Deployment", "name": "web"}]},
+            "bad": {"targetType": "storage-blob", "authType": "nope"},
+        }));
+        assert_eq!(conns.len(), 1);
+        let r = References::of(&conns[0]);
+        assert_eq!(r.secret.as_deref(), Some("sc-blob-secret"));
+        assert_eq!(r.workloads.len(), 1);
     }
 
     #[test]
