@@ -398,19 +398,22 @@ pub async fn read(client: &kube::Client, ns: &str, with_events: bool) -> Result<
 }
 
 /// The connections of a `connections` subtree read without their protected settings: a
-/// connection whose only errors are missing `secrets` is resolved with a placeholder for each,
-/// which reaches no object: the names of its Secret, ServiceAccount, SecretProviderClass and
-/// workloads do not depend on them.
+/// connection that lists workloads and whose only errors are missing `secrets` is resolved
+/// (alone) with a placeholder for each, which reaches no object: the names of its Secret,
+/// ServiceAccount, SecretProviderClass and workloads do not depend on them.
 pub fn public_connections(connections: &Value) -> Vec<Connection> {
-    let checks = sc_model::check_connections_keyed(connections, "");
-    let mut filled = connections.clone();
-    let mut retry = false;
     let mut out = Vec::new();
-    for check in checks {
+    // Only the connections that list workloads are resolved again: the others need no name.
+    let mut filled = serde_json::Map::new();
+    for check in sc_model::check_connections_keyed(connections, "") {
         if let Some(c) = check.connection {
             out.push(c);
             continue;
         }
+        let raw = &connections[&check.name];
+        let lists_workloads = ["workloads", "workload"]
+            .iter()
+            .any(|k| raw[k].as_array().is_some_and(|a| !a.is_empty()));
         let prefix = format!("connections.{}.secrets.", check.name);
         let missing: Option<Vec<&str>> = check
             .errors
@@ -421,20 +424,19 @@ pub fn public_connections(connections: &Value) -> Vec<Connection> {
                     .filter(|p| !p.contains('.') && e.message.starts_with("missing"))
             })
             .collect();
-        if let Some(missing) = missing.filter(|m| !m.is_empty()) {
+        if let Some(missing) = missing.filter(|m| lists_workloads && !m.is_empty()) {
+            let mut raw = raw.clone();
             for p in missing {
-                filled[&check.name]["secrets"][p] = Value::String("placeholder".into());
+                raw["secrets"][p] = Value::String("placeholder".into());
             }
-            retry = true;
+            filled.insert(check.name.clone(), raw);
         }
     }
-    if retry {
-        let have: Vec<String> = out.iter().map(|c| c.name().to_string()).collect();
+    if !filled.is_empty() {
         out.extend(
-            sc_model::check_connections_keyed(&filled, "")
+            sc_model::check_connections_keyed(&Value::Object(filled), "")
                 .into_iter()
-                .filter_map(|c| c.connection)
-                .filter(|c| !have.iter().any(|n| n == c.name())),
+                .filter_map(|c| c.connection),
         );
     }
     out
