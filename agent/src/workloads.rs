@@ -232,8 +232,15 @@ pub fn broken(
         let workload = format!("{} {ns}/{}", w.kind.as_str(), w.name);
         let errors = config_errors(pod);
         if let Some(secret) = refs.secret.as_deref().filter(|s| has_env_from(pod, s)) {
-            let wanted = format!("secret \"{secret}\" not found");
-            if let Some(m) = errors.iter().find(|m| m.contains(&wanted)) {
+            // The kubelet's `secret "x" not found` (the API's `secrets "x" not found`).
+            let wanted = [
+                format!("secret \"{secret}\" not found"),
+                format!("secrets \"{secret}\" not found"),
+            ];
+            if let Some(m) = errors
+                .iter()
+                .find(|m| wanted.iter().any(|w| m.contains(w.as_str())))
+            {
                 let remedy = match (&refs.secret_synced_by_csi, &refs.csi_volume) {
                     (true, Some((volume, spc))) => format!(
                         "the Secrets Store CSI driver writes Secret {secret} when it mounts the pod's volume {volume} (SecretProviderClass {spc}, secretObjects): install the driver with secret sync (AKS: az aks enable-addons --addons azure-keyvault-secrets-provider; the driver's helm chart: --set syncSecret.enabled=true) and keep the volume mounted; on a cluster without the driver, drop the workload from connections.{conn}.workloads"
@@ -532,9 +539,13 @@ mod tests {
                 "secret \"sc-blob-secret\" not found",
             ),
         );
-        let b = broken(&refs(), &[p], &[], "sc-system");
+        let b = broken(&refs(), std::slice::from_ref(&p), &[], "sc-system");
         assert_eq!(b.len(), 1, "{b:?}");
         assert_eq!(b[0].object, "Pod apps/web-5d8f9c7b4-abcde");
+        let mut api_form = p;
+        api_form["status"]["containerStatuses"][0]["state"]["waiting"]["message"] =
+            json!("secrets \"sc-blob-secret\" not found");
+        assert_eq!(broken(&refs(), &[api_form], &[], "sc-system").len(), 1);
         assert_eq!(b[0].workload, "Deployment apps/web");
         assert_eq!(b[0].reference, "Secret apps/sc-blob-secret");
         assert!(b[0].problem.contains("secret \"sc-blob-secret\" not found"));
