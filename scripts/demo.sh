@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: build, start the embedded cluster (kubesim) in the background, install the
 # chart with helm 3 and the example connections, run the documentation's printenv Job against
-# one of them, and show what was created. kubesim keeps running afterwards; `make demo-stop`
+# one of them, show what was created, show the workload kv_csi breaks on a cluster without the
+# CSI driver and fix it, and check that every pod is Running or Completed. kubesim keeps running afterwards; `make demo-stop`
 # (or `scripts/demo.sh stop`) stops it.
 set -euo pipefail
 
@@ -102,8 +103,57 @@ show kubectl get secrets,serviceaccounts -A -l app.kubernetes.io/managed-by=sc-e
 show kubectl get secretproviderclasses -A
 show "$bin/sc-agent" list
 
+step "a workload our references break: kv_csi on a cluster without the Secrets Store CSI driver"
+# kv_csi gave Deployment web the CSI volume and envFrom its Secret sc-kvcsi-secret, which only
+# the CSI driver writes (syncSecret) when it mounts the volume. The embedded cluster has no
+# CSI driver: web's new pod cannot start, and validate names the pod, the Secret and the remedy.
+broken=
+for _ in $(seq 1 150); do
+  broken=$("$bin/sc-agent" validate kv_csi 2>&1 | grep '^BROKEN' || true)
+  [ -n "$broken" ] && break
+  sleep 0.2
+done
+[ -n "$broken" ] || { echo "sc-agent validate kv_csi did not report web's pod" >&2; exit 1; }
+show kubectl get pods -n default -l app=web
+show "$bin/sc-agent" validate kv_csi || true
+
+step "the fix here: web no longer lists kv_csi (no driver syncs its Secret on this cluster)"
+# On AKS the remedy is the driver with secret sync (the azure-keyvault-secrets-provider add-on);
+# the SecretProviderClass stays either way. sc-job removes exactly what kv_csi added to web.
+show helm upgrade sc-extension "$root/chart" -n sc-system \
+  -f "$root/examples/secret.yaml" -f "$root/examples/workload-identity.yaml" \
+  -f "$root/examples/keyvault-csi.yaml" --set-json 'connections.kv_csi.workloads=[]' \
+  --set agent.port="$port" --timeout 90s
+show kubectl rollout status deployment/web -n default --timeout=60s
+
 step "the agent's events on the request ConfigMap"
 show kubectl get events -n sc-system --field-selector involvedObject.name=sc-requests
+
+step "every pod is Running or Completed"
+# Pods not Running nor Succeeded (Completed), leaving aside those being deleted.
+not_running() {
+  kubectl get pods -A -o json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["items"]:
+    if p["metadata"].get("deletionTimestamp"):
+        continue
+    phase = p.get("status", {}).get("phase")
+    if phase not in ("Running", "Succeeded"):
+        print("%s/%s %s" % (p["metadata"]["namespace"], p["metadata"]["name"], phase))'
+}
+left=
+for _ in $(seq 1 300); do
+  left=$(not_running)
+  [ -z "$left" ] && break
+  sleep 0.2
+done
+show kubectl get pods -A
+if [ -n "$left" ]; then
+  echo "pods neither Running nor Completed:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+echo "every pod is Running or Completed"
 
 echo
 echo "done in $(( $(date +%s) - start )) s after the build. The cluster keeps running; in a shell:"

@@ -28,6 +28,7 @@ mod report;
 mod runtime;
 mod schema;
 mod server;
+mod workloads;
 
 /// The sc-extension agent: turns connection requests into Secrets, workload-identity
 /// ServiceAccounts and SecretProviderClasses, and answers questions about them.
@@ -58,11 +59,13 @@ enum Command {
     Run(Box<cmd::run::RunArgs>),
     /// List the connections with their target, auth, client, phase and objects.
     List(cmd::args::ListArgs),
-    /// Show a connection: its spec, status and journal of runs.
+    /// Show a connection: its spec, status, journal of runs, and pods of its workloads failing
+    /// on a reference it added.
     Show(cmd::args::NameArgs),
     /// List the configuration keys of a connection with their non-secret values.
     ListConfiguration(cmd::args::NameArgs),
-    /// Check the cluster objects of a connection for drift (exit code 1 on drift).
+    /// Check the cluster objects of a connection for drift, and the pods of its workloads for a
+    /// missing Secret, ServiceAccount or CSI volume it added (exit code 1 on a finding).
     Validate(cmd::args::NameArgs),
     /// Run a connection (or --all) again through sc-job, as requested: restores drifted
     /// objects and clears a Contested failure.

@@ -351,11 +351,10 @@ pub async fn requested_connections(
         | sc_contract::shards::Shards::Invalid(why) => return Err(why),
     };
     let requests = sc_contract::Requests::from_objects(&public, &[], "")?;
-    let connections = sc_model::check_connections_keyed(&requests.connections, "")
-        .into_iter()
-        .filter_map(|c| c.connection)
-        .collect();
-    Ok((first, connections))
+    Ok((
+        first,
+        crate::workloads::public_connections(&requests.connections),
+    ))
 }
 
 /// Whether a finding is about a pod no node accepts (from [`unschedulable`]).
@@ -497,12 +496,14 @@ pub async fn watch(
     };
     let mut published: Vec<Finding> = Vec::new();
     let mut reported_pods: Vec<String> = Vec::new();
+    let mut broken = BrokenSeen::default();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if !*leader.borrow() {
             published.clear();
             reported_pods.clear();
+            broken = BrokenSeen::default();
             continue;
         }
         let (requests, connections) = match requested_connections(&client, &ns).await {
@@ -568,7 +569,9 @@ pub async fn watch(
                         .collect(),
                 ),
                 action: "CheckScheduling".to_string(),
-                secondary: None,
+                // The pod as the related object: events of one reason and action on
+                // `sc-requests` would otherwise be one series, and a second pod's lost.
+                secondary: related(&f.object),
             };
             if let Err(e) = recorder.publish(&ev, &reference).await {
                 tracing::warn!(error = %e, "publishing an event failed");
@@ -589,6 +592,109 @@ pub async fn watch(
             }
         }
         published = now;
+        broken
+            .publish(&client, &ns, &connections, &recorder, &reference)
+            .await;
+    }
+}
+
+/// A reference to the object of a finding (`Kind namespace/name`).
+fn related(object: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    let (kind, rest) = object.split_once(' ')?;
+    let (namespace, name) = rest.split_once('/')?;
+    let api_version = match kind {
+        "Pod" => "v1",
+        "Job" => "batch/v1",
+        _ => "apps/v1",
+    };
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(api_version.to_string()),
+        kind: Some(kind.to_string()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..Default::default()
+    })
+}
+
+/// The broken pods already reported (by object and reference), so each is reported once.
+#[derive(Default)]
+struct BrokenSeen(Vec<(String, String)>);
+
+impl BrokenSeen {
+    /// Reads the pods of the connections' namespaces and publishes a Warning event
+    /// `WorkloadBroken` on `sc-requests` for each pod (or controller) newly failing on a
+    /// reference a connection added.
+    async fn publish(
+        &mut self,
+        client: &kube::Client,
+        ns: &str,
+        connections: &[Connection],
+        recorder: &kube::runtime::events::Recorder,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+    ) {
+        use crate::workloads::{self, References};
+        use kube::runtime::events::{Event, EventType};
+        let refs: Vec<References> = connections
+            .iter()
+            .map(References::of)
+            .filter(|r| !r.workloads.is_empty())
+            .collect();
+        let mut namespaces: Vec<&str> = refs.iter().map(|r| r.namespace.as_str()).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        let mut now = Vec::new();
+        let mut unread = Vec::new();
+        for app_ns in namespaces {
+            match workloads::read(client, app_ns, false).await {
+                Ok(n) => {
+                    for r in refs.iter().filter(|r| r.namespace == app_ns) {
+                        now.extend(workloads::broken(r, &n.pods, &n.events, ns));
+                    }
+                }
+                Err(why) => {
+                    tracing::debug!(%why, "the pods of the listed workloads were not checked");
+                    unread.push(app_ns.to_string());
+                }
+            }
+        }
+        for b in &now {
+            let key = (b.object.clone(), b.reference.clone());
+            if self.0.contains(&key) {
+                continue;
+            }
+            tracing::warn!(object = %b.object, reference = %b.reference, connection = %b.connection, "workload broken");
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: workloads::EVENT_REASON.to_string(),
+                note: Some(
+                    format!(
+                        "connection {}: {} of {} fails on {}: {}; remedy: {}",
+                        b.connection, b.object, b.workload, b.reference, b.problem, b.remedy
+                    )
+                    .chars()
+                    .take(1000)
+                    .collect(),
+                ),
+                action: "CheckWorkloads".to_string(),
+                // The broken object: events of one reason and action on `sc-requests` are one
+                // series unless they name different related objects.
+                secondary: related(&b.object),
+            };
+            if let Err(e) = recorder.publish(&ev, reference).await {
+                tracing::warn!(error = %e, "publishing an event failed");
+            }
+        }
+        // Keep what is still broken, and what could not be looked at this time.
+        let ns_of = |object: &str| {
+            object
+                .split_once(' ')
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default()
+        };
+        self.0.retain(|(object, _)| unread.contains(&ns_of(object)));
+        self.0
+            .extend(now.into_iter().map(|b| (b.object, b.reference)));
     }
 }
 

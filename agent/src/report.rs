@@ -1,7 +1,7 @@
 //! What `plan`, `show` and `wait` add about workload identity and the cluster: the federated
 //! credential a connection needs (`federated`), the missing prerequisites
-//! (`prerequisites`) and the Azure values the chart recorded. Kept here so the commands only
-//! call in.
+//! (`prerequisites`), the pods our references break (`workloads`) and the Azure values the
+//! chart recorded. Kept here so the commands only call in.
 
 use crate::federated::{self, Issuer};
 use crate::prerequisites::{self, Finding};
@@ -84,6 +84,10 @@ pub async fn show(client: &kube::Client, ns: &str, conn: Option<&Connection>) ->
     let mut findings = prerequisites::check(client, [conn]).await;
     findings.extend(pods);
     out["prerequisites"] = json!(findings);
+    match crate::workloads::check(client, conn, ns, true).await {
+        Ok(broken) => out["brokenWorkloads"] = json!(broken),
+        Err(why) => out["brokenWorkloadsUnchecked"] = json!(why),
+    }
     out
 }
 
@@ -105,6 +109,23 @@ pub fn print_show(v: &Value) {
         for l in lines {
             println!("{}", l.as_str().unwrap_or_default());
         }
+    }
+    if let Some(list) = v["brokenWorkloads"].as_array().filter(|l| !l.is_empty()) {
+        println!("Workloads:");
+        let s = |x: &Value| x.as_str().unwrap_or_default().to_string();
+        for b in list {
+            println!(
+                "  BROKEN {} ({}): {}\n    reference: {}\n    remedy: {}",
+                s(&b["object"]),
+                s(&b["workload"]),
+                s(&b["problem"]),
+                s(&b["reference"]),
+                s(&b["remedy"])
+            );
+        }
+    }
+    if let Some(why) = v["brokenWorkloadsUnchecked"].as_str() {
+        println!("Workloads:  the pods of the listed workloads were not checked: {why}");
     }
     print_findings("Prerequisites:", &v["prerequisites"]);
 }

@@ -50,14 +50,19 @@ pub fn run(args: &NameArgs) -> ExitCode {
         });
         // Workload identity and prerequisites (the connection without its protected inputs).
         let conn = snapshot.requests.as_ref().and_then(|r| {
-            sc_model::check_connections_keyed(&r.connections, "")
+            crate::workloads::public_connections(&r.connections)
                 .into_iter()
-                .find(|k| k.name == *name)
-                .and_then(|k| k.connection)
+                .find(|k| k.name() == name)
         });
         let extra = crate::report::show(&client, &c.namespace, conn.as_ref()).await;
         let mut v = v;
-        for key in ["cluster", "federatedCredential", "prerequisites"] {
+        for key in [
+            "cluster",
+            "federatedCredential",
+            "prerequisites",
+            "brokenWorkloads",
+            "brokenWorkloadsUnchecked",
+        ] {
             if let Some(x) = extra.get(key) {
                 v[key] = x.clone();
             }

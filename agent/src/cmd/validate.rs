@@ -24,6 +24,24 @@ pub struct Finding {
     pub remedy: String,
 }
 
+impl From<crate::workloads::Broken> for Finding {
+    fn from(b: crate::workloads::Broken) -> Finding {
+        let subject = if b.object.starts_with("Pod ") {
+            "the pod"
+        } else {
+            "it"
+        };
+        Finding {
+            problem: format!(
+                "{subject} fails on {} that connection {} added to {}: {}",
+                b.reference, b.connection, b.workload, b.problem
+            ),
+            object: b.object,
+            remedy: b.remedy,
+        }
+    }
+}
+
 /// The command that makes the agent run a connection again (`sc-agent reapply`).
 fn reapply(ns: &str, connection: &str) -> String {
     format!("run the connection again: sc-agent reapply {connection} -n {ns}")
@@ -289,6 +307,16 @@ pub fn run(args: &NameArgs) -> ExitCode {
             }
         }
 
+        // Pods of the listed workloads failing on a reference the connection added.
+        let drift_count = findings.len();
+        match crate::workloads::check(&client, &conn, &c.namespace, true).await {
+            Ok(broken) => findings.extend(broken.into_iter().map(Finding::from)),
+            Err(why) => {
+                eprintln!("warning: the pods of the listed workloads were not checked: {why}")
+            }
+        }
+        let broken_count = findings.len() - drift_count;
+
         // What the cluster must have for the connection to work (webhook, CSI driver), and
         // the pods of the release (sc-job, the agent) that no node accepts: nothing is
         // applied while they wait. (Pods that cannot be listed are left to `show`.)
@@ -320,9 +348,15 @@ pub fn run(args: &NameArgs) -> ExitCode {
             )?,
             None => {
                 if drift {
-                    for f in &findings {
+                    for (i, f) in findings.iter().enumerate() {
+                        // Drift, then broken pods, then prerequisites.
+                        let label = if (drift_count..drift_count + broken_count).contains(&i) {
+                            "BROKEN"
+                        } else {
+                            "DRIFT"
+                        };
                         println!(
-                            "DRIFT {}: {}\n      remedy: {}",
+                            "{label} {}: {}\n      remedy: {}",
                             f.object, f.problem, f.remedy
                         );
                     }
