@@ -48,12 +48,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* Pod placement shared by every pod of the release. */}}
 {{- define "sc.placement" -}}
-{{- with .Values.nodeSelector }}
-nodeSelector:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
 {{- with .Values.tolerations }}
 tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with (include "sc.placementButTolerations" . | trim) }}
+{{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Pod placement without the tolerations (the wait hook adds its own to them). */}}
+{{- define "sc.placementButTolerations" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with .Values.affinity }}

@@ -638,3 +638,39 @@ fn chart_metadata_follows_the_workspace_version() {
         ]
     );
 }
+
+#[test]
+fn the_wait_hook_tolerates_no_schedule_taints_unless_told_not_to() {
+    let user = json!({"key": "CriticalAddonsOnly", "operator": "Exists"});
+    let every = json!({"operator": "Exists", "effect": "NoSchedule"});
+    for helm in [Helm::V3, Helm::V4] {
+        let hook_tolerations = |args: &[&str]| {
+            let docs = render(helm, args);
+            object(&docs, "Job", "sc-wait")["spec"]["template"]["spec"]["tolerations"].clone()
+        };
+        assert_eq!(hook_tolerations(&[]), json!([every]));
+        let set = [
+            "--set",
+            "tolerations[0].key=CriticalAddonsOnly,tolerations[0].operator=Exists",
+            "--set",
+            "nodeSelector.pool=system",
+        ];
+        assert_eq!(hook_tolerations(&set), json!([user, every]));
+        // The agent gets the user's tolerations only.
+        let docs = render(helm, &set);
+        assert_eq!(agent_pod(&docs)["spec"]["tolerations"], json!([user]));
+        let docs = render(helm, &set);
+        let hook = &object(&docs, "Job", "sc-wait")["spec"]["template"]["spec"];
+        assert_eq!(hook["nodeSelector"], json!({"pool": "system"}));
+        let off = [
+            &set[..],
+            &["--set", "waitForResult.tolerateNoSchedule=false"],
+        ]
+        .concat();
+        assert_eq!(hook_tolerations(&off), json!([user]));
+        assert_eq!(
+            hook_tolerations(&["--set", "waitForResult.tolerateNoSchedule=false"]),
+            Value::Null
+        );
+    }
+}

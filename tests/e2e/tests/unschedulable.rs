@@ -9,6 +9,9 @@
 //!   agent replaces the Job whose pod waits with the old placement (event `JobReplaced`),
 //!   the upgrade succeeds, the connection is Ready and the finding is gone.
 //!
+//! A fresh install on such nodes fails with the wait hook's log naming the agent's pod and the
+//! value, instead of a bare helm timeout: the hook's pod tolerates every NoSchedule taint.
+//!
 //! Needs kubesim (its scheduler honours taints): the scenario is skipped on another cluster.
 
 use sc_e2e::{
@@ -45,10 +48,8 @@ fn unschedulable_events(c: &Cluster, ns: &str) -> Vec<String> {
 }
 
 fn unschedulable_sc_job_is_a_finding(helm: Helm) {
+    sc_e2e::require_embedded!("it taints every node of the cluster");
     let c = Cluster::start();
-    if c.is_external() {
-        return;
-    }
     let app = c.create_namespace("apps");
     let rel = c.release_ns();
     c.ensure_spc_crd();
@@ -198,3 +199,46 @@ fn unschedulable_sc_job_is_a_finding(helm: Helm) {
 }
 
 with_both_helms!(unschedulable_sc_job_is_a_finding);
+
+/// A fresh install on nodes that are all tainted: neither the agent nor sc-job can run, but the
+/// wait hook does (it tolerates every NoSchedule taint, `waitForResult.tolerateNoSchedule`) and
+/// fails the install naming the agent's pod, the taint and the `tolerations` value, instead of
+/// a bare helm timeout.
+fn a_fresh_install_on_tainted_nodes_says_why(helm: Helm) {
+    sc_e2e::require_embedded!("it taints every node of the cluster");
+    let c = Cluster::start();
+    c.kubectl(&[
+        "taint",
+        "nodes",
+        "--all",
+        "CriticalAddonsOnly=true:NoSchedule",
+    ])
+    .ok();
+    let app = c.create_namespace("apps");
+    let rel = c.release_ns();
+    c.ensure_spc_crd();
+    let key = secret_value("account-key");
+    c.remember_secret(&key);
+    let (settings, protected) = three_connections(&app, &key);
+    let files = [
+        c.write_values("settings", &settings),
+        c.write_values("protected", &protected),
+    ];
+    let out = c.helm_upgrade(
+        helm,
+        &[&files[0], &files[1]],
+        &["--set", "waitForResult.timeoutSeconds=5"],
+    );
+    assert!(!out.success(), "the install succeeded: {}", out.all());
+    let log = out.all();
+    for want in [
+        format!("Pod {rel}/sc-agent-"),
+        "untolerated taint {CriticalAddonsOnly: true}".to_string(),
+        "tolerations[0].key=CriticalAddonsOnly,tolerations[0].operator=Exists".to_string(),
+    ] {
+        assert!(log.contains(&want), "helm's output lacks {want:?}:\n{log}");
+    }
+    c.leak_scan(&[]);
+}
+
+with_both_helms!(a_fresh_install_on_tainted_nodes_says_why);
