@@ -39,6 +39,16 @@ struct ConnState {
     name: String,
     phase: ConnectionPhase,
     error: Option<contract::RunError>,
+    /// Drifted under `driftPolicy: Report`: nothing will run until an operator does.
+    reported: bool,
+}
+
+impl ConnState {
+    /// Whether the agent has nothing more to do for the revision: Ready, or drift that is
+    /// only reported.
+    fn settled(&self) -> bool {
+        self.phase == ConnectionPhase::Ready || self.reported
+    }
 }
 
 /// What one look at the cluster says.
@@ -79,16 +89,31 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
             .and_then(|m| m.status.as_ref())
             .and_then(|s| s.failure_for(&check.hash))
             .cloned();
+        // Contested repairs stay so until the request changes or an operator runs
+        // `sc-agent reapply`: a new revision does not run the connection again.
+        let contested = m
+            .and_then(|m| m.drift.as_ref())
+            .and_then(|d| d.contested_for(&check.hash))
+            .cloned();
         // A failure recorded by a run of an older revision is not this revision's result: the
         // agent runs the connection again for the new revision.
         let stale = m
             .and_then(|m| m.status.as_ref())
             .and_then(|s| s.revision)
             .is_some_and(|r| r < revision);
-        if phase == ConnectionPhase::Failed && stale {
+        if phase == ConnectionPhase::Failed && error.is_none() && contested.is_some() {
+            error = contested;
+        } else if phase == ConnectionPhase::Failed && stale {
             phase = ConnectionPhase::Pending;
             error = None;
         }
+        // Drift that is only reported (`driftPolicy: Report`) waits for an operator, not for
+        // the agent: the revision is applied, the drift is shown.
+        let reported = phase == ConnectionPhase::Drifted
+            && check
+                .connection
+                .as_ref()
+                .is_some_and(|c| c.spec.drift_policy == sc_model::DriftPolicy::Report);
         if error.is_none() && !check.is_valid() {
             phase = ConnectionPhase::Failed;
             error = Some(contract::RunError {
@@ -106,17 +131,18 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
             name: check.name,
             phase,
             error,
+            reported,
         });
     }
     if states.iter().any(|s| s.phase == ConnectionPhase::Failed) {
         return Ok(Verdict::Failed(states));
     }
-    if states.iter().all(|s| s.phase == ConnectionPhase::Ready) {
+    if states.iter().all(ConnState::settled) {
         return Ok(Verdict::Ready(states));
     }
     let pending: Vec<String> = states
         .iter()
-        .filter(|s| s.phase != ConnectionPhase::Ready)
+        .filter(|s| !s.settled())
         .map(|s| format!("{} ({})", s.name, s.phase.as_str()))
         .collect();
     Ok(Verdict::Pending(
@@ -138,6 +164,10 @@ fn print_states(states: &[ConnState]) {
                     println!("  remedy: {}", e.remedy);
                 }
             }
+            _ if s.reported => println!(
+                "{}: Drifted (driftPolicy Report: see `sc-agent show {}`, restore with `sc-agent reapply {}`)",
+                s.name, s.name, s.name
+            ),
             _ => println!("{}: {}", s.name, s.phase.as_str()),
         }
     }
