@@ -153,6 +153,63 @@ pub fn items(list: &Value) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// `text` parsed as JSON; panics naming `what` when it is not.
+pub fn parsed(text: &str, what: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what} is not JSON ({e}): {text}"))
+}
+
+/// The journal entries of `connection` (empty when its metadata or journal is gone).
+pub fn journal(c: &Cluster, connection: &str) -> Vec<Value> {
+    let cm = c.try_get(
+        "configmap",
+        &c.release_ns(),
+        &sc_model::names::metadata_config_map_name(connection),
+    );
+    match cm
+        .as_ref()
+        .and_then(|cm| cm["data"]["journal.json"].as_str())
+    {
+        Some(t) => parsed(t, "journal.json")
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+/// `sc-agent list -o json`, by connection name.
+pub fn listed(c: &Cluster) -> BTreeMap<String, Value> {
+    let out = c.sc_agent(&["list", "-n", &c.release_ns(), "-o", "json"]);
+    parsed(out.ok(), "sc-agent list")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e["name"].as_str().unwrap_or_default().to_string(), e))
+        .collect()
+}
+
+/// The objects of fixture file `file` of the set in `dir` as the cluster holds them now, by
+/// kind/namespace/name: their uid and resourceVersion (objects gone are left out).
+pub fn live_versions(c: &Cluster, dir: &Path, file: &str) -> BTreeMap<String, (Value, Value)> {
+    items(&read_json(dir, file))
+        .iter()
+        .filter_map(|o| {
+            let kind = o["kind"].as_str()?;
+            let ns = o["metadata"]["namespace"].as_str()?;
+            let name = o["metadata"]["name"].as_str()?;
+            let live = c.try_get(kind, ns, name)?;
+            Some((
+                format!("{kind}/{ns}/{name}"),
+                (
+                    live["metadata"]["uid"].clone(),
+                    live["metadata"]["resourceVersion"].clone(),
+                ),
+            ))
+        })
+        .collect()
+}
+
 /// The objects of `kind` in `namespace` (all of them, or those matching `selector`).
 fn list_of(c: &Cluster, kind: &str, namespace: &str, selector: Option<&str>) -> Vec<Value> {
     let mut args = vec![kind, "-n", namespace];

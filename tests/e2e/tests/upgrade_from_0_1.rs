@@ -10,7 +10,10 @@
 //! again for a connection that failed for good (`docs/internals.md`, "The agent's loop"): such a
 //! connection gets exactly one run at the new revision, fails the same way, and no more.
 
-use sc_e2e::fixtures::{HELD_SERVICE_ACCOUNT, Hashes, Loaded, load_upgrade_fixtures, read_json};
+use sc_e2e::fixtures::{
+    HELD_SERVICE_ACCOUNT, Hashes, Loaded, journal, listed, live_versions, load_upgrade_fixtures,
+    parsed, read_json,
+};
 use sc_e2e::{Cluster, Helm, JOB, RELEASE, SETTLE, expected, wait_for_state};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,10 +29,6 @@ fn set_dir(set: &str) -> PathBuf {
     sc_e2e::fixtures::upgrade_0_1_dir().join(set)
 }
 
-fn parsed(text: &str, what: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what} is not JSON ({e}): {text}"))
-}
-
 /// What the cluster held right after the load, before the upgrade.
 struct Baseline {
     /// Names of the Events in the release namespace.
@@ -38,45 +37,6 @@ struct Baseline {
     journals: BTreeMap<String, Vec<Value>>,
     /// kind/namespace/name of each materialized object -> (uid, resourceVersion).
     objects: BTreeMap<String, (Value, Value)>,
-}
-
-/// The journal entries of `connection` (empty when its metadata or journal is gone).
-fn journal(c: &Cluster, connection: &str) -> Vec<Value> {
-    let cm = c.try_get(
-        "configmap",
-        &c.release_ns(),
-        &sc_model::names::metadata_config_map_name(connection),
-    );
-    match cm
-        .as_ref()
-        .and_then(|cm| cm["data"]["journal.json"].as_str())
-    {
-        Some(t) => parsed(t, "journal.json")
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        None => Vec::new(),
-    }
-}
-
-/// The materialized objects of a set, by kind/namespace/name, with their uid and version now.
-fn object_versions(c: &Cluster, dir: &Path) -> BTreeMap<String, (Value, Value)> {
-    sc_e2e::fixtures::items(&read_json(dir, "materialized.json"))
-        .iter()
-        .filter_map(|o| {
-            let kind = o["kind"].as_str()?;
-            let ns = o["metadata"]["namespace"].as_str()?;
-            let name = o["metadata"]["name"].as_str()?;
-            let live = c.try_get(kind, ns, name)?;
-            Some((
-                format!("{kind}/{ns}/{name}"),
-                (
-                    live["metadata"]["uid"].clone(),
-                    live["metadata"]["resourceVersion"].clone(),
-                ),
-            ))
-        })
-        .collect()
 }
 
 fn baseline(c: &Cluster, dir: &Path, connections: &[&str]) -> Baseline {
@@ -89,7 +49,7 @@ fn baseline(c: &Cluster, dir: &Path, connections: &[&str]) -> Baseline {
             .iter()
             .map(|n| (n.to_string(), journal(c, n)))
             .collect(),
-        objects: object_versions(c, dir),
+        objects: live_versions(c, dir, "materialized.json"),
     }
 }
 
@@ -211,18 +171,6 @@ fn start(set: &str) -> (Cluster, Loaded) {
         c.remember_secret(s);
     }
     (c, loaded)
-}
-
-/// `sc-agent list -o json`, by connection name.
-fn listed(c: &Cluster) -> BTreeMap<String, Value> {
-    let out = c.sc_agent(&["list", "-n", &c.release_ns(), "-o", "json"]);
-    parsed(out.ok(), "sc-agent list")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| (e["name"].as_str().unwrap_or_default().to_string(), e))
-        .collect()
 }
 
 /// The status.json of a connection.
@@ -407,7 +355,7 @@ fn settled() {
     });
     // What the Ready connections and `gone` materialized was not touched.
     assert_eq!(
-        object_versions(&c, &dir),
+        live_versions(&c, &dir, "materialized.json"),
         base.objects,
         "materialized objects (uid, resourceVersion)"
     );

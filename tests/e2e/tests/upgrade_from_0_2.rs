@@ -8,62 +8,21 @@
 //! connection stays Drifted without a run (driftPolicy Report), the workload is neither
 //! patched nor rolled out again, and nothing leaks.
 
-use sc_e2e::fixtures::{Hashes, items, load_upgrade_fixtures, read_json, upgrade_0_2_dir};
+use sc_e2e::fixtures::{
+    Hashes, journal, listed, live_versions, load_upgrade_fixtures, parsed, read_json,
+    upgrade_0_2_dir,
+};
 use sc_e2e::{Cluster, Helm, RELEASE, SETTLE, wait_for_state};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 const FIXTURE_SECRET: &str = "fake-account-key-for-fixtures-not-a-secret";
 
-fn parsed(text: &str, what: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what} is not JSON ({e}): {text}"))
-}
-
 /// sc-job's journal entries of `connection` that record a run (`action` set).
 fn runs(c: &Cluster, connection: &str) -> Vec<Value> {
-    let cm = c.metadata(connection);
-    let journal = parsed(
-        cm["data"]["journal.json"].as_str().unwrap_or("[]"),
-        "journal",
-    );
-    journal
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    journal(c, connection)
         .into_iter()
         .filter(|e| !e["action"].is_null())
-        .collect()
-}
-
-/// `sc-agent list -o json`, by connection name.
-fn listed(c: &Cluster) -> BTreeMap<String, Value> {
-    let out = c.sc_agent(&["list", "-n", &c.release_ns(), "-o", "json"]);
-    parsed(out.ok(), "sc-agent list")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| (e["name"].as_str().unwrap_or_default().to_string(), e))
-        .collect()
-}
-
-/// kind/namespace/name -> (uid, resourceVersion) of the objects in fixture file `file`.
-fn versions(c: &Cluster, dir: &std::path::Path, file: &str) -> BTreeMap<String, (Value, Value)> {
-    items(&read_json(dir, file))
-        .iter()
-        .filter_map(|o| {
-            let kind = o["kind"].as_str()?;
-            let ns = o["metadata"]["namespace"].as_str()?;
-            let name = o["metadata"]["name"].as_str()?;
-            let live = c.try_get(kind, ns, name)?;
-            Some((
-                format!("{kind}/{ns}/{name}"),
-                (
-                    live["metadata"]["uid"].clone(),
-                    live["metadata"]["resourceVersion"].clone(),
-                ),
-            ))
-        })
         .collect()
 }
 
@@ -83,8 +42,8 @@ fn drift_set_upgrades_without_reruns() {
         .iter()
         .map(|n| (*n, c.metadata(n)["data"]["drift.json"].clone()))
         .collect();
-    let materialized = versions(&c, &dir, "materialized.json");
-    let workloads = versions(&c, &dir, "workloads.json");
+    let materialized = live_versions(&c, &dir, "materialized.json");
+    let workloads = live_versions(&c, &dir, "workloads.json");
     assert_eq!(workloads.len(), 1, "the Deployment web was not loaded");
     let web_before = c.get("deployment", "apps", "web");
     let captured_list = parsed(&read_json(&dir, "list.json").to_string(), "list.json");
@@ -184,14 +143,14 @@ fn drift_set_upgrades_without_reruns() {
     for (key, v) in &materialized {
         if key.contains("sc-rolled-") || key.contains("sc-steady-") {
             assert_eq!(
-                versions(&c, &dir, "materialized.json").get(key),
+                live_versions(&c, &dir, "materialized.json").get(key),
                 Some(v),
                 "{key} was written"
             );
         }
     }
     assert_eq!(
-        versions(&c, &dir, "workloads.json"),
+        live_versions(&c, &dir, "workloads.json"),
         workloads,
         "the Deployment web was written"
     );
