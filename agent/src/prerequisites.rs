@@ -518,18 +518,7 @@ pub async fn watch(
         let recorder = Recorder::new(client.clone(), reporter.clone());
         for f in now.iter().filter(|f| !published.contains(f)) {
             tracing::warn!(object = %f.object, problem = %f.problem, "prerequisite missing");
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: EVENT_REASON.to_string(),
-                note: Some(
-                    format!("{}: {}; remedy: {}", f.object, f.problem, f.remedy)
-                        .chars()
-                        .take(1000)
-                        .collect(),
-                ),
-                action: "CheckPrerequisites".to_string(),
-                secondary: None,
-            };
+            let ev = warning(f, EVENT_REASON, "CheckPrerequisites");
             if let Err(e) = recorder.publish(&ev, &reference).await {
                 tracing::warn!(error = %e, "publishing an event failed");
             }
@@ -559,20 +548,7 @@ pub async fn watch(
         let pods = unschedulable(&live_pods);
         for f in newly_unschedulable(&pods, &mut reported_pods) {
             tracing::warn!(object = %f.object, problem = %f.problem, "a pod of the release cannot be scheduled");
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: UNSCHEDULABLE_REASON.to_string(),
-                note: Some(
-                    format!("{}: {}; remedy: {}", f.object, f.problem, f.remedy)
-                        .chars()
-                        .take(1000)
-                        .collect(),
-                ),
-                action: "CheckScheduling".to_string(),
-                // The pod as the related object: events of one reason and action on
-                // `sc-requests` would otherwise be one series, and a second pod's lost.
-                secondary: related(&f.object),
-            };
+            let ev = warning(&f, UNSCHEDULABLE_REASON, "CheckScheduling");
             if let Err(e) = recorder.publish(&ev, &reference).await {
                 tracing::warn!(error = %e, "publishing an event failed");
             }
@@ -598,19 +574,45 @@ pub async fn watch(
     }
 }
 
-/// A reference to the object of a finding (`Kind namespace/name`).
+/// The Warning event of finding `f`: its object, problem and remedy, with the object as the
+/// related object. Events of one reason and action on `sc-requests` would otherwise be one
+/// series (the recorder's key), and a second finding would only count as the first again.
+fn warning(f: &Finding, reason: &str, action: &str) -> kube::runtime::events::Event {
+    use kube::runtime::events::{Event, EventType};
+    Event {
+        type_: EventType::Warning,
+        reason: reason.to_string(),
+        note: Some(
+            format!("{}: {}; remedy: {}", f.object, f.problem, f.remedy)
+                .chars()
+                .take(1000)
+                .collect(),
+        ),
+        action: action.to_string(),
+        secondary: related(&f.object),
+    }
+}
+
+/// A reference to the object of a finding (`Kind namespace/name`, or `Kind name` for the
+/// cluster-scoped kinds a finding names); `None` for anything else.
 fn related(object: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
     let (kind, rest) = object.split_once(' ')?;
-    let (namespace, name) = rest.split_once('/')?;
-    let api_version = match kind {
-        "Pod" => "v1",
-        "Job" => "batch/v1",
-        _ => "apps/v1",
+    let (namespace, name) = match rest.split_once('/') {
+        Some((ns, name)) => (Some(ns.to_string()), name),
+        None => (None, rest),
+    };
+    let api_version = match (kind, &namespace) {
+        ("Pod", Some(_)) => "v1",
+        ("Job" | "CronJob", Some(_)) => "batch/v1",
+        ("Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet", Some(_)) => "apps/v1",
+        ("MutatingWebhookConfiguration", None) => "admissionregistration.k8s.io/v1",
+        ("CSIDriver", None) => "storage.k8s.io/v1",
+        _ => return None,
     };
     Some(k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(api_version.to_string()),
         kind: Some(kind.to_string()),
-        namespace: Some(namespace.to_string()),
+        namespace,
         name: Some(name.to_string()),
         ..Default::default()
     })
@@ -701,6 +703,46 @@ impl BrokenSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_finding_event_names_its_object_as_the_related_object() {
+        let f = |object: &str| Finding {
+            object: object.into(),
+            problem: "p".into(),
+            remedy: "r".into(),
+            missing: true,
+            connections: vec![],
+        };
+        let related_of =
+            |object: &str| warning(&f(object), EVENT_REASON, "CheckPrerequisites").secondary;
+        let webhook = related_of(&format!(
+            "MutatingWebhookConfiguration {WI_WEBHOOK_CONFIGURATION}"
+        ))
+        .expect("the webhook configuration");
+        let csi = related_of(&format!("CSIDriver {CSI_DRIVER}")).expect("the CSI driver");
+        assert_ne!(webhook, csi, "two findings, one event series");
+        assert_eq!(csi.api_version.as_deref(), Some("storage.k8s.io/v1"));
+        assert_eq!(
+            (csi.namespace, csi.name.as_deref()),
+            (None, Some(CSI_DRIVER))
+        );
+        let pod = related_of("Pod sc-system/sc-job-abc").expect("the pod");
+        assert_eq!(
+            (
+                pod.api_version.as_deref(),
+                pod.namespace.as_deref(),
+                pod.name.as_deref()
+            ),
+            (Some("v1"), Some("sc-system"), Some("sc-job-abc"))
+        );
+        // An API or a list of pods is no object to refer to.
+        assert_eq!(
+            related_of(&format!("API {SPC_GROUP_VERSION} secretproviderclasses")),
+            None
+        );
+        assert_eq!(related_of("Pods in namespace sc-system"), None);
+    }
+
     use serde_json::json;
 
     fn needs() -> Needs {
