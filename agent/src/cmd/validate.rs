@@ -324,11 +324,13 @@ pub fn run(args: &NameArgs) -> ExitCode {
         let pods = pods
             .into_iter()
             .filter(crate::prerequisites::is_unschedulable_pod);
+        let mut preflight = Vec::new();
         for f in crate::prerequisites::check(&client, [&conn])
             .await
             .into_iter()
             .chain(pods)
         {
+            preflight.push(crate::prerequisites::label(&f));
             findings.push(Finding {
                 object: f.object,
                 problem: f.problem,
@@ -348,13 +350,12 @@ pub fn run(args: &NameArgs) -> ExitCode {
             )?,
             None => {
                 if drift {
-                    for (i, f) in findings.iter().enumerate() {
-                        // Drift, then broken pods, then prerequisites.
-                        let label = if (drift_count..drift_count + broken_count).contains(&i) {
-                            "BROKEN"
-                        } else {
-                            "DRIFT"
-                        };
+                    // Drift, then broken pods, then the preflight findings (MISSING,
+                    // UNCHECKED, UNSCHEDULABLE, as `show` labels them).
+                    let labels = std::iter::repeat_n("DRIFT", drift_count)
+                        .chain(std::iter::repeat_n("BROKEN", broken_count))
+                        .chain(preflight.iter().copied());
+                    for (f, label) in findings.iter().zip(labels) {
                         println!(
                             "{label} {}: {}\n      remedy: {}",
                             f.object, f.problem, f.remedy

@@ -126,11 +126,14 @@ fn unschedulable_sc_job_is_a_finding(helm: Helm) {
         text.contains(&format!("UNSCHEDULABLE {pod_object}")),
         "{text}"
     );
-    // sc-agent validate: a finding, exit 1.
+    // sc-agent validate: a finding labelled as in show, exit 1.
     let validate = c.sc_agent(&["validate", "blob", "-n", &rel]);
     assert_eq!(validate.code, 1, "{}", validate.all());
     assert!(
-        validate.stdout.contains(&pod_object) && validate.stdout.contains("tolerations"),
+        validate
+            .stdout
+            .contains(&format!("UNSCHEDULABLE {pod_object}"))
+            && validate.stdout.contains("tolerations"),
         "{}",
         validate.all()
     );
