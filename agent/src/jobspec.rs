@@ -22,6 +22,10 @@ pub struct AgentConfig {
     /// The namespaces whose materialized objects the agent watches for drift (the chart's
     /// `rbac.namespaces`); empty: every namespace.
     pub watch_namespaces: Vec<String>,
+    /// Whether the agent watches the materialized Secrets by label, metadata only (the chart's
+    /// `agent.drift.watchSecrets`, which grants `list`/`watch` on Secrets); otherwise it reads
+    /// them by name every drift interval.
+    pub watch_secrets: bool,
     /// The guarded namespaces connections may target all the same (the chart's
     /// `security.allowedNamespaces`); see [`AgentConfig::guard`].
     pub allowed_namespaces: Vec<String>,

@@ -72,6 +72,11 @@ impl Cluster {
     /// Starts kubesim, creates the application namespace `apps` and installs the chart with
     /// no connection (helm 3), then waits for the agent to be ready.
     pub async fn start(paths: &Paths) -> Result<Cluster> {
+        Cluster::start_with(paths, &[]).await
+    }
+
+    /// [`Cluster::start`] with chart values of its own (`--set` arguments).
+    pub async fn start_with(paths: &Paths, sets: &[&str]) -> Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("sc-bench-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("home"))?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -114,10 +119,11 @@ impl Cluster {
         };
         c.create_namespace("apps").await?;
         let port = format!("agent.port={}", c.agent_port);
-        c.helm(&[
+        let chart = c.chart();
+        let mut args = vec![
             "install",
             RELEASE,
-            &c.chart(),
+            &chart,
             "-n",
             RELEASE_NS,
             "--create-namespace",
@@ -125,8 +131,11 @@ impl Cluster {
             &port,
             "--timeout",
             "5m",
-        ])
-        .await?;
+        ];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        c.helm(&args).await?;
         c.wait_agent_ready().await?;
         Ok(c)
     }

@@ -34,6 +34,13 @@ struct Args {
     /// Largest size measured through helm.
     #[arg(long, default_value_t = 1000)]
     helm_max: usize,
+    /// Connection counts of the drift measures (a deleted Secret back, the agent's footprint
+    /// with the Secrets watched), comma-separated; empty: none.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    drift_sizes: Vec<usize>,
+    /// Secrets deleted (one after the other) at each drift size.
+    #[arg(long, default_value_t = 5)]
+    drift_deletions: usize,
     /// Seconds without change over which the agent's idle CPU is measured.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
@@ -205,6 +212,28 @@ async fn main() -> Result<()> {
         rows.push((n, bulk, helm));
     }
 
+    // Drift: with the Secrets watched (agent.drift.watchSecrets), a deleted Secret back, and
+    // the agent's footprint with that watch at the largest size.
+    let mut returns = Vec::new();
+    let mut watched_idle = None;
+    let drift_largest = args.drift_sizes.iter().copied().max();
+    for &n in args.drift_sizes.iter().filter(|n| **n > 0) {
+        let c = Cluster::start_with(&paths, &["agent.drift.watchSecrets=true"]).await?;
+        scenarios::bulk_only(&c, n).await?;
+        let times = scenarios::secret_return(&c, n, args.drift_deletions).await?;
+        raw.push(json!({
+            "scenario": "secret-return", "connections": n, "watchSecrets": true,
+            "sec": times.iter().map(|d| secs(*d)).collect::<Vec<_>>(),
+        }))?;
+        if Some(n) == drift_largest {
+            let idle = scenarios::agent_idle(&c, Duration::from_secs(args.idle_seconds)).await?;
+            raw.push(json!({"scenario": "agent-idle", "connections": n, "watchSecrets": true, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib}))?;
+            watched_idle = Some((n, idle));
+        }
+        returns.push((n, times));
+        c.stop().await;
+    }
+
     let sizes: Vec<(String, u64)> = ["sc-agent", "sc-job", "kubesim"]
         .iter()
         .map(|b| {
@@ -348,6 +377,34 @@ async fn main() -> Result<()> {
                 t,
                 "| release binary `{b}` | {:.1} MiB |",
                 *len as f64 / 1048576.0
+            )?;
+        }
+    }
+    if !returns.is_empty() {
+        writeln!(
+            t,
+            "\n## Drift: a deleted Secret back\n\nWith `agent.drift.watchSecrets=true` (the agent watches the Secrets it materialized, by label, metadata only): after a bulk apply of N connections, Secrets of N spread over them are deleted one after the other; each is timed from its deletion until it exists again (a new uid), polled every 10 ms. Without the watch (the default) the agent reads 64 Secrets by name per look every `agent.drift.intervalSeconds` (30 s), so a deletion is seen within ceil(N/64) looks: not measured here.\n"
+        )?;
+        writeln!(t, "| N | deletions | median | slowest |")?;
+        writeln!(t, "|---:|---:|---:|---:|")?;
+        for (n, times) in &returns {
+            let v: Vec<f64> = times.iter().map(|d| secs(*d)).collect();
+            let max = v.iter().copied().fold(0.0, f64::max);
+            writeln!(
+                t,
+                "| {n} | {} | {:.2} s | {max:.2} s |",
+                v.len(),
+                median(v.clone())
+            )?;
+        }
+        if let Some((n, idle)) = &watched_idle {
+            writeln!(
+                t,
+                "\nThe agent with the Secrets watched, {n} connections, idle {} s: {:.2} % of a core, RSS {:.1} MiB (peak {:.1} MiB).",
+                args.idle_seconds,
+                idle.cpu_percent,
+                idle.rss_kib as f64 / 1024.0,
+                idle.hwm_kib as f64 / 1024.0
             )?;
         }
     }

@@ -283,6 +283,16 @@ fn total(m: &BTreeMap<String, u64>) -> u64 {
 /// Bulk apply of `n` connections by writing the request objects, then `kubectl apply` of the
 /// same Secrets (client-side, then server-side) in fresh namespaces of the same cluster.
 pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
+    bulk_and_kubectl(c, n, true).await
+}
+
+/// The bulk apply of `n` connections, without the `kubectl apply` comparison (its times are
+/// zero): the set-up of the drift measures.
+pub async fn bulk_only(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
+    bulk_and_kubectl(c, n, false).await
+}
+
+async fn bulk_and_kubectl(c: &Cluster, n: usize, kubectl: bool) -> Result<(Bulk, Requests)> {
     let (public, protected) = workload::connections(n);
     let r = Requests {
         public,
@@ -320,11 +330,17 @@ pub async fn bulk(c: &Cluster, n: usize) -> Result<(Bulk, Requests)> {
         bail!("the agent reports {n} connections Ready but namespace {APP_NS} has {made} Secrets");
     }
 
-    let mut times = Vec::new();
-    for (ns, extra) in [
-        ("kubectl-csa", None),
-        ("kubectl-ssa", Some("--server-side")),
-    ] {
+    let mut times = vec![Duration::ZERO; 2];
+    let comparisons = if kubectl {
+        times.clear();
+        vec![
+            ("kubectl-csa", None),
+            ("kubectl-ssa", Some("--server-side")),
+        ]
+    } else {
+        Vec::new()
+    };
+    for (ns, extra) in comparisons {
         c.create_namespace(ns).await?;
         let list = workload::rendered_secrets(&r.public, &r.protected, ns)?;
         // One document per Secret (JSON is YAML), as a directory of rendered manifests is.
@@ -504,6 +520,43 @@ pub async fn agent_idle(c: &Cluster, period: Duration) -> Result<Idle> {
         rss_kib: procfs::status_kib(pid, "VmRSS")?,
         hwm_kib: procfs::status_kib(pid, "VmHWM")?,
     })
+}
+
+/// Drift repair: `deletions` Secrets of the bulk's connections (spread over them) deleted one
+/// after the other, each timed from its deletion until the Secret is back (a new uid), seen by
+/// polling its name every 10 ms.
+pub async fn secret_return(c: &Cluster, n: usize, deletions: usize) -> Result<Vec<Duration>> {
+    let api: Api<Secret> = Api::namespaced(c.client.clone(), APP_NS);
+    let names: Vec<String> = api
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=sc-extension"))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    if names.len() != n {
+        bail!("{} Secrets in {APP_NS}, not {n}", names.len());
+    }
+    let step = (n / deletions.max(1)).max(1);
+    let mut out = Vec::new();
+    for name in names.iter().step_by(step).take(deletions) {
+        let uid = api.get(name).await?.metadata.uid;
+        api.delete(name, &Default::default()).await?;
+        let start = Instant::now();
+        loop {
+            if start.elapsed() > BULK_DEADLINE {
+                bail!("Secret {APP_NS}/{name} was not back within {BULK_DEADLINE:?}");
+            }
+            if let Some(s) = api.get_opt(name).await?
+                && s.metadata.uid != uid
+            {
+                out.push(start.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Ok(out)
 }
 
 /// The API server's own rate over loopback from one client with 16 requests in flight:

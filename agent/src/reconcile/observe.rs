@@ -158,7 +158,12 @@ impl Observer {
                 by_name(JOB_NAME),
                 trigger.clone(),
             ),
-            materialized: MaterializedStore::watch(&client, &config.watch_namespaces, trigger),
+            materialized: MaterializedStore::watch(
+                &client,
+                &config.watch_namespaces,
+                config.watch_secrets,
+                trigger,
+            ),
         };
         Observer {
             client,
@@ -183,8 +188,9 @@ impl Observer {
     /// What the API shows of the objects the applied connections list. ServiceAccounts and
     /// SecretProviderClasses come from their watches; an object missing from a watch that
     /// has listed is read once, live and metadata only (without our label it is still there;
-    /// gone, it was deleted). Secrets are not watched (no grant lets the agent list every
-    /// Secret): their metadata is read live, at most [`LIVE_READS`] a step, in turns.
+    /// gone, it was deleted). Secrets are watched the same way with `agent.drift.watchSecrets`;
+    /// otherwise (no grant lets the agent list every Secret) their metadata is read live, at
+    /// most [`LIVE_READS`] a step, in turns.
     async fn live(
         &mut self,
         desired: &[Desired],
@@ -193,10 +199,12 @@ impl Observer {
         let mut out = BTreeMap::new();
         let mut reads = 0usize;
         let keys: BTreeSet<&ObjectKey> = drift::watched_objects(desired, metadata).collect();
+        // Secrets a watch holds (agent.drift.watchSecrets) are taken from it below, with the
+        // other kinds; the rest are read by name.
         let secrets: Vec<&ObjectKey> = keys
             .iter()
             .copied()
-            .filter(|k| k.kind == "Secret")
+            .filter(|k| k.kind == "Secret" && self.stores.materialized.get(k).is_none())
             .collect();
         // Secrets in turns, from where the last step stopped.
         let start = if secrets.is_empty() {
@@ -220,7 +228,10 @@ impl Observer {
                 }
             }
         }
-        for key in keys.into_iter().filter(|k| k.kind != "Secret") {
+        for key in keys
+            .into_iter()
+            .filter(|k| k.kind != "Secret" || !secrets.contains(k))
+        {
             let Some(seen) = self.stores.materialized.get(key) else {
                 continue;
             };
@@ -596,9 +607,14 @@ struct MaterializedStore {
 }
 
 impl MaterializedStore {
-    /// Watches Secrets, ServiceAccounts and SecretProviderClasses by our label, in
-    /// `namespaces` (empty: cluster-wide), waking `trigger` on every change.
-    fn watch(client: &Client, namespaces: &[String], trigger: Arc<Notify>) -> MaterializedStore {
+    /// Watches ServiceAccounts and SecretProviderClasses (and, with `secrets`, Secrets) by our
+    /// label, in `namespaces` (empty: cluster-wide), waking `trigger` on every change.
+    fn watch(
+        client: &Client,
+        namespaces: &[String],
+        secrets: bool,
+        trigger: Arc<Notify>,
+    ) -> MaterializedStore {
         let scopes: Vec<Option<String>> = if namespaces.is_empty() {
             vec![None]
         } else {
@@ -606,7 +622,12 @@ impl MaterializedStore {
         };
         let mut watches = Vec::new();
         for scope in &scopes {
-            for kind in ["ServiceAccount", "SecretProviderClass"] {
+            let kinds: &[&'static str] = if secrets {
+                &["ServiceAccount", "SecretProviderClass", "Secret"]
+            } else {
+                &["ServiceAccount", "SecretProviderClass"]
+            };
+            for &kind in kinds {
                 watches.push(MaterializedWatch {
                     kind,
                     namespace: scope.clone(),
@@ -624,6 +645,15 @@ impl MaterializedStore {
             let ns = w.namespace.clone();
             let c = client.clone();
             let stream = match w.kind {
+                // Metadata-only requests (`as=PartialObjectMetadata`, as for every
+                // `PartialObjectMeta` Api): the API server never sends a Secret's data.
+                "Secret" => meta_stream(
+                    match &ns {
+                        Some(ns) => Api::<PartialObjectMeta<Secret>>::namespaced(c, ns),
+                        None => Api::all(c),
+                    },
+                    config,
+                ),
                 "ServiceAccount" => meta_stream(
                     match &ns {
                         Some(ns) => Api::<PartialObjectMeta<ServiceAccount>>::namespaced(c, ns),

@@ -674,3 +674,35 @@ fn the_wait_hook_tolerates_no_schedule_taints_unless_told_not_to() {
         );
     }
 }
+
+#[test]
+fn watching_secrets_is_opt_in_and_grants_list_and_watch() {
+    let secret_verbs = |docs: &[Value]| -> Vec<Value> {
+        of_kind(docs, "ClusterRole")
+            .into_iter()
+            .filter(|r| {
+                r["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("sc-agent-drift"))
+            })
+            .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|rule| rule["resources"] == json!(["secrets"]))
+            .flat_map(|rule| rule["verbs"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let config = |docs: &[Value]| -> Value {
+        let cm = object(docs, "ConfigMap", "sc-agent-config");
+        serde_json::from_str(cm["data"]["config.json"].as_str().unwrap()).unwrap()
+    };
+    for helm in [Helm::V3, Helm::V4] {
+        let docs = render(helm, &[]);
+        assert_eq!(secret_verbs(&docs), vec![json!("get")]);
+        assert_eq!(config(&docs)["watchSecrets"], false);
+        let docs = render(helm, &["--set", "agent.drift.watchSecrets=true"]);
+        assert_eq!(
+            secret_verbs(&docs),
+            vec![json!("get"), json!("list"), json!("watch")]
+        );
+        assert_eq!(config(&docs)["watchSecrets"], true);
+    }
+}

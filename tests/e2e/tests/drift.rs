@@ -72,7 +72,9 @@ fn notes(c: &Cluster, reason: &str) -> Vec<String> {
         .collect()
 }
 
-fn drift(helm: Helm) {
+/// The scenario, with the agent looking at the Secrets by name every second, or (`watch`)
+/// watching them by label with a look every hour only, so that the watch must see each drift.
+fn drift(helm: Helm, watch: bool) {
     let c = Cluster::start();
     let apps = c.create_namespace("apps");
     let key = secret_value("drift-key");
@@ -92,7 +94,11 @@ fn drift(helm: Helm) {
         c.write_values("protected", &protected),
     ];
     let limits = [
-        "--set=agent.drift.intervalSeconds=1".to_string(),
+        if watch {
+            "--set=agent.drift.watchSecrets=true,agent.drift.intervalSeconds=3600".to_string()
+        } else {
+            "--set=agent.drift.intervalSeconds=1".to_string()
+        },
         format!("--set=agent.drift.repairs={REPAIRS}"),
     ];
     let limits: Vec<&str> = limits.iter().map(String::as_str).collect();
@@ -321,5 +327,10 @@ fn drift(helm: Helm) {
 
 #[test]
 fn drift_helm3() {
-    drift(Helm::V3);
+    drift(Helm::V3, false);
+}
+
+#[test]
+fn drift_helm4_watching_secrets() {
+    drift(Helm::V4, true);
 }
