@@ -1,7 +1,7 @@
 //! A connection's metadata ConfigMap as read (`spec.json`, `requested.json`, `status.json`,
 //! `journal.json`) and the phase a user sees, derived from it.
 
-use crate::changeset::{Action, ChangeSet};
+use crate::changeset::{Action, Cause, ChangeSet};
 use crate::documents::{JournalEntry, Requested, RequestedPhase, Status};
 use crate::drift::{DRIFT_KEY, Drift, REAPPLY_ANNOTATION};
 use crate::reason::RunError;
@@ -37,6 +37,9 @@ pub struct Metadata {
     /// The hash the change set in flight (written, not concluded) carries for this
     /// connection: see [`mark_applying`]. Not part of the ConfigMap.
     pub applying_hash: Option<String>,
+    /// Whether that change set carries it as a repair or an operator's reapply (planned
+    /// knowing its drift), not as a change of its request: see [`mark_applying`].
+    pub applying_repair: bool,
     /// SHA-256 of `spec.json` and `requested.json`, in a copy that dropped the texts
     /// ([`Metadata::keep_digest_only`]). Not part of the ConfigMap.
     pub texts_digest: Option<[u8; 32]>,
@@ -61,14 +64,19 @@ fn texts_digest(spec: Option<&str>, requested: Option<&str>) -> [u8; 32] {
 
 /// Notes in `metadata` which connections `changeset` (in flight) carries, and with which hash.
 pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
-    let carried: BTreeMap<&str, &str> = changeset
+    let carried: BTreeMap<&str, (&str, bool)> = changeset
         .connections
         .iter()
         .filter(|c| c.action == Action::Apply)
-        .map(|c| (c.name.as_str(), c.hash.as_str()))
+        .map(|c| {
+            let repair = matches!(c.cause, Some(Cause::Repair | Cause::Reapply));
+            (c.name.as_str(), (c.hash.as_str(), repair))
+        })
         .collect();
     for m in metadata {
-        m.applying_hash = carried.get(m.connection.as_str()).map(|h| h.to_string());
+        let entry = carried.get(m.connection.as_str());
+        m.applying_hash = entry.map(|(h, _)| h.to_string());
+        m.applying_repair = entry.is_some_and(|(_, repair)| *repair);
     }
 }
 
@@ -112,6 +120,7 @@ impl Metadata {
             reapply: annotations.get(REAPPLY_ANNOTATION).cloned(),
             resource_version,
             applying_hash: None,
+            applying_repair: false,
             texts_digest: None,
         }
     }

@@ -198,8 +198,11 @@ pub fn plan_drift(
             next.repairs.clear();
             next.repair_pending = false;
         }
-        if m.applying_hash.as_deref() == Some(d.hash.as_str()) {
-            // The change set in flight carries the connection: the repair is under way.
+        if m.applying_hash.as_deref() == Some(d.hash.as_str()) && m.applying_repair {
+            // The change set in flight carries the connection as a repair (or an operator's
+            // reapply): the repair is under way. A change of the request in flight may have
+            // applied the object before the drift: the repair stays pending until a run made
+            // for it.
             next.repair_pending = false;
         }
         if detected.is_empty() {
@@ -429,6 +432,7 @@ mod tests {
         // Carried by a change set: the repair is under way.
         let mut carried = m.clone();
         carried.applying_hash = Some("h1".into());
+        carried.applying_repair = true;
         let p = plan_drift(
             &d,
             std::slice::from_ref(&carried),
@@ -477,6 +481,7 @@ mod tests {
         // Carried by a change set, whose sc-job is then killed: the run failed.
         let mut carried = after(m, &p);
         carried.applying_hash = Some("h1".into());
+        carried.applying_repair = true;
         let p = plan_drift(
             &d,
             std::slice::from_ref(&carried),
@@ -518,6 +523,7 @@ mod tests {
         old.journal = vec![entry("2026-12-06T18:58:26Z", "Failed")];
         let mut running = failed_again(&ended, entry("2026-12-06T18:58:26Z", "Failed"));
         running.applying_hash = Some("h1".into());
+        running.applying_repair = true;
         running.drift.as_mut().unwrap().repair_pending = false;
         for (what, m) in [
             ("succeeded", ok),
@@ -533,6 +539,38 @@ mod tests {
             );
             assert!(!awaits_repair(&after(m, &p), "h1"), "{what}");
         }
+    }
+
+    #[test]
+    fn drift_seen_while_a_change_of_the_request_is_in_flight_is_still_repaired() {
+        // The run of a changed request applied the Secret, then another writer changed it,
+        // and the drift is seen while that run is still in flight: it will not repair it.
+        let d = [want("a", "h1")];
+        let written = live(present(true, Some(("vandal", "2026-01-01T00:00:05Z"))));
+        let mut m = applied("a", "h1");
+        m.applying_hash = Some("h1".into());
+        m.applying_repair = false;
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &written,
+            100,
+            DriftLimits::default(),
+        );
+        let mut m = after(m, &p);
+        assert!(awaits_repair(&m, "h1"), "the repair was dropped");
+        // The run ends: the repair is planned (a change set with cause repair).
+        m.applying_hash = None;
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &written,
+            101,
+            DriftLimits::default(),
+        );
+        let m = after(m, &p);
+        assert!(awaits_repair(&m, "h1"));
+        assert_eq!(m.drift.as_ref().unwrap().repairs, vec![100]);
     }
 
     fn failed_again(m: &Metadata, e: crate::contract::JournalEntry) -> Metadata {
@@ -623,6 +661,7 @@ mod tests {
             if awaits_repair(&m, "h1") {
                 repairs += 1;
                 m.applying_hash = Some("h1".into());
+                m.applying_repair = true;
                 m = after(
                     m.clone(),
                     &plan_drift(
@@ -634,6 +673,7 @@ mod tests {
                     ),
                 );
                 m.applying_hash = None;
+                m.applying_repair = false;
             }
         }
         assert_eq!(repairs, 2);
