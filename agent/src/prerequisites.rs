@@ -19,6 +19,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::core::PartialObjectMeta;
 use sc_model::{AuthType, Connection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -497,6 +498,7 @@ pub async fn watch(
     let mut published: Vec<Finding> = Vec::new();
     let mut reported_pods: Vec<String> = Vec::new();
     let mut broken = BrokenSeen::default();
+    let mut resolved: Option<(String, Arc<ConfigMap>, Arc<Vec<Connection>>)> = None;
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -506,14 +508,32 @@ pub async fn watch(
             broken = BrokenSeen::default();
             continue;
         }
-        let (requests, connections) = match requested_connections(&client, &ns).await {
-            Ok(r) => r,
-            Err(why) => {
-                tracing::debug!(%why, "prerequisite checks skipped");
-                continue;
+        // The connections are resolved again only when `sc-requests` changed (a metadata-only
+        // read; helm writes it with every revision, its shards with it): resolving thousands
+        // of connections every look would be most of the agent's idle work.
+        let version = Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &ns)
+            .get_metadata_opt(sc_contract::REQUESTS_CONFIGMAP)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.metadata.resource_version);
+        let (requests, connections) = match (&resolved, &version) {
+            (Some((was, requests, connections)), Some(now)) if was == now => {
+                (requests.clone(), connections.clone())
             }
+            _ => match requested_connections(&client, &ns).await {
+                Ok((requests, connections)) => {
+                    let connections = Arc::new(connections);
+                    resolved = version.map(|v| (v, requests.clone(), connections.clone()));
+                    (requests, connections)
+                }
+                Err(why) => {
+                    tracing::debug!(%why, "prerequisite checks skipped");
+                    continue;
+                }
+            },
         };
-        let now = check(&client, &connections).await;
+        let now = check(&client, connections.iter()).await;
         let reference = requests.object_ref(&());
         let recorder = Recorder::new(client.clone(), reporter.clone());
         for f in now.iter().filter(|f| !published.contains(f)) {
@@ -569,7 +589,7 @@ pub async fn watch(
         }
         published = now;
         broken
-            .publish(&client, &ns, &connections, &recorder, &reference)
+            .publish(&client, &ns, connections.as_slice(), &recorder, &reference)
             .await;
     }
 }

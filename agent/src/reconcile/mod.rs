@@ -97,7 +97,11 @@ impl Reconciler {
         let plan = plan::plan(&observed, &self.memory, &self.backoff);
         self.memory = plan.memory.clone();
         let wake = self.actor.act(&observed, &plan).await?;
-        // The Secrets are looked at again after the drift interval (no watch reports them).
+        // Secrets read by name are looked at again after the drift interval (no watch reports
+        // them); watched ones need no look.
+        if !observed.secrets_polled {
+            return Ok(wake);
+        }
         let resync = observed.now + observed.drift_limits.interval;
         Ok(Some(wake.map_or(resync, |w| w.min(resync))))
     }

@@ -55,6 +55,9 @@ pub struct Observed {
     pub live: BTreeMap<crate::contract::ObjectKey, super::drift::Live>,
     /// When drift repairs are contested.
     pub drift_limits: super::drift::DriftLimits,
+    /// Whether Secrets were read by name (not watched): they are looked at again after the
+    /// drift interval.
+    pub secrets_polled: bool,
 }
 
 /// The last change set and whether its outcome was reported.
@@ -115,6 +118,8 @@ pub struct Observer {
     drift_limits: DriftLimits,
     /// Where the next step starts reading Secrets.
     secret_turn: usize,
+    /// Whether the last step read Secrets by name (some are not watched).
+    secrets_polled: bool,
     /// The namespaces connections may not target.
     guard: sc_model::NamespaceGuard,
 }
@@ -175,6 +180,7 @@ impl Observer {
             derived: None,
             drift_limits: DriftLimits::default(),
             secret_turn: 0,
+            secrets_polled: false,
             guard: config.guard(ns),
         }
     }
@@ -206,6 +212,7 @@ impl Observer {
             .copied()
             .filter(|k| k.kind == "Secret" && self.stores.materialized.get(k).is_none())
             .collect();
+        self.secrets_polled = !secrets.is_empty();
         // Secrets in turns, from where the last step stopped.
         let start = if secrets.is_empty() {
             0
@@ -228,9 +235,11 @@ impl Observer {
                 }
             }
         }
+        // The other kinds, and the Secrets a watch holds.
+        let watched = |k: &ObjectKey| self.stores.materialized.get(k).is_some();
         for key in keys
             .into_iter()
-            .filter(|k| k.kind != "Secret" || !secrets.contains(k))
+            .filter(|k| k.kind != "Secret" || watched(k))
         {
             let Some(seen) = self.stores.materialized.get(key) else {
                 continue;
@@ -366,6 +375,7 @@ impl Observer {
             now,
             live,
             drift_limits: self.drift_limits,
+            secrets_polled: self.secrets_polled,
         })))
     }
 

@@ -1157,6 +1157,7 @@ mod tests {
             now: 1001,
             live: BTreeMap::new(),
             drift_limits: Default::default(),
+            secrets_polled: false,
         }
     }
 
