@@ -23,6 +23,45 @@ pub fn merge_values(base: &mut Value, overlay: Value) {
     }
 }
 
+/// The values `helm --set-string k=v ...` builds from `pairs` (as Arc passes configuration
+/// settings): dotted keys become maps, `name[i]` list items (an index above `max_index` is
+/// ignored: the value goes to `name` itself), every value a string; a later key replaces
+/// what an earlier one set on its path.
+pub fn set_string<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], max_index: usize) -> Value {
+    use serde_json::Map;
+    let mut root = Value::Object(Map::new());
+    for (k, v) in pairs {
+        let mut cur = &mut root;
+        for part in k.as_ref().split('.') {
+            let (name, index) = match part.split_once('[') {
+                Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+                None => (part, None),
+            };
+            if !cur.is_object() {
+                *cur = Value::Object(Map::new());
+            }
+            let Value::Object(obj) = cur else {
+                unreachable!("made an object above")
+            };
+            cur = obj.entry(name.to_string()).or_insert(Value::Null);
+            if let Some(i) = index.filter(|i| *i <= max_index) {
+                if !cur.is_array() {
+                    *cur = Value::Array(Vec::new());
+                }
+                let Value::Array(arr) = cur else {
+                    unreachable!("made an array above")
+                };
+                while arr.len() <= i {
+                    arr.push(Value::Null);
+                }
+                cur = &mut arr[i];
+            }
+        }
+        *cur = Value::String(v.as_ref().to_string());
+    }
+    root
+}
+
 /// The `connections` subtree of a whole values document (`null` when absent). The other
 /// top-level keys belong to the chart.
 pub fn connections_subtree(values: &Value) -> &Value {
@@ -79,5 +118,25 @@ mod tests {
         let e = parse_yaml("a: [\n  password: hunter2secret\n").unwrap_err();
         assert!(!e.contains("hunter2secret"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn set_string_nests_as_helm_does() {
+        let v = set_string(
+            &[
+                ("connections.a.workloads[1].name", "web"),
+                ("connections.a.namespace", "apps"),
+                ("connections.a.namespace", "other"),
+                ("x[9]", "beyond"),
+            ],
+            3,
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "connections": {"a": {"workloads": [null, {"name": "web"}], "namespace": "other"}},
+                "x": "beyond",
+            })
+        );
     }
 }

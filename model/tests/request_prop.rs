@@ -126,40 +126,9 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// `helm --set-string k=v ...`: dotted keys become maps, `name[i]` list items; a later key
-/// replaces what an earlier one set on its path.
+/// `helm --set-string k=v ...` (list indexes up to 7).
 fn set_string(pairs: &[(String, String)]) -> Value {
-    let mut root = Value::Object(Map::new());
-    for (k, v) in pairs {
-        let mut cur = &mut root;
-        for part in k.split('.') {
-            let (name, index) = match part.split_once('[') {
-                Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
-                None => (part, None),
-            };
-            if !cur.is_object() {
-                *cur = Value::Object(Map::new());
-            }
-            let Value::Object(obj) = cur else {
-                unreachable!()
-            };
-            cur = obj.entry(name.to_string()).or_insert(Value::Null);
-            if let Some(i) = index.filter(|i| *i < 8) {
-                if !cur.is_array() {
-                    *cur = Value::Array(Vec::new());
-                }
-                let Value::Array(arr) = cur else {
-                    unreachable!()
-                };
-                while arr.len() <= i {
-                    arr.push(Value::Null);
-                }
-                cur = &mut arr[i];
-            }
-        }
-        *cur = Value::String(v.clone());
-    }
-    root
+    sc_model::values::set_string(pairs, 7)
 }
 
 /// A valid connection of one of four shapes, with generated names and parameters.
