@@ -45,6 +45,17 @@ pub fn is_transient(err: &kube::Error) -> bool {
     }
 }
 
+/// Whether an error is a 409 Conflict on a resourceVersion precondition ("the object has been
+/// modified"), not an AlreadyExists.
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
+}
+
+/// Whether an error is a 403 Forbidden.
+pub fn is_forbidden(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 403)
+}
+
 /// Whether an error is a 404 Not Found.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
@@ -74,6 +85,17 @@ where
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     op.retry(backoff).when(is_transient).await
+}
+
+/// The metadata of the objects of one kind in one namespace, as a metadata-only list read them
+/// (`PartialObjectMetadataList`): each object's `{"metadata": ...}` by name, and the list's
+/// resourceVersion (of its first page).
+#[derive(Debug, Default)]
+pub struct MetadataList {
+    /// The resourceVersion of the list: every object created after it has a larger one.
+    pub resource_version: String,
+    /// `{"metadata": ...}` of each object listed, by name.
+    pub items: std::collections::BTreeMap<String, Value>,
 }
 
 /// A client for untyped objects.
@@ -148,6 +170,46 @@ impl Kube {
         }
     }
 
+    /// The metadata of the objects of `kind` in `namespace` (of the one named `name` when
+    /// given, through the field selector `metadata.name`), in pages of `page`, asking for
+    /// `PartialObjectMetadataList`: labels, annotations, managedFields and resourceVersions,
+    /// never a Secret's content. The list's resourceVersion is the first page's.
+    pub async fn list_metadata(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: Option<&str>,
+        page: u32,
+    ) -> Result<MetadataList, kube::Error> {
+        let api = self.api(kind, namespace);
+        let mut out = MetadataList::default();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = kube::api::ListParams::default().limit(page);
+            if let Some(n) = name {
+                lp = lp.fields(&format!("metadata.name={n}"));
+            }
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let list = retry(|| api.list_metadata(&lp)).await?;
+            if token.is_none() {
+                out.resource_version = list.metadata.resource_version.clone().unwrap_or_default();
+            }
+            token = list.metadata.continue_.clone().filter(|t| !t.is_empty());
+            for o in list.items {
+                if let Some(n) = o.metadata.name.clone() {
+                    let metadata = serde_json::to_value(&o.metadata).unwrap_or(Value::Null);
+                    out.items
+                        .insert(n, serde_json::json!({ "metadata": metadata }));
+                }
+            }
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Creates `object` (e.g. an Event with `generateName`).
     pub async fn create(
         &self,
@@ -177,6 +239,34 @@ impl Kube {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(object);
         retry(|| api.patch(name, &params, &patch))
+            .await
+            .map(to_value)
+    }
+
+    /// Server-side apply of `object` (forced, field manager `sc-job`) on the precondition
+    /// `resource_version` (set as its `metadata.resourceVersion`) when given: an existing
+    /// object with another resourceVersion answers 409 Conflict, which is returned at once
+    /// (other transient errors are retried). On a missing object the API server takes the
+    /// create path, where the resourceVersion is not compared.
+    pub async fn apply_if(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: &Value,
+        resource_version: Option<&str>,
+    ) -> Result<Value, kube::Error> {
+        let Some(rv) = resource_version.filter(|rv| !rv.is_empty()) else {
+            return self.apply(kind, namespace, name, object).await;
+        };
+        let api = self.api(kind, namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut guarded = object.clone();
+        guarded["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let patch = Patch::Apply(&guarded);
+        (|| api.patch(name, &params, &patch))
+            .retry(backoff())
+            .when(|e| is_transient(e) && !is_conflict(e))
             .await
             .map(to_value)
     }

@@ -294,6 +294,15 @@ async fn run(args: Args) -> u8 {
     // order, and the results keep the change set's order.
     let namespaces = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let workload_locks = materialize::WorkloadLocks::default();
+    // The ownership check in bulk: the objects this run writes, counted per namespace and
+    // kind, decide between one metadata-only list of each collection and lookups one by one.
+    let lookups = materialize::Lookups::new(
+        cs.connections
+            .iter()
+            .filter(|e| e.action == Action::Apply)
+            .filter_map(|e| validated.set.get(&e.name))
+            .flat_map(materialize::objects_to_write),
+    );
     let runs: Vec<ConnRun> = futures::stream::iter(&cs.connections)
         .map(|entry| {
             let mut mat = Materializer {
@@ -304,6 +313,7 @@ async fn run(args: Args) -> u8 {
                 spc_served,
                 namespaces: &namespaces,
                 workload_locks: &workload_locks,
+                lookups: &lookups,
             };
             let (validated, recorder, requests_ref) = (&validated, &recorder, &requests_ref);
             async move { run_entry(entry, validated, &mut mat, recorder, requests_ref).await }

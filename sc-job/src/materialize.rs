@@ -1,7 +1,7 @@
 //! Applying and deleting one connection's objects: the namespace check, the ownership check
 //! before every write, server-side apply, workload patches and deletions.
 
-use crate::api::Kube;
+use crate::api::{self, Kube, MetadataList};
 use crate::failure;
 use crate::log::Log;
 use sc_contract::{
@@ -80,6 +80,126 @@ pub struct Materializer<'a> {
     pub namespaces: &'a std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Connections applied at once that patch the same workload take turns.
     pub workload_locks: &'a WorkloadLocks,
+    /// What is known of the objects to write before writing them (the ownership check).
+    pub lookups: &'a Lookups,
+}
+
+/// A (namespace, kind) with at most this many objects to write in a run looks each one up
+/// (a metadata-only list of that one name) rather than listing the whole collection.
+pub const LOOK_UP_ONE_BY_ONE: usize = 16;
+/// Objects per page of a metadata-only list.
+const LIST_PAGE: u32 = 500;
+/// Applies of one object refused with 409 Conflict (it changed since it was looked up), each
+/// followed by a new lookup, before its connection fails.
+const CONFLICT_TRIES: usize = 4;
+
+/// How the objects of one kind in one namespace are looked up before they are written.
+enum Listing {
+    /// One metadata-only list of the whole collection; updated with what this run writes.
+    Listed(std::sync::Mutex<MetadataList>),
+    /// A metadata-only list of each name (few objects to write).
+    OneByOne,
+    /// `list` is forbidden (the RBAC of an older chart): a GET of each object.
+    Refused,
+}
+
+/// The listing of one (namespace, kind), taken once.
+type ListingCell = std::sync::Arc<tokio::sync::OnceCell<Listing>>;
+
+/// An object as looked up before a write: its metadata (or the whole object), or `None`
+/// when it does not exist; and the resourceVersion the apply takes as its precondition (the
+/// object's, or the list's when it is absent, so that an object created since is never
+/// overwritten: its resourceVersion is larger).
+struct Seen {
+    existing: Option<Value>,
+    precondition: Option<String>,
+}
+
+/// The ownership check in bulk: for each (namespace, kind) sc-job writes in a run, one
+/// metadata-only list (`PartialObjectMetadataList`, paged), taken the first time an object of
+/// it is written; few objects are looked up one by one instead.
+#[derive(Default)]
+pub struct Lookups {
+    /// The distinct objects to write in this run, per (namespace, kind).
+    wanted: std::collections::BTreeMap<(String, String), usize>,
+    listings: std::sync::Mutex<std::collections::BTreeMap<(String, String), ListingCell>>,
+    /// The (namespace, kind) whose `list` was forbidden.
+    refused: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+}
+
+impl Lookups {
+    /// Lookups for a run that writes `objects` (repeats count once).
+    pub fn new(objects: impl IntoIterator<Item = ObjectKey>) -> Self {
+        let distinct: std::collections::BTreeSet<ObjectKey> = objects.into_iter().collect();
+        let mut wanted = std::collections::BTreeMap::new();
+        for o in distinct {
+            *wanted.entry((o.namespace, o.kind)).or_insert(0) += 1;
+        }
+        Lookups {
+            wanted,
+            ..Lookups::default()
+        }
+    }
+
+    fn is_refused(&self, r: &ObjectKey) -> bool {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(r.namespace.clone(), r.kind.clone()))
+    }
+
+    /// Records that `list` is forbidden for `r`'s kind and namespace; `true` the first time.
+    fn refuse(&self, r: &ObjectKey) -> bool {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((r.namespace.clone(), r.kind.clone()))
+    }
+
+    fn cell(&self, ns: &str, kind: &str) -> ListingCell {
+        self.listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((ns.to_string(), kind.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    fn wanted(&self, ns: &str, kind: &str) -> usize {
+        self.wanted
+            .get(&(ns.to_string(), kind.to_string()))
+            .copied()
+            .unwrap_or(1)
+    }
+}
+
+/// The objects sc-job writes for `conn` before its workloads (Secret, ServiceAccount,
+/// SecretProviderClass).
+pub fn objects_to_write(conn: &Connection) -> Vec<ObjectKey> {
+    let d = conn.desired();
+    let key = |kind: &str, obj: &Value| {
+        ObjectKey::new(
+            kind,
+            obj["metadata"]["namespace"].as_str().unwrap_or_default(),
+            obj["metadata"]["name"].as_str().unwrap_or_default(),
+        )
+    };
+    let mut out = Vec::new();
+    if let Some(s) = &d.secret {
+        out.push(key("Secret", s));
+    }
+    if let Some(sa) = conn.service_account_name() {
+        out.push(ObjectKey::new("ServiceAccount", &d.namespace, &sa));
+    }
+    if let Some(spc) = &d.secret_provider_class {
+        out.push(key("SecretProviderClass", spc));
+    }
+    out
+}
+
+/// `{"metadata": ...}` of an object.
+fn metadata_of(obj: &Value) -> Value {
+    json!({"metadata": obj["metadata"]})
 }
 
 /// One lock per workload (`kind/namespace/name`): connections applied concurrently that list
@@ -136,6 +256,11 @@ fn lost_our_label(obj: &Value, connection: &str, recorded: bool) -> bool {
 
 fn resource_version(obj: &Value) -> Option<&str> {
     obj["metadata"]["resourceVersion"].as_str()
+}
+
+/// The resource name of `kind` (`secrets`), for log lines.
+fn plural_of(kind: &str) -> String {
+    api::resource(kind).map_or_else(|| kind.to_ascii_lowercase(), |ar| ar.plural)
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -397,8 +522,119 @@ impl Materializer<'_> {
         }
     }
 
-    /// Reads the object, refuses it when it is not ours (or, for `exclusive` objects, belongs
-    /// to another connection), applies it and logs created, updated or unchanged.
+    /// The listing of `r`'s kind and namespace, taken the first time it is needed.
+    async fn listing(&self, r: &ObjectKey) -> Result<ListingCell, RunError> {
+        let cell = self.lookups.cell(&r.namespace, &r.kind);
+        cell.get_or_try_init(|| async {
+            if self.lookups.wanted(&r.namespace, &r.kind) <= LOOK_UP_ONE_BY_ONE {
+                return Ok(Listing::OneByOne);
+            }
+            match self
+                .kube
+                .list_metadata(&r.kind, &r.namespace, None, LIST_PAGE)
+                .await
+            {
+                Ok(list) => Ok(Listing::Listed(std::sync::Mutex::new(list))),
+                Err(e) if api::is_forbidden(&e) => {
+                    self.refused(r);
+                    Ok(Listing::Refused)
+                }
+                Err(e) => Err(failure::api_error("list", r, &e)),
+            }
+        })
+        .await?;
+        Ok(cell)
+    }
+
+    /// `list` of `r`'s kind and namespace was forbidden: logged once.
+    fn refused(&self, r: &ObjectKey) {
+        if self.lookups.refuse(r) {
+            self.log.job(&format!(
+                "listing the {} of namespace {} is forbidden: each is checked with a get (the chart grants list)",
+                plural_of(&r.kind),
+                r.namespace
+            ));
+        }
+    }
+
+    /// The object `r` as it is now: a metadata-only list of its name (whose resourceVersion
+    /// is the precondition when it is absent), or a GET when `list` is forbidden.
+    async fn look_up_one(&self, r: &ObjectKey) -> Result<Seen, RunError> {
+        if !self.lookups.is_refused(r) {
+            match self
+                .kube
+                .list_metadata(&r.kind, &r.namespace, Some(&r.name), LIST_PAGE)
+                .await
+            {
+                Ok(list) => {
+                    let existing = list.items.get(&r.name).cloned();
+                    let precondition = match &existing {
+                        Some(e) => resource_version(e).map(str::to_string),
+                        None => Some(list.resource_version),
+                    };
+                    return Ok(Seen {
+                        existing,
+                        precondition,
+                    });
+                }
+                Err(e) if api::is_forbidden(&e) => self.refused(r),
+                Err(e) => return Err(failure::api_error("list", r, &e)),
+            }
+        }
+        let existing = self
+            .kube
+            .get(&r.kind, &r.namespace, &r.name)
+            .await
+            .map_err(|e| failure::api_error("get", r, &e))?;
+        let precondition = existing
+            .as_ref()
+            .and_then(resource_version)
+            .map(str::to_string);
+        Ok(Seen {
+            existing,
+            precondition,
+        })
+    }
+
+    /// The object `r` before its first write: from the list of its kind and namespace.
+    async fn look_up(&self, r: &ObjectKey) -> Result<Seen, RunError> {
+        let cell = self.listing(r).await?;
+        match cell.get() {
+            Some(Listing::Listed(list)) => {
+                let list = list.lock().unwrap_or_else(|e| e.into_inner());
+                let existing = list.items.get(&r.name).cloned();
+                let precondition = match &existing {
+                    Some(e) => resource_version(e).map(str::to_string),
+                    None => Some(list.resource_version.clone()),
+                };
+                Ok(Seen {
+                    existing,
+                    precondition,
+                })
+            }
+            _ => self.look_up_one(r).await,
+        }
+    }
+
+    /// After a write: the list of its kind and namespace holds the object as written, so a
+    /// later write of it in this run (a shared ServiceAccount) takes that as its precondition.
+    fn remember(&self, r: &ObjectKey, after: &Value) {
+        let cell = self.lookups.cell(&r.namespace, &r.kind);
+        if let Some(Listing::Listed(list)) = cell.get() {
+            list.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .items
+                .insert(r.name.clone(), metadata_of(after));
+        }
+    }
+
+    /// Refuses the object when it exists and is not ours (or, for `exclusive` objects,
+    /// belongs to another connection), applies it and logs created, updated or unchanged.
+    ///
+    /// The check reads the object's metadata from the list of its kind and namespace; the
+    /// apply carries a resourceVersion precondition covering the time since: the object's
+    /// when it was listed, the list's when it was absent (an object created since has a larger
+    /// one). A 409 Conflict means it changed: it is looked up and checked again.
     async fn write(
         &self,
         connection: &str,
@@ -412,19 +648,26 @@ impl Materializer<'_> {
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         let r = ObjectKey::new(kind, ns, name);
-        let existing = self
-            .kube
-            .get(kind, ns, name)
-            .await
-            .map_err(|e| failure::api_error("get", &r, &e))?;
-        if let Some(e) = &existing {
-            check_owner(&r, e, connection, exclusive, recorded.contains(&r))?;
-        }
-        let after = self
-            .kube
-            .apply(kind, ns, name, obj)
-            .await
-            .map_err(|e| failure::api_error("apply", &r, &e))?;
+        let mut seen = self.look_up(&r).await?;
+        let mut tries = 0;
+        let (existing, after) = loop {
+            tries += 1;
+            if let Some(e) = &seen.existing {
+                check_owner(&r, e, connection, exclusive, recorded.contains(&r))?;
+            }
+            match self
+                .kube
+                .apply_if(kind, ns, name, obj, seen.precondition.as_deref())
+                .await
+            {
+                Ok(after) => break (seen.existing, after),
+                Err(e) if api::is_conflict(&e) && tries < CONFLICT_TRIES => {
+                    seen = self.look_up_one(&r).await?;
+                }
+                Err(e) => return Err(failure::api_error("apply", &r, &e)),
+            }
+        };
+        self.remember(&r, &after);
         let outcome = match &existing {
             None => "created",
             Some(e) if resource_version(e) == resource_version(&after) => "unchanged",
