@@ -15,6 +15,14 @@
 //! The admin endpoint (admin credentials only):
 //! - `GET /kubesim/faults`, `PUT /kubesim/faults` (a [`FaultConfig`] as JSON; reseeds the PRNG),
 //! - `GET /kubesim/faults/stats`: the faults injected so far, by kind ([`FaultStats`]),
+//!
+//! [`FaultConfig::inject`] adds one-shot writes: kubesim makes a write of its own (as the
+//! admin, with its own field manager) right before it serves the first request matching a
+//! pattern, then serves that request. Tests use it to make a race deterministic, e.g. a
+//! foreign object created between a client's list and its write:
+//! `{"inject": [{"before": {"verb": "patch", "resource": "secrets", "namespace": "ns",
+//! "name": "s"}, "create": {...}}]}`. Injections match every client's requests, whatever
+//! [`FaultConfig::targets`] says.
 //! - `POST /kubesim/kill-pod?namespace=NS&name=POD`: SIGKILL to every running container of the
 //!   pod (the kubelet then restarts or fails it as its restart policy says).
 
@@ -129,6 +137,106 @@ pub struct FaultConfig {
     pub watch_cut_rate: f64,
     /// Whose requests are targeted.
     pub targets: Targets,
+    /// One-shot writes made right before serving the first request each matches (whoever
+    /// sends it); each is removed once made.
+    pub inject: Vec<Injection>,
+}
+
+/// The requests an [`Injection`] waits for: every field given must match (`verb` as RBAC
+/// names it: get, list, watch, create, update, patch, delete, deletecollection).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RequestMatch {
+    /// The verb.
+    pub verb: Option<String>,
+    /// The API group (`""` for the core group).
+    pub group: Option<String>,
+    /// The resource (plural), e.g. `secrets`.
+    pub resource: Option<String>,
+    /// The namespace.
+    pub namespace: Option<String>,
+    /// The object's name.
+    pub name: Option<String>,
+}
+
+/// A write kubesim makes right before serving the first request matching `before`: `create`
+/// creates that object (in the resource, group and namespace of the matched request), `patch`
+/// applies that JSON merge patch to the object the request names. The write is recorded
+/// with the field manager `fieldManager` (default `intruder`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Injection {
+    /// The request to wait for.
+    pub before: RequestMatch,
+    /// The object to create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create: Option<Value>,
+    /// The JSON merge patch (RFC 7386) to apply to the object the request names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Value>,
+    /// The field manager of the write (`intruder` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_manager: Option<String>,
+}
+
+/// What a resource request is, as far as injections care.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RequestInfo {
+    verb: String,
+    group: String,
+    resource: String,
+    namespace: String,
+    name: String,
+}
+
+impl RequestMatch {
+    fn matches(&self, r: &RequestInfo) -> bool {
+        let ok = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        ok(&self.verb, &r.verb)
+            && ok(&self.group, &r.group)
+            && ok(&self.resource, &r.resource)
+            && ok(&self.namespace, &r.namespace)
+            && ok(&self.name, &r.name)
+    }
+}
+
+/// The verb, group, resource, namespace and name of a resource request (`None` for other
+/// paths); subresources are not matched.
+fn request_info(method: &Method, path: &str, watch: bool) -> Option<RequestInfo> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest: &[&str] = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => return None,
+    };
+    let group = if segs[0] == "apis" { segs[1] } else { "" };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r, rest @ ..] => (*ns, [&[*r][..], rest].concat()),
+        _ => ("", rest.to_vec()),
+    };
+    let (resource, name) = match rest.as_slice() {
+        [r] => (*r, ""),
+        [r, n] => (*r, *n),
+        _ => return None,
+    };
+    let verb = match *method {
+        Method::GET if watch => "watch",
+        Method::GET if name.is_empty() => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if name.is_empty() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => return None,
+    };
+    Some(RequestInfo {
+        verb: verb.into(),
+        group: group.into(),
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    })
 }
 
 impl FaultConfig {
@@ -177,6 +285,8 @@ pub struct FaultStats {
     pub watch_expired: u64,
     /// Pods killed through the admin endpoint.
     pub pod_kill: u64,
+    /// One-shot writes made ([`FaultConfig::inject`]).
+    pub injected: u64,
 }
 
 #[derive(Default)]
@@ -190,6 +300,7 @@ struct Counters {
     watch_cut: AtomicU64,
     watch_expired: AtomicU64,
     pod_kill: AtomicU64,
+    injected: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -278,11 +389,19 @@ impl Faults {
             watch_cut: g(&c.watch_cut),
             watch_expired: g(&c.watch_expired),
             pod_kill: g(&c.pod_kill),
+            injected: g(&c.injected),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (FaultConfig, StdRng)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The first pending injection matching `request`, removed from the configuration.
+    fn take_injection(&self, request: &RequestInfo) -> Option<Injection> {
+        let mut st = self.lock();
+        let i = st.0.inject.iter().position(|i| i.before.matches(request))?;
+        Some(st.0.inject.remove(i))
     }
 
     /// Draws for one request when faults are on and apply to `service_account` requests.
@@ -368,9 +487,46 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
         })
 }
 
+/// Makes `injection`, due before serving `request`, as the admin.
+fn inject(cluster: &Cluster, injection: &Injection, request: &RequestInfo) -> Result<(), ApiError> {
+    let res = ResKey::new(&request.group, &request.resource);
+    let opts = crate::cluster::WriteOptions::manager(
+        injection.field_manager.as_deref().unwrap_or("intruder"),
+    );
+    if let Some(obj) = &injection.create {
+        cluster.create(&res, &request.namespace, obj.clone(), &opts)?;
+    }
+    if let Some(patch) = &injection.patch {
+        cluster.patch(
+            &res,
+            &request.namespace,
+            &request.name,
+            None,
+            crate::cluster::PatchType::Merge,
+            patch,
+            &opts,
+        )?;
+    }
+    Ok(())
+}
+
 async fn middleware(State(layer): State<FaultLayer>, req: Request, next: Next) -> Response {
     if ADMIN_PATHS.contains(&req.uri().path().trim_end_matches('/')) {
         return admin(&layer, req).await;
+    }
+    if !layer.faults.lock().0.inject.is_empty() {
+        let watch = query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1");
+        if let Some(request) = request_info(req.method(), req.uri().path(), watch)
+            && let Some(injection) = layer.faults.take_injection(&request)
+        {
+            match inject(&layer.cluster, &injection, &request) {
+                Ok(()) => {
+                    bump(&layer.faults.counters.injected);
+                    tracing::info!(?request, "injected write made");
+                }
+                Err(e) => tracing::warn!(?request, error = %e.message, "injected write failed"),
+            }
+        }
     }
     let user = bearer(&req).and_then(|t| layer.cluster.authenticate(t));
     let service_account = user
@@ -478,19 +634,15 @@ async fn precondition_write(req: Request) -> (Request, bool) {
     if !matches!(method, Method::PUT | Method::PATCH | Method::DELETE) {
         return (req, false);
     }
-    let apply = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/apply-patch"));
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 64 << 20)
         .await
         .unwrap_or_default();
     let guarded = match method {
         Method::PUT => true,
-        // Server-side apply conflicts are about field ownership, not versions.
-        Method::PATCH => !apply && contains(&bytes, b"resourceVersion"),
+        // A server-side apply is guarded only when it carries a resourceVersion (its other
+        // conflicts are about field ownership, not versions).
+        Method::PATCH => contains(&bytes, b"resourceVersion"),
         _ => contains(&bytes, b"preconditions"),
     };
     (Request::from_parts(parts, Body::from(bytes)), guarded)
@@ -615,7 +767,49 @@ mod tests {
             latency_ms: Some(Latency { min: 0, max: 3 }),
             watch_cut_rate: 0.25,
             targets: Targets::ServiceAccounts,
+            inject: Vec::new(),
         }
+    }
+
+    #[test]
+    fn requests_are_matched_by_verb_group_resource_namespace_and_name() {
+        let info = |m: Method, p: &str| request_info(&m, p, false).unwrap();
+        let patch = info(Method::PATCH, "/api/v1/namespaces/ns/secrets/s");
+        assert_eq!(
+            patch,
+            RequestInfo {
+                verb: "patch".into(),
+                group: String::new(),
+                resource: "secrets".into(),
+                namespace: "ns".into(),
+                name: "s".into(),
+            }
+        );
+        let list = info(
+            Method::GET,
+            "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses",
+        );
+        assert_eq!(
+            (list.verb.as_str(), list.group.as_str(), list.name.as_str()),
+            ("list", "secrets-store.csi.x-k8s.io", "")
+        );
+        assert_eq!(info(Method::GET, "/api/v1/namespaces/x").verb, "get");
+        assert_eq!(
+            info(Method::DELETE, "/api/v1/namespaces/ns/pods").verb,
+            "deletecollection"
+        );
+        assert!(request_info(&Method::GET, "/api/v1/namespaces/ns/pods/p/log", false).is_none());
+        assert!(request_info(&Method::GET, "/version", false).is_none());
+        let m: RequestMatch = serde_json::from_value(
+            json!({"verb": "patch", "resource": "secrets", "namespace": "ns", "name": "s"}),
+        )
+        .unwrap();
+        assert!(m.matches(&patch));
+        assert!(!m.matches(&info(Method::PATCH, "/api/v1/namespaces/ns/secrets/t")));
+        assert!(!m.matches(&info(Method::GET, "/api/v1/namespaces/ns/secrets/s")));
+        assert!(!m.matches(&info(Method::PATCH, "/api/v1/namespaces/other/secrets/s")));
+        assert!(RequestMatch::default().matches(&list));
+        assert!(serde_json::from_value::<Injection>(json!({"befor": {}})).is_err());
     }
 
     #[test]
@@ -952,6 +1146,61 @@ mod tests {
                 .unwrap_err();
             assert_eq!(status_code(e), 409);
             assert_eq!(ks.faults().stats().conflict, 2);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn injections_write_once_before_the_first_matching_request() {
+            let ks = Kubesim::start(Options::default()).await.unwrap();
+            let admin = ks.client();
+            let put = axum::http::Request::put("/kubesim/faults")
+                .header("content-type", "application/json")
+                .body(
+                    serde_json::to_vec(&json!({"inject": [
+                        {"before": {"verb": "patch", "resource": "configmaps", "namespace": "default", "name": "a"},
+                         "create": {"metadata": {"name": "a", "labels": {"by": "intruder"}}, "data": {"k": "theirs"}}},
+                        {"before": {"verb": "get", "resource": "configmaps", "name": "a"},
+                         "patch": {"metadata": {"labels": {"by": null}}}},
+                    ]}))
+                    .unwrap(),
+                )
+                .unwrap();
+            let now: FaultConfig = serde_json::from_str(&text(&admin, put).await).unwrap();
+            assert_eq!(now.inject.len(), 2);
+            assert!(!now.is_active(), "injections draw no random faults");
+            use k8s_openapi::api::core::v1::ConfigMap;
+            use kube::api::{Patch, PatchParams};
+            let api: kube::Api<ConfigMap> = kube::Api::namespaced(admin.clone(), "default");
+            // The apply carries the resourceVersion of an earlier list: the object created
+            // right before it makes it conflict, and it writes nothing.
+            let listed = ks.cluster().store().current_rv().to_string();
+            let ours = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "resourceVersion": listed}, "data": {"k": "ours"}});
+            let e = api
+                .patch(
+                    "a",
+                    &PatchParams::apply("sc-job").force(),
+                    &Patch::Apply(ours),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(status_code(e), 409);
+            assert_eq!(ks.faults().stats().injected, 1);
+            // The get is served after the second injection: the label is gone.
+            let got = api.get("a").await.unwrap();
+            assert_eq!(got.data.unwrap()["k"], "theirs");
+            assert!(got.metadata.labels.unwrap_or_default().is_empty());
+            let managers: Vec<String> = got
+                .metadata
+                .managed_fields
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.manager)
+                .collect();
+            assert_eq!(managers, ["intruder"]);
+            assert_eq!(ks.faults().stats().injected, 2);
+            assert!(ks.faults().config().inject.is_empty(), "each is made once");
+            api.get("a").await.unwrap();
+            assert_eq!(ks.faults().stats().injected, 2);
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             kubesim::faults::Targets::ServiceAccounts
         },
+        ..Default::default()
     };
     faults.validate().map_err(anyhow::Error::msg)?;
     let mut ks = kubesim::Kubesim::start(kubesim::Options {
