@@ -135,10 +135,15 @@ fn injections(c: &Cluster) -> (u64, usize) {
     )
 }
 
+/// Secret `name` in `ns` with its managedFields (which `kubectl get` hides by default).
+fn secret(c: &Cluster, ns: &str, name: &str) -> Value {
+    c.get_json(&["secret", name, "-n", ns, "--show-managed-fields"])
+}
+
 /// A Secret of the connection's name that sc-job did not write: the same metadata and content
 /// as the intruder wrote it.
 fn assert_untouched(c: &Cluster, ns: &str, name: &str, wrote: &Value) {
-    let s = c.get("secret", ns, name);
+    let s = secret(c, ns, name);
     for field in ["labels", "annotations"] {
         assert_eq!(
             s["metadata"][field], wrote["metadata"][field],
