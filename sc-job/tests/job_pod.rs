@@ -12,8 +12,8 @@ const ACCOUNT_KEY: &str = "am9iLXBvZC1hY2NvdW50LWtleQ==";
 /// What sc-job may write in the connections' namespaces.
 fn writer_rules() -> Value {
     json!([
-        {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get", "create", "patch", "delete"]},
-        {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get", "list", "create", "patch", "delete"]},
+        {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "list", "create", "patch", "delete"]},
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]},
         {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "patch"]},
     ])
@@ -250,6 +250,52 @@ async fn keep_leaves_a_successful_job_in_place() {
         "{text}"
     );
     assert!(get(&c, "Job", NS, "sc-job").is_some());
+}
+
+/// The RBAC of a chart before sc-job listed where it writes: no `list`. The ownership check
+/// falls back to a get of each object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_list_each_object_is_checked_with_a_get() {
+    let ks = start().await;
+    let c = ks.cluster();
+    install_release_rbac(&c);
+    let mut rules = writer_rules();
+    for rule in rules.as_array_mut().unwrap() {
+        if let Some(verbs) = rule["verbs"].as_array_mut() {
+            verbs.retain(|v| v != "list");
+        }
+    }
+    rules
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}));
+    cluster_role(&c, rules);
+    // More connections than are looked up one by one: sc-job tries one list of the Secrets.
+    let mut conns = serde_json::Map::new();
+    for i in 0..17 {
+        conns.insert(format!("b{i:02}"), blob("default"));
+    }
+    request_all(&c, "cs-job-5", 1, &Value::Object(conns));
+    create(&c, sc_job());
+    wait_until(WAIT, "the Job sc-job to be deleted after success", || {
+        let gone = get(&c, "Job", NS, "sc-job").is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    for i in 0..17 {
+        let name = format!("b{i:02}");
+        assert_eq!(
+            metadata(&c, &name, "status.json")["phase"],
+            "Ready",
+            "{name}"
+        );
+        let secret = get(&c, "Secret", "default", &format!("sc-{name}-secret"))
+            .expect("the Secret was created by the Job");
+        assert_eq!(
+            secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "sc-extension"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
