@@ -252,6 +252,88 @@ async fn keep_leaves_a_successful_job_in_place() {
     assert!(get(&c, "Job", NS, "sc-job").is_some());
 }
 
+/// sc-job's requests in kubesim's request log: (verb, resource, namespace, name) -> count.
+async fn job_requests(ks: &kubesim::Kubesim) -> Vec<(String, String, String, String, u64)> {
+    let text = ks
+        .client()
+        .request_text(
+            http::Request::get("/kubesim/audit")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .expect("the request log");
+    let audit: Value = serde_json::from_str(&text).expect("JSON");
+    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_string();
+    audit["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["user"] == "system:serviceaccount:sc-system:sc-job")
+        .map(|e| {
+            (
+                s(e, "verb"),
+                s(e, "resource"),
+                s(e, "namespace"),
+                s(e, "name"),
+                e["count"].as_u64().unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+/// The ownership check in bulk: a run writing 40 Secrets in one namespace lists them once
+/// (metadata only) and gets none; each is written by one apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_lists_each_namespace_and_kind_once_and_gets_no_object() {
+    let ks = start().await;
+    let c = ks.cluster();
+    install_rbac(&c);
+    const N: usize = 40;
+    let mut conns = serde_json::Map::new();
+    for i in 0..N {
+        conns.insert(format!("b{i:02}"), blob("default"));
+    }
+    request_all(&c, "cs-job-6", 1, &Value::Object(conns));
+    create(&c, sc_job());
+    wait_until(WAIT, "the Job sc-job to be deleted after success", || {
+        let gone = get(&c, "Job", NS, "sc-job").is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    let requests = job_requests(&ks).await;
+    let sum = |f: &dyn Fn(&(String, String, String, String, u64)) -> bool| -> u64 {
+        requests.iter().filter(|r| f(r)).map(|r| r.4).sum()
+    };
+    let in_default = |verb: &'static str| {
+        move |r: &(String, String, String, String, u64)| {
+            r.0 == verb && r.1 == "secrets" && r.2 == "default"
+        }
+    };
+    assert_eq!(sum(&in_default("list")), 1, "{requests:?}");
+    assert_eq!(sum(&in_default("get")), 0, "{requests:?}");
+    for i in 0..N {
+        let name = format!("sc-b{i:02}-secret");
+        assert_eq!(
+            sum(&|r| in_default("patch")(r) && r.3 == name),
+            1,
+            "{name}: {requests:?}"
+        );
+        assert_eq!(
+            metadata(&c, &format!("b{i:02}"), "status.json")["phase"],
+            "Ready"
+        );
+    }
+    // By verb and resource, for the record (an apply that creates is logged as patch and
+    // create, the two verbs kube-apiserver authorizes for it: one request).
+    let mut by_kind = std::collections::BTreeMap::<(String, String), u64>::new();
+    for r in &requests {
+        *by_kind.entry((r.0.clone(), r.1.clone())).or_default() += r.4;
+    }
+    eprintln!("sc-job's requests for {N} connections in one namespace: {by_kind:?}");
+}
+
 /// The RBAC of a chart before sc-job listed where it writes: no `list`. The ownership check
 /// falls back to a get of each object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
