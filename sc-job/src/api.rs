@@ -173,13 +173,15 @@ impl Kube {
     /// The metadata of the objects of `kind` in `namespace` (of the one named `name` when
     /// given, through the field selector `metadata.name`), in pages of `page`, asking for
     /// `PartialObjectMetadataList`: labels, annotations, managedFields and resourceVersions,
-    /// never a Secret's content. The list's resourceVersion is the first page's.
+    /// never a Secret's content. Only the objects `keep` accepts (by name) are kept. The
+    /// list's resourceVersion is the first page's.
     pub async fn list_metadata(
         &self,
         kind: &str,
         namespace: &str,
         name: Option<&str>,
         page: u32,
+        keep: impl Fn(&str) -> bool,
     ) -> Result<MetadataList, kube::Error> {
         let api = self.api(kind, namespace);
         let mut out = MetadataList::default();
@@ -198,7 +200,7 @@ impl Kube {
             }
             token = list.metadata.continue_.clone().filter(|t| !t.is_empty());
             for o in list.items {
-                if let Some(n) = o.metadata.name.clone() {
+                if let Some(n) = o.metadata.name.clone().filter(|n| keep(n)) {
                     let metadata = serde_json::to_value(&o.metadata).unwrap_or(Value::Null);
                     out.items
                         .insert(n, serde_json::json!({ "metadata": metadata }));

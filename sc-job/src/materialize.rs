@@ -120,7 +120,9 @@ struct Seen {
 /// it is written; few objects are looked up one by one instead.
 #[derive(Default)]
 pub struct Lookups {
-    /// The distinct objects to write in this run, per (namespace, kind).
+    /// The objects to write in this run.
+    objects: std::collections::BTreeSet<ObjectKey>,
+    /// How many, per (namespace, kind).
     wanted: std::collections::BTreeMap<(String, String), usize>,
     listings: std::sync::Mutex<std::collections::BTreeMap<(String, String), ListingCell>>,
     /// The (namespace, kind) whose `list` was forbidden.
@@ -130,12 +132,15 @@ pub struct Lookups {
 impl Lookups {
     /// Lookups for a run that writes `objects` (repeats count once).
     pub fn new(objects: impl IntoIterator<Item = ObjectKey>) -> Self {
-        let distinct: std::collections::BTreeSet<ObjectKey> = objects.into_iter().collect();
+        let objects: std::collections::BTreeSet<ObjectKey> = objects.into_iter().collect();
         let mut wanted = std::collections::BTreeMap::new();
-        for o in distinct {
-            *wanted.entry((o.namespace, o.kind)).or_insert(0) += 1;
+        for o in &objects {
+            *wanted
+                .entry((o.namespace.clone(), o.kind.clone()))
+                .or_insert(0) += 1;
         }
         Lookups {
+            objects,
             wanted,
             ..Lookups::default()
         }
@@ -529,9 +534,16 @@ impl Materializer<'_> {
             if self.lookups.wanted(&r.namespace, &r.kind) <= LOOK_UP_ONE_BY_ONE {
                 return Ok(Listing::OneByOne);
             }
+            // Only the objects this run writes are kept: memory follows the change set, not
+            // the namespace.
+            let keep = |name: &str| {
+                self.lookups
+                    .objects
+                    .contains(&ObjectKey::new(&r.kind, &r.namespace, name))
+            };
             match self
                 .kube
-                .list_metadata(&r.kind, &r.namespace, None, LIST_PAGE)
+                .list_metadata(&r.kind, &r.namespace, None, LIST_PAGE, keep)
                 .await
             {
                 Ok(list) => Ok(Listing::Listed(std::sync::Mutex::new(list))),
@@ -563,7 +575,7 @@ impl Materializer<'_> {
         if !self.lookups.is_refused(r) {
             match self
                 .kube
-                .list_metadata(&r.kind, &r.namespace, Some(&r.name), LIST_PAGE)
+                .list_metadata(&r.kind, &r.namespace, Some(&r.name), LIST_PAGE, |_| true)
                 .await
             {
                 Ok(list) => {

@@ -252,8 +252,11 @@ async fn keep_leaves_a_successful_job_in_place() {
     assert!(get(&c, "Job", NS, "sc-job").is_some());
 }
 
-/// sc-job's requests in kubesim's request log: (verb, resource, namespace, name) -> count.
-async fn job_requests(ks: &kubesim::Kubesim) -> Vec<(String, String, String, String, u64)> {
+/// One kind of request in kubesim's request log: verb, resource, namespace, name, count.
+type Logged = (String, String, String, String, u64);
+
+/// sc-job's requests in kubesim's request log.
+async fn job_requests(ks: &kubesim::Kubesim) -> Vec<Logged> {
     let text = ks
         .client()
         .request_text(
@@ -303,14 +306,11 @@ async fn a_run_lists_each_namespace_and_kind_once_and_gets_no_object() {
     })
     .await;
     let requests = job_requests(&ks).await;
-    let sum = |f: &dyn Fn(&(String, String, String, String, u64)) -> bool| -> u64 {
+    let sum = |f: &dyn Fn(&Logged) -> bool| -> u64 {
         requests.iter().filter(|r| f(r)).map(|r| r.4).sum()
     };
-    let in_default = |verb: &'static str| {
-        move |r: &(String, String, String, String, u64)| {
-            r.0 == verb && r.1 == "secrets" && r.2 == "default"
-        }
-    };
+    let in_default =
+        |verb: &'static str| move |r: &Logged| r.0 == verb && r.1 == "secrets" && r.2 == "default";
     assert_eq!(sum(&in_default("list")), 1, "{requests:?}");
     assert_eq!(sum(&in_default("get")), 0, "{requests:?}");
     for i in 0..N {
