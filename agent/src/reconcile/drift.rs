@@ -292,7 +292,7 @@ pub fn plan_drift(
 
 /// Whether the repair of a drift that persists was run and failed: no repair waits or runs,
 /// repairs are not contested, and the connection's last journal entry is a failed run that
-/// ended after the drift was first seen.
+/// ended after the drift was first seen (the watch cache keeps that entry for this).
 fn repair_failed(m: &Metadata, drift: &Drift, policy: DriftPolicy) -> bool {
     if policy == DriftPolicy::Report
         || drift.repair_pending
