@@ -26,7 +26,8 @@ pub struct Metadata {
     pub requested: Option<Requested>,
     /// `status.json`.
     pub status: Option<Arc<Status>>,
-    /// `journal.json`.
+    /// `journal.json` (the agent's watch cache keeps only a failed last entry, by its time
+    /// and result).
     pub journal: Vec<JournalEntry>,
     /// `drift.json` (written by sc-agent; absent in documents of earlier versions).
     pub drift: Option<Drift>,

@@ -183,7 +183,7 @@ pub fn plan_drift(
                     .collect()
             })
             .unwrap_or_default();
-        let detected = detect(&objects, live);
+        let mut detected = detect(&objects, live);
         let mut next = recorded
             .filter(|r| r.hash == d.hash)
             .cloned()
@@ -191,6 +191,21 @@ pub fn plan_drift(
                 hash: d.hash.clone(),
                 ..Drift::default()
             });
+        // An object this step did not look at (a Secret outside its turn of reads, a read
+        // that failed, a watch not listed yet) keeps the drift recorded for it: only a look
+        // clears it. Otherwise its pending repair would be dropped, and the next look would
+        // count the same drift as a new repair.
+        detected.extend(
+            next.objects
+                .iter()
+                .filter(|o| {
+                    let key = ObjectKey::new(&o.kind, &o.namespace, &o.name);
+                    !live.contains_key(&key) && objects.contains(&key)
+                })
+                .cloned(),
+        );
+        detected.sort();
+        detected.dedup();
         next.repairs.retain(|t| now - *t < limits.window);
         if m.reapply.is_some() {
             // An operator's run: the contest and the count start afresh.
@@ -292,7 +307,7 @@ pub fn plan_drift(
 
 /// Whether the repair of a drift that persists was run and failed: no repair waits or runs,
 /// repairs are not contested, and the connection's last journal entry is a failed run that
-/// ended after the drift was first seen.
+/// ended after the drift was first seen (the watch cache keeps that entry for this).
 fn repair_failed(m: &Metadata, drift: &Drift, policy: DriftPolicy) -> bool {
     if policy == DriftPolicy::Report
         || drift.repair_pending
@@ -571,6 +586,57 @@ mod tests {
         let m = after(m, &p);
         assert!(awaits_repair(&m, "h1"));
         assert_eq!(m.drift.as_ref().unwrap().repairs, vec![100]);
+    }
+
+    #[test]
+    fn drift_of_an_object_the_step_did_not_look_at_stays() {
+        // A step reads at most 64 Secrets (in turns) and a read may fail: its look may have
+        // nothing on a drifted Secret. That is no news: the drift and its pending repair
+        // stay, and the next look finds the same episode, not a new one.
+        let d = [want("a", "h1")];
+        let gone = live(Live::Absent);
+        let p = plan_drift(
+            &d,
+            &[applied("a", "h1")],
+            &gone,
+            100,
+            DriftLimits::default(),
+        );
+        let m = after(applied("a", "h1"), &p);
+        assert!(awaits_repair(&m, "h1"));
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &BTreeMap::new(),
+            102,
+            DriftLimits::default(),
+        );
+        assert_eq!(
+            p,
+            DriftPlan::default(),
+            "a step without a look changed the drift"
+        );
+        let m = after(m, &p);
+        assert!(awaits_repair(&m, "h1"), "the pending repair was dropped");
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &gone,
+            104,
+            DriftLimits::default(),
+        );
+        assert!(p.events.is_empty(), "{:?}", p.events);
+        let m = after(m, &p);
+        assert_eq!(m.drift.as_ref().unwrap().repairs, vec![100]);
+        // Looked at and intact: cleared.
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &live(present(true, None)),
+            106,
+            DriftLimits::default(),
+        );
+        assert!(after(m, &p).drift.unwrap().objects.is_empty());
     }
 
     fn failed_again(m: &Metadata, e: crate::contract::JournalEntry) -> Metadata {

@@ -7,7 +7,8 @@ use super::desired::{self, Desired, NameClash};
 use super::drift::{self, DriftLimits, Live};
 use super::plan::{self, JobState};
 use crate::contract::{
-    self, CHANGESET_CONFIGMAP, ChangeSet, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR, Metadata,
+    self, CHANGESET_CONFIGMAP, ChangeSet, JOB_NAME, JOURNAL_KEY, JournalEntry, METADATA_SELECTOR,
+    Metadata, RunPhase,
 };
 use crate::contract::{ObjectKey, ObjectState};
 use crate::jobspec::AgentConfig;
@@ -496,9 +497,60 @@ where
     reader
 }
 
+/// A metadata ConfigMap as the watch cache keeps it, by name. Thousands of connections are
+/// kept there: the agent compares the texts it would write with a digest, and reads a
+/// status for its phase and failure only (the texts, the list of objects and the time stay
+/// in the ConfigMap). Of the journal it keeps only a failed last run, by its end (see
+/// [`journal_tail`]).
+fn cached_metadata(mut cm: ConfigMap) -> (String, Metadata) {
+    let journal = cm.data.as_mut().and_then(|d| d.remove(JOURNAL_KEY));
+    let mut m = Metadata::from_configmap(&cm);
+    m.journal = journal_tail(journal.as_deref());
+    m.keep_digest_only();
+    if let Some(status) = m.status.as_mut().and_then(Arc::get_mut) {
+        // Only the objects whose drift is watched.
+        status
+            .objects
+            .retain(|o| drift::WATCHED_KINDS.contains(&o.kind.as_str()));
+        status.objects.shrink_to_fit();
+        status.time = None;
+    }
+    (cm.metadata.name.clone().unwrap_or_default(), m)
+}
+
+/// What the watch cache keeps of a journal (the text of `journal.json`): its last entry when
+/// it records a failed run, with only its time and result; nothing otherwise. Drift decides
+/// from it whether a repair's run failed and is to run again; the agent reads the whole
+/// journal live when it appends to it.
+fn journal_tail(text: Option<&str>) -> Vec<JournalEntry> {
+    /// The fields read of each entry; the steps and errors are skipped, not kept.
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        time: String,
+        #[serde(default)]
+        result: RunPhase,
+    }
+    let last = text
+        .and_then(|t| serde_json::from_str::<Vec<Entry>>(t).ok())
+        .and_then(|mut entries| entries.pop());
+    match last {
+        Some(Entry {
+            time,
+            result: RunPhase::Failed,
+        }) => vec![JournalEntry {
+            time,
+            result: RunPhase::Failed,
+            ..Default::default()
+        }],
+        _ => Vec::new(),
+    }
+}
+
 /// The metadata ConfigMaps, parsed as they arrive and kept by name: all a step reads of them
-/// (no journal, read live when the agent appends to one), with the large texts shared, so
-/// thousands stay small and a step's copy is cheap.
+/// (of the journal only a failed last run; the whole journal is read live when the agent
+/// appends to one), with the large texts shared, so thousands stay small and a step's copy
+/// is cheap.
 #[derive(Clone)]
 struct MetadataStore {
     map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>>,
@@ -510,25 +562,7 @@ impl MetadataStore {
     fn watch(api: Api<ConfigMap>, trigger: Arc<Notify>) -> MetadataStore {
         let map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>> = Default::default();
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
-        let parse = |mut cm: ConfigMap| {
-            if let Some(d) = cm.data.as_mut() {
-                d.remove(JOURNAL_KEY);
-            }
-            let mut m = Metadata::from_configmap(&cm);
-            // Thousands of connections are kept here: the agent compares the texts it would
-            // write with a digest, and reads a status for its phase and failure only (the
-            // texts, the list of objects and the time stay in the ConfigMap).
-            m.keep_digest_only();
-            if let Some(status) = m.status.as_mut().and_then(Arc::get_mut) {
-                // Only the objects whose drift is watched.
-                status
-                    .objects
-                    .retain(|o| drift::WATCHED_KINDS.contains(&o.kind.as_str()));
-                status.objects.shrink_to_fit();
-                status.time = None;
-            }
-            (cm.metadata.name.clone().unwrap_or_default(), m)
-        };
+        let parse = cached_metadata;
         let stream =
             watcher(api, watcher::Config::default().labels(METADATA_SELECTOR)).default_backoff();
         let store = map.clone();
@@ -782,4 +816,89 @@ where
             })
         })
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::desired::tests::want;
+    use serde_json::json;
+
+    /// A metadata ConfigMap of connection `a` (hash `h1`) whose Secret was deleted at
+    /// 2026-12-06T22:00:15Z and whose repair's run (sc-job killed) ended at 22:00:16, with
+    /// the journal entries before it.
+    fn repair_failed_configmap() -> ConfigMap {
+        let drift = json!({"hash": "h1", "since": 1_796_594_415_i64, "repairs": [1_796_594_415_i64],
+            "objects": [{"kind": "Secret", "namespace": "apps", "name": "sc-a-secret", "change": "deleted"}]});
+        let status = json!({"phase": "Ready", "hash": "h1", "appliedHash": "h1", "revision": 2,
+            "changeset": "c0", "objects": [{"kind": "Secret", "namespace": "apps", "name": "sc-a-secret"}],
+            "time": "2026-12-06T21:59:39Z"});
+        let journal = json!([
+            {"time": "2026-12-06T21:59:39Z", "job": "sc-system/sc-job", "changeset": "c0",
+             "revision": 2, "action": "apply", "hash": "h1", "result": "Ready",
+             "steps": ["[a] secret apps/sc-a-secret: created (1 key)"]},
+            {"time": "2026-12-06T22:00:16.956933089Z", "job": "sc-system/sc-job", "changeset": "c1",
+             "result": "Failed", "steps": [],
+             "error": {"reason": "JobFailed", "message": "BackoffLimitExceeded", "remedy": "r"}}
+        ]);
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "sc-conn-a", "namespace": "sc-system", "resourceVersion": "7",
+                         "annotations": {sc_model::render::CONNECTION_ANNOTATION: "a"}},
+            "data": {
+                "spec.json": r#"{"name":"a"}"#,
+                "requested.json": r#"{"hash":"h1","revision":2,"phase":"Pending"}"#,
+                "status.json": status.to_string(),
+                "journal.json": journal.to_string(),
+                "drift.json": drift.to_string(),
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_what_rearms_a_repair_whose_run_failed() {
+        // The repair's change set is concluded (nothing in flight) and the Secret is still
+        // gone: the plan must run the repair again from what the watch cache holds.
+        let (name, m) = cached_metadata(repair_failed_configmap());
+        assert_eq!(name, "sc-conn-a");
+        let gone = BTreeMap::from([(
+            ObjectKey::new("Secret", "apps", "sc-a-secret"),
+            Live::Absent,
+        )]);
+        let d = [want("a", "h1")];
+        let p = drift::plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &gone,
+            1_796_594_430,
+            DriftLimits::default(),
+        );
+        let mut after = m.clone();
+        if let Some(w) = p.writes.iter().find(|w| w.connection == "a") {
+            after.drift = w.drift.clone();
+        }
+        assert!(
+            drift::awaits_repair(&after, "h1"),
+            "the failed repair is not run again: {:?}",
+            p.writes
+        );
+        let pending = plan::pending_changes(&d, std::slice::from_ref(&after), 2);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].cause, Some(crate::contract::Cause::Repair));
+        // Only the failed last run is kept, by its time and result.
+        assert_eq!(m.journal.len(), 1);
+        assert_eq!(m.journal[0].time, "2026-12-06T22:00:16.956933089Z");
+        assert!(m.journal[0].error.is_none() && m.journal[0].changeset.is_empty());
+    }
+
+    #[test]
+    fn the_cache_keeps_no_journal_entry_of_a_run_that_succeeded() {
+        let ready = r#"[{"time":"2026-12-06T21:59:39Z","result":"Failed"},
+            {"time":"2026-12-06T22:00:16Z","changeset":"c1","result":"Ready","steps":["x"]}]"#;
+        assert!(journal_tail(Some(ready)).is_empty());
+        assert!(journal_tail(Some("[]")).is_empty());
+        assert!(journal_tail(Some("not json")).is_empty());
+        assert!(journal_tail(None).is_empty());
+    }
 }

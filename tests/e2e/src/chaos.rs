@@ -86,8 +86,7 @@ pub struct Scale {
 impl Scale {
     /// `SC_CHAOS=full`: 300 connections over 5 revisions, at least 20 kills (1 of sc-job) and 20
     /// damaged Secrets; otherwise the short form run by `make test`: 40 connections over 3
-    /// revisions, at least 5 kills, no damaged Secret (a race of drift repair under faults is
-    /// still open: a deleted Secret was once never recreated). The agent is killed every 20-45 s (10-25 s in the short form) while it runs:
+    /// revisions, at least 5 kills and 4 damaged Secrets. The agent is killed every 20-45 s (10-25 s in the short form) while it runs:
     /// its restarts back off up to 30 s, and it must get to create Jobs for sc-job to be killed.
     pub fn from_env() -> Scale {
         match std::env::var("SC_CHAOS").as_deref() {
@@ -112,7 +111,7 @@ impl Scale {
                 pause_s: (10, 30),
                 kill_every_ms: (10_000, 25_000),
                 converge: Duration::from_secs(420),
-                min_damage: 0,
+                min_damage: 4,
                 damage_every_ms: (2_000, 6_000),
             },
         }
