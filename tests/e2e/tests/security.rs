@@ -9,10 +9,10 @@
 //!   Secret, RBAC writes, impersonation, tokens, exec, nodes, getting or watching Events); no
 //!   service-account token Secret was created; every pod and Job pod template of the release
 //!   (the agent, the hooks, the sc-job Job the agent creates) meets the restricted Pod
-//!   Security profile, as admitted and seen live. On kubesim also: its request log (`GET /kubesim/audit`) shows that the agent
-//!   and sc-job were never refused, that only the agent read core Events and only by listing
-//!   them in the connections' namespace, and that every rule the chart grants them was used, or
-//!   is justified in the chart by a comment
+//!   Security profile, as admitted and seen live. On kubesim also: its request log (`GET
+//!   /kubesim/audit`) shows that the agent and sc-job were never refused, that only the agent
+//!   read core Events and only by listing them in the connections' namespace, and that every
+//!   rule the chart grants them was used, or is justified in the chart by a comment
 //!   `# rbac-unused-in-e2e: <serviceaccount> <verb> <resource>[.<group>]: <why>`.
 
 use sc_e2e::{
