@@ -643,9 +643,10 @@ fn related(object: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> 
 struct BrokenSeen(Vec<(String, String)>);
 
 impl BrokenSeen {
-    /// Reads the pods of the connections' namespaces and publishes a Warning event
-    /// `WorkloadBroken` on `sc-requests` for each pod (or controller) newly failing on a
-    /// reference a connection added.
+    /// Reads the pods of the connections' namespaces (and the few Events that tell what pods
+    /// cannot: `workloads::read_listed`) and publishes a Warning event `WorkloadBroken` on
+    /// `sc-requests` for each pod (or controller) newly failing on a reference a connection
+    /// added.
     async fn publish(
         &mut self,
         client: &kube::Client,
@@ -667,7 +668,7 @@ impl BrokenSeen {
         let mut now = Vec::new();
         let mut unread = Vec::new();
         for app_ns in namespaces {
-            match workloads::read(client, app_ns, false).await {
+            match workloads::read_listed(client, app_ns, &refs).await {
                 Ok(n) => {
                     for r in refs.iter().filter(|r| r.namespace == app_ns) {
                         now.extend(workloads::broken(r, &n.pods, &n.events, ns));

@@ -19,8 +19,9 @@
 //! `<cronjob>-<schedule time>`. Only pods that carry the reference are considered, so pods
 //! of an older template (before the connection) are never blamed on it.
 //!
-//! The decisions are pure ([`broken`]); [`read`] reads the pods (and, when allowed, the
-//! events) of a namespace.
+//! The decisions are pure ([`broken`], and [`event_queries`]: which Events the leading agent
+//! asks for); [`read`] reads the pods (and, when allowed, the events) of a namespace for the
+//! commands, [`read_listed`] the pods and only those Events for the agent.
 
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -366,21 +367,25 @@ pub struct Namespace {
     pub events: Vec<Value>,
 }
 
+/// The core/v1 API of `kind` (`plural`) in namespace `ns`.
+fn core_api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// An object read through [`core_api`], as JSON (its metadata included).
+fn as_json(o: DynamicObject) -> Value {
+    let mut v = o.data;
+    if let Ok(m) = serde_json::to_value(&o.metadata) {
+        v["metadata"] = m;
+    }
+    v
+}
+
 /// Reads the pods of `ns` and, when `with_events`, its Events (an Event list refused is read
 /// as none: the pods' own status still tells a missing Secret or ServiceAccount).
 pub async fn read(client: &kube::Client, ns: &str, with_events: bool) -> Result<Namespace, String> {
-    let list = |kind: &str, plural: &str| {
-        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
-        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-    };
-    let as_json = |o: DynamicObject| {
-        let mut v = o.data;
-        if let Ok(m) = serde_json::to_value(&o.metadata) {
-            v["metadata"] = m;
-        }
-        v
-    };
-    let pods = list("Pod", "pods")
+    let pods = core_api(client, ns, "Pod", "pods")
         .list(&ListParams::default())
         .await
         .map_err(|e| match e {
@@ -394,7 +399,10 @@ pub async fn read(client: &kube::Client, ns: &str, with_events: bool) -> Result<
         .map(as_json)
         .collect();
     let events = if with_events {
-        match list("Event", "events").list(&ListParams::default()).await {
+        match core_api(client, ns, "Event", "events")
+            .list(&ListParams::default())
+            .await
+        {
             Ok(l) => l.items.into_iter().map(as_json).collect(),
             Err(_) => Vec::new(),
         }
@@ -402,6 +410,140 @@ pub async fn read(client: &kube::Client, ns: &str, with_events: bool) -> Result<
         Vec::new()
     };
     Ok(Namespace { pods, events })
+}
+
+/// One list of core/v1 Events by the leading agent: a field selector on the involved object
+/// and the reason, so the API server sends only events [`broken`] can use.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventQuery {
+    /// `involvedObject.kind`.
+    pub kind: &'static str,
+    /// `involvedObject.name`, when one object is meant.
+    pub name: Option<String>,
+    /// `reason`.
+    pub reason: &'static str,
+}
+
+impl EventQuery {
+    /// The list's field selector.
+    pub fn field_selector(&self) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .map(|n| format!(",involvedObject.name={n}"))
+            .unwrap_or_default();
+        format!(
+            "involvedObject.kind={}{name},reason={}",
+            self.kind, self.reason
+        )
+    }
+
+    /// Whether the list returns event `e` (what the API server does with the selector).
+    #[cfg(test)]
+    fn matches(&self, e: &Value) -> bool {
+        let (kind, name) = involved(e);
+        kind == self.kind
+            && self.name.as_deref().is_none_or(|n| n == name)
+            && e["reason"] == self.reason
+    }
+}
+
+/// Up to this many objects of one kind are asked about one by one (by name); beyond, their
+/// events are asked for in one list by kind and reason.
+pub const NAMED_EVENT_QUERIES: usize = 8;
+
+/// The Events lists that give [`broken`] every event it can use about `refs` (the connections
+/// of one namespace), given the namespace's `pods`; none when no listed workload can fail on
+/// something only an Event tells:
+///
+/// - `FailedMount` of each starting pod of a listed workload that carries the connection's
+///   CSI volume (by the pod's name);
+/// - `FailedCreate` of the controllers of the listed workloads of a connection that sets the
+///   ServiceAccount (Kubernetes' admission refuses their pods while it is missing). A refused
+///   controller has no pod that could tell it is starting, and the ReplicaSet of a Deployment
+///   and the Job of a CronJob are named by a template hash or a schedule time: those are asked
+///   for by kind (`ReplicaSet`, `Job`), a StatefulSet or DaemonSet by its name.
+///
+/// Past [`NAMED_EVENT_QUERIES`] objects of one kind, one list by kind and reason.
+pub fn event_queries(refs: &[&References], pods: &[Value]) -> Vec<EventQuery> {
+    // (kind, reason) -> the names, `None` when every object of the kind is meant.
+    let mut wanted: std::collections::BTreeMap<(&'static str, &'static str), Option<Vec<String>>> =
+        std::collections::BTreeMap::new();
+    let mut want = |kind: &'static str, reason: &'static str, name: Option<&str>| {
+        let entry = wanted
+            .entry((kind, reason))
+            .or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), name) {
+            (Some(names), Some(n)) => {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+            (Some(_), None) => *entry = None,
+            (None, _) => {}
+        }
+    };
+    for r in refs {
+        if let Some((volume, spc)) = &r.csi_volume {
+            for pod in pods.iter().filter(|p| {
+                starting(p) && has_csi_volume(p, volume, spc) && workload_of(r, p).is_some()
+            }) {
+                want("Pod", "FailedMount", pod["metadata"]["name"].as_str());
+            }
+        }
+        if r.service_account.is_some() {
+            for w in &r.workloads {
+                match w.kind {
+                    WorkloadKind::Deployment => want("ReplicaSet", "FailedCreate", None),
+                    WorkloadKind::CronJob => want("Job", "FailedCreate", None),
+                    kind => want(kind.as_str(), "FailedCreate", Some(&w.name)),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((kind, reason), names) in wanted {
+        match names {
+            Some(names) if names.len() <= NAMED_EVENT_QUERIES => {
+                out.extend(names.into_iter().map(|n| EventQuery {
+                    kind,
+                    name: Some(n),
+                    reason,
+                }))
+            }
+            _ => out.push(EventQuery {
+                kind,
+                name: None,
+                reason,
+            }),
+        }
+    }
+    out
+}
+
+/// What the leading agent reads in namespace `ns` to find the broken workloads of `refs` (the
+/// connections there are picked): its pods, and the Events [`event_queries`] names, each list
+/// with its field selector. An Event list refused is read as none (logged): the pods' own
+/// status still tells a missing Secret or ServiceAccount.
+pub async fn read_listed(
+    client: &kube::Client,
+    ns: &str,
+    refs: &[References],
+) -> Result<Namespace, String> {
+    let here: Vec<&References> = refs.iter().filter(|r| r.namespace == ns).collect();
+    let mut n = read(client, ns, false).await?;
+    let events = core_api(client, ns, "Event", "events");
+    for q in event_queries(&here, &n.pods) {
+        let lp = ListParams::default().fields(&q.field_selector());
+        match events.list(&lp).await {
+            Ok(l) => n.events.extend(l.items.into_iter().map(as_json)),
+            Err(e) => {
+                tracing::debug!(namespace = %ns, error = %e, "listing events failed; the pods' status only");
+                break;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// The connections of a `connections` subtree read without their protected settings: a
@@ -725,5 +867,186 @@ mod tests {
         let mut other = ev;
         other["involvedObject"]["name"] = json!("web-api-6c9f8");
         assert_eq!(broken(&r, &[], &[other], "sc-system"), vec![]);
+    }
+
+    /// A Key Vault CSI connection listing Deployment web, and a workload-identity connection
+    /// listing a Deployment, a StatefulSet and a CronJob; pods and events of both kinds of
+    /// failure, and events of others.
+    fn mixed() -> (Vec<References>, Vec<Value>, Vec<Value>) {
+        let sa = "sc-account-7d3e9c1a";
+        let csi = References {
+            connection: "kv".into(),
+            secret: None,
+            csi_volume: Some(("sc-kv-kv".into(), "sc-kv-spc".into())),
+            ..refs()
+        };
+        let wi = References {
+            connection: "bus".into(),
+            secret: None,
+            service_account: Some(sa.into()),
+            workloads: vec![
+                WorkloadRef {
+                    kind: WorkloadKind::Deployment,
+                    name: "api".into(),
+                },
+                WorkloadRef {
+                    kind: WorkloadKind::StatefulSet,
+                    name: "db".into(),
+                },
+                WorkloadRef {
+                    kind: WorkloadKind::CronJob,
+                    name: "nightly".into(),
+                },
+            ],
+            ..refs()
+        };
+        let mut spec = env_from("x");
+        spec["volumes"] = json!([{"name": "sc-kv-kv", "csi": {"driver": "secrets-store.csi.k8s.io",
+                                  "volumeAttributes": {"secretProviderClass": "sc-kv-spc"}}}]);
+        let pods = vec![
+            pod(
+                "web-9-a",
+                ("ReplicaSet", "web-9"),
+                "9",
+                spec.clone(),
+                waiting("ContainerCreating", ""),
+            ),
+            pod(
+                "web-9-b",
+                ("ReplicaSet", "web-9"),
+                "9",
+                spec.clone(),
+                json!({"phase": "Running"}),
+            ),
+            pod(
+                "other-1-a",
+                ("ReplicaSet", "other-1"),
+                "1",
+                spec,
+                waiting("ContainerCreating", ""),
+            ),
+        ];
+        let ev = |reason: &str, kind: &str, name: &str, message: String| {
+            json!({"reason": reason, "type": "Warning",
+                   "involvedObject": {"kind": kind, "name": name, "namespace": "apps"},
+                   "message": message})
+        };
+        let mount = |pod: &str| {
+            ev("FailedMount", "Pod", pod, "MountVolume.SetUp failed for volume \"sc-kv-kv\" : driver name secrets-store.csi.k8s.io not found".into())
+        };
+        let refused = |kind: &str, name: &str| {
+            ev(
+                "FailedCreate",
+                kind,
+                name,
+                format!(
+                    "Error creating: pods \"{name}-\" is forbidden: error looking up service account apps/{sa}: serviceaccount \"{sa}\" not found"
+                ),
+            )
+        };
+        let events = vec![
+            mount("web-9-a"),
+            mount("web-9-b"),
+            mount("other-1-a"),
+            refused("ReplicaSet", "api-6c9f8"),
+            refused("StatefulSet", "db"),
+            refused("Job", "nightly-29000000"),
+            refused("StatefulSet", "cache"),
+            ev("Pulled", "Pod", "web-9-a", "pulled".into()),
+            ev("BackOff", "Pod", "web-9-a", "back-off".into()),
+        ];
+        (vec![csi, wi], pods, events)
+    }
+
+    #[test]
+    fn the_agent_asks_only_for_the_events_broken_uses() {
+        let (refs, pods, events) = mixed();
+        let all: Vec<&References> = refs.iter().collect();
+        let queries = event_queries(&all, &pods);
+        let selectors: Vec<String> = queries.iter().map(EventQuery::field_selector).collect();
+        assert_eq!(
+            selectors,
+            [
+                "involvedObject.kind=Job,reason=FailedCreate",
+                // Only the starting pod of the listed workload that carries the CSI volume.
+                "involvedObject.kind=Pod,involvedObject.name=web-9-a,reason=FailedMount",
+                "involvedObject.kind=ReplicaSet,reason=FailedCreate",
+                "involvedObject.kind=StatefulSet,involvedObject.name=db,reason=FailedCreate",
+            ]
+        );
+        // What the lists return decides exactly what every event decides.
+        let returned: Vec<Value> = events
+            .iter()
+            .filter(|e| queries.iter().any(|q| q.matches(e)))
+            .cloned()
+            .collect();
+        assert!(returned.len() < events.len());
+        for r in &refs {
+            let want = broken(r, &pods, &events, "sc-system");
+            assert!(!want.is_empty(), "{}", r.connection);
+            assert_eq!(broken(r, &pods, &returned, "sc-system"), want);
+        }
+        let objects: Vec<String> = refs
+            .iter()
+            .flat_map(|r| broken(r, &pods, &returned, "sc-system"))
+            .map(|b| b.object)
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                "Pod apps/web-9-a",
+                "ReplicaSet apps/api-6c9f8",
+                "StatefulSet apps/db",
+                "Job apps/nightly-29000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_event_is_asked_for_without_a_reference_only_events_tell() {
+        let (_, pods, _) = mixed();
+        // A Secret only: the pods' status tells it.
+        assert_eq!(event_queries(&[&refs()], &pods), vec![]);
+        // The CSI connection's pods all running (or gone): nothing to ask.
+        let (refs, _, _) = mixed();
+        let running: Vec<Value> = pods
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                p["status"] = json!({"phase": "Running"});
+                p
+            })
+            .collect();
+        assert_eq!(event_queries(&[&refs[0]], &running), vec![]);
+        assert_eq!(event_queries(&[&refs[0]], &[]), vec![]);
+    }
+
+    #[test]
+    fn many_objects_of_a_kind_are_asked_for_in_one_list() {
+        let (refs, pods, _) = mixed();
+        let many: Vec<Value> = (0..=NAMED_EVENT_QUERIES)
+            .map(|i| {
+                let mut p = pods[0].clone();
+                p["metadata"]["name"] = json!(format!("web-9-{i}"));
+                p
+            })
+            .collect();
+        let q = event_queries(&[&refs[0]], &many);
+        assert_eq!(
+            q,
+            [EventQuery {
+                kind: "Pod",
+                name: None,
+                reason: "FailedMount"
+            }]
+        );
+        assert_eq!(
+            q[0].field_selector(),
+            "involvedObject.kind=Pod,reason=FailedMount"
+        );
+        assert_eq!(
+            event_queries(&[&refs[0]], &many[..NAMED_EVENT_QUERIES]).len(),
+            NAMED_EVENT_QUERIES
+        );
     }
 }

@@ -7,12 +7,13 @@
 //!   its fix, `helm test`, uninstall) with RBAC enforced. On any cluster: `kubectl auth can-i
 //!   --as=system:serviceaccount:<release namespace>:<sa>` says yes to every rule the release
 //!   grants the agent and sc-job and no to what they must never do (wildcards, watching
-//!   Secrets, the agent listing them, RBAC writes, impersonation, tokens, exec, nodes); no
-//!   service-account token Secret was created; every pod and Job pod template of the release (the agent, the hooks, the
-//!   sc-job Job the agent creates) meets the restricted Pod Security profile, as admitted and
-//!   seen live. On kubesim also: its request log (`GET /kubesim/audit`) shows that the agent
-//!   and sc-job were never refused and that every rule the chart grants them was used, or is
-//!   justified in the chart by a comment
+//!   Secrets, the agent listing them, RBAC writes, impersonation, tokens, exec, nodes, getting
+//!   or watching Events); no service-account token Secret was created; every pod and Job pod
+//!   template of the release (the agent, the hooks, the sc-job Job the agent creates) meets the
+//!   restricted Pod Security profile, as admitted and seen live. On kubesim also: its request
+//!   log (`GET /kubesim/audit`) shows that the agent and sc-job were never refused, that only
+//!   the agent read core Events and only by listing them in the connections' namespace, and
+//!   that every rule the chart grants them was used, or is justified in the chart by a comment
 //!   `# rbac-unused-in-e2e: <serviceaccount> <verb> <resource>[.<group>]: <why>`.
 
 use sc_e2e::{
@@ -535,6 +536,10 @@ const NEVER: &[(&str, &str, &str)] = &[
     ("create", "", "pods"),
     ("delete", "", "namespaces"),
     ("get", "", "nodes"),
+    // The agent lists the few Events of its listed workloads by field selector; it never
+    // follows every Event of a namespace.
+    ("watch", "", "events"),
+    ("get", "", "events"),
 ];
 
 /// What the agent may never do besides [`NEVER`]: list Secrets (sc-job lists where it writes,
@@ -1004,6 +1009,23 @@ fn least_privilege_and_pod_security() {
         late.is_empty(),
         "requests refused during the uninstall:\n{}",
         late.join("\n")
+    );
+    // The agent reads core Events only where the connections are (for WorkloadBroken), and
+    // only by listing; sc-job reads none.
+    let stray: Vec<String> = entries
+        .iter()
+        .filter(|e| e["apiGroup"] == "" && e["resource"] == "events" && e["verb"] != "create")
+        .filter(|e| {
+            service_account(e["user"].as_str().unwrap_or_default()).as_deref() != Some("sc-agent")
+                || e["verb"] != "list"
+                || e["namespace"] != apps.as_str()
+        })
+        .map(Value::to_string)
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "Event reads outside the connections' namespace {apps}:\n{}",
+        stray.join("\n")
     );
     let granted = grants(&rendered);
     let excused = justified();
