@@ -508,7 +508,7 @@ pub struct Idle {
     pub steps: u64,
     /// Their summed duration, in seconds.
     pub step_secs: f64,
-    /// How long the agent took to become quiet before the period started.
+    /// How long the agent took to become quiet before the period started (60 s: it did not).
     pub settle: Duration,
 }
 
@@ -538,8 +538,10 @@ pub async fn agent_idle(c: &Cluster, period: Duration) -> Result<Idle> {
     let mut last = steps(c).await?.0;
     let mut quiet_since = Instant::now();
     while quiet_since.elapsed() < QUIET {
-        if start.elapsed() > Duration::from_secs(120) {
-            bail!("the agent ran reconcile steps for 120 s without a pause of {QUIET:?}");
+        if start.elapsed() > Duration::from_secs(60) {
+            // Never at rest: measured as it is (the settle time says so).
+            eprintln!("sc-bench: the agent ran reconcile steps for 60 s without a pause of {QUIET:?}");
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = steps(c).await?.0;

@@ -863,31 +863,44 @@ impl MaterializedStore {
                             m.name.clone().unwrap_or_default(),
                         )
                     };
-                    match event {
-                        Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                    // A step is woken only when what a step sees changes: not for a
+                    // relist that finds what was there, nor for a write that leaves the
+                    // label and the field managers as they were (sc-job's own applies).
+                    let changed = match event {
+                        Ok(watcher::Event::Init) => {
+                            relist = Some(BTreeMap::new());
+                            false
+                        }
                         Ok(watcher::Event::InitApply(m)) => {
                             relist
                                 .get_or_insert_default()
                                 .insert(key(&m), ObjectState::of(&m));
+                            false
                         }
                         Ok(watcher::Event::InitDone) => {
-                            *w.map.write().unwrap_or_else(|e| e.into_inner()) =
-                                relist.take().unwrap_or_default();
-                            w.listed.store(true, std::sync::atomic::Ordering::Release);
+                            let new = relist.take().unwrap_or_default();
+                            let mut map = w.map.write().unwrap_or_else(|e| e.into_inner());
+                            let was_listed =
+                                w.listed.swap(true, std::sync::atomic::Ordering::AcqRel);
+                            let changed = !was_listed || *map != new;
+                            *map = new;
                             failing = false;
+                            changed
                         }
                         Ok(watcher::Event::Apply(m)) => {
+                            let state = ObjectState::of(&m);
                             w.map
                                 .write()
                                 .unwrap_or_else(|e| e.into_inner())
-                                .insert(key(&m), ObjectState::of(&m));
+                                .insert(key(&m), state.clone())
+                                .is_none_or(|was| was != state)
                         }
-                        Ok(watcher::Event::Delete(m)) => {
-                            w.map
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&key(&m));
-                        }
+                        Ok(watcher::Event::Delete(m)) => w
+                            .map
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&key(&m))
+                            .is_some(),
                         Err(e) => {
                             // A cluster without the CSI driver does not serve
                             // SecretProviderClasses: said once, not on every retry.
@@ -895,10 +908,13 @@ impl MaterializedStore {
                                 tracing::info!(kind = w.kind, namespace = ?w.namespace, error = %e, "the drift watch failed, retrying");
                             }
                             failing = true;
-                            continue;
+                            relist = None;
+                            false
                         }
+                    };
+                    if changed {
+                        trigger.notify_one();
                     }
-                    trigger.notify_one();
                 }
             });
         }
@@ -937,7 +953,12 @@ where
     P: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let meta = |mut p: P| std::mem::take(p.meta_mut());
+    // The watcher starts every attempt to list with `Init`, and the backoff starts afresh on
+    // every item that is not an error: a list that fails each time (a cluster without the
+    // CSI driver serves no SecretProviderClasses) would be retried every second, forever,
+    // instead of backing off. A (re)list is begun by its first `InitApply` or `InitDone`.
     watcher(api, config)
+        .filter(|e| std::future::ready(!matches!(e, Ok(watcher::Event::Init))))
         .default_backoff()
         .map(move |e| {
             e.map(|e| match e {
