@@ -540,7 +540,9 @@ pub async fn agent_idle(c: &Cluster, period: Duration) -> Result<Idle> {
     while quiet_since.elapsed() < QUIET {
         if start.elapsed() > Duration::from_secs(60) {
             // Never at rest: measured as it is (the settle time says so).
-            eprintln!("sc-bench: the agent ran reconcile steps for 60 s without a pause of {QUIET:?}");
+            eprintln!(
+                "sc-bench: the agent ran reconcile steps for 60 s without a pause of {QUIET:?}"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

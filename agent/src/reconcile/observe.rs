@@ -241,10 +241,7 @@ impl Observer {
                 None => missing.push(key),
             }
         }
-        self.looks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .polled = polled;
+        self.looks.lock().unwrap_or_else(|e| e.into_inner()).polled = polled;
         // Objects missing from a watch that has listed, read once.
         missing.sort();
         missing.dedup();
@@ -269,8 +266,8 @@ impl Observer {
     /// [`LIVE_READS`] Secrets (in turns, by metadata ConfigMap) that applied connections list
     /// and no watch holds, and the Secrets last seen drifted; wakes a step only when what it
     /// found changes what a step sees (a Secret found drifted, or no longer). A look costs
-    /// [`LIVE_READS`] small reads and no step: at rest the agent does no other work for it.
-    /// Returns at once with nothing to do when no Secret can need it (every Secret watched).
+    /// [`LIVE_READS`] small reads and no step: at rest the agent does no other work for it
+    /// (with every Secret watched, a walk of the metadata in memory and no read).
     pub fn look_at_secrets(
         &self,
         leader: tokio::sync::watch::Receiver<bool>,
@@ -294,9 +291,8 @@ impl Observer {
                 if !*leader.borrow() {
                     continue;
                 }
-                let (turn, next) = metadata.secrets_after(&after, LIVE_READS, |k| {
-                    materialized.get(k).is_none()
-                });
+                let (turn, next) =
+                    metadata.secrets_after(&after, LIVE_READS, |k| materialized.get(k).is_none());
                 after = next;
                 let again: Vec<ObjectKey> = {
                     let l = looks.lock().unwrap_or_else(|e| e.into_inner());
@@ -420,11 +416,7 @@ impl Observer {
             now,
             live,
             drift_limits: self.drift_limits,
-            secrets_polled: self
-                .looks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .polled,
+            secrets_polled: self.looks.lock().unwrap_or_else(|e| e.into_inner()).polled,
         })))
     }
 
@@ -633,7 +625,10 @@ impl MetadataStore {
         let mut last = after.to_string();
         let from = (Excluded(after.to_string()), Unbounded);
         let to = (Unbounded, Included(after.to_string()));
-        for (name, m) in map.range::<String, _>(from).chain(map.range::<String, _>(to)) {
+        for (name, m) in map
+            .range::<String, _>(from)
+            .chain(map.range::<String, _>(to))
+        {
             if out.len() >= n {
                 break;
             }
@@ -741,12 +736,12 @@ impl SecretLooks {
         if let Some(l) = self.drifted.get(key) {
             return Some(l.clone());
         }
-        self.clean.contains(&Self::key_hash(key)).then(|| {
-            Live::Present(ObjectState {
+        self.clean
+            .contains(&Self::key_hash(key))
+            .then_some(Live::Present(ObjectState {
                 labelled: true,
                 foreign_write: None,
-            })
-        })
+            }))
     }
 }
 
