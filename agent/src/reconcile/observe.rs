@@ -986,6 +986,69 @@ mod tests {
         })
     }
 
+    /// A metadata store of connections `c0`..`c{n-1}`, each listing its Secret; `c1` is not
+    /// applied (its last run was for another hash).
+    fn store(n: usize) -> MetadataStore {
+        let (_tx, ready) = tokio::sync::watch::channel(true);
+        let map = (0..n)
+            .map(|i| {
+                let name = format!("c{i}");
+                let applied = if i == 1 { "old" } else { "h" };
+                let m = Metadata {
+                    configmap: name.clone(),
+                    connection: name.clone(),
+                    requested: Some(crate::contract::Requested {
+                        hash: "h".into(),
+                        revision: 1,
+                        phase: crate::contract::RequestedPhase::Pending,
+                    }),
+                    status: Some(Arc::new(crate::contract::Status {
+                        phase: crate::contract::RunPhase::Ready,
+                        hash: Some(applied.into()),
+                        applied_hash: Some(applied.into()),
+                        objects: vec![secret(&format!("s{i}"))],
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                };
+                (name, m)
+            })
+            .collect();
+        MetadataStore {
+            map: Arc::new(RwLock::new(map)),
+            ready,
+        }
+    }
+
+    #[test]
+    fn the_looks_take_the_secrets_of_applied_connections_in_turns() {
+        let s = store(5);
+        let names =
+            |keys: Vec<ObjectKey>| -> Vec<String> { keys.into_iter().map(|k| k.name).collect() };
+        let (turn, after) = s.secrets_after("", 2, |_| true);
+        assert_eq!(
+            (names(turn), after.as_str()),
+            (vec!["s0".into(), "s2".into()], "c2")
+        );
+        let (turn, after) = s.secrets_after(&after, 2, |_| true);
+        assert_eq!(
+            (names(turn), after.as_str()),
+            (vec!["s3".into(), "s4".into()], "c4")
+        );
+        // Round again.
+        let (turn, after) = s.secrets_after(&after, 2, |_| true);
+        assert_eq!(
+            (names(turn), after.as_str()),
+            (vec!["s0".into(), "s2".into()], "c2")
+        );
+        // Fewer than a look's worth: each once.
+        let (turn, _) = s.secrets_after("c3", 64, |_| true);
+        assert_eq!(names(turn), ["s4", "s0", "s2", "s3"]);
+        // Secrets a watch holds are not read.
+        let (turn, _) = s.secrets_after("", 64, |k| k.name != "s2");
+        assert_eq!(names(turn), ["s0", "s3", "s4"]);
+    }
+
     #[test]
     fn a_look_wakes_a_step_only_when_it_changes_what_a_step_sees() {
         let mut looks = SecretLooks::default();
