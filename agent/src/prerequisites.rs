@@ -489,7 +489,6 @@ pub async fn watch(
     every: std::time::Duration,
     job: JobConfig,
 ) {
-    use kube::Resource as _;
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     let reporter = Reporter {
         controller: sc_contract::FIELD_MANAGER.to_string(),
@@ -498,7 +497,9 @@ pub async fn watch(
     let mut published: Vec<Finding> = Vec::new();
     let mut reported_pods: Vec<String> = Vec::new();
     let mut broken = BrokenSeen::default();
-    let mut resolved: Option<(String, Arc<ConfigMap>, Arc<Vec<Connection>>)> = None;
+    // What the checks need of the requested connections, by the resourceVersion of
+    // `sc-requests`: not the connections themselves (thousands of them would stay resident).
+    let mut resolved: Option<(String, Arc<Resolved>)> = None;
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -517,15 +518,15 @@ pub async fn watch(
             .ok()
             .flatten()
             .and_then(|m| m.metadata.resource_version);
-        let (requests, connections) = match (&resolved, &version) {
-            (Some((was, requests, connections)), Some(now)) if was == now => {
-                (requests.clone(), connections.clone())
-            }
+        let current = match (&resolved, &version) {
+            (Some((was, current)), Some(now)) if was == now => current.clone(),
             _ => match requested_connections(&client, &ns).await {
                 Ok((requests, connections)) => {
-                    let connections = Arc::new(connections);
-                    resolved = version.map(|v| (v, requests.clone(), connections.clone()));
-                    (requests, connections)
+                    let current = Arc::new(Resolved::of(&requests, &connections));
+                    drop((requests, connections));
+                    crate::runtime::release_free_memory();
+                    resolved = version.map(|v| (v, current.clone()));
+                    current
                 }
                 Err(why) => {
                     tracing::debug!(%why, "prerequisite checks skipped");
@@ -533,8 +534,12 @@ pub async fn watch(
                 }
             },
         };
-        let now = check(&client, connections.iter()).await;
-        let reference = requests.object_ref(&());
+        let now = if current.needs.is_empty() {
+            Vec::new()
+        } else {
+            findings(&current.needs, &observe(&client, &current.needs).await)
+        };
+        let reference = current.reference.clone();
         let recorder = Recorder::new(client.clone(), reporter.clone());
         for f in now.iter().filter(|f| !published.contains(f)) {
             tracing::warn!(object = %f.object, problem = %f.problem, "prerequisite missing");
@@ -589,8 +594,32 @@ pub async fn watch(
         }
         published = now;
         broken
-            .publish(&client, &ns, connections.as_slice(), &recorder, &reference)
+            .publish(&client, &ns, &current.workloads, &recorder, &reference)
             .await;
+    }
+}
+
+/// What the periodic checks need of the requested connections: the connections that need a
+/// prerequisite, what those that list workloads add to them, and `sc-requests` to publish
+/// the events on.
+struct Resolved {
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    needs: Needs,
+    workloads: Vec<crate::workloads::References>,
+}
+
+impl Resolved {
+    fn of(requests: &ConfigMap, connections: &[Connection]) -> Resolved {
+        use kube::Resource as _;
+        Resolved {
+            reference: requests.object_ref(&()),
+            needs: Needs::of(connections),
+            workloads: connections
+                .iter()
+                .map(crate::workloads::References::of)
+                .filter(|r| !r.workloads.is_empty())
+                .collect(),
+        }
     }
 }
 
@@ -651,17 +680,12 @@ impl BrokenSeen {
         &mut self,
         client: &kube::Client,
         ns: &str,
-        connections: &[Connection],
+        refs: &[crate::workloads::References],
         recorder: &kube::runtime::events::Recorder,
         reference: &k8s_openapi::api::core::v1::ObjectReference,
     ) {
-        use crate::workloads::{self, References};
+        use crate::workloads;
         use kube::runtime::events::{Event, EventType};
-        let refs: Vec<References> = connections
-            .iter()
-            .map(References::of)
-            .filter(|r| !r.workloads.is_empty())
-            .collect();
         let mut namespaces: Vec<&str> = refs.iter().map(|r| r.namespace.as_str()).collect();
         namespaces.sort_unstable();
         namespaces.dedup();

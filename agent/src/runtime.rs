@@ -115,6 +115,9 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         settings.config.job.clone(),
     ));
 
+    // The looks at the Secrets read by name (not watched), each drift interval.
+    let secret_looks = observer.look_at_secrets(leader.clone());
+
     let actor = Actor::new(
         client.clone(),
         &ns,
@@ -184,6 +187,8 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
     // Its receiver of the leadership must be gone before the Lease can be released.
     prerequisites.abort();
     let _ = prerequisites.await;
+    secret_looks.abort();
+    let _ = secret_looks.await;
     // Closing the channel makes the lease task release the Lease.
     drop(leader);
     match tokio::time::timeout(Duration::from_secs(10), lease_task).await {
@@ -198,7 +203,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
 /// Hands the memory freed by a step back to the system. A step over thousands of connections
 /// allocates and frees tens of MiB; glibc's allocator would otherwise keep them, and the
 /// resident size would stay at the highest step's.
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap memory to the system; it has no
     // preconditions.

@@ -41,8 +41,9 @@ struct Args {
     /// Secrets deleted (one after the other) at each drift size.
     #[arg(long, default_value_t = 5)]
     drift_deletions: usize,
-    /// Seconds without change over which the agent's idle CPU is measured.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds without change over which the agent's idle CPU is measured, from when the
+    /// agent has run no reconcile step for 2 s; at least twice its periodic looks (30 s).
+    #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
     /// The release build output holding kubesim, sc-agent and sc-job.
     #[arg(long, default_value = "target/release")]
@@ -143,7 +144,7 @@ async fn main() -> Result<()> {
     // Footprint of an idle agent with no connection, sc-job's start-up, the server's rate.
     let c = Cluster::start(&paths).await?;
     let idle0 = scenarios::agent_idle(&c, Duration::from_secs(args.idle_seconds)).await?;
-    raw.push(json!({"scenario": "agent-idle", "connections": 0, "cpuPercent": idle0.cpu_percent, "rssKiB": idle0.rss_kib, "hwmKiB": idle0.hwm_kib}))?;
+    raw.push(json!({"scenario": "agent-idle", "connections": 0, "cpuPercent": idle0.cpu_percent, "rssKiB": idle0.rss_kib, "hwmKiB": idle0.hwm_kib, "steps": idle0.steps, "stepSec": idle0.step_secs, "settleSec": secs(idle0.settle)}))?;
     let mut first = Vec::new();
     for _ in 0..7 {
         let d = firstreq::start_to_first_request(&paths.bin_dir.join("sc-job"), c.dir()).await?;
@@ -192,7 +193,7 @@ async fn main() -> Result<()> {
                 }
                 let idle =
                     scenarios::agent_idle(&c, Duration::from_secs(args.idle_seconds)).await?;
-                raw.push(json!({"scenario": "agent-idle", "connections": n, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib}))?;
+                raw.push(json!({"scenario": "agent-idle", "connections": n, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib, "steps": idle.steps, "stepSec": idle.step_secs, "settleSec": secs(idle.settle)}))?;
                 let peak = bulk
                     .iter()
                     .filter_map(|b| b.job.peak_rss_kib)
@@ -227,7 +228,7 @@ async fn main() -> Result<()> {
         }))?;
         if Some(n) == drift_largest {
             let idle = scenarios::agent_idle(&c, Duration::from_secs(args.idle_seconds)).await?;
-            raw.push(json!({"scenario": "agent-idle", "connections": n, "watchSecrets": true, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib}))?;
+            raw.push(json!({"scenario": "agent-idle", "connections": n, "watchSecrets": true, "cpuPercent": idle.cpu_percent, "rssKiB": idle.rss_kib, "hwmKiB": idle.hwm_kib, "steps": idle.steps, "stepSec": idle.step_secs, "settleSec": secs(idle.settle)}))?;
             watched_idle = Some((n, idle));
         }
         returns.push((n, times));
@@ -352,8 +353,13 @@ async fn main() -> Result<()> {
         )?;
         writeln!(
             t,
-            "| agent idle CPU, {n} connections ({} s) | {:.2} % of a core |",
+            "| agent idle CPU, {n} connections ({} s from 2 s without a reconcile step) | {:.2} % of a core |",
             args.idle_seconds, idle.cpu_percent
+        )?;
+        writeln!(
+            t,
+            "| agent reconcile steps in those {} s, {n} connections | {} ({:.2} s) |",
+            args.idle_seconds, idle.steps, idle.step_secs
         )?;
         writeln!(
             t,
@@ -400,9 +406,11 @@ async fn main() -> Result<()> {
         if let Some((n, idle)) = &watched_idle {
             writeln!(
                 t,
-                "\nThe agent with the Secrets watched, {n} connections, idle {} s: {:.2} % of a core, RSS {:.1} MiB (peak {:.1} MiB).",
+                "\nThe agent with the Secrets watched, {n} connections, idle {} s (from 2 s without a reconcile step): {:.2} % of a core, {} reconcile steps ({:.2} s), RSS {:.1} MiB (peak {:.1} MiB).",
                 args.idle_seconds,
                 idle.cpu_percent,
+                idle.steps,
+                idle.step_secs,
                 idle.rss_kib as f64 / 1024.0,
                 idle.hwm_kib as f64 / 1024.0
             )?;

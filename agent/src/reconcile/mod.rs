@@ -96,13 +96,12 @@ impl Reconciler {
         }
         let plan = plan::plan(&observed, &self.memory, &self.backoff);
         self.memory = plan.memory.clone();
-        let wake = self.actor.act(&observed, &plan).await?;
-        // Secrets read by name are looked at again after the drift interval (no watch reports
-        // them); watched ones need no look.
-        if !observed.secrets_polled {
-            return Ok(wake);
-        }
-        let resync = observed.now + observed.drift_limits.interval;
-        Ok(Some(wake.map_or(resync, |w| w.min(resync))))
+        // Secrets read by name are looked at by a task of their own, which wakes a step when
+        // it finds a change (`Observer::look_at_secrets`): no step is scheduled for them.
+        tracing::debug!(
+            secrets_read_by_name = observed.secrets_polled,
+            "step planned"
+        );
+        self.actor.act(&observed, &plan).await
     }
 }

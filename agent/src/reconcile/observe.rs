@@ -117,10 +117,10 @@ pub struct Observer {
     protected_shards: Option<ProtectedShards>,
     derived: Option<Derived>,
     drift_limits: DriftLimits,
-    /// Where the next step starts reading Secrets.
-    secret_turn: usize,
-    /// Whether the last step read Secrets by name (some are not watched).
-    secrets_polled: bool,
+    /// What the looks at the Secrets read by name (not watched) found.
+    looks: Arc<std::sync::Mutex<SecretLooks>>,
+    /// Woken when a look finds a change.
+    trigger: Arc<Notify>,
     /// The namespaces connections may not target.
     guard: sc_model::NamespaceGuard,
 }
@@ -168,7 +168,7 @@ impl Observer {
                 &client,
                 &config.watch_namespaces,
                 config.watch_secrets,
-                trigger,
+                trigger.clone(),
             ),
         };
         Observer {
@@ -180,8 +180,8 @@ impl Observer {
             protected_shards: None,
             derived: None,
             drift_limits: DriftLimits::default(),
-            secret_turn: 0,
-            secrets_polled: false,
+            looks: Default::default(),
+            trigger,
             guard: config.guard(ns),
         }
     }
@@ -196,8 +196,10 @@ impl Observer {
     /// SecretProviderClasses come from their watches; an object missing from a watch that
     /// has listed is read once, live and metadata only (without our label it is still there;
     /// gone, it was deleted). Secrets are watched the same way with `agent.drift.watchSecrets`;
-    /// otherwise (no grant lets the agent list every Secret) their metadata is read live, at
-    /// most [`LIVE_READS`] a step, in turns.
+    /// otherwise (no grant lets the agent list every Secret) they are read by name by
+    /// [`Observer::look_at_secrets`], a task of its own, and a step takes what its looks
+    /// found; a step reads again, live, only the Secrets last seen drifted (so the step after
+    /// a repair sees it done).
     async fn live(
         &mut self,
         desired: &[Desired],
@@ -205,83 +207,122 @@ impl Observer {
     ) -> BTreeMap<ObjectKey, Live> {
         let mut out = BTreeMap::new();
         let mut reads = 0usize;
-        let keys: BTreeSet<&ObjectKey> = drift::watched_objects(desired, metadata).collect();
-        // Secrets a watch holds (agent.drift.watchSecrets) are taken from it below, with the
-        // other kinds; the rest are read by name.
-        let secrets: Vec<&ObjectKey> = keys
-            .iter()
-            .copied()
-            .filter(|k| k.kind == "Secret" && self.stores.materialized.get(k).is_none())
-            .collect();
-        self.secrets_polled = !secrets.is_empty();
-        // Secrets in turns, from where the last step stopped.
-        let start = if secrets.is_empty() {
-            0
-        } else {
-            self.secret_turn % secrets.len()
+        // Secrets last seen drifted, read again now.
+        let drifted: Vec<ObjectKey> = {
+            let looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+            looks.drifted.keys().take(LIVE_READS).cloned().collect()
         };
-        let turn = secrets[start..].iter().chain(&secrets[..start]).copied();
-        for key in turn.take(LIVE_READS) {
+        for key in &drifted {
             reads += 1;
-            self.secret_turn = self.secret_turn.wrapping_add(1);
-            match self.read_metadata(key).await {
-                Ok(Some(meta)) => {
-                    out.insert(key.clone(), Live::Present(ObjectState::of(&meta)));
+            if let Ok(reading) = read_live(&self.client, key).await {
+                let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
+                looks.record(key, reading);
+            }
+        }
+        let mut polled = false;
+        let looks = self.looks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut missing = Vec::new();
+        for key in drift::watched_objects(desired, metadata) {
+            let seen = match self.stores.materialized.get(key) {
+                // Read by name: what the looks found.
+                None if key.kind == "Secret" => {
+                    polled = true;
+                    if let Some(live) = looks.get(key) {
+                        out.insert(key.clone(), live);
+                    }
+                    continue;
                 }
-                Ok(None) => {
-                    out.insert(key.clone(), Live::Absent);
+                None => continue,
+                Some(seen) => seen,
+            };
+            match seen {
+                Some(state) => {
+                    out.insert(key.clone(), Live::Present(state));
+                }
+                None => missing.push(key),
+            }
+        }
+        self.looks.lock().unwrap_or_else(|e| e.into_inner()).polled = polled;
+        // Objects missing from a watch that has listed, read once.
+        missing.sort();
+        missing.dedup();
+        for key in missing {
+            if reads >= LIVE_READS {
+                break;
+            }
+            reads += 1;
+            match read_live(&self.client, key).await {
+                Ok(live) => {
+                    out.insert(key.clone(), live);
                 }
                 Err(e) => {
                     tracing::debug!(object = %key, error = %e, "reading the metadata failed");
                 }
             }
         }
-        // The other kinds, and the Secrets a watch holds.
-        let watched = |k: &ObjectKey| self.stores.materialized.get(k).is_some();
-        for key in keys
-            .into_iter()
-            .filter(|k| k.kind != "Secret" || watched(k))
-        {
-            let Some(seen) = self.stores.materialized.get(key) else {
-                continue;
-            };
-            let live = match seen {
-                Some(state) => Live::Present(state),
-                None if reads < LIVE_READS => {
-                    reads += 1;
-                    match self.read_metadata(key).await {
-                        Ok(Some(meta)) => Live::Present(ObjectState::of(&meta)),
-                        Ok(None) => Live::Absent,
-                        Err(e) => {
-                            tracing::debug!(object = %key, error = %e, "reading the metadata failed");
-                            continue;
-                        }
-                    }
-                }
-                None => continue,
-            };
-            out.insert(key.clone(), live);
-        }
         out
     }
 
-    /// The metadata of `key` (a watched kind), read live.
-    async fn read_metadata(&self, key: &ObjectKey) -> kube::Result<Option<ObjectMeta>> {
-        let c = self.client.clone();
-        let ns = key.namespace.as_str();
-        Ok(match key.kind.as_str() {
-            "Secret" => Api::<PartialObjectMeta<Secret>>::namespaced(c, ns)
-                .get_metadata_opt(&key.name)
-                .await?
-                .map(|p| p.metadata),
-            "ServiceAccount" => Api::<PartialObjectMeta<ServiceAccount>>::namespaced(c, ns)
-                .get_metadata_opt(&key.name)
-                .await?
-                .map(|p| p.metadata),
-            _ => Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(c, ns, &spc_resource())
-                .get_metadata_opt(&key.name)
-                .await?
-                .map(|p| p.metadata),
+    /// Reads, every drift interval while `leader` holds, the metadata of the next
+    /// [`LIVE_READS`] Secrets (in turns, by metadata ConfigMap) that applied connections list
+    /// and no watch holds, and the Secrets last seen drifted; wakes a step only when what it
+    /// found changes what a step sees (a Secret found drifted, or no longer). A look costs
+    /// [`LIVE_READS`] small reads and no step: at rest the agent does no other work for it
+    /// (with every Secret watched, a walk of the metadata in memory and no read).
+    pub fn look_at_secrets(
+        &self,
+        leader: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let metadata = self.stores.metadata.clone();
+        let materialized = self.stores.materialized.clone();
+        let looks = self.looks.clone();
+        let trigger = self.trigger.clone();
+        let every = std::time::Duration::from_secs(self.drift_limits.interval.max(1) as u64);
+        tokio::spawn(async move {
+            if metadata.wait_until_ready().await.is_err() {
+                return;
+            }
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The metadata ConfigMap after which the next look starts.
+            let mut after = String::new();
+            loop {
+                tick.tick().await;
+                if !*leader.borrow() {
+                    continue;
+                }
+                let (turn, next) =
+                    metadata.secrets_after(&after, LIVE_READS, |k| materialized.get(k).is_none());
+                after = next;
+                let again: Vec<ObjectKey> = {
+                    let l = looks.lock().unwrap_or_else(|e| e.into_inner());
+                    l.drifted
+                        .keys()
+                        .filter(|k| !turn.contains(k))
+                        .take(LIVE_READS)
+                        .cloned()
+                        .collect()
+                };
+                let mut changed = false;
+                for key in turn.iter().chain(&again) {
+                    match read_live(&client, key).await {
+                        Ok(reading) => {
+                            changed |= looks
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .record(key, reading);
+                        }
+                        Err(e) => {
+                            tracing::debug!(object = %key, error = %e, "reading the metadata failed");
+                        }
+                    }
+                }
+                if changed {
+                    tracing::debug!("a look at the Secrets found a change");
+                    trigger.notify_one();
+                }
+            }
         })
     }
 
@@ -376,7 +417,7 @@ impl Observer {
             now,
             live,
             drift_limits: self.drift_limits,
-            secrets_polled: self.secrets_polled,
+            secrets_polled: self.looks.lock().unwrap_or_else(|e| e.into_inner()).polled,
         })))
     }
 
@@ -603,6 +644,47 @@ impl MetadataStore {
         self.ready.clone().wait_for(|r| *r).await.map(|_| ())
     }
 
+    /// Up to `n` Secrets (those `wanted` keeps) that applied connections list, taken in the
+    /// order of their metadata ConfigMaps from the first after `after`, wrapping around;
+    /// with the name of the last ConfigMap taken, where the next turn starts.
+    fn secrets_after(
+        &self,
+        after: &str,
+        n: usize,
+        wanted: impl Fn(&ObjectKey) -> bool,
+    ) -> (Vec<ObjectKey>, String) {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        let mut last = after.to_string();
+        let from = (Excluded(after.to_string()), Unbounded);
+        let to = (Unbounded, Included(after.to_string()));
+        for (name, m) in map
+            .range::<String, _>(from)
+            .chain(map.range::<String, _>(to))
+        {
+            if out.len() >= n {
+                break;
+            }
+            last = name.clone();
+            let applied = m.status.as_ref().filter(|s| {
+                m.requested.as_ref().is_some_and(|r| {
+                    !r.hash.is_empty()
+                        && s.applied_hash.as_deref() == Some(r.hash.as_str())
+                        && s.failure_for(&r.hash).is_none()
+                })
+            });
+            out.extend(
+                applied
+                    .into_iter()
+                    .flat_map(|s| s.objects.iter())
+                    .filter(|o| o.kind == "Secret" && wanted(o))
+                    .cloned(),
+            );
+        }
+        (out, last)
+    }
+
     /// Every metadata ConfigMap, in name order.
     fn snapshot(&self) -> Vec<Metadata> {
         self.map
@@ -616,6 +698,86 @@ impl MetadataStore {
 
 /// Objects read live in one step, at most: Secrets, and objects missing from their watch.
 const LIVE_READS: usize = 64;
+
+/// What `key` (a watched kind) is, read live, metadata only.
+async fn read_live(client: &Client, key: &ObjectKey) -> kube::Result<Live> {
+    let c = client.clone();
+    let ns = key.namespace.as_str();
+    let meta = match key.kind.as_str() {
+        "Secret" => Api::<PartialObjectMeta<Secret>>::namespaced(c, ns)
+            .get_metadata_opt(&key.name)
+            .await?
+            .map(|p| p.metadata),
+        "ServiceAccount" => Api::<PartialObjectMeta<ServiceAccount>>::namespaced(c, ns)
+            .get_metadata_opt(&key.name)
+            .await?
+            .map(|p| p.metadata),
+        _ => Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(c, ns, &spc_resource())
+            .get_metadata_opt(&key.name)
+            .await?
+            .map(|p| p.metadata),
+    };
+    Ok(match meta {
+        Some(meta) => Live::Present(ObjectState::of(&meta)),
+        None => Live::Absent,
+    })
+}
+
+/// What the looks at the Secrets read by name found: in full only the Secrets found drifted
+/// (deleted, without our label, written by another field manager), since a Secret found as
+/// sc-job left it counts as unseen for the drift stage; of those, a 64-bit hash of the key,
+/// so 10,000 Secrets cost 160 KB, not a copy of every name.
+#[derive(Debug, Clone, Default)]
+struct SecretLooks {
+    /// The Secrets last found drifted, with what was found.
+    drifted: BTreeMap<ObjectKey, Live>,
+    /// Hashes of the keys of the Secrets last found as sc-job left them.
+    clean: std::collections::HashSet<u64>,
+    /// Whether the last step had Secrets to take from the looks (some are not watched).
+    polled: bool,
+}
+
+impl SecretLooks {
+    fn key_hash(key: &ObjectKey) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    fn is_clean(live: &Live) -> bool {
+        matches!(live, Live::Present(s) if s.labelled && s.foreign_write.is_none())
+    }
+
+    /// Records what a read of `key` found; whether that changes what a step sees.
+    fn record(&mut self, key: &ObjectKey, live: Live) -> bool {
+        let h = Self::key_hash(key);
+        if Self::is_clean(&live) {
+            self.clean.insert(h);
+            self.drifted.remove(key).is_some()
+        } else {
+            self.clean.remove(&h);
+            if self.drifted.get(key) == Some(&live) {
+                return false;
+            }
+            self.drifted.insert(key.clone(), live);
+            true
+        }
+    }
+
+    /// What the looks last found of `key`, if they read it.
+    fn get(&self, key: &ObjectKey) -> Option<Live> {
+        if let Some(l) = self.drifted.get(key) {
+            return Some(l.clone());
+        }
+        self.clean
+            .contains(&Self::key_hash(key))
+            .then_some(Live::Present(ObjectState {
+                labelled: true,
+                foreign_write: None,
+            }))
+    }
+}
 
 /// The label selector of what sc-job materializes.
 const MATERIALIZED_SELECTOR: &str = "app.kubernetes.io/managed-by=sc-extension";
@@ -730,31 +892,44 @@ impl MaterializedStore {
                             m.name.clone().unwrap_or_default(),
                         )
                     };
-                    match event {
-                        Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                    // A step is woken only when what a step sees changes: not for a
+                    // relist that finds what was there, nor for a write that leaves the
+                    // label and the field managers as they were (sc-job's own applies).
+                    let changed = match event {
+                        Ok(watcher::Event::Init) => {
+                            relist = Some(BTreeMap::new());
+                            false
+                        }
                         Ok(watcher::Event::InitApply(m)) => {
                             relist
                                 .get_or_insert_default()
                                 .insert(key(&m), ObjectState::of(&m));
+                            false
                         }
                         Ok(watcher::Event::InitDone) => {
-                            *w.map.write().unwrap_or_else(|e| e.into_inner()) =
-                                relist.take().unwrap_or_default();
-                            w.listed.store(true, std::sync::atomic::Ordering::Release);
+                            let new = relist.take().unwrap_or_default();
+                            let mut map = w.map.write().unwrap_or_else(|e| e.into_inner());
+                            let was_listed =
+                                w.listed.swap(true, std::sync::atomic::Ordering::AcqRel);
+                            let changed = !was_listed || *map != new;
+                            *map = new;
                             failing = false;
+                            changed
                         }
                         Ok(watcher::Event::Apply(m)) => {
+                            let state = ObjectState::of(&m);
                             w.map
                                 .write()
                                 .unwrap_or_else(|e| e.into_inner())
-                                .insert(key(&m), ObjectState::of(&m));
+                                .insert(key(&m), state.clone())
+                                .is_none_or(|was| was != state)
                         }
-                        Ok(watcher::Event::Delete(m)) => {
-                            w.map
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&key(&m));
-                        }
+                        Ok(watcher::Event::Delete(m)) => w
+                            .map
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&key(&m))
+                            .is_some(),
                         Err(e) => {
                             // A cluster without the CSI driver does not serve
                             // SecretProviderClasses: said once, not on every retry.
@@ -762,10 +937,13 @@ impl MaterializedStore {
                                 tracing::info!(kind = w.kind, namespace = ?w.namespace, error = %e, "the drift watch failed, retrying");
                             }
                             failing = true;
-                            continue;
+                            relist = None;
+                            false
                         }
+                    };
+                    if changed {
+                        trigger.notify_one();
                     }
-                    trigger.notify_one();
                 }
             });
         }
@@ -804,7 +982,12 @@ where
     P: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let meta = |mut p: P| std::mem::take(p.meta_mut());
+    // The watcher starts every attempt to list with `Init`, and the backoff starts afresh on
+    // every item that is not an error: a list that fails each time (a cluster without the
+    // CSI driver serves no SecretProviderClasses) would be retried every second, forever,
+    // instead of backing off. A (re)list is begun by its first `InitApply` or `InitDone`.
     watcher(api, config)
+        .filter(|e| std::future::ready(!matches!(e, Ok(watcher::Event::Init))))
         .default_backoff()
         .map(move |e| {
             e.map(|e| match e {
@@ -900,5 +1083,107 @@ mod tests {
         assert!(journal_tail(Some("[]")).is_empty());
         assert!(journal_tail(Some("not json")).is_empty());
         assert!(journal_tail(None).is_empty());
+    }
+
+    fn secret(name: &str) -> ObjectKey {
+        ObjectKey {
+            kind: "Secret".into(),
+            namespace: "apps".into(),
+            name: name.into(),
+        }
+    }
+
+    fn present(labelled: bool, foreign: Option<&str>) -> Live {
+        Live::Present(ObjectState {
+            labelled,
+            foreign_write: foreign.map(|m| (m.to_string(), "2026-01-01T00:00:00Z".to_string())),
+        })
+    }
+
+    /// A metadata store of connections `c0`..`c{n-1}`, each listing its Secret; `c1` is not
+    /// applied (its last run was for another hash).
+    fn store(n: usize) -> MetadataStore {
+        let (_tx, ready) = tokio::sync::watch::channel(true);
+        let map = (0..n)
+            .map(|i| {
+                let name = format!("c{i}");
+                let applied = if i == 1 { "old" } else { "h" };
+                let m = Metadata {
+                    configmap: name.clone(),
+                    connection: name.clone(),
+                    requested: Some(crate::contract::Requested {
+                        hash: "h".into(),
+                        revision: 1,
+                        phase: crate::contract::RequestedPhase::Pending,
+                    }),
+                    status: Some(Arc::new(crate::contract::Status {
+                        phase: crate::contract::RunPhase::Ready,
+                        hash: Some(applied.into()),
+                        applied_hash: Some(applied.into()),
+                        objects: vec![secret(&format!("s{i}"))],
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                };
+                (name, m)
+            })
+            .collect();
+        MetadataStore {
+            map: Arc::new(RwLock::new(map)),
+            ready,
+        }
+    }
+
+    #[test]
+    fn the_looks_take_the_secrets_of_applied_connections_in_turns() {
+        let s = store(5);
+        let names =
+            |keys: Vec<ObjectKey>| -> Vec<String> { keys.into_iter().map(|k| k.name).collect() };
+        let (turn, after) = s.secrets_after("", 2, |_| true);
+        assert_eq!(
+            (names(turn), after.as_str()),
+            (vec!["s0".into(), "s2".into()], "c2")
+        );
+        let (turn, after) = s.secrets_after(&after, 2, |_| true);
+        assert_eq!(
+            (names(turn), after.as_str()),
+            (vec!["s3".into(), "s4".into()], "c4")
+        );
+        // Round again.
+        let (turn, after) = s.secrets_after(&after, 2, |_| true);
+        assert_eq!(
+            (names(turn), after.as_str()),
+            (vec!["s0".into(), "s2".into()], "c2")
+        );
+        // Fewer than a look's worth: each once.
+        let (turn, _) = s.secrets_after("c3", 64, |_| true);
+        assert_eq!(names(turn), ["s4", "s0", "s2", "s3"]);
+        // Secrets a watch holds are not read.
+        let (turn, _) = s.secrets_after("", 64, |k| k.name != "s2");
+        assert_eq!(names(turn), ["s0", "s3", "s4"]);
+    }
+
+    #[test]
+    fn a_look_wakes_a_step_only_when_it_changes_what_a_step_sees() {
+        let mut looks = SecretLooks::default();
+        let (a, b) = (secret("a"), secret("b"));
+        assert_eq!(looks.get(&a), None, "never read");
+        // As sc-job left it: the same as unread for the drift stage, no step.
+        assert!(!looks.record(&a, present(true, None)));
+        assert_eq!(looks.get(&a), Some(present(true, None)));
+        assert_eq!(looks.get(&b), None);
+        // Deleted: a step; the same again: none.
+        assert!(looks.record(&a, Live::Absent));
+        assert_eq!(looks.get(&a), Some(Live::Absent));
+        assert!(!looks.record(&a, Live::Absent));
+        // Back as sc-job left it (repaired): a step, and it is clean again.
+        assert!(looks.record(&a, present(true, None)));
+        assert_eq!(looks.get(&a), Some(present(true, None)));
+        assert!(looks.drifted.is_empty());
+        // Written by another manager, then its label removed: a step each.
+        assert!(looks.record(&b, present(true, Some("kubectl-patch"))));
+        assert!(looks.record(&b, present(false, Some("kubectl-patch"))));
+        assert_eq!(looks.get(&b), Some(present(false, Some("kubectl-patch"))));
+        assert_eq!(looks.drifted.len(), 1);
     }
 }
