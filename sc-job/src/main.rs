@@ -276,7 +276,7 @@ async fn run(args: Args) -> u8 {
             }
         }
     };
-    let requested = requested_specs(cs, &validated, &requests);
+    let requested = requested_specs(cs, &validated, &requests, inputs.requests.revision);
     let recorder = ResultRecorder {
         listed,
         requested,
@@ -362,12 +362,14 @@ async fn run(args: Args) -> u8 {
 }
 
 /// What is requested of each connection `cs` applies that the requests still name, to record
-/// with its result: a valid connection with its current content hash, an invalid one with
-/// the hash the change set carries (the agent's, computed over every connection).
+/// with its result: a valid connection with its content hash in the requests read (of
+/// `revision`), an invalid one with the hash the change set carries (the agent's, computed
+/// over every connection) and the change set's revision.
 fn requested_specs(
     cs: &sc_contract::ChangeSet,
     validated: &inputs::Validated,
     requests: &serde_json::Value,
+    revision: i64,
 ) -> std::collections::BTreeMap<String, record::RequestedSpec> {
     let mut out = std::collections::BTreeMap::new();
     let mut invalid = serde_json::Map::new();
@@ -376,7 +378,12 @@ fn requested_specs(
         if let Some(conn) = validated.set.get(&entry.name) {
             let spec = sc_contract::spec_text(conn);
             let hash = conn.hash.clone();
-            out.insert(entry.name.clone(), record::RequestedSpec { spec, hash });
+            let spec = record::RequestedSpec {
+                spec,
+                hash,
+                revision,
+            };
+            out.insert(entry.name.clone(), spec);
         } else if validated.invalid.contains_key(&entry.name)
             && let Some(raw) = requests.get(&entry.name)
         {
@@ -390,8 +397,12 @@ fn requested_specs(
             let Some(hash) = carried.get(check.name.as_str()).map(|h| h.to_string()) else {
                 continue;
             };
-            let spec = sc_contract::checked_spec_text(&check);
-            out.insert(check.name, record::RequestedSpec { spec, hash });
+            let spec = record::RequestedSpec {
+                spec: sc_contract::checked_spec_text(&check),
+                hash,
+                revision: cs.revision,
+            };
+            out.insert(check.name, spec);
         }
     }
     out

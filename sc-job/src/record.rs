@@ -46,16 +46,18 @@ pub struct RequestedSpec {
     pub spec: String,
     /// The content hash of the request.
     pub hash: String,
+    /// The revision of the requests it was read from: `requested.json` takes it when its
+    /// hash is new.
+    pub revision: i64,
 }
 
 /// Puts `spec.json` and `requested.json` of `requested` into `data` (a metadata ConfigMap's,
-/// as read), for a change set of `revision`: the revision of `requested.json` stays when the
-/// hash it records is the same.
-pub fn put_requested(data: &mut BTreeMap<String, String>, requested: &RequestedSpec, revision: i64) {
+/// as read): the revision of `requested.json` stays when the hash it records is the same.
+pub fn put_requested(data: &mut BTreeMap<String, String>, requested: &RequestedSpec) {
     let existing: Option<Requested> = data
         .get(REQUESTED_KEY)
         .and_then(|t| serde_json::from_str(t).ok());
-    let document = requested_document(&requested.hash, revision, existing.as_ref());
+    let document = requested_document(&requested.hash, requested.revision, existing.as_ref());
     data.insert(SPEC_KEY.into(), requested.spec.clone());
     data.insert(REQUESTED_KEY.into(), to_json(&document));
 }
@@ -171,7 +173,7 @@ impl ResultRecorder<'_> {
             if run.action == Action::Apply
                 && let Some(requested) = self.requested.get(&run.name)
             {
-                put_requested(data, requested, self.revision);
+                put_requested(data, requested);
             }
             self.complete_metadata(&mut cm, &name, &run.name);
             let obj = serde_json::to_value(&cm).unwrap_or_default();
@@ -306,25 +308,31 @@ mod tests {
         let spec = RequestedSpec {
             spec: r#"{"name":"c"}"#.into(),
             hash: "h1".into(),
+            revision: 3,
         };
         let mut data = BTreeMap::new();
-        put_requested(&mut data, &spec, 3);
+        put_requested(&mut data, &spec);
         assert_eq!(data[SPEC_KEY], r#"{"name":"c"}"#);
         assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h1","revision":3}"#);
-        put_requested(&mut data, &spec, 5);
+        let later = RequestedSpec {
+            revision: 5,
+            ..spec.clone()
+        };
+        put_requested(&mut data, &later);
         assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h1","revision":3}"#);
         // What an earlier agent wrote is read, and replaced by the current form.
         data.insert(
             REQUESTED_KEY.into(),
             r#"{"hash":"h1","revision":2,"phase":"Applying"}"#.into(),
         );
-        put_requested(&mut data, &spec, 5);
+        put_requested(&mut data, &later);
         assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h1","revision":2}"#);
         let changed = RequestedSpec {
             hash: "h2".into(),
+            revision: 6,
             ..spec
         };
-        put_requested(&mut data, &changed, 6);
+        put_requested(&mut data, &changed);
         assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h2","revision":6}"#);
     }
 }
