@@ -156,15 +156,26 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         if !is_leader || !health.ready.load(Ordering::Acquire) {
             continue;
         }
-        // Debounce: collect the triggers of a burst of changes, unless the request objects
-        // changed and arrived whole.
-        let seen = reconciler.requests_version();
-        let wait = debounce_for(stepped_on.as_deref(), seen.as_ref(), settings.debounce);
-        if !wait.is_zero() {
-            tokio::select! {
-                _ = stop_rx.wait_for(|s| *s) => break,
-                _ = tokio::time::sleep(wait) => {}
+        // Debounce: collect the triggers of a burst of changes, until the request objects
+        // changed and are whole (at once when they arrived whole).
+        let deadline = tokio::time::Instant::now() + settings.debounce;
+        let mut stopping = false;
+        loop {
+            let seen = reconciler.requests_version();
+            if debounce_for(stepped_on.as_deref(), seen.as_ref(), settings.debounce).is_zero() {
+                break;
             }
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {
+                    stopping = true;
+                    break;
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = trigger.notified() => {}
+            }
+        }
+        if stopping {
+            break;
         }
         if !*leader.borrow() {
             continue;
