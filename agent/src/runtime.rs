@@ -286,7 +286,10 @@ mod tests {
         let whole = ("sc-requests@2;sc-protected@1;".to_string(), true);
         let partial = ("sc-requests@2;".to_string(), false);
         // A new revision that arrived whole: at once, also at the first step.
-        assert_eq!(debounce_for(Some("sc-requests@1;"), Some(&whole), d), Duration::ZERO);
+        assert_eq!(
+            debounce_for(Some("sc-requests@1;"), Some(&whole), d),
+            Duration::ZERO
+        );
         assert_eq!(debounce_for(None, Some(&whole), d), Duration::ZERO);
         // Part of a revision (a shard or the protected Secret of another one): wait.
         assert_eq!(debounce_for(Some("sc-requests@1;"), Some(&partial), d), d);

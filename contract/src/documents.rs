@@ -354,10 +354,16 @@ mod tests {
             "bad": {"targetType": "nope", "secrets": {"x": "s3cr3t"}},
         }));
         let bad = checked_spec_text(&checks[0]);
-        assert!(bad.contains(r#""name":"bad""#) && !bad.contains("s3cr3t"), "{bad}");
+        assert!(
+            bad.contains(r#""name":"bad""#) && !bad.contains("s3cr3t"),
+            "{bad}"
+        );
         let ok = checked_spec_text(&checks[1]);
         assert_eq!(ok, spec_text(checks[1].connection.as_ref().unwrap()));
-        assert!(ok.contains("storage-blob") && !ok.contains("s3cr3t"), "{ok}");
+        assert!(
+            ok.contains("storage-blob") && !ok.contains("s3cr3t"),
+            "{ok}"
+        );
     }
 
     /// `status.json` as sc-job has always written it, field for field.

@@ -83,7 +83,7 @@ pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
     let carried: BTreeMap<&str, (&ChangeEntry, bool)> = {
         let by_name: BTreeMap<&str, &Metadata> = metadata
             .iter()
-            .map(|m| (m.connection.as_str(), &*m))
+            .map(|m| (m.connection.as_str(), m))
             .collect();
         changeset
             .connections

@@ -834,7 +834,11 @@ mod tests {
         assert!(d[1].errors.is_empty());
         for x in &d {
             assert_eq!(x.hash.len(), 64);
-            assert!(x.errors.iter().all(|e| !e.contains("s3cr3t")), "{:?}", x.errors);
+            assert!(
+                x.errors.iter().all(|e| !e.contains("s3cr3t")),
+                "{:?}",
+                x.errors
+            );
         }
     }
 
@@ -1308,8 +1312,7 @@ mod tests {
         assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Deleted, 1)]));
         // Metadata an earlier agent marked Deleted is removed the same way.
         let legacy = Metadata {
-            requested: serde_json::from_str(r#"{"hash":"","revision":2,"phase":"Deleted"}"#)
-                .ok(),
+            requested: serde_json::from_str(r#"{"hash":"","revision":2,"phase":"Deleted"}"#).ok(),
             ..gone.clone()
         };
         let p = plan(

@@ -342,23 +342,25 @@ fn capture_in_flight(dir: &Path) {
     // from the requests of revision 3, the change set in flight and the metadata.
     wait_for_state(SETTLE, "revision 3 to be requested", || {
         let out = c.sc_agent(&["list", "-n", &ns, "-o", "json"]);
-        let phases: std::collections::BTreeMap<String, String> =
-            parsed(out.ok(), "sc-agent list")
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                    (s("name"), s("phase"))
-                })
-                .collect();
+        let phases: std::collections::BTreeMap<String, String> = parsed(out.ok(), "sc-agent list")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (s("name"), s("phase"))
+            })
+            .collect();
         let want = [
             ("alpha", "Pending"),
             ("beta", "Applying"),
             ("delta", "Pending"),
             ("gamma", "Deleted"),
         ];
-        if want.iter().all(|(n, p)| phases.get(*n).map(String::as_str) == Some(*p)) {
+        if want
+            .iter()
+            .all(|(n, p)| phases.get(*n).map(String::as_str) == Some(*p))
+        {
             Ok(())
         } else {
             Err(format!("phases {phases:?}"))

@@ -351,7 +351,11 @@ fn settled() {
     );
     // Runs are reported by the Job controller and the journals, not by events of the agent's.
     for reason in ["JobCreated", "JobSucceeded"] {
-        assert_eq!(new_events(&c, &base, reason), Vec::<String>::new(), "{reason}");
+        assert_eq!(
+            new_events(&c, &base, reason),
+            Vec::<String>::new(),
+            "{reason}"
+        );
     }
 
     // Phases as before, `gone` finished (its metadata removed by the agent, its Secret kept).
@@ -570,7 +574,11 @@ fn in_flight(how: Unstick) {
     };
     assert_eq!(ran.len(), want_outcomes, "change sets run: {ran:?}");
     for reason in ["JobFailed", "JobCreated", "JobSucceeded"] {
-        assert_eq!(new_events(&c, &base, reason), Vec::<String>::new(), "{reason}");
+        assert_eq!(
+            new_events(&c, &base, reason),
+            Vec::<String>::new(),
+            "{reason}"
+        );
     }
     let pods = new_job_pods(&c, &base);
     assert_eq!(pods.len(), want_outcomes, "pods created: {pods:?}");
