@@ -107,12 +107,14 @@ fn typed(obj: Option<serde_json::Value>) -> Option<ConfigMap> {
 }
 
 impl ResultRecorder<'_> {
-    /// The metadata ConfigMap of `connection`, if it exists: from the list read at the start,
-    /// else (not listed, e.g. it lost its labels, or no list) read now.
+    /// The metadata ConfigMap of `connection`, if it exists: from the list read at the start
+    /// (a connection no run has recorded has none: not read again one by one), else (no list)
+    /// read now. One that lost its labels is missing from the list: [`Self::record`]'s create
+    /// then conflicts, and it is read and updated.
     pub async fn metadata(&self, connection: &str) -> Result<Option<ConfigMap>, RunError> {
         let name = metadata_name(connection);
-        if let Some(cm) = self.listed.as_ref().and_then(|l| l.get(&name)) {
-            return Ok(Some(cm.clone()));
+        if let Some(listed) = &self.listed {
+            return Ok(listed.get(&name).cloned());
         }
         self.fetch(&name).await
     }
