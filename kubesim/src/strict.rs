@@ -13,7 +13,8 @@ use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 
 fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Option<Value> {
-    let typed: T = serde_json::from_value(v.clone()).ok()?;
+    // Decoded from the borrowed value: no copy of the object first.
+    let typed = T::deserialize(v).ok()?;
     serde_json::to_value(&typed).ok()
 }
 
@@ -123,31 +124,52 @@ pub fn unknown(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     if info.custom {
         return Vec::new();
     }
-    let mut probe = obj.clone();
-    if let Some(m) = probe.as_object_mut() {
-        m.remove("status");
-    }
+    let mut stripped = None;
+    let probe = without_status(obj, &mut stripped);
     let mut out = Vec::new();
-    if let Some(known) = typed_roundtrip(info, &probe) {
-        unknown_fields(&probe, &known, "", &mut out);
+    if let Some(known) = typed_roundtrip(info, probe) {
+        unknown_fields(probe, &known, "", &mut out);
     }
     out
+}
+
+/// `obj` without `status`: `obj` itself when it has none, else a copy kept in `slot`.
+fn without_status<'a>(obj: &'a Value, slot: &'a mut Option<Value>) -> &'a Value {
+    if obj.get("status").is_none() {
+        return obj;
+    }
+    let mut copy = obj.clone();
+    if let Some(m) = copy.as_object_mut() {
+        m.remove("status");
+    }
+    slot.insert(copy)
 }
 
 /// `fieldValidation=Ignore|Warn`: drop the fields of a built-in kind its type does not have,
 /// as decoding into the API server's types does. `status` is left alone; custom resources and
 /// undecodable bodies are kept as they are.
 pub fn drop_unknown(info: &ResourceInfo, obj: &mut Value) {
+    drop_unknown_reporting(info, obj);
+}
+
+/// [`drop_unknown`] that also returns the paths [`unknown`] reports (the non-null fields
+/// dropped), from the same decoding; `None` when nothing was decoded (custom resources,
+/// undecodable bodies), so nothing was dropped.
+pub fn drop_unknown_reporting(info: &ResourceInfo, obj: &mut Value) -> Option<Vec<String>> {
     if info.custom || !obj.is_object() {
-        return;
+        return None;
     }
     let status = obj.as_object_mut().and_then(|m| m.remove("status"));
-    if let Some(known) = typed_roundtrip(info, obj) {
-        prune(obj, &known);
+    let known = typed_roundtrip(info, obj);
+    let mut out = Vec::new();
+    if let Some(known) = &known {
+        unknown_fields(obj, known, "", &mut out);
+        prune(obj, known);
     }
     if let (Some(s), Some(m)) = (status, obj.as_object_mut()) {
         m.insert("status".into(), s);
     }
+    known.map(|_| out)
 }
 
 /// 400 `<Kind> in version "v1" cannot be handled as a <Kind>: strict decoding error: unknown
@@ -156,12 +178,24 @@ pub fn drop_unknown(info: &ResourceInfo, obj: &mut Value) {
 /// patch object (...): .spec.foo: field not declared in schema`. Custom resources and
 /// undecodable bodies pass.
 pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiError> {
+    check_decoded(info, obj, apply).map(|_| ())
+}
+
+/// [`check`], telling whether the object was decoded (true: it has no field its type lacks
+/// but null ones; false: a custom resource or an undecodable body, passed unchecked).
+pub fn check_decoded(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<bool, ApiError> {
     if info.custom {
-        return Ok(());
+        return Ok(false);
     }
-    let unknown = unknown(info, obj);
+    let mut stripped = None;
+    let probe = without_status(obj, &mut stripped);
+    let Some(known) = typed_roundtrip(info, probe) else {
+        return Ok(false);
+    };
+    let mut unknown = Vec::new();
+    unknown_fields(probe, &known, "", &mut unknown);
     if unknown.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     if apply {
         let gv = info.api_version();

@@ -773,24 +773,32 @@ pub(crate) fn record_update(
         .to_string();
     let kind = text_field(new, "kind").unwrap_or_default();
     let schema = Schema::for_kind(&api_version, kind);
-    let old = old.cloned().unwrap_or_else(|| json!({}));
+    let empty = json!({});
+    let old = old.unwrap_or(&empty);
 
     // As the API server: managedFields sent with the write win, `[{}]` resets them, and
     // a write without any keeps the stored ones.
-    let entries = match new
+    let sent: Vec<Entry> = match new
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
     {
         Some(items) if items.len() == 1 && items[0] == json!({}) => Vec::new(),
-        Some(items) if !parse_entries(Some(&Value::Array(items.clone()))).is_empty() => {
-            parse_entries(Some(&Value::Array(items.clone())))
-        }
-        _ => parse_entries(old.pointer("/metadata/managedFields")),
+        Some(items) => items.iter().filter_map(Entry::from_json).collect(),
+        None => Vec::new(),
+    };
+    let reset = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.len() == 1 && items[0] == json!({}));
+    let entries = if reset || !sent.is_empty() {
+        sent
+    } else {
+        parse_entries(old.pointer("/metadata/managedFields"))
     };
 
     let mut diff = Diff::default();
     compare(
-        Some(&without_ignored(&old)),
+        Some(&without_ignored(old)),
         Some(&without_ignored(new)),
         &mut Walk::new(&schema),
         &mut diff,
