@@ -72,27 +72,33 @@ fn typed_roundtrip(info: &ResourceInfo, v: &Value) -> Option<Value> {
     }
 }
 
-fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+/// Appends to `out` the paths of the non-null fields of `input` that `known` lacks. `path` is
+/// the position of `input` (restored on return); a path is only written out when reported.
+fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) {
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, val) in i {
                 if val.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match k.get(key) {
-                    None => out.push(p),
-                    Some(kv) => unknown_fields(val, kv, &p, out),
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(key);
+                match k.get(key) {
+                    None => out.push(path.clone()),
+                    Some(kv) => unknown_fields(val, kv, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(k)) => {
             for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
-                unknown_fields(iv, kv, &format!("{path}[{n}]"), out);
+                let len = path.len();
+                path.push_str(&format!("[{n}]"));
+                unknown_fields(iv, kv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -128,7 +134,7 @@ pub fn unknown(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     let probe = without_status(obj, &mut stripped);
     let mut out = Vec::new();
     if let Some(known) = typed_roundtrip(info, probe) {
-        unknown_fields(probe, &known, "", &mut out);
+        unknown_fields(probe, &known, &mut String::new(), &mut out);
     }
     out
 }
@@ -163,7 +169,7 @@ pub fn drop_unknown_reporting(info: &ResourceInfo, obj: &mut Value) -> Option<Ve
     let known = typed_roundtrip(info, obj);
     let mut out = Vec::new();
     if let Some(known) = &known {
-        unknown_fields(obj, known, "", &mut out);
+        unknown_fields(obj, known, &mut String::new(), &mut out);
         prune(obj, known);
     }
     if let (Some(s), Some(m)) = (status, obj.as_object_mut()) {
@@ -193,7 +199,7 @@ pub fn check_decoded(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<bo
         return Ok(false);
     };
     let mut unknown = Vec::new();
-    unknown_fields(probe, &known, "", &mut unknown);
+    unknown_fields(probe, &known, &mut String::new(), &mut unknown);
     if unknown.is_empty() {
         return Ok(true);
     }

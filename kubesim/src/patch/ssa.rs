@@ -513,6 +513,73 @@ fn without_ignored(object: &Value) -> Value {
     out
 }
 
+/// `metadata` as [`without_ignored`] leaves it: `None` when absent or holding only ignored
+/// fields; a copy without the ignored fields (managedFields above all) otherwise.
+fn stripped_meta(meta: Option<&Value>) -> Option<std::borrow::Cow<'_, Value>> {
+    let meta = meta?;
+    let Value::Object(m) = meta else {
+        return Some(std::borrow::Cow::Borrowed(meta));
+    };
+    let kept: Map<String, Value> = m
+        .iter()
+        .filter(|(k, _)| !META_IGNORED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!kept.is_empty()).then_some(std::borrow::Cow::Owned(Value::Object(kept)))
+}
+
+/// `compare(Some(&without_ignored(old)), Some(&without_ignored(new)), ..)` at the root,
+/// without copying either object (only their metadata, managedFields left out).
+fn compare_stripped(old: &Value, new: &Value, walk: &mut Walk, diff: &mut Diff) {
+    let (Some(l), Some(r)) = (old.as_object(), new.as_object()) else {
+        compare(
+            Some(&without_ignored(old)),
+            Some(&without_ignored(new)),
+            walk,
+            diff,
+        );
+        return;
+    };
+    if walk.strategy() == Some(Strategy::AtomicMap) || !walk.elements.is_empty() {
+        compare(
+            Some(&without_ignored(old)),
+            Some(&without_ignored(new)),
+            walk,
+            diff,
+        );
+        return;
+    }
+    let (lm, rm) = (
+        stripped_meta(l.get("metadata")),
+        stripped_meta(r.get("metadata")),
+    );
+    let lmeta = lm.as_deref();
+    let rmeta = rm.as_deref();
+    let left = |key: &str| -> Option<&Value> {
+        match key {
+            "apiVersion" | "kind" => None,
+            "metadata" => lmeta,
+            _ => l.get(key),
+        }
+    };
+    let right = |key: &str| -> Option<&Value> {
+        match key {
+            "apiVersion" | "kind" => None,
+            "metadata" => rmeta,
+            _ => r.get(key),
+        }
+    };
+    for key in l
+        .keys()
+        .filter(|k| left(k).is_some())
+        .chain(r.keys().filter(|k| left(k).is_none() && right(k).is_some()))
+    {
+        walk.push_field(key);
+        compare(left(key), right(key), walk, diff);
+        walk.pop_field();
+    }
+}
+
 /// Drops keys whose value is null, recursively (a null in an apply configuration means
 /// "not set").
 fn drop_nulls(value: &mut Value) {
@@ -692,12 +759,7 @@ pub(crate) fn server_side_apply(
     }
 
     let mut diff = Diff::default();
-    compare(
-        Some(&without_ignored(&live_clean)),
-        Some(&without_ignored(&merged)),
-        &mut Walk::new(&schema),
-        &mut diff,
-    );
+    compare_stripped(&live_clean, &merged, &mut Walk::new(&schema), &mut diff);
     let changed = diff.changed();
     let mut conflicting: Vec<(usize, FieldSet)> = entries
         .iter()
@@ -797,12 +859,7 @@ pub(crate) fn record_update(
     };
 
     let mut diff = Diff::default();
-    compare(
-        Some(&without_ignored(old)),
-        Some(&without_ignored(new)),
-        &mut Walk::new(&schema),
-        &mut diff,
-    );
+    compare_stripped(old, new, &mut Walk::new(&schema), &mut diff);
     let changed = diff.changed();
     let mut entries: Vec<Entry> = entries
         .into_iter()
