@@ -79,8 +79,16 @@ pub(crate) fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string() + "\n"))
+        .body(Body::from(json_line(body)))
         .expect("valid response")
+}
+
+/// `v` as JSON and a newline, written straight into bytes (the same bytes as its `Display`).
+fn json_line(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, v).expect("a JSON value serializes");
+    out.push(b'\n');
+    out
 }
 
 pub(crate) fn error_response(e: &ApiError) -> Response {
@@ -1120,9 +1128,7 @@ impl Encoder {
 }
 
 fn line(v: &Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    Bytes::from(s)
+    Bytes::from(json_line(v))
 }
 
 fn expired_event(requested: u64, current: u64) -> Bytes {

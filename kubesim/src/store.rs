@@ -85,8 +85,10 @@ impl WatchEvent {
     /// `object` serialized as JSON, computed once for every watcher of the event.
     pub fn object_json(&self) -> Arc<str> {
         let mut json = self.json.lock().unwrap_or_else(|e| e.into_inner());
-        json.get_or_insert_with(|| Arc::from(self.object.to_string()))
-            .clone()
+        json.get_or_insert_with(|| {
+            Arc::from(serde_json::to_string(&*self.object).expect("a JSON value serializes"))
+        })
+        .clone()
     }
 }
 
