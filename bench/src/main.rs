@@ -258,7 +258,7 @@ async fn main() -> Result<()> {
     writeln!(t, "## Bulk: N connections in one values change\n")?;
     writeln!(
         t,
-        "`sc-extension` = from the write of `sc-protected` and `sc-requests` (as the chart renders them) until every metadata ConfigMap records the requested hash as applied (`status.appliedHash`), seen by a watch; `agent Ready` = until the agent's `sc_agent_connections{{phase=\"Ready\"}}` gauge reaches N. `helm upgrade` (fresh cluster) = until all applied / the whole command, its result hook included. kubectl 1.37 applies the same N Secrets rendered by sc-model to a fresh namespace of the same cluster, after sc-extension is done. Ratio = sc-extension / kubectl. Requests = API requests of the agent and sc-job in the run, counted by kubesim.\n"
+        "`sc-extension` = from the write of `sc-protected` and `sc-requests` (as the chart renders them) until every metadata ConfigMap records the requested hash as applied (`status.appliedHash`), seen by a watch; `agent Ready` = until the agent's `sc_agent_connections{{phase=\"Ready\"}}` gauge reaches N. `helm upgrade` (fresh cluster) = until all applied / the whole command, its result hook included. kubectl 1.37 applies the same N Secrets rendered by sc-model to a fresh namespace of the same cluster, after sc-extension is done. Ratio = sc-extension / kubectl. Requests = API requests of the agent and sc-job in the run, counted by kubesim (HTTP requests: the `create` a server-side apply implies when it creates its object is not counted apart).\n"
     )?;
     writeln!(
         t,

@@ -4,9 +4,11 @@
 //! status code, counted, and served to the admin at `GET /kubesim/audit`.
 //!
 //! A list or watch with `fieldSelector=metadata.name=NAME` is recorded with that name, as
-//! kube-apiserver authorizes it; a server-side apply that creates its object (201) is recorded
-//! as a `patch` and a `create`, the two verbs kube-apiserver checks for it. Admin requests
-//! (kubectl, helm) are not recorded.
+//! kube-apiserver authorizes it. A server-side apply that creates its object (201) is recorded
+//! as its `patch` and, marked `"implied": true`, the `create` kube-apiserver also authorizes
+//! for it: the entries without that mark count HTTP requests (one per request, as
+//! kube-apiserver's audit log has one event per request), all of them the authorizer's view.
+//! Admin requests (kubectl, helm) are not recorded.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +49,10 @@ pub struct AuditEntry {
     pub path: String,
     /// The status code of the answer.
     pub code: u16,
+    /// An authorization the request implied without being a request of its own: the `create`
+    /// of a server-side apply that created its object. Serialized only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub implied: bool,
 }
 
 struct Audit {
@@ -93,9 +99,11 @@ async fn observe(State(audit): State<Arc<Audit>>, req: Request, next: Next) -> R
     let mut entries = audit.entries.lock().unwrap_or_else(|e| e.into_inner());
     if entry.verb == "patch" && entry.code == 201 {
         // A server-side apply that creates the object: kube-apiserver also authorizes
-        // `create` for it (handlers/patch.go, createAuthorizerAttributes).
+        // `create` for it (handlers/patch.go, createAuthorizerAttributes). It is the same
+        // HTTP request, so the entry is marked as implied rather than counted as one.
         let mut create = entry.clone();
         create.verb = "create".into();
+        create.implied = true;
         *entries.entry(create).or_default() += 1;
     }
     *entries.entry(entry).or_default() += 1;
@@ -210,6 +218,7 @@ fn empty() -> AuditEntry {
         name: String::new(),
         path: String::new(),
         code: 0,
+        implied: false,
     }
 }
 

@@ -79,8 +79,16 @@ pub(crate) fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string() + "\n"))
+        .body(Body::from(json_line(body)))
         .expect("valid response")
+}
+
+/// `v` as JSON and a newline, written straight into bytes (the same bytes as its `Display`).
+fn json_line(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, v).expect("a JSON value serializes");
+    out.push(b'\n');
+    out
 }
 
 pub(crate) fn error_response(e: &ApiError) -> Response {
@@ -242,6 +250,7 @@ impl Req {
                 Some("Ignore") => FieldValidation::Ignore,
                 _ => FieldValidation::Warn,
             },
+            unknown_fields_dropped: false,
         }
     }
 }
@@ -436,6 +445,14 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
     })
 }
 
+/// Whether a stored object is served at the requested version as it is (`present` would not
+/// change it).
+fn as_served(obj: &Value, t: &Target) -> bool {
+    obj.get("kind").and_then(Value::as_str) != Some(t.info.kind.as_str())
+        || obj.get("apiVersion").and_then(Value::as_str)
+            == Some(t.info.api_version_for(&t.version).as_str())
+}
+
 /// An object as served at `version` (custom resources may be served at several).
 fn present(mut obj: Value, t: &Target) -> Value {
     if obj.is_object() && obj.get("kind").and_then(Value::as_str) == Some(t.info.kind.as_str()) {
@@ -472,6 +489,13 @@ fn decode_body(req: &Req) -> Result<Value, ApiError> {
         | "application/apply-patch+yaml"
         | "application/x-yaml"
         | "text/yaml" => {
+            // JSON is YAML: clients (kube-rs, client-go's apply) send apply bodies as JSON,
+            // which the JSON parser reads much faster. Anything it refuses goes to YAML.
+            if req.body.trim_ascii_start().first() == Some(&b'{')
+                && let Ok(v) = serde_json::from_slice::<Value>(&req.body)
+            {
+                return Ok(v);
+            }
             let text = std::str::from_utf8(&req.body)
                 .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
             serde_saphyr::from_str::<Value>(text).map_err(|e| {
@@ -627,7 +651,11 @@ async fn serve(
         }
         ("watch", _) => watch(cluster, req, t, output),
         ("get", None) => {
-            let obj = present(cluster.get(&res, ns, name)?, t);
+            let stored = cluster.get_shared(&res, ns, name)?;
+            if output == Output::Object && as_served(&stored, t) {
+                return Ok(json_response(200, &stored));
+            }
+            let obj = present((*stored).clone(), t);
             if output == Output::Table {
                 let rv = obj["metadata"]["resourceVersion"].clone();
                 return Ok(table_response(
@@ -647,13 +675,14 @@ async fn serve(
         ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
         ("get", Some("log")) => pod_logs(cluster, req, ns, name),
         ("create", None) => {
-            let body = decode_body(req)?;
+            let mut body = decode_body(req)?;
             if !body.is_object() {
                 return Err(ApiError::bad_request("the request body must be an object"));
             }
             check_kind(&body, t)?;
-            let warnings = field_warnings(req, t, &body);
-            let obj = cluster.create(&res, ns, body, &req.write_options())?;
+            let mut opts = req.write_options();
+            let warnings = drop_unknown_fields(&mut opts, t, &mut body);
+            let obj = cluster.create(&res, ns, body, &opts)?;
             Ok(with_warnings(
                 json_response(201, &shape(present(obj, t))?),
                 &warnings,
@@ -661,10 +690,11 @@ async fn serve(
         }
         ("create", Some("token")) => token_request(cluster, req, ns, name),
         ("update", None) => {
-            let body = decode_body(req)?;
+            let mut body = decode_body(req)?;
             check_kind(&body, t)?;
-            let warnings = field_warnings(req, t, &body);
-            let obj = cluster.update(&res, ns, name, body, &req.write_options())?;
+            let mut opts = req.write_options();
+            let warnings = drop_unknown_fields(&mut opts, t, &mut body);
+            let obj = cluster.update(&res, ns, name, body, &opts)?;
             Ok(with_warnings(
                 json_response(200, &shape(present(obj, t))?),
                 &warnings,
@@ -712,8 +742,8 @@ async fn serve(
             if sub == Some("scale") {
                 return patch_scale(cluster, req, t, kind, &body);
             }
-            let existed =
-                matches!(kind, PatchType::Apply { .. }) && cluster.get(&res, ns, name).is_ok();
+            let existed = matches!(kind, PatchType::Apply { .. })
+                && cluster.get_shared(&res, ns, name).is_ok();
             if matches!(kind, PatchType::Apply { .. }) && !existed && sub.is_none() {
                 // An apply that creates the object also needs `create` on it, as
                 // kube-apiserver authorizes it (handlers/patch.go, createAuthorizerAttributes).
@@ -817,13 +847,21 @@ fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Respon
         .expect("valid response")
 }
 
-/// `fieldValidation=Warn` (the default): the unknown fields that will be dropped, for
-/// `Warning` headers.
-fn field_warnings(req: &Req, t: &Target, body: &Value) -> Vec<String> {
-    if req.write_options().field_validation != FieldValidation::Warn {
+/// `fieldValidation=Warn` (the default) and `Ignore`: drop the fields the type does not have
+/// from the body, in one decoding with the `Warning` headers it gives under `Warn` (the
+/// non-null fields dropped), and tell the write path it need not look again.
+fn drop_unknown_fields(opts: &mut WriteOptions, t: &Target, body: &mut Value) -> Vec<String> {
+    if opts.field_validation == FieldValidation::Strict || !body.is_object() {
         return Vec::new();
     }
-    crate::strict::unknown(&t.info, body)
+    let Some(dropped) = crate::strict::drop_unknown_reporting(&t.info, body) else {
+        return Vec::new();
+    };
+    opts.unknown_fields_dropped = true;
+    if opts.field_validation != FieldValidation::Warn {
+        return Vec::new();
+    }
+    dropped
         .into_iter()
         .map(|f| format!("unknown field {f:?}"))
         .collect()
@@ -1027,6 +1065,28 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// A stored object's event. Plain watches that serve the object as stored share its JSON,
+    /// written once for all watchers (the same bytes [`Encoder::event`] writes).
+    fn stored_event(&mut self, kind: &str, ev: &WatchEvent) -> Bytes {
+        let obj = &ev.object;
+        let as_stored = self.table.is_none()
+            && !self.metadata
+            && (obj.get("kind").and_then(Value::as_str) != Some(self.kind.as_str())
+                || obj.get("apiVersion").and_then(Value::as_str)
+                    == Some(self.api_version.as_str()));
+        if !as_stored {
+            return self.event(kind, (**obj).clone());
+        }
+        let json = ev.object_json();
+        let mut s = String::with_capacity(json.len() + 32);
+        s.push_str("{\"type\":\"");
+        s.push_str(kind);
+        s.push_str("\",\"object\":");
+        s.push_str(&json);
+        s.push_str("}\n");
+        Bytes::from(s)
+    }
+
     fn event(&mut self, kind: &str, obj: Value) -> Bytes {
         let mut obj = obj;
         if obj.get("kind").and_then(Value::as_str) == Some(self.kind.as_str()) {
@@ -1068,9 +1128,7 @@ impl Encoder {
 }
 
 fn line(v: &Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    Bytes::from(s)
+    Bytes::from(json_line(v))
 }
 
 fn expired_event(requested: u64, current: u64) -> Bytes {
@@ -1191,11 +1249,11 @@ fn watch(
             let now_match = filter.matches(&ev.object);
             let before = ev.prev.as_ref().is_some_and(|p| filter.matches(p));
             match ev.kind {
-                EventType::Added if now_match => Some(enc.event("ADDED", (*ev.object).clone())),
-                EventType::Deleted if now_match => Some(enc.event("DELETED", (*ev.object).clone())),
+                EventType::Added if now_match => Some(enc.stored_event("ADDED", ev)),
+                EventType::Deleted if now_match => Some(enc.stored_event("DELETED", ev)),
                 EventType::Modified => match (before, now_match) {
-                    (true, true) => Some(enc.event("MODIFIED", (*ev.object).clone())),
-                    (false, true) => Some(enc.event("ADDED", (*ev.object).clone())),
+                    (true, true) => Some(enc.stored_event("MODIFIED", ev)),
+                    (false, true) => Some(enc.stored_event("ADDED", ev)),
                     (true, false) => {
                         let mut gone = (**ev.prev.as_ref().expect("matched")).clone();
                         gone["metadata"]["resourceVersion"] = json!(ev.rv.to_string());

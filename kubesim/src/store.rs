@@ -72,6 +72,24 @@ pub struct WatchEvent {
     pub key: ObjKey,
     pub object: Obj,
     pub prev: Option<Obj>,
+    /// `object` as JSON, written once by the first watcher that sends it as it is and shared
+    /// by the others (see [`WatchEvent::object_json`]); dropped once the event is
+    /// [`JSON_KEPT`] events old, so the history does not keep a second copy of its objects.
+    json: Mutex<Option<Arc<str>>>,
+}
+
+/// How many of the newest events keep their JSON for watchers still to send them.
+const JSON_KEPT: usize = 256;
+
+impl WatchEvent {
+    /// `object` serialized as JSON, computed once for every watcher of the event.
+    pub fn object_json(&self) -> Arc<str> {
+        let mut json = self.json.lock().unwrap_or_else(|e| e.into_inner());
+        json.get_or_insert_with(|| {
+            Arc::from(serde_json::to_string(&*self.object).expect("a JSON value serializes"))
+        })
+        .clone()
+    }
 }
 
 /// What a write closure decides.
@@ -231,8 +249,13 @@ impl Store {
             key: key.clone(),
             object: object.clone(),
             prev: current,
+            json: Mutex::new(None),
         });
         st.history.push_back(ev.clone());
+        if let Some(old) = st.history.len().checked_sub(JSON_KEPT + 1) {
+            let old = &st.history[old];
+            *old.json.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         while st.history.len() > self.history_limit {
             if let Some(old) = st.history.pop_front() {
                 st.compacted = old.rv;

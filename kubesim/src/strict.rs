@@ -13,7 +13,8 @@ use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 
 fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Option<Value> {
-    let typed: T = serde_json::from_value(v.clone()).ok()?;
+    // Decoded from the borrowed value: no copy of the object first.
+    let typed = T::deserialize(v).ok()?;
     serde_json::to_value(&typed).ok()
 }
 
@@ -71,27 +72,33 @@ fn typed_roundtrip(info: &ResourceInfo, v: &Value) -> Option<Value> {
     }
 }
 
-fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+/// Appends to `out` the paths of the non-null fields of `input` that `known` lacks. `path` is
+/// the position of `input` (restored on return); a path is only written out when reported.
+fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) {
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, val) in i {
                 if val.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match k.get(key) {
-                    None => out.push(p),
-                    Some(kv) => unknown_fields(val, kv, &p, out),
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(key);
+                match k.get(key) {
+                    None => out.push(path.clone()),
+                    Some(kv) => unknown_fields(val, kv, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(k)) => {
             for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
-                unknown_fields(iv, kv, &format!("{path}[{n}]"), out);
+                let len = path.len();
+                path.push_str(&format!("[{n}]"));
+                unknown_fields(iv, kv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -123,31 +130,52 @@ pub fn unknown(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     if info.custom {
         return Vec::new();
     }
-    let mut probe = obj.clone();
-    if let Some(m) = probe.as_object_mut() {
-        m.remove("status");
-    }
+    let mut stripped = None;
+    let probe = without_status(obj, &mut stripped);
     let mut out = Vec::new();
-    if let Some(known) = typed_roundtrip(info, &probe) {
-        unknown_fields(&probe, &known, "", &mut out);
+    if let Some(known) = typed_roundtrip(info, probe) {
+        unknown_fields(probe, &known, &mut String::new(), &mut out);
     }
     out
+}
+
+/// `obj` without `status`: `obj` itself when it has none, else a copy kept in `slot`.
+fn without_status<'a>(obj: &'a Value, slot: &'a mut Option<Value>) -> &'a Value {
+    if obj.get("status").is_none() {
+        return obj;
+    }
+    let mut copy = obj.clone();
+    if let Some(m) = copy.as_object_mut() {
+        m.remove("status");
+    }
+    slot.insert(copy)
 }
 
 /// `fieldValidation=Ignore|Warn`: drop the fields of a built-in kind its type does not have,
 /// as decoding into the API server's types does. `status` is left alone; custom resources and
 /// undecodable bodies are kept as they are.
 pub fn drop_unknown(info: &ResourceInfo, obj: &mut Value) {
+    drop_unknown_reporting(info, obj);
+}
+
+/// [`drop_unknown`] that also returns the paths [`unknown`] reports (the non-null fields
+/// dropped), from the same decoding; `None` when nothing was decoded (custom resources,
+/// undecodable bodies), so nothing was dropped.
+pub fn drop_unknown_reporting(info: &ResourceInfo, obj: &mut Value) -> Option<Vec<String>> {
     if info.custom || !obj.is_object() {
-        return;
+        return None;
     }
     let status = obj.as_object_mut().and_then(|m| m.remove("status"));
-    if let Some(known) = typed_roundtrip(info, obj) {
-        prune(obj, &known);
+    let known = typed_roundtrip(info, obj);
+    let mut out = Vec::new();
+    if let Some(known) = &known {
+        unknown_fields(obj, known, &mut String::new(), &mut out);
+        prune(obj, known);
     }
     if let (Some(s), Some(m)) = (status, obj.as_object_mut()) {
         m.insert("status".into(), s);
     }
+    known.map(|_| out)
 }
 
 /// 400 `<Kind> in version "v1" cannot be handled as a <Kind>: strict decoding error: unknown
@@ -156,12 +184,24 @@ pub fn drop_unknown(info: &ResourceInfo, obj: &mut Value) {
 /// patch object (...): .spec.foo: field not declared in schema`. Custom resources and
 /// undecodable bodies pass.
 pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiError> {
+    check_decoded(info, obj, apply).map(|_| ())
+}
+
+/// [`check`], telling whether the object was decoded (true: it has no field its type lacks
+/// but null ones; false: a custom resource or an undecodable body, passed unchecked).
+pub fn check_decoded(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<bool, ApiError> {
     if info.custom {
-        return Ok(());
+        return Ok(false);
     }
-    let unknown = unknown(info, obj);
+    let mut stripped = None;
+    let probe = without_status(obj, &mut stripped);
+    let Some(known) = typed_roundtrip(info, probe) else {
+        return Ok(false);
+    };
+    let mut unknown = Vec::new();
+    unknown_fields(probe, &known, &mut String::new(), &mut unknown);
     if unknown.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     if apply {
         let gv = info.api_version();

@@ -270,4 +270,60 @@ async fn an_apply_that_creates_also_needs_create() {
         .patch("old", &pp, &kube::api::Patch::Apply(&apply("old")))
         .await
         .expect("an apply to an existing object needs only patch");
+
+    // With `create` granted, the apply creates the object. The request record counts one
+    // request: its `patch`, and the `create` it implied, marked as such.
+    roles
+        .patch(
+            "patcher",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch", "create"]}]})),
+        )
+        .await
+        .unwrap();
+    secrets
+        .patch("fresh", &pp, &kube::api::Patch::Apply(&apply("fresh")))
+        .await
+        .expect("an apply with patch and create creates");
+    let audit: serde_json::Value = admin
+        .request(
+            axum::http::Request::get("/kubesim/audit")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let entries: Vec<&serde_json::Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["user"] == "system:serviceaccount:default:patcher")
+        .collect();
+    let of = |verb: &str, name: &str| -> Vec<&serde_json::Value> {
+        entries
+            .iter()
+            .copied()
+            .filter(|e| e["verb"] == verb && e["name"] == name)
+            .collect()
+    };
+    let fresh_patch = of("patch", "fresh");
+    assert_eq!(fresh_patch.len(), 1, "{entries:?}");
+    assert_eq!(
+        (&fresh_patch[0]["code"], &fresh_patch[0]["count"]),
+        (&json!(201), &json!(1))
+    );
+    assert!(fresh_patch[0].get("implied").is_none(), "{entries:?}");
+    let fresh_create = of("create", "fresh");
+    assert_eq!(fresh_create.len(), 1, "{entries:?}");
+    assert_eq!(fresh_create[0]["implied"], true, "{entries:?}");
+    // The apply to the existing object implied nothing; the refused one implied no create.
+    assert!(of("create", "old").is_empty(), "{entries:?}");
+    assert!(of("create", "new").is_empty(), "{entries:?}");
+    let requests: u64 = entries
+        .iter()
+        .filter(|e| e.get("implied").is_none())
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    // The refused apply of "new", the apply of "old", the apply of "fresh".
+    assert_eq!(requests, 3, "{entries:?}");
 }

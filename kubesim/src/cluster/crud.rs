@@ -5,7 +5,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
-use super::write::{Scope, canonical, comparable, has_generation, without_rv_slot};
+use super::write::{Scope, canonical, has_generation, same_but_versions, without_rv_slot};
 use super::{
     Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, Propagation,
     SharedList, WriteOptions, finalizers, meta, meta_mut,
@@ -28,11 +28,15 @@ fn random_suffix(n: usize) -> String {
 impl Cluster {
     /// One object (404 when absent).
     pub fn get(&self, res: &ResKey, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        self.get_shared(res, namespace, name).map(|o| (*o).clone())
+    }
+
+    /// [`Cluster::get`] without copying the stored object.
+    pub fn get_shared(&self, res: &ResKey, namespace: &str, name: &str) -> Result<Obj, ApiError> {
         let info = self.info(res)?;
         let ns = if info.namespaced { namespace } else { "" };
         self.store
             .get(&ObjKey::new(res, ns, name))
-            .map(|o| (*o).clone())
             .ok_or_else(|| ApiError::not_found(&info, name))
     }
 
@@ -213,7 +217,7 @@ impl Cluster {
         }
         if opts.field_validation == FieldValidation::Strict {
             strict::check(info, &obj, false)?;
-        } else {
+        } else if !opts.unknown_fields_dropped {
             strict::drop_unknown(info, &mut obj);
         }
         admission::default_object(info, &mut obj)?;
@@ -256,23 +260,20 @@ impl Cluster {
         let obj = canonical(info, obj);
         let key = ObjKey::new(&info.key(), &ns, &name);
         let mut result = None;
-        self.store.write(&key, |cur| {
+        let written = self.store.write(&key, |cur| {
             if cur.is_some() {
                 return Err(ApiError::already_exists(info, &name));
             }
             if opts.dry_run {
-                result = Some(without_rv_slot(obj.clone()));
+                result = Some(without_rv_slot(obj));
                 return Ok(Write::Unchanged);
             }
-            Ok(Write::Put(obj.clone()))
+            Ok(Write::Put(obj))
         })?;
-        let out = match result {
-            Some(v) => v,
-            None => (*self
-                .store
-                .get(&key)
-                .ok_or_else(|| ApiError::not_found(info, &name))?)
-            .clone(),
+        let out = match (result, written) {
+            (Some(v), _) => v,
+            (None, Some(stored)) => (*stored).clone(),
+            (None, None) => return Err(ApiError::not_found(info, &name)),
         };
         if !opts.dry_run {
             self.after_write(info, &out);
@@ -483,7 +484,7 @@ impl Cluster {
                 if is_ns {
                     new["status"]["phase"] = json!("Terminating");
                 }
-                if comparable(&new) == comparable(cur) || opts.dry_run {
+                if same_but_versions(&new, cur) || opts.dry_run {
                     outcome = Some(Deleted::Pending(new));
                     return Ok(Write::Unchanged);
                 }

@@ -25,6 +25,10 @@ pub struct WriteOptions {
     /// Run admission and return the result without persisting anything.
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// The object was already stripped of the fields its type does not have (the HTTP layer
+    /// does it while collecting its `Warning`s, server-side apply by checking its body), so
+    /// the write path does not decode it again. Only with `fieldValidation` Warn or Ignore.
+    pub unknown_fields_dropped: bool,
 }
 
 impl WriteOptions {

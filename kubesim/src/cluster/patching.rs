@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::write::Scope;
-use super::{Cluster, PatchType, WriteOptions, meta, meta_mut};
+use super::{Cluster, FieldValidation, PatchType, WriteOptions, meta, meta_mut};
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::store::{ObjKey, ResKey};
@@ -25,7 +25,19 @@ impl Cluster {
         ts: &str,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
-        strict::check(info, body, true)?;
+        let decoded = strict::check_decoded(info, body, true)?;
+        // The merge of a checked apply configuration into the stored object has no field its
+        // type lacks: the write path need not decode it again.
+        let checked;
+        let opts = if decoded && opts.field_validation != FieldValidation::Strict {
+            checked = WriteOptions {
+                unknown_fields_dropped: true,
+                ..opts.clone()
+            };
+            &checked
+        } else {
+            opts
+        };
         let mut applied = body.clone();
         if scope == Scope::Status {
             // Only status is applied through the subresource.
@@ -115,11 +127,16 @@ impl Cluster {
                         }
                         let mut applied = body.clone();
                         meta_mut(&mut applied).insert("name".into(), Value::String(name.into()));
-                        strict::check(&info, &applied, true)?;
+                        let decoded = strict::check_decoded(&info, &applied, true)?;
                         let created =
                             patch::server_side_apply(None, &applied, &manager, force, &ts)
                                 .map_err(|e| patch_error(&info, name, e))?;
-                        match self.create_inner(&info, namespace, created, opts, true) {
+                        let checked = WriteOptions {
+                            unknown_fields_dropped: decoded
+                                && opts.field_validation != FieldValidation::Strict,
+                            ..opts.clone()
+                        };
+                        match self.create_inner(&info, namespace, created, &checked, true) {
                             Err(e) if e.code == 409 && attempts < 3 => continue,
                             other => other,
                         }

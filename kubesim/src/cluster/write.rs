@@ -103,27 +103,50 @@ pub(super) fn has_generation(info: &ResourceInfo) -> bool {
         )
 }
 
-/// Everything but `metadata` (and `status` when it is a subresource): what `generation` tracks.
-fn content(info: &ResourceInfo, obj: &Value) -> Value {
-    let mut m = obj.as_object().cloned().unwrap_or_default();
-    m.remove("metadata");
-    m.remove("apiVersion");
-    m.remove("kind");
-    if info.has_subresource("status") {
-        m.remove("status");
+/// Whether two objects are equal but for the top-level fields `skip` names and, inside
+/// `metadata`, the fields `skip_meta` names (`skip_meta` None: `metadata` is skipped whole).
+/// Compares in place, without copying either object.
+fn equal_except(a: &Value, b: &Value, skip: &[&str], skip_meta: Option<&[&str]>) -> bool {
+    fn fields_equal(
+        a: &Map<String, Value>,
+        b: &Map<String, Value>,
+        skip: impl Fn(&str) -> bool,
+        eq: impl Fn(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip(k)).count();
+        kept(a) == kept(b)
+            && a.iter()
+                .filter(|(k, _)| !skip(k))
+                .all(|(k, v)| b.get(k).is_some_and(|w| eq(k, v, w)))
     }
-    Value::Object(m)
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let skip_top = |k: &str| skip.contains(&k) || (skip_meta.is_none() && k == "metadata");
+    fields_equal(a, b, skip_top, |k, v, w| match (k, skip_meta) {
+        ("metadata", Some(sm)) => match (v.as_object(), w.as_object()) {
+            (Some(vm), Some(wm)) => fields_equal(vm, wm, |k| sm.contains(&k), |_, x, y| x == y),
+            _ => v == w,
+        },
+        _ => v == w,
+    })
 }
 
-/// The object minus resourceVersion and managedFields (an update that changes nothing else is
-/// not written).
-pub(super) fn comparable(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-    }
-    v
+/// Whether the content `generation` tracks differs: everything but `metadata`, `apiVersion`,
+/// `kind` (and `status` when it is a subresource).
+fn content_changed(info: &ResourceInfo, new: &Value, old: &Value) -> bool {
+    let skip: &[&str] = if info.has_subresource("status") {
+        &["apiVersion", "kind", "status"]
+    } else {
+        &["apiVersion", "kind"]
+    };
+    !equal_except(new, old, skip, None)
+}
+
+/// Whether two versions of an object are equal but for resourceVersion and managedFields (an
+/// update that changes nothing else is not written).
+pub(super) fn same_but_versions(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, &[], Some(&["resourceVersion", "managedFields"]))
 }
 
 /// Whether a write leaves an object that must now disappear: deletion requested, no
@@ -285,7 +308,7 @@ impl Cluster {
             }
             // Server-set metadata is kept from the stored object.
             {
-                let om = meta(old).clone();
+                let om = meta(old);
                 let m = meta_mut(&mut new);
                 for k in [
                     "uid",
@@ -313,7 +336,7 @@ impl Cluster {
             if scope != Scope::Status {
                 if opts.field_validation == FieldValidation::Strict {
                     strict::check(info, &new, false)?;
-                } else {
+                } else if !opts.unknown_fields_dropped {
                     strict::drop_unknown(info, &mut new);
                 }
                 admission::default_object(info, &mut new)?;
@@ -324,7 +347,7 @@ impl Cluster {
                     return Err(ApiError::invalid(info, name, causes));
                 }
             }
-            if has_generation(info) && content(info, &new) != content(info, old) {
+            if has_generation(info) && content_changed(info, &new, old) {
                 let g = meta(old)["generation"].as_i64().unwrap_or(0);
                 meta_mut(&mut new).insert("generation".into(), json!(g + 1));
             }
@@ -337,7 +360,7 @@ impl Cluster {
                     &now(),
                 );
             }
-            if comparable(&new) == comparable(old) {
+            if same_but_versions(&new, old) {
                 unchanged = Some(old.clone());
                 return Ok(Write::Unchanged);
             }

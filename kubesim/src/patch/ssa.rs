@@ -513,6 +513,73 @@ fn without_ignored(object: &Value) -> Value {
     out
 }
 
+/// `metadata` as [`without_ignored`] leaves it: `None` when absent or holding only ignored
+/// fields; a copy without the ignored fields (managedFields above all) otherwise.
+fn stripped_meta(meta: Option<&Value>) -> Option<std::borrow::Cow<'_, Value>> {
+    let meta = meta?;
+    let Value::Object(m) = meta else {
+        return Some(std::borrow::Cow::Borrowed(meta));
+    };
+    let kept: Map<String, Value> = m
+        .iter()
+        .filter(|(k, _)| !META_IGNORED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!kept.is_empty()).then_some(std::borrow::Cow::Owned(Value::Object(kept)))
+}
+
+/// `compare(Some(&without_ignored(old)), Some(&without_ignored(new)), ..)` at the root,
+/// without copying either object (only their metadata, managedFields left out).
+fn compare_stripped(old: &Value, new: &Value, walk: &mut Walk, diff: &mut Diff) {
+    let (Some(l), Some(r)) = (old.as_object(), new.as_object()) else {
+        compare(
+            Some(&without_ignored(old)),
+            Some(&without_ignored(new)),
+            walk,
+            diff,
+        );
+        return;
+    };
+    if walk.strategy() == Some(Strategy::AtomicMap) || !walk.elements.is_empty() {
+        compare(
+            Some(&without_ignored(old)),
+            Some(&without_ignored(new)),
+            walk,
+            diff,
+        );
+        return;
+    }
+    let (lm, rm) = (
+        stripped_meta(l.get("metadata")),
+        stripped_meta(r.get("metadata")),
+    );
+    let lmeta = lm.as_deref();
+    let rmeta = rm.as_deref();
+    let left = |key: &str| -> Option<&Value> {
+        match key {
+            "apiVersion" | "kind" => None,
+            "metadata" => lmeta,
+            _ => l.get(key),
+        }
+    };
+    let right = |key: &str| -> Option<&Value> {
+        match key {
+            "apiVersion" | "kind" => None,
+            "metadata" => rmeta,
+            _ => r.get(key),
+        }
+    };
+    for key in l
+        .keys()
+        .filter(|k| left(k).is_some())
+        .chain(r.keys().filter(|k| left(k).is_none() && right(k).is_some()))
+    {
+        walk.push_field(key);
+        compare(left(key), right(key), walk, diff);
+        walk.pop_field();
+    }
+}
+
 /// Drops keys whose value is null, recursively (a null in an apply configuration means
 /// "not set").
 fn drop_nulls(value: &mut Value) {
@@ -692,12 +759,7 @@ pub(crate) fn server_side_apply(
     }
 
     let mut diff = Diff::default();
-    compare(
-        Some(&without_ignored(&live_clean)),
-        Some(&without_ignored(&merged)),
-        &mut Walk::new(&schema),
-        &mut diff,
-    );
+    compare_stripped(&live_clean, &merged, &mut Walk::new(&schema), &mut diff);
     let changed = diff.changed();
     let mut conflicting: Vec<(usize, FieldSet)> = entries
         .iter()
@@ -773,28 +835,31 @@ pub(crate) fn record_update(
         .to_string();
     let kind = text_field(new, "kind").unwrap_or_default();
     let schema = Schema::for_kind(&api_version, kind);
-    let old = old.cloned().unwrap_or_else(|| json!({}));
+    let empty = json!({});
+    let old = old.unwrap_or(&empty);
 
     // As the API server: managedFields sent with the write win, `[{}]` resets them, and
     // a write without any keeps the stored ones.
-    let entries = match new
+    let sent: Vec<Entry> = match new
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
     {
         Some(items) if items.len() == 1 && items[0] == json!({}) => Vec::new(),
-        Some(items) if !parse_entries(Some(&Value::Array(items.clone()))).is_empty() => {
-            parse_entries(Some(&Value::Array(items.clone())))
-        }
-        _ => parse_entries(old.pointer("/metadata/managedFields")),
+        Some(items) => items.iter().filter_map(Entry::from_json).collect(),
+        None => Vec::new(),
+    };
+    let reset = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.len() == 1 && items[0] == json!({}));
+    let entries = if reset || !sent.is_empty() {
+        sent
+    } else {
+        parse_entries(old.pointer("/metadata/managedFields"))
     };
 
     let mut diff = Diff::default();
-    compare(
-        Some(&without_ignored(&old)),
-        Some(&without_ignored(new)),
-        &mut Walk::new(&schema),
-        &mut diff,
-    );
+    compare_stripped(old, new, &mut Walk::new(&schema), &mut diff);
     let changed = diff.changed();
     let mut entries: Vec<Entry> = entries
         .into_iter()
