@@ -692,7 +692,7 @@ impl BrokenSeen {
         let mut now = Vec::new();
         let mut unread = Vec::new();
         for app_ns in namespaces {
-            match workloads::read_listed(client, app_ns, &refs).await {
+            match workloads::read_listed(client, app_ns, refs).await {
                 Ok(n) => {
                     for r in refs.iter().filter(|r| r.namespace == app_ns) {
                         now.extend(workloads::broken(r, &n.pods, &n.events, ns));
