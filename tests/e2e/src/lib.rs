@@ -365,12 +365,29 @@ const LEAK_SURFACES: &[LeakSurface] = &[
     ("completion", Cluster::leak_completion),
 ];
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on every address right now, for the agent of a kubesim cluster (its pods
+/// share the host's ports). Taken below Linux's ephemeral range (32768-60999): a port the
+/// kernel hands out for `bind(0)` is also what it gives the next outgoing connection, and
+/// with kubesim's many client connections one took the agent's port before it listened.
+/// Tests run in several processes at once, so the start is drawn from the clock and the
+/// process id, and a port is given only if it can be bound now.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("finding a free port failed")
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let mut x = nanos ^ std::process::id().rotate_left(16);
+    for _ in 0..SPAN {
+        // A step coprime with SPAN visits every port of the span once.
+        x = x.wrapping_add(7_919);
+        let port = (LOW + x % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}-{}", LOW + SPAN - 1)
 }
 
 impl Cluster {
