@@ -111,7 +111,7 @@ impl Scale {
                 pause_s: (10, 30),
                 kill_every_ms: (10_000, 25_000),
                 converge: Duration::from_secs(420),
-                min_damage: 4,
+                min_damage: 0,
                 damage_every_ms: (2_000, 6_000),
             },
         }
