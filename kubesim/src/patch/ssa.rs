@@ -531,7 +531,16 @@ fn stripped_meta(meta: Option<&Value>) -> Option<std::borrow::Cow<'_, Value>> {
 /// `compare(Some(&without_ignored(old)), Some(&without_ignored(new)), ..)` at the root,
 /// without copying either object (only their metadata, managedFields left out).
 fn compare_stripped(old: &Value, new: &Value, walk: &mut Walk, diff: &mut Diff) {
-    let (Some(l), Some(r)) = (old.as_object(), new.as_object()) else {
+    // Two maps walked field by field; anything else is compared as copies.
+    let maps = match (old.as_object(), new.as_object()) {
+        (Some(l), Some(r))
+            if walk.strategy() != Some(Strategy::AtomicMap) && walk.elements.is_empty() =>
+        {
+            Some((l, r))
+        }
+        _ => None,
+    };
+    let Some((l, r)) = maps else {
         compare(
             Some(&without_ignored(old)),
             Some(&without_ignored(new)),
@@ -540,15 +549,6 @@ fn compare_stripped(old: &Value, new: &Value, walk: &mut Walk, diff: &mut Diff) 
         );
         return;
     };
-    if walk.strategy() == Some(Strategy::AtomicMap) || !walk.elements.is_empty() {
-        compare(
-            Some(&without_ignored(old)),
-            Some(&without_ignored(new)),
-            walk,
-            diff,
-        );
-        return;
-    }
     let (lm, rm) = (
         stripped_meta(l.get("metadata")),
         stripped_meta(r.get("metadata")),
