@@ -179,7 +179,7 @@ impl Registry {
                 true,
                 &["po"],
                 true,
-                &["status", "log"],
+                &["status", "log", "attach", "exec", "portforward"],
             ),
             builtin("", "v1", "secrets", "Secret", true, &[], false, &[]),
             builtin(
@@ -810,6 +810,14 @@ impl Registry {
                 let r = match sub.as_str() {
                     "log" => {
                         json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind, "verbs": ["get"]})
+                    }
+                    "attach" | "exec" | "portforward" => {
+                        let kind = match sub.as_str() {
+                            "attach" => "PodAttachOptions",
+                            "exec" => "PodExecOptions",
+                            _ => "PodPortForwardOptions",
+                        };
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": ["create", "get"]})
                     }
                     "scale" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),

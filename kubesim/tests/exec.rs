@@ -1,0 +1,259 @@
+//! `pods/exec`, `pods/attach` and `pods/portforward` with real clients: kubectl 1.37 and 1.33
+//! (exec over `v5.channel.k8s.io`, port-forward over SPDY tunnelled in WebSocket) and the
+//! python client (`kubernetes.stream.stream` exec, `portforward` over `v4.channel.k8s.io`),
+//! against a pod whose process serves HTTP on a loopback port.
+
+use std::time::Duration;
+
+use kubesim::cluster::WriteOptions;
+use kubesim::store::ResKey;
+use kubesim::testing::{command, run, run_with_stdin, wait_until};
+use kubesim::{Kubesim, Options};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running pod `web` serving `index.html` (`marker-<MARKER>`) over HTTP on `port`, with
+/// the env `GREETING`.
+async fn start_with_web_pod(port: u16) -> Kubesim {
+    let ks = Kubesim::start(Options::default()).await.unwrap();
+    let python = kubesim::testing::python();
+    let script = format!(
+        "echo marker-$MARKER > index.html && exec {} -m http.server {port} --bind 127.0.0.1",
+        python.display()
+    );
+    ks.cluster()
+        .create(
+            &ResKey::new("", "pods"),
+            "default",
+            json!({"metadata": {"name": "web"},
+                   "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
+                       "command": ["sh", "-c", script],
+                       "env": [{"name": "MARKER", "value": "web-pod"},
+                               {"name": "GREETING", "value": "hello-from-the-pod"}],
+                       "readinessProbe": {"tcpSocket": {"port": port}}}]}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let c = ks.cluster();
+    wait_until(WAIT, "the web pod ready", || {
+        let c = c.clone();
+        async move {
+            c.get(&ResKey::new("", "pods"), "default", "web")
+                .ok()
+                .filter(|p| p["status"]["containerStatuses"][0]["ready"] == json!(true))
+        }
+    })
+    .await;
+    ks
+}
+
+/// One HTTP/1.0 GET through `port` on the host; the whole response.
+async fn http_get(port: u16) -> String {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the forwarded port");
+    conn.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut out))
+        .await
+        .expect("the response within 30 s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn kubectl_exec_and_port_forward(tool: &str) {
+    let remote = free_port();
+    let ks = start_with_web_pod(remote).await;
+
+    // The exit code comes back as kubectl's own.
+    let out = run(&ks, tool, &["exec", "web", "--", "sh", "-c", "exit 3"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("command terminated with exit code 3"),
+        "{out:?}"
+    );
+
+    // stdout, stderr and the container's environment and working directory.
+    let out = run(
+        &ks,
+        tool,
+        &[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "printenv GREETING; cat index.html; echo oops >&2",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout, "hello-from-the-pod\nmarker-web-pod\n",
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("oops"), "{out:?}");
+
+    // stdin, closed by the client at its end (v5).
+    let out = run_with_stdin(
+        &ks,
+        tool,
+        &["exec", "-i", "web", "--", "cat"],
+        Some("hi\nthere\n"),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "hi\nthere\n", "{out:?}");
+
+    // A command that does not exist.
+    let out = run(&ks, tool, &["exec", "web", "--", "no-such-command-here"]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("executable file not found"), "{out:?}");
+
+    // port-forward: two connections through one session.
+    let local = free_port();
+    let mut pf = command(
+        &ks,
+        tool,
+        &["port-forward", "pod/web", &format!("{local}:{remote}")],
+    )
+    .spawn()
+    .expect("kubectl port-forward starts");
+    let mut lines = tokio::io::BufReader::new(pf.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("port-forward reports within the bound")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(first.contains(&format!("127.0.0.1:{local}")), "{first}");
+    for _ in 0..2 {
+        let response = http_get(local).await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.contains("marker-web-pod"), "{response}");
+    }
+    pf.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_37_exec_and_port_forward() {
+    kubectl_exec_and_port_forward("kubectl").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_33_exec_and_port_forward() {
+    kubectl_exec_and_port_forward("kubectl-1.33").await;
+}
+
+/// A port nobody listens on: kubectl reports the kubelet's error for that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_port_forward_to_a_closed_port_reports_the_error() {
+    let remote = free_port();
+    let ks = start_with_web_pod(remote).await;
+    let closed = free_port();
+    let local = free_port();
+    let mut pf = command(
+        &ks,
+        "kubectl",
+        &["port-forward", "pod/web", &format!("{local}:{closed}")],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(pf.stdout.take().unwrap()).lines();
+    tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("port-forward reports within the bound")
+        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut out))
+        .await
+        .expect("the forwarded connection closes within 30 s");
+    assert!(out.is_empty());
+    pf.kill().await.unwrap();
+    let mut stderr = String::new();
+    pf.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains(&format!("error forwarding port {closed}")),
+        "{stderr}"
+    );
+}
+
+const PYTHON_CLIENT: &str = r#"
+import socket, sys
+from kubernetes import client, config
+from kubernetes.stream import stream, portforward
+config.load_kube_config()
+v1 = client.CoreV1Api()
+PORT = int(sys.argv[1])
+
+resp = stream(v1.connect_get_namespaced_pod_exec, "web", "default",
+              command=["sh", "-c", "printenv GREETING; echo err >&2; exit 5"],
+              stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+resp.run_forever(timeout=30)
+assert resp.read_stdout() == "hello-from-the-pod\n"
+assert resp.read_stderr() == "err\n"
+assert resp.returncode == 5, resp.returncode
+
+out = stream(v1.connect_get_namespaced_pod_exec, "web", "default",
+             command=["cat", "index.html"], stderr=True, stdin=False, stdout=True, tty=False)
+assert out == "marker-web-pod\n", out
+
+resp = stream(v1.connect_get_namespaced_pod_exec, "web", "default", command=["cat"],
+              stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+assert resp.subprotocol == "v5.channel.k8s.io", resp.subprotocol
+resp.write_stdin("from-python\n")
+resp.close_channel(0)
+resp.run_forever(timeout=30)
+assert resp.read_stdout() == "from-python\n"
+assert resp.returncode == 0
+
+try:
+    stream(v1.connect_get_namespaced_pod_exec, "web", "default", container="nope",
+           command=["true"], stderr=True, stdin=False, stdout=True, tty=False)
+    raise SystemExit("an unknown container was accepted")
+except client.ApiException as e:
+    assert "400" in str(e.reason) or e.status == 400, e
+
+pf = portforward(v1.connect_get_namespaced_pod_portforward, "web", "default", ports=str(PORT))
+s = pf.socket(PORT)
+s.setblocking(True)
+s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+assert data.startswith(b"HTTP/1.0 200"), data
+assert b"marker-web-pod" in data, data
+assert pf.error(PORT) is None, pf.error(PORT)
+print("python-ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_exec_and_portforward() {
+    let remote = free_port();
+    let ks = start_with_web_pod(remote).await;
+    let port = remote.to_string();
+    let out = run_with_stdin(&ks, "python", &["-", &port], Some(PYTHON_CLIENT)).await;
+    assert!(out.stdout.contains("python-ok"), "{out:?}");
+}
