@@ -257,3 +257,194 @@ async fn python_client_exec_and_portforward() {
     let out = run_with_stdin(&ks, "python", &["-", &port], Some(PYTHON_CLIENT)).await;
     assert!(out.stdout.contains("python-ok"), "{out:?}");
 }
+
+/// `kubectl attach` streams the container's output from now on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_streams_the_output() {
+    let ks = Kubesim::start(Options::default()).await.unwrap();
+    ks.cluster()
+        .create(
+            &ResKey::new("", "pods"),
+            "default",
+            json!({"metadata": {"name": "ticker"},
+                   "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
+                       "command": ["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.1; done"]}]}}),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let c = ks.cluster();
+    wait_until(WAIT, "the ticker running", || {
+        let c = c.clone();
+        async move {
+            c.get(&ResKey::new("", "pods"), "default", "ticker")
+                .ok()
+                .filter(|p| p["status"]["phase"] == "Running")
+        }
+    })
+    .await;
+    let mut attach = command(&ks, "kubectl", &["attach", "ticker"])
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(attach.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("attach streams within the bound")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(first.starts_with("tick-"), "{first}");
+    let second = lines.next_line().await.unwrap().unwrap_or_default();
+    let n = |l: &str| l.trim_start_matches("tick-").parse::<u64>().unwrap();
+    assert_eq!(n(&second), n(&first) + 1, "{first} {second}");
+    attach.kill().await.unwrap();
+}
+
+/// A raw WebSocket handshake for `path`: the response's status line and body.
+async fn handshake(ks: &Kubesim, path: &str, token: Option<&str>) -> (String, String) {
+    let addr = ks.url().trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: kubesim\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n{auth}\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head, body) = loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut chunk))
+            .await
+            .expect("an answer within 30 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                break (head.to_string(), body.to_string());
+            }
+        }
+    };
+    (head.lines().next().unwrap_or_default().to_string(), body)
+}
+
+/// Refusals before the upgrade, as kube-apiserver and the kubelet give them; and RBAC: the
+/// WebSocket GET needs both `get` and `create` on `pods/exec`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_rbac() {
+    let remote = free_port();
+    let ks = start_with_web_pod(remote).await;
+    let c = ks.cluster();
+    c.create(
+        &ResKey::new("", "pods"),
+        "default",
+        json!({"metadata": {"name": "done"},
+               "spec": {"restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}]}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    wait_until(WAIT, "the done pod finished", || {
+        let c = c.clone();
+        async move {
+            c.get(&ResKey::new("", "pods"), "default", "done")
+                .ok()
+                .filter(|p| p["status"]["phase"] == "Succeeded")
+        }
+    })
+    .await;
+    let exec = |pod: &str, extra: &str| {
+        format!("/api/v1/namespaces/default/pods/{pod}/exec?command=true&stdout=true{extra}")
+    };
+
+    let (status, body) = handshake(&ks, &exec("missing", ""), None).await;
+    assert!(status.contains(" 404 "), "{status}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["message"], "pods \"missing\" not found");
+
+    let (status, body) = handshake(&ks, &exec("web", "&container=nope"), None).await;
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(
+        body.contains("container nope is not valid for pod web"),
+        "{body}"
+    );
+
+    let (status, body) = handshake(&ks, &exec("done", ""), None).await;
+    assert!(status.contains(" 500 "), "{status}");
+    assert_eq!(body, "container not found (\"main\")");
+
+    let (status, body) = handshake(
+        &ks,
+        "/api/v1/namespaces/default/pods/web/exec?command=true",
+        None,
+    )
+    .await;
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(
+        body.contains("at least 1 of stdin, stdout, stderr"),
+        "{body}"
+    );
+
+    // A ServiceAccount allowed to `get` pods/exec only, then also to `create` it.
+    let create = |group: &str, resource: &str, obj: serde_json::Value| {
+        c.create(
+            &ResKey::new(group, resource),
+            "default",
+            obj,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    };
+    create(
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "runner"}}),
+    );
+    create(
+        "rbac.authorization.k8s.io",
+        "roles",
+        json!({"metadata": {"name": "exec"},
+               "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get"]}]}),
+    );
+    create(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        json!({"metadata": {"name": "runner"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "exec"},
+               "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": "default"}]}),
+    );
+    let token = c.issue_token("default", "runner").unwrap();
+    let (status, body) = handshake(&ks, &exec("web", ""), Some(&token)).await;
+    assert!(status.contains(" 403 "), "{status}");
+    assert!(
+        body.contains("cannot create resource \\\"pods/exec\\\""),
+        "{body}"
+    );
+    c.mutate(
+        &ResKey::new("rbac.authorization.k8s.io", "roles"),
+        "default",
+        "exec",
+        "test",
+        |r| {
+            r["rules"][0]["verbs"] = json!(["get", "create"]);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let (status, _) = handshake(&ks, &exec("web", ""), Some(&token)).await;
+    assert!(status.contains(" 101 "), "{status}");
+}

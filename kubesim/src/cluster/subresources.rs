@@ -242,6 +242,10 @@ impl Cluster {
     }
 }
 
+/// The pod (stored object), the container and the stream source of a `pods/exec` or
+/// `pods/attach` request.
+pub type StreamTarget = (Value, String, Option<Arc<dyn PodLogs>>);
+
 impl Cluster {
     /// The pod and container a `pods/exec` or `pods/attach` request names, checked as
     /// kube-apiserver does before it calls the kubelet: 404 for a missing pod; without a
@@ -252,7 +256,7 @@ impl Cluster {
         namespace: &str,
         name: &str,
         container: &str,
-    ) -> Result<(Value, String, Option<Arc<dyn PodLogs>>), ApiError> {
+    ) -> Result<StreamTarget, ApiError> {
         let pod = self.get(&ResKey::new("", "pods"), namespace, name)?;
         let names = |field: &str| -> Vec<String> {
             pod["spec"][field]

@@ -393,12 +393,10 @@ pub async fn serve(mut socket: WebSocket, _pod: String, pod_uid: String) {
                         )));
                     }
                 }
-                HEADERS if payload.len() >= 4 => {
-                    // Keep the shared inflater in step; the headers themselves mean nothing here.
-                    if inflater.inflate(&payload[4..]).is_err() {
-                        goaway = true;
-                        break;
-                    }
+                // Keep the shared inflater in step; the headers themselves mean nothing here.
+                HEADERS if payload.len() >= 4 && inflater.inflate(&payload[4..]).is_err() => {
+                    goaway = true;
+                    break;
                 }
                 RST_STREAM if payload.len() >= 4 => {
                     let stream =
