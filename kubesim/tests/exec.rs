@@ -448,3 +448,36 @@ async fn refusals_and_rbac() {
     let (status, _) = handshake(&ks, &exec("web", ""), Some(&token)).await;
     assert!(status.contains(" 101 "), "{status}");
 }
+
+/// A command exec'd in a container ends when the container's process does (SIGKILL, 137).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_ends_with_its_container() {
+    let remote = free_port();
+    let ks = start_with_web_pod(remote).await;
+    let mut exec = command(
+        &ks,
+        "kubectl",
+        &[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(exec.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the command starts within the bound")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("started"));
+    kubesim::faults::kill_pod(&ks.cluster(), "default", "web").unwrap();
+    let status = tokio::time::timeout(WAIT, exec.wait())
+        .await
+        .expect("kubectl exec ends with the container")
+        .unwrap();
+    assert_eq!(status.code(), Some(137), "{status:?}");
+}

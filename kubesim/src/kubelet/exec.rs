@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 
 use super::image::RunAs;
 use super::logs::{LogQuery, LogStream};
@@ -30,17 +31,23 @@ pub struct ExecContext {
 
 type Key = (String, String);
 
+/// A running container: how its process was started, and a receiver that sees the
+/// container end (its sender is dropped).
+type Entry = (Arc<ExecContext>, watch::Receiver<()>);
+
 /// The running containers by (pod uid, container name).
 #[derive(Default)]
 pub struct Running {
-    map: Mutex<HashMap<Key, Arc<ExecContext>>>,
+    map: Mutex<HashMap<Key, Entry>>,
 }
 
-/// Keeps a container registered as running; dropping it unregisters the container.
+/// Keeps a container registered as running; dropping it unregisters the container, which
+/// ends the commands exec'd in it.
 pub struct Registration {
     running: Arc<Running>,
     key: Key,
     context: Arc<ExecContext>,
+    _alive: watch::Sender<()>,
 }
 
 impl Drop for Registration {
@@ -48,7 +55,7 @@ impl Drop for Registration {
         let mut map = self.running.map.lock().unwrap_or_else(|e| e.into_inner());
         if map
             .get(&self.key)
-            .is_some_and(|c| Arc::ptr_eq(c, &self.context))
+            .is_some_and(|(c, _)| Arc::ptr_eq(c, &self.context))
         {
             map.remove(&self.key);
         }
@@ -64,18 +71,20 @@ impl Running {
     ) -> Registration {
         let key = (pod_uid.to_string(), container.to_string());
         let context = Arc::new(context);
+        let (alive, ended) = watch::channel(());
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), context.clone());
+            .insert(key.clone(), (context.clone(), ended));
         Registration {
             running: self.clone(),
             key,
             context,
+            _alive: alive,
         }
     }
 
-    pub fn get(&self, pod_uid: &str, container: &str) -> Option<Arc<ExecContext>> {
+    pub fn get(&self, pod_uid: &str, container: &str) -> Option<Entry> {
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -135,7 +144,7 @@ pub fn exec(
     command: &[String],
     stdin: bool,
 ) -> Result<PodStreams, StreamRefusal> {
-    let context = kubelet
+    let (context, mut container_ended) = kubelet
         .running
         .get(pod_uid, container)
         .ok_or_else(|| not_found(container))?;
@@ -154,7 +163,17 @@ pub fn exec(
         stdin,
         stdout: stdout.unwrap_or_else(|| Box::pin(futures::stream::empty())),
         stderr: stderr.unwrap_or_else(|| Box::pin(futures::stream::empty())),
-        exit: Some(Box::pin(async move { child.wait().await })),
+        // A command still running when its container ends is killed with it (SIGKILL:
+        // 128 + 9), as the runtime kills every process of a stopped container.
+        exit: Some(Box::pin(async move {
+            tokio::select! {
+                code = child.wait() => code,
+                _ = container_ended.changed() => {
+                    drop(child);
+                    137
+                }
+            }
+        })),
     })
 }
 
