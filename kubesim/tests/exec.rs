@@ -28,7 +28,8 @@ async fn start_with_web_pod(port: u16) -> Kubesim {
     let ks = Kubesim::start(Options::default()).await.unwrap();
     let python = kubesim::testing::python();
     let script = format!(
-        "echo marker-$MARKER > index.html && exec {} -m http.server {port} --bind 127.0.0.1",
+        "echo marker-$MARKER > index.html && head -c 3000000 /dev/zero | tr '\\0' a > big.txt \
+         && exec {} -m http.server {port} --bind 127.0.0.1",
         python.display()
     );
     ks.cluster()
@@ -57,12 +58,12 @@ async fn start_with_web_pod(port: u16) -> Kubesim {
     ks
 }
 
-/// One HTTP/1.0 GET through `port` on the host; the whole response.
-async fn http_get(port: u16) -> String {
+/// One HTTP/1.0 GET of `path` through `port` on the host; the whole response.
+async fn http_get(port: u16, path: &str) -> String {
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the forwarded port");
-    conn.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -139,10 +140,61 @@ async fn kubectl_exec_and_port_forward(tool: &str) {
         .unwrap_or_default();
     assert!(first.contains(&format!("127.0.0.1:{local}")), "{first}");
     for _ in 0..2 {
-        let response = http_get(local).await;
+        let response = http_get(local, "/index.html").await;
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
         assert!(response.contains("marker-web-pod"), "{response}");
     }
+    // Megabytes each way: no flow-control window stops them.
+    let big = http_get(local, "/big.txt").await;
+    let body = big
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert_eq!(body.len(), 3_000_000, "{}", &big[..big.len().min(300)]);
+    assert!(body.bytes().all(|b| b == b'a'));
+    pf.kill().await.unwrap();
+
+    // Uploads, and the client's half-close: a listener on the host (pods share its network)
+    // counts what arrives until EOF and answers the count.
+    let counter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let counter_port = counter.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = counter.accept().await.unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).await.unwrap();
+        conn.write_all(format!("{}", got.len()).as_bytes())
+            .await
+            .unwrap();
+    });
+    let local = free_port();
+    let mut pf = command(
+        &ks,
+        tool,
+        &[
+            "port-forward",
+            "pod/web",
+            &format!("{local}:{counter_port}"),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(pf.stdout.take().unwrap()).lines();
+    tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("port-forward reports within the bound")
+        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    conn.write_all(&vec![7u8; 2_500_000]).await.unwrap();
+    conn.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_string(&mut answer))
+        .await
+        .expect("the count within 30 s")
+        .unwrap();
+    assert_eq!(answer, "2500000");
+    server.await.unwrap();
     pf.kill().await.unwrap();
 }
 
@@ -308,7 +360,7 @@ async fn handshake(ks: &Kubesim, path: &str, token: Option<&str>) -> (String, St
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: kubesim\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n{auth}\r\n"
+         Sec-WebSocket-Protocol: v5.channel.k8s.io, v4.channel.k8s.io\r\n{auth}\r\n"
     );
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
@@ -386,6 +438,15 @@ async fn refusals_and_rbac() {
     let (status, body) = handshake(&ks, &exec("done", ""), None).await;
     assert!(status.contains(" 500 "), "{status}");
     assert_eq!(body, "container not found (\"main\")");
+
+    let (status, body) = handshake(
+        &ks,
+        "/api/v1/namespaces/default/pods/done/portforward?ports=80",
+        None,
+    )
+    .await;
+    assert!(status.contains(" 404 "), "{status}");
+    assert_eq!(body, "pod does not exist");
 
     let (status, body) = handshake(
         &ks,

@@ -174,16 +174,13 @@ pub async fn serve(
             let Some(ws) = ws else {
                 return Err(not_websocket());
             };
+            if !source.is_some_and(|s| s.pod_running(&pod)) {
+                return Ok(text_response(404, "pod does not exist"));
+            }
             let protocol = match negotiate(headers, &[SPDY_TUNNEL, V4]) {
                 Ok(p) => p,
                 Err(e) => return Ok(text_response(400, &e)),
             };
-            if !source.is_some_and(|s| s.pod_running(&pod)) {
-                return Ok(text_response(
-                    500,
-                    &format!("pod not found ({:?})", format!("{name}_{namespace}")),
-                ));
-            }
             let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
             let pod_name = name.to_string();
             let mut ws = ws;
