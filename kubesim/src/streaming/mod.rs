@@ -182,11 +182,10 @@ pub async fn serve(
                 Err(e) => return Ok(text_response(400, &e)),
             };
             let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let pod_name = name.to_string();
             let mut ws = ws;
             ws.set_selected_protocol(HeaderValue::from_str(&protocol).expect("a token"));
             if protocol == SPDY_TUNNEL {
-                return Ok(ws.on_upgrade(move |socket| spdy::serve(socket, pod_name, uid)));
+                return Ok(ws.on_upgrade(move |socket| spdy::serve(socket, uid)));
             }
             let mut ports = Vec::new();
             for p in params.ports.iter().flat_map(|p| p.split(',')) {
@@ -203,7 +202,7 @@ pub async fn serve(
             if ports.is_empty() {
                 return Ok(text_response(400, "query parameter \"port\" is required"));
             }
-            Ok(ws.on_upgrade(move |socket| run_portforward(socket, ports, pod_name, uid)))
+            Ok(ws.on_upgrade(move |socket| run_portforward(socket, ports, uid)))
         }
     }
 }
@@ -357,7 +356,7 @@ pub fn forward_error(port: u16, pod_uid: &str, err: &std::io::Error) -> String {
 }
 
 /// Port-forward with the v4 channel protocol: one connection per port.
-async fn run_portforward(mut socket: WebSocket, ports: Vec<u16>, _pod: String, pod_uid: String) {
+async fn run_portforward(mut socket: WebSocket, ports: Vec<u16>, pod_uid: String) {
     // Each port's task sends (channel, data) to the socket; data from the client goes to
     // the port's task.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u8, Bytes)>();

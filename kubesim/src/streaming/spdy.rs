@@ -288,7 +288,7 @@ struct Pair {
 }
 
 /// Serve one tunnelled SPDY connection.
-pub async fn serve(mut socket: WebSocket, _pod: String, pod_uid: String) {
+pub async fn serve(mut socket: WebSocket, pod_uid: String) {
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
     let mut inbuf: Vec<u8> = Vec::new();
     let mut inflater = Inflater::default();
