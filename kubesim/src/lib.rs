@@ -35,6 +35,7 @@ pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod streaming;
 pub mod strict;
 pub mod table;
 pub mod testing;

@@ -179,7 +179,7 @@ impl Registry {
                 true,
                 &["po"],
                 true,
-                &["status", "log"],
+                &["status", "log", "attach", "exec", "portforward"],
             ),
             builtin("", "v1", "secrets", "Secret", true, &[], false, &[]),
             builtin(
@@ -811,6 +811,14 @@ impl Registry {
                     "log" => {
                         json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind, "verbs": ["get"]})
                     }
+                    "attach" | "exec" | "portforward" => {
+                        let kind = match sub.as_str() {
+                            "attach" => "PodAttachOptions",
+                            "exec" => "PodExecOptions",
+                            _ => "PodPortForwardOptions",
+                        };
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": ["create", "get"]})
+                    }
                     "scale" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
                     "token" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
@@ -928,6 +936,9 @@ mod tests {
             "pods",
             "pods/log",
             "pods/status",
+            "pods/exec",
+            "pods/attach",
+            "pods/portforward",
             "serviceaccounts/token",
             "namespaces",
             "configmaps",

@@ -96,7 +96,21 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
 }
 
 async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A WebSocket upgrade (pods/exec, attach, portforward) is taken here, before the body.
+    let ws = if parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
+        use axum::extract::FromRequestParts;
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
+    } else {
+        None
+    };
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
@@ -128,6 +142,7 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         headers: parts.headers,
         body,
         user,
+        ws: std::sync::Mutex::new(ws),
     };
     match route(&cluster, &req).await {
         Ok(r) => r,
@@ -208,6 +223,9 @@ struct Req {
     headers: HeaderMap,
     body: Bytes,
     user: UserInfo,
+    /// The WebSocket upgrade of the request, if it is one (taken by the streaming
+    /// subresources).
+    ws: std::sync::Mutex<Option<axum::extract::ws::WebSocketUpgrade>>,
 }
 
 impl Req {
@@ -433,6 +451,14 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
         (&Method::GET, false) => "get",
         (&Method::POST, true) => "create",
         (&Method::POST, false) if t.subresource.as_deref() == Some("token") => "create",
+        (&Method::POST, false)
+            if t.subresource
+                .as_deref()
+                .and_then(crate::streaming::Kind::of)
+                .is_some() =>
+        {
+            "create"
+        }
         (&Method::PUT, false) => "update",
         (&Method::PATCH, false) => "patch",
         (&Method::DELETE, false) => "delete",
@@ -615,7 +641,7 @@ async fn serve(
     let name = t.name.as_deref().unwrap_or_default();
     // Logs are text and token requests their own kind; everything else is negotiated.
     let output = match t.subresource.as_deref() {
-        Some("log" | "token") => Output::Object,
+        Some("log" | "token" | "exec" | "attach" | "portforward") => Output::Object,
         _ => negotiate(req.header(header::ACCEPT))?,
     };
     let shape = |obj: Value| -> Result<Value, ApiError> { negotiate::object(output, &t.info, obj) };
@@ -674,6 +700,9 @@ async fn serve(
         )),
         ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
         ("get", Some("log")) => pod_logs(cluster, req, ns, name),
+        ("get" | "create", Some(sub)) if crate::streaming::Kind::of(sub).is_some() => {
+            stream(cluster, req, t, verb, sub).await
+        }
         ("create", None) => {
             let mut body = decode_body(req)?;
             if !body.is_object() {
@@ -1009,6 +1038,54 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
             "status": {"token": token, "expirationTimestamp": exp.to_string()},
         }),
     ))
+}
+
+/// `pods/exec`, `pods/attach`, `pods/portforward`. A WebSocket upgrade is a GET, authorized
+/// as `get`; as kube-apiserver does since 1.35 (`AuthorizePodWebsocketUpgradeCreatePermission`),
+/// it also needs `create`, the verb of the SPDY POST.
+async fn stream(
+    cluster: &Arc<Cluster>,
+    req: &Req,
+    t: &Target,
+    verb: &str,
+    sub: &str,
+) -> Result<Response, ApiError> {
+    let kind = crate::streaming::Kind::of(sub).expect("checked by the caller");
+    let ns = t.namespace.as_str();
+    let name = t.name.as_deref().unwrap_or_default();
+    if verb == "get" {
+        cluster.authorize(
+            &req.user,
+            &Attributes {
+                verb: "create".into(),
+                api_group: t.info.group.clone(),
+                resource: t.info.resource.clone(),
+                subresource: sub.to_string(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                path: None,
+            },
+        )?;
+    }
+    let all = |key: &str| -> Vec<String> {
+        req.query
+            .0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let params = crate::streaming::Params {
+        container: req.query.get("container").unwrap_or_default().to_string(),
+        command: all("command"),
+        stdin: req.query.flag("stdin") && req.query.get("stdin").is_some(),
+        stdout: req.query.flag("stdout") && req.query.get("stdout").is_some(),
+        stderr: req.query.flag("stderr") && req.query.get("stderr").is_some(),
+        tty: req.query.flag("tty") && req.query.get("tty").is_some(),
+        ports: all("ports"),
+    };
+    let ws = req.ws.lock().unwrap_or_else(|e| e.into_inner()).take();
+    crate::streaming::serve(cluster, kind, ns, name, params, &req.headers, ws).await
 }
 
 fn pod_logs(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {

@@ -39,7 +39,7 @@ pub use options::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, PatchType, Propagation,
     SharedList, WriteOptions,
 };
-pub use subresources::{LogOptions, LogStream, PodLogs};
+pub use subresources::{LogOptions, LogStream, OutputStream, PodLogs, PodStreams, StreamRefusal};
 
 /// The cluster state and its API. Share it as `Arc<Cluster>`.
 pub struct Cluster {

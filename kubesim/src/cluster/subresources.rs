@@ -1,6 +1,10 @@
-//! Subresources: status (PUT), scale and pod logs.
+//! Subresources: status (PUT), scale, pod logs, and the checks in front of `pods/exec`,
+//! `pods/attach` and `pods/portforward`.
 
+use std::future::Future;
 use std::pin::Pin;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -30,12 +34,66 @@ pub struct LogOptions {
 /// A stream of log bytes (ends when the log ends, or, with `follow`, when the container exits).
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// Where pod logs come from (the kubelet). Without one, every log request answers
-/// 400 `container "c" in pod "p" is waiting to start: ContainerCreating`.
+/// Output of a process or container, chunk by chunk; ends when the output ends.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// The streams of a `pods/exec` command or of a `pods/attach` session.
+pub struct PodStreams {
+    /// The command's stdin (exec with `stdin=true` only).
+    pub stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    pub stdout: OutputStream,
+    pub stderr: OutputStream,
+    /// The exit code of an exec'd command once it ended (`None`: attach, which ends with
+    /// the container's output).
+    pub exit: Option<Pin<Box<dyn Future<Output = i32> + Send>>>,
+}
+
+/// Why the kubelet did not start a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamRefusal {
+    /// Refused before the connection is upgraded, as the kubelet answers (500 with this text,
+    /// e.g. `container not found ("app")`).
+    Unavailable(String),
+    /// The command could not be started (the connection is upgraded; the error channel says).
+    Start(String),
+}
+
+/// Where pod logs and streams come from (the kubelet). Without one, every log request answers
+/// 400 `container "c" in pod "p" is waiting to start: ContainerCreating`, and every exec,
+/// attach or port-forward is refused as for a container that is not running.
 pub trait PodLogs: Send + Sync {
     /// The log of `opts.container` of `pod` (the stored Pod object), or the API error to answer
     /// (e.g. 400 waiting to start, 400 `previous terminated container "c" in pod "p" not found`).
     fn logs(&self, pod: &Value, opts: &LogOptions) -> Result<LogStream, ApiError>;
+
+    /// Start `command` in `container` of `pod` the way the container's process was started
+    /// (its environment, working directory and user), with a stdin pipe when `stdin`.
+    fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+    ) -> Result<PodStreams, StreamRefusal> {
+        let _ = (pod, command, stdin);
+        Err(StreamRefusal::Unavailable(format!(
+            "container not found ({container:?})"
+        )))
+    }
+
+    /// The output of `container`'s running process from now on, until it exits.
+    fn attach(&self, pod: &Value, container: &str) -> Result<PodStreams, StreamRefusal> {
+        let _ = pod;
+        Err(StreamRefusal::Unavailable(format!(
+            "container not found ({container:?})"
+        )))
+    }
+
+    /// Whether the pod's processes run (a port-forward reaches them on 127.0.0.1).
+    fn pod_running(&self, pod: &Value) -> bool {
+        let _ = pod;
+        false
+    }
 }
 
 impl Cluster {
@@ -181,6 +239,103 @@ impl Cluster {
             None => stream,
             Some(limit) => limit_stream(stream, limit as usize),
         })
+    }
+}
+
+/// The pod (stored object), the container and the stream source of a `pods/exec` or
+/// `pods/attach` request.
+pub type StreamTarget = (Value, String, Option<Arc<dyn PodLogs>>);
+
+impl Cluster {
+    /// The pod and container a `pods/exec` or `pods/attach` request names, checked as
+    /// kube-apiserver does before it calls the kubelet: 404 for a missing pod; without a
+    /// container, the pod's only one (else 400 asking to choose); 400 for a container the pod
+    /// does not have, and for a pod not bound to a node. Also returns the stream source.
+    pub fn stream_target(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<StreamTarget, ApiError> {
+        let pod = self.get(&ResKey::new("", "pods"), namespace, name)?;
+        let names = |field: &str| -> Vec<String> {
+            pod["spec"][field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        let (main, init) = (names("containers"), names("initContainers"));
+        let container = if container.is_empty() {
+            match main.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Err(ApiError::bad_request(format!(
+                        "a container name must be specified for pod {name}"
+                    )));
+                }
+                _ => {
+                    let mut msg = format!(
+                        "a container name must be specified for pod {name}, choose one of: [{}]",
+                        main.join(" ")
+                    );
+                    if !init.is_empty() {
+                        msg.push_str(&format!(
+                            " or one of the init containers: [{}]",
+                            init.join(" ")
+                        ));
+                    }
+                    return Err(ApiError::bad_request(msg));
+                }
+            }
+        } else if main.iter().chain(&init).any(|c| c == container) {
+            container.to_string()
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "container {container} is not valid for pod {name}"
+            )));
+        };
+        if pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
+        }
+        let source = self
+            .pod_logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok((pod, container, source))
+    }
+
+    /// The pod a `pods/portforward` request names (404 when missing, 400 when not bound to a
+    /// node), with the stream source.
+    pub fn portforward_target(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Value, Option<Arc<dyn PodLogs>>), ApiError> {
+        let pod = self.get(&ResKey::new("", "pods"), namespace, name)?;
+        if pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
+        }
+        let source = self
+            .pod_logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok((pod, source))
     }
 }
 
