@@ -5,8 +5,8 @@
 use crate::reason::RunError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
 use std::collections::BTreeSet;
+use std::fmt;
 
 /// The key of a metadata ConfigMap that records drift (written by sc-agent only).
 pub const DRIFT_KEY: &str = "drift.json";

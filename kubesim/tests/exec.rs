@@ -7,20 +7,12 @@ use std::time::Duration;
 
 use kubesim::cluster::WriteOptions;
 use kubesim::store::ResKey;
-use kubesim::testing::{command, run, run_with_stdin, wait_until};
+use kubesim::testing::{command, free_port, run, run_with_stdin, wait_until};
 use kubesim::{Kubesim, Options};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running pod `web` serving `index.html` (`marker-<MARKER>`) over HTTP on `port`, with
 /// the env `GREETING`.

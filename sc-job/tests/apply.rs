@@ -690,5 +690,10 @@ async fn a_key_another_writer_added_is_removed_by_the_next_run() {
         .iter()
         .filter_map(|e| e["manager"].as_str())
         .collect();
-    assert_eq!(managers, ["sc-job"], "{}", after["metadata"]["managedFields"]);
+    assert_eq!(
+        managers,
+        ["sc-job"],
+        "{}",
+        after["metadata"]["managedFields"]
+    );
 }
