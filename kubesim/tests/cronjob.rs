@@ -172,7 +172,7 @@ async fn concurrency_policies_history_and_suspend() {
         .iter()
         .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, [first_name.clone()]);
+    assert_eq!(names, std::slice::from_ref(&first_name));
 
     // Replace: the running Job is deleted for the next one, which finishes at once.
     kubectl(
