@@ -96,21 +96,27 @@ impl Cluster {
         if let Some(r) = requested.filter(|r| *r > current) {
             return Err(Cluster::list_too_large(r, current));
         }
+        let at_version = |rv: u64| -> Result<(Vec<Obj>, u64), ApiError> {
+            let objs = self
+                .store
+                .list_at(res, namespace, after.as_ref(), rv)
+                .map_err(|_| {
+                    ApiError::expired(if after.is_some() {
+                        CONTINUE_EXPIRED
+                    } else {
+                        "The resourceVersion for the provided list is too old."
+                    })
+                })?;
+            Ok((objs, rv))
+        };
         let (objs, rv) = match at {
-            Some(rv) if rv < current => {
-                let objs = self
-                    .store
-                    .list_at(res, namespace, after.as_ref(), rv)
-                    .map_err(|_| {
-                        ApiError::expired(if after.is_some() {
-                            CONTINUE_EXPIRED
-                        } else {
-                            "The resourceVersion for the provided list is too old."
-                        })
-                    })?;
-                (objs, rv)
-            }
-            _ => self.store.list_after(res, namespace, after.as_ref()),
+            Some(rv) if rv < current => at_version(rv)?,
+            Some(rv) => match self.store.list_after(res, namespace, after.as_ref()) {
+                // A write came in since `current` was read: the state at `rv` after all.
+                (_, now) if now != rv => at_version(rv)?,
+                listed => listed,
+            },
+            None => self.store.list_after(res, namespace, after.as_ref()),
         };
         let limit = opts.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let filtered = opts.label_selector.is_some() || opts.field_selector.is_some();
