@@ -671,6 +671,15 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                     }
                 }
             }
+            if let Some(p) = spec["concurrencyPolicy"].as_str()
+                && !["Allow", "Forbid", "Replace"].contains(&p)
+            {
+                causes.push(Cause::not_supported(
+                    "spec.concurrencyPolicy",
+                    p,
+                    &["Allow", "Forbid", "Replace"],
+                ));
+            }
             match spec["timeZone"].as_str() {
                 None => {}
                 Some("") => causes.push(Cause::invalid(

@@ -270,6 +270,16 @@ async fn schedules_and_time_zones_are_validated() {
         ),
         "{tz:?}"
     );
+    let policy = apply(
+        &ks,
+        &cronjob("p", "0 9 * * *", "Sometimes", r#"["true"]"#, ""),
+    )
+    .await;
+    assert!(!policy.success());
+    assert!(
+        policy.stderr.contains(r#"spec.concurrencyPolicy: Unsupported value: "Sometimes": supported values: "Allow", "Forbid", "Replace""#),
+        "{policy:?}"
+    );
     apply(
         &ks,
         &cronjob(

@@ -507,3 +507,54 @@ impl super::Reconciler for CronJobController {
         self.sync(cluster, &cj)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cronjob(tz: Option<&str>) -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": "apps", "uid": "u-1"},
+            "spec": {"schedule": "0 9 * * *", "timeZone": tz, "jobTemplate": {
+                "metadata": {"labels": {"team": "x"}, "annotations": {"note": "y"}},
+                "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "alpine"}]}}}}}})
+    }
+
+    #[test]
+    fn job_names_annotations_and_owner() {
+        let at: Timestamp = "2026-03-02T08:00:00Z".parse().unwrap();
+        let berlin = time_zone(Some("Europe/Berlin")).unwrap();
+        let job = job_for(&cronjob(Some("Europe/Berlin")), at, &berlin);
+        assert_eq!(
+            job["metadata"]["name"],
+            format!("nightly-{}", at.as_second() / 60)
+        );
+        assert_eq!(job["metadata"]["namespace"], "apps");
+        assert_eq!(
+            job["metadata"]["annotations"],
+            json!({"note": "y", SCHEDULED_TIMESTAMP: "2026-03-02T09:00:00+01:00"})
+        );
+        assert_eq!(job["metadata"]["labels"], json!({"team": "x"}));
+        let owner = &job["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (&owner["kind"], &owner["uid"], &owner["controller"]),
+            (&json!("CronJob"), &json!("u-1"), &json!(true))
+        );
+        let utc = job_for(&cronjob(None), at, &jiff::tz::TimeZone::UTC);
+        assert_eq!(
+            utc["metadata"]["annotations"][SCHEDULED_TIMESTAMP],
+            "2026-03-02T08:00:00Z"
+        );
+    }
+
+    #[test]
+    fn status_keeps_the_field_order_and_omits_empty_fields() {
+        let mut s = Status::read(&json!({}));
+        assert_eq!(s.to_json(), json!({}));
+        s.last_successful = Some("t2".into());
+        s.last_schedule = Some("t1".into());
+        s.active.push(json!({"name": "j"}));
+        let keys: Vec<String> = s.to_json().as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["active", "lastScheduleTime", "lastSuccessfulTime"]);
+    }
+}
