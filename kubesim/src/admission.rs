@@ -663,8 +663,40 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             }
         }
         ("batch", "cronjobs") => {
-            if spec["schedule"].as_str().is_none_or(str::is_empty) {
-                causes.push(Cause::required("spec.schedule", ""));
+            match spec["schedule"].as_str() {
+                None | Some("") => causes.push(Cause::required("spec.schedule", "")),
+                Some(s) => {
+                    if let Err(e) = crate::cron::Schedule::parse(s) {
+                        causes.push(Cause::invalid("spec.schedule", &spec["schedule"], &e));
+                    }
+                }
+            }
+            if let Some(p) = spec["concurrencyPolicy"].as_str()
+                && !["Allow", "Forbid", "Replace"].contains(&p)
+            {
+                causes.push(Cause::not_supported(
+                    "spec.concurrencyPolicy",
+                    p,
+                    &["Allow", "Forbid", "Replace"],
+                ));
+            }
+            match spec["timeZone"].as_str() {
+                None => {}
+                Some("") => causes.push(Cause::invalid(
+                    "spec.timeZone",
+                    &spec["timeZone"],
+                    "timeZone must be nil or non-empty string",
+                )),
+                Some(tz) if tz.eq_ignore_ascii_case("local") => causes.push(Cause::invalid(
+                    "spec.timeZone",
+                    &spec["timeZone"],
+                    "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+                )),
+                Some(tz) => {
+                    if let Err(e) = crate::cron::time_zone(Some(tz)) {
+                        causes.push(Cause::invalid("spec.timeZone", &spec["timeZone"], &e));
+                    }
+                }
             }
             validate_job_spec(
                 &spec["jobTemplate"]["spec"],

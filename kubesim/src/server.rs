@@ -542,6 +542,33 @@ fn decode_body(req: &Req) -> Result<Value, ApiError> {
     }
 }
 
+/// How long a list at a resourceVersion newer than the store's waits for it before the 504
+/// (kube-apiserver's watch cache waits 3 s).
+const LIST_VERSION_WAIT: Duration = Duration::from_secs(1);
+
+/// Wait (at most [`LIST_VERSION_WAIT`]) until the store reaches the resourceVersion a list
+/// asks for.
+async fn wait_for_version(cluster: &Cluster, rv: Option<&str>) {
+    let Some(wanted) = rv.and_then(|r| r.parse::<u64>().ok()) else {
+        return;
+    };
+    let store = cluster.store();
+    if store.current_rv() >= wanted {
+        return;
+    }
+    let Ok(sub) = store.subscribe(None) else {
+        return;
+    };
+    let mut live = sub.live;
+    let deadline = tokio::time::Instant::now() + LIST_VERSION_WAIT;
+    while store.current_rv() < wanted {
+        match tokio::time::timeout_at(deadline, live.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => return,
+        }
+    }
+}
+
 fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
     let label_selector = match req.query.get("labelSelector").filter(|s| !s.is_empty()) {
         None => None,
@@ -563,6 +590,7 @@ fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
             .get("continue")
             .filter(|c| !c.is_empty())
             .map(str::to_string),
+        ..ListOptions::default()
     })
 }
 
@@ -654,12 +682,22 @@ async fn serve(
                     "sendInitialEvents is forbidden for list requests; use a watch",
                 ));
             }
-            let opts = list_options(req, t)?;
+            let mut opts = list_options(req, t)?;
+            opts.resource_version = req.query.get("resourceVersion").map(str::to_string);
+            opts.resource_version_match = req
+                .query
+                .get("resourceVersionMatch")
+                .filter(|m| !m.is_empty())
+                .map(str::to_string);
+            wait_for_version(cluster, opts.resource_version.as_deref()).await;
             let ns = if ns.is_empty() { None } else { Some(ns) };
             let list = cluster.list_shared(&res, ns, &opts)?;
             let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
             if let Some(c) = &list.continue_token {
                 meta["continue"] = json!(c);
+            }
+            if let Some(n) = list.remaining_item_count {
+                meta["remainingItemCount"] = json!(n);
             }
             if output == Output::Table {
                 let refs: Vec<&Value> = list.items.iter().map(|o| o.as_ref()).collect();

@@ -149,6 +149,17 @@ pub(super) fn same_but_versions(a: &Value, b: &Value) -> bool {
     equal_except(a, b, &[], Some(&["resourceVersion", "managedFields"]))
 }
 
+/// Whether two `managedFields` hold the same entries (in any order: the API server sorts them).
+fn same_managed_fields(a: Option<&Value>, b: Option<&Value>) -> bool {
+    fn entries(v: Option<&Value>) -> Vec<&Value> {
+        v.and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
+    }
+    let (a, b) = (entries(a), entries(b));
+    a.len() == b.len() && a.iter().all(|e| b.contains(e))
+}
+
 /// Whether a write leaves an object that must now disappear: deletion requested, no
 /// finalizers left, no graceful termination pending (and, for namespaces, no spec finalizers).
 fn ready_to_remove(obj: &Value) -> bool {
@@ -360,7 +371,19 @@ impl Cluster {
                     &now(),
                 );
             }
-            if same_but_versions(&new, old) {
+            // A server-side apply that leaves the content as it was is still written when
+            // it changed the ownership (a new co-owner, fields given up): kube-apiserver
+            // compares the encoded object, managedFields included.
+            let unchanged_write = if applied {
+                same_but_versions(&new, old)
+                    && same_managed_fields(
+                        meta(&new).get("managedFields"),
+                        meta(old).get("managedFields"),
+                    )
+            } else {
+                same_but_versions(&new, old)
+            };
+            if unchanged_write {
                 unchanged = Some(old.clone());
                 return Ok(Write::Unchanged);
             }

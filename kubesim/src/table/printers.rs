@@ -623,10 +623,12 @@ impl Printer {
                     .pointer("/spec/timeZone")
                     .and_then(Value::as_str)
                     .unwrap_or("<none>");
-                let suspend = obj
-                    .pointer("/spec/suspend")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+                // As the API server's printBoolPtr: a string, `<unset>` when absent.
+                let suspend = match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                };
                 let (names, images) =
                     containers(obj, "/spec/jobTemplate/spec/template/spec/containers");
                 vec![
