@@ -337,8 +337,65 @@ fn priority_classes() -> Vec<Value> {
         .collect()
 }
 
+/// kube-apiserver's (group priority, version priority) of a built-in group-version
+/// (`apiVersionPriorities` of the aggregator).
+fn api_service_priority(group: &str, version: &str) -> (i64, i64) {
+    let group_priority = match group {
+        "" | "apiregistration.k8s.io" => 18000,
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "authentication.k8s.io" => 17700,
+        "authorization.k8s.io" => 17600,
+        "autoscaling" => 17500,
+        "batch" => 17400,
+        "certificates.k8s.io" => 17300,
+        "networking.k8s.io" => 17200,
+        "policy" => 17100,
+        "rbac.authorization.k8s.io" => 17000,
+        "storage.k8s.io" => 16800,
+        "admissionregistration.k8s.io" | "apiextensions.k8s.io" => 16700,
+        "scheduling.k8s.io" => 16600,
+        "coordination.k8s.io" => 16500,
+        "node.k8s.io" => 16300,
+        "discovery.k8s.io" => 16200,
+        "flowcontrol.apiserver.k8s.io" => 16100,
+        _ => 1000,
+    };
+    let version_priority = match (group, version) {
+        ("", "v1") => 1,
+        ("autoscaling", "v2") => 30,
+        _ => 15,
+    };
+    (group_priority, version_priority)
+}
+
+/// The `apiregistration.k8s.io/v1` APIServices of the built-in group-versions, as the
+/// aggregator registers them at start (`v1.` for the core group, `v1.apps`, ...): local (no
+/// `spec.service`) and always available.
+fn api_services(groups: &[(String, Vec<String>)]) -> Vec<Value> {
+    let mut gvs = vec![(String::new(), "v1".to_string())];
+    for (g, vs) in groups {
+        gvs.extend(vs.iter().map(|v| (g.clone(), v.clone())));
+    }
+    gvs.into_iter()
+        .map(|(group, version)| {
+            let (gp, vp) = api_service_priority(&group, &version);
+            let mut spec =
+                json!({"version": version, "groupPriorityMinimum": gp, "versionPriority": vp});
+            if !group.is_empty() {
+                spec["group"] = json!(group);
+            }
+            json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                   "metadata": {"name": format!("{version}.{group}"),
+                                "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                   "spec": spec})
+        })
+        .collect()
+}
+
 impl Cluster {
-    /// Create the cluster-scoped bootstrap objects (RBAC policy, PriorityClasses).
+    /// Create the cluster-scoped bootstrap objects (RBAC policy, PriorityClasses, the
+    /// built-in APIServices).
     pub(super) fn bootstrap(&self) {
         let opts = WriteOptions::manager(MANAGER);
         let rbac = |r: &str| ResKey::new("rbac.authorization.k8s.io", r);
@@ -361,6 +418,23 @@ impl Cluster {
         for (res, obj) in objects {
             self.create(&res, "", obj, &opts)
                 .expect("a bootstrap object is valid");
+        }
+        let api_service = ResKey::new("apiregistration.k8s.io", "apiservices");
+        let now = crate::time::now();
+        for obj in api_services(&self.registry().groups()) {
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.create(&api_service, "", obj, &opts)
+                .expect("a bootstrap object is valid");
+            self.update_status(&api_service, "", &name, MANAGER, |o| {
+                o["status"] = json!({"conditions": [{"type": "Available", "status": "True",
+                    "lastTransitionTime": now, "reason": "Local",
+                    "message": "Local APIServices are always available"}]});
+                Ok(())
+            })
+            .expect("a bootstrap APIService exists");
         }
     }
 

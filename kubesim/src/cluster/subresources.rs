@@ -202,7 +202,13 @@ fn limit_stream(stream: LogStream, limit: usize) -> LogStream {
 
 fn scale_of(obj: &Value) -> Value {
     let m = meta(obj);
-    let selector = obj["spec"]["selector"]["matchLabels"]
+    // A ReplicationController's selector is the label map itself.
+    let labels = if obj["kind"] == "ReplicationController" {
+        &obj["spec"]["selector"]
+    } else {
+        &obj["spec"]["selector"]["matchLabels"]
+    };
+    let selector = labels
         .as_object()
         .map(|l| {
             l.iter()

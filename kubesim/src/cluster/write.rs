@@ -101,6 +101,7 @@ pub(super) fn has_generation(info: &ResourceInfo) -> bool {
             info.group.as_str(),
             "apps" | "batch" | "apiextensions.k8s.io"
         )
+        || (info.group.is_empty() && info.resource == "replicationcontrollers")
 }
 
 /// Whether two objects are equal but for the top-level fields `skip` names and, inside
