@@ -867,6 +867,16 @@ fn pod_update_allowed(old: &Value, new: &Value) -> bool {
     {
         candidate["nodeName"] = n.clone();
     }
+    // Ephemeral containers may be added (`pods/ephemeralcontainers`), never changed or removed.
+    let old_eph = old["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(n) = new["ephemeralContainers"].as_array()
+        && old_eph.iter().all(|c| n.contains(c))
+    {
+        candidate["ephemeralContainers"] = json!(n);
+    }
     &candidate == new
 }
 

@@ -186,7 +186,7 @@ impl Registry {
                 true,
                 &["po"],
                 true,
-                &["status", "log", "eviction"],
+                &["status", "log", "eviction", "ephemeralcontainers"],
             ),
             builtin("", "v1", "secrets", "Secret", true, &[], false, &[]),
             builtin(
@@ -542,6 +542,16 @@ impl Registry {
                 &[],
             ),
             builtin(
+                "certificates.k8s.io",
+                "v1",
+                "certificatesigningrequests",
+                "CertificateSigningRequest",
+                false,
+                &["csr"],
+                false,
+                &["status", "approval"],
+            ),
+            builtin(
                 "apiregistration.k8s.io",
                 "v1",
                 "apiservices",
@@ -632,7 +642,7 @@ impl Registry {
 
 fn group_rank(g: &str) -> usize {
     /// The order kube-apiserver lists its groups in (`/apis`).
-    const ORDER: [&str; 18] = [
+    const ORDER: [&str; 19] = [
         "apiregistration.k8s.io",
         "apps",
         "events.k8s.io",
@@ -640,6 +650,7 @@ fn group_rank(g: &str) -> usize {
         "authorization.k8s.io",
         "autoscaling",
         "batch",
+        "certificates.k8s.io",
         "networking.k8s.io",
         "policy",
         "rbac.authorization.k8s.io",

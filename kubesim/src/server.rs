@@ -702,7 +702,7 @@ async fn serve(
             }
             Ok(json_response(200, &shape(obj)?))
         }
-        ("get", Some("status")) => Ok(json_response(
+        ("get", Some("status" | "approval" | "ephemeralcontainers")) => Ok(json_response(
             200,
             &shape(present(cluster.get(&res, ns, name)?, t))?,
         )),
@@ -735,7 +735,17 @@ async fn serve(
                 &warnings,
             ))
         }
-        ("update", Some("status")) => {
+        ("update", Some("ephemeralcontainers")) => {
+            let body = decode_body(req)?;
+            Ok(json_response(
+                200,
+                &shape(present(
+                    cluster.replace_ephemeral_containers(ns, name, body, &req.write_options())?,
+                    t,
+                ))?,
+            ))
+        }
+        ("update", Some("status" | "approval")) => {
             let body = decode_body(req)?;
             Ok(json_response(
                 200,
@@ -752,7 +762,7 @@ async fn serve(
                 &cluster.set_scale(&res, ns, name, &body, &req.write_options())?,
             ))
         }
-        ("patch", sub @ (None | Some("status") | Some("scale"))) => {
+        ("patch", sub @ (None | Some("status" | "scale" | "approval" | "ephemeralcontainers"))) => {
             let ct = req
                 .header(header::CONTENT_TYPE)
                 .split(';')

@@ -1,7 +1,8 @@
 //! Kinds and endpoints other projects' suites use, checked with real clients (kubectl 1.33
 //! and 1.37, the python client): ReplicationControllers with their controller and scale
 //! subresource, APIServices, aggregated discovery, `pods/eviction` with PodDisruptionBudgets
-//! (and `kubectl drain`), ComponentStatuses.
+//! (and `kubectl drain`), ComponentStatuses, CertificateSigningRequests' approval and
+//! `pods/ephemeralcontainers`.
 
 use std::time::Duration;
 
@@ -424,6 +425,55 @@ try:
     raise SystemExit("found a component that does not exist")
 except client.ApiException as e:
     assert e.status == 404, e
+print("python-ok")
+"#,
+    )
+    .await;
+}
+
+/// A CertificateSigningRequest is approved through its `approval` subresource, which changes
+/// only its status; ephemeral containers are added through `pods/ephemeralcontainers`,
+/// and may not be removed.
+#[tokio::test]
+async fn csr_approval_and_ephemeral_containers_are_subresources() {
+    let ks = start().await;
+    python(
+        &ks,
+        r#"
+import base64
+from kubernetes import client, config
+config.load_kube_config()
+certs = client.CertificatesV1Api()
+csr = client.V1CertificateSigningRequest(metadata=client.V1ObjectMeta(name="fake"),
+    spec=client.V1CertificateSigningRequestSpec(request=base64.b64encode(b"not a real request").decode(),
+        signer_name="kubernetes.io/kube-apiserver-client", usages=["client auth"]))
+certs.create_certificate_signing_request(csr)
+certs.patch_certificate_signing_request_approval("fake", {"spec": {"signerName": "other/x"},
+    "status": {"conditions": [{"type": "Approved", "status": "True", "reason": "Test", "message": "ok"}]}})
+got = certs.read_certificate_signing_request_approval("fake")
+assert got.status.conditions[0].type == "Approved", got.status
+assert got.spec.signer_name == "kubernetes.io/kube-apiserver-client", got.spec
+
+core = client.CoreV1Api()
+pod = client.V1Pod(metadata=client.V1ObjectMeta(name="eph"),
+    spec=client.V1PodSpec(restart_policy="Never",
+        containers=[client.V1Container(name="main", image="busybox", command=["sleep", "60"])]))
+core.create_namespaced_pod("default", pod)
+assert core.read_namespaced_pod_ephemeralcontainers("eph", "default").spec.ephemeral_containers is None
+body = core.read_namespaced_pod("eph", "default")
+body.spec.ephemeral_containers = [client.V1EphemeralContainer(name="debug1", image="busybox", command=["sleep", "1"])]
+body.spec.containers[0].image = "changed"
+got = core.replace_namespaced_pod_ephemeralcontainers("eph", "default", body)
+assert [c.name for c in got.spec.ephemeral_containers] == ["debug1"], got.spec.ephemeral_containers
+assert got.spec.containers[0].image == "busybox", got.spec.containers
+got = core.patch_namespaced_pod_ephemeralcontainers("eph", "default",
+    {"spec": {"ephemeralContainers": [{"name": "debug2", "image": "busybox", "command": ["sleep", "1"]}]}})
+assert sorted(c.name for c in got.spec.ephemeral_containers) == ["debug1", "debug2"], got.spec
+try:
+    core.patch_namespaced_pod_ephemeralcontainers("eph", "default", [{"op": "remove", "path": "/spec/ephemeralContainers/0"}])
+    raise SystemExit("an ephemeral container was removed")
+except client.ApiException as e:
+    assert e.status == 422, e
 print("python-ok")
 "#,
     )

@@ -169,6 +169,8 @@ pub(super) enum Scope {
     Main,
     /// The status subresource: only `status` is taken.
     Status,
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers` is taken.
+    EphemeralContainers,
     /// Everything (trusted in-process writers).
     All,
 }
@@ -177,6 +179,7 @@ impl Scope {
     fn subresource(self) -> Option<&'static str> {
         match self {
             Scope::Status => Some("status"),
+            Scope::EphemeralContainers => Some("ephemeralcontainers"),
             _ => None,
         }
     }
@@ -293,6 +296,22 @@ impl Cluster {
                         None => {
                             if let Some(m) = new.as_object_mut() {
                                 m.remove("status");
+                            }
+                        }
+                    }
+                }
+                Scope::EphemeralContainers => {
+                    let containers = new["spec"].get("ephemeralContainers").cloned();
+                    let managed = meta(&new).get("managedFields").cloned();
+                    new = old.clone();
+                    if applied && let Some(mf) = managed {
+                        meta_mut(&mut new).insert("managedFields".into(), mf);
+                    }
+                    match containers {
+                        Some(c) if !c.is_null() => new["spec"]["ephemeralContainers"] = c,
+                        _ => {
+                            if let Some(m) = new["spec"].as_object_mut() {
+                                m.remove("ephemeralContainers");
                             }
                         }
                     }
