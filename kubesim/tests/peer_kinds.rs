@@ -306,21 +306,20 @@ async fn eviction_honours_disruption_budgets_and_drain_empties_the_node() {
     let ks = start().await;
     apply(&ks, &rc("db", 2)).await;
     rc_settled(&ks, "db", 2).await;
-    apply(
+    // kubectl sends the budget as protobuf.
+    run(
         &ks,
-        "
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: db
-spec:
-  minAvailable: 2
-  selector:
-    matchLabels:
-      app: db
-",
+        "kubectl",
+        &[
+            "create",
+            "pdb",
+            "db",
+            "--selector=app=db",
+            "--min-available=2",
+        ],
     )
-    .await;
+    .await
+    .ok("kubectl create pdb");
     let pod = active_pods(&ks, "app=db").await[0]["metadata"]["name"]
         .as_str()
         .unwrap()
