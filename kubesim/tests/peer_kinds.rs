@@ -203,6 +203,51 @@ print("python-ok")
     .await;
 }
 
+/// The group-versions of CustomResourceDefinitions get APIServices while a definition
+/// serves them, as the API server's CRD registration controller does.
+#[tokio::test]
+async fn custom_resource_group_versions_are_api_services() {
+    let ks = start().await;
+    apply(
+        &ks,
+        "
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
+  - {name: v1beta1, served: true, storage: false, schema: {openAPIV3Schema: {type: object}}}
+",
+    )
+    .await;
+    for name in ["v1.example.com", "v1beta1.example.com"] {
+        let s = wait_until(Duration::from_secs(10), name, || async {
+            kubectl_json(&ks, &["get", "apiservice", name, "-o", "json"]).await
+        })
+        .await;
+        assert_eq!(
+            s["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"], "true",
+            "{s}"
+        );
+        assert_eq!(s["spec"]["groupPriorityMinimum"], 1000, "{s}");
+        assert_eq!(s["status"]["conditions"][0]["status"], "True", "{s}");
+    }
+    run(&ks, "kubectl", &["delete", "crd", "widgets.example.com"])
+        .await
+        .ok("kubectl delete crd");
+    wait_until(Duration::from_secs(30), "the APIServices go", || async {
+        let out = run(&ks, "kubectl", &["get", "apiservices", "-o", "name"]).await;
+        (out.success() && !out.stdout.contains("example.com") && out.stdout.contains("v1.apps"))
+            .then_some(())
+    })
+    .await;
+}
+
 /// kubectl 1.33 and 1.37 read `/api` and `/apis` as aggregated discovery (no request per
 /// group-version), and list the same resources as the plain documents describe; a client
 /// that does not ask for it still gets `APIVersions` / `APIGroupList`.

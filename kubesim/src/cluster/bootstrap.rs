@@ -438,6 +438,63 @@ impl Cluster {
         }
     }
 
+    /// Keep one APIService per group-version that CustomResourceDefinitions serve, as the
+    /// API server's CRD registration controller does (label
+    /// `kube-aggregator.kubernetes.io/automanaged: "true"`, group priority 1000, version
+    /// priority 100, local and available); remove those no definition serves any more.
+    pub(super) fn sync_crd_api_services(&self) {
+        let res = ResKey::new("apiregistration.k8s.io", "apiservices");
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for i in self.registry().all().filter(|i| i.custom) {
+            for v in &i.versions {
+                let gv = (i.group.clone(), v.clone());
+                if !wanted.contains(&gv) {
+                    wanted.push(gv);
+                }
+            }
+        }
+        let opts = WriteOptions::manager(MANAGER);
+        let (existing, _) = self.store.list(&res, None);
+        for o in existing.iter() {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let automanaged =
+                o["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"] == "true";
+            let gv = (
+                o["spec"]["group"].as_str().unwrap_or_default().to_string(),
+                o["spec"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            if automanaged && !wanted.contains(&gv) {
+                let _ = self.delete(&res, "", name, &super::DeleteOptions::default());
+            }
+        }
+        for (group, version) in wanted {
+            let name = format!("{version}.{group}");
+            if self
+                .store
+                .get(&crate::store::ObjKey::new(&res, "", &name))
+                .is_some()
+            {
+                continue;
+            }
+            let obj = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "true"}},
+                "spec": {"group": group, "version": version, "groupPriorityMinimum": 1000, "versionPriority": 100}});
+            if self.create(&res, "", obj, &opts).is_err() {
+                continue;
+            }
+            let now = crate::time::now();
+            let _ = self.update_status(&res, "", &name, MANAGER, |o| {
+                o["status"] = json!({"conditions": [{"type": "Available", "status": "True",
+                    "lastTransitionTime": now, "reason": "Local",
+                    "message": "Local APIServices are always available"}]});
+                Ok(())
+            });
+        }
+    }
+
     /// Create the `default/kubernetes` Service (ClusterIP 10.96.0.1, port 443 to `port`, the
     /// API server's port) with its Endpoints and EndpointSlice on 127.0.0.1, as the API
     /// server's endpoint reconciler does. Existing objects are left alone.

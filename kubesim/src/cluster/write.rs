@@ -186,15 +186,19 @@ impl Scope {
 }
 
 impl Cluster {
-    /// Side effects of a stored write: CustomResourceDefinitions start being served, and a
-    /// namespace gets its `default` ServiceAccount.
+    /// Side effects of a stored write: CustomResourceDefinitions start being served (and
+    /// their group-versions get APIServices), and a namespace gets its `default`
+    /// ServiceAccount.
     pub(super) fn after_write(&self, info: &ResourceInfo, obj: &Value) {
         match (info.group.as_str(), info.resource.as_str()) {
             ("apiextensions.k8s.io", "customresourcedefinitions")
                 if meta(obj).get("deletionTimestamp").is_none() =>
             {
-                let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-                let _ = Arc::make_mut(&mut registry).add_crd(obj);
+                {
+                    let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+                    let _ = Arc::make_mut(&mut registry).add_crd(obj);
+                }
+                self.sync_crd_api_services();
             }
             ("", "namespaces") => {
                 let ns = meta(obj)["name"].as_str().unwrap_or_default();
@@ -224,6 +228,7 @@ impl Cluster {
                 let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
                 Arc::make_mut(&mut registry).remove_crd(obj);
             }
+            self.sync_crd_api_services();
             let (items, _) = self.store.list(&served.key(), None);
             for o in items {
                 let key = ObjKey::new(
