@@ -96,6 +96,18 @@ pub fn default_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
             default_template(spec);
         }
         ("", "replicationcontrollers") => {
+            // SetDefaults_ReplicationController: an empty selector, and empty object labels,
+            // are the template's labels.
+            let labels = obj["spec"]["template"]["metadata"]["labels"].clone();
+            let empty = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
+            if !empty(&labels) {
+                if empty(&obj["spec"]["selector"]) {
+                    obj_mut(obj, "spec").insert("selector".into(), labels.clone());
+                }
+                if empty(&obj["metadata"]["labels"]) {
+                    obj_mut(obj, "metadata").insert("labels".into(), labels);
+                }
+            }
             let spec = obj_mut(obj, "spec");
             set_default(spec, "replicas", json!(1));
             default_template(spec);
@@ -506,6 +518,31 @@ fn is_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// An APIService (`ValidateAPIService`): named `<version>.<group>`, positive priorities.
+fn validate_api_service(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = &obj["spec"];
+    let s = |k: &str| spec[k].as_str().unwrap_or_default();
+    let required = format!("{}.{}", s("version"), s("group"));
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if !name.is_empty() && name != required {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            &format!("must be `spec.version+\".\"+spec.group`: {required:?}"),
+        ));
+    }
+    if s("version").is_empty() {
+        causes.push(Cause::required("spec.version", ""));
+    }
+    for (k, max) in [("groupPriorityMinimum", 20000), ("versionPriority", 1000)] {
+        let v = spec[k].as_i64().unwrap_or(0);
+        if v <= 0 || v > max {
+            let msg = format!("must be positive and less than {max}");
+            causes.push(Cause::invalid(&format!("spec.{k}"), &json!(v), &msg));
+        }
+    }
+}
+
 /// RFC 1123 subdomain (object names of most kinds).
 pub fn is_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_label)
@@ -525,7 +562,7 @@ fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
                 return Some(Cause::invalid(field, &v, DNS1035_MSG));
             }
         }
-        ("rbac.authorization.k8s.io", _) => {
+        ("rbac.authorization.k8s.io", _) | ("apiregistration.k8s.io", "apiservices") => {
             if name == "." || name == ".." {
                 return Some(Cause::invalid(field, &v, &format!("may not be '{name}'")));
             }
@@ -545,6 +582,9 @@ fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
 /// Validation of a create (`old` None) or an update. Returns the causes of a 422.
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
+    if (info.group.as_str(), info.resource.as_str()) == ("apiregistration.k8s.io", "apiservices") {
+        validate_api_service(obj, &mut causes);
+    }
     validate_meta_maps(&obj["metadata"], "metadata", &mut causes);
     for (path, meta) in [
         (
@@ -858,6 +898,16 @@ fn pod_update_allowed(old: &Value, new: &Value) -> bool {
         && let Some(n) = new.get("nodeName")
     {
         candidate["nodeName"] = n.clone();
+    }
+    // Ephemeral containers may be added (`pods/ephemeralcontainers`), never changed or removed.
+    let old_eph = old["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(n) = new["ephemeralContainers"].as_array()
+        && old_eph.iter().all(|c| n.contains(c))
+    {
+        candidate["ephemeralContainers"] = json!(n);
     }
     &candidate == new
 }

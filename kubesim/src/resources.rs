@@ -109,6 +109,8 @@ impl ResourceInfo {
     pub fn verbs(&self) -> Vec<&'static str> {
         if self.is_review() {
             vec!["create"]
+        } else if self.is_component_status() {
+            vec!["get", "list"]
         } else if self.resource == "namespaces" {
             VERBS
                 .iter()
@@ -118,6 +120,11 @@ impl ResourceInfo {
         } else {
             VERBS.to_vec()
         }
+    }
+
+    /// Whether the type is `v1` ComponentStatus: read-only, computed on each request.
+    pub fn is_component_status(&self) -> bool {
+        self.group.is_empty() && self.resource == "componentstatuses"
     }
 
     /// Whether `version` is served.
@@ -179,7 +186,15 @@ impl Registry {
                 true,
                 &["po"],
                 true,
-                &["status", "log", "attach", "exec", "portforward"],
+                &[
+                    "status",
+                    "log",
+                    "attach",
+                    "exec",
+                    "portforward",
+                    "eviction",
+                    "ephemeralcontainers",
+                ],
             ),
             builtin("", "v1", "secrets", "Secret", true, &[], false, &[]),
             builtin(
@@ -412,7 +427,7 @@ impl Registry {
                 true,
                 &["rc"],
                 true,
-                &["status"],
+                &["status", "scale"],
             ),
             builtin(
                 "policy",
@@ -525,6 +540,36 @@ impl Registry {
                 &[],
             ),
             builtin(
+                "",
+                "v1",
+                "componentstatuses",
+                "ComponentStatus",
+                false,
+                &["cs"],
+                false,
+                &[],
+            ),
+            builtin(
+                "certificates.k8s.io",
+                "v1",
+                "certificatesigningrequests",
+                "CertificateSigningRequest",
+                false,
+                &["csr"],
+                false,
+                &["status", "approval"],
+            ),
+            builtin(
+                "apiregistration.k8s.io",
+                "v1",
+                "apiservices",
+                "APIService",
+                false,
+                &[],
+                false,
+                &["status"],
+            ),
+            builtin(
                 "apiextensions.k8s.io",
                 "v1",
                 "customresourcedefinitions",
@@ -605,13 +650,15 @@ impl Registry {
 
 fn group_rank(g: &str) -> usize {
     /// The order kube-apiserver lists its groups in (`/apis`).
-    const ORDER: [&str; 17] = [
+    const ORDER: [&str; 19] = [
+        "apiregistration.k8s.io",
         "apps",
         "events.k8s.io",
         "authentication.k8s.io",
         "authorization.k8s.io",
         "autoscaling",
         "batch",
+        "certificates.k8s.io",
         "networking.k8s.io",
         "policy",
         "rbac.authorization.k8s.io",
@@ -704,6 +751,50 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         subresources,
         custom: true,
     })
+}
+
+/// The `APIResourceDiscovery` entries of one group-version's `APIResourceList`: each
+/// resource with its subresources nested.
+fn discovery_resources(group: &str, version: &str, list: &Value) -> Vec<Value> {
+    let entries = list["resources"].as_array().cloned().unwrap_or_default();
+    let kind_of = |r: &Value| {
+        json!({
+            "group": r.get("group").cloned().unwrap_or_else(|| json!(group)),
+            "version": r.get("version").cloned().unwrap_or_else(|| json!(version)),
+            "kind": r["kind"],
+        })
+    };
+    let mut out: Vec<Value> = Vec::new();
+    for r in &entries {
+        let name = r["name"].as_str().unwrap_or_default();
+        match name.split_once('/') {
+            None => {
+                let mut d = json!({
+                    "resource": name,
+                    "responseKind": kind_of(r),
+                    "scope": if r["namespaced"] == true { "Namespaced" } else { "Cluster" },
+                    "singularResource": r["singularName"],
+                    "verbs": r["verbs"],
+                });
+                for k in ["shortNames", "categories"] {
+                    if let Some(v) = r.get(k) {
+                        d[k] = v.clone();
+                    }
+                }
+                out.push(d);
+            }
+            Some((parent, sub)) => {
+                if let Some(p) = out.iter_mut().find(|d| d["resource"] == parent) {
+                    let s = json!({"subresource": sub, "responseKind": kind_of(r), "verbs": r["verbs"]});
+                    match p["subresources"].as_array_mut() {
+                        Some(a) => a.push(s),
+                        None => p["subresources"] = json!([s]),
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Every verb served on a resource (RBAC's full access to it).
@@ -823,6 +914,10 @@ impl Registry {
                         "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
                     "token" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}),
+                    "eviction" => {
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced,
+                        "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+                    }
                     _ => {
                         json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind,
                         "verbs": ["get", "patch", "update"]})
@@ -839,6 +934,44 @@ impl Registry {
         Some(
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
         )
+    }
+
+    /// `GET /api` or `GET /apis` (`core` true for `/api`) as aggregated discovery
+    /// (`apidiscovery.k8s.io/<api_version>` `APIGroupDiscoveryList`), built from the same
+    /// per group-version lists as the plain documents.
+    pub fn group_discovery_list(&self, core: bool, api_version: &str) -> Value {
+        let groups: Vec<(String, Vec<String>)> = if core {
+            vec![(String::new(), vec!["v1".to_string()])]
+        } else {
+            self.groups()
+        };
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|(g, vs)| {
+                let versions: Vec<Value> = vs
+                    .iter()
+                    .filter_map(|v| {
+                        let list = self.api_resource_list(g, v)?;
+                        Some(json!({
+                            "version": v,
+                            "resources": discovery_resources(g, v, &list),
+                            "freshness": "Current",
+                        }))
+                    })
+                    .collect();
+                let mut meta = json!({"creationTimestamp": null});
+                if !g.is_empty() {
+                    meta["name"] = json!(g);
+                }
+                json!({"metadata": meta, "versions": versions})
+            })
+            .collect();
+        json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": format!("apidiscovery.k8s.io/{api_version}"),
+            "metadata": {},
+            "items": items,
+        })
     }
 
     /// Every served group-version as its OpenAPI path (`api/v1`, `apis/batch/v1`).

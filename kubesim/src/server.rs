@@ -92,7 +92,16 @@ fn json_line(v: &Value) -> Vec<u8> {
 }
 
 pub(crate) fn error_response(e: &ApiError) -> Response {
-    json_response(e.code, &e.status())
+    let mut r = json_response(e.code, &e.status());
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64())
+    {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    r
 }
 
 async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
@@ -303,8 +312,26 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
     };
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return get_only(Some(resources::version())),
-        ["api"] => return get_only(Some(resources::api_versions())),
-        ["apis"] => return get_only(Some(registry.api_group_list())),
+        ["api"] | ["apis"] => {
+            let core = segs[0] == "api";
+            if let Some(v) = negotiate::discovery_version(req.header(header::ACCEPT)) {
+                req.non_resource(cluster)?;
+                if req.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(
+                        "the server does not allow this method on the requested resource",
+                    ));
+                }
+                return Ok(aggregated_discovery(
+                    &registry.group_discovery_list(core, v),
+                    v,
+                ));
+            }
+            return get_only(Some(if core {
+                resources::api_versions()
+            } else {
+                registry.api_group_list()
+            }));
+        }
         ["openapi", "v3"] => return get_only(Some(registry.openapi_index())),
         ["openapi", "v3", gv @ ..] => return get_only(registry.openapi_doc(&gv.join("/"))),
         [".well-known", "openid-configuration"] => {
@@ -450,7 +477,11 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
         (&Method::GET, true) => "list",
         (&Method::GET, false) => "get",
         (&Method::POST, true) => "create",
-        (&Method::POST, false) if t.subresource.as_deref() == Some("token") => "create",
+        (&Method::POST, false)
+            if matches!(t.subresource.as_deref(), Some("token" | "eviction")) =>
+        {
+            "create"
+        }
         (&Method::POST, false)
             if t.subresource
                 .as_deref()
@@ -664,12 +695,15 @@ async fn serve(
     if t.info.is_review() {
         return review(cluster, req, t);
     }
+    if t.info.is_component_status() {
+        return component_statuses(cluster, req, t, verb);
+    }
     let res = t.info.key();
     let ns = t.namespace.as_str();
     let name = t.name.as_deref().unwrap_or_default();
     // Logs are text and token requests their own kind; everything else is negotiated.
     let output = match t.subresource.as_deref() {
-        Some("log" | "token" | "exec" | "attach" | "portforward") => Output::Object,
+        Some("log" | "token" | "eviction" | "exec" | "attach" | "portforward") => Output::Object,
         _ => negotiate(req.header(header::ACCEPT))?,
     };
     let shape = |obj: Value| -> Result<Value, ApiError> { negotiate::object(output, &t.info, obj) };
@@ -732,7 +766,7 @@ async fn serve(
             }
             Ok(json_response(200, &shape(obj)?))
         }
-        ("get", Some("status")) => Ok(json_response(
+        ("get", Some("status" | "approval" | "ephemeralcontainers")) => Ok(json_response(
             200,
             &shape(present(cluster.get(&res, ns, name)?, t))?,
         )),
@@ -756,6 +790,7 @@ async fn serve(
             ))
         }
         ("create", Some("token")) => token_request(cluster, req, ns, name),
+        ("create", Some("eviction")) => evict(cluster, req, ns, name),
         ("update", None) => {
             let mut body = decode_body(req)?;
             check_kind(&body, t)?;
@@ -767,7 +802,17 @@ async fn serve(
                 &warnings,
             ))
         }
-        ("update", Some("status")) => {
+        ("update", Some("ephemeralcontainers")) => {
+            let body = decode_body(req)?;
+            Ok(json_response(
+                200,
+                &shape(present(
+                    cluster.replace_ephemeral_containers(ns, name, body, &req.write_options())?,
+                    t,
+                ))?,
+            ))
+        }
+        ("update", Some("status" | "approval")) => {
             let body = decode_body(req)?;
             Ok(json_response(
                 200,
@@ -784,7 +829,7 @@ async fn serve(
                 &cluster.set_scale(&res, ns, name, &body, &req.write_options())?,
             ))
         }
-        ("patch", sub @ (None | Some("status") | Some("scale"))) => {
+        ("patch", sub @ (None | Some("status" | "scale" | "approval" | "ephemeralcontainers"))) => {
             let ct = req
                 .header(header::CONTENT_TYPE)
                 .split(';')
@@ -982,7 +1027,14 @@ fn deleted_body(t: &Target, outcome: Deleted) -> Value {
 
 fn delete_options(req: &Req) -> Result<DeleteOptions, ApiError> {
     let body = decode_body(req)?;
-    let body = if body.is_object() { body } else { json!({}) };
+    delete_options_of(req, &body)
+}
+
+/// The `DeleteOptions` of `body` (a delete's body, or an Eviction's `deleteOptions`) and the
+/// request's query.
+fn delete_options_of(req: &Req, body: &Value) -> Result<DeleteOptions, ApiError> {
+    let empty = json!({});
+    let body = if body.is_object() { body } else { &empty };
     let policy = body["propagationPolicy"]
         .as_str()
         .or_else(|| req.query.get("propagationPolicy"))
@@ -1048,6 +1100,113 @@ fn patch_scale(
     Ok(json_response(
         200,
         &cluster.set_scale(&res, &t.namespace, name, &patched, &req.write_options())?,
+    ))
+}
+
+/// An aggregated discovery document (`apidiscovery.k8s.io/<version>`), with the media type
+/// client-go checks to tell it from the plain one.
+fn aggregated_discovery(doc: &Value, version: &str) -> Response {
+    use sha2::Digest;
+    let body = json_line(doc);
+    let etag = hex::encode(&sha2::Sha256::digest(&body)[..16]).to_uppercase();
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+        )
+        .header(header::VARY, "Accept")
+        .header(header::ETAG, format!("\"{etag}\""))
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// `v1` ComponentStatus (`kubectl get cs`): the control plane components, computed on each
+/// request as kube-apiserver probes them. Everything runs inside this process, so each is
+/// healthy. The type is deprecated; responses carry the API server's warning.
+fn component_statuses(
+    cluster: &Cluster,
+    req: &Req,
+    t: &Target,
+    verb: &str,
+) -> Result<Response, ApiError> {
+    let item = |name: &str| {
+        json!({"kind": "ComponentStatus", "apiVersion": "v1",
+               "metadata": {"name": name, "creationTimestamp": null},
+               "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]})
+    };
+    let names = ["scheduler", "controller-manager", "etcd-0"];
+    let output = negotiate(req.header(header::ACCEPT))?;
+    let warnings = ["v1 ComponentStatus is deprecated in v1.19+".to_string()];
+    let response = match verb {
+        "list" => {
+            let items: Vec<Value> = names.iter().map(|n| item(n)).collect();
+            let meta = json!({});
+            if output == Output::Table {
+                let refs: Vec<&Value> = items.iter().collect();
+                table_response(cluster, req, t, &refs, meta)
+            } else if let Some(partial) = negotiate::list(output, &t.info, &meta, items.iter())? {
+                json_response(200, &partial)
+            } else {
+                json_response(
+                    200,
+                    &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": meta, "items": items}),
+                )
+            }
+        }
+        "get" => {
+            let name = t.name.as_deref().unwrap_or_default();
+            if !names.contains(&name) {
+                return Err(ApiError::not_found(&t.info, name));
+            }
+            let obj = item(name);
+            if output == Output::Table {
+                table_response(cluster, req, t, &[&obj], json!({}))
+            } else {
+                json_response(200, &negotiate::object(output, &t.info, obj)?)
+            }
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    Ok(with_warnings(response, &warnings))
+}
+
+/// `pods/eviction` (`policy/v1` Eviction): deletes the pod unless that would violate its
+/// PodDisruptionBudget (429), as kube-apiserver's eviction REST does.
+fn evict(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let body = decode_body(req)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    if !matches!(
+        body["apiVersion"].as_str(),
+        None | Some("policy/v1") | Some("policy/v1beta1")
+    ) || !matches!(body["kind"].as_str(), None | Some("Eviction"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unsupported eviction kind {:?} in {:?}",
+            body["kind"].as_str().unwrap_or_default(),
+            body["apiVersion"].as_str().unwrap_or_default()
+        )));
+    }
+    if let Some(n) = body["metadata"]["name"].as_str()
+        && n != name
+    {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let mut opts = delete_options_of(req, &body["deleteOptions"])?;
+    if req.query.get("dryRun") == Some("All") {
+        opts.dry_run = true;
+    }
+    crate::cluster::eviction::evict(cluster, ns, name, &opts)?;
+    Ok(json_response(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
 }
 

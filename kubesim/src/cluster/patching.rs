@@ -87,10 +87,11 @@ impl Cluster {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let info = self.info(res)?;
-        let scope = if subresource == Some("status") {
-            Scope::Status
-        } else {
-            Scope::Main
+        let scope = match subresource {
+            // A CertificateSigningRequest's approval is a part of its status.
+            Some("status" | "approval") => Scope::Status,
+            Some("ephemeralcontainers") => Scope::EphemeralContainers,
+            _ => Scope::Main,
         };
         match kind {
             PatchType::Apply { force } => {

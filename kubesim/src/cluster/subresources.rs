@@ -110,6 +110,26 @@ impl Cluster {
         self.replace(&info, namespace, name, Scope::Status, obj, opts)
     }
 
+    /// Replace a pod's ephemeral containers (PUT `pods/ephemeralcontainers`): only
+    /// `spec.ephemeralContainers` of `obj` is taken.
+    pub fn replace_ephemeral_containers(
+        &self,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(&ResKey::new("", "pods"))?;
+        self.replace(
+            &info,
+            namespace,
+            name,
+            Scope::EphemeralContainers,
+            obj,
+            opts,
+        )
+    }
+
     /// The `autoscaling/v1` Scale of a type with a scale subresource.
     pub fn get_scale(&self, res: &ResKey, namespace: &str, name: &str) -> Result<Value, ApiError> {
         let info = self.info(res)?;
@@ -357,7 +377,13 @@ fn limit_stream(stream: LogStream, limit: usize) -> LogStream {
 
 fn scale_of(obj: &Value) -> Value {
     let m = meta(obj);
-    let selector = obj["spec"]["selector"]["matchLabels"]
+    // A ReplicationController's selector is the label map itself.
+    let labels = if obj["kind"] == "ReplicationController" {
+        &obj["spec"]["selector"]
+    } else {
+        &obj["spec"]["selector"]["matchLabels"]
+    };
+    let selector = labels
         .as_object()
         .map(|l| {
             l.iter()

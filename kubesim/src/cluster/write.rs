@@ -101,6 +101,7 @@ pub(super) fn has_generation(info: &ResourceInfo) -> bool {
             info.group.as_str(),
             "apps" | "batch" | "apiextensions.k8s.io"
         )
+        || (info.group.is_empty() && info.resource == "replicationcontrollers")
 }
 
 /// Whether two objects are equal but for the top-level fields `skip` names and, inside
@@ -179,6 +180,8 @@ pub(super) enum Scope {
     Main,
     /// The status subresource: only `status` is taken.
     Status,
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers` is taken.
+    EphemeralContainers,
     /// Everything (trusted in-process writers).
     All,
 }
@@ -187,21 +190,26 @@ impl Scope {
     fn subresource(self) -> Option<&'static str> {
         match self {
             Scope::Status => Some("status"),
+            Scope::EphemeralContainers => Some("ephemeralcontainers"),
             _ => None,
         }
     }
 }
 
 impl Cluster {
-    /// Side effects of a stored write: CustomResourceDefinitions start being served, and a
-    /// namespace gets its `default` ServiceAccount.
+    /// Side effects of a stored write: CustomResourceDefinitions start being served (and
+    /// their group-versions get APIServices), and a namespace gets its `default`
+    /// ServiceAccount.
     pub(super) fn after_write(&self, info: &ResourceInfo, obj: &Value) {
         match (info.group.as_str(), info.resource.as_str()) {
             ("apiextensions.k8s.io", "customresourcedefinitions")
                 if meta(obj).get("deletionTimestamp").is_none() =>
             {
-                let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-                let _ = Arc::make_mut(&mut registry).add_crd(obj);
+                {
+                    let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+                    let _ = Arc::make_mut(&mut registry).add_crd(obj);
+                }
+                self.sync_crd_api_services();
             }
             ("", "namespaces") => {
                 let ns = meta(obj)["name"].as_str().unwrap_or_default();
@@ -231,6 +239,7 @@ impl Cluster {
                 let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
                 Arc::make_mut(&mut registry).remove_crd(obj);
             }
+            self.sync_crd_api_services();
             let (items, _) = self.store.list(&served.key(), None);
             for o in items {
                 let key = ObjKey::new(
@@ -303,6 +312,22 @@ impl Cluster {
                         None => {
                             if let Some(m) = new.as_object_mut() {
                                 m.remove("status");
+                            }
+                        }
+                    }
+                }
+                Scope::EphemeralContainers => {
+                    let containers = new["spec"].get("ephemeralContainers").cloned();
+                    let managed = meta(&new).get("managedFields").cloned();
+                    new = old.clone();
+                    if applied && let Some(mf) = managed {
+                        meta_mut(&mut new).insert("managedFields".into(), mf);
+                    }
+                    match containers {
+                        Some(c) if !c.is_null() => new["spec"]["ephemeralContainers"] = c,
+                        _ => {
+                            if let Some(m) = new["spec"].as_object_mut() {
+                                m.remove("ephemeralContainers");
                             }
                         }
                     }

@@ -1,5 +1,5 @@
 //! The controllers kubesim runs in-process: Job (with TTL-after-finished), CronJob, Deployment,
-//! ReplicaSet, the garbage collector, the namespace controller and the Event mirror (one
+//! ReplicaSet (and ReplicationController), the garbage collector, the namespace controller and the Event mirror (one
 //! Event in both Event APIs). Each is a [`Reconciler`]
 //! driven by the store's watch stream: an event names the keys to reconcile, a queue
 //! deduplicates them, and a reconcile may ask to run again after a delay (real deadlines
@@ -62,7 +62,8 @@ pub fn start(cluster: Arc<Cluster>, config: ControllerConfig) -> Controllers {
     let reconcilers: Vec<Arc<dyn Reconciler>> = vec![
         Arc::new(job::JobController::new(config.job.clone())),
         Arc::new(cronjob::CronJobController),
-        Arc::new(replicaset::ReplicaSetController),
+        Arc::new(replicaset::ReplicaSetController::replica_sets()),
+        Arc::new(replicaset::ReplicaSetController::replication_controllers()),
         Arc::new(deployment::DeploymentController),
         Arc::new(gc::GarbageCollector),
         Arc::new(namespace::NamespaceController),
