@@ -36,6 +36,7 @@ pub mod selector;
 pub mod server;
 pub mod store;
 pub mod strict;
+pub mod structural;
 pub mod table;
 pub mod testing;
 pub mod time;

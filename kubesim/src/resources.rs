@@ -29,6 +29,9 @@ pub struct ResourceInfo {
     pub subresources: Vec<String>,
     /// Served by a CustomResourceDefinition (no strategic merge patch, no typed checks).
     pub custom: bool,
+    /// A custom type's `openAPIV3Schema` per served version (pruning, defaulting, validation
+    /// and its OpenAPI documents); `None` for built-in types.
+    pub schemas: Option<std::sync::Arc<BTreeMap<String, Value>>>,
 }
 
 impl ResourceInfo {
@@ -124,6 +127,13 @@ impl ResourceInfo {
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
     }
+
+    /// A custom type's schema at `version` (the storage version's when `version` is not
+    /// served).
+    pub fn schema(&self, version: &str) -> Option<&Value> {
+        let schemas = self.schemas.as_ref()?;
+        schemas.get(version).or_else(|| schemas.get(self.version()))
+    }
 }
 
 /// All served resource types, keyed by group and plural.
@@ -154,6 +164,7 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { vec![] },
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         custom: false,
+        schemas: None,
     }
 }
 
@@ -664,6 +675,7 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
             .unwrap_or_default()
     };
     let mut versions: Vec<(bool, String, bool, bool)> = Vec::new();
+    let mut schemas = BTreeMap::new();
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
@@ -671,6 +683,9 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         let name = v["name"]
             .as_str()
             .ok_or("spec.versions[].name is required")?;
+        if let Some(schema) = v["schema"].get("openAPIV3Schema") {
+            schemas.insert(name.to_string(), schema.clone());
+        }
         let status = v["subresources"].get("status").is_some();
         let scale = v["subresources"].get("scale").is_some();
         versions.push((
@@ -703,6 +718,7 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         categories: strings(&names["categories"]),
         subresources,
         custom: true,
+        schemas: Some(std::sync::Arc::new(schemas)),
     })
 }
 
