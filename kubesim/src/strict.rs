@@ -194,7 +194,8 @@ pub fn drop_unknown_reporting(info: &ResourceInfo, obj: &mut Value) -> Option<Ve
 /// field "..."` when `obj` (a built-in kind) carries fields its type does not have; for
 /// server-side apply bodies (`apply`) the structured-merge message `failed to create typed
 /// patch object (...): .spec.foo: field not declared in schema`. Custom resources are checked
-/// against their schema (the fields pruning would drop); undecodable bodies pass.
+/// against their schema (the fields pruning would drop), except apply bodies, which are
+/// pruned; undecodable bodies pass.
 pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiError> {
     check_decoded(info, obj, apply).map(|_| ())
 }
@@ -204,6 +205,11 @@ pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiErr
 /// without a schema or an undecodable body, passed unchecked).
 pub fn check_decoded(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<bool, ApiError> {
     let unknown = if info.custom {
+        if apply {
+            // Apply configurations of custom resources are pruned, never refused (the
+            // structured-merge type of a CRD is built from its pruned schema).
+            return Ok(structural::schema_of(info).is_some());
+        }
         let Some(unknown) = custom_unknown(info, obj) else {
             return Ok(false);
         };
