@@ -27,6 +27,7 @@ pub mod kubelet;
 #[cfg(test)]
 mod module_graph;
 pub mod negotiate;
+pub mod openapi;
 pub mod patch;
 pub mod proto;
 pub mod rbac;

@@ -376,6 +376,16 @@ impl Registry {
                 &[],
             ),
             builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
                 "authentication.k8s.io",
                 "v1",
                 "selfsubjectreviews",
@@ -847,82 +857,6 @@ impl Registry {
         Some(
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
         )
-    }
-
-    /// Every served group-version as its OpenAPI path (`api/v1`, `apis/batch/v1`).
-    fn openapi_gvs(&self) -> Vec<String> {
-        let mut out = vec!["api/v1".to_string()];
-        for (g, vs) in self.groups() {
-            for v in vs {
-                out.push(format!("apis/{g}/{v}"));
-            }
-        }
-        out
-    }
-
-    /// `GET /openapi/v3`: the index of per group-version documents.
-    pub fn openapi_index(&self) -> Value {
-        let mut paths = serde_json::Map::new();
-        for gv in self.openapi_gvs() {
-            paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", self.openapi_hash(&gv))}));
-        }
-        json!({"paths": paths})
-    }
-
-    fn openapi_hash(&self, gv: &str) -> String {
-        use sha2::Digest;
-        let doc = self.openapi_doc(gv).unwrap_or_default();
-        hex::encode(&sha2::Sha256::digest(doc.to_string().as_bytes())[..8]).to_uppercase()
-    }
-
-    /// `GET /openapi/v3/<gv>` for `gv` like `apis/batch/v1`: one PATCH operation per kind with
-    /// its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter (what kubectl
-    /// and helm check before delegating validation to the server). No schemas.
-    pub fn openapi_doc(&self, gv: &str) -> Option<Value> {
-        let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
-            ["api", v] => ("", *v),
-            ["apis", g, v] => (*g, *v),
-            _ => return None,
-        };
-        let served = self.served(group, version);
-        if served.is_empty() {
-            return None;
-        }
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let mut paths = serde_json::Map::new();
-        for i in served {
-            let path = if i.namespaced {
-                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", i.resource)
-            } else {
-                format!("{prefix}/{}/{{name}}", i.resource)
-            };
-            let op = json!({
-                "patch": {
-                    "description": format!("partially update the specified {}", i.kind),
-                    "operationId": format!("patch{}", i.kind),
-                    "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": {"group": i.group, "version": version, "kind": i.kind},
-                    "parameters": [
-                        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
-                    ],
-                    "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}},
-                }
-            });
-            paths.insert(path, op);
-        }
-        Some(json!({
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": GIT_VERSION},
-            "paths": paths,
-            "components": {"schemas": {}},
-        }))
     }
 }
 

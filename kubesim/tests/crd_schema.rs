@@ -92,7 +92,11 @@ async fn kubectl_shows_schema_violations_as_the_api_server_words_them() {
             r#"* spec.name: Invalid value: "ABCDEFG": spec.name in body should match '^[a-z]+$'"#,
             "* spec.tags: Too many: 3: must have at most 2 items",
         ] {
-            assert!(out.stderr.contains(line), "{kubectl}: {line}\n{}", out.stderr);
+            assert!(
+                out.stderr.contains(line),
+                "{kubectl}: {line}\n{}",
+                out.stderr
+            );
         }
         // kubectl's default `--validate=strict` asks the server to refuse undeclared fields.
         let out = run_with_stdin(
