@@ -462,11 +462,7 @@ fn validate_at(schema: &Value, v: &Value, path: &str, resource: bool, out: &mut 
         }
         if embedded(schema) {
             for k in ["apiVersion", "kind"] {
-                if !m
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty())
-                {
+                if m.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
                     out.push(Cause::required(&child(path, k), "must not be empty"));
                 }
             }
