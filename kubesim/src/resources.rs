@@ -32,6 +32,9 @@ pub struct ResourceInfo {
     /// A custom type's `openAPIV3Schema` per served version (pruning, defaulting, validation
     /// and its OpenAPI documents); `None` for built-in types.
     pub schemas: Option<std::sync::Arc<BTreeMap<String, Value>>>,
+    /// A custom type's scale subresource (`specReplicasPath`, `statusReplicasPath`,
+    /// `labelSelectorPath`), as its CRD declares it.
+    pub scale: Option<std::sync::Arc<Value>>,
 }
 
 impl ResourceInfo {
@@ -165,6 +168,7 @@ fn builtin(
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         custom: false,
         schemas: None,
+        scale: None,
     }
 }
 
@@ -686,6 +690,7 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
     };
     let mut versions: Vec<(bool, String, bool, bool)> = Vec::new();
     let mut schemas = BTreeMap::new();
+    let mut scale_paths = None;
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
@@ -698,6 +703,9 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         }
         let status = v["subresources"].get("status").is_some();
         let scale = v["subresources"].get("scale").is_some();
+        if v["storage"].as_bool() == Some(true) || scale_paths.is_none() {
+            scale_paths = v["subresources"].get("scale").cloned().or(scale_paths);
+        }
         versions.push((
             v["storage"].as_bool() == Some(true),
             name.to_string(),
@@ -729,6 +737,7 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         subresources,
         custom: true,
         schemas: Some(std::sync::Arc::new(schemas)),
+        scale: scale_paths.map(std::sync::Arc::new),
     })
 }
 

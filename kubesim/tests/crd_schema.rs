@@ -222,3 +222,94 @@ print("python-ok")
     .expect("json");
     assert_eq!(got["spec"]["mode"], "fast", "{got}");
 }
+
+/// A CRD's scale subresource reads and writes the paths it declares (`kubectl scale`).
+#[tokio::test]
+async fn the_scale_subresource_follows_the_declared_paths() {
+    let ks = Kubesim::start(Options::default())
+        .await
+        .expect("kubesim starts");
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: pools.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: pools, singular: pool, kind: Pool}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.size, labelSelectorPath: .status.selector}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {size: {type: integer, maximum: 5}}}
+          status: {type: object, properties: {size: {type: integer}, selector: {type: string}}}
+"#;
+    run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(crd))
+        .await
+        .ok("kubectl apply the CRD");
+    let pool = "apiVersion: example.com/v1\nkind: Pool\nmetadata: {name: p}\nspec: {size: 1}\n";
+    run_with_stdin(&ks, "kubectl", &["apply", "-f", "-"], Some(pool))
+        .await
+        .ok("kubectl apply the pool");
+    run(
+        &ks,
+        "kubectl",
+        &[
+            "patch",
+            "pool",
+            "p",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status": {"size": 1, "selector": "app=pool"}}"#,
+        ],
+    )
+    .await
+    .ok("kubectl patch the status");
+    for kubectl in ["kubectl-1.37", "kubectl-1.33"] {
+        run(&ks, kubectl, &["scale", "pool/p", "--replicas=3"])
+            .await
+            .ok("kubectl scale");
+        let raw = run(
+            &ks,
+            kubectl,
+            &[
+                "get",
+                "--raw",
+                "/apis/example.com/v1/namespaces/default/pools/p/scale",
+            ],
+        )
+        .await;
+        let scale: Value = serde_json::from_str(raw.ok("get the scale")).expect("json");
+        assert_eq!(scale["spec"]["replicas"], 3, "{kubectl}: {scale}");
+        assert_eq!(scale["status"]["replicas"], 1, "{kubectl}: {scale}");
+        assert_eq!(
+            scale["status"]["selector"], "app=pool",
+            "{kubectl}: {scale}"
+        );
+        let got = run(
+            &ks,
+            kubectl,
+            &["get", "pool", "p", "-o", "jsonpath={.spec.size}"],
+        )
+        .await;
+        assert_eq!(got.ok("get the pool"), "3", "{kubectl}");
+        // The scaled object is validated against the schema.
+        let out = run(&ks, kubectl, &["scale", "pool/p", "--replicas=9"]).await;
+        assert!(!out.success(), "{kubectl}: {out:?}");
+        assert!(
+            out.stderr.contains(
+                "spec.size: Invalid value: 9: spec.size in body should be less than or equal to 5"
+            ),
+            "{kubectl}: {}",
+            out.stderr
+        );
+    }
+}
