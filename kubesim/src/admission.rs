@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Cause};
 use crate::resources::ResourceInfo;
+use crate::structural;
 
 const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
 const JOB_NAME: &str = "batch.kubernetes.io/job-name";
@@ -639,6 +640,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         }
     }
     if info.custom {
+        if let Some(schema) = structural::schema_of(info) {
+            causes.extend(structural::validate(schema, obj));
+        }
         return causes;
     }
     let spec = &obj["spec"];
@@ -777,6 +781,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             }
         }
         ("scheduling.k8s.io", "priorityclasses") => validate_priority_class(obj, old, &mut causes),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            causes.extend(structural::validate_crd(obj));
+        }
         ("autoscaling", "horizontalpodautoscalers") => validate_hpa(spec, &mut causes),
         ("discovery.k8s.io", "endpointslices") => {
             let ty = obj["addressType"].as_str().unwrap_or_default();

@@ -28,6 +28,7 @@ pub mod kubelet;
 #[cfg(test)]
 mod module_graph;
 pub mod negotiate;
+pub mod openapi;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
@@ -38,6 +39,7 @@ pub mod server;
 pub mod store;
 pub mod streaming;
 pub mod strict;
+pub mod structural;
 pub mod table;
 pub mod testing;
 pub mod time;

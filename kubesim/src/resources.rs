@@ -29,6 +29,12 @@ pub struct ResourceInfo {
     pub subresources: Vec<String>,
     /// Served by a CustomResourceDefinition (no strategic merge patch, no typed checks).
     pub custom: bool,
+    /// A custom type's `openAPIV3Schema` per served version (pruning, defaulting, validation
+    /// and its OpenAPI documents); `None` for built-in types.
+    pub schemas: Option<std::sync::Arc<BTreeMap<String, Value>>>,
+    /// A custom type's scale subresource (`specReplicasPath`, `statusReplicasPath`,
+    /// `labelSelectorPath`), as its CRD declares it.
+    pub scale: Option<std::sync::Arc<Value>>,
 }
 
 impl ResourceInfo {
@@ -131,6 +137,13 @@ impl ResourceInfo {
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
     }
+
+    /// A custom type's schema at `version` (the storage version's when `version` is not
+    /// served).
+    pub fn schema(&self, version: &str) -> Option<&Value> {
+        let schemas = self.schemas.as_ref()?;
+        schemas.get(version).or_else(|| schemas.get(self.version()))
+    }
 }
 
 /// All served resource types, keyed by group and plural.
@@ -161,6 +174,8 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { vec![] },
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         custom: false,
+        schemas: None,
+        scale: None,
     }
 }
 
@@ -374,6 +389,16 @@ impl Registry {
                 "v1",
                 "subjectaccessreviews",
                 "SubjectAccessReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
                 false,
                 &[],
                 false,
@@ -711,6 +736,8 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
             .unwrap_or_default()
     };
     let mut versions: Vec<(bool, String, bool, bool)> = Vec::new();
+    let mut schemas = BTreeMap::new();
+    let mut scale_paths = None;
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
@@ -718,8 +745,14 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         let name = v["name"]
             .as_str()
             .ok_or("spec.versions[].name is required")?;
+        if let Some(schema) = v["schema"].get("openAPIV3Schema") {
+            schemas.insert(name.to_string(), schema.clone());
+        }
         let status = v["subresources"].get("status").is_some();
         let scale = v["subresources"].get("scale").is_some();
+        if v["storage"].as_bool() == Some(true) || scale_paths.is_none() {
+            scale_paths = v["subresources"].get("scale").cloned().or(scale_paths);
+        }
         versions.push((
             v["storage"].as_bool() == Some(true),
             name.to_string(),
@@ -750,6 +783,8 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         categories: strings(&names["categories"]),
         subresources,
         custom: true,
+        schemas: Some(std::sync::Arc::new(schemas)),
+        scale: scale_paths.map(std::sync::Arc::new),
     })
 }
 
@@ -972,82 +1007,6 @@ impl Registry {
             "metadata": {},
             "items": items,
         })
-    }
-
-    /// Every served group-version as its OpenAPI path (`api/v1`, `apis/batch/v1`).
-    fn openapi_gvs(&self) -> Vec<String> {
-        let mut out = vec!["api/v1".to_string()];
-        for (g, vs) in self.groups() {
-            for v in vs {
-                out.push(format!("apis/{g}/{v}"));
-            }
-        }
-        out
-    }
-
-    /// `GET /openapi/v3`: the index of per group-version documents.
-    pub fn openapi_index(&self) -> Value {
-        let mut paths = serde_json::Map::new();
-        for gv in self.openapi_gvs() {
-            paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", self.openapi_hash(&gv))}));
-        }
-        json!({"paths": paths})
-    }
-
-    fn openapi_hash(&self, gv: &str) -> String {
-        use sha2::Digest;
-        let doc = self.openapi_doc(gv).unwrap_or_default();
-        hex::encode(&sha2::Sha256::digest(doc.to_string().as_bytes())[..8]).to_uppercase()
-    }
-
-    /// `GET /openapi/v3/<gv>` for `gv` like `apis/batch/v1`: one PATCH operation per kind with
-    /// its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter (what kubectl
-    /// and helm check before delegating validation to the server). No schemas.
-    pub fn openapi_doc(&self, gv: &str) -> Option<Value> {
-        let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
-            ["api", v] => ("", *v),
-            ["apis", g, v] => (*g, *v),
-            _ => return None,
-        };
-        let served = self.served(group, version);
-        if served.is_empty() {
-            return None;
-        }
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let mut paths = serde_json::Map::new();
-        for i in served {
-            let path = if i.namespaced {
-                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", i.resource)
-            } else {
-                format!("{prefix}/{}/{{name}}", i.resource)
-            };
-            let op = json!({
-                "patch": {
-                    "description": format!("partially update the specified {}", i.kind),
-                    "operationId": format!("patch{}", i.kind),
-                    "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": {"group": i.group, "version": version, "kind": i.kind},
-                    "parameters": [
-                        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
-                    ],
-                    "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}},
-                }
-            });
-            paths.insert(path, op);
-        }
-        Some(json!({
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": GIT_VERSION},
-            "paths": paths,
-            "components": {"schemas": {}},
-        }))
     }
 }
 

@@ -23,6 +23,7 @@ use crate::rbac::{self, Attributes, UserInfo};
 use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventType, WatchEvent};
+use crate::structural;
 
 /// The router serving `cluster`.
 pub fn router(cluster: Arc<Cluster>) -> axum::Router {
@@ -506,14 +507,27 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
 /// change it).
 fn as_served(obj: &Value, t: &Target) -> bool {
     obj.get("kind").and_then(Value::as_str) != Some(t.info.kind.as_str())
-        || obj.get("apiVersion").and_then(Value::as_str)
+        || (obj.get("apiVersion").and_then(Value::as_str)
             == Some(t.info.api_version_for(&t.version).as_str())
+            && read_defaults(t).is_none())
 }
 
-/// An object as served at `version` (custom resources may be served at several).
+/// The schema of a custom type whose reads apply defaults (it declares some): as the API
+/// server defaults what it reads from storage, an object stored before a default was added
+/// is served with it.
+fn read_defaults(t: &Target) -> Option<&Value> {
+    structural::schema_of(&t.info).filter(|s| structural::has_defaults(s))
+}
+
+/// An object as served at `version` (custom resources may be served at several), with the
+/// defaults of its schema.
 fn present(mut obj: Value, t: &Target) -> Value {
     if obj.is_object() && obj.get("kind").and_then(Value::as_str) == Some(t.info.kind.as_str()) {
         obj["apiVersion"] = Value::String(t.info.api_version_for(&t.version));
+        if let Some(schema) = read_defaults(t) {
+            structural::default(schema, &mut obj);
+            obj.sort_all_objects();
+        }
     }
     obj
 }
@@ -934,7 +948,7 @@ fn review(cluster: &Cluster, req: &Req, t: &Target) -> Result<Response, ApiError
 /// A `<Kind>List`, written item by item from the shared objects (a list can be large).
 fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Response {
     let api_version = t.info.api_version_for(&t.version);
-    let rewrite = api_version != t.info.api_version();
+    let rewrite = api_version != t.info.api_version() || read_defaults(t).is_some();
     let mut out = String::with_capacity(256 + items.len() * 1024);
     out.push_str(&format!(
         "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",

@@ -14,7 +14,7 @@ use crate::error::{ApiError, Cause};
 use crate::resources::ResourceInfo;
 use crate::store::{Obj, ObjKey, ResKey, Write};
 use crate::time::{in_seconds, now};
-use crate::{admission, patch, strict};
+use crate::{admission, patch, strict, structural};
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
@@ -293,6 +293,10 @@ impl Cluster {
             strict::drop_unknown(info, &mut obj);
         }
         admission::default_object(info, &mut obj)?;
+        if let Some(schema) = structural::schema_of(info) {
+            structural::prune(schema, &mut obj);
+            structural::default(schema, &mut obj);
+        }
         admission::prepare_create(info, &mut obj, &uid);
         if (info.group.as_str(), info.resource.as_str()) == ("", "services") {
             self.allocate_cluster_ip(&mut obj);

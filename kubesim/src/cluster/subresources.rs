@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::write::Scope;
 use super::{Cluster, WriteOptions, meta, meta_mut};
 use crate::error::{ApiError, Cause};
+use crate::resources::ResourceInfo;
 use crate::store::ResKey;
 
 /// `pods/log` options. `limit_bytes` is applied by [`Cluster::pod_logs`]; a [`PodLogs`]
@@ -137,7 +138,7 @@ impl Cluster {
             return Err(ApiError::no_route());
         }
         let obj = self.get(res, namespace, name)?;
-        Ok(scale_of(&obj))
+        Ok(scale_of(&info, &obj))
     }
 
     /// Set `spec.replicas` from a Scale (`metadata.resourceVersion` in it is a precondition).
@@ -182,7 +183,8 @@ impl Cluster {
             true,
             |old| {
                 let mut v = old.clone();
-                v["spec"]["replicas"] = json!(replicas);
+                let (spec_path, _, _) = scale_paths(&info);
+                set_at(&mut v, &spec_path, json!(replicas));
                 match &rv {
                     Some(rv) => {
                         meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.clone()))
@@ -192,7 +194,7 @@ impl Cluster {
                 Ok(v)
             },
         )?;
-        Ok(scale_of(&obj))
+        Ok(scale_of(&info, &obj))
     }
 
     /// The log of a pod's container through the installed [`PodLogs`] source. 404 for a missing
@@ -375,23 +377,64 @@ fn limit_stream(stream: LogStream, limit: usize) -> LogStream {
     }))
 }
 
-fn scale_of(obj: &Value) -> Value {
+/// JSON pointers of the replicas in the spec and in the status, and of the label selector: a
+/// custom type's `specReplicasPath`, `statusReplicasPath` and `labelSelectorPath` (`.spec.replicas`
+/// -> `/spec/replicas`), the workloads' `spec.replicas` and `status.replicas` otherwise.
+fn scale_paths(info: &ResourceInfo) -> (String, String, Option<String>) {
+    let pointer = |v: &Value| v.as_str().map(|p| p.replace('.', "/"));
+    match &info.scale {
+        Some(s) => (
+            pointer(&s["specReplicasPath"]).unwrap_or_else(|| "/spec/replicas".into()),
+            pointer(&s["statusReplicasPath"]).unwrap_or_else(|| "/status/replicas".into()),
+            pointer(&s["labelSelectorPath"]),
+        ),
+        None => ("/spec/replicas".into(), "/status/replicas".into(), None),
+    }
+}
+
+/// Set the field at JSON pointer `path`, creating the objects on the way.
+fn set_at(v: &mut Value, path: &str, value: Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let m = cur.as_object_mut().expect("object");
+        if i + 1 == parts.len() {
+            m.insert(p.to_string(), value);
+            return;
+        }
+        cur = m.entry(p.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
     let m = meta(obj);
+    let (spec_path, status_path, selector_path) = scale_paths(info);
     // A ReplicationController's selector is the label map itself.
     let labels = if obj["kind"] == "ReplicationController" {
         &obj["spec"]["selector"]
     } else {
         &obj["spec"]["selector"]["matchLabels"]
     };
-    let selector = labels
-        .as_object()
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = match &selector_path {
+        Some(p) if info.custom => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => labels
+            .as_object()
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    };
+    let replicas = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -399,7 +442,7 @@ fn scale_of(obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        "spec": {"replicas": replicas(&spec_path)},
+        "status": {"replicas": replicas(&status_path), "selector": selector},
     })
 }

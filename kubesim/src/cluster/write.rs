@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::store::{ObjKey, ResKey, Write};
 use crate::time::now;
-use crate::{admission, patch, strict};
+use crate::{admission, patch, strict, structural};
 
 /// `metav1.ObjectMeta`'s fields in their declaration order, the order the API server's JSON
 /// encoder writes them for built-in types.
@@ -376,6 +376,11 @@ impl Cluster {
                     strict::drop_unknown(info, &mut new);
                 }
                 admission::default_object(info, &mut new)?;
+            }
+            if let Some(schema) = structural::schema_of(info) {
+                // The status subresource's writes are pruned and defaulted too.
+                structural::prune(schema, &mut new);
+                structural::default(schema, &mut new);
             }
             if validate {
                 let causes = admission::validate(info, &new, Some(old));
