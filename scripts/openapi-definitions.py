@@ -18,7 +18,8 @@ import sys
 SERVED = [
     ("", "v1", k) for k in [
         "Namespace", "Pod", "Secret", "ConfigMap", "ServiceAccount", "Service", "Event",
-        "Endpoints", "Node", "PersistentVolumeClaim", "PersistentVolume", "ReplicationController"]
+        "Endpoints", "Node", "PersistentVolumeClaim", "PersistentVolume", "ReplicationController",
+        "ComponentStatus"]
 ] + [
     ("events.k8s.io", "v1", "Event"),
     ("batch", "v1", "Job"), ("batch", "v1", "CronJob"),
@@ -43,6 +44,8 @@ SERVED = [
     ("autoscaling", "v2", "HorizontalPodAutoscaler"),
     ("discovery.k8s.io", "v1", "EndpointSlice"),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "v1", "APIService"),
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest"),
 ]
 
 
