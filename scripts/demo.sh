@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: build, start the embedded cluster (kubesim) in the background, install the
 # chart with helm 3 and the example connections, run the documentation's printenv Job against
-# one of them, show what was created, show the workload kv_csi breaks on a cluster without the
-# CSI driver and fix it, and check that every pod is Running or Completed. kubesim keeps running afterwards; `make demo-stop`
+# one of them, show what was created, show the Secret the Secrets Store CSI driver syncs for
+# kv_csi once web's pod mounts its volume, and check that every pod is Running or Completed. kubesim keeps running afterwards; `make demo-stop`
 # (or `scripts/demo.sh stop`) stops it.
 set -euo pipefail
 
@@ -80,6 +80,24 @@ kubectl create deployment chat -n ai --image=alpine -- sleep 3600
 kubectl apply -f "$root/tests/e2e/manifests/secretproviderclass-crd.yaml"
 kubectl wait --for=condition=Established crd/secretproviderclasses.secrets-store.csi.x-k8s.io --timeout=30s
 
+step "the Secrets Store CSI driver and the fake Key Vault my-vault of examples/keyvault-csi.yaml"
+# The embedded cluster's kubelet mounts secrets-store.csi.k8s.io volumes once the driver's
+# CSIDriver object exists. Its fake Azure provider reads Key Vault my-vault from Secret
+# kubesim-system/my-vault, one key per object name (no Key Vault is reachable from here).
+show kubectl apply -f - <<'YAML'
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: secrets-store.csi.k8s.io
+spec:
+  attachRequired: false
+  podInfoOnMount: true
+  volumeLifecycleModes: [Ephemeral]
+YAML
+kubectl create namespace kubesim-system
+show kubectl create secret generic my-vault -n kubesim-system \
+  --from-literal=db-password=demo-db-password --from-literal=tls-cert=demo-certificate
+
 step "helm install (helm 3) with examples/secret.yaml, workload-identity.yaml and keyvault-csi.yaml"
 # Pods of the embedded cluster are processes of this machine and share its ports: the agent
 # gets a free one for /metrics, /healthz and /readyz.
@@ -103,28 +121,13 @@ show kubectl get secrets,serviceaccounts -A -l app.kubernetes.io/managed-by=sc-e
 show kubectl get secretproviderclasses -A
 show "$bin/sc-agent" list
 
-step "a workload our references break: kv_csi on a cluster without the Secrets Store CSI driver"
-# kv_csi gave Deployment web the CSI volume and envFrom its Secret sc-kvcsi-secret, which only
-# the CSI driver writes (syncSecret) when it mounts the volume. The embedded cluster has no
-# CSI driver: web's new pod cannot start, and validate names the pod, the Secret and the remedy.
-broken=
-for _ in $(seq 1 150); do
-  broken=$("$bin/sc-agent" validate kv_csi 2>&1 | grep '^BROKEN' || true)
-  [ -n "$broken" ] && break
-  sleep 0.2
-done
-[ -n "$broken" ] || { echo "sc-agent validate kv_csi did not report web's pod" >&2; exit 1; }
-show kubectl get pods -n default -l app=web
-show "$bin/sc-agent" validate kv_csi || true
-
-step "the fix here: web no longer lists kv_csi (no driver syncs its Secret on this cluster)"
-# On AKS the remedy is the driver with secret sync (the azure-keyvault-secrets-provider add-on);
-# the SecretProviderClass stays either way. sc-job removes exactly what kv_csi added to web.
-show helm upgrade sc-extension "$root/chart" -n sc-system \
-  -f "$root/examples/secret.yaml" -f "$root/examples/workload-identity.yaml" \
-  -f "$root/examples/keyvault-csi.yaml" --set-json 'connections.kv_csi.workloads=[]' \
-  --set agent.port="$port" --timeout 90s
+step "kv_csi: the driver mounted web's volume and synced Secret sc-kvcsi-secret"
+# kv_csi gave Deployment web the CSI volume and envFrom its Secret sc-kvcsi-secret, which the
+# driver writes (secretObjects, syncSecret) when it mounts the volume of web's new pod.
 show kubectl rollout status deployment/web -n default --timeout=60s
+show kubectl get secret sc-kvcsi-secret -n default --show-labels
+show kubectl exec deployment/web -n default -- printenv db-password
+show "$bin/sc-agent" validate kv_csi
 
 step "the agent's events on the request ConfigMap"
 show kubectl get events -n sc-system --field-selector involvedObject.name=sc-requests

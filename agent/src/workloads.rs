@@ -299,7 +299,7 @@ pub fn broken(
                         message(e)
                     ),
                     remedy: format!(
-                        "install the Secrets Store CSI driver and its Azure provider (kubectl get csidriver {}), check SecretProviderClass {spc} and that its identity may read the vault; kubectl describe pod {pod_name} -n {ns}",
+                        "install the Secrets Store CSI driver and its Azure provider (kubectl get csidriver {}), check SecretProviderClass {spc} and that its identity may read the vault; kubectl describe pod {pod_name} -n {ns}; on a cluster without the driver, drop the workload from connections.{conn}.workloads",
                         crate::prerequisites::CSI_DRIVER
                     ),
                 });

@@ -26,6 +26,7 @@
 //!   once the grace period is over, then its object is removed (delete with grace 0).
 //! - Shutdown: every process group still running is killed when the kubelet is dropped.
 
+pub mod csi;
 pub mod env;
 pub mod exec;
 pub mod image;
@@ -267,8 +268,20 @@ impl Kubelet {
                 "secrets" | "configmaps" | "serviceaccounts"
             )
         {
+            // The fake Key Vault's Secrets serve pods of every namespace.
+            let vault = ev.key.namespace == csi::VAULT_NAMESPACE && res.resource == "secrets";
             for h in self.lock_pods().values() {
-                if h.key.namespace == ev.key.namespace {
+                if vault || h.key.namespace == ev.key.namespace {
+                    h.config_changed.send_modify(|n| *n += 1);
+                }
+            }
+        } else if (res.group == "storage.k8s.io" && res.resource == "csidrivers")
+            || (res.group == "secrets-store.csi.x-k8s.io"
+                && res.resource == "secretproviderclasses")
+        {
+            // A Secrets Store CSI mount waiting for the driver or its SecretProviderClass.
+            for h in self.lock_pods().values() {
+                if ev.key.namespace.is_empty() || h.key.namespace == ev.key.namespace {
                     h.config_changed.send_modify(|n| *n += 1);
                 }
             }

@@ -237,7 +237,9 @@ pub(super) async fn run(
         tokio::spawn(async move {
             while changed.changed().await.is_ok() {
                 let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
-                let _ = volumes::materialize(&ctx.pod, &ctx.dir, token.as_deref(), &lookup);
+                // CSI volumes are mounted once (the driver's rotation is not emulated).
+                let keep = |_: &Value| Ok(Default::default());
+                let _ = volumes::materialize(&ctx.pod, &ctx.dir, token.as_deref(), &lookup, &keep);
             }
         })
     };
@@ -285,13 +287,14 @@ fn finish(ctx: &Arc<Ctx>, init_ok: bool) {
 }
 
 /// Set up the volumes; waits (ContainerCreating, FailedMount events) while a referenced
-/// ConfigMap or Secret is missing. False when the pod is deleted meanwhile.
+/// ConfigMap or Secret is missing or a Secrets Store CSI volume cannot be mounted. False when the pod is deleted meanwhile.
 async fn mount_volumes(ctx: &Arc<Ctx>, token: Option<&str>) -> bool {
     let mut changed = ctx.config_changed.clone();
     loop {
         changed.borrow_and_update();
         let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
-        match volumes::materialize(&ctx.pod, &ctx.dir, token, &lookup) {
+        let csi = |volume: &Value| super::csi::mount(ctx.cluster(), &ctx.pod, volume);
+        match volumes::materialize(&ctx.pod, &ctx.dir, token, &lookup, &csi) {
             Ok(()) => return true,
             Err(e) => {
                 ctx.event(true, "FailedMount", &e.to_string());

@@ -1,7 +1,8 @@
 //! Pod volumes on the host. Each volume is materialized as a directory
 //! `<workdir>/volumes/<name>`: `configMap` and `secret` (keys or `items`, `optional`),
 //! `projected` (configMap, secret, downwardAPI and serviceAccountToken sources), `downwardAPI`,
-//! `emptyDir`; a `hostPath` is the host path itself. Containers run on the host, so a
+//! `emptyDir`, `csi` of the Secrets Store CSI driver ([`super::csi`]); a `hostPath` is the
+//! host path itself. Containers run on the host, so a
 //! container's `volumeMounts` cannot appear at their `mountPath`: instead every occurrence of a
 //! mount path (as a path prefix) in the container's command, args and env values is rewritten
 //! to the volume's host directory (see [`translate`]).
@@ -15,6 +16,9 @@ use super::env::SourceKind;
 
 /// Reads a Secret (decoded) or ConfigMap's data.
 pub type Lookup<'a> = super::env::Lookup<'a>;
+
+/// Mounts a CSI volume of the Secrets Store CSI driver: its files, or why the mount fails.
+pub type CsiMount<'a> = dyn Fn(&Value) -> Result<BTreeMap<String, Vec<u8>>, String> + 'a;
 
 /// Why a volume cannot be set up (reported as a FailedMount event; the pod keeps waiting).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,12 +39,14 @@ pub fn volume_dir(pod_dir: &Path, volume: &Value) -> PathBuf {
 }
 
 /// Write every volume of `pod` under `pod_dir` (again: contents are refreshed). `token` is the
-/// ServiceAccount token for projected `serviceAccountToken` sources.
+/// ServiceAccount token for projected `serviceAccountToken` sources; `csi` mounts the
+/// volumes of the Secrets Store CSI driver (see [`super::csi`]).
 pub fn materialize(
     pod: &Value,
     pod_dir: &Path,
     token: Option<&str>,
     lookup: &Lookup<'_>,
+    csi: &CsiMount<'_>,
 ) -> Result<(), MountError> {
     for volume in pod["spec"]["volumes"].as_array().into_iter().flatten() {
         let name = volume["name"].as_str().unwrap_or("unnamed").to_string();
@@ -80,6 +86,8 @@ pub fn materialize(
             .map_err(fail)?;
         } else if volume["downwardAPI"].is_object() {
             downward_files(pod, &volume["downwardAPI"], &mut files);
+        } else if super::csi::is_secrets_store(volume) {
+            files.extend(csi(volume).map_err(fail)?);
         } else if volume["projected"].is_object() {
             for source in volume["projected"]["sources"]
                 .as_array()
@@ -336,7 +344,8 @@ mod tests {
             {"name": "scratch", "emptyDir": {}},
             {"name": "maybe", "configMap": {"name": "absent", "optional": true}}
         ]}});
-        materialize(&pod, dir.path(), Some("tok"), &lookup).unwrap();
+        let no_csi = |_: &Value| Ok(BTreeMap::new());
+        materialize(&pod, dir.path(), Some("tok"), &lookup, &no_csi).unwrap();
         let v = dir.path().join("volumes");
         assert_eq!(
             std::fs::read_to_string(v.join("config/config.json")).unwrap(),
@@ -353,7 +362,7 @@ mod tests {
         );
         assert!(v.join("scratch").is_dir());
         let bad = json!({"spec": {"volumes": [{"name": "config", "configMap": {"name": "gone"}}]}});
-        let err = materialize(&bad, dir.path(), None, &lookup).unwrap_err();
+        let err = materialize(&bad, dir.path(), None, &lookup, &no_csi).unwrap_err();
         assert_eq!(
             err.to_string(),
             "MountVolume.SetUp failed for volume \"config\" : configmap \"gone\" not found"

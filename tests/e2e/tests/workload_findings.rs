@@ -1,9 +1,10 @@
 //! Workloads that our references break are a finding:
 //!
-//! - a Key Vault CSI connection whose Secret only the Secrets Store CSI driver syncs (the
-//!   embedded cluster has no driver): the listed Deployment's new pod waits in
-//!   `CreateContainerConfigError`; `sc-agent validate` exits 1 naming the pod, the Secret and
-//!   the driver as the remedy; dropping the workload from the connection clears it;
+//! - a Key Vault CSI connection on a cluster without the Secrets Store CSI driver (no CSIDriver
+//!   object, so the embedded kubelet has no such driver): the listed Deployment's new pod waits
+//!   in `ContainerCreating` on its CSI volume (`FailedMount`: the driver is not registered);
+//!   `sc-agent validate` exits 1 naming the pod, the SecretProviderClass and the driver as the
+//!   remedy; dropping the workload from the connection clears it;
 //! - a connection's Secret deleted (`driftPolicy: Report`, so nothing repairs it) and the
 //!   Deployment's pod recreated: `validate` exits 1 naming the pod, the Secret and `sc-agent
 //!   reapply`; `show` names it; the agent posts a Warning event `WorkloadBroken` naming the pod;
@@ -131,17 +132,23 @@ fn workload_findings() {
     c.helm_upgrade(helm, &[&file, &protected], &[]).ok();
     c.wait_job_gone();
 
-    // The Key Vault CSI connection: nothing on this cluster syncs its Secret.
+    // The Key Vault CSI connection: no driver on this cluster mounts its volume.
     let (text, pod) = wait_broken(&c, &rel, "vault", &apps, "vault-app");
     for want in [
-        format!("fails on Secret {apps}/sc-vault-secret that connection vault added to Deployment {apps}/vault-app"),
-        "secret \"sc-vault-secret\" not found".to_string(),
-        "the Secrets Store CSI driver writes Secret sc-vault-secret when it mounts the pod's volume".to_string(),
+        format!("fails on SecretProviderClass {apps}/sc-vault-spc (CSI volume sc-vault-kv) that connection vault added to Deployment {apps}/vault-app"),
+        "(FailedMount): MountVolume.SetUp failed for volume \"sc-vault-kv\" : kubernetes.io/csi: mounter.SetUpAt failed to get CSI client: driver name secrets-store.csi.k8s.io not found in the list of registered CSI drivers".to_string(),
+        "install the Secrets Store CSI driver and its Azure provider".to_string(),
         "connections.vault.workloads".to_string(),
     ] {
         assert!(text.contains(&want), "validate vault lacks {want:?}:\n{text}");
     }
     assert!(pod.starts_with("vault-app-"), "{pod}");
+    let waiting: Vec<String> = pods(&c, &apps, "vault-app")
+        .into_iter()
+        .filter(|(name, _, _)| *name == pod)
+        .map(|(_, phase, reason)| format!("{phase} {reason}"))
+        .collect();
+    assert_eq!(waiting, ["Pending ContainerCreating"]);
 
     // blob's pod runs; its Secret is deleted and the pod recreated: it cannot start.
     wait_running(&c, &apps, "web");
