@@ -1258,13 +1258,20 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
         Some("Pod") => {
             let pod_name = bound["name"].as_str().unwrap_or_default();
             let pod = cluster.get(&crate::store::ResKey::new("", "pods"), ns, pod_name)?;
-            let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty())
                 && want != uid
             {
-                return Err(ApiError::new(409, "Conflict", format!(
-                    "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
-                )));
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                    ),
+                ));
             }
             spec["boundObjectRef"]["uid"] = json!(uid);
             Some((pod_name.to_string(), uid))

@@ -105,7 +105,12 @@ async fn review(ks: &Kubesim, token: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_gets_401() {
     let ks = start(20).await;
-    create(&ks, "", "serviceaccounts", json!({"metadata": {"name": "app"}}));
+    create(
+        &ks,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "app"}}),
+    );
     // kubectl asks for an hour; the cluster's lifetime caps it.
     let out = kubectl(
         &ks,
@@ -131,7 +136,9 @@ async fn an_expired_token_gets_401() {
     );
 
     // Let the clock pass the expiry.
-    let left = expires.duration_since(jiff::Timestamp::now()).unsigned_abs();
+    let left = expires
+        .duration_since(jiff::Timestamp::now())
+        .unsigned_abs();
     tokio::time::sleep(left + Duration::from_secs(1)).await;
 
     assert_eq!(raw_status(&ks, &token).await, 401);
@@ -147,7 +154,12 @@ async fn an_expired_token_gets_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_flag_token_requests_follow_kube_apiserver() {
     let ks = Kubesim::start(Options::default()).await.unwrap();
-    create(&ks, "", "serviceaccounts", json!({"metadata": {"name": "app"}}));
+    create(
+        &ks,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "app"}}),
+    );
     let out = kubectl(&ks, &["create", "token", "app", "--duration=5m"]).await;
     assert!(!out.success(), "{out:?}");
     assert!(
@@ -163,7 +175,12 @@ async fn without_the_flag_token_requests_follow_kube_apiserver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_token_dies_with_its_pod_or_service_account() {
     let ks = start(600).await;
-    create(&ks, "", "serviceaccounts", json!({"metadata": {"name": "app"}}));
+    create(
+        &ks,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "app"}}),
+    );
     create(
         &ks,
         "",
@@ -228,7 +245,12 @@ async fn a_pod_keeps_working_across_token_rotations() {
     // which re-reads the kubeconfig's tokenFile about every minute, runs on three tokens
     // after the first one expired.
     let ks = start(120).await;
-    create(&ks, "", "serviceaccounts", json!({"metadata": {"name": "reader"}}));
+    create(
+        &ks,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "reader"}}),
+    );
     create(
         &ks,
         "rbac.authorization.k8s.io",
@@ -294,7 +316,9 @@ async fn a_pod_keeps_working_across_token_rotations() {
         })
         .collect();
     assert!(
-        lines.iter().all(|(_, rest)| rest.starts_with("configmaps: ok")),
+        lines
+            .iter()
+            .all(|(_, rest)| rest.starts_with("configmaps: ok")),
         "{log}"
     );
     // It listed after the first two tokens expired (at 120 s and 180 s).

@@ -96,11 +96,13 @@ impl Cluster {
             audiences.to_vec()
         };
         let found = if token == self.admin_token {
-            self.authenticate(token).map(|u| ValidToken {
-                user: u,
-                audiences: vec![issuer.clone()],
-                extra: Vec::new(),
-            }).ok_or_else(|| "invalid bearer token".to_string())
+            self.authenticate(token)
+                .map(|u| ValidToken {
+                    user: u,
+                    audiences: vec![issuer.clone()],
+                    extra: Vec::new(),
+                })
+                .ok_or_else(|| "invalid bearer token".to_string())
         } else {
             self.service_account_token(token).map_err(|e| {
                 if e.is_empty() {
@@ -178,9 +180,7 @@ impl Cluster {
                 .ok_or_else(|| format!("pods \"{pod_name}\" not found"))?;
             let uid = meta(&pod)["uid"].as_str().unwrap_or_default();
             if uid != pod_uid {
-                return Err(format!(
-                    "pod UID ({uid}) does not match claim ({pod_uid})"
-                ));
+                return Err(format!("pod UID ({uid}) does not match claim ({pod_uid})"));
             }
             if !meta(&pod)["deletionTimestamp"].is_null() {
                 return Err("service account token has been invalidated".into());
@@ -189,7 +189,10 @@ impl Cluster {
                 "authentication.kubernetes.io/pod-name".to_string(),
                 pod_name.clone(),
             ));
-            extra.push(("authentication.kubernetes.io/pod-uid".to_string(), pod_uid.clone()));
+            extra.push((
+                "authentication.kubernetes.io/pod-uid".to_string(),
+                pod_uid.clone(),
+            ));
         }
         Ok(ValidToken {
             user: UserInfo {

@@ -19,8 +19,8 @@ use super::oci::Unpacked;
 use super::process::{Launch, Process};
 use super::status::{ContainerRun, Phase, PodRun, State};
 use super::{Kubelet, pods_res};
-use crate::cluster::IssuedToken;
 use super::{probe, volumes};
+use crate::cluster::IssuedToken;
 use crate::controllers::record_event;
 use crate::store::{ObjKey, ResKey};
 
@@ -228,9 +228,8 @@ pub(super) async fn run(
         None => (ctx, None),
     };
     let token = Arc::new(Mutex::new(issued.as_ref().map(|t| t.token.clone())));
-    let current = |token: &Mutex<Option<String>>| {
-        token.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    };
+    let current =
+        |token: &Mutex<Option<String>>| token.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if !mount_volumes(&ctx, current(&token).as_deref()).await {
         finish(&ctx, false);
         return;
