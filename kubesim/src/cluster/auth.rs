@@ -182,7 +182,11 @@ impl Cluster {
             if uid != pod_uid {
                 return Err(format!("pod UID ({uid}) does not match claim ({pod_uid})"));
             }
-            if !meta(&pod)["deletionTimestamp"].is_null() {
+            // A terminating pod keeps its token until its grace period is over.
+            let deleted_at = meta(&pod)["deletionTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            if deleted_at.is_some_and(|t| t < jiff::Timestamp::now()) {
                 return Err("service account token has been invalidated".into());
             }
             extra.push((
