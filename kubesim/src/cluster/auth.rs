@@ -255,8 +255,9 @@ impl Cluster {
         let expires = now + jiff::SignedDuration::from_secs(seconds);
         let token = format!("kubesim-sa.{}", random_token());
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget the tokens that expired: they no longer authenticate anyway.
-        tokens.retain(|_, e| e.expires > now);
+        // Forget the tokens that expired an hour ago (until then a review says they expired).
+        let forget = now - jiff::SignedDuration::from_secs(3600);
+        tokens.retain(|_, e| e.expires > forget);
         tokens.insert(
             token.clone(),
             TokenEntry {
