@@ -35,6 +35,9 @@ pub struct Options {
     /// The ServiceAccount token issuer (`issuer` of `/.well-known/openid-configuration`);
     /// `None`: [`crate::cluster::DEFAULT_ISSUER`].
     pub service_account_issuer: Option<String>,
+    /// The longest lifetime of a ServiceAccount token (pods' rotated tokens, TokenRequests);
+    /// shorter than kube-apiserver's 600 s minimum allowed. `None`: kube-apiserver's rules.
+    pub token_lifetime: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             pod_dir: None,
             faults: FaultConfig::default(),
             service_account_issuer: None,
+            token_lifetime: None,
         }
     }
 }
@@ -101,6 +105,7 @@ impl Kubesim {
             .clone()
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
         cluster.bootstrap_api_service(addr.port());
+        cluster.set_token_lifetime(options.token_lifetime);
         cluster.set_issuer(crate::cluster::Issuer {
             url: options
                 .service_account_issuer

@@ -55,6 +55,11 @@ struct Args {
     /// (and the default audience of TokenRequests).
     #[arg(long, default_value = kubesim::cluster::DEFAULT_ISSUER)]
     service_account_issuer: String,
+    /// Longest lifetime of ServiceAccount tokens, in seconds (TokenRequests and the tokens the
+    /// kubelet gives pods and rotates; below kube-apiserver's 600 s minimum allowed), to see
+    /// tokens expire and rotate quickly. Default: an hour, as kube-apiserver and the kubelet.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    token_lifetime: Option<u64>,
 }
 
 #[tokio::main]
@@ -89,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         pod_dir: args.pod_dir,
         faults,
         service_account_issuer: Some(args.service_account_issuer),
+        token_lifetime: args.token_lifetime.map(std::time::Duration::from_secs),
     })
     .await?;
     tracing::info!(url = %ks.url(), kubeconfig = %ks.kubeconfig_path().display(), "kubesim is serving");

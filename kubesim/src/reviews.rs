@@ -104,8 +104,16 @@ pub fn answer(
         "tokenreviews" => {
             let audiences = rbac::strings(&body["spec"], "audiences");
             body["status"] = match cluster.review_token(&text(&body["spec"], "token"), &audiences) {
-                TokenReviewOutcome::Authenticated { user, audiences } => {
-                    json!({"authenticated": true, "user": user_json(&user), "audiences": audiences})
+                TokenReviewOutcome::Authenticated {
+                    user,
+                    audiences,
+                    extra,
+                } => {
+                    let mut u = user_json(&user);
+                    for (k, v) in extra {
+                        u["extra"][k] = json!([v]);
+                    }
+                    json!({"authenticated": true, "user": u, "audiences": audiences})
                 }
                 TokenReviewOutcome::Unauthenticated(error) => {
                     json!({"authenticated": false, "error": error})

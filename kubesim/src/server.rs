@@ -1231,15 +1231,62 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
         .cloned()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600).max(600);
-    spec["expirationSeconds"] = json!(seconds);
+    if let Some(n) = spec["expirationSeconds"].as_i64() {
+        let why = if n < crate::cluster::MIN_TOKEN_SECONDS && cluster.token_lifetime().is_none() {
+            Some("may not specify a duration less than 10 minutes")
+        } else if n > 1 << 32 {
+            Some("may not specify a duration larger than 2^32 seconds")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "TokenRequest.authentication.k8s.io \"{name}\" is invalid: spec.expirationSeconds: Invalid value: {n}: {why}"
+                ),
+            ));
+        }
+    }
     if spec.get("audiences").is_none_or(Value::is_null) {
         spec["audiences"] = json!([cluster.issuer().url]);
     }
     let audiences = rbac::strings(&spec, "audiences");
-    let token = cluster.issue_token_for(ns, name, &audiences)?;
-    let exp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
-    let exp = exp.round(jiff::Unit::Second).unwrap_or(exp);
+    let bound = spec["boundObjectRef"].clone();
+    let pod = match bound["kind"].as_str() {
+        Some("Pod") => {
+            let pod_name = bound["name"].as_str().unwrap_or_default();
+            let pod = cluster.get(&crate::store::ResKey::new("", "pods"), ns, pod_name)?;
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty())
+                && want != uid
+            {
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                    ),
+                ));
+            }
+            spec["boundObjectRef"]["uid"] = json!(uid);
+            Some((pod_name.to_string(), uid))
+        }
+        _ => None,
+    };
+    let issued = cluster.issue_bound_token(
+        ns,
+        name,
+        &audiences,
+        spec["expirationSeconds"].as_i64(),
+        pod.as_ref().map(|(n, u)| (n.as_str(), u.as_str())),
+    )?;
+    spec["expirationSeconds"] = json!(issued.seconds);
+    let (token, exp) = (issued.token, issued.expires);
     Ok(json_response(
         201,
         &json!({

@@ -2,6 +2,10 @@
 //! in a kubesim pod, with the pod's ServiceAccount kubeconfig), then lists each resource named
 //! on the command line in its namespace and prints one line per resource:
 //! `<resource>: ok <count>` or `<resource>: denied <code> <reason>`.
+//!
+//! With `PROBE_REPEAT_SECONDS=N` it repeats the lists every `PROBE_INTERVAL_SECONDS` (default
+//! 2) for N seconds with the same client, each line prefixed with the seconds elapsed (a
+//! long-running client, e.g. across ServiceAccount token rotations).
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
@@ -12,27 +16,53 @@ async fn main() -> anyhow::Result<()> {
     let namespace = config.default_namespace.clone();
     let client = kube::Client::try_from(config)?;
     println!("namespace: {namespace}");
-    for resource in std::env::args().skip(1) {
-        let (group, plural) = resource
-            .split_once('.')
-            .map_or(("", resource.as_str()), |(p, g)| (g, p));
-        let ar = ApiResource {
-            group: group.into(),
-            version: "v1".into(),
-            api_version: if group.is_empty() {
-                "v1".into()
-            } else {
-                format!("{group}/v1")
-            },
-            kind: String::new(),
-            plural: plural.into(),
+    let seconds = |var: &str, default: u64| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let repeat = std::time::Duration::from_secs(seconds("PROBE_REPEAT_SECONDS", 0));
+    let interval = std::time::Duration::from_secs(seconds("PROBE_INTERVAL_SECONDS", 2));
+    let start = std::time::Instant::now();
+    loop {
+        let prefix = if repeat.is_zero() {
+            String::new()
+        } else {
+            format!("{} ", start.elapsed().as_secs())
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &ar);
-        match api.list(&ListParams::default()).await {
-            Ok(list) => println!("{resource}: ok {}", list.items.len()),
-            Err(kube::Error::Api(s)) => println!("{resource}: denied {} {}", s.code, s.reason),
-            Err(e) => println!("{resource}: error {e}"),
+        for resource in std::env::args().skip(1) {
+            let line = list(&client, &namespace, &resource).await;
+            println!("{prefix}{resource}: {line}");
         }
+        if start.elapsed() >= repeat {
+            break;
+        }
+        tokio::time::sleep(interval).await;
     }
     Ok(())
+}
+
+/// `ok <count>`, `denied <code> <reason>` or `error <message>`.
+async fn list(client: &kube::Client, namespace: &str, resource: &str) -> String {
+    let (group, plural) = resource
+        .split_once('.')
+        .map_or(("", resource), |(p, g)| (g, p));
+    let ar = ApiResource {
+        group: group.into(),
+        version: "v1".into(),
+        api_version: if group.is_empty() {
+            "v1".into()
+        } else {
+            format!("{group}/v1")
+        },
+        kind: String::new(),
+        plural: plural.into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => format!("ok {}", list.items.len()),
+        Err(kube::Error::Api(s)) => format!("denied {} {}", s.code, s.reason),
+        Err(e) => format!("error {e}"),
+    }
 }

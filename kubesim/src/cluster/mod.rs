@@ -34,7 +34,7 @@ mod patching;
 mod subresources;
 mod write;
 
-pub use auth::TokenReviewOutcome;
+pub use auth::{DEFAULT_TOKEN_SECONDS, IssuedToken, MIN_TOKEN_SECONDS, TokenReviewOutcome};
 pub use bootstrap::{cluster_role_bindings, cluster_roles};
 pub use options::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, PatchType, Propagation,
@@ -48,6 +48,7 @@ pub struct Cluster {
     registry: RwLock<Arc<Registry>>,
     admin_token: String,
     tokens: Mutex<HashMap<String, TokenEntry>>,
+    token_lifetime: RwLock<Option<std::time::Duration>>,
     pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
     next_ip: AtomicU32,
     expiry: tokio::sync::watch::Sender<u64>,
@@ -106,6 +107,7 @@ impl Cluster {
             registry: RwLock::new(Arc::new(Registry::builtin())),
             admin_token: random_token(),
             tokens: Mutex::new(HashMap::new()),
+            token_lifetime: RwLock::new(None),
             pod_logs: RwLock::new(None),
             next_ip: AtomicU32::new(10),
             expiry: tokio::sync::watch::Sender::new(0),

@@ -11,8 +11,13 @@
 //! - Working directory: one per pod under the kubelet's root directory (a fresh directory in
 //!   the system temp dir unless configured), removed with the pod. `HOME` points at it.
 //! - Identity: unless `automountServiceAccountToken: false`, the pod's ServiceAccount gets a
-//!   token from [`Cluster::issue_token`], written as `<dir>/kubeconfig` (server URL, token,
-//!   namespace) with `KUBECONFIG` pointing at it, plus `<dir>/serviceaccount/{token,namespace}`.
+//!   token bound to the pod from [`Cluster::issue_bound_token`] (3607 s, as the kubelet asks,
+//!   or the cluster's shorter `--token-lifetime`), written to `<dir>/serviceaccount/token`
+//!   (with `namespace` beside it) and to projected `serviceAccountToken` volumes; and
+//!   `<dir>/kubeconfig` (server URL, `tokenFile` naming that file, namespace) with
+//!   `KUBECONFIG` pointing at it. The token is rotated as the kubelet does: a new one is
+//!   written once 80 % of its lifetime has passed (earlier for lifetimes under 5 minutes, so
+//!   clients that re-read the file every minute get it in time; see [`refresh_after`]).
 //!   `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` are set as in a real pod, but the
 //!   server speaks plain http, so in-cluster configuration (which needs https and a CA) does
 //!   not work: clients find the API through `KUBECONFIG` (kube-rs `Config::infer()` reads it
@@ -112,6 +117,23 @@ struct PodHandle {
 /// A kubeconfig with the cluster `kubesim` at `server`, `user` with the bearer `token`, and the
 /// context `kubesim` (namespace `namespace`) selected.
 pub(crate) fn kubeconfig_yaml(server: &str, user: &str, token: &str, namespace: &str) -> String {
+    kubeconfig_text(server, user, &format!("token: {token}"), namespace)
+}
+
+/// [`kubeconfig_yaml`] with the bearer token read from `token_file` (`tokenFile`), which
+/// clients read again from time to time (client-go and kube-rs: about every minute), so the
+/// kubelet can rotate the token under them.
+pub(crate) fn kubeconfig_yaml_token_file(
+    server: &str,
+    user: &str,
+    token_file: &std::path::Path,
+    namespace: &str,
+) -> String {
+    let path = serde_json::Value::String(token_file.display().to_string());
+    kubeconfig_text(server, user, &format!("tokenFile: {path}"), namespace)
+}
+
+fn kubeconfig_text(server: &str, user: &str, credential: &str, namespace: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -122,7 +144,7 @@ clusters:
 users:
 - name: {user}
   user:
-    token: {token}
+    {credential}
 contexts:
 - name: kubesim
   context:
@@ -132,6 +154,15 @@ contexts:
 current-context: kubesim
 "
     )
+}
+
+/// How long after issuing a token of `seconds` lifetime the kubelet replaces it: at 80 % of
+/// its lifetime or after 24 h, as the kubelet does, but at least 60 s before it expires (client-go and kube-rs
+/// re-read a token file about every minute), and not before half of it.
+pub fn refresh_after(seconds: i64) -> std::time::Duration {
+    let ms = seconds.max(1) * 1000;
+    let at = (ms * 8 / 10).min(ms - 60_000).max(ms / 2).min(86_400_000);
+    std::time::Duration::from_millis(at as u64)
 }
 
 /// The kubelet. Install it as the cluster's [`PodLogs`] source.

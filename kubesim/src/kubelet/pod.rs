@@ -20,6 +20,7 @@ use super::process::{Launch, Process};
 use super::status::{ContainerRun, Phase, PodRun, State};
 use super::{Kubelet, pods_res};
 use super::{probe, volumes};
+use crate::cluster::IssuedToken;
 use crate::controllers::record_event;
 use crate::store::{ObjKey, ResKey};
 
@@ -218,31 +219,38 @@ pub(super) async fn run(
         );
     }
     let credentials = prepare_credentials(&ctx).await;
-    let (ctx, token) = match credentials {
-        Some((extra, token)) => {
+    let (ctx, issued) = match credentials {
+        Some((extra, issued)) => {
             let mut c = Arc::into_inner(ctx).expect("sole owner");
             c.base_env.extend(extra);
-            (Arc::new(c), Some(token))
+            (Arc::new(c), Some(issued))
         }
         None => (ctx, None),
     };
-    if !mount_volumes(&ctx, token.as_deref()).await {
+    let token = Arc::new(Mutex::new(issued.as_ref().map(|t| t.token.clone())));
+    let current =
+        |token: &Mutex<Option<String>>| token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !mount_volumes(&ctx, current(&token).as_deref()).await {
         finish(&ctx, false);
         return;
     }
     // Keep configMap / secret volume contents current, as the kubelet does.
     let refresh = {
         let ctx = ctx.clone();
+        let token = token.clone();
         let mut changed = ctx.config_changed.clone();
         tokio::spawn(async move {
             while changed.changed().await.is_ok() {
                 let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
                 // CSI volumes are mounted once (the driver's rotation is not emulated).
                 let keep = |_: &Value| Ok(Default::default());
-                let _ = volumes::materialize(&ctx.pod, &ctx.dir, token.as_deref(), &lookup, &keep);
+                let t = current(&token);
+                let _ = volumes::materialize(&ctx.pod, &ctx.dir, t.as_deref(), &lookup, &keep);
             }
         })
     };
+    // Rotate the ServiceAccount token before it expires.
+    let rotate = issued.map(|issued| tokio::spawn(rotate_token(ctx.clone(), token, issued)));
 
     // Init containers, in order.
     let init_count = ctx.pod["spec"]["initContainers"]
@@ -266,6 +274,9 @@ pub(super) async fn run(
         futures::future::join_all(runs).await;
     }
     refresh.abort();
+    if let Some(r) = rotate {
+        r.abort();
+    }
     finish(&ctx, init_ok);
 }
 
@@ -307,23 +318,86 @@ async fn mount_volumes(ctx: &Arc<Ctx>, token: Option<&str>) -> bool {
     }
 }
 
+/// The token the kubelet asks for a pod (`expirationSeconds` of the automounted volume).
+const POD_TOKEN_SECONDS: i64 = 3607;
+
+/// Issue a token of the pod's ServiceAccount, bound to the pod.
+fn issue_pod_token(ctx: &Ctx, sa: &str) -> Result<IssuedToken, crate::cluster::ApiError> {
+    let meta = &ctx.pod["metadata"];
+    ctx.cluster().issue_bound_token(
+        &ctx.key.namespace,
+        sa,
+        &[],
+        Some(POD_TOKEN_SECONDS),
+        Some((
+            meta["name"].as_str().unwrap_or_default(),
+            meta["uid"].as_str().unwrap_or_default(),
+        )),
+    )
+}
+
+fn service_account_name(pod: &Value) -> &str {
+    pod["spec"]["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+}
+
+/// Replace the pod's token once [`super::refresh_after`] of its lifetime has passed: write the
+/// new one to `serviceaccount/token` (which the kubeconfig names) and the projected volumes.
+/// A failed request (the ServiceAccount is gone) is retried every few seconds.
+async fn rotate_token(ctx: Arc<Ctx>, token: Arc<Mutex<Option<String>>>, first: IssuedToken) {
+    let sa = service_account_name(&ctx.pod).to_string();
+    let mut due = tokio::time::Instant::now() + super::refresh_after(first.seconds);
+    loop {
+        tokio::time::sleep_until(due).await;
+        let issued = match issue_pod_token(&ctx, &sa) {
+            Ok(t) => t,
+            Err(_) => {
+                due = tokio::time::Instant::now() + Duration::from_secs(5);
+                continue;
+            }
+        };
+        let file = ctx.dir.join("serviceaccount/token");
+        let tmp = ctx.dir.join("serviceaccount/.token.tmp");
+        let written = write_private(&tmp, &issued.token).and_then(|_| {
+            // The owner give_workdir made it (the user a container runs as).
+            if let Ok(m) = std::fs::metadata(&file) {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+            }
+            std::fs::rename(&tmp, &file)
+        });
+        if let Err(e) = written {
+            ctx.event(
+                true,
+                "FailedMount",
+                &format!("writing the service account token failed: {e}"),
+            );
+        }
+        *token.lock().unwrap_or_else(|e| e.into_inner()) = Some(issued.token.clone());
+        let lookup = |kind: SourceKind, n: &str| ctx.secret_or_config(kind, n);
+        // CSI volumes keep what their mount wrote.
+        let keep = |_: &Value| Ok(Default::default());
+        let _ = volumes::materialize(&ctx.pod, &ctx.dir, Some(&issued.token), &lookup, &keep);
+        due = tokio::time::Instant::now() + super::refresh_after(issued.seconds);
+    }
+}
+
 /// Issue the ServiceAccount token and write the credentials; the env entries to add. Waits
 /// (as CreateContainerConfigError) while the ServiceAccount does not exist.
-async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, String)> {
+async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, IssuedToken)> {
     let spec = &ctx.pod["spec"];
     if spec["automountServiceAccountToken"] == false {
         return None;
     }
     let url = ctx.kubelet.config.server_url.clone()?;
-    let sa = spec["serviceAccountName"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("default");
+    let sa = service_account_name(&ctx.pod);
     let ns = ctx.key.namespace.clone();
     let mut changed = ctx.config_changed.clone();
-    let token = loop {
+    let issued = loop {
         changed.borrow_and_update();
-        match ctx.cluster().issue_token(&ns, sa) {
+        match issue_pod_token(ctx, sa) {
             Ok(t) => break t,
             Err(e) => {
                 let message = format!("error looking up service account {ns}/{sa}: {}", e.message);
@@ -344,12 +418,13 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, S
         }
     };
     let kubeconfig = ctx.dir.join("kubeconfig");
-    let text = super::kubeconfig_yaml(&url, sa, &token, &ns);
     let sa_dir = ctx.dir.join("serviceaccount");
-    let written = write_private(&kubeconfig, &text)
-        .and_then(|_| std::fs::create_dir_all(&sa_dir))
-        .and_then(|_| write_private(&sa_dir.join("token"), &token))
-        .and_then(|_| write_private(&sa_dir.join("namespace"), &ns));
+    let token_file = sa_dir.join("token");
+    let text = super::kubeconfig_yaml_token_file(&url, sa, &token_file, &ns);
+    let written = std::fs::create_dir_all(&sa_dir)
+        .and_then(|_| write_private(&token_file, &issued.token))
+        .and_then(|_| write_private(&sa_dir.join("namespace"), &ns))
+        .and_then(|_| write_private(&kubeconfig, &text));
     if let Err(e) = written {
         ctx.event(
             true,
@@ -360,7 +435,7 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, S
     }
     Some((
         vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
-        token,
+        issued,
     ))
 }
 
