@@ -57,8 +57,8 @@ pub struct Conclusion {
     pub failure: Option<String>,
     /// The note of the event.
     pub note: String,
-    /// The Job is gone and these connections of its change set have no record of its run
-    /// (the Job deleted, or never created): the act stage reads them again, live, before it
+    /// The Job is gone and these repairs or reapplies of its change set have no record of its
+    /// run (the Job deleted, or never created): the act stage reads them again, live, before it
     /// reports the failure (the metadata watch may lag behind sc-job's last records, the
     /// jobs watch behind the Job's creation).
     pub unrecorded: Vec<ChangeEntry>,
@@ -312,25 +312,30 @@ fn conclusion(observed: &Observed) -> Option<Conclusion> {
     let run = observed.last_run.as_ref().filter(|r| !r.concluded)?;
     let cs = &run.changeset;
     let failed = failed_connections(cs, &observed.metadata);
+    // Of a Job gone, the repairs and reapplies without a record: nothing else would run them
+    // again (a request change left undone stays pending and the next change set redoes it).
+    let unrecorded: Vec<ChangeEntry> = match &observed.job {
+        JobState::Absent => cs
+            .connections
+            .iter()
+            .filter(|c| {
+                matches!(c.cause, Some(Cause::Repair | Cause::Reapply))
+                    && failed.iter().any(|f| f.name == c.name && f.error.is_none())
+            })
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     let failure = match &observed.job {
         JobState::Failed {
             changeset, message, ..
         } if *changeset == cs.id => Some(message.clone()),
         JobState::Complete { changeset } if *changeset == cs.id => None,
         JobState::Absent if failed.is_empty() => None,
-        JobState::Absent => Some(format!(
+        JobState::Absent if !unrecorded.is_empty() => Some(format!(
             "Job {JOB_NAME} is gone without a record of its run (deleted, or never created)"
         )),
         _ => return None,
-    };
-    let unrecorded = match &observed.job {
-        JobState::Absent => cs
-            .connections
-            .iter()
-            .filter(|c| failed.iter().any(|f| f.name == c.name && f.error.is_none()))
-            .cloned()
-            .collect(),
-        _ => Vec::new(),
     };
     let note = match &failure {
         None => {

@@ -2,8 +2,8 @@
 //! deleted Secret (a change set and Job `sc-job`), but the Job is deleted while its pod cannot
 //! be scheduled (every node tainted): its change set has no record of a run. The agent must
 //! report the run failed (a `JobFailed` event naming the change set and the connection), not
-//! applied, and run the same repair again; once the nodes take pods, the Secret is back. The
-//! same holds for a Job never created because a Job of an earlier change set was still there.
+//! applied, and run the same repair again; once the nodes take pods, the Secret is back. (A Job
+//! never created because a Job of an earlier change set was still there takes the same path.)
 //!
 //! Needs kubesim (its scheduler honours taints): the scenario is skipped on another cluster.
 
@@ -127,13 +127,15 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
             None => Err("not yet".to_string()),
         }
     });
-    c.wait_job_gone();
-    assert!(
-        notes(&c, &rel, "JobSucceeded")
-            .iter()
-            .any(|n| n.contains(&second)),
-        "the second run is not reported applied"
-    );
+    // The agent reports the run once it sees its Job gone (sc-job deletes it).
+    wait_for_state(SETTLE, "the second run reported applied", || {
+        let notes = notes(&c, &rel, "JobSucceeded");
+        if notes.iter().any(|n| n.contains(&second)) {
+            Ok(())
+        } else {
+            Err(format!("JobSucceeded events: {notes:?}"))
+        }
+    });
     // One episode of drift, repaired once: the gone run is the same repair, not a new one.
     let drifted = notes(&c, &rel, "Drifted");
     assert_eq!(drifted.len(), 1, "{drifted:?}");
