@@ -152,7 +152,9 @@ impl Actor {
                 .publish(requests, EventType::Warning, "NameClash", "Reconcile", note)
                 .await;
         }
-        if let Some(conclusion) = &plan.conclusion {
+        if let Some(conclusion) = &plan.conclusion
+            && self.confirmed(observed, conclusion).await?
+        {
             self.conclude(requests, conclusion).await?;
         }
         self.write_metadata(&plan.metadata, &observed.owner_uid)
@@ -189,6 +191,46 @@ impl Actor {
                 Ok(None)
             }
         }
+    }
+
+    /// Whether `conclusion` holds as the API shows it now. A run whose Job is gone without a
+    /// record of some connections is concluded only when the Job is gone (the jobs watch may
+    /// not show a Job just created) and they are still unrecorded (the metadata watch may not
+    /// show sc-job's last records); the failure is then journaled for them, so a repair or a
+    /// reapply it carried runs again.
+    async fn confirmed(
+        &self,
+        observed: &Observed,
+        conclusion: &Conclusion,
+    ) -> anyhow::Result<bool> {
+        if conclusion.unrecorded.is_empty() {
+            return Ok(true);
+        }
+        if self.jobs().get_opt(JOB_NAME).await?.is_some() {
+            return Ok(false);
+        }
+        let fresh = self
+            .read_metadata_of(&observed.metadata, &conclusion.unrecorded)
+            .await?;
+        let run = FailedRun {
+            changeset: ChangeSet {
+                id: conclusion.changeset.clone(),
+                revision: observed
+                    .last_run
+                    .as_ref()
+                    .map_or(0, |r| r.changeset.revision),
+                connections: conclusion.unrecorded.clone(),
+            },
+            message: conclusion.failure.clone().unwrap_or_default(),
+        };
+        let still = plan::failed_connections(&run.changeset, &fresh);
+        if still.is_empty() {
+            return Ok(false);
+        }
+        let names: Vec<&str> = still.iter().map(|f| f.name.as_str()).collect();
+        tracing::warn!(changeset = %run.changeset.id, connections = %names.join(", "), "Job {JOB_NAME} is gone without recording these connections");
+        self.journal_failure(&run).await?;
+        Ok(true)
     }
 
     /// Reports the outcome of the last run (event, metrics) and marks its change set

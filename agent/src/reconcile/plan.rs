@@ -57,6 +57,11 @@ pub struct Conclusion {
     pub failure: Option<String>,
     /// The note of the event.
     pub note: String,
+    /// The Job is gone and these repairs or reapplies of its change set have no record of its
+    /// run (the Job deleted, or never created): the act stage reads them again, live, before it
+    /// reports the failure (the metadata watch may lag behind sc-job's last records, the
+    /// jobs watch behind the Job's creation).
+    pub unrecorded: Vec<ChangeEntry>,
 }
 
 /// The metadata writes of a step.
@@ -301,17 +306,35 @@ fn clash_note(clash: &NameClash) -> String {
 }
 
 /// The outcome of the last run when it is known and not reported yet: the Job failed or
-/// completed, or is gone with every change applied.
+/// completed, or is gone (with every change applied, or some not recorded: then the act stage
+/// checks, live, that it is really gone and they really are not recorded).
 fn conclusion(observed: &Observed) -> Option<Conclusion> {
     let run = observed.last_run.as_ref().filter(|r| !r.concluded)?;
     let cs = &run.changeset;
     let failed = failed_connections(cs, &observed.metadata);
+    // Of a Job gone, the repairs and reapplies without a record: nothing else would run them
+    // again (a request change left undone stays pending and the next change set redoes it).
+    let unrecorded: Vec<ChangeEntry> = match &observed.job {
+        JobState::Absent => cs
+            .connections
+            .iter()
+            .filter(|c| {
+                matches!(c.cause, Some(Cause::Repair | Cause::Reapply))
+                    && failed.iter().any(|f| f.name == c.name && f.error.is_none())
+            })
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     let failure = match &observed.job {
         JobState::Failed {
             changeset, message, ..
         } if *changeset == cs.id => Some(message.clone()),
         JobState::Complete { changeset } if *changeset == cs.id => None,
         JobState::Absent if failed.is_empty() => None,
+        JobState::Absent if !unrecorded.is_empty() => Some(format!(
+            "Job {JOB_NAME} is gone without a record of its run (deleted, or never created)"
+        )),
         _ => return None,
     };
     let note = match &failure {
@@ -343,6 +366,7 @@ fn conclusion(observed: &Observed) -> Option<Conclusion> {
         changeset: cs.id.clone(),
         failure,
         note,
+        unrecorded,
     })
 }
 
@@ -790,6 +814,14 @@ pub fn failed_connections<'a>(
             let m = by_name.get(c.name.as_str()).copied();
             let status = m.and_then(|m| m.status.as_ref());
             let done = match c.action {
+                // A repair or a reapply runs a hash already applied: only the record of
+                // this change set's run says it ran (its Job may be gone without running,
+                // created too late or deleted by hand).
+                Action::Apply if matches!(c.cause, Some(Cause::Repair | Cause::Reapply)) => status
+                    .is_some_and(|s| {
+                        s.failure_for(&c.hash).is_none()
+                            && s.changeset.as_deref() == Some(changeset.id.as_str())
+                    }),
                 // sc-job may have applied a newer request than the change set named.
                 Action::Apply => status.is_some_and(|s| {
                     s.failure_for(&c.hash).is_none()
@@ -1486,6 +1518,57 @@ mod tests {
         assert_eq!(c.note, "change set x applied: a");
         assert_eq!(p.memory.failures, 0);
         assert_eq!(p.job, JobAction::Nothing);
+    }
+
+    /// The repair of an applied connection (its hash unchanged) whose Job went without
+    /// running (deleted by hand, or never created because a Job of an earlier change set was
+    /// still there): only a record of this change set's run says it ran.
+    #[test]
+    fn a_repair_whose_job_is_gone_without_its_record_failed() {
+        let a = want("a", "h1");
+        let mut repair = entry("a", "h1", Action::Apply);
+        repair.cause = Some(Cause::Repair);
+        let by_earlier_run = Status {
+            changeset: Some("earlier".into()),
+            ..applied("h1").unwrap()
+        };
+        let o = Observed {
+            last_run: run(vec![repair.clone()], false),
+            ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(by_earlier_run))])
+        };
+        let p = plan(&o, &Memory::default(), &Backoff::default());
+        let c = p.conclusion.expect("a conclusion");
+        assert!(
+            c.failure.as_deref().is_some_and(|f| f.contains("gone")),
+            "{c:?}"
+        );
+        assert!(c.note.contains("failed connections: a"), "{}", c.note);
+        assert_eq!(c.unrecorded, vec![repair.clone()]);
+        // Recorded by this change set's run: applied.
+        let by_this_run = Status {
+            changeset: Some("x".into()),
+            ..applied("h1").unwrap()
+        };
+        let o = Observed {
+            last_run: run(vec![repair.clone()], false),
+            ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(by_this_run))])
+        };
+        let c = plan(&o, &Memory::default(), &Backoff::default())
+            .conclusion
+            .expect("a conclusion");
+        assert_eq!((c.failure, c.unrecorded), (None, Vec::new()));
+        // The Job still runs (or the watch shows it): no conclusion.
+        let o = Observed {
+            last_run: run(vec![repair], false),
+            job: JobState::Active {
+                changeset: "x".into(),
+            },
+            ..observed(vec![a.clone()], vec![recorded(&a, 1, applied("h1"))])
+        };
+        assert_eq!(
+            plan(&o, &Memory::default(), &Backoff::default()).conclusion,
+            None
+        );
     }
 
     #[test]
