@@ -144,11 +144,31 @@ pub fn watched_objects<'a>(
     })
 }
 
-/// The drift writes and events of one step at `now`.
+/// The drift writes and events of one step at `now`, every object of `live` read in this
+/// step (see [`plan_drift_read`]).
+#[cfg(test)]
 pub fn plan_drift(
     desired: &[Desired],
     metadata: &[Metadata],
     live: &BTreeMap<ObjectKey, Live>,
+    now: i64,
+    limits: DriftLimits,
+) -> DriftPlan {
+    let read: BTreeSet<ObjectKey> = live.keys().cloned().collect();
+    plan_drift_read(desired, metadata, live, &read, now, limits)
+}
+
+/// The drift writes and events of one step at `now`; `read` holds the objects of `live` read
+/// from the API in this step (the others come from watches or earlier looks). An object
+/// found deleted by such a read after the repair of its deletion ran (its change set
+/// concluded, the run not failed) was deleted again: a new repair, counted towards
+/// `Contested`, as a Secret deleted again before any look saw it back would otherwise stay
+/// deleted.
+pub fn plan_drift_read(
+    desired: &[Desired],
+    metadata: &[Metadata],
+    live: &BTreeMap<ObjectKey, Live>,
+    read: &BTreeSet<ObjectKey>,
     now: i64,
     limits: DriftLimits,
 ) -> DriftPlan {
@@ -226,9 +246,18 @@ pub fn plan_drift(
             next.repair_pending = false;
         } else {
             let known: BTreeSet<&DriftedObject> = next.objects.iter().collect();
-            let fresh: Vec<&DriftedObject> =
-                detected.iter().filter(|o| !known.contains(o)).collect();
-            if fresh.is_empty() && repair_failed(m, &next, d.drift_policy) {
+            let failed = repair_failed(m, &next, d.drift_policy);
+            let repaired = !failed && repair_ran(m, &next, d.drift_policy);
+            let fresh: Vec<&DriftedObject> = detected
+                .iter()
+                .filter(|o| {
+                    !known.contains(o)
+                        || (repaired
+                            && o.change == Change::Deleted
+                            && read.contains(&ObjectKey::new(&o.kind, &o.namespace, &o.name)))
+                })
+                .collect();
+            if fresh.is_empty() && failed {
                 // The repair's run failed (its sc-job killed, the API unreachable): the same
                 // repair again, not a new one; the failed-run backoff paces it.
                 next.repair_pending = true;
@@ -326,6 +355,17 @@ fn repair_failed(m: &Metadata, drift: &Drift, policy: DriftPolicy) -> bool {
                 .parse::<jiff::Timestamp>()
                 .is_ok_and(|ended| ended.as_second() >= since)
     })
+}
+
+/// Whether the repair of a drift that persists has run: repairs were started, none waits or
+/// runs (a change set carrying one is in flight until it is concluded), and they are not
+/// contested.
+fn repair_ran(m: &Metadata, drift: &Drift, policy: DriftPolicy) -> bool {
+    policy == DriftPolicy::Repair
+        && !drift.repair_pending
+        && drift.contested.is_none()
+        && !drift.repairs.is_empty()
+        && m.applying_hash.as_deref() != Some(drift.hash.as_str())
 }
 
 fn write(m: &Metadata, drift: Option<Drift>) -> DriftWrite {
@@ -529,8 +569,8 @@ mod tests {
             "the failed repair is not run again"
         );
         assert_eq!(failed.drift.as_ref().unwrap().repairs, vec![T]);
-        // A run that succeeded (the watch not yet updated), a failure before the drift was
-        // seen, or a run still in flight: no second run.
+        // A run that succeeded (what the step holds of the object not read since), a failure
+        // before the drift was seen, or a run still in flight: no second run.
         let mut ok = ended.clone();
         ok.journal = vec![entry("2026-12-06T18:58:26Z", "Ready")];
         let mut old = ended.clone();
@@ -545,15 +585,134 @@ mod tests {
             ("older failure", old),
             ("in flight", running),
         ] {
-            let p = plan_drift(
+            let p = plan_drift_read(
                 &d,
                 std::slice::from_ref(&m),
                 &gone,
+                &BTreeSet::new(),
                 T + 40,
                 DriftLimits::default(),
             );
             assert!(!awaits_repair(&after(m, &p), "h1"), "{what}");
         }
+    }
+
+    /// A Secret deleted again before any look saw it back (its repair ran and succeeded):
+    /// read deleted in a step after the repair's change set concluded, it is a new repair,
+    /// counted, so a writer that keeps deleting it makes the connection contested.
+    #[test]
+    fn a_secret_deleted_again_after_its_repair_ran_is_a_new_repair() {
+        let d = [want("a", "h1")];
+        let gone = live(Live::Absent);
+        let read: BTreeSet<ObjectKey> = gone.keys().cloned().collect();
+        let limits = DriftLimits {
+            repairs: 2,
+            ..DriftLimits::default()
+        };
+        let mut m = applied("a", "h1");
+        let mut now = 1_000;
+        // Each round: seen deleted, carried by a change set, the change set concluded.
+        let round = |m: Metadata, now: i64| {
+            let p = plan_drift_read(&d, std::slice::from_ref(&m), &gone, &read, now, limits);
+            let mut carried = after(m, &p);
+            let pending = awaits_repair(&carried, "h1");
+            carried.applying_hash = Some("h1".into());
+            carried.applying_repair = true;
+            let p2 = plan_drift_read(
+                &d,
+                std::slice::from_ref(&carried),
+                &gone,
+                &read,
+                now + 1,
+                limits,
+            );
+            let mut ended = after(carried, &p2);
+            ended.applying_hash = None;
+            ended.applying_repair = false;
+            (ended, pending, p.events)
+        };
+        for n in 1..=2 {
+            let (next, pending, events) = round(m, now);
+            assert!(pending, "repair {n} is not started");
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert!(
+                events[0].note.contains(&format!("repair {n} of at most 2")),
+                "{}",
+                events[0].note
+            );
+            m = next;
+            now += 10;
+        }
+        // Deleted a third time within the window: contested, nothing more is run.
+        let p = plan_drift_read(&d, std::slice::from_ref(&m), &gone, &read, now, limits);
+        assert!(
+            p.events
+                .iter()
+                .any(|e| e.reason == "Contested" && e.note.contains("again after 2 repairs")),
+            "{:?}",
+            p.events
+        );
+        let m = after(m, &p);
+        assert!(!awaits_repair(&m, "h1"));
+        assert!(m.drift.as_ref().unwrap().contested.is_some());
+        // Once contested, a later read starts nothing and says nothing more.
+        let p = plan_drift_read(&d, std::slice::from_ref(&m), &gone, &read, now + 5, limits);
+        assert!(p.events.is_empty(), "{:?}", p.events);
+        assert!(!awaits_repair(&after(m, &p), "h1"));
+    }
+
+    /// Only a read of this step counts: the same persisting drift taken from a watch or an
+    /// earlier look (not read since the repair) starts no new repair, and a drift other than
+    /// a deletion (a write, a lost label: from a watch that may not show the repair yet)
+    /// neither.
+    #[test]
+    fn a_persisting_drift_not_read_in_the_step_starts_no_new_repair() {
+        let d = [want("a", "h1")];
+        let gone = live(Live::Absent);
+        let m = applied("a", "h1");
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&m),
+            &gone,
+            100,
+            DriftLimits::default(),
+        );
+        let mut ended = after(m, &p);
+        ended.drift.as_mut().unwrap().repair_pending = false;
+        let p = plan_drift_read(
+            &d,
+            std::slice::from_ref(&ended),
+            &gone,
+            &BTreeSet::new(),
+            110,
+            DriftLimits::default(),
+        );
+        assert!(p.events.is_empty(), "{:?}", p.events);
+        assert!(!awaits_repair(&after(ended.clone(), &p), "h1"));
+        let written = live(present(
+            true,
+            Some(("kubectl-patch", "2026-12-06T18:58:30Z")),
+        ));
+        let read: BTreeSet<ObjectKey> = written.keys().cloned().collect();
+        let p = plan_drift(
+            &d,
+            std::slice::from_ref(&ended),
+            &written,
+            120,
+            DriftLimits::default(),
+        );
+        let mut w = after(ended, &p);
+        assert!(awaits_repair(&w, "h1"), "a write is a new drift");
+        w.drift.as_mut().unwrap().repair_pending = false;
+        let p = plan_drift_read(
+            &d,
+            std::slice::from_ref(&w),
+            &written,
+            &read,
+            130,
+            DriftLimits::default(),
+        );
+        assert!(p.events.is_empty(), "{:?}", p.events);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Observed {
     /// What the watches show of the objects applied connections list (only of kinds whose
     /// watch has listed).
     pub live: BTreeMap<crate::contract::ObjectKey, super::drift::Live>,
+    /// The objects of `live` read from the API in this step (not from a watch or a look).
+    pub read: std::collections::BTreeSet<crate::contract::ObjectKey>,
     /// When drift repairs are contested.
     pub drift_limits: super::drift::DriftLimits,
     /// Whether Secrets were read by name (not watched): they are looked at again after the
@@ -204,8 +206,12 @@ impl Observer {
         &mut self,
         desired: &[Desired],
         metadata: &[Metadata],
-    ) -> BTreeMap<ObjectKey, Live> {
+    ) -> (
+        BTreeMap<ObjectKey, Live>,
+        std::collections::BTreeSet<ObjectKey>,
+    ) {
         let mut out = BTreeMap::new();
+        let mut read = std::collections::BTreeSet::new();
         let mut reads = 0usize;
         // Secrets last seen drifted, read again now.
         let drifted: Vec<ObjectKey> = {
@@ -215,6 +221,7 @@ impl Observer {
         for key in &drifted {
             reads += 1;
             if let Ok(reading) = read_live(&self.client, key).await {
+                read.insert(key.clone());
                 let mut looks = self.looks.lock().unwrap_or_else(|e| e.into_inner());
                 looks.record(key, reading);
             }
@@ -253,6 +260,7 @@ impl Observer {
             reads += 1;
             match read_live(&self.client, key).await {
                 Ok(live) => {
+                    read.insert(key.clone());
                     out.insert(key.clone(), live);
                 }
                 Err(e) => {
@@ -260,7 +268,7 @@ impl Observer {
                 }
             }
         }
-        out
+        (out, read)
     }
 
     /// Reads, every drift interval while `leader` holds, the metadata of the next
@@ -398,7 +406,7 @@ impl Observer {
         {
             contract::mark_applying(&mut metadata, changeset);
         }
-        let live = self.live(&desired, &metadata).await;
+        let (live, read) = self.live(&desired, &metadata).await;
         let now = jiff::Timestamp::now().as_second();
         let job = self
             .stores
@@ -416,6 +424,7 @@ impl Observer {
             job: plan::job_state(job.as_deref(), now),
             now,
             live,
+            read,
             drift_limits: self.drift_limits,
             secrets_polled: self.looks.lock().unwrap_or_else(|e| e.into_inner()).polled,
         })))

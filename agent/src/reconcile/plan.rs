@@ -207,10 +207,11 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         None => {}
     }
     let metadata_plan = metadata_plan(desired, metadata, revision);
-    let drift = super::drift::plan_drift(
+    let drift = super::drift::plan_drift_read(
         desired,
         metadata,
         &observed.live,
+        &observed.read,
         now,
         observed.drift_limits,
     );
@@ -1187,6 +1188,7 @@ mod tests {
             last_run: None,
             job: JobState::Absent,
             now: 1001,
+            read: Default::default(),
             live: BTreeMap::new(),
             drift_limits: Default::default(),
             secrets_polled: false,
@@ -1293,6 +1295,7 @@ mod tests {
         let mut status = applied("h1").unwrap();
         status.objects = vec![secret.clone()];
         let o = Observed {
+            read: Default::default(),
             live: BTreeMap::from([(secret.clone(), Live::Absent)]),
             ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(status.clone()))])
         };
@@ -1312,6 +1315,7 @@ mod tests {
         assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Drifted, 1)]));
         // Intact: nothing to do, unless an operator asks for a run.
         let intact = Observed {
+            read: Default::default(),
             live: BTreeMap::from([(
                 secret,
                 Live::Present(ObjectState {

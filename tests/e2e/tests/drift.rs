@@ -336,3 +336,79 @@ fn drift_helm3() {
 fn drift_helm4_watching_secrets() {
     drift(Helm::V4, true);
 }
+
+/// A writer that deletes the Secret as soon as it is back (before any look of the agent sees
+/// it restored): each deletion read after a repair ran is a new repair, so after a bounded
+/// number of runs the connection is `Failed/Contested`; `reapply` restores it once the
+/// deleter stopped.
+#[test]
+fn a_secret_deleted_as_soon_as_it_is_back_is_contested() {
+    let c = Cluster::start();
+    let apps = c.create_namespace("apps");
+    let key = secret_value("drift-deleter-key");
+    c.remember_secret(&key);
+    let settings = json!({"connections": {"blob": connection(&apps, "driftdeleter", "Repair")}});
+    let protected = json!({"connections": {"blob": {"secrets": {"accountKey": key}}}});
+    let files = [
+        c.write_values("settings", &settings),
+        c.write_values("protected", &protected),
+    ];
+    let limits = format!("--set=agent.drift.intervalSeconds=1,agent.drift.repairs={REPAIRS}");
+    c.helm_upgrade(Helm::V4, &[&files[0], &files[1]], &[&limits])
+        .ok();
+    c.wait_job_gone();
+    let rel = c.release_ns();
+    let (_, data) = secret_data(&c, &apps, "sc-blob-secret").expect("the Secret");
+    let before = runs(&c, "blob");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let deleter = {
+        let stop = stop.clone();
+        let kubeconfig = c.kubeconfig().to_path_buf();
+        let apps = apps.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let _ = std::process::Command::new(sc_e2e::tool("kubectl"))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args([
+                        "delete",
+                        "secret",
+                        "sc-blob-secret",
+                        "-n",
+                        &apps,
+                        "--ignore-not-found",
+                        "--wait=false",
+                    ])
+                    .output();
+                // The deleter's own pace, not a wait for a condition.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    wait_for_state(SETTLE, "blob to be Failed", || {
+        let p = phase(&c, "blob");
+        (p == "Failed").then_some(()).ok_or(p)
+    });
+    stop.store(true, Ordering::Release);
+    deleter.join().expect("the deleter thread");
+    let repairs = runs(&c, "blob") - before;
+    assert!(
+        (1..=REPAIRS).contains(&repairs),
+        "{repairs} repair runs while contested, at most {REPAIRS} allowed"
+    );
+    let shown = c.sc_agent(&["show", "blob", "-n", &rel]).ok().to_string();
+    assert!(
+        shown.contains("Error:      Contested:") && shown.contains("was deleted, again after"),
+        "{shown}"
+    );
+    // reapply ends the contest once the deleter stopped: the Secret is back as it was.
+    c.sc_agent(&["reapply", "blob", "-n", &rel]).ok();
+    wait_for_state(SETTLE, "blob to be Ready after the contest", || {
+        let p = phase(&c, "blob");
+        let now = secret_data(&c, &apps, "sc-blob-secret").map(|d| d.1);
+        (p == "Ready" && now.as_ref() == Some(&data))
+            .then_some(())
+            .ok_or(p)
+    });
+    c.leak_scan(&["blob"]);
+}
