@@ -12,16 +12,17 @@
 //!   the system temp dir unless configured), removed with the pod. `HOME` points at it.
 //! - Identity: unless `automountServiceAccountToken: false`, the pod's ServiceAccount gets a
 //!   token bound to the pod from [`Cluster::issue_bound_token`] (3607 s, as the kubelet asks,
-//!   or the cluster's shorter `--token-lifetime`), written to `<dir>/serviceaccount/token`
-//!   (with `namespace` beside it) and to projected `serviceAccountToken` volumes; and
-//!   `<dir>/kubeconfig` (server URL, `tokenFile` naming that file, namespace) with
-//!   `KUBECONFIG` pointing at it. The token is rotated as the kubelet does: a new one is
-//!   written once 80 % of its lifetime has passed (earlier for lifetimes under 5 minutes, so
-//!   clients that re-read the file every minute get it in time; see [`refresh_after`]).
-//!   `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` are set as in a real pod, but the
-//!   server speaks plain http, so in-cluster configuration (which needs https and a CA) does
-//!   not work: clients find the API through `KUBECONFIG` (kube-rs `Config::infer()` reads it
-//!   first).
+//!   or the cluster's shorter `--token-lifetime`), written with `namespace` and (https)
+//!   `ca.crt` to `<dir>/serviceaccount/` (the token also to projected `serviceAccountToken`
+//!   volumes). With https and a kubelet that can mount (see
+//!   [`process::service_account_mount_works`]), every container process sees that directory
+//!   read-only at `/var/run/secrets/kubernetes.io/serviceaccount` (a private mount namespace)
+//!   and gets `KUBERNETES_SERVICE_HOST` / `_PORT` / `_PORT_HTTPS` and no `KUBECONFIG`, so
+//!   clients take their in-cluster configuration; otherwise `<dir>/kubeconfig` (server URL,
+//!   CA, `tokenFile` naming the token file, namespace) with `KUBECONFIG` pointing at it. The
+//!   token is rotated as the kubelet does: a new one is written once 80 % of its lifetime has
+//!   passed (earlier for lifetimes under 5 minutes, so clients that re-read the file every
+//!   minute get it in time; see [`refresh_after`]).
 //! - Logs: stdout and stderr per (pod uid, container, restart count), served through
 //!   [`PodLogs`]; kept until the pod object is removed.
 //! - Lifecycle: init containers in order, then all containers; restartPolicy Always and
