@@ -273,6 +273,72 @@ cat $d/ca.crt
         review["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"],
         json!(["files"])
     );
+
+    // The pod has the volume kube-apiserver's ServiceAccount admission adds, mounted read-only
+    // at the in-cluster path.
+    let pod = ks
+        .cluster()
+        .get(&ResKey::new("", "pods"), "default", "files")
+        .unwrap();
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5,
+        "{pod}"
+    );
+    let sources = &volume["projected"]["sources"];
+    assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+    assert_eq!(
+        sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        json!([{"name": name, "readOnly": true,
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+
+    // automountServiceAccountToken: false (on the pod, or on its ServiceAccount): no volume,
+    // no files, no KUBECONFIG.
+    create(
+        &ks,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false}),
+    );
+    let script =
+        "ls /var/run/secrets/kubernetes.io/serviceaccount; echo kubeconfig=${KUBECONFIG:-none}";
+    for (pod, sa, automount) in [
+        ("no-token", "default", Some(false)),
+        ("quiet", "quiet", None),
+    ] {
+        let mut spec = json!({"serviceAccountName": sa, "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "example.org/tools:1.0",
+                            "command": ["sh", "-c", script]}]});
+        if let Some(a) = automount {
+            spec["automountServiceAccountToken"] = json!(a);
+        }
+        create(
+            &ks,
+            "",
+            "pods",
+            json!({"metadata": {"name": pod}, "spec": spec}),
+        );
+        let c = ks.cluster();
+        let done = wait_until(WAIT, &format!("pod {pod} finished"), || {
+            let c = c.clone();
+            async move {
+                c.get(&ResKey::new("", "pods"), "default", pod)
+                    .ok()
+                    .filter(|p| p["status"]["phase"] == "Succeeded")
+            }
+        })
+        .await;
+        assert!(done["spec"]["volumes"].is_null(), "{done}");
+        let out = kubectl(&ks, &["logs", pod]).await;
+        assert_eq!(out.ok("kubectl logs"), "kubeconfig=none\n", "{pod}");
+    }
 }
 
 /// Real clients in a pod take the in-cluster path over https to an API server addressed by

@@ -403,7 +403,22 @@ type Credentials = (Vec<(String, String)>, IssuedToken, Option<PathBuf>);
 /// ServiceAccount does not exist.
 async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<Credentials> {
     let spec = &ctx.pod["spec"];
-    if spec["automountServiceAccountToken"] == false {
+    // The pod's setting, else its ServiceAccount's (as the ServiceAccount admission decides).
+    let automount = spec["automountServiceAccountToken"]
+        .as_bool()
+        .unwrap_or_else(|| {
+            let sa = ObjKey::new(
+                &ResKey::new("", "serviceaccounts"),
+                &ctx.key.namespace,
+                service_account_name(&ctx.pod),
+            );
+            ctx.cluster()
+                .store()
+                .get(&sa)
+                .and_then(|sa| sa["automountServiceAccountToken"].as_bool())
+                .unwrap_or(true)
+        });
+    if !automount {
         return None;
     }
     let url = ctx.kubelet.config.server_url.clone()?;
@@ -642,7 +657,21 @@ fn give_workdir(dir: &Path, user: RunAs) {
 async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
     let field = if init { "initContainers" } else { "containers" };
     let mut spec = ctx.pod["spec"][field][i].clone();
-    let mounts = volumes::mounts(&ctx.pod, &spec, &ctx.dir);
+    let mut mounts = volumes::mounts(&ctx.pod, &spec, &ctx.dir);
+    // The ServiceAccount files: the volume mounted at the in-cluster path (the admission's
+    // kube-api-access-*), else the kubelet's own copy; the process sees them at that path, so
+    // it is not rewritten.
+    let service_account = if ctx.kubelet.in_cluster_files {
+        let sa_mount = mounts
+            .iter()
+            .position(|(path, _)| path == super::process::SERVICE_ACCOUNT_DIR);
+        match sa_mount {
+            Some(i) if ctx.service_account.is_some() => Some(mounts.remove(i).1),
+            _ => ctx.service_account.clone(),
+        }
+    } else {
+        None
+    };
     for list in ["command", "args"] {
         for arg in spec[list].as_array_mut().into_iter().flatten() {
             if let Some(a) = arg.as_str() {
@@ -763,7 +792,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
             cwd: ctx.dir.clone(),
             user,
             image: unpacked.cloned(),
-            service_account: ctx.service_account.clone(),
+            service_account: service_account.clone(),
         };
         let spawned = resolved.and_then(|(program, args)| {
             let launch = Launch {
@@ -772,7 +801,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                 env: env.clone(),
                 cwd: ctx.dir.clone(),
                 user,
-                service_account: ctx.service_account.clone(),
+                service_account: service_account.clone(),
             };
             Process::spawn(&launch, log.clone(), ctx.kubelet.groups.clone())
                 .map(|p| (p, program))
