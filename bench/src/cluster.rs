@@ -145,7 +145,6 @@ impl Cluster {
         self.paths.chart.display().to_string()
     }
 
-
     /// The `host:port` of the agent's metrics.
     pub fn agent_addr(&self) -> String {
         format!("127.0.0.1:{}", self.agent_port)
