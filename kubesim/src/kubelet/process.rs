@@ -561,10 +561,12 @@ mod tests {
         let out = cmd.output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ns1");
         assert!(!sa.join("x").exists());
+        // The host's path (empty here, or a real pod's files) does not show the mount.
+        let host =
+            std::fs::read_to_string(std::path::Path::new(SERVICE_ACCOUNT_DIR).join("namespace"));
         assert!(
-            !std::path::Path::new(SERVICE_ACCOUNT_DIR)
-                .join("namespace")
-                .exists()
+            host.map_or(true, |ns| ns != "ns1"),
+            "the mount leaked to the host"
         );
     }
 
