@@ -32,8 +32,6 @@ pub struct Cluster {
     kubesim: Child,
     /// The kubeconfig of the admin.
     pub kubeconfig: PathBuf,
-    /// The API server URL (`http://127.0.0.1:PORT`).
-    pub url: String,
     /// The admin client.
     pub client: kube::Client,
     /// The agent's metrics port.
@@ -47,8 +45,17 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// A plain HTTP/1.0 GET of `path` on `host:port` (no credentials: kubesim treats such a
-/// request as the admin); the body when the status is 200.
+/// A GET of an API path with `client`; the body when the status is 200.
+pub async fn api_get(client: &kube::Client, path: &str) -> Result<String> {
+    let req = http::Request::get(path).body(Vec::new())?;
+    client
+        .request_text(req)
+        .await
+        .with_context(|| format!("GET {path} failed"))
+}
+
+/// A plain HTTP/1.0 GET of `path` on `host:port` (the agent's metrics and health); the body
+/// when the status is 200.
 pub async fn http_get(addr: &str, path: &str) -> Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
@@ -102,17 +109,11 @@ impl Cluster {
         }
         let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        let url = config
-            .cluster_url
-            .to_string()
-            .trim_end_matches('/')
-            .to_string();
         let client = kube::Client::try_from(config)?;
         let c = Cluster {
             dir,
             kubesim,
             kubeconfig,
-            url,
             client,
             agent_port: free_port()?,
             paths: paths.clone(),
@@ -142,11 +143,6 @@ impl Cluster {
 
     fn chart(&self) -> String {
         self.paths.chart.display().to_string()
-    }
-
-    /// The `host:port` of the API server.
-    pub fn api_addr(&self) -> &str {
-        self.url.trim_start_matches("http://")
     }
 
     /// The `host:port` of the agent's metrics.
@@ -281,15 +277,26 @@ impl Cluster {
 
     /// kubesim's record of the requests of non-admin users (the agent and sc-job).
     pub async fn audit(&self) -> Result<Vec<Value>> {
-        let body = http_get(self.api_addr(), "/kubesim/audit").await?;
+        let body = self.api_get("/kubesim/audit").await?;
         let v: Value = serde_json::from_str(&body)?;
         Ok(v["items"].as_array().cloned().unwrap_or_default())
     }
 
     /// A GET of an API path as the admin, parsed.
     pub async fn get_json(&self, path: &str) -> Result<Value> {
-        let body = http_get(self.api_addr(), path).await?;
+        let body = self.api_get(path).await?;
         Ok(serde_json::from_str(&body)?)
+    }
+
+    /// A GET of an API path as the admin (https with the cluster CA, on the client's
+    /// kept-alive connections); the body.
+    pub async fn api_get(&self, path: &str) -> Result<String> {
+        api_get(&self.client, path).await
+    }
+
+    /// The admin client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// The pid of the running container of the first pod matching `selector` in the release

@@ -117,13 +117,13 @@ fn sample_job(
     start: Instant,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<JobSamples> {
-    let addr = c.api_addr().to_string();
+    let client = c.client().clone();
     tokio::spawn(async move {
         let mut out = JobSamples::default();
         while !stop.load(Ordering::Relaxed) {
             let path =
                 format!("/api/v1/namespaces/{RELEASE_NS}/pods?labelSelector=job-name%3Dsc-job");
-            if let Ok(body) = crate::cluster::http_get(&addr, &path).await
+            if let Ok(body) = crate::cluster::api_get(&client, &path).await
                 && let Ok(pods) = serde_json::from_str::<Value>(&body)
             {
                 for p in pods["items"].as_array().into_iter().flatten() {

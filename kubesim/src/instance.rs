@@ -1,4 +1,5 @@
-//! A running kubesim: the HTTP server on a loopback port, its kubeconfig and a client.
+//! A running kubesim: the API server (https with its own cluster CA, or plain http on
+//! request) on a loopback port, its kubeconfig and a client.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,10 @@ pub struct Options {
     /// The longest lifetime of a ServiceAccount token (pods' rotated tokens, TokenRequests);
     /// shorter than kube-apiserver's 600 s minimum allowed. `None`: kube-apiserver's rules.
     pub token_lifetime: Option<std::time::Duration>,
+    /// Serve plain http instead of https (for debugging: a packet capture, `curl` without
+    /// `--cacert`). No cluster CA then: kubeconfigs carry none, pods get no `ca.crt` and so
+    /// keep finding the API through `KUBECONFIG`.
+    pub insecure_http: bool,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             faults: FaultConfig::default(),
             service_account_issuer: None,
             token_lifetime: None,
+            insecure_http: false,
         }
     }
 }
@@ -61,6 +67,8 @@ pub struct Kubesim {
     cluster: Arc<Cluster>,
     addr: SocketAddr,
     kubeconfig: PathBuf,
+    /// The cluster CA and serving certificate; `None` with `insecure_http`.
+    tls: Option<crate::tls::ClusterTls>,
     options: Options,
     /// Holds the kubeconfig (when not given) and the private HOME of client tools.
     dir: tempfile::TempDir,
@@ -104,6 +112,14 @@ impl Kubesim {
             .kubeconfig
             .clone()
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
+        let tls = if options.insecure_http {
+            None
+        } else {
+            Some(crate::tls::ClusterTls::generate(addr)?)
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}");
+        cluster.set_root_ca(tls.as_ref().map(|t| t.ca_pem().to_string()));
         cluster.bootstrap_api_service(addr.port());
         cluster.set_token_lifetime(options.token_lifetime);
         cluster.set_issuer(crate::cluster::Issuer {
@@ -111,7 +127,7 @@ impl Kubesim {
                 .service_account_issuer
                 .clone()
                 .unwrap_or_else(|| crate::cluster::DEFAULT_ISSUER.to_string()),
-            jwks_uri: format!("http://{addr}/openid/v1/jwks"),
+            jwks_uri: format!("{url}/openid/v1/jwks"),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let faults = Faults::new(options.faults.clone());
@@ -120,19 +136,42 @@ impl Kubesim {
             faults.clone(),
             cluster.clone(),
         );
-        let server = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "the API server stopped");
-            }
-        });
+        let server = {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                let served = match tls {
+                    Some(tls) => {
+                        axum::serve(tls.listen(listener), app)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                    None => {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                };
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the API server stopped");
+                }
+            })
+        };
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem().to_string());
+        if let Some(pem) = &ca_pem {
+            // Beside the kubeconfig, for tools that take a CA file (`curl --cacert`).
+            let ca_file = ca_path(&kubeconfig);
+            write_atomic(&ca_file, pem, 0o644)?;
+        }
         // The listener is bound and served: connections are accepted from here on.
-        write_kubeconfig(&kubeconfig, addr, cluster.admin_token())?;
+        write_atomic(
+            &kubeconfig,
+            &kubeconfig_yaml(&url, cluster.admin_token(), ca_pem.as_deref()),
+            // It holds the admin token.
+            0o600,
+        )?;
         std::fs::create_dir_all(dir.path().join("home"))
             .context("creating the tools home failed")?;
         let kubelet = Kubelet::start(
@@ -142,7 +181,8 @@ impl Kubesim {
                 image_dir: options.image_dir.clone(),
                 image_cache: options.image_cache.clone(),
                 root_dir: options.pod_dir.clone(),
-                server_url: Some(format!("http://{addr}")),
+                server_url: Some(url.clone()),
+                ca_pem: ca_pem.clone(),
                 ..Default::default()
             },
         )
@@ -155,6 +195,7 @@ impl Kubesim {
             cluster,
             addr,
             kubeconfig,
+            tls,
             options,
             dir,
             stop: Some(stop),
@@ -165,9 +206,20 @@ impl Kubesim {
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (`http://` with `insecure_http`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The cluster CA certificate (PEM); `None` with `insecure_http`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.ca_pem())
+    }
+
+    /// The cluster CA as a file (`ca.crt` beside the kubeconfig); `None` with `insecure_http`.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|_| ca_path(&self.kubeconfig))
     }
 
     /// The listen address.
@@ -205,7 +257,10 @@ impl Kubesim {
         let mut config = kube::Config::new(self.url().parse().expect("valid url"));
         config.default_namespace = "default".into();
         config.auth_info.token = Some(token.to_string().into());
-        kube::Client::try_from(config).expect("a client for a loopback http server")
+        if let Some(tls) = &self.tls {
+            config.root_cert = Some(vec![tls.ca_der().to_vec()]);
+        }
+        kube::Client::try_from(config).expect("a client for the loopback server")
     }
 
     /// Stop the server (also done on drop).
@@ -235,15 +290,24 @@ impl Drop for Kubesim {
     }
 }
 
-/// The kubeconfig text for a server at `addr` with the admin `token`.
-pub fn kubeconfig_yaml(addr: SocketAddr, token: &str) -> String {
-    let common =
-        crate::kubelet::kubeconfig_yaml(&format!("http://{addr}"), "admin", token, "default");
+/// The kubeconfig text for the server at `url` (trusting `ca_pem` when given) with the admin
+/// `token`.
+pub fn kubeconfig_yaml(url: &str, token: &str, ca_pem: Option<&str>) -> String {
+    let common = crate::kubelet::kubeconfig_yaml(url, ca_pem, "admin", token, "default");
     format!("{common}preferences: {{}}\n")
 }
 
-/// Write the kubeconfig atomically (a temporary file renamed into place).
-fn write_kubeconfig(path: &Path, addr: SocketAddr, token: &str) -> anyhow::Result<()> {
+/// Where the cluster CA is written: `ca.crt` beside the kubeconfig `kubeconfig`.
+fn ca_path(kubeconfig: &Path) -> PathBuf {
+    let name = kubeconfig
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("kubeconfig");
+    kubeconfig.with_file_name(format!("{name}.ca.crt"))
+}
+
+/// Write `text` to `path` atomically (a temporary file renamed into place) with `mode`.
+fn write_atomic(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -251,19 +315,15 @@ fn write_kubeconfig(path: &Path, addr: SocketAddr, token: &str) -> anyhow::Resul
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} failed", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("kubeconfig")
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
-    std::fs::write(&tmp, kubeconfig_yaml(addr, token))
-        .with_context(|| format!("writing {} failed", tmp.display()))?;
+    std::fs::write(&tmp, text).with_context(|| format!("writing {} failed", tmp.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        // It holds the admin token.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {} failed", tmp.display()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {} failed", tmp.display()))?;
     }
     std::fs::rename(&tmp, path)
-        .with_context(|| format!("moving the kubeconfig to {} failed", path.display()))?;
+        .with_context(|| format!("moving {} into place failed", path.display()))?;
     Ok(())
 }

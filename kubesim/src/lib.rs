@@ -14,7 +14,7 @@
 //!   split by concern (authentication, reads and writes, patches, subresources).
 //! - [`audit`] and [`reviews`]; [`controllers`]; [`kubelet`] (pods as local processes).
 //! - [`server`]: the HTTP layer, wrapped by [`faults`] (fault injection, admin endpoint);
-//!   [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
+//!   [`tls`]: the cluster CA and the https listener; [`Kubesim`]: a running instance; [`testing`]: scenario helpers.
 
 pub mod admission;
 pub mod audit;
@@ -43,5 +43,6 @@ pub mod structural;
 pub mod table;
 pub mod testing;
 pub mod time;
+pub mod tls;
 
 pub use instance::{Kubesim, Options, kubeconfig_yaml};

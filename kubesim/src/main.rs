@@ -13,8 +13,10 @@ struct Args {
     /// Address to listen on (port 0 picks a free port), e.g. 127.0.0.1:6443.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Where to write the kubeconfig (http server URL, admin bearer token, one context
-    /// selected, namespace default). Written atomically once the server accepts requests.
+    /// Where to write the kubeconfig (https server URL with the cluster CA as
+    /// certificate-authority-data, admin bearer token, one context selected, namespace
+    /// default). Written atomically once the server accepts requests; the CA is also written
+    /// beside it as `<kubeconfig>.ca.crt`.
     #[arg(long)]
     kubeconfig: PathBuf,
     /// Directory of the binaries pods may run (the kubelet resolves container commands there).
@@ -60,6 +62,10 @@ struct Args {
     /// tokens expire and rotate quickly. Default: an hour, as kube-apiserver and the kubelet.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     token_lifetime: Option<u64>,
+    /// Serve plain http instead of https, for debugging (no cluster CA; pods then find the
+    /// API through a KUBECONFIG variable instead of the in-cluster files).
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 #[tokio::main]
@@ -95,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         faults,
         service_account_issuer: Some(args.service_account_issuer),
         token_lifetime: args.token_lifetime.map(std::time::Duration::from_secs),
+        insecure_http: args.insecure_http,
     })
     .await?;
     tracing::info!(url = %ks.url(), kubeconfig = %ks.kubeconfig_path().display(), "kubesim is serving");

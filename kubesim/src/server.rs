@@ -161,8 +161,9 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
 }
 
 /// The user of a request. A bearer token must be known (else 401). A request without
-/// credentials is the admin, as on the API server's former insecure port: client-go (kubectl,
-/// helm) never sends credentials over plain http, so loopback http without a token is trusted.
+/// credentials is the admin, as on the API server's former insecure port (kept from the days
+/// kubesim spoke only plain http, where client-go sent no credentials; now raw loopback
+/// requests rely on it).
 fn authenticate(cluster: &Cluster, headers: &HeaderMap) -> Option<UserInfo> {
     let Some(h) = headers.get(header::AUTHORIZATION) else {
         return cluster.authenticate(cluster.admin_token());

@@ -173,3 +173,34 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A byte stream to the API server as raw HTTP clients need it: TLS trusting the cluster CA
+/// (server name `127.0.0.1`, an IP SAN) or, with `insecure_http`, plain TCP.
+pub trait RawConnection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawConnection for T {}
+
+/// Open a [`RawConnection`] to `ks`.
+pub async fn connect(ks: &Kubesim) -> std::io::Result<Box<dyn RawConnection>> {
+    use tokio_rustls::rustls;
+    let tcp = tokio::net::TcpStream::connect(ks.addr()).await?;
+    let Some(pem) = ks.ca_pem() else {
+        return Ok(Box::new(tcp));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| std::io::Error::other(e.to_string()))?)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(ks.addr().ip().into());
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    Ok(Box::new(tls))
+}

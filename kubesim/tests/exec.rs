@@ -344,8 +344,7 @@ async fn kubectl_attach_streams_the_output() {
 
 /// A raw WebSocket handshake for `path`: the response's status line and body.
 async fn handshake(ks: &Kubesim, path: &str, token: Option<&str>) -> (String, String) {
-    let addr = ks.url().trim_start_matches("http://").to_string();
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut conn = kubesim::testing::connect(ks).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();

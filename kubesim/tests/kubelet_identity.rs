@@ -1,5 +1,6 @@
 //! A pod's process reaches the API with its own ServiceAccount identity (kube-rs
-//! `Config::infer()` reading the kubeconfig the kubelet writes), and RBAC applies to it; and
+//! `Config::infer()` taking the in-cluster configuration the kubelet gives it), and RBAC
+//! applies to it; and
 //! stopping the kubesim binary leaves no pod process behind.
 
 use std::path::Path;

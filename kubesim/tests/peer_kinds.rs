@@ -315,7 +315,7 @@ import json, urllib3
 from kubernetes import client, config
 config.load_kube_config()
 cfg = client.Configuration.get_default_copy()
-http = urllib3.PoolManager()
+http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=cfg.ssl_ca_cert)
 def get(path, accept):
     headers = {"Accept": accept}
     auth = cfg.auth_settings().get("BearerToken")

@@ -45,8 +45,8 @@ fn create(ks: &Kubesim, group: &str, resource: &str, obj: Value) {
 
 /// The HTTP status of `GET /api` with `token` as bearer, on a plain connection.
 async fn raw_status(ks: &Kubesim, token: &str) -> u16 {
-    let addr = ks.url().trim_start_matches("http://").to_string();
-    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let addr = ks.addr();
+    let mut conn = kubesim::testing::connect(ks).await.unwrap();
     let req = format!(
         "GET /api HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
@@ -65,6 +65,8 @@ from kubernetes.client.rest import ApiException
 c = client.Configuration()
 c.host = sys.argv[1]
 c.api_key = {"authorization": "Bearer " + sys.argv[2]}
+if len(sys.argv) > 3:
+    c.ssl_ca_cert = sys.argv[3]
 try:
     client.CoreApi(client.ApiClient(c)).get_api_versions()
     print("ok")
@@ -72,15 +74,16 @@ except ApiException as e:
     print(e.status, e.reason)
 "#;
 
-/// `GET /api` with the python `kubernetes` client and `token` as bearer: `ok` or the status.
-/// (kubectl, like all of client-go, sends no credentials over plain http: it is checked with
-/// TokenReviews.)
+/// `GET /api` with the python `kubernetes` client over https (trusting the cluster CA) and
+/// `token` as bearer: `ok` or the status.
 async fn python_with_token(ks: &Kubesim, token: &str) -> String {
     let url = ks.url();
+    let ca = ks.ca_file().expect("an https server");
+    let ca = ca.display().to_string();
     let out = kubesim::testing::run_with_stdin(
         ks,
         "python",
-        &["-", &url, token],
+        &["-", &url, token, &ca],
         Some(PYTHON_WITH_TOKEN),
     )
     .await;
@@ -308,6 +311,11 @@ async fn a_pod_keeps_working_across_token_rotations() {
     }
     let log = String::from_utf8(log).unwrap();
     assert_eq!(pod["status"]["phase"], "Succeeded", "{log}");
+    // The in-cluster path: https to the IP, the token file the kubelet rotates.
+    assert!(
+        log.contains(&format!("server: https://127.0.0.1:{}/", ks.addr().port())),
+        "{log}"
+    );
     let lines: Vec<(u64, &str)> = log
         .lines()
         .filter_map(|l| {

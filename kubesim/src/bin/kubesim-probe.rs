@@ -1,7 +1,8 @@
 //! `kubesim-probe`: a pod workload for tests. It connects with kube-rs `Config::infer()` (so,
-//! in a kubesim pod, with the pod's ServiceAccount kubeconfig), then lists each resource named
-//! on the command line in its namespace and prints one line per resource:
-//! `<resource>: ok <count>` or `<resource>: denied <code> <reason>`.
+//! in a kubesim pod, through the in-cluster configuration: `KUBERNETES_SERVICE_HOST` /
+//! `_PORT` and the ServiceAccount files), prints `server: <url>` and `namespace: <ns>`, then
+//! lists each resource named on the command line in its namespace and prints one line per
+//! resource: `<resource>: ok <count>` or `<resource>: denied <code> <reason>`.
 //!
 //! With `PROBE_REPEAT_SECONDS=N` it repeats the lists every `PROBE_INTERVAL_SECONDS` (default
 //! 2) for N seconds with the same client, each line prefixed with the seconds elapsed (a
@@ -14,6 +15,7 @@ use kube::discovery::ApiResource;
 async fn main() -> anyhow::Result<()> {
     let config = kube::Config::infer().await?;
     let namespace = config.default_namespace.clone();
+    println!("server: {}", config.cluster_url);
     let client = kube::Client::try_from(config)?;
     println!("namespace: {namespace}");
     let seconds = |var: &str, default: u64| {

@@ -321,6 +321,7 @@ impl Cluster {
                     &requested,
                 ));
             }
+            self.inject_api_access_volume(&mut obj);
         }
         if info.group == "apiextensions.k8s.io" {
             crate::resources::Registry::default()
@@ -801,5 +802,77 @@ fn precondition(
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+/// Where the ServiceAccount admission plugin mounts the `kube-api-access-*` volume.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl Cluster {
+    /// The ServiceAccount admission plugin's projected volume: unless the pod (or, when the pod
+    /// does not say, its ServiceAccount) sets `automountServiceAccountToken: false`, the pod
+    /// gets the volume `kube-api-access-<5 random characters>` (the bound token, `ca.crt` from
+    /// `kube-root-ca.crt`, the namespace through the downward API) mounted read-only at
+    /// [`SERVICE_ACCOUNT_MOUNT`] in every container that mounts nothing there. Only with the
+    /// cluster CA (https): without it `kube-root-ca.crt` does not exist.
+    fn inject_api_access_volume(&self, pod: &mut Value) {
+        if self.root_ca().is_none() {
+            return;
+        }
+        let ns = meta(pod)["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let spec = &pod["spec"];
+        let automount = match spec["automountServiceAccountToken"].as_bool() {
+            Some(b) => b,
+            None => {
+                let sa = spec["serviceAccountName"].as_str().unwrap_or("default");
+                let key = ObjKey::new(&ResKey::new("", "serviceaccounts"), &ns, sa);
+                self.store
+                    .get(&key)
+                    .and_then(|sa| sa["automountServiceAccountToken"].as_bool())
+                    .unwrap_or(true)
+            }
+        };
+        if !automount {
+            return;
+        }
+        let name = format!("kube-api-access-{}", random_suffix(5));
+        let mut mounted = false;
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+                let taken = c["volumeMounts"].as_array().into_iter().flatten().any(|m| {
+                    m["mountPath"].as_str().map(|p| p.trim_end_matches('/'))
+                        == Some(SERVICE_ACCOUNT_MOUNT)
+                });
+                if taken {
+                    continue;
+                }
+                if !c["volumeMounts"].is_array() {
+                    c["volumeMounts"] = json!([]);
+                }
+                if let Some(m) = c["volumeMounts"].as_array_mut() {
+                    m.push(
+                        json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT}),
+                    );
+                    mounted = true;
+                }
+            }
+        }
+        if !mounted {
+            return;
+        }
+        if !pod["spec"]["volumes"].is_array() {
+            pod["spec"]["volumes"] = json!([]);
+        }
+        if let Some(v) = pod["spec"]["volumes"].as_array_mut() {
+            v.push(json!({"name": name, "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]}}));
+        }
     }
 }

@@ -53,6 +53,8 @@ pub struct Cluster {
     next_ip: AtomicU32,
     expiry: tokio::sync::watch::Sender<u64>,
     issuer: RwLock<Issuer>,
+    /// The cluster CA (PEM) published in every namespace's `kube-root-ca.crt` ConfigMap.
+    root_ca: RwLock<Option<String>>,
 }
 
 /// The ServiceAccount token issuer the discovery documents name.
@@ -115,6 +117,7 @@ impl Cluster {
                 url: DEFAULT_ISSUER.to_string(),
                 jwks_uri: format!("{DEFAULT_ISSUER}/openid/v1/jwks"),
             }),
+            root_ca: RwLock::new(None),
         });
         let ns = ResKey::new("", "namespaces");
         for name in BUILTIN_NAMESPACES {
@@ -163,6 +166,19 @@ impl Cluster {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The cluster CA certificate (PEM), when the API server serves https.
+    pub fn root_ca(&self) -> Option<String> {
+        self.root_ca
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Set the cluster CA certificate (PEM) that `kube-root-ca.crt` ConfigMaps publish.
+    pub fn set_root_ca(&self, pem: Option<String>) {
+        *self.root_ca.write().unwrap_or_else(|e| e.into_inner()) = pem;
     }
 
     /// Set the ServiceAccount token issuer and where its key set is served.

@@ -1,7 +1,9 @@
 //! The namespace controller: a Namespace being deleted (phase Terminating, spec finalizer
 //! `kubernetes`) has every namespaced object in it deleted; once none is left, the finalizer
 //! is removed and the Namespace disappears. It also recreates a deleted `default`
-//! ServiceAccount in active namespaces.
+//! ServiceAccount in active namespaces, and publishes the cluster CA in each of them as the
+//! `kube-root-ca.crt` ConfigMap (key `ca.crt`), recreated when deleted and reset when changed,
+//! as kube-controller-manager's root-ca-cert-publisher does (https servers only).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +16,45 @@ use crate::store::{EventType, ObjKey, ResKey, WatchEvent};
 
 /// The component name on managedFields.
 pub const COMPONENT: &str = "namespace-controller";
+
+/// The ConfigMap that holds the cluster CA in every namespace.
+pub const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// Create or reset `kube-root-ca.crt` in `namespace` to hold the cluster CA (`ca.crt`).
+fn publish_root_ca(cluster: &Cluster, namespace: &str) -> Result<(), ApiError> {
+    let Some(pem) = cluster.root_ca() else {
+        return Ok(());
+    };
+    let cm = ResKey::new("", "configmaps");
+    let manager = "root-ca-cert-publisher";
+    match cluster.store().get(&ObjKey::new(&cm, namespace, ROOT_CA)) {
+        None => {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ROOT_CA, "annotations": {
+                    "kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                "data": {"ca.crt": pem}});
+            match cluster.create(&cm, namespace, obj, &WriteOptions::manager(manager)) {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_conflict() => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Some(cur) if cur["data"] != json!({"ca.crt": pem}) => {
+            match cluster.mutate(&cm, namespace, ROOT_CA, manager, |o| {
+                o["data"] = json!({"ca.crt": pem});
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("binaryData");
+                }
+                Ok(())
+            }) {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Some(_) => Ok(()),
+    }
+}
 
 fn namespaces() -> ResKey {
     ResKey::new("", "namespaces")
@@ -42,7 +83,8 @@ impl Reconciler for NamespaceController {
         let default_sa = ev.kind == EventType::Deleted
             && ev.key.res == ResKey::new("", "serviceaccounts")
             && ev.key.name == "default";
-        if terminating && ev.kind == EventType::Deleted || default_sa {
+        let root_ca = ev.key.res == ResKey::new("", "configmaps") && ev.key.name == ROOT_CA;
+        if terminating && ev.kind == EventType::Deleted || default_sa || (root_ca && !terminating) {
             return vec![ns_key];
         }
         Vec::new()
@@ -76,6 +118,7 @@ impl Reconciler for NamespaceController {
                     Err(e) => return Err(e),
                 }
             }
+            publish_root_ca(cluster, name)?;
             return Ok(None);
         }
         for res in super::gc::namespaced_resources(cluster) {

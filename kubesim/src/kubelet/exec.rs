@@ -27,6 +27,8 @@ pub struct ExecContext {
     pub cwd: PathBuf,
     pub user: Option<RunAs>,
     pub image: Option<Unpacked>,
+    /// The pod's ServiceAccount files, mounted at the in-cluster path (see [`Launch`]).
+    pub service_account: Option<PathBuf>,
 }
 
 type Key = (String, String);
@@ -133,6 +135,7 @@ pub fn launch(
         env: context.env.clone(),
         cwd: context.cwd.clone(),
         user: context.user,
+        service_account: context.service_account.clone(),
     })
 }
 

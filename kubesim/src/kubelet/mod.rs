@@ -12,16 +12,17 @@
 //!   the system temp dir unless configured), removed with the pod. `HOME` points at it.
 //! - Identity: unless `automountServiceAccountToken: false`, the pod's ServiceAccount gets a
 //!   token bound to the pod from [`Cluster::issue_bound_token`] (3607 s, as the kubelet asks,
-//!   or the cluster's shorter `--token-lifetime`), written to `<dir>/serviceaccount/token`
-//!   (with `namespace` beside it) and to projected `serviceAccountToken` volumes; and
-//!   `<dir>/kubeconfig` (server URL, `tokenFile` naming that file, namespace) with
-//!   `KUBECONFIG` pointing at it. The token is rotated as the kubelet does: a new one is
-//!   written once 80 % of its lifetime has passed (earlier for lifetimes under 5 minutes, so
-//!   clients that re-read the file every minute get it in time; see [`refresh_after`]).
-//!   `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` are set as in a real pod, but the
-//!   server speaks plain http, so in-cluster configuration (which needs https and a CA) does
-//!   not work: clients find the API through `KUBECONFIG` (kube-rs `Config::infer()` reads it
-//!   first).
+//!   or the cluster's shorter `--token-lifetime`), written with `namespace` and (https)
+//!   `ca.crt` to `<dir>/serviceaccount/` (the token also to projected `serviceAccountToken`
+//!   volumes). With https and a kubelet that can mount (see
+//!   [`process::service_account_mount_works`]), every container process sees that directory
+//!   read-only at `/var/run/secrets/kubernetes.io/serviceaccount` (a private mount namespace)
+//!   and gets `KUBERNETES_SERVICE_HOST` / `_PORT` / `_PORT_HTTPS` and no `KUBECONFIG`, so
+//!   clients take their in-cluster configuration; otherwise `<dir>/kubeconfig` (server URL,
+//!   CA, `tokenFile` naming the token file, namespace) with `KUBECONFIG` pointing at it. The
+//!   token is rotated as the kubelet does: a new one is written once 80 % of its lifetime has
+//!   passed (earlier for lifetimes under 5 minutes, so clients that re-read the file every
+//!   minute get it in time; see [`refresh_after`]).
 //! - Logs: stdout and stderr per (pod uid, container, restart count), served through
 //!   [`PodLogs`]; kept until the pod object is removed.
 //! - Lifecycle: init containers in order, then all containers; restartPolicy Always and
@@ -72,8 +73,11 @@ pub struct KubeletConfig {
     pub image_dir: Option<PathBuf>,
     /// Where images are unpacked; `None`: `<root_dir>/.images`.
     pub image_cache: Option<PathBuf>,
-    /// The API server URL written into each pod's kubeconfig (no kubeconfig when `None`).
+    /// The API server URL pods reach (`KUBERNETES_SERVICE_HOST` / `_PORT`, and the
+    /// kubeconfig of pods that cannot get the in-cluster files); no credentials when `None`.
     pub server_url: Option<String>,
+    /// The cluster CA (PEM) pods trust: their `ca.crt`; `None` with a plain http server.
+    pub ca_pem: Option<String>,
     /// Where the pods' working directories go; `None`: a fresh temporary directory, removed
     /// when the kubelet stops.
     pub root_dir: Option<PathBuf>,
@@ -92,6 +96,7 @@ impl Default for KubeletConfig {
             image_dir: None,
             image_cache: None,
             server_url: None,
+            ca_pem: None,
             root_dir: None,
             node_name: "kubesim".into(),
             restart_backoff_base: Duration::from_secs(1),
@@ -114,10 +119,16 @@ struct PodHandle {
     task: JoinHandle<()>,
 }
 
-/// A kubeconfig with the cluster `kubesim` at `server`, `user` with the bearer `token`, and the
-/// context `kubesim` (namespace `namespace`) selected.
-pub(crate) fn kubeconfig_yaml(server: &str, user: &str, token: &str, namespace: &str) -> String {
-    kubeconfig_text(server, user, &format!("token: {token}"), namespace)
+/// A kubeconfig with the cluster `kubesim` at `server` (trusting the CA `ca_pem`, for https),
+/// `user` with the bearer `token`, and the context `kubesim` (namespace `namespace`) selected.
+pub(crate) fn kubeconfig_yaml(
+    server: &str,
+    ca_pem: Option<&str>,
+    user: &str,
+    token: &str,
+    namespace: &str,
+) -> String {
+    kubeconfig_text(server, ca_pem, user, &format!("token: {token}"), namespace)
 }
 
 /// [`kubeconfig_yaml`] with the bearer token read from `token_file` (`tokenFile`), which
@@ -125,22 +136,44 @@ pub(crate) fn kubeconfig_yaml(server: &str, user: &str, token: &str, namespace: 
 /// kubelet can rotate the token under them.
 pub(crate) fn kubeconfig_yaml_token_file(
     server: &str,
+    ca_pem: Option<&str>,
     user: &str,
     token_file: &std::path::Path,
     namespace: &str,
 ) -> String {
     let path = serde_json::Value::String(token_file.display().to_string());
-    kubeconfig_text(server, user, &format!("tokenFile: {path}"), namespace)
+    kubeconfig_text(
+        server,
+        ca_pem,
+        user,
+        &format!("tokenFile: {path}"),
+        namespace,
+    )
 }
 
-fn kubeconfig_text(server: &str, user: &str, credential: &str, namespace: &str) -> String {
+fn kubeconfig_text(
+    server: &str,
+    ca_pem: Option<&str>,
+    user: &str,
+    credential: &str,
+    namespace: &str,
+) -> String {
+    use base64::Engine as _;
+    let ca = ca_pem
+        .map(|pem| {
+            format!(
+                "\n    certificate-authority-data: {}",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
+        .unwrap_or_default();
     format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: kubesim
   cluster:
-    server: {server}
+    server: {server}{ca}
 users:
 - name: {user}
   user:
@@ -176,6 +209,10 @@ pub struct Kubelet {
     /// The running containers, for `pods/exec` and `pods/attach`.
     running: Arc<exec::Running>,
     images: Option<Arc<oci::ImageStore>>,
+    /// Whether pods get their ServiceAccount files at the in-cluster path (https, and
+    /// processes can be started with the mount: see [`process::service_account_mount_works`]);
+    /// otherwise they get a kubeconfig and `KUBECONFIG`.
+    in_cluster_files: bool,
     pods: Mutex<HashMap<String, PodHandle>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -216,9 +253,21 @@ impl Kubelet {
                 .unwrap_or_else(|| root.join(".images"));
             Arc::new(oci::ImageStore::new(dir, cache))
         });
+        let in_cluster_files = config.ca_pem.is_some()
+            && match process::service_account_mount_works(&root.join(".mount-probe")) {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!(
+                        reason = %why,
+                        "pods get no in-cluster ServiceAccount files; they find the API through KUBECONFIG"
+                    );
+                    false
+                }
+            };
         let kubelet = Arc::new(Self {
             cluster: cluster.clone(),
             images,
+            in_cluster_files,
             config,
             root,
             owns_root,
@@ -269,6 +318,12 @@ impl Kubelet {
     /// The image archives and their cache, when an image directory is configured.
     pub fn images(&self) -> Option<&Arc<oci::ImageStore>> {
         self.images.as_ref()
+    }
+
+    /// Whether pods get their ServiceAccount files at the in-cluster path
+    /// (`/var/run/secrets/kubernetes.io/serviceaccount`) and no `KUBECONFIG`.
+    pub fn in_cluster_files(&self) -> bool {
+        self.in_cluster_files
     }
 
     /// Pids of every container process running now.

@@ -32,6 +32,8 @@ struct Ctx {
     pod: Value,
     dir: PathBuf,
     base_env: Vec<(String, String)>,
+    /// The ServiceAccount files mounted at the in-cluster path in every container.
+    service_account: Option<PathBuf>,
     run: Mutex<PodRun>,
     stop: watch::Receiver<Option<Instant>>,
     config_changed: watch::Receiver<u64>,
@@ -189,14 +191,20 @@ pub(super) async fn run(
         ("HOSTNAME".to_string(), key.name.clone()),
         ("HOME".to_string(), dir.display().to_string()),
     ];
-    if let Some(url) = &kubelet.config.server_url
-        && let Some((host, port)) = url
+    if let Some(url) = &kubelet.config.server_url {
+        let https = url.starts_with("https://");
+        if let Some((host, port)) = url
+            .trim_start_matches("https://")
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .rsplit_once(':')
-    {
-        base_env.push(("KUBERNETES_SERVICE_HOST".into(), host.to_string()));
-        base_env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+        {
+            base_env.push(("KUBERNETES_SERVICE_HOST".into(), host.to_string()));
+            base_env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+            if https {
+                base_env.push(("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()));
+            }
+        }
     }
     let ctx = Arc::new(Ctx {
         kubelet: kubelet.clone(),
@@ -205,6 +213,7 @@ pub(super) async fn run(
         pod,
         dir,
         base_env,
+        service_account: None,
         stop,
         config_changed,
     });
@@ -220,9 +229,10 @@ pub(super) async fn run(
     }
     let credentials = prepare_credentials(&ctx).await;
     let (ctx, issued) = match credentials {
-        Some((extra, issued)) => {
+        Some((extra, issued, mounted)) => {
             let mut c = Arc::into_inner(ctx).expect("sole owner");
             c.base_env.extend(extra);
+            c.service_account = mounted;
             (Arc::new(c), Some(issued))
         }
         None => (ctx, None),
@@ -384,11 +394,31 @@ async fn rotate_token(ctx: Arc<Ctx>, token: Arc<Mutex<Option<String>>>, first: I
     }
 }
 
-/// Issue the ServiceAccount token and write the credentials; the env entries to add. Waits
-/// (as CreateContainerConfigError) while the ServiceAccount does not exist.
-async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, IssuedToken)> {
+/// The pod's ServiceAccount credentials: env entries to add, the token, and the directory to
+/// mount at the in-cluster path (`None`: clients find the API through `KUBECONFIG`).
+type Credentials = (Vec<(String, String)>, IssuedToken, Option<PathBuf>);
+
+/// Issue the ServiceAccount token and write the credentials (`serviceaccount/token`,
+/// `namespace` and, with https, `ca.crt`). Waits (as CreateContainerConfigError) while the
+/// ServiceAccount does not exist.
+async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<Credentials> {
     let spec = &ctx.pod["spec"];
-    if spec["automountServiceAccountToken"] == false {
+    // The pod's setting, else its ServiceAccount's (as the ServiceAccount admission decides).
+    let automount = spec["automountServiceAccountToken"]
+        .as_bool()
+        .unwrap_or_else(|| {
+            let sa = ObjKey::new(
+                &ResKey::new("", "serviceaccounts"),
+                &ctx.key.namespace,
+                service_account_name(&ctx.pod),
+            );
+            ctx.cluster()
+                .store()
+                .get(&sa)
+                .and_then(|sa| sa["automountServiceAccountToken"].as_bool())
+                .unwrap_or(true)
+        });
+    if !automount {
         return None;
     }
     let url = ctx.kubelet.config.server_url.clone()?;
@@ -417,14 +447,21 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, I
             }
         }
     };
+    let ca = ctx.kubelet.config.ca_pem.as_deref();
     let kubeconfig = ctx.dir.join("kubeconfig");
     let sa_dir = ctx.dir.join("serviceaccount");
     let token_file = sa_dir.join("token");
-    let text = super::kubeconfig_yaml_token_file(&url, sa, &token_file, &ns);
-    let written = std::fs::create_dir_all(&sa_dir)
+    let in_cluster = ctx.kubelet.in_cluster_files;
+    let mut written = std::fs::create_dir_all(&sa_dir)
         .and_then(|_| write_private(&token_file, &issued.token))
-        .and_then(|_| write_private(&sa_dir.join("namespace"), &ns))
-        .and_then(|_| write_private(&kubeconfig, &text));
+        .and_then(|_| write_private(&sa_dir.join("namespace"), &ns));
+    if let Some(pem) = ca {
+        written = written.and_then(|_| write_private(&sa_dir.join("ca.crt"), pem));
+    }
+    if !in_cluster {
+        let text = super::kubeconfig_yaml_token_file(&url, ca, sa, &token_file, &ns);
+        written = written.and_then(|_| write_private(&kubeconfig, &text));
+    }
     if let Err(e) = written {
         ctx.event(
             true,
@@ -433,9 +470,13 @@ async fn prepare_credentials(ctx: &Arc<Ctx>) -> Option<(Vec<(String, String)>, I
         );
         return None;
     }
+    if in_cluster {
+        return Some((Vec::new(), issued, Some(sa_dir)));
+    }
     Some((
         vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
         issued,
+        None,
     ))
 }
 
@@ -601,6 +642,7 @@ fn give_workdir(dir: &Path, user: RunAs) {
         dir.join("serviceaccount"),
         dir.join("serviceaccount/token"),
         dir.join("serviceaccount/namespace"),
+        dir.join("serviceaccount/ca.crt"),
     ];
     paths.retain(|p| p.symlink_metadata().is_ok());
     for p in paths {
@@ -615,7 +657,21 @@ fn give_workdir(dir: &Path, user: RunAs) {
 async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
     let field = if init { "initContainers" } else { "containers" };
     let mut spec = ctx.pod["spec"][field][i].clone();
-    let mounts = volumes::mounts(&ctx.pod, &spec, &ctx.dir);
+    let mut mounts = volumes::mounts(&ctx.pod, &spec, &ctx.dir);
+    // The ServiceAccount files: the volume mounted at the in-cluster path (the admission's
+    // kube-api-access-*), else the kubelet's own copy; the process sees them at that path, so
+    // it is not rewritten.
+    let service_account = if ctx.kubelet.in_cluster_files {
+        let sa_mount = mounts
+            .iter()
+            .position(|(path, _)| path == super::process::SERVICE_ACCOUNT_DIR);
+        match sa_mount {
+            Some(i) if ctx.service_account.is_some() => Some(mounts.remove(i).1),
+            _ => ctx.service_account.clone(),
+        }
+    } else {
+        None
+    };
     for list in ["command", "args"] {
         for arg in spec[list].as_array_mut().into_iter().flatten() {
             if let Some(a) = arg.as_str() {
@@ -736,6 +792,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
             cwd: ctx.dir.clone(),
             user,
             image: unpacked.cloned(),
+            service_account: service_account.clone(),
         };
         let spawned = resolved.and_then(|(program, args)| {
             let launch = Launch {
@@ -744,6 +801,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
                 env: env.clone(),
                 cwd: ctx.dir.clone(),
                 user,
+                service_account: service_account.clone(),
             };
             Process::spawn(&launch, log.clone(), ctx.kubelet.groups.clone())
                 .map(|p| (p, program))

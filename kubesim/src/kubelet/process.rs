@@ -20,11 +20,32 @@ const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 const PR_SET_PDEATHSIG: i32 = 1;
 
+const CLONE_NEWNS: i32 = 0x0002_0000;
+const MS_RDONLY: u64 = 1;
+const MS_REMOUNT: u64 = 32;
+const MS_BIND: u64 = 4096;
+const MS_REC: u64 = 16384;
+const MS_PRIVATE: u64 = 1 << 18;
+
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
     fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
     fn geteuid() -> u32;
+    fn unshare(flags: i32) -> i32;
+    fn mount(
+        source: *const std::ffi::c_char,
+        target: *const std::ffi::c_char,
+        fstype: *const std::ffi::c_char,
+        flags: u64,
+        data: *const std::ffi::c_void,
+    ) -> i32;
+    fn setgroups(size: usize, list: *const u32) -> i32;
+    fn setgid(gid: u32) -> i32;
+    fn setuid(uid: u32) -> i32;
 }
+
+/// Where in-cluster clients read the ServiceAccount token, `ca.crt` and `namespace`.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Whether kubesim runs as root, and so can start processes as another user.
 pub fn is_root() -> bool {
@@ -43,7 +64,8 @@ pub fn signal_group(pgid: i32, sig: i32) {
 }
 
 /// What to run: the resolved executable, its arguments, the complete environment, the
-/// working directory, and the user to run as (`None`: kubesim's own).
+/// working directory, the user to run as (`None`: kubesim's own), and the pod's directory of
+/// ServiceAccount files to show at [`SERVICE_ACCOUNT_DIR`] (`None`: nothing mounted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
     pub program: PathBuf,
@@ -51,6 +73,125 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub user: Option<super::image::RunAs>,
+    pub service_account: Option<PathBuf>,
+}
+
+/// Set up `cmd` as `launch` says, besides its stdio: program arguments, environment, working
+/// directory, process group, SIGKILL when kubesim's thread dies, the user, and the
+/// ServiceAccount mount.
+///
+/// The mount: the process starts in a mount namespace of its own (private propagation, so
+/// nothing leaks to the host) where `launch.service_account` is bind-mounted read-only at
+/// [`SERVICE_ACCOUNT_DIR`], as a container runtime mounts the projected
+/// `kube-api-access-*` volume. The user is switched after the mount (mounting needs root).
+fn configure(cmd: &mut std::process::Command, launch: &Launch) -> std::io::Result<()> {
+    cmd.args(&launch.args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .process_group(0);
+    let mount_paths = match &launch.service_account {
+        Some(dir) => {
+            use std::os::unix::ffi::OsStrExt;
+            let c = |b: &[u8]| {
+                std::ffi::CString::new(b).map_err(|e| std::io::Error::other(e.to_string()))
+            };
+            Some((
+                c(dir.as_os_str().as_bytes())?,
+                c(SERVICE_ACCOUNT_DIR.as_bytes())?,
+            ))
+        }
+        None => None,
+    };
+    let user = launch.user;
+    if mount_paths.is_none()
+        && let Some(u) = user
+    {
+        // std drops the supplementary groups when it changes the user as root.
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    // SAFETY: the closure makes only async-signal-safe system calls (prctl, unshare, mount,
+    // setgroups, setgid, setuid) on memory allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0);
+            if let Some((source, target)) = &mount_paths {
+                let check = |r: i32| {
+                    if r == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                };
+                let root = c"/";
+                let none = c"none";
+                check(unshare(CLONE_NEWNS))?;
+                check(mount(
+                    none.as_ptr(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    MS_REC | MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                check(mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    MS_BIND,
+                    std::ptr::null(),
+                ))?;
+                check(mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    MS_REMOUNT | MS_BIND | MS_RDONLY,
+                    std::ptr::null(),
+                ))?;
+                if let Some(u) = user {
+                    check(setgroups(0, std::ptr::null()))?;
+                    check(setgid(u.gid))?;
+                    check(setuid(u.uid))?;
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Whether processes can be given the ServiceAccount files at [`SERVICE_ACCOUNT_DIR`]: kubesim
+/// runs as root, the mount point exists (created, empty, when missing) and a test process
+/// started with the mount sees a file placed in `probe_dir`.
+pub fn service_account_mount_works(probe_dir: &std::path::Path) -> Result<(), String> {
+    if !is_root() {
+        return Err("kubesim does not run as root".into());
+    }
+    std::fs::create_dir_all(SERVICE_ACCOUNT_DIR)
+        .map_err(|e| format!("creating {SERVICE_ACCOUNT_DIR} failed: {e}"))?;
+    std::fs::create_dir_all(probe_dir).map_err(|e| e.to_string())?;
+    let marker: u64 = rand::random();
+    std::fs::write(probe_dir.join("probe"), marker.to_string()).map_err(|e| e.to_string())?;
+    let launch = Launch {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), format!("cat {SERVICE_ACCOUNT_DIR}/probe")],
+        env: Vec::new(),
+        cwd: "/".into(),
+        user: None,
+        service_account: Some(probe_dir.to_path_buf()),
+    };
+    let mut cmd = std::process::Command::new(&launch.program);
+    configure(&mut cmd, &launch).map_err(|e| e.to_string())?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("starting a process with the mount failed: {e}"))?;
+    let _ = std::fs::remove_dir_all(probe_dir);
+    if String::from_utf8_lossy(&out.stdout).trim() == marker.to_string() {
+        Ok(())
+    } else {
+        Err("a process started with the mount does not see its files".into())
+    }
 }
 
 /// The process groups currently alive, so that everything can be killed at shutdown even
@@ -200,25 +341,10 @@ impl Process {
         groups: Arc<ProcessGroups>,
     ) -> std::io::Result<Self> {
         let mut cmd = std::process::Command::new(&launch.program);
-        cmd.args(&launch.args)
-            .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&launch.cwd)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        if let Some(u) = launch.user {
-            // std drops the supplementary groups when it changes the user as root.
-            cmd.uid(u.uid).gid(u.gid);
-        }
-        // SAFETY: prctl is async-signal-safe; the closure touches no shared state.
-        unsafe {
-            cmd.pre_exec(|| {
-                prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0);
-                Ok(())
-            });
-        }
+            .stderr(Stdio::piped());
+        configure(&mut cmd, launch)?;
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()?;
@@ -341,24 +467,10 @@ impl ExecChild {
         groups: Arc<ProcessGroups>,
     ) -> std::io::Result<Self> {
         let mut cmd = std::process::Command::new(&launch.program);
-        cmd.args(&launch.args)
-            .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&launch.cwd)
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        if let Some(u) = launch.user {
-            cmd.uid(u.uid).gid(u.gid);
-        }
-        // SAFETY: prctl is async-signal-safe; the closure touches no shared state.
-        unsafe {
-            cmd.pre_exec(|| {
-                prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0);
-                Ok(())
-            });
-        }
+            .stderr(Stdio::piped());
+        configure(&mut cmd, launch)?;
         let child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()?;
@@ -418,7 +530,44 @@ mod tests {
             ],
             cwd: std::env::temp_dir(),
             user: None,
+            service_account: None,
         }
+    }
+
+    /// As root, a process sees the pod's ServiceAccount files at the in-cluster path, read
+    /// only, and the host does not see the mount.
+    #[test]
+    fn the_service_account_mount_is_private_and_read_only() {
+        if !is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        service_account_mount_works(&dir.path().join("probe")).unwrap();
+        let sa = dir.path().join("sa");
+        std::fs::create_dir_all(&sa).unwrap();
+        std::fs::write(sa.join("namespace"), "ns1").unwrap();
+        let mut l = launch(
+            "/bin/sh",
+            &[
+                "-c",
+                "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; \
+                 touch /var/run/secrets/kubernetes.io/serviceaccount/x 2>/dev/null && echo writable",
+            ],
+        );
+        l.service_account = Some(sa.clone());
+        let mut cmd = std::process::Command::new(&l.program);
+        configure(&mut cmd, &l).unwrap();
+        let out = cmd.output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ns1");
+        assert!(!sa.join("x").exists());
+        // The host's path (empty here, or a real pod's files) does not show the mount.
+        let host =
+            std::fs::read_to_string(std::path::Path::new(SERVICE_ACCOUNT_DIR).join("namespace"));
+        assert!(
+            host.map_or(true, |ns| ns != "ns1"),
+            "the mount leaked to the host"
+        );
     }
 
     #[tokio::test]

@@ -430,6 +430,58 @@ impl Cluster {
         })
     }
 
+    /// Asserts the process `pid` of a pod on a private kubesim has what a pod on a real cluster
+    /// has to reach the API: `KUBERNETES_SERVICE_HOST` and `_PORT`, no `KUBECONFIG`, and the
+    /// ServiceAccount's `token`, `ca.crt` and `namespace` at
+    /// `/var/run/secrets/kubernetes.io/serviceaccount` as the process sees it (its own mount
+    /// namespace, read through `/proc/PID/root`), not on the host. kubesim mounts them only as
+    /// root; otherwise the process must have `KUBECONFIG` instead.
+    pub fn assert_in_cluster_configuration(&self, pid: i32, name: &str) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_else(|e| panic!("the environment of process {pid} ({name}): {e}"));
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let has = |prefix: &str| vars.iter().any(|v| v.starts_with(prefix));
+        assert!(
+            has("KUBERNETES_SERVICE_HOST=") && has("KUBERNETES_SERVICE_PORT="),
+            "{name} has no KUBERNETES_SERVICE_HOST/_PORT"
+        );
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+        if !root {
+            assert!(
+                has("KUBECONFIG="),
+                "{name}: no in-cluster files and no KUBECONFIG"
+            );
+            return;
+        }
+        assert!(!has("KUBECONFIG="), "{name} has a KUBECONFIG");
+        // `/var/run` is often a symlink to `/run`, which would resolve in this process's
+        // namespace: resolve it first (the process runs on the host's file system).
+        let run = std::fs::canonicalize("/var/run").unwrap_or_else(|_| "/var/run".into());
+        let dir = format!(
+            "/proc/{pid}/root{}/secrets/kubernetes.io/serviceaccount",
+            run.display()
+        );
+        for file in ["token", "ca.crt", "namespace"] {
+            let text = std::fs::read_to_string(format!("{dir}/{file}"))
+                .unwrap_or_else(|e| panic!("{name} has no {file} in {dir}: {e}"));
+            assert!(!text.is_empty(), "{name}: {file} is empty");
+            assert!(
+                std::fs::read_to_string(format!(
+                    "{}/secrets/kubernetes.io/serviceaccount/{file}",
+                    run.display()
+                ))
+                .map_or(true, |host| host != text),
+                "{name}'s {file} is visible on the host"
+            );
+        }
+    }
+
     /// On a cluster of [`Cluster::start_from_images`], asserts the first container of `pod` (its
     /// JSON) runs image `name` from its archive: its `imageID` names the archive's manifest
     /// digest and, while it runs, its process executable is `/usr/local/bin/<name>` of the

@@ -79,10 +79,10 @@ fn install(helm: Helm) {
             "app.kubernetes.io/component=agent",
         ]);
         let agent = &agents["items"][0];
-        assert!(
-            c.assert_runs_from_image(agent, "sc-agent").is_some(),
-            "the agent pod does not run: {agent}"
-        );
+        let pid = c.assert_runs_from_image(agent, "sc-agent");
+        assert!(pid.is_some(), "the agent pod does not run: {agent}");
+        // The agent reaches the API as in a real pod: the in-cluster configuration.
+        c.assert_in_cluster_configuration(pid.unwrap_or_default(), "sc-agent");
         let job_root = c
             .image_root(&image_digest("sc-job"))
             .expect("started from the images");
