@@ -46,14 +46,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
     let ns = settings.namespace.clone();
     let health = Arc::new(Health::default());
 
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on {} failed; pass a free --listen address",
-                settings.listen
-            )
-        })?;
+    let listener = listen(settings.listen).await?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     {
         let app = crate::server::router(health.clone());
@@ -198,6 +191,39 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("releasing the lease timed out"),
     }
     Ok(())
+}
+
+/// How long a busy listen address is tried again before the agent gives up.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Binds the HTTP endpoints' address. An address in use is tried again for a while: pods on
+/// the host network (or a node where the previous agent's pod still ends) share their ports,
+/// and a roll-out starts the new pod before the old one goes.
+async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < LISTEN_RETRY =>
+            {
+                if !said {
+                    tracing::warn!(%addr, "the listen address is in use (the previous agent still ending?); trying again for up to {} s", LISTEN_RETRY.as_secs());
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "listening on {addr} failed; pass a free --listen address"
+                )));
+            }
+        }
+    }
 }
 
 /// Hands the memory freed by a step back to the system. A step over thousands of connections
