@@ -263,9 +263,7 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         // every connection, before deleting its Job) explains nothing any more: the journal
         // and the JobFailed event keep the failure, and the Job goes.
         Decision::Idle => match failed_run {
-            Some(run) if failed_connections(&run.changeset, metadata).is_empty() => {
-                JobAction::DeleteSettledFailed(run)
-            }
+            Some(run) if settled(&run.changeset, metadata) => JobAction::DeleteSettledFailed(run),
             _ => JobAction::Nothing,
         },
         Decision::WaitForJob => JobAction::Nothing,
@@ -797,6 +795,25 @@ pub struct FailedConnection<'a> {
     pub name: String,
     /// The error sc-job recorded for the hash the change set carried, if any.
     pub error: Option<&'a RunError>,
+}
+
+/// Whether a failed Job's change set left nothing for a request change to redo: every
+/// connection it carried is applied at its hash (or deleted), whether or not this run recorded
+/// it. A repair or reapply it carried, unrecorded, counts as settled here: the failed run is
+/// journaled when the Job goes, and that journal entry runs the repair again.
+fn settled(changeset: &ChangeSet, metadata: &[Metadata]) -> bool {
+    let plain = ChangeSet {
+        connections: changeset
+            .connections
+            .iter()
+            .map(|c| ChangeEntry {
+                cause: None,
+                ..c.clone()
+            })
+            .collect(),
+        ..changeset.clone()
+    };
+    failed_connections(&plain, metadata).is_empty()
 }
 
 /// The connections of a change set whose run failed, with their recorded errors.
@@ -1597,6 +1614,32 @@ mod tests {
             plan(&o, &Memory::default(), &Backoff::default()).job,
             JobAction::Nothing
         );
+    }
+
+    /// A repair whose sc-job was killed before it recorded the connection (its hash applied
+    /// by an earlier run): the failed Job is journaled and deleted, so the journal entry runs
+    /// the repair again; it is still named in the failure.
+    #[test]
+    fn a_failed_job_of_an_unrecorded_repair_is_journaled_and_deleted() {
+        let a = want("a", "h1");
+        let mut repair = entry("a", "h1", Action::Apply);
+        repair.cause = Some(Cause::Repair);
+        let earlier = Status {
+            changeset: Some("earlier".into()),
+            ..applied("h1").unwrap()
+        };
+        let o = Observed {
+            last_run: run(vec![repair], false),
+            job: job_failed_at(1000),
+            ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(earlier))])
+        };
+        let p = plan(&o, &Memory::default(), &Backoff::default());
+        let JobAction::DeleteSettledFailed(run) = &p.job else {
+            panic!("expected the Job journaled and deleted, got {:?}", p.job);
+        };
+        assert_eq!(run.changeset.id, "x");
+        let c = p.conclusion.expect("a conclusion");
+        assert!(c.note.contains("failed connections: a"), "{}", c.note);
     }
 
     #[test]
