@@ -47,6 +47,12 @@ impl Reconciler {
         }
     }
 
+    /// The resourceVersion of the requests ConfigMap the watch holds (`None` without one):
+    /// helm writes it with every revision.
+    pub fn requests_version(&self) -> Option<String> {
+        self.observer.requests()?.metadata.resource_version.clone()
+    }
+
     /// One step; returns when it wants to be woken up (seconds since the epoch) besides
     /// watch events.
     pub async fn step(&mut self) -> anyhow::Result<Option<i64>> {
