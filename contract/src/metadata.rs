@@ -30,7 +30,7 @@ pub struct Metadata {
     /// and result).
     pub journal: Vec<JournalEntry>,
     /// `drift.json` (written by sc-agent; absent in documents of earlier versions).
-    pub drift: Option<Drift>,
+    pub drift: Option<Box<Drift>>,
     /// The annotation of `sc-agent reapply`, when an operator asked for a run.
     pub reapply: Option<String>,
     /// The ConfigMap's resourceVersion.
@@ -219,7 +219,7 @@ impl Metadata {
 
     /// The drift recorded for the applied `hash`, if any.
     pub fn drift_for(&self, hash: &str) -> Option<&Drift> {
-        self.drift.as_ref().filter(|d| d.is_active_for(hash))
+        self.drift.as_deref().filter(|d| d.is_active_for(hash))
     }
 }
 

@@ -181,7 +181,7 @@ pub fn plan_drift_read(
         let Some(m) = by_name.get(d.name.as_str()).copied() else {
             continue;
         };
-        let recorded = m.drift.as_ref();
+        let recorded = m.drift.as_deref();
         let applied = m.status.as_ref().is_some_and(|s| {
             s.applied_hash.as_deref() == Some(d.hash.as_str()) && s.failure_for(&d.hash).is_none()
         });
@@ -416,7 +416,7 @@ mod tests {
     /// `m` with the drift the plan wrote.
     fn after(mut m: Metadata, p: &DriftPlan) -> Metadata {
         if let Some(w) = p.writes.iter().find(|w| w.connection == m.connection) {
-            m.drift = w.drift.clone();
+            m.drift = w.drift.clone().map(Box::new);
         }
         m
     }

@@ -1068,7 +1068,7 @@ mod tests {
         );
         let mut after = m.clone();
         if let Some(w) = p.writes.iter().find(|w| w.connection == "a") {
-            after.drift = w.drift.clone();
+            after.drift = w.drift.clone().map(Box::new);
         }
         assert!(
             drift::awaits_repair(&after, "h1"),

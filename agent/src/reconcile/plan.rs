@@ -230,7 +230,7 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
             .map(|m| {
                 let mut m = m.clone();
                 if let Some(d) = new.get(m.connection.as_str()) {
-                    m.drift = (*d).clone();
+                    m.drift = (*d).clone().map(Box::new);
                 }
                 m
             })
