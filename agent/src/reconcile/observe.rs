@@ -603,14 +603,15 @@ fn journal_tail(text: Option<&str>) -> Vec<JournalEntry> {
 /// is cheap.
 #[derive(Clone)]
 struct MetadataStore {
-    map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>>,
+    /// Boxed: a map node holds 11 entries and is often half full, so it holds pointers.
+    map: Arc<std::sync::RwLock<BTreeMap<String, Box<Metadata>>>>,
     ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl MetadataStore {
     /// Watches the metadata ConfigMaps through `api`, waking `trigger` on every event.
     fn watch(api: Api<ConfigMap>, trigger: Arc<Notify>) -> MetadataStore {
-        let map: Arc<std::sync::RwLock<BTreeMap<String, Metadata>>> = Default::default();
+        let map: Arc<std::sync::RwLock<BTreeMap<String, Box<Metadata>>>> = Default::default();
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let parse = cached_metadata;
         let stream =
@@ -618,23 +619,24 @@ impl MetadataStore {
         let store = map.clone();
         tokio::spawn(async move {
             futures::pin_mut!(stream);
-            // A (re)list builds a new map, swapped in once complete.
-            let mut relist: Option<BTreeMap<String, Metadata>> = None;
+            // A (re)list builds a new map, swapped in once complete (built at once, so its
+            // nodes are full).
+            let mut relist: Option<Vec<(String, Box<Metadata>)>> = None;
             while let Some(event) = stream.next().await {
                 let mut map = store.write().unwrap_or_else(|e| e.into_inner());
                 match event {
-                    Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                    Ok(watcher::Event::Init) => relist = Some(Vec::new()),
                     Ok(watcher::Event::InitApply(cm)) => {
                         let (name, m) = parse(cm);
-                        relist.get_or_insert_default().insert(name, m);
+                        relist.get_or_insert_default().push((name, Box::new(m)));
                     }
                     Ok(watcher::Event::InitDone) => {
-                        *map = relist.take().unwrap_or_default();
+                        *map = relist.take().unwrap_or_default().into_iter().collect();
                         ready_tx.send_replace(true);
                     }
                     Ok(watcher::Event::Apply(cm)) => {
                         let (name, m) = parse(cm);
-                        map.insert(name, m);
+                        map.insert(name, Box::new(m));
                     }
                     Ok(watcher::Event::Delete(cm)) => {
                         map.remove(cm.metadata.name.as_deref().unwrap_or_default());
@@ -700,7 +702,7 @@ impl MetadataStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
+            .map(|m| (**m).clone())
             .collect()
     }
 }
@@ -1134,7 +1136,7 @@ mod tests {
                     })),
                     ..Default::default()
                 };
-                (name, m)
+                (name, Box::new(m))
             })
             .collect();
         MetadataStore {
