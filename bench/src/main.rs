@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     helm_max: usize,
     /// Connection counts of the drift measures (a deleted Secret back, the agent's footprint
-    /// with the Secrets watched), comma-separated; empty: none.
+    /// with the Secrets watched), comma-separated; `0`: none.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     drift_sizes: Vec<usize>,
     /// Secrets deleted (one after the other) at each drift size.
