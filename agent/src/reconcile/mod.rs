@@ -47,6 +47,12 @@ impl Reconciler {
         }
     }
 
+    /// The versions of the request objects the watches hold and whether they are whole (see
+    /// [`Observer::requests_version`]).
+    pub fn requests_version(&self) -> Option<(String, bool)> {
+        self.observer.requests_version()
+    }
+
     /// One step; returns when it wants to be woken up (seconds since the epoch) besides
     /// watch events.
     pub async fn step(&mut self) -> anyhow::Result<Option<i64>> {
