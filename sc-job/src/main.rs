@@ -280,6 +280,7 @@ async fn run(args: Args) -> u8 {
     let recorder = ResultRecorder {
         listed,
         requested,
+        created: Default::default(),
         kube: &kube,
         namespace: ns.clone(),
         job: format!("{ns}/{}", args.job_name),
@@ -448,7 +449,12 @@ async fn run_entry(
                     run.steps.push(mat.log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
                 }
                 let applied = async {
-                    let metadata = recorder.metadata(&entry.name).await?;
+                    let mut metadata = recorder.metadata(&entry.name).await?;
+                    if metadata.is_none() {
+                        // Recorded before anything of it is written (see write_ahead).
+                        recorder.write_ahead(&entry.name).await?;
+                        metadata = recorder.metadata(&entry.name).await?;
+                    }
                     let metadata = metadata.as_ref().map(Metadata::from_configmap);
                     let previous = metadata.as_ref().and_then(|m| m.status.as_deref());
                     mat.apply(conn, previous, &mut run).await?;

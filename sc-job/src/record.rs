@@ -37,6 +37,9 @@ pub struct ResultRecorder<'a> {
     /// What is requested of each connection the change set applies and the requests name:
     /// recorded with its result.
     pub requested: BTreeMap<String, RequestedSpec>,
+    /// The metadata ConfigMaps this run created ahead of applying their connection
+    /// ([`Self::write_ahead`]), by name.
+    pub created: std::sync::Mutex<BTreeMap<String, ConfigMap>>,
 }
 
 /// What is requested of a connection, as recorded in `spec.json` and `requested.json`.
@@ -113,6 +116,15 @@ impl ResultRecorder<'_> {
     /// then conflicts, and it is read and updated.
     pub async fn metadata(&self, connection: &str) -> Result<Option<ConfigMap>, RunError> {
         let name = metadata_name(connection);
+        let created = self
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .cloned();
+        if created.is_some() {
+            return Ok(created);
+        }
         if let Some(listed) = &self.listed {
             return Ok(listed.get(&name).cloned());
         }
@@ -126,6 +138,38 @@ impl ResultRecorder<'_> {
             .await
             .map(typed)
             .map_err(|e| failure::api_error("get", &r, &e))
+    }
+
+    /// Writes what is requested of `connection` (`spec.json`, `requested.json`) into a new
+    /// metadata ConfigMap before anything of it is applied, when no run has recorded it yet:
+    /// an object is never written without a record naming it, so a connection removed after
+    /// a run was killed mid-way is still known (its deletion policy and namespace) and
+    /// removed. Costs one write per connection seen for the first time; a connection already
+    /// recorded costs none. An existing ConfigMap (one that lost its labels) is left to
+    /// [`Self::record`].
+    pub async fn write_ahead(&self, connection: &str) -> Result<(), RunError> {
+        let Some(requested) = self.requested.get(connection) else {
+            return Ok(());
+        };
+        let name = metadata_name(connection);
+        let r = ObjectKey::new("ConfigMap", &self.namespace, &name);
+        let mut cm = ConfigMap::default();
+        put_requested(cm.data.get_or_insert_default(), requested);
+        self.complete_metadata(&mut cm, &name, connection);
+        let obj = serde_json::to_value(&cm).unwrap_or_default();
+        match self.kube.create("ConfigMap", &self.namespace, &obj).await {
+            Ok(created) => {
+                if let Some(created) = typed(Some(created)) {
+                    self.created
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name, created);
+                }
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(failure::api_error("create", &r, &e)),
+        }
     }
 
     /// Records `run`: its journal entry and `status.json` in one write of the metadata
