@@ -493,6 +493,7 @@ impl Actor {
                 Some(contract::Cause::Reapply) => self.reapplied(&c.name).await,
                 Some(contract::Cause::Repair) => {
                     self.health.metrics.drift_repairs.inc();
+                    self.repair_started(&fresh, &c.name).await;
                 }
                 _ => {}
             }
@@ -500,6 +501,33 @@ impl Actor {
         let (note, apply, delete) = plan::changeset_note(&cs);
         tracing::info!(changeset = %cs.id, %apply, %delete, "created Job {JOB_NAME}: {note}");
         Ok(())
+    }
+
+    /// The repair of `connection` is under way (its change set written, its Job created):
+    /// `repairPending` of its `drift.json` (as read live in `fresh`) is cleared now. A run
+    /// may complete before the next step sees its change set in flight (a success is derived
+    /// from the records), so waiting to see it would repair the connection again and again.
+    /// A run that fails is re-armed from the journal (`drift::repair_failed`); a failed write
+    /// here leaves the flag, and the repair runs once more.
+    async fn repair_started(&self, fresh: &[Metadata], connection: &str) {
+        let Some(m) = fresh.iter().find(|m| m.connection == connection) else {
+            return;
+        };
+        let Some(mut drift) = m.drift.clone().filter(|d| d.repair_pending) else {
+            return;
+        };
+        drift.repair_pending = false;
+        let plan = super::drift::DriftPlan {
+            writes: vec![super::drift::DriftWrite {
+                connection: connection.to_string(),
+                configmap: m.configmap.clone(),
+                drift: Some(drift),
+            }],
+            events: Vec::new(),
+        };
+        if let Err(e) = self.write_drift(&ConfigMap::default(), &plan).await {
+            tracing::warn!(%connection, error = format!("{e:#}"), "clearing the pending repair failed; it runs once more");
+        }
     }
 
     /// `known` with the metadata of each of `candidates` read again, live (without journal).
