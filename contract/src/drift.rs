@@ -5,6 +5,7 @@
 use crate::reason::RunError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// The key of a metadata ConfigMap that records drift (written by sc-agent only).
@@ -161,22 +162,73 @@ pub fn foreign_write(
         .filter(|e| e.manager.as_deref() == Some(crate::JOB_FIELD_MANAGER))
         .filter_map(time)
         .max()?;
+    let others = main.filter(|e| {
+        !matches!(
+            e.manager.as_deref(),
+            Some(crate::JOB_FIELD_MANAGER) | Some(crate::FIELD_MANAGER) | None
+        )
+    });
+    let described = |e: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        (
+            e.manager.clone().unwrap_or_default(),
+            e.time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        )
+    };
+    let later = others
+        .clone()
+        .filter(|e| writes_our_fields(e.fields_v1.as_ref()))
+        .filter_map(|e| Some((time(e)?, e)))
+        .filter(|(t, _)| *t >= ours)
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, e)| described(e));
+    // A key of `data` another manager wrote and sc-job no longer owns stays drifted after
+    // sc-job's later writes: an apply leaves a field of another owner in place.
+    later.or_else(|| {
+        let stray = foreign_data_keys(entries);
+        others
+            .filter(|e| owned_data_keys(e).any(|k| stray.contains(k)))
+            .max_by_key(|e| time(e))
+            .map(described)
+    })
+}
+
+/// The keys of a Secret's `data` that a field manager other than sc-job (and sc-agent) owns
+/// and sc-job does not: values another writer added or changed since sc-job wrote them. A
+/// forced apply of sc-job takes back the keys it applies; the others stay until removed.
+pub fn foreign_data_keys(
+    entries: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+) -> BTreeSet<String> {
+    let main = entries
+        .iter()
+        .filter(|e| e.subresource.as_deref().unwrap_or_default().is_empty());
+    let ours: BTreeSet<&str> = main
+        .clone()
+        .filter(|e| e.manager.as_deref() == Some(crate::JOB_FIELD_MANAGER))
+        .flat_map(owned_data_keys)
+        .collect();
     main.filter(|e| {
         !matches!(
             e.manager.as_deref(),
             Some(crate::JOB_FIELD_MANAGER) | Some(crate::FIELD_MANAGER) | None
         )
     })
-    .filter(|e| writes_our_fields(e.fields_v1.as_ref()))
-    .filter_map(|e| Some((time(e)?, e)))
-    .filter(|(t, _)| *t >= ours)
-    .max_by_key(|(t, _)| *t)
-    .map(|(_, e)| {
-        (
-            e.manager.clone().unwrap_or_default(),
-            e.time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
-        )
-    })
+    .flat_map(owned_data_keys)
+    .filter(|k| !ours.contains(k))
+    .map(str::to_string)
+    .collect()
+}
+
+/// The keys of `data` a managedFields entry owns.
+fn owned_data_keys(
+    e: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+) -> impl Iterator<Item = &str> + '_ {
+    e.fields_v1
+        .as_ref()
+        .and_then(|f| f.0.get("f:data"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| k.strip_prefix("f:"))
 }
 
 /// Whether a managedFields entry owns fields of the kind sc-job writes.
@@ -252,6 +304,30 @@ mod tests {
         let meta =
             serde_json::from_value(json!({"labels": labels, "managedFields": entries})).unwrap();
         ObjectState::of(&meta)
+    }
+
+    #[test]
+    fn a_key_another_manager_wrote_and_sc_job_no_longer_applies_stays_a_foreign_write() {
+        let ours = json!({"app.kubernetes.io/managed-by": "sc-extension"});
+        let mut vandal = entry("vandal", "2026-01-01T00:00:00Z", None);
+        vandal["fieldsV1"] = json!({"f:data": {"f:OLD": {}}});
+        let mut job = entry("sc-job", "2026-01-01T00:00:09Z", None);
+        job["fieldsV1"] = json!({"f:data": {"f:KEY": {}}, "f:metadata": {"f:labels": {}}});
+        let entries: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
+            serde_json::from_value(json!([vandal, job])).unwrap();
+        assert_eq!(
+            foreign_data_keys(&entries),
+            BTreeSet::from(["OLD".to_string()])
+        );
+        let s = state(ours.clone(), vec![vandal.clone(), job.clone()]);
+        assert_eq!(
+            s.foreign_write,
+            Some(("vandal".into(), "2026-01-01T00:00:00Z".into()))
+        );
+        // Once sc-job owns the key as well (the same value applied again), it is not stray.
+        job["fieldsV1"]["f:data"]["f:OLD"] = json!({});
+        let s = state(ours, vec![vandal, job]);
+        assert_eq!(s.foreign_write, None);
     }
 
     #[test]

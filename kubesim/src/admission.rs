@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Cause};
 use crate::resources::ResourceInfo;
+use crate::structural;
 
 const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
 const JOB_NAME: &str = "batch.kubernetes.io/job-name";
@@ -96,6 +97,18 @@ pub fn default_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
             default_template(spec);
         }
         ("", "replicationcontrollers") => {
+            // SetDefaults_ReplicationController: an empty selector, and empty object labels,
+            // are the template's labels.
+            let labels = obj["spec"]["template"]["metadata"]["labels"].clone();
+            let empty = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
+            if !empty(&labels) {
+                if empty(&obj["spec"]["selector"]) {
+                    obj_mut(obj, "spec").insert("selector".into(), labels.clone());
+                }
+                if empty(&obj["metadata"]["labels"]) {
+                    obj_mut(obj, "metadata").insert("labels".into(), labels);
+                }
+            }
             let spec = obj_mut(obj, "spec");
             set_default(spec, "replicas", json!(1));
             default_template(spec);
@@ -506,6 +519,31 @@ fn is_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// An APIService (`ValidateAPIService`): named `<version>.<group>`, positive priorities.
+fn validate_api_service(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = &obj["spec"];
+    let s = |k: &str| spec[k].as_str().unwrap_or_default();
+    let required = format!("{}.{}", s("version"), s("group"));
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if !name.is_empty() && name != required {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            &format!("must be `spec.version+\".\"+spec.group`: {required:?}"),
+        ));
+    }
+    if s("version").is_empty() {
+        causes.push(Cause::required("spec.version", ""));
+    }
+    for (k, max) in [("groupPriorityMinimum", 20000), ("versionPriority", 1000)] {
+        let v = spec[k].as_i64().unwrap_or(0);
+        if v <= 0 || v > max {
+            let msg = format!("must be positive and less than {max}");
+            causes.push(Cause::invalid(&format!("spec.{k}"), &json!(v), &msg));
+        }
+    }
+}
+
 /// RFC 1123 subdomain (object names of most kinds).
 pub fn is_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_label)
@@ -525,7 +563,7 @@ fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
                 return Some(Cause::invalid(field, &v, DNS1035_MSG));
             }
         }
-        ("rbac.authorization.k8s.io", _) => {
+        ("rbac.authorization.k8s.io", _) | ("apiregistration.k8s.io", "apiservices") => {
             if name == "." || name == ".." {
                 return Some(Cause::invalid(field, &v, &format!("may not be '{name}'")));
             }
@@ -545,6 +583,9 @@ fn validate_name(info: &ResourceInfo, name: &str) -> Option<Cause> {
 /// Validation of a create (`old` None) or an update. Returns the causes of a 422.
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
+    if (info.group.as_str(), info.resource.as_str()) == ("apiregistration.k8s.io", "apiservices") {
+        validate_api_service(obj, &mut causes);
+    }
     validate_meta_maps(&obj["metadata"], "metadata", &mut causes);
     for (path, meta) in [
         (
@@ -599,6 +640,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         }
     }
     if info.custom {
+        if let Some(schema) = structural::schema_of(info) {
+            causes.extend(structural::validate(schema, obj));
+        }
         return causes;
     }
     let spec = &obj["spec"];
@@ -663,8 +707,40 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             }
         }
         ("batch", "cronjobs") => {
-            if spec["schedule"].as_str().is_none_or(str::is_empty) {
-                causes.push(Cause::required("spec.schedule", ""));
+            match spec["schedule"].as_str() {
+                None | Some("") => causes.push(Cause::required("spec.schedule", "")),
+                Some(s) => {
+                    if let Err(e) = crate::cron::Schedule::parse(s) {
+                        causes.push(Cause::invalid("spec.schedule", &spec["schedule"], &e));
+                    }
+                }
+            }
+            if let Some(p) = spec["concurrencyPolicy"].as_str()
+                && !["Allow", "Forbid", "Replace"].contains(&p)
+            {
+                causes.push(Cause::not_supported(
+                    "spec.concurrencyPolicy",
+                    p,
+                    &["Allow", "Forbid", "Replace"],
+                ));
+            }
+            match spec["timeZone"].as_str() {
+                None => {}
+                Some("") => causes.push(Cause::invalid(
+                    "spec.timeZone",
+                    &spec["timeZone"],
+                    "timeZone must be nil or non-empty string",
+                )),
+                Some(tz) if tz.eq_ignore_ascii_case("local") => causes.push(Cause::invalid(
+                    "spec.timeZone",
+                    &spec["timeZone"],
+                    "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+                )),
+                Some(tz) => {
+                    if let Err(e) = crate::cron::time_zone(Some(tz)) {
+                        causes.push(Cause::invalid("spec.timeZone", &spec["timeZone"], &e));
+                    }
+                }
             }
             validate_job_spec(
                 &spec["jobTemplate"]["spec"],
@@ -705,6 +781,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             }
         }
         ("scheduling.k8s.io", "priorityclasses") => validate_priority_class(obj, old, &mut causes),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            causes.extend(structural::validate_crd(obj));
+        }
         ("autoscaling", "horizontalpodautoscalers") => validate_hpa(spec, &mut causes),
         ("discovery.k8s.io", "endpointslices") => {
             let ty = obj["addressType"].as_str().unwrap_or_default();
@@ -826,6 +905,16 @@ fn pod_update_allowed(old: &Value, new: &Value) -> bool {
         && let Some(n) = new.get("nodeName")
     {
         candidate["nodeName"] = n.clone();
+    }
+    // Ephemeral containers may be added (`pods/ephemeralcontainers`), never changed or removed.
+    let old_eph = old["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(n) = new["ephemeralContainers"].as_array()
+        && old_eph.iter().all(|c| n.contains(c))
+    {
+        candidate["ephemeralContainers"] = json!(n);
     }
     &candidate == new
 }

@@ -4,7 +4,7 @@
 //!
 //! Layers, bottom up (a module uses only the layers before it; the README's layout table lists
 //! them, and a test fails on an import loop or a use of a later layer):
-//! - leaves: [`time`] (timestamps), [`store`] (versioned objects, atomic writes, watch
+//! - leaves: [`time`] (timestamps), [`cron`] (CronJob schedules), [`store`] (versioned objects, atomic writes, watch
 //!   history), [`selector`] (label/field selectors), [`patch`] (JSON, merge, strategic merge,
 //!   server-side apply), [`proto`] (protobuf request bodies).
 //! - [`resources`]: the served types and discovery; [`error`]: the API's error type;
@@ -20,6 +20,7 @@ pub mod admission;
 pub mod audit;
 pub mod cluster;
 pub mod controllers;
+pub mod cron;
 pub mod error;
 pub mod faults;
 mod instance;
@@ -27,6 +28,7 @@ pub mod kubelet;
 #[cfg(test)]
 mod module_graph;
 pub mod negotiate;
+pub mod openapi;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
@@ -35,7 +37,9 @@ pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod streaming;
 pub mod strict;
+pub mod structural;
 pub mod table;
 pub mod testing;
 pub mod time;

@@ -143,6 +143,45 @@ pub fn list<'a>(
     }
 }
 
+/// The aggregated discovery version (`v2`, `v2beta1`) `accept` asks for on `/api` and
+/// `/apis`, or `None` for the plain documents: the first JSON media range that is either an
+/// `apidiscovery.k8s.io` `APIGroupDiscoveryList` this server writes or a plain one decides.
+pub fn discovery_version(accept: &str) -> Option<&'static str> {
+    for range in accept.split(',') {
+        let mut params = range.split(';');
+        let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        if !matches!(media.as_str(), "application/json" | "*/*" | "application/*") {
+            continue;
+        }
+        let (mut kind, mut group, mut version) = (None, None, None);
+        for p in params {
+            let Some((k, v)) = p.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"').to_string();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "as" => kind = Some(v),
+                "g" => group = Some(v),
+                "v" => version = Some(v),
+                _ => {}
+            }
+        }
+        if kind.is_none() && group.is_none() && version.is_none() {
+            return None;
+        }
+        if kind.as_deref() == Some("APIGroupDiscoveryList")
+            && group.as_deref() == Some("apidiscovery.k8s.io")
+        {
+            match version.as_deref() {
+                Some("v2") => return Some("v2"),
+                Some("v2beta1") => return Some("v2beta1"),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

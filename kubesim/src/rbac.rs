@@ -155,6 +155,39 @@ pub fn decide(policy: &Policy<'_>, user: &UserInfo, attrs: &Attributes) -> Decis
     }
 }
 
+/// `RulesFor`: the rules of every ClusterRoleBinding that applies to the user, then of every
+/// RoleBinding of `namespace` that does, in that order, as the RBAC rule resolver visits them;
+/// with the errors of bindings whose role does not exist.
+pub fn rules_for(
+    policy: &Policy<'_>,
+    user: &UserInfo,
+    namespace: &str,
+) -> (Vec<Value>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    let mut visit = |binding: &Value, ns: &str| match role_ref_rules(policy, binding, ns) {
+        Ok(r) => rules.extend(r),
+        Err(e) => errors.push(e),
+    };
+    for binding in policy.cluster_role_bindings {
+        if binds(binding, "", user) {
+            visit(binding, "");
+        }
+    }
+    if !namespace.is_empty() {
+        for binding in policy.role_bindings {
+            let ns = binding
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if ns == namespace && binds(binding, ns, user) {
+                visit(binding, ns);
+            }
+        }
+    }
+    (rules, errors)
+}
+
 /// `GetRoleReferenceRules`: the rules of the role a binding refers to (a Role is looked up in
 /// `namespace`), or the API server's error when it does not exist.
 fn role_ref_rules(

@@ -29,6 +29,12 @@ pub struct ResourceInfo {
     pub subresources: Vec<String>,
     /// Served by a CustomResourceDefinition (no strategic merge patch, no typed checks).
     pub custom: bool,
+    /// A custom type's `openAPIV3Schema` per served version (pruning, defaulting, validation
+    /// and its OpenAPI documents); `None` for built-in types.
+    pub schemas: Option<std::sync::Arc<BTreeMap<String, Value>>>,
+    /// A custom type's scale subresource (`specReplicasPath`, `statusReplicasPath`,
+    /// `labelSelectorPath`), as its CRD declares it.
+    pub scale: Option<std::sync::Arc<Value>>,
 }
 
 impl ResourceInfo {
@@ -109,6 +115,8 @@ impl ResourceInfo {
     pub fn verbs(&self) -> Vec<&'static str> {
         if self.is_review() {
             vec!["create"]
+        } else if self.is_component_status() {
+            vec!["get", "list"]
         } else if self.resource == "namespaces" {
             VERBS
                 .iter()
@@ -120,9 +128,21 @@ impl ResourceInfo {
         }
     }
 
+    /// Whether the type is `v1` ComponentStatus: read-only, computed on each request.
+    pub fn is_component_status(&self) -> bool {
+        self.group.is_empty() && self.resource == "componentstatuses"
+    }
+
     /// Whether `version` is served.
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
+    }
+
+    /// A custom type's schema at `version` (the storage version's when `version` is not
+    /// served).
+    pub fn schema(&self, version: &str) -> Option<&Value> {
+        let schemas = self.schemas.as_ref()?;
+        schemas.get(version).or_else(|| schemas.get(self.version()))
     }
 }
 
@@ -154,6 +174,8 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { vec![] },
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         custom: false,
+        schemas: None,
+        scale: None,
     }
 }
 
@@ -179,7 +201,15 @@ impl Registry {
                 true,
                 &["po"],
                 true,
-                &["status", "log"],
+                &[
+                    "status",
+                    "log",
+                    "attach",
+                    "exec",
+                    "portforward",
+                    "eviction",
+                    "ephemeralcontainers",
+                ],
             ),
             builtin("", "v1", "secrets", "Secret", true, &[], false, &[]),
             builtin(
@@ -365,6 +395,16 @@ impl Registry {
                 &[],
             ),
             builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                false,
+                &[],
+                false,
+                &[],
+            ),
+            builtin(
                 "authentication.k8s.io",
                 "v1",
                 "selfsubjectreviews",
@@ -412,7 +452,7 @@ impl Registry {
                 true,
                 &["rc"],
                 true,
-                &["status"],
+                &["status", "scale"],
             ),
             builtin(
                 "policy",
@@ -525,6 +565,36 @@ impl Registry {
                 &[],
             ),
             builtin(
+                "",
+                "v1",
+                "componentstatuses",
+                "ComponentStatus",
+                false,
+                &["cs"],
+                false,
+                &[],
+            ),
+            builtin(
+                "certificates.k8s.io",
+                "v1",
+                "certificatesigningrequests",
+                "CertificateSigningRequest",
+                false,
+                &["csr"],
+                false,
+                &["status", "approval"],
+            ),
+            builtin(
+                "apiregistration.k8s.io",
+                "v1",
+                "apiservices",
+                "APIService",
+                false,
+                &[],
+                false,
+                &["status"],
+            ),
+            builtin(
                 "apiextensions.k8s.io",
                 "v1",
                 "customresourcedefinitions",
@@ -605,13 +675,15 @@ impl Registry {
 
 fn group_rank(g: &str) -> usize {
     /// The order kube-apiserver lists its groups in (`/apis`).
-    const ORDER: [&str; 17] = [
+    const ORDER: [&str; 19] = [
+        "apiregistration.k8s.io",
         "apps",
         "events.k8s.io",
         "authentication.k8s.io",
         "authorization.k8s.io",
         "autoscaling",
         "batch",
+        "certificates.k8s.io",
         "networking.k8s.io",
         "policy",
         "rbac.authorization.k8s.io",
@@ -664,6 +736,8 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
             .unwrap_or_default()
     };
     let mut versions: Vec<(bool, String, bool, bool)> = Vec::new();
+    let mut schemas = BTreeMap::new();
+    let mut scale_paths = None;
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
@@ -671,8 +745,14 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         let name = v["name"]
             .as_str()
             .ok_or("spec.versions[].name is required")?;
+        if let Some(schema) = v["schema"].get("openAPIV3Schema") {
+            schemas.insert(name.to_string(), schema.clone());
+        }
         let status = v["subresources"].get("status").is_some();
         let scale = v["subresources"].get("scale").is_some();
+        if v["storage"].as_bool() == Some(true) || scale_paths.is_none() {
+            scale_paths = v["subresources"].get("scale").cloned().or(scale_paths);
+        }
         versions.push((
             v["storage"].as_bool() == Some(true),
             name.to_string(),
@@ -703,7 +783,53 @@ fn crd_info(crd: &Value) -> Result<ResourceInfo, String> {
         categories: strings(&names["categories"]),
         subresources,
         custom: true,
+        schemas: Some(std::sync::Arc::new(schemas)),
+        scale: scale_paths.map(std::sync::Arc::new),
     })
+}
+
+/// The `APIResourceDiscovery` entries of one group-version's `APIResourceList`: each
+/// resource with its subresources nested.
+fn discovery_resources(group: &str, version: &str, list: &Value) -> Vec<Value> {
+    let entries = list["resources"].as_array().cloned().unwrap_or_default();
+    let kind_of = |r: &Value| {
+        json!({
+            "group": r.get("group").cloned().unwrap_or_else(|| json!(group)),
+            "version": r.get("version").cloned().unwrap_or_else(|| json!(version)),
+            "kind": r["kind"],
+        })
+    };
+    let mut out: Vec<Value> = Vec::new();
+    for r in &entries {
+        let name = r["name"].as_str().unwrap_or_default();
+        match name.split_once('/') {
+            None => {
+                let mut d = json!({
+                    "resource": name,
+                    "responseKind": kind_of(r),
+                    "scope": if r["namespaced"] == true { "Namespaced" } else { "Cluster" },
+                    "singularResource": r["singularName"],
+                    "verbs": r["verbs"],
+                });
+                for k in ["shortNames", "categories"] {
+                    if let Some(v) = r.get(k) {
+                        d[k] = v.clone();
+                    }
+                }
+                out.push(d);
+            }
+            Some((parent, sub)) => {
+                if let Some(p) = out.iter_mut().find(|d| d["resource"] == parent) {
+                    let s = json!({"subresource": sub, "responseKind": kind_of(r), "verbs": r["verbs"]});
+                    match p["subresources"].as_array_mut() {
+                        Some(a) => a.push(s),
+                        None => p["subresources"] = json!([s]),
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Every verb served on a resource (RBAC's full access to it).
@@ -811,10 +937,22 @@ impl Registry {
                     "log" => {
                         json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind, "verbs": ["get"]})
                     }
+                    "attach" | "exec" | "portforward" => {
+                        let kind = match sub.as_str() {
+                            "attach" => "PodAttachOptions",
+                            "exec" => "PodExecOptions",
+                            _ => "PodPortForwardOptions",
+                        };
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": ["create", "get"]})
+                    }
                     "scale" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
                     "token" => json!({"name": name, "singularName": "", "namespaced": i.namespaced,
                         "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}),
+                    "eviction" => {
+                        json!({"name": name, "singularName": "", "namespaced": i.namespaced,
+                        "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+                    }
                     _ => {
                         json!({"name": name, "singularName": "", "namespaced": i.namespaced, "kind": i.kind,
                         "verbs": ["get", "patch", "update"]})
@@ -833,80 +971,42 @@ impl Registry {
         )
     }
 
-    /// Every served group-version as its OpenAPI path (`api/v1`, `apis/batch/v1`).
-    fn openapi_gvs(&self) -> Vec<String> {
-        let mut out = vec!["api/v1".to_string()];
-        for (g, vs) in self.groups() {
-            for v in vs {
-                out.push(format!("apis/{g}/{v}"));
-            }
-        }
-        out
-    }
-
-    /// `GET /openapi/v3`: the index of per group-version documents.
-    pub fn openapi_index(&self) -> Value {
-        let mut paths = serde_json::Map::new();
-        for gv in self.openapi_gvs() {
-            paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", self.openapi_hash(&gv))}));
-        }
-        json!({"paths": paths})
-    }
-
-    fn openapi_hash(&self, gv: &str) -> String {
-        use sha2::Digest;
-        let doc = self.openapi_doc(gv).unwrap_or_default();
-        hex::encode(&sha2::Sha256::digest(doc.to_string().as_bytes())[..8]).to_uppercase()
-    }
-
-    /// `GET /openapi/v3/<gv>` for `gv` like `apis/batch/v1`: one PATCH operation per kind with
-    /// its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter (what kubectl
-    /// and helm check before delegating validation to the server). No schemas.
-    pub fn openapi_doc(&self, gv: &str) -> Option<Value> {
-        let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
-            ["api", v] => ("", *v),
-            ["apis", g, v] => (*g, *v),
-            _ => return None,
-        };
-        let served = self.served(group, version);
-        if served.is_empty() {
-            return None;
-        }
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
+    /// `GET /api` or `GET /apis` (`core` true for `/api`) as aggregated discovery
+    /// (`apidiscovery.k8s.io/<api_version>` `APIGroupDiscoveryList`), built from the same
+    /// per group-version lists as the plain documents.
+    pub fn group_discovery_list(&self, core: bool, api_version: &str) -> Value {
+        let groups: Vec<(String, Vec<String>)> = if core {
+            vec![(String::new(), vec!["v1".to_string()])]
         } else {
-            format!("/apis/{group}/{version}")
+            self.groups()
         };
-        let mut paths = serde_json::Map::new();
-        for i in served {
-            let path = if i.namespaced {
-                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", i.resource)
-            } else {
-                format!("{prefix}/{}/{{name}}", i.resource)
-            };
-            let op = json!({
-                "patch": {
-                    "description": format!("partially update the specified {}", i.kind),
-                    "operationId": format!("patch{}", i.kind),
-                    "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": {"group": i.group, "version": version, "kind": i.kind},
-                    "parameters": [
-                        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
-                    ],
-                    "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}},
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|(g, vs)| {
+                let versions: Vec<Value> = vs
+                    .iter()
+                    .filter_map(|v| {
+                        let list = self.api_resource_list(g, v)?;
+                        Some(json!({
+                            "version": v,
+                            "resources": discovery_resources(g, v, &list),
+                            "freshness": "Current",
+                        }))
+                    })
+                    .collect();
+                let mut meta = json!({"creationTimestamp": null});
+                if !g.is_empty() {
+                    meta["name"] = json!(g);
                 }
-            });
-            paths.insert(path, op);
-        }
-        Some(json!({
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": GIT_VERSION},
-            "paths": paths,
-            "components": {"schemas": {}},
-        }))
+                json!({"metadata": meta, "versions": versions})
+            })
+            .collect();
+        json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": format!("apidiscovery.k8s.io/{api_version}"),
+            "metadata": {},
+            "items": items,
+        })
     }
 }
 
@@ -928,6 +1028,9 @@ mod tests {
             "pods",
             "pods/log",
             "pods/status",
+            "pods/exec",
+            "pods/attach",
+            "pods/portforward",
             "serviceaccounts/token",
             "namespaces",
             "configmaps",

@@ -1,6 +1,7 @@
 //! Create-only review resources, answered from the request and never stored:
-//! `SelfSubjectAccessReview` / `SubjectAccessReview` (`kubectl auth can-i`), `SelfSubjectReview`
-//! (`kubectl auth whoami`) and `TokenReview`.
+//! `SelfSubjectAccessReview` / `SubjectAccessReview` (`kubectl auth can-i`),
+//! `SelfSubjectRulesReview` (`kubectl auth can-i --list`), `SelfSubjectReview` (`kubectl auth
+//! whoami`) and `TokenReview`.
 
 use prost::Message;
 use serde_json::{Value, json};
@@ -63,6 +64,40 @@ pub fn answer(
             body["status"] = json!({"allowed": decision.allowed});
             if !decision.reason.is_empty() {
                 body["status"]["reason"] = json!(decision.reason);
+            }
+        }
+        "selfsubjectrulesreviews" => {
+            let namespace = text(&body["spec"], "namespace");
+            if namespace.is_empty() {
+                return Err(ApiError::bad_request("no namespace on request"));
+            }
+            let (rules, errors) = cluster.rules_for(user, &namespace);
+            let mut resource_rules = Vec::new();
+            let mut non_resource_rules = Vec::new();
+            for r in &rules {
+                let list = |k: &str| json!(rbac::strings(r, k));
+                if !rbac::strings(r, "resources").is_empty() {
+                    let mut rule = json!({"verbs": list("verbs"), "apiGroups": list("apiGroups"),
+                        "resources": list("resources")});
+                    if !rbac::strings(r, "resourceNames").is_empty() {
+                        rule["resourceNames"] = list("resourceNames");
+                    }
+                    resource_rules.push(rule);
+                }
+                if !rbac::strings(r, "nonResourceURLs").is_empty() {
+                    non_resource_rules.push(
+                        json!({"verbs": list("verbs"), "nonResourceURLs": list("nonResourceURLs")}),
+                    );
+                }
+            }
+            body["status"] = json!({"resourceRules": resource_rules,
+                "nonResourceRules": non_resource_rules, "incomplete": !errors.is_empty()});
+            if !errors.is_empty() {
+                body["status"]["evaluationError"] = json!(if errors.len() == 1 {
+                    errors[0].clone()
+                } else {
+                    format!("[{}]", errors.join(", "))
+                });
             }
         }
         "selfsubjectreviews" => body["status"] = json!({"userInfo": user_json(user)}),
@@ -157,6 +192,10 @@ pub fn decode_proto(body: &[u8]) -> Option<Value> {
                 "nonResourceAttributes": s.non_resource_attributes.as_ref().map(non_resource_attributes),
                 "user": s.user, "groups": s.groups,
             })
+        }
+        "SelfSubjectRulesReview" => {
+            let r = authz::SelfSubjectRulesReview::decode(raw.as_slice()).ok()?;
+            json!({"namespace": r.spec.unwrap_or_default().namespace})
         }
         "SelfSubjectReview" => {
             authn::SelfSubjectReview::decode(raw.as_slice()).ok()?;

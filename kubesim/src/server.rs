@@ -23,6 +23,7 @@ use crate::rbac::{self, Attributes, UserInfo};
 use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventType, WatchEvent};
+use crate::structural;
 
 /// The router serving `cluster`.
 pub fn router(cluster: Arc<Cluster>) -> axum::Router {
@@ -92,11 +93,34 @@ fn json_line(v: &Value) -> Vec<u8> {
 }
 
 pub(crate) fn error_response(e: &ApiError) -> Response {
-    json_response(e.code, &e.status())
+    let mut r = json_response(e.code, &e.status());
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64())
+    {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    r
 }
 
 async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A WebSocket upgrade (pods/exec, attach, portforward) is taken here, before the body.
+    let ws = if parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
+        use axum::extract::FromRequestParts;
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
+    } else {
+        None
+    };
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
@@ -128,6 +152,7 @@ async fn handle(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         headers: parts.headers,
         body,
         user,
+        ws: std::sync::Mutex::new(ws),
     };
     match route(&cluster, &req).await {
         Ok(r) => r,
@@ -208,6 +233,9 @@ struct Req {
     headers: HeaderMap,
     body: Bytes,
     user: UserInfo,
+    /// The WebSocket upgrade of the request, if it is one (taken by the streaming
+    /// subresources).
+    ws: std::sync::Mutex<Option<axum::extract::ws::WebSocketUpgrade>>,
 }
 
 impl Req {
@@ -285,8 +313,26 @@ async fn route(cluster: &Arc<Cluster>, req: &Req) -> Result<Response, ApiError> 
     };
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return get_only(Some(resources::version())),
-        ["api"] => return get_only(Some(resources::api_versions())),
-        ["apis"] => return get_only(Some(registry.api_group_list())),
+        ["api"] | ["apis"] => {
+            let core = segs[0] == "api";
+            if let Some(v) = negotiate::discovery_version(req.header(header::ACCEPT)) {
+                req.non_resource(cluster)?;
+                if req.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(
+                        "the server does not allow this method on the requested resource",
+                    ));
+                }
+                return Ok(aggregated_discovery(
+                    &registry.group_discovery_list(core, v),
+                    v,
+                ));
+            }
+            return get_only(Some(if core {
+                resources::api_versions()
+            } else {
+                registry.api_group_list()
+            }));
+        }
         ["openapi", "v3"] => return get_only(Some(registry.openapi_index())),
         ["openapi", "v3", gv @ ..] => return get_only(registry.openapi_doc(&gv.join("/"))),
         [".well-known", "openid-configuration"] => {
@@ -432,7 +478,19 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
         (&Method::GET, true) => "list",
         (&Method::GET, false) => "get",
         (&Method::POST, true) => "create",
-        (&Method::POST, false) if t.subresource.as_deref() == Some("token") => "create",
+        (&Method::POST, false)
+            if matches!(t.subresource.as_deref(), Some("token" | "eviction")) =>
+        {
+            "create"
+        }
+        (&Method::POST, false)
+            if t.subresource
+                .as_deref()
+                .and_then(crate::streaming::Kind::of)
+                .is_some() =>
+        {
+            "create"
+        }
         (&Method::PUT, false) => "update",
         (&Method::PATCH, false) => "patch",
         (&Method::DELETE, false) => "delete",
@@ -449,14 +507,27 @@ fn verb_of(req: &Req, t: &Target) -> Result<&'static str, ApiError> {
 /// change it).
 fn as_served(obj: &Value, t: &Target) -> bool {
     obj.get("kind").and_then(Value::as_str) != Some(t.info.kind.as_str())
-        || obj.get("apiVersion").and_then(Value::as_str)
+        || (obj.get("apiVersion").and_then(Value::as_str)
             == Some(t.info.api_version_for(&t.version).as_str())
+            && read_defaults(t).is_none())
 }
 
-/// An object as served at `version` (custom resources may be served at several).
+/// The schema of a custom type whose reads apply defaults (it declares some): as the API
+/// server defaults what it reads from storage, an object stored before a default was added
+/// is served with it.
+fn read_defaults(t: &Target) -> Option<&Value> {
+    structural::schema_of(&t.info).filter(|s| structural::has_defaults(s))
+}
+
+/// An object as served at `version` (custom resources may be served at several), with the
+/// defaults of its schema.
 fn present(mut obj: Value, t: &Target) -> Value {
     if obj.is_object() && obj.get("kind").and_then(Value::as_str) == Some(t.info.kind.as_str()) {
         obj["apiVersion"] = Value::String(t.info.api_version_for(&t.version));
+        if let Some(schema) = read_defaults(t) {
+            structural::default(schema, &mut obj);
+            obj.sort_all_objects();
+        }
     }
     obj
 }
@@ -516,6 +587,33 @@ fn decode_body(req: &Req) -> Result<Value, ApiError> {
     }
 }
 
+/// How long a list at a resourceVersion newer than the store's waits for it before the 504
+/// (kube-apiserver's watch cache waits 3 s).
+const LIST_VERSION_WAIT: Duration = Duration::from_secs(1);
+
+/// Wait (at most [`LIST_VERSION_WAIT`]) until the store reaches the resourceVersion a list
+/// asks for.
+async fn wait_for_version(cluster: &Cluster, rv: Option<&str>) {
+    let Some(wanted) = rv.and_then(|r| r.parse::<u64>().ok()) else {
+        return;
+    };
+    let store = cluster.store();
+    if store.current_rv() >= wanted {
+        return;
+    }
+    let Ok(sub) = store.subscribe(None) else {
+        return;
+    };
+    let mut live = sub.live;
+    let deadline = tokio::time::Instant::now() + LIST_VERSION_WAIT;
+    while store.current_rv() < wanted {
+        match tokio::time::timeout_at(deadline, live.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => return,
+        }
+    }
+}
+
 fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
     let label_selector = match req.query.get("labelSelector").filter(|s| !s.is_empty()) {
         None => None,
@@ -537,6 +635,7 @@ fn list_options(req: &Req, t: &Target) -> Result<ListOptions, ApiError> {
             .get("continue")
             .filter(|c| !c.is_empty())
             .map(str::to_string),
+        ..ListOptions::default()
     })
 }
 
@@ -610,12 +709,15 @@ async fn serve(
     if t.info.is_review() {
         return review(cluster, req, t);
     }
+    if t.info.is_component_status() {
+        return component_statuses(cluster, req, t, verb);
+    }
     let res = t.info.key();
     let ns = t.namespace.as_str();
     let name = t.name.as_deref().unwrap_or_default();
     // Logs are text and token requests their own kind; everything else is negotiated.
     let output = match t.subresource.as_deref() {
-        Some("log" | "token") => Output::Object,
+        Some("log" | "token" | "eviction" | "exec" | "attach" | "portforward") => Output::Object,
         _ => negotiate(req.header(header::ACCEPT))?,
     };
     let shape = |obj: Value| -> Result<Value, ApiError> { negotiate::object(output, &t.info, obj) };
@@ -628,12 +730,22 @@ async fn serve(
                     "sendInitialEvents is forbidden for list requests; use a watch",
                 ));
             }
-            let opts = list_options(req, t)?;
+            let mut opts = list_options(req, t)?;
+            opts.resource_version = req.query.get("resourceVersion").map(str::to_string);
+            opts.resource_version_match = req
+                .query
+                .get("resourceVersionMatch")
+                .filter(|m| !m.is_empty())
+                .map(str::to_string);
+            wait_for_version(cluster, opts.resource_version.as_deref()).await;
             let ns = if ns.is_empty() { None } else { Some(ns) };
             let list = cluster.list_shared(&res, ns, &opts)?;
             let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
             if let Some(c) = &list.continue_token {
                 meta["continue"] = json!(c);
+            }
+            if let Some(n) = list.remaining_item_count {
+                meta["remainingItemCount"] = json!(n);
             }
             if output == Output::Table {
                 let refs: Vec<&Value> = list.items.iter().map(|o| o.as_ref()).collect();
@@ -668,12 +780,15 @@ async fn serve(
             }
             Ok(json_response(200, &shape(obj)?))
         }
-        ("get", Some("status")) => Ok(json_response(
+        ("get", Some("status" | "approval" | "ephemeralcontainers")) => Ok(json_response(
             200,
             &shape(present(cluster.get(&res, ns, name)?, t))?,
         )),
         ("get", Some("scale")) => Ok(json_response(200, &cluster.get_scale(&res, ns, name)?)),
         ("get", Some("log")) => pod_logs(cluster, req, ns, name),
+        ("get" | "create", Some(sub)) if crate::streaming::Kind::of(sub).is_some() => {
+            stream(cluster, req, t, verb, sub).await
+        }
         ("create", None) => {
             let mut body = decode_body(req)?;
             if !body.is_object() {
@@ -689,6 +804,7 @@ async fn serve(
             ))
         }
         ("create", Some("token")) => token_request(cluster, req, ns, name),
+        ("create", Some("eviction")) => evict(cluster, req, ns, name),
         ("update", None) => {
             let mut body = decode_body(req)?;
             check_kind(&body, t)?;
@@ -700,7 +816,17 @@ async fn serve(
                 &warnings,
             ))
         }
-        ("update", Some("status")) => {
+        ("update", Some("ephemeralcontainers")) => {
+            let body = decode_body(req)?;
+            Ok(json_response(
+                200,
+                &shape(present(
+                    cluster.replace_ephemeral_containers(ns, name, body, &req.write_options())?,
+                    t,
+                ))?,
+            ))
+        }
+        ("update", Some("status" | "approval")) => {
             let body = decode_body(req)?;
             Ok(json_response(
                 200,
@@ -717,7 +843,7 @@ async fn serve(
                 &cluster.set_scale(&res, ns, name, &body, &req.write_options())?,
             ))
         }
-        ("patch", sub @ (None | Some("status") | Some("scale"))) => {
+        ("patch", sub @ (None | Some("status" | "scale" | "approval" | "ephemeralcontainers"))) => {
             let ct = req
                 .header(header::CONTENT_TYPE)
                 .split(';')
@@ -822,7 +948,7 @@ fn review(cluster: &Cluster, req: &Req, t: &Target) -> Result<Response, ApiError
 /// A `<Kind>List`, written item by item from the shared objects (a list can be large).
 fn list_response(t: &Target, meta: Value, items: &[crate::store::Obj]) -> Response {
     let api_version = t.info.api_version_for(&t.version);
-    let rewrite = api_version != t.info.api_version();
+    let rewrite = api_version != t.info.api_version() || read_defaults(t).is_some();
     let mut out = String::with_capacity(256 + items.len() * 1024);
     out.push_str(&format!(
         "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
@@ -915,7 +1041,14 @@ fn deleted_body(t: &Target, outcome: Deleted) -> Value {
 
 fn delete_options(req: &Req) -> Result<DeleteOptions, ApiError> {
     let body = decode_body(req)?;
-    let body = if body.is_object() { body } else { json!({}) };
+    delete_options_of(req, &body)
+}
+
+/// The `DeleteOptions` of `body` (a delete's body, or an Eviction's `deleteOptions`) and the
+/// request's query.
+fn delete_options_of(req: &Req, body: &Value) -> Result<DeleteOptions, ApiError> {
+    let empty = json!({});
+    let body = if body.is_object() { body } else { &empty };
     let policy = body["propagationPolicy"]
         .as_str()
         .or_else(|| req.query.get("propagationPolicy"))
@@ -984,6 +1117,113 @@ fn patch_scale(
     ))
 }
 
+/// An aggregated discovery document (`apidiscovery.k8s.io/<version>`), with the media type
+/// client-go checks to tell it from the plain one.
+fn aggregated_discovery(doc: &Value, version: &str) -> Response {
+    use sha2::Digest;
+    let body = json_line(doc);
+    let etag = hex::encode(&sha2::Sha256::digest(&body)[..16]).to_uppercase();
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+        )
+        .header(header::VARY, "Accept")
+        .header(header::ETAG, format!("\"{etag}\""))
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// `v1` ComponentStatus (`kubectl get cs`): the control plane components, computed on each
+/// request as kube-apiserver probes them. Everything runs inside this process, so each is
+/// healthy. The type is deprecated; responses carry the API server's warning.
+fn component_statuses(
+    cluster: &Cluster,
+    req: &Req,
+    t: &Target,
+    verb: &str,
+) -> Result<Response, ApiError> {
+    let item = |name: &str| {
+        json!({"kind": "ComponentStatus", "apiVersion": "v1",
+               "metadata": {"name": name, "creationTimestamp": null},
+               "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]})
+    };
+    let names = ["scheduler", "controller-manager", "etcd-0"];
+    let output = negotiate(req.header(header::ACCEPT))?;
+    let warnings = ["v1 ComponentStatus is deprecated in v1.19+".to_string()];
+    let response = match verb {
+        "list" => {
+            let items: Vec<Value> = names.iter().map(|n| item(n)).collect();
+            let meta = json!({});
+            if output == Output::Table {
+                let refs: Vec<&Value> = items.iter().collect();
+                table_response(cluster, req, t, &refs, meta)
+            } else if let Some(partial) = negotiate::list(output, &t.info, &meta, items.iter())? {
+                json_response(200, &partial)
+            } else {
+                json_response(
+                    200,
+                    &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": meta, "items": items}),
+                )
+            }
+        }
+        "get" => {
+            let name = t.name.as_deref().unwrap_or_default();
+            if !names.contains(&name) {
+                return Err(ApiError::not_found(&t.info, name));
+            }
+            let obj = item(name);
+            if output == Output::Table {
+                table_response(cluster, req, t, &[&obj], json!({}))
+            } else {
+                json_response(200, &negotiate::object(output, &t.info, obj)?)
+            }
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    Ok(with_warnings(response, &warnings))
+}
+
+/// `pods/eviction` (`policy/v1` Eviction): deletes the pod unless that would violate its
+/// PodDisruptionBudget (429), as kube-apiserver's eviction REST does.
+fn evict(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let body = decode_body(req)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    if !matches!(
+        body["apiVersion"].as_str(),
+        None | Some("policy/v1") | Some("policy/v1beta1")
+    ) || !matches!(body["kind"].as_str(), None | Some("Eviction"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unsupported eviction kind {:?} in {:?}",
+            body["kind"].as_str().unwrap_or_default(),
+            body["apiVersion"].as_str().unwrap_or_default()
+        )));
+    }
+    if let Some(n) = body["metadata"]["name"].as_str()
+        && n != name
+    {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let mut opts = delete_options_of(req, &body["deleteOptions"])?;
+    if req.query.get("dryRun") == Some("All") {
+        opts.dry_run = true;
+    }
+    crate::cluster::eviction::evict(cluster, ns, name, &opts)?;
+    Ok(json_response(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
 fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {
     let body = decode_body(req)?;
     let mut spec = body
@@ -1009,6 +1249,54 @@ fn token_request(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<R
             "status": {"token": token, "expirationTimestamp": exp.to_string()},
         }),
     ))
+}
+
+/// `pods/exec`, `pods/attach`, `pods/portforward`. A WebSocket upgrade is a GET, authorized
+/// as `get`; as kube-apiserver does since 1.35 (`AuthorizePodWebsocketUpgradeCreatePermission`),
+/// it also needs `create`, the verb of the SPDY POST.
+async fn stream(
+    cluster: &Arc<Cluster>,
+    req: &Req,
+    t: &Target,
+    verb: &str,
+    sub: &str,
+) -> Result<Response, ApiError> {
+    let kind = crate::streaming::Kind::of(sub).expect("checked by the caller");
+    let ns = t.namespace.as_str();
+    let name = t.name.as_deref().unwrap_or_default();
+    if verb == "get" {
+        cluster.authorize(
+            &req.user,
+            &Attributes {
+                verb: "create".into(),
+                api_group: t.info.group.clone(),
+                resource: t.info.resource.clone(),
+                subresource: sub.to_string(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                path: None,
+            },
+        )?;
+    }
+    let all = |key: &str| -> Vec<String> {
+        req.query
+            .0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let params = crate::streaming::Params {
+        container: req.query.get("container").unwrap_or_default().to_string(),
+        command: all("command"),
+        stdin: req.query.flag("stdin") && req.query.get("stdin").is_some(),
+        stdout: req.query.flag("stdout") && req.query.get("stdout").is_some(),
+        stderr: req.query.flag("stderr") && req.query.get("stderr").is_some(),
+        tty: req.query.flag("tty") && req.query.get("tty").is_some(),
+        ports: all("ports"),
+    };
+    let ws = req.ws.lock().unwrap_or_else(|e| e.into_inner()).take();
+    crate::streaming::serve(cluster, kind, ns, name, params, &req.headers, ws).await
 }
 
 fn pod_logs(cluster: &Cluster, req: &Req, ns: &str, name: &str) -> Result<Response, ApiError> {

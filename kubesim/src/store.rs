@@ -195,6 +195,43 @@ impl Store {
         (items, st.rv)
     }
 
+    /// Like `list_after`, but the state at resourceVersion `rv` (kube-apiserver's `Exact`
+    /// lists and continued pages): the current objects with the newer events of the history
+    /// undone. `TooOld` when the history no longer reaches back to `rv`; a future `rv`
+    /// answers the current state.
+    pub fn list_at(
+        &self,
+        res: &ResKey,
+        namespace: Option<&str>,
+        after: Option<&ObjKey>,
+        rv: u64,
+    ) -> Result<Vec<Obj>, TooOld> {
+        let st = self.lock();
+        if rv < st.compacted {
+            return Err(TooOld {
+                requested: rv,
+                oldest: st.compacted,
+            });
+        }
+        let mut objects: BTreeMap<&ObjKey, Obj> = range(&st.objects, res, namespace)
+            .map(|(k, v)| (k, v.clone()))
+            .collect();
+        for ev in st.history.iter().rev().take_while(|e| e.rv > rv) {
+            if ev.key.res != *res || namespace.is_some_and(|ns| ev.key.namespace != ns) {
+                continue;
+            }
+            match &ev.prev {
+                Some(prev) => objects.insert(&ev.key, prev.clone()),
+                None => objects.remove(&ev.key),
+            };
+        }
+        Ok(objects
+            .into_iter()
+            .filter(|(k, _)| after.is_none_or(|a| *k > a))
+            .map(|(_, v)| v)
+            .collect())
+    }
+
     /// Every object of every collection (for the garbage collector and scans).
     pub fn all(&self) -> Vec<(ObjKey, Obj)> {
         self.lock()
@@ -374,6 +411,54 @@ mod tests {
         let ev = live.try_recv().unwrap();
         assert_eq!(ev.kind, EventType::Deleted);
         assert!(ev.prev.is_some());
+    }
+
+    #[test]
+    fn list_at_undoes_newer_events() {
+        let s = Store::new(100, 16);
+        let res = ResKey::new("", "configmaps");
+        let put = |name: &str, v: i64| {
+            s.write::<()>(&key("a", name), |_| {
+                Ok(Write::Put(json!({"metadata": {"name": name}, "v": v})))
+            })
+            .unwrap();
+        };
+        put("x", 1); // rv 2
+        put("y", 1); // rv 3
+        put("x", 2); // rv 4
+        s.write::<()>(&key("a", "y"), |_| Ok(Write::Delete))
+            .unwrap(); // rv 5
+        put("z", 1); // rv 6
+        let at = |rv: u64| -> Vec<(String, i64)> {
+            s.list_at(&res, Some("a"), None, rv)
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    (
+                        o["metadata"]["name"].as_str().unwrap().to_string(),
+                        o["v"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(at(2), [("x".to_string(), 1)]);
+        assert_eq!(at(3), [("x".to_string(), 1), ("y".to_string(), 1)]);
+        assert_eq!(at(4), [("x".to_string(), 2), ("y".to_string(), 1)]);
+        assert_eq!(at(5), [("x".to_string(), 2)]);
+        assert_eq!(at(6), [("x".to_string(), 2), ("z".to_string(), 1)]);
+        assert_eq!(
+            s.list_at(&res, Some("a"), None, 3).unwrap()[0]["metadata"]["resourceVersion"],
+            "2"
+        );
+        s.compact();
+        assert_eq!(
+            s.list_at(&res, None, None, 5).err(),
+            Some(TooOld {
+                requested: 5,
+                oldest: 6
+            })
+        );
+        assert_eq!(s.list_at(&res, None, None, 6).unwrap().len(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
+use crate::structural;
 
 fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Option<Value> {
     // Decoded from the borrowed value: no copy of the object first.
@@ -124,11 +125,11 @@ fn prune(input: &mut Value, known: &Value) {
     }
 }
 
-/// The paths of the fields of `obj` (a built-in kind, `status` aside) its type does not have;
-/// empty for custom resources and undecodable bodies.
+/// The paths of the fields of `obj` (a built-in kind, `status` aside) its type does not have,
+/// or those a custom resource's schema prunes; empty for undecodable bodies.
 pub fn unknown(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     if info.custom {
-        return Vec::new();
+        return custom_unknown(info, obj).unwrap_or_default();
     }
     let mut stripped = None;
     let probe = without_status(obj, &mut stripped);
@@ -137,6 +138,13 @@ pub fn unknown(info: &ResourceInfo, obj: &Value) -> Vec<String> {
         unknown_fields(probe, &known, &mut String::new(), &mut out);
     }
     out
+}
+
+/// The fields a custom resource's schema prunes (`None` without a schema).
+fn custom_unknown(info: &ResourceInfo, obj: &Value) -> Option<Vec<String>> {
+    let schema = structural::schema_of(info)?;
+    let mut copy = obj.clone();
+    Some(structural::prune(schema, &mut copy))
 }
 
 /// `obj` without `status`: `obj` itself when it has none, else a copy kept in `slot`.
@@ -152,18 +160,22 @@ fn without_status<'a>(obj: &'a Value, slot: &'a mut Option<Value>) -> &'a Value 
 }
 
 /// `fieldValidation=Ignore|Warn`: drop the fields of a built-in kind its type does not have,
-/// as decoding into the API server's types does. `status` is left alone; custom resources and
-/// undecodable bodies are kept as they are.
+/// as decoding into the API server's types does (`status` is left alone), or the fields a
+/// custom resource's schema does not declare, as its pruning does. Undecodable bodies are
+/// kept as they are.
 pub fn drop_unknown(info: &ResourceInfo, obj: &mut Value) {
     drop_unknown_reporting(info, obj);
 }
 
 /// [`drop_unknown`] that also returns the paths [`unknown`] reports (the non-null fields
-/// dropped), from the same decoding; `None` when nothing was decoded (custom resources,
-/// undecodable bodies), so nothing was dropped.
+/// dropped), from the same decoding; `None` when nothing was decoded (custom resources
+/// without a schema, undecodable bodies), so nothing was dropped.
 pub fn drop_unknown_reporting(info: &ResourceInfo, obj: &mut Value) -> Option<Vec<String>> {
-    if info.custom || !obj.is_object() {
+    if !obj.is_object() {
         return None;
+    }
+    if info.custom {
+        return structural::schema_of(info).map(|schema| structural::prune(schema, obj));
     }
     let status = obj.as_object_mut().and_then(|m| m.remove("status"));
     let known = typed_roundtrip(info, obj);
@@ -181,25 +193,37 @@ pub fn drop_unknown_reporting(info: &ResourceInfo, obj: &mut Value) -> Option<Ve
 /// 400 `<Kind> in version "v1" cannot be handled as a <Kind>: strict decoding error: unknown
 /// field "..."` when `obj` (a built-in kind) carries fields its type does not have; for
 /// server-side apply bodies (`apply`) the structured-merge message `failed to create typed
-/// patch object (...): .spec.foo: field not declared in schema`. Custom resources and
-/// undecodable bodies pass.
+/// patch object (...): .spec.foo: field not declared in schema`. Custom resources are checked
+/// against their schema (the fields pruning would drop), except apply bodies, which are
+/// pruned; undecodable bodies pass.
 pub fn check(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<(), ApiError> {
     check_decoded(info, obj, apply).map(|_| ())
 }
 
 /// [`check`], telling whether the object was decoded (true: it has no field its type lacks
-/// but null ones; false: a custom resource or an undecodable body, passed unchecked).
+/// but null ones, or a custom resource has none its schema prunes; false: a custom resource
+/// without a schema or an undecodable body, passed unchecked).
 pub fn check_decoded(info: &ResourceInfo, obj: &Value, apply: bool) -> Result<bool, ApiError> {
-    if info.custom {
-        return Ok(false);
-    }
-    let mut stripped = None;
-    let probe = without_status(obj, &mut stripped);
-    let Some(known) = typed_roundtrip(info, probe) else {
-        return Ok(false);
+    let unknown = if info.custom {
+        if apply {
+            // Apply configurations of custom resources are pruned, never refused (the
+            // structured-merge type of a CRD is built from its pruned schema).
+            return Ok(structural::schema_of(info).is_some());
+        }
+        let Some(unknown) = custom_unknown(info, obj) else {
+            return Ok(false);
+        };
+        unknown
+    } else {
+        let mut stripped = None;
+        let probe = without_status(obj, &mut stripped);
+        let Some(known) = typed_roundtrip(info, probe) else {
+            return Ok(false);
+        };
+        let mut unknown = Vec::new();
+        unknown_fields(probe, &known, &mut String::new(), &mut unknown);
+        unknown
     };
-    let mut unknown = Vec::new();
-    unknown_fields(probe, &known, &mut String::new(), &mut unknown);
     if unknown.is_empty() {
         return Ok(true);
     }

@@ -8,6 +8,28 @@ use std::time::Duration;
 
 use crate::Kubesim;
 
+/// A TCP port free on every address now, for a server a test starts later (a pod's process
+/// shares the host network). Taken from 12000-19999, below the ephemeral range, where an
+/// outgoing connection of another test could take a port `bind(0)` had just given out.
+pub fn free_port() -> u16 {
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 8_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let mut x = nanos ^ std::process::id().rotate_left(16);
+    for _ in 0..SPAN {
+        // A step coprime with SPAN visits every port of the span once.
+        x = x.wrapping_add(7_919);
+        let port = (LOW + x % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}-{}", LOW + SPAN - 1)
+}
+
 /// The directory of the pinned tools: `$SC_TOOLS_DIR`, else `<workspace>/.tools`.
 pub fn tools_dir() -> PathBuf {
     match std::env::var_os("SC_TOOLS_DIR") {

@@ -734,19 +734,11 @@ async fn volumes_appear_at_translated_mount_paths_and_follow_updates() {
     assert_eq!(log, "ones3\nupdated\n");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
     let ks = start().await;
     let c = ks.cluster();
-    let port = free_port();
+    let port = kubesim::testing::free_port();
     create(
         &c,
         "",
@@ -789,7 +781,7 @@ async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
     })
     .await;
 
-    let dead_port = free_port();
+    let dead_port = kubesim::testing::free_port();
     create(
         &c,
         "",

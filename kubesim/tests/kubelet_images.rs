@@ -379,3 +379,53 @@ async fn images_without_an_archive_keep_the_host_mapping() {
         assert_eq!(id, "process:///bin/sh", "{name}");
     }
 }
+
+/// `kubectl exec` in a container run from an image: the program is found in the image root
+/// through the image's `PATH`, and runs as the container's user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_from_the_image_root_as_the_container_user() {
+    let s = start().await;
+    let c = s.ks.cluster();
+    let fifo = s.dir.path().join("exec.fifo");
+    mkfifo(&fifo);
+    create_pod(
+        &c,
+        "execd",
+        json!({"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "registry.example/team/shell:1.0",
+            "env": [{"name": "WAIT", "value": fifo.display().to_string()}]}]}),
+    );
+    wait_pod(&c, "execd", "running", running).await;
+    let script = r#"echo "$0"; while read -r l; do case "$l" in Uid:*) echo "$l";; esac; done < /proc/self/status"#;
+    let out = kubesim::testing::run(
+        &s.ks,
+        "kubectl",
+        &["exec", "execd", "--", "sh", "-c", script],
+    )
+    .await;
+    let stdout = out.ok("kubectl exec").to_string();
+    let root =
+        s.ks.kubelet()
+            .images()
+            .expect("an image store")
+            .cache_dir()
+            .join("sha256")
+            .join(s.digest.trim_start_matches("sha256:"));
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(root.join("bin/sh").display().to_string().as_str()),
+        "{stdout}"
+    );
+    let uid = lines.next().expect("the Uid line");
+    if is_root() {
+        assert!(uid.split_whitespace().nth(1) == Some("65532"), "{uid}");
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    wait_pod(&c, "execd", "finished", finished).await;
+}

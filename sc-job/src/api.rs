@@ -4,7 +4,7 @@
 use backon::{ExponentialBuilder, Retryable};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::future::Future;
 use std::time::Duration;
 
@@ -266,6 +266,34 @@ impl Kube {
         let mut guarded = object.clone();
         guarded["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let patch = Patch::Apply(&guarded);
+        (|| api.patch(name, &params, &patch))
+            .retry(backoff())
+            .when(|e| is_transient(e) && !is_conflict(e))
+            .await
+            .map(to_value)
+    }
+
+    /// Removes the keys `keys` of a Secret's `data` (a merge patch, field manager `sc-job`)
+    /// on the precondition `resource_version`: 409 Conflict when the Secret changed since,
+    /// returned at once (other transient errors are retried).
+    pub async fn remove_data_keys(
+        &self,
+        namespace: &str,
+        name: &str,
+        keys: &[String],
+        resource_version: &str,
+    ) -> Result<Value, kube::Error> {
+        let api = self.api("Secret", namespace);
+        let data: Map<String, Value> = keys.iter().map(|k| (k.clone(), Value::Null)).collect();
+        let body = serde_json::json!({
+            "metadata": {"resourceVersion": resource_version},
+            "data": data,
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let patch = Patch::Merge(&body);
         (|| api.patch(name, &params, &patch))
             .retry(backoff())
             .when(|e| is_transient(e) && !is_conflict(e))

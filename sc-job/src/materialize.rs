@@ -666,6 +666,32 @@ impl Materializer<'_> {
             tries += 1;
             if let Some(e) = &seen.existing {
                 check_owner(&r, e, connection, exclusive, recorded.contains(&r))?;
+                let stray = stray_data_keys(e, obj);
+                if let (false, Some(rv)) = (stray.is_empty(), seen.precondition.as_deref()) {
+                    match self.kube.remove_data_keys(ns, name, &stray, rv).await {
+                        Ok(after) => {
+                            run.steps.push(self.log.step(
+                                connection,
+                                &r,
+                                "repaired",
+                                Some(&format!(
+                                    "removed {} another field manager wrote: {}",
+                                    plural(stray.len(), "key", "keys"),
+                                    stray.join(", ")
+                                )),
+                            ));
+                            seen = Seen {
+                                precondition: resource_version(&after).map(str::to_string),
+                                existing: Some(metadata_of(&after)),
+                            };
+                        }
+                        Err(e) if api::is_conflict(&e) && tries < CONFLICT_TRIES => {
+                            seen = self.look_up_one(&r).await?;
+                            continue;
+                        }
+                        Err(e) => return Err(failure::api_error("patch", &r, &e)),
+                    }
+                }
             }
             match self
                 .kube
@@ -1039,6 +1065,22 @@ fn service_accounts(objects: &[ObjectKey]) -> Vec<String> {
 /// Refuses an existing object that is not managed by sc-extension (unless it is one of
 /// `connection`'s, `recorded` by its last run, that lost our label) or, when `exclusive`,
 /// belongs to another connection.
+/// The keys of a Secret's `data` that another field manager wrote and sc-job no longer
+/// applies (`existing`'s managedFields against `obj`, the Secret to apply): an apply alone
+/// leaves them, so they are removed first. Only key names, never values.
+fn stray_data_keys(existing: &Value, obj: &Value) -> Vec<String> {
+    if obj["kind"] != "Secret" {
+        return Vec::new();
+    }
+    let entries: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
+        serde_json::from_value(existing["metadata"]["managedFields"].clone()).unwrap_or_default();
+    let applied = obj["data"].as_object();
+    sc_contract::drift::foreign_data_keys(&entries)
+        .into_iter()
+        .filter(|k| applied.is_none_or(|m| !m.contains_key(k)))
+        .collect()
+}
+
 fn check_owner(
     r: &ObjectKey,
     existing: &Value,

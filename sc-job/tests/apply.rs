@@ -660,3 +660,57 @@ async fn a_changed_request_is_applied_as_it_is_now() {
     assert_eq!(status["hash"], hashes(&c, &then)["x"]);
     assert_eq!(status["appliedHash"], hashes(&c, &now)["x"]);
 }
+
+/// A key another field manager added to a Secret (or one the connection no longer applies)
+/// stays through a server-side apply, which removes only fields of its own manager: the next
+/// run removes it, takes back a changed value and leaves exactly the requested keys.
+#[tokio::test]
+async fn a_key_another_writer_added_is_removed_by_the_next_run() {
+    let ks = start().await;
+    let c = ks.cluster();
+    let conn = json!({"x": {
+        "namespace": "default", "targetType": "storage-blob", "authType": "secret",
+        "parameters": {"accountName": "acct"}, "secrets": {"accountKey": ACCOUNT_KEY},
+    }});
+    request_all(&c, "cs-1", 1, &conn);
+    run_job(&ks, &[]).await.expect_code(0);
+    let before = get(&c, "Secret", "default", "sc-x-secret").expect("secret");
+    let keys: Vec<String> = secret_data(&before).into_keys().collect();
+    // Another writer adds a key and changes one: an update, as `kubectl patch` makes it.
+    let body = json!({"data": {"EXTRA": "dmFuZGFs", keys[0].clone(): "dmFuZGFs"}});
+    c.patch(
+        &res("Secret"),
+        "default",
+        "sc-x-secret",
+        None,
+        kubesim::cluster::PatchType::Merge,
+        &body,
+        &kubesim::cluster::WriteOptions::manager("vandal"),
+    )
+    .expect("patch");
+
+    request_all(&c, "cs-2", 2, &conn);
+    let run = run_job(&ks, &[]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains(
+            "[x] secret default/sc-x-secret: repaired (removed 1 key another field manager wrote: EXTRA)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let after = get(&c, "Secret", "default", "sc-x-secret").expect("secret");
+    assert_eq!(secret_data(&after), secret_data(&before));
+    let managers: Vec<&str> = after["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert_eq!(
+        managers,
+        ["sc-job"],
+        "{}",
+        after["metadata"]["managedFields"]
+    );
+}

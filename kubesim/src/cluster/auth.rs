@@ -176,6 +176,12 @@ impl Cluster {
         ))
     }
 
+    /// The rules that apply to `user` in `namespace` (cluster-wide ones included), with the
+    /// errors of bindings whose role does not exist (`kubectl auth can-i --list`).
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<Value>, Vec<String>) {
+        self.with_policy(|policy| crate::rbac::rules_for(policy, user, namespace))
+    }
+
     /// The RBAC decision for `user` with the Roles and bindings currently stored.
     pub fn decide(&self, user: &UserInfo, attrs: &Attributes) -> crate::rbac::Decision {
         if user.groups.iter().any(|g| g == "system:masters") {
@@ -184,6 +190,11 @@ impl Cluster {
                 reason: String::new(),
             };
         }
+        self.with_policy(|policy| crate::rbac::decide(policy, user, attrs))
+    }
+
+    /// `f` applied to the Roles and bindings currently stored.
+    fn with_policy<T>(&self, f: impl FnOnce(&crate::rbac::Policy<'_>) -> T) -> T {
         let fetch = |r: &str| {
             self.store
                 .list(&ResKey::new("rbac.authorization.k8s.io", r), None)
@@ -196,13 +207,12 @@ impl Cluster {
             fetch("clusterrolebindings"),
         );
         let (r1, r2, r3, r4) = (refs(&roles), refs(&croles), refs(&rbs), refs(&crbs));
-        let policy = crate::rbac::Policy {
+        f(&crate::rbac::Policy {
             roles: &r1,
             cluster_roles: &r2,
             role_bindings: &r3,
             cluster_role_bindings: &r4,
-        };
-        crate::rbac::decide(&policy, user, attrs)
+        })
     }
 }
 

@@ -337,8 +337,65 @@ fn priority_classes() -> Vec<Value> {
         .collect()
 }
 
+/// kube-apiserver's (group priority, version priority) of a built-in group-version
+/// (`apiVersionPriorities` of the aggregator).
+fn api_service_priority(group: &str, version: &str) -> (i64, i64) {
+    let group_priority = match group {
+        "" | "apiregistration.k8s.io" => 18000,
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "authentication.k8s.io" => 17700,
+        "authorization.k8s.io" => 17600,
+        "autoscaling" => 17500,
+        "batch" => 17400,
+        "certificates.k8s.io" => 17300,
+        "networking.k8s.io" => 17200,
+        "policy" => 17100,
+        "rbac.authorization.k8s.io" => 17000,
+        "storage.k8s.io" => 16800,
+        "admissionregistration.k8s.io" | "apiextensions.k8s.io" => 16700,
+        "scheduling.k8s.io" => 16600,
+        "coordination.k8s.io" => 16500,
+        "node.k8s.io" => 16300,
+        "discovery.k8s.io" => 16200,
+        "flowcontrol.apiserver.k8s.io" => 16100,
+        _ => 1000,
+    };
+    let version_priority = match (group, version) {
+        ("", "v1") => 1,
+        ("autoscaling", "v2") => 30,
+        _ => 15,
+    };
+    (group_priority, version_priority)
+}
+
+/// The `apiregistration.k8s.io/v1` APIServices of the built-in group-versions, as the
+/// aggregator registers them at start (`v1.` for the core group, `v1.apps`, ...): local (no
+/// `spec.service`) and always available.
+fn api_services(groups: &[(String, Vec<String>)]) -> Vec<Value> {
+    let mut gvs = vec![(String::new(), "v1".to_string())];
+    for (g, vs) in groups {
+        gvs.extend(vs.iter().map(|v| (g.clone(), v.clone())));
+    }
+    gvs.into_iter()
+        .map(|(group, version)| {
+            let (gp, vp) = api_service_priority(&group, &version);
+            let mut spec =
+                json!({"version": version, "groupPriorityMinimum": gp, "versionPriority": vp});
+            if !group.is_empty() {
+                spec["group"] = json!(group);
+            }
+            json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                   "metadata": {"name": format!("{version}.{group}"),
+                                "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                   "spec": spec})
+        })
+        .collect()
+}
+
 impl Cluster {
-    /// Create the cluster-scoped bootstrap objects (RBAC policy, PriorityClasses).
+    /// Create the cluster-scoped bootstrap objects (RBAC policy, PriorityClasses, the
+    /// built-in APIServices).
     pub(super) fn bootstrap(&self) {
         let opts = WriteOptions::manager(MANAGER);
         let rbac = |r: &str| ResKey::new("rbac.authorization.k8s.io", r);
@@ -361,6 +418,80 @@ impl Cluster {
         for (res, obj) in objects {
             self.create(&res, "", obj, &opts)
                 .expect("a bootstrap object is valid");
+        }
+        let api_service = ResKey::new("apiregistration.k8s.io", "apiservices");
+        let now = crate::time::now();
+        for obj in api_services(&self.registry().groups()) {
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.create(&api_service, "", obj, &opts)
+                .expect("a bootstrap object is valid");
+            self.update_status(&api_service, "", &name, MANAGER, |o| {
+                o["status"] = json!({"conditions": [{"type": "Available", "status": "True",
+                    "lastTransitionTime": now, "reason": "Local",
+                    "message": "Local APIServices are always available"}]});
+                Ok(())
+            })
+            .expect("a bootstrap APIService exists");
+        }
+    }
+
+    /// Keep one APIService per group-version that CustomResourceDefinitions serve, as the
+    /// API server's CRD registration controller does (label
+    /// `kube-aggregator.kubernetes.io/automanaged: "true"`, group priority 1000, version
+    /// priority 100, local and available); remove those no definition serves any more.
+    pub(super) fn sync_crd_api_services(&self) {
+        let res = ResKey::new("apiregistration.k8s.io", "apiservices");
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for i in self.registry().all().filter(|i| i.custom) {
+            for v in &i.versions {
+                let gv = (i.group.clone(), v.clone());
+                if !wanted.contains(&gv) {
+                    wanted.push(gv);
+                }
+            }
+        }
+        let opts = WriteOptions::manager(MANAGER);
+        let (existing, _) = self.store.list(&res, None);
+        for o in existing.iter() {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let automanaged =
+                o["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"] == "true";
+            let gv = (
+                o["spec"]["group"].as_str().unwrap_or_default().to_string(),
+                o["spec"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            if automanaged && !wanted.contains(&gv) {
+                let _ = self.delete(&res, "", name, &super::DeleteOptions::default());
+            }
+        }
+        for (group, version) in wanted {
+            let name = format!("{version}.{group}");
+            if self
+                .store
+                .get(&crate::store::ObjKey::new(&res, "", &name))
+                .is_some()
+            {
+                continue;
+            }
+            let obj = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "true"}},
+                "spec": {"group": group, "version": version, "groupPriorityMinimum": 1000, "versionPriority": 100}});
+            if self.create(&res, "", obj, &opts).is_err() {
+                continue;
+            }
+            let now = crate::time::now();
+            let _ = self.update_status(&res, "", &name, MANAGER, |o| {
+                o["status"] = json!({"conditions": [{"type": "Available", "status": "True",
+                    "lastTransitionTime": now, "reason": "Local",
+                    "message": "Local APIServices are always available"}]});
+                Ok(())
+            });
         }
     }
 

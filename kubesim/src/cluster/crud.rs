@@ -14,7 +14,7 @@ use crate::error::{ApiError, Cause};
 use crate::resources::ResourceInfo;
 use crate::store::{Obj, ObjKey, ResKey, Write};
 use crate::time::{in_seconds, now};
-use crate::{admission, patch, strict};
+use crate::{admission, patch, strict, structural};
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
@@ -52,10 +52,16 @@ impl Cluster {
             items: page.items.iter().map(|o| (**o).clone()).collect(),
             resource_version: page.resource_version,
             continue_token: page.continue_token,
+            remaining_item_count: page.remaining_item_count,
         })
     }
 
-    /// [`Cluster::list`] without copying the stored objects.
+    /// [`Cluster::list`] without copying the stored objects. As kube-apiserver's storage: a
+    /// `continue` token serves the next page of the snapshot it was taken from; an `Exact`
+    /// resourceVersion (or any resourceVersion of a paged list without a match) the state at
+    /// that version while the watch history reaches back to it (410 Expired after); other
+    /// lists the current state. A resourceVersion newer than the store's is the caller's to
+    /// wait for (see [`Cluster::list_too_large`]).
     pub fn list_shared(
         &self,
         res: &ResKey,
@@ -64,15 +70,61 @@ impl Cluster {
     ) -> Result<SharedList, ApiError> {
         let info = self.info(res)?;
         let namespace = if info.namespaced { namespace } else { None };
-        let after = match &opts.continue_token {
-            None => None,
-            Some(t) => Some(decode_continue(t, res)?),
+        validate_list_options(opts)?;
+        let requested = parse_rv(opts.resource_version.as_deref())?;
+        let current = self.store.current_rv();
+        let (after, at) = match &opts.continue_token {
+            Some(t) => {
+                let (after, rv) = decode_continue(t, res, namespace)?;
+                if requested.is_some_and(|r| r > 0) {
+                    return Err(ApiError::bad_request(
+                        "specifying resource version is not allowed when using continue",
+                    ));
+                }
+                (Some(after), (rv > 0).then_some(rv as u64))
+            }
+            None => {
+                let exact = match opts.resource_version_match.as_deref() {
+                    Some("Exact") => true,
+                    Some(_) => false,
+                    // The legacy paged list: the state at that version.
+                    None => opts.limit.is_some_and(|l| l > 0),
+                };
+                (None, requested.filter(|r| exact && *r > 0))
+            }
         };
-        let (objs, rv) = self.store.list_after(res, namespace, after.as_ref());
+        if let Some(r) = requested.filter(|r| *r > current) {
+            return Err(Cluster::list_too_large(r, current));
+        }
+        let at_version = |rv: u64| -> Result<(Vec<Obj>, u64), ApiError> {
+            let objs = self
+                .store
+                .list_at(res, namespace, after.as_ref(), rv)
+                .map_err(|_| {
+                    ApiError::expired(if after.is_some() {
+                        CONTINUE_EXPIRED
+                    } else {
+                        "The resourceVersion for the provided list is too old."
+                    })
+                })?;
+            Ok((objs, rv))
+        };
+        let (objs, rv) = match at {
+            Some(rv) if rv < current => at_version(rv)?,
+            Some(rv) => match self.store.list_after(res, namespace, after.as_ref()) {
+                // A write came in since `current` was read: the state at `rv` after all.
+                (_, now) if now != rv => at_version(rv)?,
+                listed => listed,
+            },
+            None => self.store.list_after(res, namespace, after.as_ref()),
+        };
         let limit = opts.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let filtered = opts.label_selector.is_some() || opts.field_selector.is_some();
         let mut items: Vec<Obj> = Vec::new();
         let mut continue_token = None;
-        for o in objs {
+        let mut remaining_item_count = None;
+        let total = objs.len();
+        for (index, o) in objs.into_iter().enumerate() {
             if !opts.label_selector.as_ref().is_none_or(|s| s.matches(&o))
                 || !opts.field_selector.as_ref().is_none_or(|s| s.matches(&o))
             {
@@ -80,7 +132,10 @@ impl Cluster {
             }
             if items.len() == limit {
                 let last = items.last().expect("limit > 0");
-                continue_token = Some(encode_continue(rv, last));
+                continue_token = Some(encode_continue(rv, last, namespace));
+                if !filtered {
+                    remaining_item_count = Some(total - index);
+                }
                 break;
             }
             items.push(o);
@@ -89,7 +144,24 @@ impl Cluster {
             items,
             resource_version: rv,
             continue_token,
+            remaining_item_count,
         })
+    }
+
+    /// 504 for a list at a resourceVersion the store has not reached, as kube-apiserver's
+    /// watch cache answers once it gave up waiting.
+    pub fn list_too_large(requested: u64, current: u64) -> ApiError {
+        ApiError {
+            details: Some(Box::new(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            }))),
+            ..ApiError::new(
+                504,
+                "Timeout",
+                format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            )
+        }
     }
 
     /// Create `obj` in `namespace` (ignored for cluster-scoped types): admission, server-set
@@ -221,6 +293,10 @@ impl Cluster {
             strict::drop_unknown(info, &mut obj);
         }
         admission::default_object(info, &mut obj)?;
+        if let Some(schema) = structural::schema_of(info) {
+            structural::prune(schema, &mut obj);
+            structural::default(schema, &mut obj);
+        }
         admission::prepare_create(info, &mut obj, &uid);
         if (info.group.as_str(), info.resource.as_str()) == ("", "services") {
             self.allocate_cluster_ip(&mut obj);
@@ -521,6 +597,8 @@ impl Cluster {
             &ListOptions {
                 limit: None,
                 continue_token: None,
+                resource_version: None,
+                resource_version_match: None,
                 ..list.clone()
             },
         )?;
@@ -538,25 +616,170 @@ impl Cluster {
     }
 }
 
-fn encode_continue(rv: u64, last: &Value) -> String {
-    let token = json!({"rv": rv, "ns": meta(last)["namespace"].as_str().unwrap_or_default(), "name": meta(last)["name"]});
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
+
+/// The list options kube-apiserver refuses (422 on `ListOptions`).
+fn validate_list_options(opts: &ListOptions) -> Result<(), ApiError> {
+    let Some(m) = opts
+        .resource_version_match
+        .as_deref()
+        .filter(|m| !m.is_empty())
+    else {
+        return Ok(());
+    };
+    let rv = opts.resource_version.as_deref().unwrap_or_default();
+    let mut causes = Vec::new();
+    if rv.is_empty() {
+        causes.push(Cause::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
+    }
+    if opts.continue_token.is_some() {
+        causes.push(Cause::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden when continue is provided",
+        ));
+    }
+    if m != "Exact" && m != "NotOlderThan" {
+        causes.push(Cause::not_supported(
+            "resourceVersionMatch",
+            m,
+            &["Exact", "NotOlderThan", ""],
+        ));
+    }
+    if m == "Exact" && rv == "0" {
+        causes.push(Cause::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "ListOptions.meta.k8s.io \"\" is invalid: {}",
+        causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let causes: Vec<Value> = causes
+        .iter()
+        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+        .collect();
+    Err(ApiError {
+        details: Some(Box::new(
+            json!({"group": "meta.k8s.io", "kind": "ListOptions", "causes": causes}),
+        )),
+        ..ApiError::new(422, "Invalid", message)
+    })
+}
+
+/// A list's `resourceVersion` (None: unset).
+fn parse_rv(rv: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match rv.filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(r) => r.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid resource version: resourceVersion: Invalid value: {r:?}: strconv.ParseUint: parsing {r:?}: invalid syntax"
+            ))
+        }),
+    }
+}
+
+/// kube-apiserver's continue token: base64url (no padding) of
+/// `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after the list's prefix>\u0000"}`, the key
+/// being `<namespace>/<name>` for a list over all namespaces and `<name>` otherwise.
+fn encode_continue(rv: u64, last: &Value, namespace: Option<&str>) -> String {
+    let name = meta(last)["name"].as_str().unwrap_or_default();
+    let start = match (namespace, meta(last)["namespace"].as_str()) {
+        (None, Some(ns)) if !ns.is_empty() => format!("{ns}/{name}\u{0}"),
+        _ => format!("{name}\u{0}"),
+    };
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start});
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str, res: &ResKey) -> Result<ObjKey, ApiError> {
-    let expired = || {
-        ApiError::expired(
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-        )
+/// The key a continue token starts after and its resourceVersion (-1: the latest), or 400
+/// with the storage layer's message.
+fn decode_continue(
+    token: &str,
+    res: &ResKey,
+    namespace: Option<&str>,
+) -> Result<(ObjKey, i64), ApiError> {
+    let invalid = |detail: String| {
+        ApiError::bad_request(format!(
+            "invalid continue token: continue key is not valid{detail}"
+        ))
     };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
-        .map_err(|_| expired())?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| expired())?;
-    let (Some(ns), Some(name)) = (v["ns"].as_str(), v["name"].as_str()) else {
-        return Err(expired());
+        .map_err(|e| {
+            let at = match e {
+                base64::DecodeError::InvalidByte(i, _)
+                | base64::DecodeError::InvalidLastSymbol(i, _) => i,
+                base64::DecodeError::InvalidLength(n) => n.saturating_sub(1),
+                base64::DecodeError::InvalidPadding => token.find('=').unwrap_or(0),
+            };
+            invalid(format!(": illegal base64 data at input byte {at}"))
+        })?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let detail = match first {
+            None => "unexpected end of JSON input".to_string(),
+            Some(b) if !b"{[\"-0123456789tfn".contains(b) => {
+                format!(
+                    "invalid character {:?} looking for beginning of value",
+                    *b as char
+                )
+            }
+            _ => e.to_string(),
+        };
+        invalid(format!(": {detail}"))
+    })?;
+    if !v.is_object() {
+        return Err(invalid(format!(
+            ": json: cannot unmarshal {} into Go value of type storage.continueToken",
+            match v {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                _ => "null",
+            }
+        )));
+    }
+    match v["v"].as_str().unwrap_or_default() {
+        "meta.k8s.io/v1" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid continue token: continue key is not valid: server does not recognize this encoded version {other}"
+            )));
+        }
+    }
+    let rv = v["rv"].as_i64().unwrap_or(0);
+    if rv == 0 {
+        return Err(invalid(
+            ": incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into(),
+        ));
+    }
+    let start = v["start"].as_str().unwrap_or_default();
+    if start.is_empty() {
+        return Err(invalid(
+            ": encoded start key empty (version meta.k8s.io/v1)".into(),
+        ));
+    }
+    let key = start.trim_end_matches('\u{0}');
+    if key.split('/').any(|p| p == ".." || p == ".") || key.starts_with('/') {
+        return Err(invalid(format!(": {start}")));
+    }
+    let (ns, name) = match namespace {
+        Some(ns) => (ns, key),
+        None => key.split_once('/').unwrap_or(("", key)),
     };
-    Ok(ObjKey::new(res, ns, name))
+    Ok((ObjKey::new(res, ns, name), rv))
 }
 
 /// A delete precondition (`what`: `UID` or `ResourceVersion`): 409 when `wanted` is set and

@@ -12,7 +12,7 @@
 //!
 //! The operations are grouped by concern: `auth` (tokens, RBAC), `crud` (get, list, create,
 //! update, delete), `write` (the update path they share), `patching` (the four patch types),
-//! `subresources` (status, scale, pod logs); `options` holds their options and results.
+//! `subresources` (status, scale, pod logs), `eviction` (`pods/eviction`); `options` holds their options and results.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -28,6 +28,7 @@ use auth::{TokenEntry, random_token};
 mod auth;
 mod bootstrap;
 mod crud;
+pub mod eviction;
 mod options;
 mod patching;
 mod subresources;
@@ -39,7 +40,7 @@ pub use options::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectList, PatchType, Propagation,
     SharedList, WriteOptions,
 };
-pub use subresources::{LogOptions, LogStream, PodLogs};
+pub use subresources::{LogOptions, LogStream, OutputStream, PodLogs, PodStreams, StreamRefusal};
 
 /// The cluster state and its API. Share it as `Arc<Cluster>`.
 pub struct Cluster {

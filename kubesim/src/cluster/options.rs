@@ -67,6 +67,10 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// The `continue` token of the previous page.
     pub continue_token: Option<String>,
+    /// `resourceVersion` of the list (unset, `0`, or a version).
+    pub resource_version: Option<String>,
+    /// `resourceVersionMatch` (`Exact`, `NotOlderThan`).
+    pub resource_version_match: Option<String>,
 }
 
 /// One page of a list.
@@ -77,6 +81,8 @@ pub struct ObjectList {
     pub resource_version: u64,
     /// Set when more items follow.
     pub continue_token: Option<String>,
+    /// How many items follow this page (set on pages of unfiltered lists only).
+    pub remaining_item_count: Option<usize>,
 }
 
 /// One page of a list, sharing the stored objects.
@@ -87,6 +93,8 @@ pub struct SharedList {
     pub resource_version: u64,
     /// Set when more items follow.
     pub continue_token: Option<String>,
+    /// How many items follow this page (set on pages of unfiltered lists only).
+    pub remaining_item_count: Option<usize>,
 }
 
 /// `propagationPolicy` of a delete.

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::store::{ObjKey, ResKey};
 use crate::time::now;
-use crate::{patch, strict};
+use crate::{patch, strict, structural};
 
 impl Cluster {
     /// Server-side apply of `body` to the existing object (see [`Cluster::patch`]).
@@ -39,6 +39,9 @@ impl Cluster {
             opts
         };
         let mut applied = body.clone();
+        if let Some(schema) = structural::schema_of(info) {
+            structural::prune(schema, &mut applied);
+        }
         if scope == Scope::Status {
             // Only status is applied through the subresource.
             let status = applied.get("status").cloned().unwrap_or(json!({}));
@@ -87,10 +90,11 @@ impl Cluster {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let info = self.info(res)?;
-        let scope = if subresource == Some("status") {
-            Scope::Status
-        } else {
-            Scope::Main
+        let scope = match subresource {
+            // A CertificateSigningRequest's approval is a part of its status.
+            Some("status" | "approval") => Scope::Status,
+            Some("ephemeralcontainers") => Scope::EphemeralContainers,
+            _ => Scope::Main,
         };
         match kind {
             PatchType::Apply { force } => {
@@ -126,6 +130,9 @@ impl Cluster {
                             return Err(ApiError::not_found(&info, name));
                         }
                         let mut applied = body.clone();
+                        if let Some(schema) = structural::schema_of(&info) {
+                            structural::prune(schema, &mut applied);
+                        }
                         meta_mut(&mut applied).insert("name".into(), Value::String(name.into()));
                         let decoded = strict::check_decoded(&info, &applied, true)?;
                         let created =

@@ -1,6 +1,10 @@
-//! Subresources: status (PUT), scale and pod logs.
+//! Subresources: status (PUT), scale, pod logs, and the checks in front of `pods/exec`,
+//! `pods/attach` and `pods/portforward`.
 
+use std::future::Future;
 use std::pin::Pin;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -9,6 +13,7 @@ use serde_json::{Value, json};
 use super::write::Scope;
 use super::{Cluster, WriteOptions, meta, meta_mut};
 use crate::error::{ApiError, Cause};
+use crate::resources::ResourceInfo;
 use crate::store::ResKey;
 
 /// `pods/log` options. `limit_bytes` is applied by [`Cluster::pod_logs`]; a [`PodLogs`]
@@ -30,12 +35,66 @@ pub struct LogOptions {
 /// A stream of log bytes (ends when the log ends, or, with `follow`, when the container exits).
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// Where pod logs come from (the kubelet). Without one, every log request answers
-/// 400 `container "c" in pod "p" is waiting to start: ContainerCreating`.
+/// Output of a process or container, chunk by chunk; ends when the output ends.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// The streams of a `pods/exec` command or of a `pods/attach` session.
+pub struct PodStreams {
+    /// The command's stdin (exec with `stdin=true` only).
+    pub stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    pub stdout: OutputStream,
+    pub stderr: OutputStream,
+    /// The exit code of an exec'd command once it ended (`None`: attach, which ends with
+    /// the container's output).
+    pub exit: Option<Pin<Box<dyn Future<Output = i32> + Send>>>,
+}
+
+/// Why the kubelet did not start a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamRefusal {
+    /// Refused before the connection is upgraded, as the kubelet answers (500 with this text,
+    /// e.g. `container not found ("app")`).
+    Unavailable(String),
+    /// The command could not be started (the connection is upgraded; the error channel says).
+    Start(String),
+}
+
+/// Where pod logs and streams come from (the kubelet). Without one, every log request answers
+/// 400 `container "c" in pod "p" is waiting to start: ContainerCreating`, and every exec,
+/// attach or port-forward is refused as for a container that is not running.
 pub trait PodLogs: Send + Sync {
     /// The log of `opts.container` of `pod` (the stored Pod object), or the API error to answer
     /// (e.g. 400 waiting to start, 400 `previous terminated container "c" in pod "p" not found`).
     fn logs(&self, pod: &Value, opts: &LogOptions) -> Result<LogStream, ApiError>;
+
+    /// Start `command` in `container` of `pod` the way the container's process was started
+    /// (its environment, working directory and user), with a stdin pipe when `stdin`.
+    fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+    ) -> Result<PodStreams, StreamRefusal> {
+        let _ = (pod, command, stdin);
+        Err(StreamRefusal::Unavailable(format!(
+            "container not found ({container:?})"
+        )))
+    }
+
+    /// The output of `container`'s running process from now on, until it exits.
+    fn attach(&self, pod: &Value, container: &str) -> Result<PodStreams, StreamRefusal> {
+        let _ = pod;
+        Err(StreamRefusal::Unavailable(format!(
+            "container not found ({container:?})"
+        )))
+    }
+
+    /// Whether the pod's processes run (a port-forward reaches them on 127.0.0.1).
+    fn pod_running(&self, pod: &Value) -> bool {
+        let _ = pod;
+        false
+    }
 }
 
 impl Cluster {
@@ -52,6 +111,26 @@ impl Cluster {
         self.replace(&info, namespace, name, Scope::Status, obj, opts)
     }
 
+    /// Replace a pod's ephemeral containers (PUT `pods/ephemeralcontainers`): only
+    /// `spec.ephemeralContainers` of `obj` is taken.
+    pub fn replace_ephemeral_containers(
+        &self,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.info(&ResKey::new("", "pods"))?;
+        self.replace(
+            &info,
+            namespace,
+            name,
+            Scope::EphemeralContainers,
+            obj,
+            opts,
+        )
+    }
+
     /// The `autoscaling/v1` Scale of a type with a scale subresource.
     pub fn get_scale(&self, res: &ResKey, namespace: &str, name: &str) -> Result<Value, ApiError> {
         let info = self.info(res)?;
@@ -59,7 +138,7 @@ impl Cluster {
             return Err(ApiError::no_route());
         }
         let obj = self.get(res, namespace, name)?;
-        Ok(scale_of(&obj))
+        Ok(scale_of(&info, &obj))
     }
 
     /// Set `spec.replicas` from a Scale (`metadata.resourceVersion` in it is a precondition).
@@ -104,7 +183,8 @@ impl Cluster {
             true,
             |old| {
                 let mut v = old.clone();
-                v["spec"]["replicas"] = json!(replicas);
+                let (spec_path, _, _) = scale_paths(&info);
+                set_at(&mut v, &spec_path, json!(replicas));
                 match &rv {
                     Some(rv) => {
                         meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rv.clone()))
@@ -114,7 +194,7 @@ impl Cluster {
                 Ok(v)
             },
         )?;
-        Ok(scale_of(&obj))
+        Ok(scale_of(&info, &obj))
     }
 
     /// The log of a pod's container through the installed [`PodLogs`] source. 404 for a missing
@@ -184,6 +264,103 @@ impl Cluster {
     }
 }
 
+/// The pod (stored object), the container and the stream source of a `pods/exec` or
+/// `pods/attach` request.
+pub type StreamTarget = (Value, String, Option<Arc<dyn PodLogs>>);
+
+impl Cluster {
+    /// The pod and container a `pods/exec` or `pods/attach` request names, checked as
+    /// kube-apiserver does before it calls the kubelet: 404 for a missing pod; without a
+    /// container, the pod's only one (else 400 asking to choose); 400 for a container the pod
+    /// does not have, and for a pod not bound to a node. Also returns the stream source.
+    pub fn stream_target(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<StreamTarget, ApiError> {
+        let pod = self.get(&ResKey::new("", "pods"), namespace, name)?;
+        let names = |field: &str| -> Vec<String> {
+            pod["spec"][field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        let (main, init) = (names("containers"), names("initContainers"));
+        let container = if container.is_empty() {
+            match main.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Err(ApiError::bad_request(format!(
+                        "a container name must be specified for pod {name}"
+                    )));
+                }
+                _ => {
+                    let mut msg = format!(
+                        "a container name must be specified for pod {name}, choose one of: [{}]",
+                        main.join(" ")
+                    );
+                    if !init.is_empty() {
+                        msg.push_str(&format!(
+                            " or one of the init containers: [{}]",
+                            init.join(" ")
+                        ));
+                    }
+                    return Err(ApiError::bad_request(msg));
+                }
+            }
+        } else if main.iter().chain(&init).any(|c| c == container) {
+            container.to_string()
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "container {container} is not valid for pod {name}"
+            )));
+        };
+        if pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
+        }
+        let source = self
+            .pod_logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok((pod, container, source))
+    }
+
+    /// The pod a `pods/portforward` request names (404 when missing, 400 when not bound to a
+    /// node), with the stream source.
+    pub fn portforward_target(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Value, Option<Arc<dyn PodLogs>>), ApiError> {
+        let pod = self.get(&ResKey::new("", "pods"), namespace, name)?;
+        if pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
+        }
+        let source = self
+            .pod_logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok((pod, source))
+    }
+}
+
 fn limit_stream(stream: LogStream, limit: usize) -> LogStream {
     use futures::StreamExt;
     Box::pin(stream.scan(limit, |left, chunk| {
@@ -200,17 +377,64 @@ fn limit_stream(stream: LogStream, limit: usize) -> LogStream {
     }))
 }
 
-fn scale_of(obj: &Value) -> Value {
+/// JSON pointers of the replicas in the spec and in the status, and of the label selector: a
+/// custom type's `specReplicasPath`, `statusReplicasPath` and `labelSelectorPath` (`.spec.replicas`
+/// -> `/spec/replicas`), the workloads' `spec.replicas` and `status.replicas` otherwise.
+fn scale_paths(info: &ResourceInfo) -> (String, String, Option<String>) {
+    let pointer = |v: &Value| v.as_str().map(|p| p.replace('.', "/"));
+    match &info.scale {
+        Some(s) => (
+            pointer(&s["specReplicasPath"]).unwrap_or_else(|| "/spec/replicas".into()),
+            pointer(&s["statusReplicasPath"]).unwrap_or_else(|| "/status/replicas".into()),
+            pointer(&s["labelSelectorPath"]),
+        ),
+        None => ("/spec/replicas".into(), "/status/replicas".into(), None),
+    }
+}
+
+/// Set the field at JSON pointer `path`, creating the objects on the way.
+fn set_at(v: &mut Value, path: &str, value: Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let m = cur.as_object_mut().expect("object");
+        if i + 1 == parts.len() {
+            m.insert(p.to_string(), value);
+            return;
+        }
+        cur = m.entry(p.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
     let m = meta(obj);
-    let selector = obj["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let (spec_path, status_path, selector_path) = scale_paths(info);
+    // A ReplicationController's selector is the label map itself.
+    let labels = if obj["kind"] == "ReplicationController" {
+        &obj["spec"]["selector"]
+    } else {
+        &obj["spec"]["selector"]["matchLabels"]
+    };
+    let selector = match &selector_path {
+        Some(p) if info.custom => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => labels
+            .as_object()
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    };
+    let replicas = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -218,7 +442,7 @@ fn scale_of(obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        "spec": {"replicas": replicas(&spec_path)},
+        "status": {"replicas": replicas(&status_path), "selector": selector},
     })
 }

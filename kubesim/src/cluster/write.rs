@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::store::{ObjKey, ResKey, Write};
 use crate::time::now;
-use crate::{admission, patch, strict};
+use crate::{admission, patch, strict, structural};
 
 /// `metav1.ObjectMeta`'s fields in their declaration order, the order the API server's JSON
 /// encoder writes them for built-in types.
@@ -101,6 +101,7 @@ pub(super) fn has_generation(info: &ResourceInfo) -> bool {
             info.group.as_str(),
             "apps" | "batch" | "apiextensions.k8s.io"
         )
+        || (info.group.is_empty() && info.resource == "replicationcontrollers")
 }
 
 /// Whether two objects are equal but for the top-level fields `skip` names and, inside
@@ -149,6 +150,17 @@ pub(super) fn same_but_versions(a: &Value, b: &Value) -> bool {
     equal_except(a, b, &[], Some(&["resourceVersion", "managedFields"]))
 }
 
+/// Whether two `managedFields` hold the same entries (in any order: the API server sorts them).
+fn same_managed_fields(a: Option<&Value>, b: Option<&Value>) -> bool {
+    fn entries(v: Option<&Value>) -> Vec<&Value> {
+        v.and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
+    }
+    let (a, b) = (entries(a), entries(b));
+    a.len() == b.len() && a.iter().all(|e| b.contains(e))
+}
+
 /// Whether a write leaves an object that must now disappear: deletion requested, no
 /// finalizers left, no graceful termination pending (and, for namespaces, no spec finalizers).
 fn ready_to_remove(obj: &Value) -> bool {
@@ -168,6 +180,8 @@ pub(super) enum Scope {
     Main,
     /// The status subresource: only `status` is taken.
     Status,
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers` is taken.
+    EphemeralContainers,
     /// Everything (trusted in-process writers).
     All,
 }
@@ -176,21 +190,26 @@ impl Scope {
     fn subresource(self) -> Option<&'static str> {
         match self {
             Scope::Status => Some("status"),
+            Scope::EphemeralContainers => Some("ephemeralcontainers"),
             _ => None,
         }
     }
 }
 
 impl Cluster {
-    /// Side effects of a stored write: CustomResourceDefinitions start being served, and a
-    /// namespace gets its `default` ServiceAccount.
+    /// Side effects of a stored write: CustomResourceDefinitions start being served (and
+    /// their group-versions get APIServices), and a namespace gets its `default`
+    /// ServiceAccount.
     pub(super) fn after_write(&self, info: &ResourceInfo, obj: &Value) {
         match (info.group.as_str(), info.resource.as_str()) {
             ("apiextensions.k8s.io", "customresourcedefinitions")
                 if meta(obj).get("deletionTimestamp").is_none() =>
             {
-                let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-                let _ = Arc::make_mut(&mut registry).add_crd(obj);
+                {
+                    let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+                    let _ = Arc::make_mut(&mut registry).add_crd(obj);
+                }
+                self.sync_crd_api_services();
             }
             ("", "namespaces") => {
                 let ns = meta(obj)["name"].as_str().unwrap_or_default();
@@ -220,6 +239,7 @@ impl Cluster {
                 let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
                 Arc::make_mut(&mut registry).remove_crd(obj);
             }
+            self.sync_crd_api_services();
             let (items, _) = self.store.list(&served.key(), None);
             for o in items {
                 let key = ObjKey::new(
@@ -296,6 +316,22 @@ impl Cluster {
                         }
                     }
                 }
+                Scope::EphemeralContainers => {
+                    let containers = new["spec"].get("ephemeralContainers").cloned();
+                    let managed = meta(&new).get("managedFields").cloned();
+                    new = old.clone();
+                    if applied && let Some(mf) = managed {
+                        meta_mut(&mut new).insert("managedFields".into(), mf);
+                    }
+                    match containers {
+                        Some(c) if !c.is_null() => new["spec"]["ephemeralContainers"] = c,
+                        _ => {
+                            if let Some(m) = new["spec"].as_object_mut() {
+                                m.remove("ephemeralContainers");
+                            }
+                        }
+                    }
+                }
                 Scope::Main if info.has_subresource("status") => match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
                     None => {
@@ -341,6 +377,11 @@ impl Cluster {
                 }
                 admission::default_object(info, &mut new)?;
             }
+            if let Some(schema) = structural::schema_of(info) {
+                // The status subresource's writes are pruned and defaulted too.
+                structural::prune(schema, &mut new);
+                structural::default(schema, &mut new);
+            }
             if validate {
                 let causes = admission::validate(info, &new, Some(old));
                 if !causes.is_empty() {
@@ -360,7 +401,19 @@ impl Cluster {
                     &now(),
                 );
             }
-            if same_but_versions(&new, old) {
+            // A server-side apply that leaves the content as it was is still written when
+            // it changed the ownership (a new co-owner, fields given up): kube-apiserver
+            // compares the encoded object, managedFields included.
+            let unchanged_write = if applied {
+                same_but_versions(&new, old)
+                    && same_managed_fields(
+                        meta(&new).get("managedFields"),
+                        meta(old).get("managedFields"),
+                    )
+            } else {
+                same_but_versions(&new, old)
+            };
+            if unchanged_write {
                 unchanged = Some(old.clone());
                 return Ok(Write::Unchanged);
             }

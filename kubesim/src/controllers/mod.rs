@@ -1,11 +1,12 @@
-//! The controllers kubesim runs in-process: Job (with TTL-after-finished), Deployment,
-//! ReplicaSet, the garbage collector, the namespace controller and the Event mirror (one
+//! The controllers kubesim runs in-process: Job (with TTL-after-finished), CronJob, Deployment,
+//! ReplicaSet (and ReplicationController), the garbage collector, the namespace controller and the Event mirror (one
 //! Event in both Event APIs). Each is a [`Reconciler`]
 //! driven by the store's watch stream: an event names the keys to reconcile, a queue
 //! deduplicates them, and a reconcile may ask to run again after a delay (real deadlines
 //! only: activeDeadlineSeconds, ttlSecondsAfterFinished, backoff). Every write goes through
 //! [`Cluster`], so resourceVersions, generation and watch events are those of any client.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod events;
 pub mod gc;
@@ -60,7 +61,9 @@ impl Drop for Controllers {
 pub fn start(cluster: Arc<Cluster>, config: ControllerConfig) -> Controllers {
     let reconcilers: Vec<Arc<dyn Reconciler>> = vec![
         Arc::new(job::JobController::new(config.job.clone())),
-        Arc::new(replicaset::ReplicaSetController),
+        Arc::new(cronjob::CronJobController),
+        Arc::new(replicaset::ReplicaSetController::replica_sets()),
+        Arc::new(replicaset::ReplicaSetController::replication_controllers()),
         Arc::new(deployment::DeploymentController),
         Arc::new(gc::GarbageCollector),
         Arc::new(namespace::NamespaceController),

@@ -1,5 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` active pods (named `<rs>-<5 random>`,
 //! controller reference to the ReplicaSet) and reports replicas, ready and available counts.
+//! The same controller, with its own component name, runs ReplicationControllers (whose
+//! `spec.selector` is a plain label map rather than a `LabelSelector`).
 
 use std::time::Duration;
 
@@ -12,9 +14,8 @@ use crate::store::{ObjKey, ResKey, WatchEvent};
 /// The component name on Events and managedFields.
 pub const COMPONENT: &str = "replicaset-controller";
 
-fn replicasets() -> ResKey {
-    ResKey::new("apps", "replicasets")
-}
+/// The ReplicationController manager's component name.
+pub const RC_COMPONENT: &str = "replication-controller";
 
 fn pods() -> ResKey {
     ResKey::new("", "pods")
@@ -40,27 +41,68 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
 
 /// The pod a ReplicaSet creates from its template.
 pub fn pod_from_template(rs: &Value) -> Value {
-    let template = &rs["spec"]["template"];
-    let mut meta = super::template_pod_meta(rs);
-    meta["ownerReferences"] = json!([super::controller_ref(rs, "apps/v1", "ReplicaSet")]);
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"].clone()})
+    ReplicaSetController::replica_sets().pod_from_template(rs)
 }
 
-/// The ReplicaSet controller.
-pub struct ReplicaSetController;
+/// The ReplicaSet controller, or the ReplicationController manager.
+pub struct ReplicaSetController {
+    res: ResKey,
+    api_version: &'static str,
+    kind: &'static str,
+    component: &'static str,
+}
+
+impl ReplicaSetController {
+    /// The controller of `apps/v1` ReplicaSets.
+    pub fn replica_sets() -> Self {
+        ReplicaSetController {
+            res: ResKey::new("apps", "replicasets"),
+            api_version: "apps/v1",
+            kind: "ReplicaSet",
+            component: COMPONENT,
+        }
+    }
+
+    /// The controller of `v1` ReplicationControllers.
+    pub fn replication_controllers() -> Self {
+        ReplicaSetController {
+            res: ResKey::new("", "replicationcontrollers"),
+            api_version: "v1",
+            kind: "ReplicationController",
+            component: RC_COMPONENT,
+        }
+    }
+
+    fn pod_from_template(&self, owner: &Value) -> Value {
+        let template = &owner["spec"]["template"];
+        let mut meta = super::template_pod_meta(owner);
+        meta["ownerReferences"] =
+            json!([super::controller_ref(owner, self.api_version, self.kind)]);
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"].clone()})
+    }
+
+    /// The owner's selector as a `LabelSelector` (a ReplicationController's is a label map).
+    fn selector(&self, owner: &Value) -> Value {
+        if self.kind == "ReplicationController" {
+            json!({"matchLabels": owner["spec"]["selector"]})
+        } else {
+            owner["spec"]["selector"].clone()
+        }
+    }
+}
 
 impl Reconciler for ReplicaSetController {
     fn name(&self) -> &'static str {
-        COMPONENT
+        self.component
     }
 
     fn keys_for(&self, _cluster: &Cluster, ev: &WatchEvent) -> Vec<ObjKey> {
-        if ev.key.res == replicasets() {
+        if ev.key.res == self.res {
             return vec![ev.key.clone()];
         }
         if ev.key.res == pods() {
-            return controller_of(&ev.object, "ReplicaSet")
-                .map(|name| ObjKey::new(&replicasets(), &ev.key.namespace, name))
+            return controller_of(&ev.object, self.kind)
+                .map(|name| ObjKey::new(&self.res, &ev.key.namespace, name))
                 .into_iter()
                 .collect();
         }
@@ -68,7 +110,7 @@ impl Reconciler for ReplicaSetController {
     }
 
     fn all_keys(&self, cluster: &Cluster) -> Vec<ObjKey> {
-        super::all_of(cluster, &replicasets())
+        super::all_of(cluster, &self.res)
     }
 
     fn reconcile(&self, cluster: &Cluster, key: &ObjKey) -> Result<Option<Duration>, ApiError> {
@@ -78,14 +120,14 @@ impl Reconciler for ReplicaSetController {
         let rs: &Value = &rs;
         let ns = &key.namespace;
         if rs["metadata"]["deletionTimestamp"].is_null() {
-            let owner_ref = super::controller_ref(rs, "apps/v1", "ReplicaSet");
+            let owner_ref = super::controller_ref(rs, self.api_version, self.kind);
             super::adopt(
                 cluster,
                 &pods(),
                 ns,
                 owner_ref,
-                &rs["spec"]["selector"],
-                COMPONENT,
+                &self.selector(rs),
+                self.component,
                 is_active,
             )?;
         }
@@ -98,16 +140,23 @@ impl Reconciler for ReplicaSetController {
                     match cluster.create(
                         &pods(),
                         ns,
-                        pod_from_template(rs),
-                        &WriteOptions::manager(COMPONENT),
+                        self.pod_from_template(rs),
+                        &WriteOptions::manager(self.component),
                     ) {
                         Ok(p) => {
                             let msg = format!("Created pod: {}", meta_str(&p, "name"));
-                            record_event(cluster, rs, COMPONENT, false, "SuccessfulCreate", &msg);
+                            record_event(
+                                cluster,
+                                rs,
+                                self.component,
+                                false,
+                                "SuccessfulCreate",
+                                &msg,
+                            );
                         }
                         Err(e) => {
                             let msg = format!("Error creating: {}", e.message);
-                            record_event(cluster, rs, COMPONENT, true, "FailedCreate", &msg);
+                            record_event(cluster, rs, self.component, true, "FailedCreate", &msg);
                             return Err(e);
                         }
                     }
@@ -122,7 +171,7 @@ impl Reconciler for ReplicaSetController {
                 });
                 for p in active.iter().take(active.len() - want) {
                     let name = meta_str(p, "name");
-                    super::delete_pod(cluster, rs, COMPONENT, ns, name)?;
+                    super::delete_pod(cluster, rs, self.component, ns, name)?;
                 }
             }
         }
@@ -144,7 +193,7 @@ impl Reconciler for ReplicaSetController {
             }
         }
         if status != rs["status"] {
-            cluster.update_status(&key.res, ns, &key.name, COMPONENT, |o| {
+            cluster.update_status(&key.res, ns, &key.name, self.component, |o| {
                 o["status"] = status;
                 Ok(())
             })?;

@@ -110,9 +110,21 @@ pub fn image_command_line(
     let Some((first, rest)) = argv.split_first() else {
         return Err("no command specified".to_string());
     };
+    Ok((find_in_image(first, image, env)?, rest.to_vec()))
+}
+
+/// The host path of the program `first` inside `image`: an absolute path as is, a relative one
+/// from the image's WorkingDir, a bare name in the directories of `PATH` (the last `PATH` of
+/// `env`), symlinks followed inside the root.
+pub fn find_in_image(
+    first: &str,
+    image: &Unpacked,
+    env: &[(String, String)],
+) -> Result<PathBuf, String> {
+    let config = &image.config;
     let not_found = || format!("exec: {first:?}: executable file not found in $PATH");
     let candidates: Vec<String> = if first.starts_with('/') {
-        vec![first.clone()]
+        vec![first.to_string()]
     } else if first.contains('/') {
         vec![format!("{}/{first}", config.working_dir)]
     } else {
@@ -130,7 +142,7 @@ pub fn image_command_line(
     for c in candidates {
         let host = resolve_in_root(&image.root, &c, true)?;
         if is_executable(&host) {
-            return Ok((host, rest.to_vec()));
+            return Ok(host);
         }
     }
     Err(not_found())
@@ -266,7 +278,7 @@ pub fn run_as(pod: &Value, container: &Value, image: &Unpacked) -> Result<RunAs,
 
 /// A program name from a command: an existing path as is; otherwise its file name in the
 /// bin directory, then in PATH.
-fn resolve(
+pub(super) fn resolve(
     program: &str,
     bin_dir: Option<&Path>,
     path_var: Option<&str>,

@@ -27,6 +27,7 @@
 //! - Shutdown: every process group still running is killed when the kubelet is dropped.
 
 pub mod env;
+pub mod exec;
 pub mod image;
 pub mod logs;
 pub mod oci;
@@ -48,7 +49,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cluster::{ApiError, Cluster, LogOptions, LogStream, PodLogs};
+use crate::cluster::{
+    ApiError, Cluster, LogOptions, LogStream, PodLogs, PodStreams, StreamRefusal,
+};
 use crate::store::{EventType, ObjKey, ResKey, WatchEvent};
 use logs::{LogKey, LogQuery, LogStore};
 use process::ProcessGroups;
@@ -138,6 +141,8 @@ pub struct Kubelet {
     owns_root: bool,
     logs: LogStore,
     groups: Arc<ProcessGroups>,
+    /// The running containers, for `pods/exec` and `pods/attach`.
+    running: Arc<exec::Running>,
     images: Option<Arc<oci::ImageStore>>,
     pods: Mutex<HashMap<String, PodHandle>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -187,6 +192,7 @@ impl Kubelet {
             owns_root,
             logs: LogStore::default(),
             groups,
+            running: Arc::default(),
             pods: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });
@@ -620,6 +626,27 @@ impl PodLogs for Kubelet {
             stream: None,
         };
         Ok(Box::pin(buffer.stream(query).map(Ok)))
+    }
+
+    fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+    ) -> Result<PodStreams, StreamRefusal> {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        exec::exec(self, uid, container, command, stdin)
+    }
+
+    fn attach(&self, pod: &Value, container: &str) -> Result<PodStreams, StreamRefusal> {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        exec::attach(self, uid, container)
+    }
+
+    fn pod_running(&self, pod: &Value) -> bool {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        self.running.pod_running(uid)
     }
 }
 

@@ -653,6 +653,12 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
         if let Some(u) = user {
             give_workdir(&ctx.dir, u);
         }
+        let exec_context = super::exec::ExecContext {
+            env: env.clone(),
+            cwd: ctx.dir.clone(),
+            user,
+            image: unpacked.cloned(),
+        };
         let spawned = resolved.and_then(|(program, args)| {
             let launch = Launch {
                 program: program.clone(),
@@ -684,6 +690,7 @@ async fn run_container(ctx: &Arc<Ctx>, init: bool, i: usize) -> Option<i32> {
             }
             Ok((mut process, program)) => {
                 let pid = process.pid();
+                let _running = ctx.kubelet.running.register(&uid, &name, exec_context);
                 ctx.update(|r| {
                     if !init {
                         r.phase = Phase::Running;

@@ -325,6 +325,70 @@ impl Drop for Process {
     }
 }
 
+/// A command started for `pods/exec` in a container's environment: its own process group,
+/// registered like a container's, with piped stdout and stderr (and stdin when asked). When
+/// it exits, or when this is dropped, whatever is left in its group is killed.
+pub struct ExecChild {
+    pub child: Child,
+    pid: i32,
+    groups: Arc<ProcessGroups>,
+}
+
+impl ExecChild {
+    pub fn spawn(
+        launch: &Launch,
+        stdin: bool,
+        groups: Arc<ProcessGroups>,
+    ) -> std::io::Result<Self> {
+        let mut cmd = std::process::Command::new(&launch.program);
+        cmd.args(&launch.args)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.cwd)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(u) = launch.user {
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        // SAFETY: prctl is async-signal-safe; the closure touches no shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().map(|p| p as i32).unwrap_or_default();
+        groups.add(pid);
+        Ok(Self { child, pid, groups })
+    }
+
+    /// Wait for the command to exit, then kill what remains of its group. The exit code, or
+    /// 128 + the signal number.
+    pub async fn wait(&mut self) -> i32 {
+        let status = self.child.wait().await;
+        if self.groups.remove(self.pid) {
+            signal_group(self.pid, SIGKILL);
+        }
+        match status {
+            Ok(s) => s.code().or(s.signal().map(|sig| 128 + sig)).unwrap_or(1),
+            Err(_) => 1,
+        }
+    }
+}
+
+impl Drop for ExecChild {
+    fn drop(&mut self) {
+        if self.groups.remove(self.pid) {
+            signal_group(self.pid, SIGKILL);
+        }
+    }
+}
+
 /// Copy a pipe into the log, one line at a time (a last line without newline included).
 async fn capture(pipe: impl AsyncRead + Unpin, stream: LogStream, log: Arc<LogBuffer>) {
     let mut reader = BufReader::new(pipe);

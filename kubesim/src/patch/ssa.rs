@@ -802,9 +802,13 @@ pub(crate) fn server_side_apply(
         }
     }
 
+    // As kube-apiserver's managed-fields updater: the applier's time is set only when the
+    // apply changes the object; an unchanged object keeps the applier's previous time, and a
+    // new co-owner of unchanged values gets an entry without one.
     let time = match own {
-        Some(own) if merged == live_clean => entries[own].time.clone(),
-        _ => Some(now.to_string()),
+        _ if merged != live_clean => Some(now.to_string()),
+        Some(own) => entries[own].time.clone(),
+        None => None,
     };
     let entry = Entry {
         manager: manager.to_string(),

@@ -4,10 +4,11 @@
 //! client-go's typed clients (inside kubectl and helm) send protobuf for the kinds they know;
 //! the kinds those tools create that way are decoded here with the `k8s-pb` messages and
 //! converted to the JSON the same client would have sent: Secret, ConfigMap, Namespace,
-//! ServiceAccount, Service, DeleteOptions, TokenRequest, Job, CronJob, Deployment and the RBAC
-//! kinds. Fields the Go encoder writes for non-pointer zero values (`""`, `0`, `false`) are
-//! dropped, as `omitempty` drops them from JSON. Pod template fields this module does not
-//! convert are refused with [`ProtoError::Unsupported`] rather than silently lost.
+//! ServiceAccount, Service, DeleteOptions, TokenRequest, Job, CronJob, Deployment,
+//! PodDisruptionBudget (`kubectl create pdb`) and the RBAC kinds. Fields the Go encoder
+//! writes for non-pointer zero values (`""`, `0`, `false`) are dropped, as `omitempty` drops
+//! them from JSON. Pod template fields this module does not convert are refused with
+//! [`ProtoError::Unsupported`] rather than silently lost.
 //!
 //! An empty body is not an envelope: callers treat an empty DELETE body as "no options".
 
@@ -102,6 +103,23 @@ fn decode_raw(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ProtoE
         ("v1", "Namespace") => namespace(&parse(kind, raw)?),
         ("v1", "ServiceAccount") => service_account(&parse(kind, raw)?),
         ("v1", "Service") => service(&parse(kind, raw)?),
+        ("policy/v1", "PodDisruptionBudget") => {
+            let pdb: k8s_pb::api::policy::v1::PodDisruptionBudget = parse(kind, raw)?;
+            J::default()
+                .m("metadata", &pdb.metadata, object_meta)
+                .m("spec", &pdb.spec, |s| {
+                    J::default()
+                        .m("minAvailable", &s.min_available, int_or_string)
+                        .m("selector", &s.selector, label_selector)
+                        .m("maxUnavailable", &s.max_unavailable, int_or_string)
+                        .ps(
+                            "unhealthyPodEvictionPolicy",
+                            &s.unhealthy_pod_eviction_policy,
+                        )
+                        .done()
+                })
+                .done()
+        }
         ("authentication.k8s.io/v1", "TokenRequest") => {
             token_request(&parse::<authentication::v1::TokenRequest>(kind, raw)?)
         }

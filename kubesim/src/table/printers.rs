@@ -98,6 +98,7 @@ pub(super) enum Printer {
     CronJob,
     Deployment,
     ReplicaSet,
+    ReplicationController,
     StatefulSet,
     DaemonSet,
     ConfigMap,
@@ -108,6 +109,8 @@ pub(super) enum Printer {
     Event,
     Lease,
     Binding,
+    ApiService,
+    ComponentStatus,
     Default,
 }
 
@@ -119,6 +122,9 @@ impl Printer {
             ("batch", "cronjobs") => Self::CronJob,
             ("apps", "deployments") => Self::Deployment,
             ("apps", "replicasets") => Self::ReplicaSet,
+            ("", "replicationcontrollers") => Self::ReplicationController,
+            ("apiregistration.k8s.io", "apiservices") => Self::ApiService,
+            ("", "componentstatuses") => Self::ComponentStatus,
             ("apps", "statefulsets") => Self::StatefulSet,
             ("apps", "daemonsets") => Self::DaemonSet,
             ("", "configmaps") => Self::ConfigMap,
@@ -280,7 +286,7 @@ impl Printer {
                 IMAGES,
                 SELECTOR,
             ],
-            Self::ReplicaSet => vec![
+            Self::ReplicaSet | Self::ReplicationController => vec![
                 NAME,
                 (
                     "Desired",
@@ -545,6 +551,48 @@ impl Printer {
                     1,
                 ),
             ],
+            Self::ApiService => vec![
+                NAME,
+                (
+                    "Service",
+                    "string",
+                    "",
+                    "The reference to the service that hosts this API endpoint.",
+                    0,
+                ),
+                (
+                    "Available",
+                    "string",
+                    "",
+                    "Whether this service is available.",
+                    0,
+                ),
+                AGE,
+            ],
+            Self::ComponentStatus => vec![
+                NAME,
+                (
+                    "Status",
+                    "string",
+                    "",
+                    "Status of the component conditions",
+                    0,
+                ),
+                (
+                    "Message",
+                    "string",
+                    "",
+                    "Message of the component conditions",
+                    0,
+                ),
+                (
+                    "Error",
+                    "string",
+                    "",
+                    "Error of the component conditions",
+                    0,
+                ),
+            ],
             Self::Default => vec![NAME, ("Created At", "date", "", CREATED_DESC, 0)],
         }
     }
@@ -623,10 +671,12 @@ impl Printer {
                     .pointer("/spec/timeZone")
                     .and_then(Value::as_str)
                     .unwrap_or("<none>");
-                let suspend = obj
-                    .pointer("/spec/suspend")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+                // As the API server's printBoolPtr: a string, `<unset>` when absent.
+                let suspend = match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                };
                 let (names, images) =
                     containers(obj, "/spec/jobTemplate/spec/template/spec/containers");
                 vec![
@@ -672,6 +722,64 @@ impl Printer {
                     names,
                     images,
                     json!(format_selector(obj.pointer("/spec/selector"))),
+                ]
+            }
+            Self::ReplicationController => {
+                let (names, images) = containers(obj, "/spec/template/spec/containers");
+                vec![
+                    name,
+                    json!(int(obj, "/spec/replicas")),
+                    json!(int(obj, "/status/replicas")),
+                    json!(int(obj, "/status/readyReplicas")),
+                    age,
+                    names,
+                    images,
+                    json!(format_labels(obj.pointer("/spec/selector"))),
+                ]
+            }
+            Self::ApiService => {
+                let service = match obj.pointer("/spec/service").filter(|v| !v.is_null()) {
+                    Some(svc) => format!("{}/{}", s(svc, "/namespace"), s(svc, "/name")),
+                    None => "Local".to_string(),
+                };
+                let available = arr(obj, "/status/conditions")
+                    .iter()
+                    .find(|c| c["type"] == "Available")
+                    .map(|c| match (s(c, "/status"), s(c, "/reason")) {
+                        ("True", _) => "True".to_string(),
+                        (st, "") => st.to_string(),
+                        (st, reason) => format!("{st} ({reason})"),
+                    })
+                    .unwrap_or_else(|| "Unknown".to_string());
+                vec![name, json!(service), json!(available), age]
+            }
+            Self::ComponentStatus => {
+                let conditions = arr(obj, "/conditions");
+                let healthy = conditions.iter().filter(|c| c["type"] == "Healthy");
+                let (mut status, mut message, mut error) = (Vec::new(), Vec::new(), Vec::new());
+                for c in healthy {
+                    status.push(if c["status"] == "True" {
+                        "Healthy"
+                    } else {
+                        "Unhealthy"
+                    });
+                    if !s(c, "/message").is_empty() {
+                        message.push(s(c, "/message"));
+                    }
+                    if !s(c, "/error").is_empty() {
+                        error.push(s(c, "/error"));
+                    }
+                }
+                let status = if status.is_empty() {
+                    "Unknown".to_string()
+                } else {
+                    status.join(",")
+                };
+                vec![
+                    name,
+                    json!(status),
+                    json!(message.join(",")),
+                    json!(error.join(",")),
                 ]
             }
             Self::StatefulSet => {

@@ -280,7 +280,7 @@ fn cronjob_columns() {
             json!("c"),
             json!("*/5 * * * *"),
             json!("<none>"),
-            json!(false),
+            json!("<unset>"),
             json!(1),
             json!("60s"),
             json!("10m"),

@@ -705,16 +705,71 @@ pub fn damage_gaps(k: &Kubectl, set: &sc_model::RequestSet, damage: &Damage) -> 
         .collect();
     damage
         .iter()
-        .filter_map(
-            |(conn, ((_, ns, name), _))| match k.try_json(&["secret", name, "-n", ns]) {
+        .filter_map(|(conn, ((_, ns, name), _))| {
+            match k.try_json(&["secret", name, "-n", ns, "--show-managed-fields"]) {
                 None => Some(format!("{conn}: secret {ns}/{name} not recreated")),
-                Some(l) if Some(&l["data"]) != want.get(conn) => {
-                    Some(format!("{conn}: secret {ns}/{name} has other data"))
-                }
+                Some(l) if Some(&l["data"]) != want.get(conn) => Some(format!(
+                    "{conn}: secret {ns}/{name} has other data ({})",
+                    data_difference(&l, want.get(conn))
+                )),
                 Some(_) => None,
-            },
-        )
+            }
+        })
         .collect()
+}
+
+/// What differs between a Secret's data and `want`, by key name only (never a value), and
+/// who wrote it: the field managers of its managedFields, with operation, time and the
+/// top-level fields each owns.
+fn data_difference(live: &Value, want: Option<&Value>) -> String {
+    let keys = |v: Option<&Value>| -> BTreeMap<String, Value> {
+        v.and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    };
+    let (have, want) = (keys(live.get("data")), keys(want));
+    let mut what = Vec::new();
+    for (k, v) in &have {
+        match want.get(k) {
+            None => what.push(format!("extra key {k}")),
+            Some(w) if w != v => what.push(format!("other value of {k}")),
+            Some(_) => {}
+        }
+    }
+    what.extend(
+        want.keys()
+            .filter(|k| !have.contains_key(*k))
+            .map(|k| format!("missing key {k}")),
+    );
+    let managers: Vec<String> = live["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let owns: Vec<String> = e["fieldsV1"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .flat_map(|(top, sub)| match sub.as_object() {
+                    Some(m) if top == "f:data" => m.keys().cloned().collect(),
+                    _ => vec![top.clone()],
+                })
+                .collect();
+            format!(
+                "{} {} at {} owns {}",
+                e["manager"].as_str().unwrap_or("?"),
+                e["operation"].as_str().unwrap_or("?"),
+                e["time"].as_str().unwrap_or("?"),
+                owns.join(" ")
+            )
+        })
+        .collect();
+    format!(
+        "{}; resourceVersion {}; managedFields: {}",
+        what.join(", "),
+        live["metadata"]["resourceVersion"].as_str().unwrap_or("?"),
+        managers.join("; ")
+    )
 }
 
 /// The managed objects of the cluster (Secrets, ServiceAccounts, SecretProviderClasses in every

@@ -150,8 +150,10 @@ fn drift(helm: Helm, watch: bool) {
         "one deleted Secret, one repair run"
     );
 
-    // 2. A value changed by hand is restored; the event names kubectl's field manager.
-    let changed = json!({"data": {"AZURE_STORAGEBLOB_CONNECTIONSTRING": "Y2hhbmdlZA=="}});
+    // 2. A value changed by hand is restored and a key added by hand removed (an apply alone
+    // would leave a field of another manager); the event names kubectl's field manager.
+    let changed = json!({"data": {"AZURE_STORAGEBLOB_CONNECTIONSTRING": "Y2hhbmdlZA==",
+                                   "ADDED_BY_HAND": "YWRkZWQ="}});
     c.kubectl(&[
         "patch",
         "secret",

@@ -5,10 +5,10 @@
 //! the new value; the same values again (`helm upgrade`) and a forced re-run (`sc-agent
 //! reapply`) change no pod template: no workload's `metadata.generation` moves.
 //!
-//! The embedded cluster runs no StatefulSet or DaemonSet controller (and no CronJob
-//! controller): for those, what is checked is the pod template the real controllers roll out
-//! from; the CronJob's next Job is created from its template with `kubectl create job --from`,
-//! as its controller would at the next schedule.
+//! The embedded cluster runs no StatefulSet or DaemonSet controller: for those, what is
+//! checked is the pod template the real controllers roll out from. The CronJob is suspended,
+//! so its next Job is created from its template with `kubectl create job --from`, as its
+//! controller would at the next schedule.
 
 use sc_e2e::{Cluster, Helm, SETTLE, merged, secret_value, wait_for_state};
 use serde_json::{Value, json};
