@@ -480,7 +480,9 @@ pub fn newly_unschedulable(pods: &[Finding], reported: &mut Vec<String>) -> Vec<
 /// leads, and publishes a Warning event `PrerequisiteMissing` on `sc-requests` for each
 /// finding that is new (and a Normal `PrerequisitesMet` once all are resolved), and a
 /// Warning event `Unschedulable` for each pod of the release (sc-job, the agent, the hooks)
-/// that no node accepts, once per pod.
+/// that no node accepts, once per pod. `requests_changed` is woken after a step that saw new
+/// request objects: the connections are resolved again then, not at the next check, so the
+/// work a change causes is done with it and the agent at rest does none.
 pub async fn watch(
     client: kube::Client,
     ns: String,
@@ -488,6 +490,7 @@ pub async fn watch(
     leader: tokio::sync::watch::Receiver<bool>,
     every: std::time::Duration,
     job: JobConfig,
+    requests_changed: Arc<tokio::sync::Notify>,
 ) {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     let reporter = Reporter {
@@ -502,38 +505,27 @@ pub async fn watch(
     let mut resolved: Option<(String, Arc<Resolved>)> = None;
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        let check = tokio::select! {
+            _ = tick.tick() => true,
+            _ = requests_changed.notified() => false,
+        };
         if !*leader.borrow() {
             published.clear();
             reported_pods.clear();
             broken = BrokenSeen::default();
             continue;
         }
-        // The connections are resolved again only when `sc-requests` changed (a metadata-only
-        // read; helm writes it with every revision, its shards with it): resolving thousands
-        // of connections every look would be most of the agent's idle work.
-        let version = Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &ns)
-            .get_metadata_opt(sc_contract::REQUESTS_CONFIGMAP)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|m| m.metadata.resource_version);
-        let current = match (&resolved, &version) {
-            (Some((was, current)), Some(now)) if was == now => current.clone(),
-            _ => match requested_connections(&client, &ns).await {
-                Ok((requests, connections)) => {
-                    let current = Arc::new(Resolved::of(&requests, &connections));
-                    drop((requests, connections));
-                    crate::runtime::release_free_memory();
-                    resolved = version.map(|v| (v, current.clone()));
-                    current
-                }
-                Err(why) => {
-                    tracing::debug!(%why, "prerequisite checks skipped");
-                    continue;
-                }
-            },
+        let current = match resolve(&client, &ns, &mut resolved).await {
+            Ok(current) => current,
+            Err(why) => {
+                tracing::debug!(%why, "prerequisite checks skipped");
+                continue;
+            }
         };
+        if !check {
+            // Woken by a change: the connections are resolved, the checks wait for the tick.
+            continue;
+        }
         let now = if current.needs.is_empty() {
             Vec::new()
         } else {
@@ -597,6 +589,33 @@ pub async fn watch(
             .publish(&client, &ns, &current.workloads, &recorder, &reference)
             .await;
     }
+}
+
+/// The connections resolved for the checks, again only when `sc-requests` changed since
+/// `resolved` (a metadata-only read; helm writes it with every revision, its shards with it):
+/// resolving thousands of connections every look would be most of the agent's idle work.
+async fn resolve(
+    client: &kube::Client,
+    ns: &str,
+    resolved: &mut Option<(String, Arc<Resolved>)>,
+) -> Result<Arc<Resolved>, String> {
+    let version = Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), ns)
+        .get_metadata_opt(sc_contract::REQUESTS_CONFIGMAP)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|m| m.metadata.resource_version);
+    if let (Some((was, current)), Some(now)) = (&*resolved, &version)
+        && was == now
+    {
+        return Ok(current.clone());
+    }
+    let (requests, connections) = requested_connections(client, ns).await?;
+    let current = Arc::new(Resolved::of(&requests, &connections));
+    drop((requests, connections));
+    crate::runtime::release_free_memory();
+    *resolved = version.map(|v| (v, current.clone()));
+    Ok(current)
 }
 
 /// What the periodic checks need of the requested connections: the connections that need a

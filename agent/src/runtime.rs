@@ -107,6 +107,8 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
     // Preflight checks of the requested connections (webhook, CSI driver) and of the release's
     // pods (no node accepts them): Warning events; an sc-job stuck on its old placement is
     // replaced.
+    // Woken after a step that saw new request objects.
+    let requests_changed = Arc::new(Notify::new());
     let prerequisites = tokio::spawn(crate::prerequisites::watch(
         client.clone(),
         ns.clone(),
@@ -114,6 +116,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         leader.clone(),
         Duration::from_secs(30),
         settings.config.job.clone(),
+        requests_changed.clone(),
     ));
 
     // The looks at the Secrets read by name (not watched), each drift interval.
@@ -183,7 +186,9 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         if !*leader.borrow() {
             continue;
         }
-        stepped_on = reconciler.requests_version().map(|(key, _)| key);
+        let seen = reconciler.requests_version().map(|(key, _)| key);
+        let requests_new = seen.is_some() && seen != stepped_on;
+        stepped_on = seen;
         let started = std::time::Instant::now();
         match reconciler.step().await {
             Ok(Some(at)) => {
@@ -202,6 +207,11 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
         release_free_memory();
+        if requests_new {
+            // The preflight checks resolve the new requests now, after the step that acted
+            // on them, rather than at their next look.
+            requests_changed.notify_one();
+        }
     }
 
     // Its receiver of the leadership must be gone before the Lease can be released.
