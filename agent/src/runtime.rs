@@ -31,7 +31,8 @@ pub struct RunSettings {
     pub lease_duration: u64,
     /// Lease renewal margin (seconds).
     pub lease_grace: u64,
-    /// How long triggers are collected before a reconcile step.
+    /// How long triggers are collected before a reconcile step, unless the request objects
+    /// changed and arrived whole (see [`debounce_for`]).
     pub debounce: Duration,
     /// Most connections in one change set.
     pub changeset_limit: usize,
@@ -127,7 +128,7 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
 
     let mut wake_at: Option<tokio::time::Instant> = None;
     let mut was_leader = false;
-    // The version of `sc-requests` the last step saw.
+    // The versions of the request objects at the last step.
     let mut stepped_on: Option<String> = None;
     loop {
         let sleep = async {
@@ -154,15 +155,31 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         if !is_leader || !health.ready.load(Ordering::Acquire) {
             continue;
         }
-        // Debounce: collect the triggers of a burst of changes.
-        tokio::select! {
-            _ = stop_rx.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(settings.debounce) => {}
+        // Debounce: collect the triggers of a burst of changes, until the request objects
+        // changed and are whole (at once when they arrived whole).
+        let deadline = tokio::time::Instant::now() + settings.debounce;
+        let mut stopping = false;
+        loop {
+            let seen = reconciler.requests_version();
+            if debounce_for(stepped_on.as_deref(), seen.as_ref(), settings.debounce).is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {
+                    stopping = true;
+                    break;
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = trigger.notified() => {}
+            }
+        }
+        if stopping {
+            break;
         }
         if !*leader.borrow() {
             continue;
         }
-        let seen = reconciler.requests_version();
+        let seen = reconciler.requests_version().map(|(key, _)| key);
         let requests_new = seen.is_some() && seen != stepped_on;
         stepped_on = seen;
         let started = std::time::Instant::now();
@@ -239,6 +256,22 @@ async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpLis
     }
 }
 
+/// How long to collect triggers before a step: none when the request objects changed since
+/// the last step (`stepped_on`, their versions then) and are whole (`seen`: their versions
+/// now, and whether every announced shard and the protected Secret carry the same revision),
+/// so a Helm revision that arrived whole is acted on at once; `debounce` otherwise (a burst
+/// still arriving, or another trigger: sc-job's records, the Job, drift).
+pub fn debounce_for(
+    stepped_on: Option<&str>,
+    seen: Option<&(String, bool)>,
+    debounce: Duration,
+) -> Duration {
+    match seen {
+        Some((version, true)) if stepped_on != Some(version.as_str()) => Duration::ZERO,
+        _ => debounce,
+    }
+}
+
 /// Hands the memory freed by a step back to the system. A step over thousands of connections
 /// allocates and frees tens of MiB; glibc's allocator would otherwise keep them, and the
 /// resident size would stay at the highest step's.
@@ -281,5 +314,29 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_new_requests_are_acted_on_at_once_and_the_rest_debounced() {
+        let d = Duration::from_millis(500);
+        let whole = ("sc-requests@2;sc-protected@1;".to_string(), true);
+        let partial = ("sc-requests@2;".to_string(), false);
+        // A new revision that arrived whole: at once, also at the first step.
+        assert_eq!(
+            debounce_for(Some("sc-requests@1;"), Some(&whole), d),
+            Duration::ZERO
+        );
+        assert_eq!(debounce_for(None, Some(&whole), d), Duration::ZERO);
+        // Part of a revision (a shard or the protected Secret of another one): wait.
+        assert_eq!(debounce_for(Some("sc-requests@1;"), Some(&partial), d), d);
+        // Another trigger, the requests as at the last step: wait.
+        assert_eq!(debounce_for(Some(whole.0.as_str()), Some(&whole), d), d);
+        // No requests yet.
+        assert_eq!(debounce_for(None, None, d), d);
     }
 }

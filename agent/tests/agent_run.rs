@@ -60,13 +60,25 @@ async fn a_new_request_is_applied_and_the_job_disappears() {
     assert_eq!(spec["targetType"], "storage-blob");
     assert!(!spec.to_string().contains(ACCOUNT_KEY));
 
-    // Events on the request and metrics.
-    wait_until(WAIT, "JobCreated and JobSucceeded events", || async {
-        let ev = events(&client).await;
-        let has = |r: &str| ev.iter().any(|(reason, _)| reason == r);
-        (has("JobCreated") && has("JobSucceeded")).then_some(ev)
-    })
-    .await;
+    // sc-job recorded what was requested with the result, in one write: the agent wrote
+    // nothing to the metadata ConfigMap.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let cm = cms.get("sc-conn-blobconn").await.unwrap();
+    let managers: Vec<String> = cm
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.manager.clone())
+        .collect();
+    assert_eq!(managers, vec!["sc-job".to_string()], "{managers:?}");
+    assert_eq!(
+        cm.metadata.owner_references.unwrap()[0].name,
+        "sc-requests",
+        "owned by the requests like everything the release creates"
+    );
+
+    // Metrics; a success writes no event of the agent's.
     let metrics = wait_until(WAIT, "metrics of the run", || async {
         let (code, body) = agent.http("/metrics").await?;
         (code == 200
@@ -81,6 +93,12 @@ async fn a_new_request_is_applied_and_the_job_disappears() {
         "{metrics}"
     );
     assert!(matches!(agent.http("/healthz").await, Some((200, _))));
+    let ev = events(&client).await;
+    assert!(
+        !ev.iter()
+            .any(|(reason, _)| reason == "JobCreated" || reason == "JobSucceeded"),
+        "{ev:?}"
+    );
 
     // Operator commands.
     let list = cli(&ks, &["list", "-n", NS, "-o", "json"]).await;

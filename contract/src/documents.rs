@@ -1,5 +1,6 @@
-//! The documents of a connection's metadata ConfigMap: `requested.json` (written by
-//! sc-agent), `status.json` (written by sc-job) and the entries of `journal.json` (both).
+//! The documents of a connection's metadata ConfigMap: `spec.json`, `requested.json` and
+//! `status.json` (written by sc-job in one update per run; earlier versions of sc-agent wrote
+//! the first two) and the entries of `journal.json` (both).
 
 use crate::changeset::Action;
 use crate::reason::RunError;
@@ -11,27 +12,67 @@ use std::fmt;
 /// How many runs a journal keeps.
 pub const JOURNAL_LENGTH: usize = 10;
 
-/// What the agent wants for a connection: `requested.json`.
+/// What was requested for a connection when it was last run: `requested.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requested {
-    /// The content hash of the current request (empty when deleted).
+    /// The content hash of the request (empty in a `Deleted` document of earlier versions).
     pub hash: String,
     /// The Helm revision of the requests when this hash was first requested.
     pub revision: i64,
-    /// `Pending` or `Deleted`.
+    /// `Pending` (absent: what sc-job writes) or, in documents of earlier versions of the
+    /// agent, `Applying` or `Deleted`.
+    #[serde(default, skip_serializing_if = "RequestedPhase::is_pending")]
     pub phase: RequestedPhase,
 }
 
-/// The phase the agent writes in `requested.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The phase in `requested.json`: only documents written by earlier versions of the agent
+/// carry one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestedPhase {
     /// Requested (whether a Job carries it is in the change set).
+    #[default]
     Pending,
     /// Written by earlier versions while a change set carried the connection; read as
     /// `Pending`.
     Applying,
     /// Removed from the requests.
     Deleted,
+}
+
+impl RequestedPhase {
+    fn is_pending(&self) -> bool {
+        *self == RequestedPhase::Pending
+    }
+}
+
+/// The `requested.json` of a connection requested with `hash` by the change set of
+/// `revision`: its revision is the one at which this hash was first requested, kept from
+/// `existing` (what the metadata holds) when that records the same hash. The one builder of
+/// the document: sc-job writes it, the agent's commands read it.
+pub fn requested_document(hash: &str, revision: i64, existing: Option<&Requested>) -> Requested {
+    let revision = match existing {
+        Some(r) if r.hash == hash && r.phase != RequestedPhase::Deleted => r.revision,
+        _ => revision,
+    };
+    Requested {
+        hash: hash.to_string(),
+        revision,
+        phase: RequestedPhase::Pending,
+    }
+}
+
+/// The text of `spec.json` for a connection: its non-secret request as sc-model parsed it.
+pub fn spec_text(connection: &sc_model::Connection) -> String {
+    serde_json::to_string(&connection.spec).unwrap_or_default()
+}
+
+/// The text of `spec.json` for a checked connection, valid or not: the parsed request, else
+/// (it did not parse) its raw request without `secrets`, with its name.
+pub fn checked_spec_text(check: &sc_model::ConnectionCheck) -> String {
+    match &check.connection {
+        Some(c) => spec_text(c),
+        None => check.invalid_spec.clone().unwrap_or_default(),
+    }
 }
 
 /// The outcome of one run of sc-job for a connection: the `phase` of `status.json` and the
@@ -268,14 +309,61 @@ mod tests {
             phase: RequestedPhase::Pending,
         };
         let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(text, r#"{"hash":"h","revision":3,"phase":"Pending"}"#);
+        assert_eq!(text, r#"{"hash":"h","revision":3}"#);
         assert_eq!(serde_json::from_str::<Requested>(&text).unwrap(), r);
+        // As earlier versions of the agent wrote it.
+        let pending: Requested =
+            serde_json::from_str(r#"{"hash":"h","revision":3,"phase":"Pending"}"#).unwrap();
+        assert_eq!(pending, r);
         let old: Requested =
             serde_json::from_str(r#"{"hash": "h", "revision": 2, "phase": "Applying"}"#).unwrap();
         assert_eq!(old.phase, RequestedPhase::Applying);
         let deleted: Requested =
             serde_json::from_str(r#"{"hash": "", "revision": 4, "phase": "Deleted"}"#).unwrap();
         assert_eq!(deleted.phase, RequestedPhase::Deleted);
+    }
+
+    #[test]
+    fn requested_keeps_the_revision_its_hash_was_first_requested_at() {
+        let first = requested_document("h", 2, None);
+        assert_eq!((first.hash.as_str(), first.revision), ("h", 2));
+        // A later revision that leaves the request alone keeps it; a new hash takes the new one.
+        assert_eq!(requested_document("h", 7, Some(&first)).revision, 2);
+        assert_eq!(requested_document("g", 7, Some(&first)).revision, 7);
+        // A connection removed (earlier versions wrote Deleted) and requested again.
+        let deleted = Requested {
+            hash: "h".into(),
+            revision: 3,
+            phase: RequestedPhase::Deleted,
+        };
+        assert_eq!(requested_document("h", 7, Some(&deleted)).revision, 7);
+        // The legacy Applying phase is not written back.
+        let applying = Requested {
+            phase: RequestedPhase::Applying,
+            ..first
+        };
+        let again = requested_document("h", 7, Some(&applying));
+        assert_eq!((again.revision, again.phase), (2, RequestedPhase::Pending));
+    }
+
+    #[test]
+    fn spec_texts_of_valid_and_invalid_connections() {
+        let checks = sc_model::check_connections(&json!({
+            "ok": {"targetType": "storage-blob", "authType": "secret",
+                   "parameters": {"accountName": "a"}, "secrets": {"accountKey": "s3cr3t"}},
+            "bad": {"targetType": "nope", "secrets": {"x": "s3cr3t"}},
+        }));
+        let bad = checked_spec_text(&checks[0]);
+        assert!(
+            bad.contains(r#""name":"bad""#) && !bad.contains("s3cr3t"),
+            "{bad}"
+        );
+        let ok = checked_spec_text(&checks[1]);
+        assert_eq!(ok, spec_text(checks[1].connection.as_ref().unwrap()));
+        assert!(
+            ok.contains("storage-blob") && !ok.contains("s3cr3t"),
+            "{ok}"
+        );
     }
 
     /// `status.json` as sc-job has always written it, field for field.

@@ -1,8 +1,8 @@
 //! A connection's metadata ConfigMap as read (`spec.json`, `requested.json`, `status.json`,
 //! `journal.json`) and the phase a user sees, derived from it.
 
-use crate::changeset::{Action, Cause, ChangeSet};
-use crate::documents::{JournalEntry, Requested, RequestedPhase, Status};
+use crate::changeset::{Action, Cause, ChangeEntry, ChangeSet};
+use crate::documents::{JournalEntry, Requested, RequestedPhase, RunPhase, Status};
 use crate::drift::{DRIFT_KEY, Drift, REAPPLY_ANNOTATION};
 use crate::reason::RunError;
 use crate::{JOURNAL_KEY, REQUESTED_KEY, SPEC_KEY, STATUS_KEY};
@@ -63,21 +63,67 @@ fn texts_digest(spec: Option<&str>, requested: Option<&str>) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Notes in `metadata` which connections `changeset` (in flight) carries, and with which hash.
+/// Whether the metadata `m` records the run of change set `id` for `entry` as done: applied
+/// (or, for a removal, deleted, or its metadata already gone).
+fn recorded_done(m: Option<&Metadata>, entry: &ChangeEntry, id: &str) -> bool {
+    let status = m.and_then(|m| m.status.as_deref());
+    let of_run = status.filter(|s| s.changeset.as_deref() == Some(id));
+    match entry.action {
+        Action::Apply => of_run.is_some_and(|s| s.phase != RunPhase::Failed),
+        Action::Delete => m.is_none() || of_run.is_some_and(Status::is_deleted),
+    }
+}
+
+/// Notes in `metadata` which connections `changeset` (not marked concluded) still carries,
+/// and with which hash. A connection whose metadata records that change set applied is done
+/// (not marked); a run is over once every connection it carried is done: a successful run
+/// is concluded by this derivation, a failed one by the agent's `concluded` mark. A
+/// connection recorded failed stays marked until then.
 pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
-    let carried: BTreeMap<&str, (&str, bool)> = changeset
-        .connections
-        .iter()
-        .filter(|c| c.action == Action::Apply)
-        .map(|c| {
-            let repair = matches!(c.cause, Some(Cause::Repair | Cause::Reapply));
-            (c.name.as_str(), (c.hash.as_str(), repair))
-        })
-        .collect();
+    let id = changeset.id.as_str();
+    let carried: BTreeMap<&str, (&ChangeEntry, bool)> = {
+        let by_name: BTreeMap<&str, &Metadata> = metadata
+            .iter()
+            .map(|m| (m.connection.as_str(), m))
+            .collect();
+        changeset
+            .connections
+            .iter()
+            .map(|c| {
+                let done = recorded_done(by_name.get(c.name.as_str()).copied(), c, id);
+                (c.name.as_str(), (c, done))
+            })
+            .collect()
+    };
+    let over = carried.values().all(|(_, done)| *done);
     for m in metadata {
-        let entry = carried.get(m.connection.as_str());
-        m.applying_hash = entry.map(|(h, _)| h.to_string());
-        m.applying_repair = entry.is_some_and(|(_, repair)| *repair);
+        let entry = carried
+            .get(m.connection.as_str())
+            .filter(|(c, done)| !over && !*done && c.action == Action::Apply)
+            .map(|(c, _)| *c);
+        m.applying_hash = entry.map(|c| c.hash.clone());
+        m.applying_repair =
+            entry.is_some_and(|c| matches!(c.cause, Some(Cause::Repair | Cause::Reapply)));
+    }
+}
+
+/// The phase of a connection that has no metadata ConfigMap yet (no run recorded it):
+/// `Applying` while `changeset` (in flight) carries it, with `hash` when known, else
+/// `Pending`.
+pub fn phase_without_metadata(
+    changeset: Option<&ChangeSet>,
+    name: &str,
+    hash: Option<&str>,
+) -> ConnectionPhase {
+    let carried = changeset.is_some_and(|cs| {
+        cs.connections.iter().any(|c| {
+            c.name == name && c.action == Action::Apply && hash.is_none_or(|h| c.hash == h)
+        })
+    });
+    if carried {
+        ConnectionPhase::Applying
+    } else {
+        ConnectionPhase::Pending
     }
 }
 
@@ -165,11 +211,15 @@ impl Metadata {
         )
     }
 
-    /// The phase a user sees, given the hash of the current request (`None` when the
-    /// connection is no longer requested).
+    /// The phase a user sees, given the hash of the current request (`None` when it is not
+    /// known: then the hash the change set in flight carries, else the one `requested.json`
+    /// recorded; a connection no longer requested is the caller's to tell).
     pub fn phase(&self, current_hash: Option<&str>) -> ConnectionPhase {
         let requested_hash = self.requested.as_ref().map(|r| r.hash.as_str());
-        let Some(hash) = current_hash.or(requested_hash) else {
+        let Some(hash) = current_hash
+            .or(self.applying_hash.as_deref())
+            .or(requested_hash)
+        else {
             return ConnectionPhase::Pending;
         };
         if self
@@ -457,5 +507,92 @@ mod tests {
         // A newer request than the one carried waits for the next change set.
         assert_eq!(ms[0].phase(Some("h9")), ConnectionPhase::Pending);
         assert_eq!(ms[1].phase(Some("h2")), ConnectionPhase::Pending);
+    }
+
+    #[test]
+    fn a_run_is_over_once_every_connection_records_it() {
+        let recorded = |name: &str, phase: &str, changeset: &str| Metadata {
+            connection: name.into(),
+            status: Some(Arc::new(Status {
+                phase: phase.into(),
+                hash: Some("h".into()),
+                applied_hash: (phase == "Ready").then(|| "h".to_string()),
+                changeset: Some(changeset.into()),
+                error: (phase == "Failed").then(RunError::default),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let apply = |name: &str| crate::ChangeEntry {
+            name: name.into(),
+            hash: "h".into(),
+            action: Action::Apply,
+            cause: None,
+        };
+        let cs = ChangeSet {
+            id: "x".into(),
+            revision: 1,
+            connections: vec![
+                apply("a"),
+                apply("b"),
+                apply("new"),
+                crate::ChangeEntry {
+                    name: "gone".into(),
+                    hash: String::new(),
+                    action: Action::Delete,
+                    cause: None,
+                },
+            ],
+        };
+        // a recorded this run, b an older one, new has no metadata yet, gone's was removed.
+        let mut ms = vec![recorded("a", "Ready", "x"), recorded("b", "Ready", "old")];
+        mark_applying(&mut ms, &cs);
+        assert_eq!(ms[0].applying_hash, None);
+        assert_eq!(ms[0].phase(Some("h")), ConnectionPhase::Ready);
+        assert_eq!(ms[1].applying_hash.as_deref(), Some("h"));
+        assert_eq!(
+            phase_without_metadata(Some(&cs), "new", Some("h")),
+            ConnectionPhase::Applying
+        );
+        assert_eq!(
+            phase_without_metadata(Some(&cs), "new", None),
+            ConnectionPhase::Applying
+        );
+        assert_eq!(
+            phase_without_metadata(Some(&cs), "new", Some("h2")),
+            ConnectionPhase::Pending
+        );
+        assert_eq!(
+            phase_without_metadata(None, "new", None),
+            ConnectionPhase::Pending
+        );
+        // A failed connection keeps the run in flight (the agent marks it concluded).
+        let mut ms = vec![
+            recorded("a", "Ready", "x"),
+            recorded("b", "Failed", "x"),
+            recorded("new", "Ready", "x"),
+        ];
+        mark_applying(&mut ms, &cs);
+        assert_eq!(ms[1].applying_hash.as_deref(), Some("h"));
+        assert_eq!(ms[1].phase(Some("h")), ConnectionPhase::Failed);
+        // Every connection done: the run is over, nothing is marked.
+        let mut ms = vec![
+            recorded("a", "Ready", "x"),
+            recorded("b", "Ready", "x"),
+            recorded("new", "Ready", "x"),
+        ];
+        mark_applying(&mut ms, &cs);
+        assert!(ms.iter().all(|m| m.applying_hash.is_none()));
+        // The hash carried in flight is the current one when the caller does not know it.
+        let mut ms = vec![recorded("b", "Ready", "old")];
+        let newer = ChangeSet {
+            connections: vec![crate::ChangeEntry {
+                hash: "h2".into(),
+                ..apply("b")
+            }],
+            ..cs
+        };
+        mark_applying(&mut ms, &newer);
+        assert_eq!(ms[0].phase(None), ConnectionPhase::Applying);
     }
 }

@@ -276,8 +276,11 @@ async fn run(args: Args) -> u8 {
             }
         }
     };
+    let requested = requested_specs(cs, &validated, &requests, inputs.requests.revision);
     let recorder = ResultRecorder {
         listed,
+        requested,
+        created: Default::default(),
         kube: &kube,
         namespace: ns.clone(),
         job: format!("{ns}/{}", args.job_name),
@@ -369,6 +372,53 @@ async fn run(args: Args) -> u8 {
     EXIT_OK
 }
 
+/// What is requested of each connection `cs` applies that the requests still name, to record
+/// with its result: a valid connection with its content hash in the requests read (of
+/// `revision`), an invalid one with the hash the change set carries (the agent's, computed
+/// over every connection) and the change set's revision.
+fn requested_specs(
+    cs: &sc_contract::ChangeSet,
+    validated: &inputs::Validated,
+    requests: &serde_json::Value,
+    revision: i64,
+) -> std::collections::BTreeMap<String, record::RequestedSpec> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut invalid = serde_json::Map::new();
+    let mut carried = std::collections::BTreeMap::new();
+    for entry in cs.connections.iter().filter(|e| e.action == Action::Apply) {
+        if let Some(conn) = validated.set.get(&entry.name) {
+            let spec = sc_contract::spec_text(conn);
+            let hash = conn.hash.clone();
+            let spec = record::RequestedSpec {
+                spec,
+                hash,
+                revision,
+            };
+            out.insert(entry.name.clone(), spec);
+        } else if validated.invalid.contains_key(&entry.name)
+            && let Some(raw) = requests.get(&entry.name)
+        {
+            invalid.insert(entry.name.clone(), raw.clone());
+            carried.insert(entry.name.as_str(), entry.hash.as_str());
+        }
+    }
+    if !invalid.is_empty() {
+        // The spec of an invalid connection does not depend on the others (its hash may).
+        for check in sc_model::check_connections(&serde_json::Value::Object(invalid)) {
+            let Some(hash) = carried.get(check.name.as_str()).map(|h| h.to_string()) else {
+                continue;
+            };
+            let spec = record::RequestedSpec {
+                spec: sc_contract::checked_spec_text(&check),
+                hash,
+                revision: cs.revision,
+            };
+            out.insert(check.name, spec);
+        }
+    }
+    out
+}
+
 /// Applies or deletes one connection of the change set.
 async fn run_entry(
     entry: &ChangeEntry,
@@ -399,7 +449,12 @@ async fn run_entry(
                     run.steps.push(mat.log.note(&entry.name, "the request changed since the change set was written; applying the current request"));
                 }
                 let applied = async {
-                    let metadata = recorder.metadata(&entry.name).await?;
+                    let mut metadata = recorder.metadata(&entry.name).await?;
+                    if metadata.is_none() {
+                        // Recorded before anything of it is written (see write_ahead).
+                        recorder.write_ahead(&entry.name).await?;
+                        metadata = recorder.metadata(&entry.name).await?;
+                    }
                     let metadata = metadata.as_ref().map(Metadata::from_configmap);
                     let previous = metadata.as_ref().and_then(|m| m.status.as_deref());
                     mat.apply(conn, previous, &mut run).await?;

@@ -1,5 +1,7 @@
-//! Recording each connection's result in its metadata ConfigMap: `status.json` and the
-//! `journal.json` entry in one update with optimistic concurrency (field manager `sc-job`).
+//! Recording each connection's result in its metadata ConfigMap: `spec.json` and
+//! `requested.json` (what was requested), `status.json` and the `journal.json` entry in one
+//! write with optimistic concurrency (field manager `sc-job`): an update of the ConfigMap, or
+//! its creation when no run has recorded the connection yet.
 
 use crate::api::{Kube, is_transient};
 use crate::failure;
@@ -8,8 +10,9 @@ use crate::materialize::ConnRun;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use sc_contract::{
-    JOURNAL_KEY, JournalEntry, ObjectKey, Reason, RunError, RunPhase, STATUS_KEY, Status,
-    append_journal, metadata_labels, metadata_name,
+    Action, JOURNAL_KEY, JournalEntry, ObjectKey, REQUESTED_KEY, Reason, Requested, RunError,
+    RunPhase, SPEC_KEY, STATUS_KEY, Status, append_journal, metadata_labels, metadata_name,
+    requested_document,
 };
 use sc_model::render::CONNECTION_ANNOTATION;
 use std::collections::BTreeMap;
@@ -31,6 +34,35 @@ pub struct ResultRecorder<'a> {
     /// The metadata ConfigMaps by name, listed once at the start; `None` when the list
     /// failed, and each connection's is read on its own.
     pub listed: Option<BTreeMap<String, ConfigMap>>,
+    /// What is requested of each connection the change set applies and the requests name:
+    /// recorded with its result.
+    pub requested: BTreeMap<String, RequestedSpec>,
+    /// The metadata ConfigMaps this run created ahead of applying their connection
+    /// ([`Self::write_ahead`]), by name.
+    pub created: std::sync::Mutex<BTreeMap<String, ConfigMap>>,
+}
+
+/// What is requested of a connection, as recorded in `spec.json` and `requested.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedSpec {
+    /// The text of `spec.json` (`sc_contract::spec_text`).
+    pub spec: String,
+    /// The content hash of the request.
+    pub hash: String,
+    /// The revision of the requests it was read from: `requested.json` takes it when its
+    /// hash is new.
+    pub revision: i64,
+}
+
+/// Puts `spec.json` and `requested.json` of `requested` into `data` (a metadata ConfigMap's,
+/// as read): the revision of `requested.json` stays when the hash it records is the same.
+pub fn put_requested(data: &mut BTreeMap<String, String>, requested: &RequestedSpec) {
+    let existing: Option<Requested> = data
+        .get(REQUESTED_KEY)
+        .and_then(|t| serde_json::from_str(t).ok());
+    let document = requested_document(&requested.hash, requested.revision, existing.as_ref());
+    data.insert(SPEC_KEY.into(), requested.spec.clone());
+    data.insert(REQUESTED_KEY.into(), to_json(&document));
 }
 
 /// The `status.json` of a run. `previous` is the status recorded before, whose
@@ -78,12 +110,23 @@ fn typed(obj: Option<serde_json::Value>) -> Option<ConfigMap> {
 }
 
 impl ResultRecorder<'_> {
-    /// The metadata ConfigMap of `connection`, if it exists: from the list read at the start,
-    /// else (not listed, e.g. it lost its labels, or no list) read now.
+    /// The metadata ConfigMap of `connection`, if it exists: from the list read at the start
+    /// (a connection no run has recorded has none: not read again one by one), else (no list)
+    /// read now. One that lost its labels is missing from the list: [`Self::record`]'s create
+    /// then conflicts, and it is read and updated.
     pub async fn metadata(&self, connection: &str) -> Result<Option<ConfigMap>, RunError> {
         let name = metadata_name(connection);
-        if let Some(cm) = self.listed.as_ref().and_then(|l| l.get(&name)) {
-            return Ok(Some(cm.clone()));
+        let created = self
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .cloned();
+        if created.is_some() {
+            return Ok(created);
+        }
+        if let Some(listed) = &self.listed {
+            return Ok(listed.get(&name).cloned());
         }
         self.fetch(&name).await
     }
@@ -95,6 +138,38 @@ impl ResultRecorder<'_> {
             .await
             .map(typed)
             .map_err(|e| failure::api_error("get", &r, &e))
+    }
+
+    /// Writes what is requested of `connection` (`spec.json`, `requested.json`) into a new
+    /// metadata ConfigMap before anything of it is applied, when no run has recorded it yet:
+    /// an object is never written without a record naming it, so a connection removed after
+    /// a run was killed mid-way is still known (its deletion policy and namespace) and
+    /// removed. Costs one write per connection seen for the first time; a connection already
+    /// recorded costs none. An existing ConfigMap (one that lost its labels) is left to
+    /// [`Self::record`].
+    pub async fn write_ahead(&self, connection: &str) -> Result<(), RunError> {
+        let Some(requested) = self.requested.get(connection) else {
+            return Ok(());
+        };
+        let name = metadata_name(connection);
+        let r = ObjectKey::new("ConfigMap", &self.namespace, &name);
+        let mut cm = ConfigMap::default();
+        put_requested(cm.data.get_or_insert_default(), requested);
+        self.complete_metadata(&mut cm, &name, connection);
+        let obj = serde_json::to_value(&cm).unwrap_or_default();
+        match self.kube.create("ConfigMap", &self.namespace, &obj).await {
+            Ok(created) => {
+                if let Some(created) = typed(Some(created)) {
+                    self.created
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name, created);
+                }
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(failure::api_error("create", &r, &e)),
+        }
     }
 
     /// Records `run`: its journal entry and `status.json` in one write of the metadata
@@ -125,7 +200,7 @@ impl ResultRecorder<'_> {
                 // earlier run recorded it Deleted): nothing is left to record.
                 return Ok(());
             }
-            // No metadata yet (sc-job run without the agent): create it.
+            // No run has recorded the connection yet: create its metadata.
             let mut cm = live.take().unwrap_or_default();
             let data = cm.data.get_or_insert_default();
             let previous: Option<Status> = data
@@ -141,6 +216,11 @@ impl ResultRecorder<'_> {
             let journal = append_journal(data.get(JOURNAL_KEY).map(String::as_str), entry.clone());
             data.insert(STATUS_KEY.into(), to_json(&status));
             data.insert(JOURNAL_KEY.into(), to_json(&journal));
+            if run.action == Action::Apply
+                && let Some(requested) = self.requested.get(&run.name)
+            {
+                put_requested(data, requested);
+            }
             self.complete_metadata(&mut cm, &name, &run.name);
             let obj = serde_json::to_value(&cm).unwrap_or_default();
             let written = if creating {
@@ -267,5 +347,38 @@ mod tests {
         run.error = None;
         let doc = document(&run, previous.clone());
         assert_eq!(doc["objects"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn requested_keeps_its_revision_while_the_hash_stays() {
+        let spec = RequestedSpec {
+            spec: r#"{"name":"c"}"#.into(),
+            hash: "h1".into(),
+            revision: 3,
+        };
+        let mut data = BTreeMap::new();
+        put_requested(&mut data, &spec);
+        assert_eq!(data[SPEC_KEY], r#"{"name":"c"}"#);
+        assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h1","revision":3}"#);
+        let later = RequestedSpec {
+            revision: 5,
+            ..spec.clone()
+        };
+        put_requested(&mut data, &later);
+        assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h1","revision":3}"#);
+        // What an earlier agent wrote is read, and replaced by the current form.
+        data.insert(
+            REQUESTED_KEY.into(),
+            r#"{"hash":"h1","revision":2,"phase":"Applying"}"#.into(),
+        );
+        put_requested(&mut data, &later);
+        assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h1","revision":2}"#);
+        let changed = RequestedSpec {
+            hash: "h2".into(),
+            revision: 6,
+            ..spec
+        };
+        put_requested(&mut data, &changed);
+        assert_eq!(data[REQUESTED_KEY], r#"{"hash":"h2","revision":6}"#);
     }
 }

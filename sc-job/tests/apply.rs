@@ -154,6 +154,21 @@ sc-job: 4 applied, 0 failed, 0 deleted
             cm["metadata"]["labels"]["app.kubernetes.io/component"],
             "connection"
         );
+        assert_eq!(
+            cm["metadata"]["annotations"]["sc-extension.io/connection-name"],
+            name
+        );
+        // What was requested, recorded in the same write: the non-secret spec and the hash
+        // with the revision it was first requested at.
+        let requested = metadata(&c, name, "requested.json");
+        assert_eq!(
+            requested,
+            json!({"hash": hashes[name], "revision": 1}),
+            "{name}"
+        );
+        let spec = metadata(&c, name, "spec.json");
+        assert_eq!(spec["name"], name, "{spec}");
+        assert!(!spec.to_string().contains(ACCOUNT_KEY), "{spec}");
     }
 
     // A second run of the same change set writes no materialized object.
@@ -580,7 +595,7 @@ async fn json_logs_carry_the_same_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recording_keeps_the_agents_keys_and_the_last_ten_runs() {
+async fn recording_replaces_an_earlier_agents_texts_and_keeps_the_last_ten_runs() {
     let ks = start().await;
     let c = ks.cluster();
     let old_runs: Vec<Value> = (0..10)
@@ -601,11 +616,13 @@ async fn recording_keeps_the_agents_keys_and_the_last_ten_runs() {
     }});
     request_all(&c, "cs-9", 1, &conns);
     run_job(&ks, &[]).await.expect_code(0);
-    let cm = get(&c, "ConfigMap", NS, "sc-conn-x").unwrap();
-    assert_eq!(cm["data"]["spec.json"], "{\"namespace\":\"default\"}");
+    // The texts an earlier agent wrote give way to what is requested now.
+    let spec = metadata(&c, "x", "spec.json");
+    assert_eq!(spec["targetType"], "storage-blob", "{spec}");
+    let requested = metadata(&c, "x", "requested.json");
     assert_eq!(
-        cm["data"]["requested.json"],
-        "{\"hash\":\"h\",\"revision\":1,\"phase\":\"Applying\"}"
+        requested,
+        json!({"hash": hashes(&c, &conns)["x"], "revision": 1})
     );
     let journal = metadata(&c, "x", "journal.json");
     let runs = journal.as_array().unwrap();

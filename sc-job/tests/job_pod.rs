@@ -69,6 +69,14 @@ fn cluster_role(c: &kubesim::cluster::Cluster, rules: Value) {
 
 /// sc-job's ServiceAccount and its Role in the release namespace.
 fn install_release_rbac(c: &kubesim::cluster::Cluster) {
+    install_release_rbac_with(
+        c,
+        json!(["get", "list", "watch", "create", "update", "patch"]),
+    );
+}
+
+/// [`install_release_rbac`] with `configmap_verbs` on the ConfigMaps of the release namespace.
+fn install_release_rbac_with(c: &kubesim::cluster::Cluster, configmap_verbs: Value) {
     create(
         c,
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sc-job", "namespace": NS}}),
@@ -78,7 +86,7 @@ fn install_release_rbac(c: &kubesim::cluster::Cluster) {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "sc-job", "namespace": NS},
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": configmap_verbs},
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sc-protected"], "verbs": ["get"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "resourceNames": ["sc-job"], "verbs": ["get", "delete"]},
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
@@ -161,6 +169,45 @@ async fn the_job_deletes_itself_after_success() {
         "{steps}"
     );
     assert_no_secret("a ConfigMap", &all_config_maps(&c), &[ACCOUNT_KEY]);
+}
+
+/// No object without a record naming it: a connection no run has recorded yet gets its
+/// metadata ConfigMap before any of its objects is written, so when that ConfigMap cannot be
+/// created (here sc-job may not create ConfigMaps) nothing of the connection is written, and
+/// a run killed between the apply and the record could not leave objects behind either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_object_is_written_before_its_connection_is_recorded() {
+    let ks = start().await;
+    let c = ks.cluster();
+    install_release_rbac_with(&c, json!(["get", "list", "watch", "update", "patch"]));
+    let mut rules = writer_rules();
+    rules
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}));
+    cluster_role(&c, rules);
+    request_all(
+        &c,
+        "cs-job-unrecorded",
+        1,
+        &json!({"unrecorded": blob("default")}),
+    );
+    create(&c, sc_job());
+    wait_until(WAIT, "the Job sc-job to fail", || {
+        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
+        async move { job }
+    })
+    .await;
+    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
+    let text = logs.ok("kubectl logs job/sc-job").to_string();
+    assert!(
+        text.contains("sc-job: 0 applied, 1 failed, 0 deleted"),
+        "{text}"
+    );
+    assert!(
+        get(&c, "Secret", "default", "sc-unrecorded-secret").is_none(),
+        "the Secret was written without a record naming its connection: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,9 +69,8 @@ pub fn row(name: &str, snapshot: &Snapshot) -> Value {
         })
         .unwrap_or(Value::Null);
     let phase = match m {
-        Some(m) => m.phase(None).as_str(),
         None if snapshot.ignored_for(name).is_some() => "Failed",
-        None => "Pending",
+        _ => snapshot.phase(name, None).as_str(),
     };
     let objects: Vec<Value> = m
         .and_then(|m| m.status.as_ref())

@@ -78,7 +78,7 @@ pub fn run(args: &ReapplyArgs) -> ExitCode {
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     failed = true;
                     eprintln!(
-                        "error: connection {name} has no metadata ConfigMap {}/{cm}: it is not recorded yet; check the name with `sc-agent list`",
+                        "error: connection {name} was never applied (no metadata ConfigMap {}/{cm}): nothing to reapply; a requested connection is applied by its first run (see `sc-agent list`)",
                         c.namespace
                     );
                     "NotRecorded"

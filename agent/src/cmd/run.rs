@@ -44,6 +44,8 @@ pub struct RunArgs {
           value_parser = |s: &str| parse_seconds(s, 1, 3600))]
     pub lease_grace: Duration,
     /// How long to collect a burst of changes before acting: a Go duration (`500ms`, `2s`).
+    /// A change of the requests that arrived whole (every shard and the protected Secret at
+    /// one revision) is acted on at once.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration,
           conflicts_with = "debounce_ms")]
     pub debounce: Duration,

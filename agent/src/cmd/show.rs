@@ -82,7 +82,10 @@ fn print_show(v: &Value) {
     let s = |x: &Value| x.as_str().unwrap_or("-").to_string();
     println!("Name:       {}", s(&v["name"]));
     println!("Phase:      {}", s(&v["phase"]));
-    println!("Metadata:   ConfigMap {}", s(&v["metadata"]));
+    match v["metadata"].as_str() {
+        Some(m) => println!("Metadata:   ConfigMap {m}"),
+        None => println!("Metadata:   none yet (no run of sc-job has recorded the connection)"),
+    }
     let spec = &v["spec"];
     println!("Namespace:  {}", s(&spec["namespace"]));
     println!("Target:     {}", s(&spec["targetType"]));

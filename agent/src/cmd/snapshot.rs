@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub protected_error: Option<String>,
     /// The metadata ConfigMaps.
     pub metadata: Vec<Metadata>,
+    /// The change set in flight (not concluded), when readable.
+    pub in_flight: Option<contract::ChangeSet>,
 }
 
 impl Snapshot {
@@ -51,12 +53,14 @@ impl Snapshot {
             .iter()
             .map(Metadata::from_configmap)
             .collect::<Vec<_>>();
-        // The change set in flight makes its connections Applying; without read access to it
-        // they show as Pending.
-        if let Ok(Some(cs)) = cms.get_opt(contract::CHANGESET_CONFIGMAP).await
-            && let Some(cs) = contract::in_flight_changeset(&cs)
-        {
-            contract::mark_applying(&mut metadata, &cs);
+        // The change set in flight makes its connections Applying (those without metadata
+        // too: no run has recorded them yet); without read access to it they show as Pending.
+        let in_flight = match cms.get_opt(contract::CHANGESET_CONFIGMAP).await {
+            Ok(Some(cs)) => contract::in_flight_changeset(&cs),
+            _ => None,
+        };
+        if let Some(cs) = &in_flight {
+            contract::mark_applying(&mut metadata, cs);
         }
         let requests_cm = cms
             .get_opt(REQUESTS_CONFIGMAP)
@@ -115,7 +119,23 @@ impl Snapshot {
             requests,
             protected_error,
             metadata,
+            in_flight,
         })
+    }
+
+    /// The phase of a connection given the hash of its current request when known: `Deleted`
+    /// when the requests no longer name it (its removal is pending until sc-job records it,
+    /// then the agent deletes its metadata), else derived from its metadata, or for a
+    /// connection no run has recorded yet, `Applying` while the change set in flight carries
+    /// it and `Pending` otherwise.
+    pub fn phase(&self, name: &str, hash: Option<&str>) -> contract::ConnectionPhase {
+        if self.requests.is_some() && !self.is_requested(name) {
+            return contract::ConnectionPhase::Deleted;
+        }
+        match self.metadata(name) {
+            Some(m) => m.phase(hash),
+            None => contract::phase_without_metadata(self.in_flight.as_ref(), name, hash),
+        }
     }
 
     /// The metadata of a connection.

@@ -109,11 +109,14 @@ pub fn run(args: &NameArgs) -> ExitCode {
         match snapshot.metadata(&name) {
             None => findings.push(Finding {
                 object: meta_object,
-                problem: "the connection has no metadata: the agent has not processed it".into(),
+                problem: format!(
+                    "the connection is not applied yet (phase {}): no run of sc-job has recorded it",
+                    snapshot.phase(&name, Some(&conn.hash)).as_str()
+                ),
                 remedy: format!(
-                    "check the agent: kubectl -n {} logs deploy/{}",
-                    c.namespace,
-                    contract::AGENT_DEPLOYMENT
+                    "wait for the agent (`sc-agent wait -n {ns}`), or check it: kubectl -n {ns} logs deploy/{}",
+                    contract::AGENT_DEPLOYMENT,
+                    ns = c.namespace,
                 ),
             }),
             Some(m) => {

@@ -84,7 +84,7 @@ fn evaluate(snapshot: &Snapshot, revision: i64) -> anyhow::Result<Verdict> {
     let mut states = Vec::new();
     for check in sc_model::check_connections_keyed(&requests.connections, &requests.hash_key) {
         let m = snapshot.metadata(&check.name);
-        let mut phase = m.map_or(ConnectionPhase::Pending, |m| m.phase(Some(&check.hash)));
+        let mut phase = snapshot.phase(&check.name, Some(&check.hash));
         let mut error = m
             .and_then(|m| m.status.as_ref())
             .and_then(|s| s.failure_for(&check.hash))

@@ -1,9 +1,11 @@
-//! The act stage: the writes a plan asks for (events, the concluded mark, the metadata
-//! ConfigMaps, the journal of a failed run, the change set and the Job). Before creating a
-//! Job it checks, live, that none exists and that the changes are still pending.
+//! The act stage: the writes a plan asks for (Warning events, the concluded mark of a failed
+//! run, the metadata ConfigMaps sc-job removed, the journal of a failed run, the change set
+//! and the Job). Before creating a Job it checks, live, that none exists and that the
+//! changes are still pending. Nothing is written per connection before the Job: sc-job
+//! records what was requested with each result.
 
 use super::observe::Observed;
-use super::plan::{self, Conclusion, FailedRun, JobAction, MetadataPlan, Plan, SpecText};
+use super::plan::{self, Conclusion, FailedRun, JobAction, MetadataPlan, Plan};
 use crate::contract::{
     self, CHANGESET_CONFIGMAP, CHANGESET_ID_ANNOTATION, CHANGESET_KEY, CONCLUDED_ANNOTATION,
     ChangeEntry, ChangeSet, FIELD_MANAGER, JOB_NAME, JOURNAL_KEY, METADATA_SELECTOR, Metadata,
@@ -11,7 +13,6 @@ use crate::contract::{
 use crate::jobspec::{JobConfig, job_object, owner_reference};
 use crate::server::Health;
 use anyhow::Context as _;
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -28,9 +29,6 @@ const FRESH_READS: usize = 32;
 
 /// Metadata ConfigMaps per page of a list.
 const METADATA_PAGE: u32 = 500;
-
-/// Metadata ConfigMaps written at once.
-const METADATA_IN_FLIGHT: usize = 16;
 
 /// Attempts to write one journal entry (conflicts and transient API errors are retried).
 const JOURNAL_ATTEMPTS: u32 = 5;
@@ -157,8 +155,7 @@ impl Actor {
         {
             self.conclude(requests, conclusion).await?;
         }
-        self.write_metadata(&plan.metadata, &observed.owner_uid)
-            .await?;
+        self.delete_metadata(&plan.metadata).await?;
         self.write_drift(requests, &plan.drift).await?;
         self.health.metrics.set_phases(&plan.phases);
         tracing::debug!(decision = ?plan.decision, pending = plan.pending.len(), "reconcile");
@@ -233,23 +230,16 @@ impl Actor {
         Ok(true)
     }
 
-    /// Reports the outcome of the last run (event, metrics) and marks its change set
-    /// concluded, so it is reported once.
+    /// Reports the outcome of the last run (log, metrics); a failure also with a Warning event,
+    /// and marks its change set concluded so that it is reported once. A success writes
+    /// nothing: the Job controller's events on Job `sc-job` and the journals record it.
     async fn conclude(&self, requests: &ConfigMap, conclusion: &Conclusion) -> anyhow::Result<()> {
         let changeset = &conclusion.changeset;
         match &conclusion.failure {
             None => {
                 self.health.metrics.jobs_succeeded.inc();
-                tracing::info!(%changeset, "sc-job succeeded");
-                self.events
-                    .publish(
-                        requests,
-                        EventType::Normal,
-                        "JobSucceeded",
-                        "RunJob",
-                        &conclusion.note,
-                    )
-                    .await;
+                tracing::info!(%changeset, note = %conclusion.note, "sc-job succeeded");
+                return Ok(());
             }
             Some(message) => {
                 self.health.metrics.jobs_failed.inc();
@@ -282,9 +272,9 @@ impl Actor {
         Ok(())
     }
 
-    /// Deletes and writes the metadata ConfigMaps of `plan`. A connection whose write fails
-    /// does not stop the others; the first error is returned once all were tried.
-    async fn write_metadata(&self, plan: &MetadataPlan, owner_uid: &str) -> anyhow::Result<()> {
+    /// Deletes the metadata ConfigMaps of `plan`. A connection whose delete fails does not
+    /// stop the others; the first error is returned once all were tried.
+    async fn delete_metadata(&self, plan: &MetadataPlan) -> anyhow::Result<()> {
         let mut first_error: Option<anyhow::Error> = None;
         for d in &plan.deletes {
             match self
@@ -304,93 +294,11 @@ impl Actor {
                 }
             }
         }
-        for w in plan.writes.iter().filter(|w| !w.errors.is_empty()) {
-            tracing::warn!(connection = %w.connection, errors = %w.errors.join("; "), "invalid connection request, sc-job will record the failure");
-        }
-        // Independent objects: a bounded number of writes in flight.
-        let errors: Vec<anyhow::Error> = futures::stream::iter(&plan.writes)
-            .map(|w| async move {
-                let spec = match &w.spec {
-                    SpecText::Text(t) => Some(t.clone()),
-                    SpecText::Keep { configmap } => {
-                        match self.configmaps().get_opt(configmap).await {
-                            Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(contract::SPEC_KEY)),
-                            // Gone meanwhile: nothing left to mark as removed.
-                            Ok(None) => return None,
-                            Err(e) => {
-                                return Some(anyhow::Error::new(e).context(format!(
-                                    "reading ConfigMap {}/{configmap} failed",
-                                    self.ns
-                                )));
-                            }
-                        }
-                    }
-                };
-                self.apply_metadata(&w.connection, spec.as_deref(), &w.requested, owner_uid)
-                    .await
-                    .err()
-            })
-            .buffer_unordered(METADATA_IN_FLIGHT)
-            .filter_map(|e| async move { e })
-            .collect()
-            .await;
-        if let Some(e) = errors.into_iter().next() {
-            first_error.get_or_insert(e);
-        }
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn apply_metadata(
-        &self,
-        connection: &str,
-        spec: Option<&str>,
-        requested: &str,
-        owner_uid: &str,
-    ) -> anyhow::Result<()> {
-        if !super::desired::has_metadata_name(connection) {
-            tracing::warn!(
-                connection,
-                "connection name gives no valid metadata ConfigMap name, skipped"
-            );
-            return Ok(());
-        }
-        let name = contract::metadata_name(connection);
-        let mut labels = contract::labels(contract::COMPONENT_CONNECTION);
-        labels.insert(
-            sc_model::render::CONNECTION_LABEL.to_string(),
-            sc_model::names::connection_label_value(connection),
-        );
-        let mut data = serde_json::Map::new();
-        if let Some(s) = spec {
-            data.insert(contract::SPEC_KEY.into(), s.into());
-        }
-        data.insert(contract::REQUESTED_KEY.into(), requested.into());
-        let obj = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": self.ns,
-                "labels": labels,
-                "annotations": {sc_model::render::CONNECTION_ANNOTATION: connection},
-                "ownerReferences": [owner_reference(owner_uid)],
-            },
-            "data": data,
-        });
-        self.configmaps()
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .with_context(|| format!("writing ConfigMap {}/{name} failed", self.ns))?;
-        tracing::info!(connection, configmap = %name, "metadata updated");
-        Ok(())
-    }
-
-    /// Publishes the drift events and writes `drift.json` (a merge patch of that key only:
-    /// the agent's server-side apply of `spec.json` and `requested.json` leaves it alone).
+    /// Publishes the drift events and writes `drift.json` (a merge patch of that key only, of
+    /// a metadata ConfigMap that exists: drift is only seen of applied connections).
     /// A connection whose write fails does not stop the others.
     async fn write_drift(
         &self,
@@ -571,6 +479,15 @@ impl Actor {
             connections: pending,
         };
         tracing::Span::current().record("changeset", cs.id.as_str());
+        for c in &cs.connections {
+            if let Ok(i) = observed
+                .desired
+                .binary_search_by(|d| d.name.as_str().cmp(c.name.as_str()))
+                && !observed.desired[i].errors.is_empty()
+            {
+                tracing::warn!(connection = %c.name, errors = %observed.desired[i].errors.join("; "), "invalid connection request, sc-job will record the failure");
+            }
+        }
         let owner_uid = &observed.owner_uid;
         let obj = json!({
             "apiVersion": "v1",
@@ -618,22 +535,41 @@ impl Actor {
                 Some(contract::Cause::Reapply) => self.reapplied(&c.name).await,
                 Some(contract::Cause::Repair) => {
                     self.health.metrics.drift_repairs.inc();
+                    self.repair_started(&fresh, &c.name).await;
                 }
                 _ => {}
             }
         }
-        let (note, apply, delete) = plan::job_created_note(&cs);
-        tracing::info!(changeset = %cs.id, %apply, %delete, "created Job {JOB_NAME}");
-        self.events
-            .publish(
-                observed.requests.as_ref(),
-                EventType::Normal,
-                "JobCreated",
-                "RunJob",
-                &note,
-            )
-            .await;
+        let (note, apply, delete) = plan::changeset_note(&cs);
+        tracing::info!(changeset = %cs.id, %apply, %delete, "created Job {JOB_NAME}: {note}");
         Ok(())
+    }
+
+    /// The repair of `connection` is under way (its change set written, its Job created):
+    /// `repairPending` of its `drift.json` (as read live in `fresh`) is cleared now. A run
+    /// may complete before the next step sees its change set in flight (a success is derived
+    /// from the records), so waiting to see it would repair the connection again and again.
+    /// A run that fails is re-armed from the journal (`drift::repair_failed`); a failed write
+    /// here leaves the flag, and the repair runs once more.
+    async fn repair_started(&self, fresh: &[Metadata], connection: &str) {
+        let Some(m) = fresh.iter().find(|m| m.connection == connection) else {
+            return;
+        };
+        let Some(mut drift) = m.drift.clone().filter(|d| d.repair_pending) else {
+            return;
+        };
+        drift.repair_pending = false;
+        let plan = super::drift::DriftPlan {
+            writes: vec![super::drift::DriftWrite {
+                connection: connection.to_string(),
+                configmap: m.configmap.clone(),
+                drift: Some(*drift),
+            }],
+            events: Vec::new(),
+        };
+        if let Err(e) = self.write_drift(&ConfigMap::default(), &plan).await {
+            tracing::warn!(%connection, error = format!("{e:#}"), "clearing the pending repair failed; it runs once more");
+        }
     }
 
     /// `known` with the metadata of each of `candidates` read again, live (without journal).

@@ -1,5 +1,4 @@
-//! What the requests want, connection by connection: hashes, non-secret specs and validation
-//! errors, and the connections dropped because their metadata ConfigMap name is taken. Derived
+//! What the requests want, connection by connection: hashes and validation errors, and the connections dropped because their metadata ConfigMap name is taken. Derived
 //! by the observe stage, read by the plan stage. No I/O.
 
 use crate::contract::Requests;
@@ -12,8 +11,6 @@ pub struct Desired {
     pub name: String,
     /// Its content hash (also for an invalid request).
     pub hash: String,
-    /// The non-secret request, as written to `spec.json`.
-    pub spec: String,
     /// The validation errors (empty when valid), as `path: message`.
     pub errors: Vec<String>,
     /// What to do about drift of its objects.
@@ -31,7 +28,7 @@ pub struct NameClash {
     pub taken_by: Option<String>,
 }
 
-/// Hashes and non-secret specs of every requested connection (the requests are consumed:
+/// Hashes and validation errors of every requested connection (the requests are consumed:
 /// each connection's raw request is freed as soon as it is parsed). A connection to a
 /// namespace `guard` refuses is invalid: its error names its `namespace` key.
 pub fn desired(requests: Requests, guard: &sc_model::NamespaceGuard) -> Vec<Desired> {
@@ -45,17 +42,9 @@ pub fn desired(requests: Requests, guard: &sc_model::NamespaceGuard) -> Vec<Desi
                 .as_ref()
                 .map(|conn| conn.spec.drift_policy)
                 .unwrap_or_default();
-            let spec = match &c.connection {
-                Some(conn) => serde_json::to_string(&conn.spec).unwrap_or_default(),
-                None => c.invalid_spec.unwrap_or_default(),
-            };
-            // Kept for as long as the requests stay the same: no spare capacity.
-            let mut spec = spec;
-            spec.shrink_to_fit();
             Desired {
                 name: c.name,
                 hash: c.hash,
-                spec,
                 errors: c.errors.iter().map(ToString::to_string).collect(),
                 drift_policy,
             }
@@ -109,7 +98,6 @@ pub(crate) mod tests {
         Desired {
             name: name.into(),
             hash: hash.into(),
-            spec: "{}".to_string(),
             errors: vec![],
             drift_policy: sc_model::DriftPolicy::Repair,
         }

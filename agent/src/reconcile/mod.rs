@@ -47,10 +47,10 @@ impl Reconciler {
         }
     }
 
-    /// The resourceVersion of the requests ConfigMap the watch holds (`None` without one):
-    /// helm writes it with every revision.
-    pub fn requests_version(&self) -> Option<String> {
-        self.observer.requests()?.metadata.resource_version.clone()
+    /// The versions of the request objects the watches hold and whether they are whole (see
+    /// [`Observer::requests_version`]).
+    pub fn requests_version(&self) -> Option<(String, bool)> {
+        self.observer.requests_version()
     }
 
     /// One step; returns when it wants to be woken up (seconds since the epoch) besides

@@ -365,6 +365,47 @@ impl Observer {
             .get(&reflector::ObjectRef::new(&self.requests_name).within(&self.ns))
     }
 
+    /// The versions of the request objects the watches hold (`name@resourceVersion`, the
+    /// first ConfigMap, its further shards, the protected Secret) and whether they are whole:
+    /// every shard the first ConfigMap announces is there and the protected Secret carries
+    /// its revision. Protected settings in several Secrets (only the first is watched) count
+    /// as not whole. `None` without requests.
+    pub fn requests_version(&self) -> Option<(String, bool)> {
+        let first = self.requests()?;
+        let version = |m: &ObjectMeta| {
+            format!(
+                "{}@{};",
+                m.name.as_deref().unwrap_or_default(),
+                m.resource_version.as_deref().unwrap_or_default()
+            )
+        };
+        let revision = crate::shards::revision(first.metadata.annotations.as_ref());
+        let mut key = String::new();
+        let mut whole = true;
+        match crate::shards::from_store(first.clone(), "ConfigMap", |name| {
+            self.stores
+                .request_shards
+                .get(&reflector::ObjectRef::new(name).within(&self.ns))
+        }) {
+            Shards::Complete(all) => all.iter().for_each(|o| key.push_str(&version(&o.metadata))),
+            Shards::Incomplete(_) | Shards::Invalid(_) => {
+                key.push_str(&version(&first.metadata));
+                whole = false;
+            }
+        }
+        if let Some(p) = self
+            .stores
+            .protected
+            .get(&reflector::ObjectRef::new(&self.protected_name).within(&self.ns))
+        {
+            key.push_str(&version(&p.metadata));
+            let annotations = p.metadata.annotations.as_ref();
+            whole &= crate::shards::shard_count("Secret", annotations) == Ok(1)
+                && crate::shards::revision(annotations) == revision;
+        }
+        Some((key, whole))
+    }
+
     /// Reads everything a step needs, given the requests ConfigMap.
     pub async fn observe(&mut self, requests: Arc<ConfigMap>) -> anyhow::Result<Observation> {
         let owner_uid = requests.metadata.uid.clone().unwrap_or_default();

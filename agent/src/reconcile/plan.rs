@@ -1,14 +1,14 @@
 //! The plan stage: from one [`Observed`] value, everything the step is to write. Pure: no
 //! API call, no clock (the time is observed), so every decision is tested from small
-//! fixtures. It holds the rules too: what each connection should look like in its metadata,
-//! which changes are pending, whether to start, wait for or replace the Job, and when a
-//! transient failure is retried.
+//! fixtures. It holds the rules too: which changes are pending, whether to start, wait for or
+//! replace the Job, and when a transient failure is retried. The agent writes no metadata of
+//! a connection before its run: sc-job records what was requested with the result.
 
 use super::desired::{Desired, NameClash};
 use super::observe::Observed;
 use crate::contract::{
     Action, CHANGESET_ID_ANNOTATION, Cause, ChangeEntry, ChangeSet, ConnectionPhase, JOB_NAME,
-    JOURNAL_LENGTH, JournalEntry, Metadata, Reason, Requested, RequestedPhase, RunError, RunPhase,
+    JOURNAL_LENGTH, JournalEntry, Metadata, Reason, RunError, RunPhase,
 };
 use k8s_openapi::api::batch::v1::Job;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +22,9 @@ pub struct Memory {
     pub failures: u32,
     /// The name clashes last reported: reported again only when they change.
     pub reported_clashes: Vec<NameClash>,
+    /// The change set whose success was last reported (a success is not marked on the
+    /// change set: it is derived from the metadata).
+    pub reported_success: Option<String>,
 }
 
 /// Everything one step is to write, in the order the act stage writes it.
@@ -31,7 +34,7 @@ pub struct Plan {
     pub clash_notes: Vec<String>,
     /// The outcome of the last run, when it is to be reported now.
     pub conclusion: Option<Conclusion>,
-    /// The metadata ConfigMaps to write and to delete.
+    /// The metadata ConfigMaps to delete.
     pub metadata: MetadataPlan,
     /// The drift of materialized objects: `drift.json` writes and Warning events.
     pub drift: super::drift::DriftPlan,
@@ -47,8 +50,10 @@ pub struct Plan {
     pub memory: Memory,
 }
 
-/// The outcome of a run, reported once: an event on the requests, a metric, and the change
-/// set marked concluded.
+/// The outcome of a run, reported once: a log line and a metric; a failure also by a Warning
+/// event on the requests and the change set marked concluded (so a restarted agent does not
+/// report it again). A success is derived (the Job deleted itself and every connection it
+/// carried records the change set): nothing is written for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conclusion {
     /// The change set id.
@@ -64,39 +69,11 @@ pub struct Conclusion {
     pub unrecorded: Vec<ChangeEntry>,
 }
 
-/// The metadata writes of a step.
+/// The metadata ConfigMaps a step deletes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataPlan {
-    /// `spec.json` and `requested.json` to write, by connection.
-    pub writes: Vec<MetadataWrite>,
     /// Metadata ConfigMaps of connections sc-job has removed.
     pub deletes: Vec<MetadataDelete>,
-}
-
-/// One metadata ConfigMap to write (server-side apply).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataWrite {
-    /// The connection.
-    pub connection: String,
-    /// Its `spec.json`.
-    pub spec: SpecText,
-    /// Its `requested.json`.
-    pub requested: String,
-    /// The validation errors of the request (logged: sc-job records the failure).
-    pub errors: Vec<String>,
-}
-
-/// The `spec.json` of a metadata write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SpecText {
-    /// This text.
-    Text(String),
-    /// The text ConfigMap `configmap` holds (the watch cache keeps only its digest): read it
-    /// before writing, as sc-job reads the deletion policy from it.
-    Keep {
-        /// The metadata ConfigMap.
-        configmap: String,
-    },
 }
 
 /// One metadata ConfigMap to delete.
@@ -200,13 +177,17 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
     };
     let last = observed.last_run.as_ref().map(|r| &r.changeset);
     let mut failures = memory.failures;
-    let conclusion = conclusion(observed);
+    let conclusion = conclusion(observed, memory.reported_success.as_deref());
+    let mut reported_success = memory.reported_success.clone();
     match &conclusion {
-        Some(c) if c.failure.is_none() => failures = 0,
+        Some(c) if c.failure.is_none() => {
+            failures = 0;
+            reported_success = Some(c.changeset.clone());
+        }
         Some(_) => failures = failures.saturating_add(1),
         None => {}
     }
-    let metadata_plan = metadata_plan(desired, metadata, revision);
+    let metadata_plan = metadata_plan(desired, metadata);
     let drift = super::drift::plan_drift_read(
         desired,
         metadata,
@@ -279,13 +260,14 @@ pub fn plan(observed: &Observed, memory: &Memory, backoff: &Backoff) -> Plan {
         conclusion,
         metadata: metadata_plan,
         drift,
-        phases: phase_counts(desired, metadata),
+        phases: phase_counts(desired, metadata, in_flight(observed)),
         pending,
         decision,
         job,
         memory: Memory {
             failures,
             reported_clashes: observed.clashes.clone(),
+            reported_success,
         },
     }
 }
@@ -304,10 +286,20 @@ fn clash_note(clash: &NameClash) -> String {
     }
 }
 
-/// The outcome of the last run when it is known and not reported yet: the Job failed or
-/// completed, or is gone (with every change applied, or some not recorded: then the act stage
-/// checks, live, that it is really gone and they really are not recorded).
-fn conclusion(observed: &Observed) -> Option<Conclusion> {
+/// The change set in flight: the last one, not marked concluded.
+fn in_flight(observed: &Observed) -> Option<&ChangeSet> {
+    observed
+        .last_run
+        .as_ref()
+        .filter(|r| !r.concluded)
+        .map(|r| &r.changeset)
+}
+
+/// The outcome of the last run when it is known and not reported yet (a success is reported
+/// once per agent: `reported_success`): the Job failed or completed, or is gone (with every
+/// change applied, or some not recorded: then the act stage checks, live, that it is really
+/// gone and they really are not recorded).
+fn conclusion(observed: &Observed, reported_success: Option<&str>) -> Option<Conclusion> {
     let run = observed.last_run.as_ref().filter(|r| !r.concluded)?;
     let cs = &run.changeset;
     let failed = failed_connections(cs, &observed.metadata);
@@ -336,6 +328,9 @@ fn conclusion(observed: &Observed) -> Option<Conclusion> {
         )),
         _ => return None,
     };
+    if failure.is_none() && reported_success == Some(cs.id.as_str()) {
+        return None;
+    }
     let note = match &failure {
         None => {
             let names: Vec<&str> = cs.connections.iter().map(|c| c.name.as_str()).collect();
@@ -369,28 +364,10 @@ fn conclusion(observed: &Observed) -> Option<Conclusion> {
     })
 }
 
-/// `spec.json` and `requested.json` where they differ from what the metadata holds, removed
-/// connections marked Deleted, and the metadata of connections sc-job removed deleted.
-pub fn metadata_plan(desired: &[Desired], metadata: &[Metadata], revision: i64) -> MetadataPlan {
+/// The metadata of connections sc-job removed, to delete. The agent writes no other metadata
+/// of a connection: sc-job records what was requested with each result.
+pub fn metadata_plan(desired: &[Desired], metadata: &[Metadata]) -> MetadataPlan {
     let mut out = MetadataPlan::default();
-    let by_name: BTreeMap<&str, &Metadata> = metadata
-        .iter()
-        .map(|m| (m.connection.as_str(), m))
-        .collect();
-    for d in desired {
-        let existing = by_name.get(d.name.as_str()).copied();
-        let (spec, requested) =
-            metadata_texts(d, revision, existing.and_then(|m| m.requested.as_ref()));
-        if existing.is_some_and(|m| m.has_texts(&spec, &requested)) {
-            continue;
-        }
-        out.writes.push(MetadataWrite {
-            connection: d.name.clone(),
-            spec: SpecText::Text(spec),
-            requested,
-            errors: d.errors.clone(),
-        });
-    }
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
     for m in metadata {
         if m.connection.is_empty() || wanted.contains(m.connection.as_str()) {
@@ -402,33 +379,18 @@ pub fn metadata_plan(desired: &[Desired], metadata: &[Metadata], revision: i64) 
                 connection: m.connection.clone(),
                 configmap: m.configmap.clone(),
             });
-            continue;
         }
-        if m.requested
-            .as_ref()
-            .is_some_and(|r| r.phase == RequestedPhase::Deleted)
-        {
-            continue;
-        }
-        // Keep spec.json: sc-job reads the deletion policy from it.
-        let spec = match &m.spec_text {
-            Some(t) => SpecText::Text(t.to_string()),
-            None => SpecText::Keep {
-                configmap: m.configmap.clone(),
-            },
-        };
-        out.writes.push(MetadataWrite {
-            connection: m.connection.clone(),
-            spec,
-            requested: deleted_text(revision),
-            errors: Vec::new(),
-        });
     }
     out
 }
 
-/// Requested and removed connections by phase.
-pub fn phase_counts(desired: &[Desired], metadata: &[Metadata]) -> BTreeMap<ConnectionPhase, i64> {
+/// Requested and removed connections by phase; a requested connection without metadata is
+/// Applying while the change set in flight (`in_flight`) carries it, else Pending.
+pub fn phase_counts(
+    desired: &[Desired],
+    metadata: &[Metadata],
+    in_flight: Option<&ChangeSet>,
+) -> BTreeMap<ConnectionPhase, i64> {
     let mut counts: BTreeMap<ConnectionPhase, i64> = BTreeMap::new();
     let by_name: BTreeMap<&str, &Metadata> = metadata
         .iter()
@@ -438,7 +400,9 @@ pub fn phase_counts(desired: &[Desired], metadata: &[Metadata]) -> BTreeMap<Conn
         let phase = by_name
             .get(d.name.as_str())
             .map(|m| m.phase(Some(&d.hash)))
-            .unwrap_or(ConnectionPhase::Pending);
+            .unwrap_or_else(|| {
+                crate::contract::phase_without_metadata(in_flight, &d.name, Some(&d.hash))
+            });
         *counts.entry(phase).or_default() += 1;
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
@@ -450,8 +414,8 @@ pub fn phase_counts(desired: &[Desired], metadata: &[Metadata]) -> BTreeMap<Conn
     counts
 }
 
-/// The note of the `JobCreated` event, with the applied and the deleted connections.
-pub fn job_created_note(cs: &ChangeSet) -> (String, String, String) {
+/// A summary of a change set for the log, with the applied and the deleted connections.
+pub fn changeset_note(cs: &ChangeSet) -> (String, String, String) {
     let describe = |action: Action| {
         cs.connections
             .iter()
@@ -517,39 +481,6 @@ pub fn job_state(job: Option<&Job>, now: i64) -> JobState {
         }
     }
     JobState::Active { changeset }
-}
-
-/// The `spec.json` and `requested.json` texts the agent writes for a connection. The revision
-/// in `requested.json` is the one at which its hash was first requested (`existing` is what
-/// the metadata holds), so a Helm revision that leaves a connection alone rewrites nothing.
-pub fn metadata_texts(
-    d: &Desired,
-    revision: i64,
-    existing: Option<&Requested>,
-) -> (String, String) {
-    let revision = match existing {
-        Some(r) if r.hash == d.hash && r.phase != RequestedPhase::Deleted => r.revision,
-        _ => revision,
-    };
-    let requested = Requested {
-        hash: d.hash.clone(),
-        revision,
-        phase: RequestedPhase::Pending,
-    };
-    (
-        d.spec.clone(),
-        serde_json::to_string(&requested).unwrap_or_default(),
-    )
-}
-
-/// The `requested.json` of a connection removed from the requests.
-pub fn deleted_text(revision: i64) -> String {
-    serde_json::to_string(&Requested {
-        hash: String::new(),
-        revision,
-        phase: RequestedPhase::Deleted,
-    })
-    .unwrap_or_default()
 }
 
 /// Whether a failure recorded for `hash` settles the connection: a permanent failure is not
@@ -950,38 +881,15 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "bad");
         assert!(!d[0].errors.is_empty());
-        assert!(d[0].spec.contains(r#""name":"bad""#), "{}", d[0].spec);
         assert!(d[1].errors.is_empty());
         for x in &d {
             assert_eq!(x.hash.len(), 64);
-            assert!(!x.spec.contains("s3cr3t"), "{}", x.spec);
+            assert!(
+                x.errors.iter().all(|e| !e.contains("s3cr3t")),
+                "{:?}",
+                x.errors
+            );
         }
-        let (spec, requested) = metadata_texts(&d[1], 2, None);
-        assert!(spec.contains("storage-blob"));
-        assert!(requested.contains("\"Pending\""));
-        assert!(requested.contains("\"revision\":2"));
-        // A later revision that leaves the connection alone keeps the text, so nothing is
-        // written; a new hash takes the new revision.
-        let r: Requested = serde_json::from_str(&requested).unwrap();
-        assert_eq!(metadata_texts(&d[1], 7, Some(&r)).1, requested);
-        let other = Requested {
-            hash: "old".into(),
-            ..r.clone()
-        };
-        assert!(
-            metadata_texts(&d[1], 7, Some(&other))
-                .1
-                .contains("\"revision\":7")
-        );
-        let deleted = Requested {
-            phase: RequestedPhase::Deleted,
-            ..r
-        };
-        assert!(
-            metadata_texts(&d[1], 7, Some(&deleted))
-                .1
-                .contains("\"revision\":7")
-        );
     }
 
     #[test]
@@ -1212,13 +1120,13 @@ mod tests {
         }
     }
 
-    /// The metadata the agent wrote for `d` at `revision`, with sc-job's `status`.
+    /// The metadata sc-job recorded for `d` at `revision`, with `status`.
     fn recorded(d: &Desired, revision: i64, status: Option<Status>) -> Metadata {
-        let (spec, requested) = metadata_texts(d, revision, None);
+        let requested = crate::contract::requested_document(&d.hash, revision, None);
         Metadata {
-            spec_text: Some(spec.as_str().into()),
-            requested: serde_json::from_str(&requested).ok(),
-            requested_text: Some(requested.as_str().into()),
+            spec_text: Some("{}".into()),
+            requested_text: Some(serde_json::to_string(&requested).unwrap().into()),
+            requested: Some(requested),
             ..meta(&d.name, status)
         }
     }
@@ -1265,19 +1173,11 @@ mod tests {
     }
 
     #[test]
-    fn a_new_connection_gets_its_metadata_and_a_change_set() {
+    fn a_new_connection_gets_a_change_set_and_no_metadata_write() {
         let o = observed(vec![want("a", "h1")], vec![]);
         let p = plan(&o, &Memory::default(), &Backoff::default());
-        assert_eq!(
-            p.metadata.writes,
-            vec![MetadataWrite {
-                connection: "a".into(),
-                spec: SpecText::Text("{}".into()),
-                requested: r#"{"hash":"h1","revision":1,"phase":"Pending"}"#.into(),
-                errors: vec![],
-            }]
-        );
-        assert!(p.metadata.deletes.is_empty());
+        // sc-job records what was requested with the result: nothing is written before.
+        assert_eq!(p.metadata, MetadataPlan::default());
         assert_eq!(
             p.job,
             JobAction::Start {
@@ -1286,6 +1186,17 @@ mod tests {
         );
         assert_eq!(p.conclusion, None);
         assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Pending, 1)]));
+        // Once the change set carries it, it is Applying, without metadata yet.
+        let o = Observed {
+            last_run: run(vec![entry("a", "h1", Action::Apply)], false),
+            job: JobState::Active {
+                changeset: "x".into(),
+            },
+            ..o
+        };
+        let p = plan(&o, &Memory::default(), &Backoff::default());
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Applying, 1)]));
+        assert_eq!(p.job, JobAction::Nothing);
     }
 
     #[test]
@@ -1372,7 +1283,7 @@ mod tests {
         let p = plan(&o, &memory, &Backoff::default());
         assert_eq!(p.job, JobAction::WakeAt(1020));
         assert_eq!(p.decision, Decision::RetryAt(1020));
-        assert!(p.metadata.writes.is_empty());
+        assert!(p.metadata.deletes.is_empty());
         assert_eq!(p.conclusion, None);
         assert_eq!(p.memory.failures, 2);
         // Past the backoff, the failed run is recorded and its Job replaced.
@@ -1436,21 +1347,31 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_connection_is_marked_deleted_then_its_metadata_goes() {
+    fn a_removed_connection_is_removed_then_its_metadata_goes() {
         let gone = recorded(&want("gone", "h9"), 1, applied("h9"));
         let p = plan(
             &observed(vec![], vec![gone.clone()]),
             &Memory::default(),
             &Backoff::default(),
         );
+        // Pending removal: nothing is written to its metadata, a change set removes it.
+        assert_eq!(p.metadata, MetadataPlan::default());
         assert_eq!(
-            p.metadata.writes,
-            vec![MetadataWrite {
-                connection: "gone".into(),
-                spec: SpecText::Text("{}".into()),
-                requested: deleted_text(1),
-                errors: vec![],
-            }]
+            p.job,
+            JobAction::Start {
+                candidates: vec![entry("gone", "", Action::Delete)]
+            }
+        );
+        assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Deleted, 1)]));
+        // Metadata an earlier agent marked Deleted is removed the same way.
+        let legacy = Metadata {
+            requested: serde_json::from_str(r#"{"hash":"","revision":2,"phase":"Deleted"}"#).ok(),
+            ..gone.clone()
+        };
+        let p = plan(
+            &observed(vec![], vec![legacy]),
+            &Memory::default(),
+            &Backoff::default(),
         );
         assert_eq!(
             p.job,
@@ -1458,23 +1379,8 @@ mod tests {
                 candidates: vec![entry("gone", "", Action::Delete)]
             }
         );
-        // The watch cache keeps only a digest of spec.json: the act stage reads it.
-        let mut cached = gone.clone();
-        cached.keep_digest_only();
-        let p = plan(
-            &observed(vec![], vec![cached]),
-            &Memory::default(),
-            &Backoff::default(),
-        );
-        assert_eq!(
-            p.metadata.writes[0].spec,
-            SpecText::Keep {
-                configmap: "sc-conn-gone".into()
-            }
-        );
         // Once sc-job recorded the removal, the metadata ConfigMap is deleted.
         let removed = Metadata {
-            requested: serde_json::from_str(&deleted_text(1)).ok(),
             status: Some(Arc::new(Status {
                 phase: "Deleted".into(),
                 ..Default::default()
@@ -1486,7 +1392,6 @@ mod tests {
             &Memory::default(),
             &Backoff::default(),
         );
-        assert!(p.metadata.writes.is_empty());
         assert_eq!(
             p.metadata.deletes,
             vec![MetadataDelete {
@@ -1538,7 +1443,10 @@ mod tests {
         assert_eq!(c.failure, None);
         assert_eq!(c.note, "change set x applied: a");
         assert_eq!(p.memory.failures, 0);
+        assert_eq!(p.memory.reported_success.as_deref(), Some("x"));
         assert_eq!(p.job, JobAction::Nothing);
+        // Reported once: nothing marks the change set, the agent remembers it.
+        assert_eq!(plan(&o, &p.memory, &Backoff::default()).conclusion, None);
     }
 
     /// The repair of an applied connection (its hash unchanged) whose Job went without
@@ -1652,7 +1560,6 @@ mod tests {
         };
         let p = plan(&o, &Memory::default(), &Backoff::default());
         assert_eq!(p.job, JobAction::Nothing);
-        assert_eq!(p.metadata.writes.len(), 1);
         let o = Observed {
             job: JobState::Complete {
                 changeset: "x".into(),

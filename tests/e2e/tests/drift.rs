@@ -108,6 +108,7 @@ fn drift(helm: Helm, watch: bool) {
 
     // 1. A deleted Secret comes back, with the same data.
     let (uid, data) = secret_data(&c, &apps, "sc-blob-secret").expect("the Secret");
+    let runs_before = runs(&c, "blob");
     c.kubectl(&["delete", "secret", "sc-blob-secret", "-n", &apps])
         .ok();
     wait_for_state(
@@ -132,6 +133,22 @@ fn drift(helm: Helm, watch: bool) {
         let p = phase(&c, "blob");
         (p == "Ready").then_some(()).ok_or(p)
     });
+    // One deletion, one repair: its pending mark goes once its run is under way (a repair
+    // that finished before the agent's next step was otherwise run again and again).
+    wait_for_state(SETTLE, "blob's repair to be no longer pending", || {
+        let drift: Value = c.metadata("blob")["data"]["drift.json"]
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null);
+        (drift["repairPending"] != true)
+            .then_some(())
+            .ok_or(drift.to_string())
+    });
+    assert_eq!(
+        runs(&c, "blob"),
+        runs_before + 1,
+        "one deleted Secret, one repair run"
+    );
 
     // 2. A value changed by hand is restored and a key added by hand removed (an apply alone
     // would leave a field of another manager); the event names kubectl's field manager.

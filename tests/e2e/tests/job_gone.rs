@@ -127,13 +127,16 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
             None => Err("not yet".to_string()),
         }
     });
-    // The agent reports the run once it sees its Job gone (sc-job deletes it).
-    wait_for_state(SETTLE, "the second run reported applied", || {
-        let notes = notes(&c, &rel, "JobSucceeded");
-        if notes.iter().any(|n| n.contains(&second)) {
+    // The second run records the repair as its own (a success writes no event).
+    wait_for_state(SETTLE, "the second run recorded applied", || {
+        let status: Value = c.metadata("blob")["data"]["status.json"]
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        if status["changeset"] == second.as_str() && status["phase"] == "Ready" {
             Ok(())
         } else {
-            Err(format!("JobSucceeded events: {notes:?}"))
+            Err(format!("status.json: {status}"))
         }
     });
     // One episode of drift, repaired once: the gone run is the same repair, not a new one.

@@ -338,22 +338,33 @@ fn capture_in_flight(dir: &Path) {
     ];
     c.helm_upgrade(helm, &[&files3[0], &files3[1]], &no_wait)
         .ok();
+    // Nothing is written for them before their run: `sc-agent list` derives their phases
+    // from the requests of revision 3, the change set in flight and the metadata.
     wait_for_state(SETTLE, "revision 3 to be requested", || {
-        for name in ["alpha", "delta"] {
-            let r = c
-                .try_get(
-                    "configmap",
-                    &ns,
-                    &sc_model::names::metadata_config_map_name(name),
-                )
-                .and_then(|cm| cm["data"]["requested.json"].as_str().map(str::to_string))
-                .map(|t| parsed(&t, "requested.json"))
-                .unwrap_or(Value::Null);
-            if r["revision"] != 3 {
-                return Err(format!("requested of {name}: {r}"));
-            }
+        let out = c.sc_agent(&["list", "-n", &ns, "-o", "json"]);
+        let phases: std::collections::BTreeMap<String, String> = parsed(out.ok(), "sc-agent list")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (s("name"), s("phase"))
+            })
+            .collect();
+        let want = [
+            ("alpha", "Pending"),
+            ("beta", "Applying"),
+            ("delta", "Pending"),
+            ("gamma", "Deleted"),
+        ];
+        if want
+            .iter()
+            .all(|(n, p)| phases.get(*n).map(String::as_str) == Some(*p))
+        {
+            Ok(())
+        } else {
+            Err(format!("phases {phases:?}"))
         }
-        Ok(())
     });
     stop_agent(&c);
     let (cs, concluded) = changeset(&c).expect("the change set");
@@ -385,7 +396,7 @@ fn b64(text: &str) -> String {
 /// `sc-extension.io/restarted-for-rolled`); `steady` Ready after `sc-agent reapply` (a journal
 /// entry of a run with cause `reapply`); `watched` (`driftPolicy: Report`) `Drifted`, its
 /// Secret deleted, with `drift.json`; `fought` `Failed/Contested` after one repair (the change
-/// set of that repair, cause `repair`, is the one captured, concluded).
+/// set of that repair, cause `repair`, is the one captured; its run is over).
 fn capture_drift(dir: &Path) {
     let helm = Helm::V3;
     let c = Cluster::start();
@@ -535,7 +546,7 @@ fn capture_drift(dir: &Path) {
         "revision 1 with drift: Ready (rolled, listing Deployment web with its record and \
          roll-out annotations; steady, run again by sc-agent reapply), Drifted (watched, \
          driftPolicy Report, its Secret deleted), Failed/Contested (fought, after one repair \
-         whose change set, cause repair, is concluded)",
+         whose change set, cause repair, is the last one)",
     );
 }
 

@@ -88,7 +88,7 @@ fn new_job_pods(c: &Cluster, base: &Baseline) -> Vec<String> {
     new_events_on(c, base, &format!("Job/{JOB}"), "SuccessfulCreate")
 }
 
-/// A `JobCreated` note, `change set <id> (revision N): apply a, b; delete c`, parsed.
+/// A change set run since the baseline, as the journals of its connections record it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Created {
     id: String,
@@ -97,31 +97,45 @@ struct Created {
     delete: Vec<String>,
 }
 
-fn created(note: &str) -> Option<Created> {
-    let rest = note.strip_prefix("change set ")?;
-    let (id, rest) = rest.split_once(" (revision ")?;
-    let (revision, rest) = rest.split_once(')')?;
-    let names = |prefix: &str| -> Vec<String> {
-        rest.trim_start_matches(':')
-            .split(';')
-            .filter_map(|p| p.trim().strip_prefix(prefix))
-            .flat_map(|l| l.split(", ").map(|s| s.trim().to_string()))
-            .collect()
-    };
-    Some(Created {
-        id: id.to_string(),
-        revision: revision.parse().ok()?,
-        apply: names("apply "),
-        delete: names("delete "),
-    })
-}
-
-/// The change sets the agent created since the baseline.
-fn jobs_created(c: &Cluster, base: &Baseline) -> Vec<Created> {
-    new_events(c, base, "JobCreated")
+/// The change sets sc-job ran since the baseline, from the journals of `connections` (each
+/// run records every connection it carried, applied, deleted or failed), in the order of
+/// their first record.
+fn jobs_created(c: &Cluster, base: &Baseline, connections: &[&str]) -> Vec<Created> {
+    let mut entries: Vec<(String, String, Value)> = connections
         .iter()
-        .map(|n| created(n).unwrap_or_else(|| panic!("JobCreated note not understood: {n}")))
-        .collect()
+        .flat_map(|n| {
+            new_runs(c, base, n).into_iter().map(move |e| {
+                let time = e["time"].as_str().unwrap_or_default().to_string();
+                (time, n.to_string(), e)
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<Created> = Vec::new();
+    for (_, name, e) in entries {
+        let id = e["changeset"].as_str().unwrap_or_default().to_string();
+        let i = match out.iter().position(|r| r.id == id) {
+            Some(i) => i,
+            None => {
+                out.push(Created {
+                    id,
+                    revision: e["revision"].as_i64().unwrap_or_default(),
+                    apply: vec![],
+                    delete: vec![],
+                });
+                out.len() - 1
+            }
+        };
+        match e["action"].as_str() {
+            Some("delete") => out[i].delete.push(name),
+            _ => out[i].apply.push(name),
+        }
+    }
+    for r in &mut out {
+        r.apply.sort();
+        r.delete.sort();
+    }
+    out
 }
 
 /// sc-job's journal entries of `connection` written since the baseline (the agent's own
@@ -235,7 +249,7 @@ fn settled() {
     // The agent concludes revision 3's change set, removes the metadata of `gone` (its removal
     // was recorded by 0.1.0), and retries `elsewhere` alone at least once.
     wait_for_state(SETTLE, "the upgraded agent to settle", || {
-        let runs = jobs_created(&c, &base);
+        let runs = jobs_created(&c, &base, &all);
         let retries = runs
             .iter()
             .filter(|r| r.apply == ["elsewhere"] && r.delete.is_empty())
@@ -259,7 +273,7 @@ fn settled() {
 
     // Every change set since the upgrade: one at revision 3 asking again for the failures, then
     // `elsewhere` alone (retryable).
-    let runs = jobs_created(&c, &base);
+    let runs = jobs_created(&c, &base, &all);
     let first: Vec<&Created> = runs.iter().filter(|r| r.apply.len() > 1).collect();
     assert_eq!(first.len(), 1, "change sets since the upgrade: {runs:?}");
     assert_eq!(
@@ -309,10 +323,10 @@ fn settled() {
             "status.json of {name}"
         );
     }
-    // Journal first: a change set created after it was read cannot make it longer than the
-    // list of change sets read next.
+    // Journal first: a change set run after it was read cannot make it longer than the list
+    // of change sets read next.
     let elsewhere = new_runs(&c, &base, "elsewhere");
-    let runs = jobs_created(&c, &base);
+    let runs = jobs_created(&c, &base, &all);
     assert!(
         elsewhere.len() >= 2 && elsewhere.len() <= runs.len(),
         "{} runs of elsewhere for {} change sets",
@@ -326,14 +340,23 @@ fn settled() {
             "a run of elsewhere: {r}"
         );
     }
-    // One pod per change set: nothing ran that the agent did not announce.
+    // One pod per change set: every run recorded its connections (a pod created after the
+    // journals were read may not have yet).
     let pods = new_job_pods(&c, &base);
     assert!(
-        pods.len() <= runs.len() && pods.len() + 1 >= runs.len(),
+        runs.len() <= pods.len() && pods.len() <= runs.len() + 1,
         "{} pods created for {} change sets: {pods:?}",
         pods.len(),
         runs.len()
     );
+    // Runs are reported by the Job controller and the journals, not by events of the agent's.
+    for reason in ["JobCreated", "JobSucceeded"] {
+        assert_eq!(
+            new_events(&c, &base, reason),
+            Vec::<String>::new(),
+            "{reason}"
+        );
+    }
 
     // Phases as before, `gone` finished (its metadata removed by the agent, its Secret kept).
     let want: BTreeMap<String, Value> = captured_list
@@ -485,8 +508,12 @@ fn in_flight(how: Unstick) {
         }
     });
 
-    // Each change in flight or pending ran exactly once, in the change sets expected.
-    let runs = jobs_created(&c, &base);
+    // Each change in flight or pending ran exactly once, in the change sets expected (the held
+    // one aside, when it was let run).
+    let runs: Vec<Created> = jobs_created(&c, &base, &all)
+        .into_iter()
+        .filter(|r| json!(r.id) != held_id)
+        .collect();
     assert_eq!(runs.len(), 1, "change sets since the upgrade: {runs:?}");
     match how {
         Unstick::DeleteJob => {
@@ -534,18 +561,25 @@ fn in_flight(how: Unstick) {
             );
         }
     }
-    // Outcomes: one per change set run since the upgrade, all successful.
-    let succeeded = new_events(&c, &base, "JobSucceeded");
+    // Outcomes: one run per change set since the upgrade (the held one, when it was let run,
+    // and the agent's), all successful, reported by the journals and the Job controller.
+    let ran: BTreeSet<String> = all
+        .iter()
+        .flat_map(|n| new_runs(&c, &base, n))
+        .map(|e| e["changeset"].as_str().unwrap_or_default().to_string())
+        .collect();
     let want_outcomes = match how {
         Unstick::DeleteJob => 1,
         Unstick::LetJobRun => 2,
     };
-    assert_eq!(
-        succeeded.len(),
-        want_outcomes,
-        "JobSucceeded events: {succeeded:?}"
-    );
-    assert_eq!(new_events(&c, &base, "JobFailed"), Vec::<String>::new());
+    assert_eq!(ran.len(), want_outcomes, "change sets run: {ran:?}");
+    for reason in ["JobFailed", "JobCreated", "JobSucceeded"] {
+        assert_eq!(
+            new_events(&c, &base, reason),
+            Vec::<String>::new(),
+            "{reason}"
+        );
+    }
     let pods = new_job_pods(&c, &base);
     assert_eq!(pods.len(), want_outcomes, "pods created: {pods:?}");
 
