@@ -701,6 +701,36 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", out.what, out.stdout))
     }
 
+    /// The notes of the events with `reason` in `ns` (an event without a note gives an empty
+    /// one), as listed.
+    pub fn event_notes(&self, ns: &str, reason: &str) -> Vec<String> {
+        let events = self.get_json(&["events", "-n", ns]);
+        events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["reason"] == reason)
+            .map(|e| {
+                e["message"]
+                    .as_str()
+                    .or(e["note"].as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Taints every node `CriticalAddonsOnly=true:NoSchedule` (the common AKS error), or with
+    /// `false` removes that taint: no pod without a toleration is scheduled meanwhile.
+    pub fn taint_all_nodes(&self, tainted: bool) {
+        let taint = if tainted {
+            "CriticalAddonsOnly=true:NoSchedule"
+        } else {
+            "CriticalAddonsOnly-"
+        };
+        self.kubectl(&["taint", "nodes", "--all", taint]).ok();
+    }
+
     /// One object, or `None` when it does not exist.
     pub fn try_get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let out = self.kubectl(&[

@@ -9,6 +9,7 @@ use sc_e2e::{Cluster, Helm, SETTLE, secret_value, wait_for_state};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Repairs allowed per connection in the scenario (`agent.drift.repairs`).
 const REPAIRS: usize = 2;
@@ -60,16 +61,47 @@ fn phase(c: &Cluster, connection: &str) -> String {
 }
 
 /// The notes of the Warning events with `reason` in the release namespace.
+/// The notes of the events with `reason` in the release namespace.
 fn notes(c: &Cluster, reason: &str) -> Vec<String> {
-    let events = c.get_json(&["events", "-n", &c.release_ns()]);
-    events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["reason"] == reason)
-        .filter_map(|e| e["message"].as_str().or(e["note"].as_str()))
-        .map(str::to_string)
-        .collect()
+    c.event_notes(&c.release_ns(), reason)
+}
+
+/// Another writer: kubectl run with `args(i)` (i = 1, 2, ...) every `pace`, at its own pace
+/// (not a wait for a condition), until [`KubectlLoop::stop`].
+struct KubectlLoop {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn kubectl_loop(
+    c: &Cluster,
+    pace: Duration,
+    args: impl Fn(u64) -> Vec<String> + Send + 'static,
+) -> KubectlLoop {
+    let stop = Arc::new(AtomicBool::new(false));
+    let kubeconfig = c.kubeconfig().to_path_buf();
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                i += 1;
+                let _ = std::process::Command::new(sc_e2e::tool("kubectl"))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args(args(i))
+                    .output();
+                std::thread::sleep(pace);
+            }
+        })
+    };
+    KubectlLoop { stop, thread }
+}
+
+impl KubectlLoop {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().expect("the kubectl loop");
+    }
 }
 
 /// The scenario, with the agent looking at the Secrets by name every second, or (`watch`)
@@ -236,47 +268,30 @@ fn drift(helm: Helm, watch: bool) {
             .then_some(())
             .ok_or(format!("{n} runs"))
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let fighter = {
-        let stop = stop.clone();
-        let kubeconfig = c.kubeconfig().to_path_buf();
-        let apps = apps.clone();
-        std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                i += 1;
-                let value = format!(
-                    "{{\"data\":{{\"AZURE_STORAGEBLOB_CONNECTIONSTRING\":\"{}\"}}}}",
-                    {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD.encode(format!("fight-{i}"))
-                    }
-                );
-                let _ = std::process::Command::new(sc_e2e::tool("kubectl"))
-                    .env("KUBECONFIG", &kubeconfig)
-                    .args([
-                        "patch",
-                        "secret",
-                        "sc-blob-secret",
-                        "-n",
-                        &apps,
-                        "--type=merge",
-                        "--field-manager=fighter",
-                        "-p",
-                        &value,
-                    ])
-                    .output();
-                // The writer's own pace (a controller's resync), not a wait for a condition.
-                std::thread::sleep(std::time::Duration::from_millis(700));
-            }
-        })
-    };
+    // The fighter's own pace (a controller's resync).
+    let apps_ = apps.clone();
+    let fighter = kubectl_loop(&c, Duration::from_millis(700), move |i| {
+        use base64::Engine as _;
+        let value = base64::engine::general_purpose::STANDARD.encode(format!("fight-{i}"));
+        [
+            "patch",
+            "secret",
+            "sc-blob-secret",
+            "-n",
+            &apps_,
+            "--type=merge",
+            "--field-manager=fighter",
+            "-p",
+            &format!("{{\"data\":{{\"AZURE_STORAGEBLOB_CONNECTIONSTRING\":\"{value}\"}}}}"),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
     wait_for_state(SETTLE, "blob to be Failed", || {
         let p = phase(&c, "blob");
         (p == "Failed").then_some(()).ok_or(p)
     });
-    stop.store(true, Ordering::Release);
-    fighter.join().expect("the fighter thread");
+    fighter.stop();
     let repairs = runs(&c, "blob") - before;
     assert!(
         (1..=REPAIRS).contains(&repairs),
@@ -378,36 +393,26 @@ fn a_secret_deleted_as_soon_as_it_is_back_is_contested() {
     let (_, data) = secret_data(&c, &apps, "sc-blob-secret").expect("the Secret");
     let before = runs(&c, "blob");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let deleter = {
-        let stop = stop.clone();
-        let kubeconfig = c.kubeconfig().to_path_buf();
-        let apps = apps.clone();
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let _ = std::process::Command::new(sc_e2e::tool("kubectl"))
-                    .env("KUBECONFIG", &kubeconfig)
-                    .args([
-                        "delete",
-                        "secret",
-                        "sc-blob-secret",
-                        "-n",
-                        &apps,
-                        "--ignore-not-found",
-                        "--wait=false",
-                    ])
-                    .output();
-                // The deleter's own pace, not a wait for a condition.
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        })
-    };
+    // The deleter's own pace.
+    let apps_ = apps.clone();
+    let deleter = kubectl_loop(&c, Duration::from_millis(100), move |_| {
+        [
+            "delete",
+            "secret",
+            "sc-blob-secret",
+            "-n",
+            &apps_,
+            "--ignore-not-found",
+            "--wait=false",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
     wait_for_state(SETTLE, "blob to be Failed", || {
         let p = phase(&c, "blob");
         (p == "Failed").then_some(()).ok_or(p)
     });
-    stop.store(true, Ordering::Release);
-    deleter.join().expect("the deleter thread");
+    deleter.stop();
     let repairs = runs(&c, "blob") - before;
     assert!(
         (1..=REPAIRS).contains(&repairs),

@@ -19,18 +19,6 @@ fn job_changeset(c: &Cluster, ns: &str) -> Option<String> {
 }
 
 /// The notes of the events with `reason` in `ns`.
-fn notes(c: &Cluster, ns: &str, reason: &str) -> Vec<String> {
-    let events = c.get_json(&["events", "-n", ns]);
-    events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["reason"] == reason)
-        .filter_map(|e| e["message"].as_str().or(e["note"].as_str()))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
     sc_e2e::require_embedded!("it taints every node of the cluster");
@@ -65,13 +53,7 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
         .clone();
 
     // No node takes a pod; the Secret is deleted: the repair's Job is created, its pod pending.
-    c.kubectl(&[
-        "taint",
-        "nodes",
-        "--all",
-        "CriticalAddonsOnly=true:NoSchedule",
-    ])
-    .ok();
+    c.taint_all_nodes(true);
     c.kubectl(&["delete", "secret", "sc-blob-secret", "-n", &apps])
         .ok();
     let first = wait_for_state(SETTLE, "the repair's Job", || {
@@ -82,7 +64,7 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
     c.kubectl(&["delete", "job", "sc-job", "-n", &rel, "--wait=false"])
         .ok();
     let failed = wait_for_state(SETTLE, "a JobFailed event of the gone Job", || {
-        let notes = notes(&c, &rel, "JobFailed");
+        let notes = c.event_notes(&rel, "JobFailed");
         notes
             .into_iter()
             .find(|n| n.contains(&first))
@@ -93,7 +75,7 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
         "{failed}"
     );
     assert!(
-        !notes(&c, &rel, "JobSucceeded")
+        !c.event_notes(&rel, "JobSucceeded")
             .iter()
             .any(|n| n.contains(&first)),
         "the gone Job's change set is reported applied"
@@ -116,8 +98,7 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
     );
 
     // The nodes take pods again: the second run restores the Secret as it was.
-    c.kubectl(&["taint", "nodes", "--all", "CriticalAddonsOnly-"])
-        .ok();
+    c.taint_all_nodes(false);
     wait_for_state(SETTLE, "the deleted Secret to be back", || {
         match c.try_get("secret", &apps, "sc-blob-secret") {
             Some(s) => {
@@ -140,6 +121,6 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
         }
     });
     // One episode of drift, repaired once: the gone run is the same repair, not a new one.
-    let drifted = notes(&c, &rel, "Drifted");
+    let drifted = c.event_notes(&rel, "Drifted");
     assert_eq!(drifted.len(), 1, "{drifted:?}");
 }

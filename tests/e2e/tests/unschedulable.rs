@@ -31,20 +31,7 @@ fn pod_findings(v: &Value) -> Vec<Value> {
 
 /// The `Unschedulable` events of the agent in `ns` (their messages).
 fn unschedulable_events(c: &Cluster, ns: &str) -> Vec<String> {
-    let events = c.get_json(&["events", "-n", ns]);
-    events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["reason"] == "Unschedulable")
-        .map(|e| {
-            e["message"]
-                .as_str()
-                .or(e["note"].as_str())
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
+    c.event_notes(ns, "Unschedulable")
 }
 
 fn unschedulable_sc_job_is_a_finding(helm: Helm) {
@@ -63,13 +50,7 @@ fn unschedulable_sc_job_is_a_finding(helm: Helm) {
 
     // Every node tainted; a changed connection needs an sc-job run. (The wait hook's pod
     // could not run either: it is left out of this upgrade.)
-    c.kubectl(&[
-        "taint",
-        "nodes",
-        "--all",
-        "CriticalAddonsOnly=true:NoSchedule",
-    ])
-    .ok();
+    c.taint_all_nodes(true);
     settings["connections"]["blob"]["parameters"]["accountName"] = "e2estorage2".into();
     let file = c.write_values("settings-2", &settings);
     c.helm_upgrade(
@@ -210,13 +191,7 @@ with_both_helms!(unschedulable_sc_job_is_a_finding);
 fn a_fresh_install_on_tainted_nodes_says_why(helm: Helm) {
     sc_e2e::require_embedded!("it taints every node of the cluster");
     let c = Cluster::start();
-    c.kubectl(&[
-        "taint",
-        "nodes",
-        "--all",
-        "CriticalAddonsOnly=true:NoSchedule",
-    ])
-    .ok();
+    c.taint_all_nodes(true);
     let app = c.create_namespace("apps");
     let rel = c.release_ns();
     c.ensure_spc_crd();
