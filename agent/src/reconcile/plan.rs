@@ -733,24 +733,24 @@ pub struct FailedConnection<'a> {
 /// it. A repair or reapply it carried, unrecorded, counts as settled here: the failed run is
 /// journaled when the Job goes, and that journal entry runs the repair again.
 fn settled(changeset: &ChangeSet, metadata: &[Metadata]) -> bool {
-    let plain = ChangeSet {
-        connections: changeset
-            .connections
-            .iter()
-            .map(|c| ChangeEntry {
-                cause: None,
-                ..c.clone()
-            })
-            .collect(),
-        ..changeset.clone()
-    };
-    failed_connections(&plain, metadata).is_empty()
+    undone(changeset, metadata, false).is_empty()
 }
 
 /// The connections of a change set whose run failed, with their recorded errors.
 pub fn failed_connections<'a>(
     changeset: &ChangeSet,
     metadata: &'a [Metadata],
+) -> Vec<FailedConnection<'a>> {
+    undone(changeset, metadata, true)
+}
+
+/// The connections of `changeset` not applied (or deleted) as it asked, with their recorded
+/// errors. With `of_this_run`, a repair or a reapply counts as done only by the record of this
+/// change set's run; without, as any other apply (its hash applied).
+fn undone<'a>(
+    changeset: &ChangeSet,
+    metadata: &'a [Metadata],
+    of_this_run: bool,
 ) -> Vec<FailedConnection<'a>> {
     let by_name: BTreeMap<&str, &Metadata> = metadata
         .iter()
@@ -766,11 +766,14 @@ pub fn failed_connections<'a>(
                 // A repair or a reapply runs a hash already applied: only the record of
                 // this change set's run says it ran (its Job may be gone without running,
                 // created too late or deleted by hand).
-                Action::Apply if matches!(c.cause, Some(Cause::Repair | Cause::Reapply)) => status
-                    .is_some_and(|s| {
+                Action::Apply
+                    if of_this_run && matches!(c.cause, Some(Cause::Repair | Cause::Reapply)) =>
+                {
+                    status.is_some_and(|s| {
                         s.failure_for(&c.hash).is_none()
                             && s.changeset.as_deref() == Some(changeset.id.as_str())
-                    }),
+                    })
+                }
                 // sc-job may have applied a newer request than the change set named.
                 Action::Apply => status.is_some_and(|s| {
                     s.failure_for(&c.hash).is_none()
