@@ -74,11 +74,14 @@ fn a_repair_whose_job_is_deleted_before_it_ran_runs_again() {
         failed.contains("gone without a record") && failed.contains("failed connections: blob"),
         "{failed}"
     );
-    assert!(
-        !c.event_notes(&rel, "JobSucceeded")
-            .iter()
-            .any(|n| n.contains(&first)),
-        "the gone Job's change set is reported applied"
+    let status: Value = c.metadata("blob")["data"]["status.json"]
+        .as_str()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    assert_ne!(
+        status["changeset"],
+        first.as_str(),
+        "the gone Job's change set is recorded as run: {status}"
     );
     let second = wait_for_state(SETTLE, "the repair's second Job", || {
         match job_changeset(&c, &rel) {
