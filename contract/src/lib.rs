@@ -22,7 +22,9 @@ pub use documents::{
     append_journal, checked_spec_text, requested_document, spec_text,
 };
 pub use drift::{Change, DRIFT_KEY, Drift, DriftedObject, ObjectState, REAPPLY_ANNOTATION};
-pub use metadata::{ConnectionPhase, Metadata, mark_applying, phase_without_metadata};
+pub use metadata::{
+    ConnectionPhase, Metadata, by_connection, mark_applying, phase_without_metadata,
+};
 pub use reason::{Reason, RunError};
 pub use requests::{
     Requests, configmap_connections, hash_key, merge_protected, revision_of, secret_connections,

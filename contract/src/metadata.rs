@@ -63,6 +63,14 @@ fn texts_digest(spec: Option<&str>, requested: Option<&str>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// `metadata` by connection name.
+pub fn by_connection(metadata: &[Metadata]) -> BTreeMap<&str, &Metadata> {
+    metadata
+        .iter()
+        .map(|m| (m.connection.as_str(), m))
+        .collect()
+}
+
 /// Whether the metadata `m` records the run of change set `id` for `entry` as done: applied
 /// (or, for a removal, deleted, or its metadata already gone).
 fn recorded_done(m: Option<&Metadata>, entry: &ChangeEntry, id: &str) -> bool {
@@ -82,10 +90,7 @@ fn recorded_done(m: Option<&Metadata>, entry: &ChangeEntry, id: &str) -> bool {
 pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
     let id = changeset.id.as_str();
     let carried: BTreeMap<&str, (&ChangeEntry, bool)> = {
-        let by_name: BTreeMap<&str, &Metadata> = metadata
-            .iter()
-            .map(|m| (m.connection.as_str(), m))
-            .collect();
+        let by_name = by_connection(metadata);
         changeset
             .connections
             .iter()

@@ -140,6 +140,20 @@ fn job_condition(job: &Value, kind: &str) -> bool {
         .any(|c| c["type"] == kind && c["status"] == "True")
 }
 
+/// Creates Job sc-job, waits until it fails and returns it with its logs
+/// (`kubectl logs job/sc-job`).
+async fn run_to_failure(ks: &kubesim::Kubesim) -> (Value, String) {
+    let c = ks.cluster();
+    create(&c, sc_job());
+    let job = wait_until(WAIT, "the Job sc-job to fail", || {
+        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
+        async move { job }
+    })
+    .await;
+    let logs = kubectl(ks, &["logs", "job/sc-job", "-n", NS]).await;
+    (job, logs.ok("kubectl logs job/sc-job").to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_deletes_itself_after_success() {
     let ks = start().await;
@@ -192,14 +206,7 @@ async fn no_object_is_written_before_its_connection_is_recorded() {
         1,
         &json!({"unrecorded": blob("default")}),
     );
-    create(&c, sc_job());
-    wait_until(WAIT, "the Job sc-job to fail", || {
-        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
-        async move { job }
-    })
-    .await;
-    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
-    let text = logs.ok("kubectl logs job/sc-job").to_string();
+    let (_, text) = run_to_failure(&ks).await;
     assert!(
         text.contains("sc-job: 0 applied, 1 failed, 0 deleted"),
         "{text}"
@@ -223,16 +230,8 @@ async fn a_failed_job_is_kept_and_its_logs_explain_the_failure() {
     );
     let conns = json!({"taken": blob("default"), "fine": blob("default")});
     request_all(&c, "cs-job-2", 1, &conns);
-    create(&c, sc_job());
-    let job = wait_until(WAIT, "the Job sc-job to fail", || {
-        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
-        async move { job }
-    })
-    .await;
+    let (job, text) = run_to_failure(&ks).await;
     assert!(!job_condition(&job, "Complete"));
-
-    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
-    let text = logs.ok("kubectl logs job/sc-job").to_string();
     assert!(
         text.contains(
             "[taken] failed: secret default/sc-taken-secret exists and is not managed by sc-extension; delete it or rename the connection"
@@ -439,14 +438,7 @@ async fn a_namespace_outside_its_rbac_is_forbidden_with_a_remedy() {
         1,
         &json!({"inside": blob("default"), "outside": blob("other")}),
     );
-    create(&c, sc_job());
-    wait_until(WAIT, "the Job sc-job to fail", || {
-        let job = get(&c, "Job", NS, "sc-job").filter(|j| job_condition(j, "Failed"));
-        async move { job }
-    })
-    .await;
-    let logs = kubectl(&ks, &["logs", "job/sc-job", "-n", NS]).await;
-    let text = logs.ok("kubectl logs job/sc-job");
+    let (_, text) = run_to_failure(&ks).await;
     assert!(
         text.contains("[outside] failed: get namespace other was forbidden"),
         "{text}"

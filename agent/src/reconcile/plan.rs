@@ -752,10 +752,7 @@ fn undone<'a>(
     metadata: &'a [Metadata],
     of_this_run: bool,
 ) -> Vec<FailedConnection<'a>> {
-    let by_name: BTreeMap<&str, &Metadata> = metadata
-        .iter()
-        .map(|m| (m.connection.as_str(), m))
-        .collect();
+    let by_name = crate::contract::by_connection(metadata);
     changeset
         .connections
         .iter()
