@@ -1449,18 +1449,23 @@ mod tests {
         assert_eq!(plan(&o, &p.memory, &Backoff::default()).conclusion, None);
     }
 
+    /// Connection `a` applied at `h1` by the run of change set `earlier`, and its repair.
+    fn repair_recorded_by_an_earlier_run() -> (Desired, ChangeEntry, Status) {
+        let mut repair = entry("a", "h1", Action::Apply);
+        repair.cause = Some(Cause::Repair);
+        let earlier = Status {
+            changeset: Some("earlier".into()),
+            ..applied("h1").unwrap()
+        };
+        (want("a", "h1"), repair, earlier)
+    }
+
     /// The repair of an applied connection (its hash unchanged) whose Job went without
     /// running (deleted by hand, or never created because a Job of an earlier change set was
     /// still there): only a record of this change set's run says it ran.
     #[test]
     fn a_repair_whose_job_is_gone_without_its_record_failed() {
-        let a = want("a", "h1");
-        let mut repair = entry("a", "h1", Action::Apply);
-        repair.cause = Some(Cause::Repair);
-        let by_earlier_run = Status {
-            changeset: Some("earlier".into()),
-            ..applied("h1").unwrap()
-        };
+        let (a, repair, by_earlier_run) = repair_recorded_by_an_earlier_run();
         let o = Observed {
             last_run: run(vec![repair.clone()], false),
             ..observed(vec![a.clone()], vec![recorded(&a, 1, Some(by_earlier_run))])
@@ -1529,13 +1534,7 @@ mod tests {
     /// the repair again; it is still named in the failure.
     #[test]
     fn a_failed_job_of_an_unrecorded_repair_is_journaled_and_deleted() {
-        let a = want("a", "h1");
-        let mut repair = entry("a", "h1", Action::Apply);
-        repair.cause = Some(Cause::Repair);
-        let earlier = Status {
-            changeset: Some("earlier".into()),
-            ..applied("h1").unwrap()
-        };
+        let (a, repair, earlier) = repair_recorded_by_an_earlier_run();
         let o = Observed {
             last_run: run(vec![repair], false),
             job: job_failed_at(1000),
