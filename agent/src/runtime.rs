@@ -130,6 +130,8 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
     let mut was_leader = false;
     // The versions of the request objects at the last step.
     let mut stepped_on: Option<String> = None;
+    // New request objects the preflight checks have not been woken for yet.
+    let mut preflight_behind = false;
     loop {
         let sleep = async {
             match wake_at {
@@ -200,11 +202,15 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
         release_free_memory();
-        if requests_new {
-            // The preflight checks resolve the new requests now, after the step that acted
-            // on them, rather than at their next look.
+        // The preflight checks resolve new requests at a later step that finds no Job (the
+        // run the new requests started is over), rather than at their next look: resolving
+        // thousands of connections takes CPU the run needs. The step that saw them may have
+        // just created the Job, which its watch does not show yet.
+        if preflight_behind && !requests_new && !reconciler.job_exists() {
             requests_changed.notify_one();
+            preflight_behind = false;
         }
+        preflight_behind |= requests_new;
     }
 
     // Its receiver of the leadership must be gone before the Lease can be released.

@@ -188,6 +188,9 @@ async fn main() -> Result<()> {
                         "scenario": "incremental", "connections": n, "newRevision": new_revision,
                         "toSecretSec": secs(inc.to_secret), "writes": inc.writes,
                         "leaseWrites": inc.lease_writes, "reads": inc.reads,
+                        "scJobPodFirstSeenSec": inc.job.first_seen.map(secs),
+                        "scJobPodLastRunningSec": inc.job.last_running.map(secs),
+                        "cpuSecToSecret": {"kubesim": inc.cpu_kubesim, "agent": inc.cpu_agent, "scJob": inc.job.cpu_secs},
                     }))?;
                     incs.push(inc);
                 }
@@ -330,6 +333,27 @@ async fn main() -> Result<()> {
                 secs(inc.to_secret),
                 inc.lease_writes,
                 inc.reads
+            )?;
+        }
+        writeln!(
+            t,
+            "\nWhere the time goes (seconds since the write of the request objects; CPU seconds used until the Secret changed; sc-job's CPU is its whole run):\n"
+        )?;
+        writeln!(
+            t,
+            "| change | sc-job pod first seen | sc-job pod last seen running | CPU kubesim | CPU agent | CPU sc-job |"
+        )?;
+        writeln!(t, "|---|---:|---:|---:|---:|---:|")?;
+        for (inc, what) in incs.iter().zip(what) {
+            let at = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.3}", secs(d)));
+            writeln!(
+                t,
+                "| {what} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                at(inc.job.first_seen),
+                at(inc.job.last_running),
+                inc.cpu_kubesim,
+                inc.cpu_agent,
+                inc.job.cpu_secs
             )?;
         }
         for (inc, what) in incs.iter().zip(what) {

@@ -416,6 +416,11 @@ pub struct Incremental {
     pub lease_writes: u64,
     /// Reads (get, list, watch) in the same period.
     pub reads: u64,
+    /// The sc-job pod as sampled until the Secret changed (first seen, CPU).
+    pub job: JobSamples,
+    /// CPU seconds of kubesim and of the agent until the Secret changed.
+    pub cpu_kubesim: f64,
+    pub cpu_agent: f64,
 }
 
 /// Changes the account key of one connection of `r` and measures what it causes. With
@@ -438,7 +443,15 @@ pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> R
     if new_revision {
         r.revision += 1;
     }
+    let agent = c
+        .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
+        .await?
+        .context("the agent pod has no running container")?;
+    let ticks = |pid: Option<u32>| pid.and_then(|p| procfs::cpu_ticks(p).ok()).unwrap_or(0);
+    let (kubesim0, agent0) = (ticks(c.kubesim_pid()), ticks(Some(agent)));
+    let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
+    let sampler = sample_job(c, start, stop.clone());
     write_requests(c, r).await?;
     let to_secret = loop {
         if let Ok(s) = c.get_json(&path).await
@@ -451,6 +464,9 @@ pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> R
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    let hz = procfs::clock_ticks();
+    let cpu_kubesim = (ticks(c.kubesim_pid()) - kubesim0) as f64 / hz;
+    let cpu_agent = (ticks(Some(agent)) - agent0) as f64 / hz;
     // Settled: the run succeeded, the Job is gone, and no write for 2 s.
     let end = Instant::now() + Duration::from_secs(120);
     while c.agent_metric(succeeded).await? <= jobs_before {
@@ -460,6 +476,8 @@ pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> R
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_job_gone(c).await?;
+    stop.store(true, Ordering::Relaxed);
+    let job = sampler.await.unwrap_or_default();
     let is_write = |k: &str| {
         let verb = k.split(' ').nth(1).unwrap_or_default();
         matches!(verb, "create" | "update" | "patch" | "delete")
@@ -482,6 +500,9 @@ pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> R
     }
     let mut inc = Incremental {
         to_secret,
+        job,
+        cpu_kubesim,
+        cpu_agent,
         ..Default::default()
     };
     for (k, v) in &last {

@@ -609,20 +609,24 @@ pub fn check_connections_owned(connections: Value, hash_key: &str) -> Vec<Connec
         .into_iter()
         .map(|c| (c.spec.name.clone(), c))
         .collect();
+    // Each error goes to the connection its path names, in one pass (thousands of
+    // connections may each have errors, as without their protected settings).
+    let mut own_errors: BTreeMap<String, Vec<FieldError>> = BTreeMap::new();
+    {
+        let known: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        for e in &errors {
+            if let Some(owner) = path_owner(&e.path, |n| known.contains(n)) {
+                own_errors
+                    .entry(owner.to_string())
+                    .or_default()
+                    .push(e.clone());
+            }
+        }
+    }
     let mut out: Vec<ConnectionCheck> = names
         .into_iter()
         .map(|name| {
-            let base = format!("connections.{name}");
-            let own: Vec<FieldError> = errors
-                .iter()
-                .filter(|e| {
-                    e.path == base
-                        || e.path
-                            .strip_prefix(&base)
-                            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-                })
-                .cloned()
-                .collect();
+            let own = own_errors.remove(&name).unwrap_or_default();
             let connection = resolved.remove(&name);
             let (hash, invalid_spec) = match &connection {
                 Some(c) => (c.hash.clone(), None),
@@ -642,6 +646,22 @@ pub fn check_connections_owned(connections: Value, hash_key: &str) -> Vec<Connec
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The connection name a key path belongs to (`connections.<name>` or below it, `.` or `[`
+/// after the name), among the names `is_name` accepts: the longest when several do.
+pub fn path_owner(path: &str, is_name: impl Fn(&str) -> bool) -> Option<&str> {
+    let rest = path.strip_prefix("connections.")?;
+    let ends: Vec<usize> = rest
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '.' | '['))
+        .map(|(i, _)| i)
+        .chain([rest.len()])
+        .collect();
+    ends.into_iter()
+        .rev()
+        .map(|i| &rest[..i])
+        .find(|candidate| is_name(candidate))
 }
 
 /// The request of a connection that did not parse, without its secrets and with its name,
@@ -753,6 +773,45 @@ mod tests {
         assert_eq!(target_family("cosmos-table"), "cosmos");
         assert_eq!(target_family("redis-enterprise"), "redis");
         assert_eq!(target_family("sql"), "sql");
+    }
+
+    #[test]
+    fn an_error_belongs_to_the_longest_connection_name_its_path_gives() {
+        let names = ["a", "a.b", "a_b"];
+        let owner = |p| path_owner(p, |n| names.contains(&n));
+        assert_eq!(owner("connections.a.b.parameters.x"), Some("a.b"));
+        assert_eq!(owner("connections.a.parameters"), Some("a"));
+        assert_eq!(owner("connections.a_b.workloads[0].name"), Some("a_b"));
+        assert_eq!(owner("connections.a"), Some("a"));
+        assert_eq!(owner("connections.ab"), None);
+        assert_eq!(owner("connections"), None);
+        assert_eq!(owner("other.a"), None);
+    }
+
+    #[test]
+    fn every_check_gets_its_own_errors_only() {
+        // Names that are prefixes of each other, each missing its secret.
+        let v = serde_json::json!({
+            "a": {"namespace": "default", "targetType": "storage-blob", "authType": "secret",
+                  "clientType": "python", "parameters": {"accountName": "a"}},
+            "a.b": {"namespace": "default", "targetType": "storage-blob", "authType": "secret",
+                    "clientType": "python", "parameters": {"accountName": "ab"}},
+            "b": {"namespace": "default", "targetType": "storage-blob", "authType": "secret",
+                  "clientType": "python", "parameters": {"accountName": "b"},
+                  "secrets": {"accountKey": "a2V5"}},
+        });
+        let checks = check_connections(&v);
+        let by: BTreeMap<&str, &ConnectionCheck> =
+            checks.iter().map(|c| (c.name.as_str(), c)).collect();
+        // "a.b" is no valid name, and misses its secret; "a" misses its secret only.
+        let paths =
+            |n: &str| -> Vec<String> { by[n].errors.iter().map(|e| e.path.clone()).collect() };
+        assert_eq!(paths("a"), ["connections.a.secrets.accountKey"]);
+        assert_eq!(
+            paths("a.b"),
+            ["connections.a.b", "connections.a.b.secrets.accountKey"]
+        );
+        assert!(by["b"].is_valid(), "{:?}", by["b"].errors);
     }
 
     #[test]

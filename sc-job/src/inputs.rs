@@ -17,17 +17,9 @@ pub struct Validated {
 }
 
 /// The connection a key path belongs to (`connections.<name>` or below it).
-fn owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
-    let rest = path.strip_prefix("connections.")?;
-    names
-        .iter()
-        .filter(|n| {
-            rest == n.as_str()
-                || rest
-                    .strip_prefix(n.as_str())
-                    .is_some_and(|t| t.starts_with('.') || t.starts_with('['))
-        })
-        .max_by_key(|n| n.len())
+fn owner<'a>(path: &str, names: &'a std::collections::BTreeSet<String>) -> Option<&'a String> {
+    let name = sc_model::path_owner(path, |n| names.contains(n))?;
+    names.get(name)
 }
 
 /// Validates `connections` (secrets merged) with sc-model; a connection with errors is set
@@ -81,7 +73,7 @@ pub fn validate_isolating(connections: Value, hash_key: &str, guard: &NamespaceG
                 };
             }
             Err(errors) => {
-                let names: Vec<String> = remaining.keys().cloned().collect();
+                let names: std::collections::BTreeSet<String> = remaining.keys().cloned().collect();
                 let mut general = Vec::new();
                 let mut removed = false;
                 for e in errors.0 {
@@ -112,8 +104,14 @@ mod tests {
 
     #[test]
     fn owner_of_paths() {
-        let names = vec!["a".to_string(), "a_b".to_string()];
+        let names: std::collections::BTreeSet<String> =
+            ["a", "a_b", "a.b"].iter().map(|s| s.to_string()).collect();
         assert_eq!(owner("connections.a.parameters.x", &names).unwrap(), "a");
+        assert_eq!(
+            owner("connections.a.b.parameters.x", &names).unwrap(),
+            "a.b"
+        );
+        assert_eq!(owner("connections.a.c", &names).unwrap(), "a");
         assert_eq!(
             owner("connections.a_b.workloads[0]", &names).unwrap(),
             "a_b"

@@ -53,6 +53,11 @@ impl Reconciler {
         self.observer.requests_version()
     }
 
+    /// Whether Job `sc-job` exists (see [`Observer::job_exists`]).
+    pub fn job_exists(&self) -> bool {
+        self.observer.job_exists()
+    }
+
     /// One step; returns when it wants to be woken up (seconds since the epoch) besides
     /// watch events.
     pub async fn step(&mut self) -> anyhow::Result<Option<i64>> {

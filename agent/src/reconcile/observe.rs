@@ -334,6 +334,14 @@ impl Observer {
         })
     }
 
+    /// Whether Job `sc-job` exists (a run is in flight, or its Job is not deleted yet).
+    pub fn job_exists(&self) -> bool {
+        self.stores
+            .jobs
+            .get(&reflector::ObjectRef::new(JOB_NAME).within(&self.ns))
+            .is_some()
+    }
+
     /// The name of the requests ConfigMap.
     pub fn requests_name(&self) -> &str {
         &self.requests_name
