@@ -66,10 +66,23 @@ pub struct ParameterSpec {
 #[derive(Debug)]
 pub struct Catalog {
     keys: Vec<KeySpec>,
-    index: BTreeMap<(String, AuthType, ClientType), Vec<usize>>,
+    /// By target and auth type: what every connection's check looks up, built once.
+    combos: BTreeMap<String, BTreeMap<AuthType, Combo>>,
     parameters: BTreeMap<String, ParameterSpec>,
     targets: Vec<String>,
+    /// The index in `targets` of each target's normalized spelling.
+    spellings: BTreeMap<String, usize>,
     workload_identity_from_user_identity: Vec<String>,
+}
+
+/// What the catalog knows of one target and auth type.
+#[derive(Debug, Default)]
+struct Combo {
+    /// The indexes in `keys` of each documented client type's keys.
+    keys: BTreeMap<ClientType, Vec<usize>>,
+    /// The parameters the templates of any of its client types use, in order of first use
+    /// (client types in display order).
+    parameters: Vec<String>,
 }
 
 /// The `auth_type` of the documented user-assigned managed identity rows.
@@ -305,18 +318,42 @@ impl Catalog {
                 ));
             }
         }
-        let mut index: BTreeMap<(String, AuthType, ClientType), Vec<usize>> = BTreeMap::new();
+        let mut combos: BTreeMap<String, BTreeMap<AuthType, Combo>> = BTreeMap::new();
         for (i, k) in keys.iter().enumerate() {
-            index
-                .entry((k.target.clone(), k.auth_type, k.client_type))
+            combos
+                .entry(k.target.clone())
+                .or_default()
+                .entry(k.auth_type)
+                .or_default()
+                .keys
+                .entry(k.client_type)
                 .or_default()
                 .push(i);
         }
+        for combo in combos.values_mut().flat_map(BTreeMap::values_mut) {
+            let mut used: Vec<String> = Vec::new();
+            for c in ClientType::ALL {
+                for &i in combo.keys.get(&c).into_iter().flatten() {
+                    for p in keys[i].template.params() {
+                        if !used.iter().any(|u| u == p) && parameters.contains_key(p) {
+                            used.push(p.to_string());
+                        }
+                    }
+                }
+            }
+            combo.parameters = used;
+        }
+        let targets: Vec<String> = targets.into_iter().collect();
+        let mut spellings = BTreeMap::new();
+        for (i, t) in targets.iter().enumerate() {
+            spellings.entry(normalize(t)).or_insert(i);
+        }
         Ok(Catalog {
             keys,
-            index,
+            combos,
             parameters,
-            targets: targets.into_iter().collect(),
+            targets,
+            spellings,
             workload_identity_from_user_identity: derived.into_iter().map(str::to_string).collect(),
         })
     }
@@ -330,10 +367,14 @@ impl Catalog {
     /// The keys of one combination, in documented order (empty for `keyvaultCsi`, which
     /// produces a SecretProviderClass and no Secret keys).
     pub fn keys(&self, target: &str, auth: AuthType, client: ClientType) -> Vec<&KeySpec> {
-        self.index
-            .get(&(target.to_string(), auth, client))
+        self.combo(target, auth)
+            .and_then(|c| c.keys.get(&client))
             .map(|ix| ix.iter().map(|&i| &self.keys[i]).collect())
             .unwrap_or_default()
+    }
+
+    fn combo(&self, target: &str, auth: AuthType) -> Option<&Combo> {
+        self.combos.get(target)?.get(&auth)
     }
 
     /// Every target id of the data, sorted.
@@ -352,11 +393,8 @@ impl Catalog {
     /// The canonical target id for an accepted spelling (`storage-blob`, `storageBlob`,
     /// `STORAGE_BLOB`), if any.
     pub fn resolve_target(&self, s: &str) -> Option<&str> {
-        let n = normalize(s);
-        self.targets
-            .iter()
-            .find(|t| normalize(t) == n)
-            .map(String::as_str)
+        let i = *self.spellings.get(&normalize(s))?;
+        Some(self.targets[i].as_str())
     }
 
     /// The auth types supported for a target, in display order.
@@ -367,7 +405,7 @@ impl Catalog {
                 if a == AuthType::KeyvaultCsi {
                     target == KEYVAULT_TARGET
                 } else {
-                    self.index.keys().any(|(t, ka, _)| t == target && *ka == a)
+                    self.combo(target, a).is_some()
                 }
             })
             .collect()
@@ -383,10 +421,20 @@ impl Catalog {
                 Vec::new()
             };
         }
+        let Some(combo) = self.combo(target, auth) else {
+            return Vec::new();
+        };
         ClientType::ALL
             .into_iter()
-            .filter(|&c| self.index.contains_key(&(target.to_string(), auth, c)))
+            .filter(|c| combo.keys.contains_key(c))
             .collect()
+    }
+
+    /// The parameters the templates of any client type of a target and auth type use, in
+    /// order of first use (client types in display order).
+    pub fn combo_parameters(&self, target: &str, auth: AuthType) -> &[String] {
+        self.combo(target, auth)
+            .map_or(&[], |c| c.parameters.as_slice())
     }
 
     /// A parameter by name.

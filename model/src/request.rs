@@ -831,14 +831,11 @@ fn check_inputs(ctx: &mut Ctx<'_>, i: Inputs<'_>) {
     let keys = cat.keys(i.target, i.auth, i.client);
     // Parameters of any client type of the target and auth type are accepted (so changing
     // the client type does not invalidate the request); the client type's own are required.
-    let mut allowed: Vec<&str> = Vec::new();
-    for c in cat.client_types(i.target, i.auth) {
-        for p in cat.template_parameters(i.target, i.auth, c) {
-            if !allowed.contains(&p.name.as_str()) {
-                allowed.push(&p.name);
-            }
-        }
-    }
+    let mut allowed: Vec<&str> = cat
+        .combo_parameters(i.target, i.auth)
+        .iter()
+        .map(String::as_str)
+        .collect();
     if i.auth == AuthType::WorkloadIdentity {
         for extra in ["clientId", "tenantId"] {
             if !allowed.contains(&extra) {

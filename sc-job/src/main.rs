@@ -230,12 +230,14 @@ async fn run(args: Args) -> u8 {
     ));
 
     // Whether the SecretProviderClass API is served, asked once for the whole run when a
-    // connection needs it; left unknown after an error, so each connection reports it.
-    let spc_served = if validated
-        .set
-        .connections()
+    // connection it applies needs it; left unknown after an error, so each connection
+    // reports it.
+    let spc_served = if cs
+        .connections
         .iter()
-        .any(|c| c.desired().secret_provider_class.is_some())
+        .filter(|e| e.action == Action::Apply)
+        .filter_map(|e| validated.set.get(&e.name))
+        .any(|c| c.secret_provider_class_name().is_some())
     {
         kube.serves("secrets-store.csi.x-k8s.io/v1", "secretproviderclasses")
             .await
