@@ -30,8 +30,8 @@ pub use render::{CsiVolume, DesiredObjects, WorkloadPatch};
 pub use request::{ConnectionRequest, ConnectionSpec, KeyVaultObject};
 pub use resolve::{
     Connection, ConnectionCheck, KeyValue, RequestSet, ResolvedKey, check_connections,
-    check_connections_keyed, check_connections_owned, path_owner, validate_connections,
-    validate_connections_keyed,
+    check_connections_keyed, check_connections_owned, cross_signature, path_owner,
+    recheck_connection, validate_connections, validate_connections_keyed,
 };
 pub use secret::SecretString;
 pub use spellings::{AcceptedSpellings, Spellings, accepted_spellings, schema_enum};

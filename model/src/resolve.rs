@@ -372,8 +372,6 @@ fn resolve(
     let mut connections = Vec::new();
     for r in requests {
         let is_first = first.get(&r.spec.name).copied().unwrap_or(true);
-        let keys = resolve_keys(&r, is_first, errors);
-        let hash = content_hash(&r.spec, &r.secrets, &keys, hash_key);
         let identity_tenant_id = r
             .spec
             .parameters
@@ -381,19 +379,86 @@ fn resolve(
             .filter(|_| uses_workload_identity(&r.spec))
             .and_then(|cid| tenants.get(&(r.spec.namespace.clone(), cid.to_ascii_lowercase())))
             .map(|(_, tid)| tid.clone());
-        let mut c = Connection {
-            spec: r.spec,
-            secrets: r.secrets,
-            is_first,
-            keys,
-            hash,
-            identity_tenant_id,
-            rollout_hash: String::new(),
-        };
-        c.rollout_hash = rollout_hash(&c, hash_key);
-        connections.push(c);
+        connections.push(finish(r, is_first, identity_tenant_id, hash_key, errors));
     }
     RequestSet { connections }
+}
+
+/// A connection that passed its own checks, given what the cross-connection checks gave it.
+fn finish(
+    r: ConnectionRequest,
+    is_first: bool,
+    identity_tenant_id: Option<String>,
+    hash_key: &str,
+    errors: &mut Vec<FieldError>,
+) -> Connection {
+    let keys = resolve_keys(&r, is_first, errors);
+    let hash = content_hash(&r.spec, &r.secrets, &keys, hash_key);
+    let mut c = Connection {
+        spec: r.spec,
+        secrets: r.secrets,
+        is_first,
+        keys,
+        hash,
+        identity_tenant_id,
+        rollout_hash: String::new(),
+    };
+    c.rollout_hash = rollout_hash(&c, hash_key);
+    c
+}
+
+/// A fingerprint of everything the cross-connection checks of a set read of one connection
+/// (its name, namespace, target family, `primary`, auth type, the parameters that name shared
+/// objects or identities, its workloads): while a connection's stays the same, a change of
+/// that connection changes no other connection's check, nor what the checks give it.
+pub fn cross_signature(spec: &ConnectionSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.name.hash(&mut h);
+    spec.namespace.hash(&mut h);
+    target_family(&spec.target_type).hash(&mut h);
+    spec.primary.hash(&mut h);
+    spec.auth_type.hash(&mut h);
+    for p in ["syncSecret", "useWorkloadIdentity", "clientId", "tenantId"] {
+        spec.parameters.get(p).hash(&mut h);
+    }
+    spec.workloads.hash(&mut h);
+    h.finish()
+}
+
+/// Checks one connection of a set again, alone, given what the set's cross-connection checks
+/// gave it when the set was last checked (whether it is first of its family, the tenant ID of
+/// its workload identity). The result is the one the whole set would give only while every
+/// other connection is unchanged and the connection's [`cross_signature`] (returned with it,
+/// when it parsed) is the same as then; otherwise check the whole set.
+pub fn recheck_connection(
+    name: &str,
+    value: &Value,
+    hash_key: &str,
+    is_first: bool,
+    identity_tenant_id: Option<String>,
+) -> (ConnectionCheck, Option<u64>) {
+    let mut errors = Vec::new();
+    let Some(r) = parse_connection(name, value, &mut errors) else {
+        let check = ConnectionCheck {
+            name: name.to_string(),
+            hash: raw_hash(value, hash_key),
+            errors,
+            connection: None,
+            invalid_spec: Some(invalid_spec(name, value.clone())),
+        };
+        return (check, None);
+    };
+    let signature = cross_signature(&r.spec);
+    let c = finish(r, is_first, identity_tenant_id, hash_key, &mut errors);
+    let check = ConnectionCheck {
+        name: name.to_string(),
+        hash: c.hash.clone(),
+        errors,
+        connection: Some(c),
+        invalid_spec: None,
+    };
+    (check, Some(signature))
 }
 
 /// The final keys of one connection; reports key collisions after renaming.
@@ -812,6 +877,49 @@ mod tests {
             ["connections.a.b", "connections.a.b.secrets.accountKey"]
         );
         assert!(by["b"].is_valid(), "{:?}", by["b"].errors);
+    }
+
+    fn blob(ns: &str, account: &str, key: &str) -> Value {
+        serde_json::json!({"namespace": ns, "targetType": "storage-blob", "authType": "secret",
+            "clientType": "python", "parameters": {"accountName": account},
+            "secrets": {"accountKey": key}})
+    }
+
+    #[test]
+    fn a_connection_rechecked_alone_is_checked_as_in_its_set() {
+        let mut set = serde_json::Map::new();
+        for (n, a) in [("a", "acct-a"), ("b", "acct-b"), ("c", "acct-c")] {
+            set.insert(n.into(), blob("default", a, "a2V5"));
+        }
+        let before = check_connections_keyed(&Value::Object(set.clone()), "k");
+        // b changes its key and account (not its cross signature).
+        set.insert("b".into(), blob("default", "acct-b2", "bmV3"));
+        let after = check_connections_keyed(&Value::Object(set.clone()), "k");
+        let old_b = before[1].connection.as_ref().unwrap();
+        assert!(!old_b.is_first, "a is first of the family");
+        let (again, signature) = recheck_connection(
+            "b",
+            &set["b"],
+            "k",
+            old_b.is_first,
+            old_b.identity_tenant_id.clone(),
+        );
+        assert_eq!(signature, Some(cross_signature(&old_b.spec)));
+        assert_eq!(again.hash, after[1].hash);
+        assert_ne!(again.hash, before[1].hash);
+        assert_eq!(again.errors, after[1].errors);
+        assert_eq!(
+            again.connection.as_ref().unwrap().keys,
+            after[1].connection.as_ref().unwrap().keys
+        );
+        // Another namespace is another signature: the set must be checked whole.
+        let (_, moved) =
+            recheck_connection("b", &blob("other", "acct-b", "a2V5"), "k", false, None);
+        assert_ne!(moved, signature);
+        // Unparsable: no signature, a hash of the raw request, its errors.
+        let (bad, none) =
+            recheck_connection("b", &serde_json::json!({"namespace": 1}), "k", false, None);
+        assert!(none.is_none() && !bad.is_valid() && bad.invalid_spec.is_some());
     }
 
     #[test]

@@ -27,10 +27,15 @@ fn owner<'a>(path: &str, names: &'a std::collections::BTreeSet<String>) -> Optio
 /// stop the others. Content hashes are keyed by `hash_key` (the protected Secret's uid, as
 /// sc-agent keys them). A connection to a namespace `guard` refuses is set aside like an
 /// invalid one, with an error naming its `namespace` key: nothing is written for it.
-pub fn validate_isolating(connections: Value, hash_key: &str, guard: &NamespaceGuard) -> Validated {
-    let mut remaining = match connections {
-        Value::Object(m) => m,
-        Value::Null => Map::new(),
+pub fn validate_isolating(
+    connections: &Value,
+    hash_key: &str,
+    guard: &NamespaceGuard,
+) -> Validated {
+    let empty = Value::Object(Map::new());
+    let whole = match connections {
+        Value::Object(_) => connections,
+        Value::Null => &empty,
         _ => {
             return Validated {
                 general: vec![FieldError::new(
@@ -41,45 +46,52 @@ pub fn validate_isolating(connections: Value, hash_key: &str, guard: &NamespaceG
             };
         }
     };
+    // The requests are validated as they are; a copy (they may hold thousands of
+    // connections) is made only once a connection is set aside.
+    let mut remaining: Option<Value> = None;
     let mut invalid: BTreeMap<String, Vec<FieldError>> = BTreeMap::new();
     loop {
-        // The requests are moved in and out of the value validated, never copied: they
-        // may hold thousands of connections.
-        let all = Value::Object(std::mem::take(&mut remaining));
-        let result = validate_connections_keyed(&all, hash_key);
-        if let Value::Object(m) = all {
-            remaining = m;
-        }
+        let result = validate_connections_keyed(remaining.as_ref().unwrap_or(whole), hash_key);
+        let rest = |remaining: &mut Option<Value>| -> Map<String, Value> {
+            match remaining.take().unwrap_or_else(|| whole.clone()) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }
+        };
         match result {
             Ok(set) => {
-                let mut refused = false;
-                for c in set.connections() {
-                    if let Some(e) =
-                        guard.check(c.name(), &c.spec.namespace, c.spec.workloads.len())
-                    {
-                        remaining.remove(c.name());
-                        invalid.entry(c.name().to_string()).or_default().push(e);
-                        refused = true;
-                    }
+                let refused: Vec<(String, FieldError)> = set
+                    .connections()
+                    .iter()
+                    .filter_map(|c| {
+                        let e = guard.check(c.name(), &c.spec.namespace, c.spec.workloads.len())?;
+                        Some((c.name().to_string(), e))
+                    })
+                    .collect();
+                if refused.is_empty() {
+                    return Validated {
+                        set,
+                        invalid,
+                        general: Vec::new(),
+                    };
                 }
-                if refused {
-                    // Validated again without them (they may have been first of their kind).
-                    continue;
+                // Validated again without them (they may have been first of their kind).
+                let mut m = rest(&mut remaining);
+                for (name, e) in refused {
+                    m.remove(&name);
+                    invalid.entry(name).or_default().push(e);
                 }
-                return Validated {
-                    set,
-                    invalid,
-                    general: Vec::new(),
-                };
+                remaining = Some(Value::Object(m));
             }
             Err(errors) => {
-                let names: std::collections::BTreeSet<String> = remaining.keys().cloned().collect();
+                let mut m = rest(&mut remaining);
+                let names: std::collections::BTreeSet<String> = m.keys().cloned().collect();
                 let mut general = Vec::new();
                 let mut removed = false;
                 for e in errors.0 {
                     match owner(&e.path, &names) {
                         Some(n) => {
-                            removed |= remaining.remove(n).is_some();
+                            removed |= m.remove(n).is_some();
                             invalid.entry(n.clone()).or_default().push(e);
                         }
                         None => general.push(e),
@@ -92,6 +104,7 @@ pub fn validate_isolating(connections: Value, hash_key: &str, guard: &NamespaceG
                         general,
                     };
                 }
+                remaining = Some(Value::Object(m));
             }
         }
     }
@@ -128,7 +141,7 @@ mod tests {
                       "parameters": {"accountName": "acct"}, "secrets": {"accountKey": "x"}},
             "bad": {"namespace": "default", "targetType": "storage-blop", "authType": "secret"},
         });
-        let v = validate_isolating(conns.clone(), "", &NamespaceGuard::default());
+        let v = validate_isolating(&conns, "", &NamespaceGuard::default());
         assert!(v.general.is_empty());
         assert_eq!(v.set.connections().len(), 1);
         assert_eq!(v.set.connections()[0].name(), "good");
@@ -154,7 +167,7 @@ mod tests {
             "allowed": conn("kube-public"),
         });
         let guard = NamespaceGuard::new(Some("sc-system"), ["kube-public"]);
-        let v = validate_isolating(conns, "", &guard);
+        let v = validate_isolating(&conns, "", &guard);
         assert!(v.general.is_empty());
         let valid: Vec<&str> = v.set.connections().iter().map(|c| c.name()).collect();
         assert_eq!(valid, vec!["allowed", "good"]);

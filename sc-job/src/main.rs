@@ -201,11 +201,10 @@ async fn run(args: Args) -> u8 {
         }
     };
     let cs = &inputs.changeset;
-    // Every requested connection, valid or not, for the materializer; the validation takes
-    // the requests themselves.
-    let requests = inputs.requests.connections.clone();
+    // Every requested connection, valid or not, for the materializer.
+    let requests = std::mem::take(&mut inputs.requests.connections);
     let validated = inputs::validate_isolating(
-        std::mem::take(&mut inputs.requests.connections),
+        &requests,
         &inputs.requests.hash_key,
         &sc_model::NamespaceGuard::new(Some(&ns), args.allowed_namespaces.iter().cloned()),
     );

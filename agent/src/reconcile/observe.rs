@@ -506,15 +506,27 @@ impl Observer {
         {
             return Ok((d.desired.clone(), d.clashes.clone()));
         }
-        let requests = match contract::Requests::from_objects(public, protected, &hash_key) {
-            Ok(r) => r,
-            Err(message) => {
-                self.derived = None;
-                return Err(message);
+        // What the last request objects gave, if this one's can be derived from it: the same
+        // hash key, no connection dropped (the hash key and revision end the key).
+        let previous = self.derived.take().filter(|d| {
+            d.clashes.is_empty() && d.key.iter().rev().nth(1) == key.iter().rev().nth(1)
+        });
+        let mut requests = contract::Requests::from_objects(public, protected, &hash_key)?;
+        let connections = std::mem::take(&mut requests.connections);
+        let rederived = match (previous, connections) {
+            (Some(p), serde_json::Value::Object(m)) => {
+                desired::rederive(&p.desired, m, &hash_key, &self.guard)
+                    .map_err(serde_json::Value::Object)
+            }
+            (_, other) => Err(other),
+        };
+        let (desired, clashes) = match rederived {
+            Ok(d) => (d, Vec::new()),
+            Err(connections) => {
+                requests.connections = connections;
+                desired::without_metadata_clashes(desired::desired(requests, &self.guard))
             }
         };
-        let (desired, clashes) =
-            desired::without_metadata_clashes(desired::desired(requests, &self.guard));
         let desired = Arc::new(desired);
         self.derived = Some(Derived {
             key,
