@@ -27,7 +27,8 @@ pub use metadata::{
 };
 pub use reason::{Reason, RunError};
 pub use requests::{
-    Requests, configmap_connections, hash_key, merge_protected, revision_of, secret_connections,
+    RawConnection, Requests, configmap_connections, hash_key, merge_protected, raw_connections,
+    revision_of, secret_connections,
 };
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@ use crate::shards::merge_into;
 use crate::{CONNECTIONS_KEY, REVISION_ANNOTATION};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -110,6 +111,90 @@ impl Requests {
     }
 }
 
+/// One requested connection as its texts: its request and its entry in the protected
+/// settings, borrowed from the request objects, unparsed.
+#[derive(Clone, Copy)]
+pub struct RawConnection<'a> {
+    /// Its request (`connections.json` of the request ConfigMaps).
+    pub request: &'a RawValue,
+    /// Its protected entry (`{"secrets": {...}}`), if any.
+    pub protected: Option<&'a RawValue>,
+}
+
+impl RawConnection<'_> {
+    /// The connection as [`Requests::parse`] gives it: its request with the `secrets` of its
+    /// protected entry. `None` when a text is no valid JSON (the whole parse says why).
+    pub fn value(&self) -> Option<Value> {
+        let mut conn: Value = serde_json::from_str(self.request.get()).ok()?;
+        if let Some(p) = self.protected {
+            let p: Value = serde_json::from_str(p.get()).ok()?;
+            let mut one = Map::new();
+            if let Value::Object(c) = conn {
+                one.insert(String::new(), Value::Object(c));
+                let mut protected = Map::new();
+                protected.insert(String::new(), p);
+                merge_protected(&mut one, protected);
+                conn = one.remove("").unwrap_or_default();
+            }
+        }
+        Some(conn)
+    }
+}
+
+/// Every requested connection of the request objects' shards (as [`Requests::from_objects`]
+/// takes them) as its texts, without parsing a connection: what a reader that checks only the
+/// connections whose texts changed needs. `None` whenever [`Requests::from_objects`] might
+/// answer otherwise than with a map of connections (a text that is no map, a connection in
+/// two shards, a name written with escapes): parse the requests whole then.
+pub fn raw_connections<'a>(
+    public: &'a [Arc<ConfigMap>],
+    protected: &'a [Arc<Secret>],
+) -> Option<BTreeMap<&'a str, RawConnection<'a>>> {
+    type Part<'a> = Option<BTreeMap<&'a str, &'a RawValue>>;
+    let parse = |t: &'a [u8]| -> Option<BTreeMap<&'a str, &'a RawValue>> {
+        if t.trim_ascii().is_empty() {
+            return Some(BTreeMap::new());
+        }
+        let part: Part<'a> = serde_json::from_slice(t).ok()?;
+        Some(part.unwrap_or_default())
+    };
+    let mut out: BTreeMap<&'a str, RawConnection<'a>> = BTreeMap::new();
+    for cm in public {
+        let Some(text) = configmap_connections(cm) else {
+            continue;
+        };
+        for (name, request) in parse(text)? {
+            if out
+                .insert(
+                    name,
+                    RawConnection {
+                        request,
+                        protected: None,
+                    },
+                )
+                .is_some()
+            {
+                return None;
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in protected {
+        let Some(bytes) = secret_connections(s).filter(|b| !b.is_empty()) else {
+            continue;
+        };
+        for (name, entry) in parse(bytes)? {
+            if !seen.insert(name) {
+                return None;
+            }
+            if let Some(c) = out.get_mut(name) {
+                c.protected = Some(entry);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Merges the protected settings (`{"<name>": {"secrets": {...}}}`) into the requests'
 /// connections: each connection gets its `secrets`; protected entries of connections not in
 /// the requests are ignored.
@@ -151,6 +236,76 @@ pub fn revision_of(annotations: Option<&BTreeMap<String, String>>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cm(name: &str, text: &str) -> Arc<ConfigMap> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name}, "data": {"connections.json": text}
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn secret(name: &str, text: &str) -> Arc<Secret> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "uid": "u"}, "stringData": {"connections.json": text}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn raw_connections_give_what_the_whole_parse_gives() {
+        let public = [
+            cm(
+                "sc-requests",
+                r#"{"b": {"namespace": "x"}, "a": {"namespace": "y", "n": 1}}"#,
+            ),
+            cm("sc-requests-1", r#"{"c": {"namespace": "z"}}"#),
+        ];
+        let protected = [secret(
+            "sc-protected",
+            r#"{"a": {"secrets": {"k": "v"}}, "gone": {"secrets": {"k": "w"}}}"#,
+        )];
+        let whole = Requests::from_objects(&public, &protected, "u").unwrap();
+        let raw = raw_connections(&public, &protected).unwrap();
+        assert_eq!(raw.keys().copied().collect::<Vec<_>>(), ["a", "b", "c"]);
+        for (name, texts) in &raw {
+            assert_eq!(
+                texts.value().as_ref(),
+                whole.connections.get(*name),
+                "{name}"
+            );
+        }
+        assert!(raw["a"].protected.is_some() && raw["b"].protected.is_none());
+    }
+
+    #[test]
+    fn raw_connections_refuse_what_the_whole_parse_may_refuse() {
+        let ok = [secret("sc-protected", "{}")];
+        for text in ["[1]", "{not json", r#"{"a\u0062": {}}"#] {
+            assert!(
+                raw_connections(&[cm("sc-requests", text)], &ok).is_none(),
+                "{text}"
+            );
+        }
+        // One connection in two shards.
+        let twice = [
+            cm("sc-requests", r#"{"a": {}}"#),
+            cm("sc-requests-1", r#"{"a": {}}"#),
+        ];
+        assert!(raw_connections(&twice, &ok).is_none());
+        assert!(Requests::from_objects(&twice, &ok, "u").is_err());
+        // Protected settings that are no JSON.
+        let bad = [secret("sc-protected", "{\"a\": ")];
+        assert!(raw_connections(&[cm("sc-requests", r#"{"a": {}}"#)], &bad).is_none());
+        // Empty and null texts request nothing, as the whole parse reads them.
+        let empty = [cm("sc-requests", "null"), cm("sc-requests-1", " ")];
+        assert_eq!(raw_connections(&empty, &ok).map(|m| m.len()), Some(0));
+        let whole = Requests::from_objects(&empty, &ok, "u").unwrap();
+        assert_eq!(whole.connections.as_object().map(|m| m.len()), Some(0));
+    }
 
     #[test]
     fn protected_inputs_are_merged_and_never_quoted_in_errors() {

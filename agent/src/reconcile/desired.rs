@@ -2,7 +2,6 @@
 //! by the observe stage, read by the plan stage. No I/O.
 
 use crate::contract::Requests;
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// What the requests want for one connection.
@@ -35,26 +34,20 @@ pub struct Recheck {
     pub identity_tenant_id: Option<String>,
 }
 
-/// The fingerprint of a connection's request (see [`Recheck::fingerprint`]).
-pub fn fingerprint(request: &Value) -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
+/// The fingerprint of a connection's texts (see [`Recheck::fingerprint`]).
+pub fn fingerprint(raw: &crate::contract::RawConnection<'_>) -> u64 {
+    use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
     static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
-    struct Writer<H>(H);
-    impl<H: std::hash::Hasher> std::io::Write for Writer<H> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.write(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut w = Writer(KEY.get_or_init(Default::default).build_hasher());
-    // Writing to a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut w, request);
-    w.0.finish()
+    let mut h = KEY.get_or_init(Default::default).build_hasher();
+    raw.request.get().hash(&mut h);
+    raw.protected.map(|p| p.get()).hash(&mut h);
+    h.finish()
 }
+
+/// The fingerprints of the connections of `raw` (none when the texts could not be read
+/// apart: see [`crate::contract::raw_connections`]).
+pub type Fingerprints<'a> = BTreeMap<&'a str, u64>;
 
 impl Desired {
     fn of(c: sc_model::ConnectionCheck, fingerprint: u64) -> Desired {
@@ -89,62 +82,54 @@ impl Desired {
 /// Requests changed in more connections than this are checked whole.
 const RECHECK_AT_MOST: usize = 256;
 
-/// The connections of `connections` derived from `previous` (what [`desired`] gave for the
-/// request objects before, sorted by name, no connection dropped): only the connections whose
-/// request changed are checked again, alone. That gives what [`desired`] would when the
-/// same connections are requested, every one of them was and is valid, and no changed one
-/// changed what the checks of the others read ([`sc_model::cross_signature`]); otherwise the
-/// requests come back, to be checked whole.
+/// The connections of the requests `raw` (their texts) derived from `previous` (what
+/// [`desired`] gave for the request objects before, sorted by name, no connection dropped):
+/// only the connections whose texts changed are parsed and checked again, alone. That gives
+/// what [`desired`] would when the same connections are requested, every one of them was and
+/// is valid, and no changed one changed what the checks of the others read
+/// ([`sc_model::cross_signature`]); otherwise `None`: check the requests whole.
 pub fn rederive(
     previous: &[Desired],
-    connections: Map<String, Value>,
+    raw: &BTreeMap<&str, crate::contract::RawConnection<'_>>,
     hash_key: &str,
     guard: &sc_model::NamespaceGuard,
-) -> Result<Vec<Desired>, Map<String, Value>> {
+) -> Option<Vec<Desired>> {
     let usable = !previous.is_empty()
-        && previous.len() == connections.len()
+        && previous.len() == raw.len()
         && previous
             .iter()
             .all(|d| d.errors.is_empty() && d.recheck.signature.is_some());
     if !usable {
-        return Err(connections);
+        return None;
     }
     let mut out = previous.to_vec();
     let mut rechecked = 0;
-    let mut whole = false;
-    for (name, raw) in &connections {
-        let Ok(i) = out.binary_search_by(|d| d.name.as_str().cmp(name)) else {
-            whole = true;
-            break;
-        };
-        let fingerprint = fingerprint(raw);
+    for (name, texts) in raw {
+        let i = out.binary_search_by(|d| d.name.as_str().cmp(name)).ok()?;
+        let fingerprint = fingerprint(texts);
         if fingerprint == out[i].recheck.fingerprint {
             continue;
         }
         rechecked += 1;
         if rechecked > RECHECK_AT_MOST {
-            whole = true;
-            break;
+            return None;
         }
+        let value = texts.value()?;
         let was = &out[i].recheck;
         let (mut check, signature) = sc_model::recheck_connection(
             name,
-            raw,
+            &value,
             hash_key,
             was.is_first,
             was.identity_tenant_id.clone(),
         );
         guard.apply(std::slice::from_mut(&mut check));
         if !check.is_valid() || signature != was.signature {
-            whole = true;
-            break;
+            return None;
         }
         out[i] = Desired::of(check, fingerprint);
     }
-    if whole {
-        return Err(connections);
-    }
-    Ok(out)
+    Some(out)
 }
 
 /// A requested connection the agent ignores: its metadata ConfigMap name is taken by an
@@ -160,21 +145,23 @@ pub struct NameClash {
 
 /// Hashes and validation errors of every requested connection (the requests are consumed:
 /// each connection's raw request is freed as soon as it is parsed). A connection to a
-/// namespace `guard` refuses is invalid: its error names its `namespace` key.
-pub fn desired(requests: Requests, guard: &sc_model::NamespaceGuard) -> Vec<Desired> {
-    let fingerprints: BTreeMap<String, u64> = requests
-        .connections
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, raw)| (name.clone(), fingerprint(raw)))
-        .collect();
+/// namespace `guard` refuses is invalid: its error names its `namespace` key. Each gets the
+/// fingerprint of its texts from `fingerprints` (0 when absent: it is then checked again at
+/// the next change).
+pub fn desired(
+    requests: Requests,
+    guard: &sc_model::NamespaceGuard,
+    fingerprints: &Fingerprints<'_>,
+) -> Vec<Desired> {
     let mut checks = sc_model::check_connections_owned(requests.connections, &requests.hash_key);
     guard.apply(&mut checks);
     checks
         .into_iter()
         .map(|c| {
-            let fp = fingerprints.get(&c.name).copied().unwrap_or_default();
+            let fp = fingerprints
+                .get(c.name.as_str())
+                .copied()
+                .unwrap_or_default();
             Desired::of(c, fp)
         })
         .collect()
@@ -232,18 +219,58 @@ pub(crate) mod tests {
         }
     }
 
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use serde_json::{Map, Value};
+    use std::sync::Arc;
+
     fn blob(ns: &str, account: &str, key: &str) -> Value {
         serde_json::json!({"namespace": ns, "targetType": "storage-blob", "authType": "secret",
             "clientType": "python", "parameters": {"accountName": account},
             "secrets": {"accountKey": key}})
     }
 
-    fn requests(conns: &Map<String, Value>) -> Requests {
-        Requests {
-            revision: 1,
-            connections: Value::Object(conns.clone()),
-            hash_key: "uid-1".into(),
+    /// The request objects the chart writes for `conns` (secrets in the protected Secret).
+    fn objects(conns: &Map<String, Value>) -> (Vec<Arc<ConfigMap>>, Vec<Arc<Secret>>) {
+        let mut public = Map::new();
+        let mut protected = Map::new();
+        for (name, c) in conns {
+            let mut c = c.clone();
+            if let Some(s) = c.as_object_mut().and_then(|m| m.remove("secrets")) {
+                protected.insert(name.clone(), serde_json::json!({ "secrets": s }));
+            }
+            public.insert(name.clone(), c);
         }
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "sc-requests"},
+            "data": {"connections.json": Value::Object(public).to_string()}
+        }))
+        .unwrap();
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "sc-protected", "uid": "uid-1"},
+            "stringData": {"connections.json": Value::Object(protected).to_string()}
+        }))
+        .unwrap();
+        (vec![Arc::new(cm)], vec![Arc::new(secret)])
+    }
+
+    /// What the agent derives of `conns` from scratch.
+    fn whole(conns: &Map<String, Value>, guard: &sc_model::NamespaceGuard) -> Vec<Desired> {
+        let (public, protected) = objects(conns);
+        let requests = Requests::from_objects(&public, &protected, "uid-1").unwrap();
+        let raw = crate::contract::raw_connections(&public, &protected).expect("texts");
+        let fingerprints: Fingerprints = raw.iter().map(|(n, t)| (*n, fingerprint(t))).collect();
+        desired(requests, guard, &fingerprints)
+    }
+
+    /// What the agent derives of `conns` from `previous`.
+    fn again(
+        previous: &[Desired],
+        conns: &Map<String, Value>,
+        guard: &sc_model::NamespaceGuard,
+    ) -> Option<Vec<Desired>> {
+        let (public, protected) = objects(conns);
+        let raw = crate::contract::raw_connections(&public, &protected).expect("texts");
+        rederive(previous, &raw, "uid-1", guard)
     }
 
     /// The fields the plan reads, and what a recheck needs.
@@ -251,11 +278,12 @@ pub(crate) mod tests {
         d.iter()
             .map(|d| {
                 format!(
-                    "{} {} {:?} {:?} {:?} {} {:?}",
+                    "{} {} {:?} {:?} {} {:?} {} {:?}",
                     d.name,
                     d.hash,
                     d.errors,
                     d.drift_policy,
+                    d.recheck.fingerprint,
                     d.recheck.signature,
                     d.recheck.is_first,
                     d.recheck.identity_tenant_id
@@ -271,16 +299,16 @@ pub(crate) mod tests {
         for i in 0..5 {
             conns.insert(format!("c{i}"), blob("apps", &format!("acct{i}"), "a2V5"));
         }
-        let before = desired(requests(&conns), &guard);
+        let before = whole(&conns, &guard);
         conns.insert("c3".into(), blob("apps", "acct3", "bmV3LWtleQ=="));
         conns.insert("c0".into(), blob("apps", "renamed", "a2V5"));
-        let whole = desired(requests(&conns), &guard);
-        let again = rederive(&before, conns.clone(), "uid-1", &guard).expect("rederived");
-        assert_eq!(seen(&again), seen(&whole));
-        assert_ne!(seen(&again), seen(&before));
+        let now = whole(&conns, &guard);
+        let rederived = again(&before, &conns, &guard).expect("rederived");
+        assert_eq!(seen(&rederived), seen(&now));
+        assert_ne!(seen(&rederived), seen(&before));
         // Unchanged requests give what they gave.
-        let same = rederive(&whole, conns.clone(), "uid-1", &guard).expect("rederived");
-        assert_eq!(seen(&same), seen(&whole));
+        let same = again(&now, &conns, &guard).expect("rederived");
+        assert_eq!(seen(&same), seen(&now));
     }
 
     #[test]
@@ -290,7 +318,7 @@ pub(crate) mod tests {
         for i in 0..3 {
             conns.insert(format!("c{i}"), blob("apps", &format!("acct{i}"), "a2V5"));
         }
-        let before = desired(requests(&conns), &guard);
+        let before = whole(&conns, &guard);
         type Change = Box<dyn Fn(&mut Map<String, Value>)>;
         let cases: Vec<(&str, Change)> = vec![
             (
@@ -327,16 +355,13 @@ pub(crate) mod tests {
         for (what, change) in cases {
             let mut changed = conns.clone();
             change(&mut changed);
-            assert!(
-                rederive(&before, changed, "uid-1", &guard).is_err(),
-                "{what}"
-            );
+            assert!(again(&before, &changed, &guard).is_none(), "{what}");
         }
         // An invalid set is never the base of a recheck.
         let mut bad = conns.clone();
         bad["c1"]["secrets"] = serde_json::json!({});
-        let invalid = desired(requests(&bad), &guard);
-        assert!(rederive(&invalid, conns, "uid-1", &guard).is_err());
+        let invalid = whole(&bad, &guard);
+        assert!(again(&invalid, &conns, &guard).is_none());
     }
 
     #[test]

@@ -511,20 +511,26 @@ impl Observer {
         let previous = self.derived.take().filter(|d| {
             d.clashes.is_empty() && d.key.iter().rev().nth(1) == key.iter().rev().nth(1)
         });
-        let mut requests = contract::Requests::from_objects(public, protected, &hash_key)?;
-        let connections = std::mem::take(&mut requests.connections);
-        let rederived = match (previous, connections) {
-            (Some(p), serde_json::Value::Object(m)) => {
-                desired::rederive(&p.desired, m, &hash_key, &self.guard)
-                    .map_err(serde_json::Value::Object)
-            }
-            (_, other) => Err(other),
+        // The connections' texts, unparsed: only those whose texts changed are parsed again.
+        let raw = contract::raw_connections(public, protected);
+        let rederived = match (&previous, &raw) {
+            (Some(p), Some(r)) => desired::rederive(&p.desired, r, &hash_key, &self.guard),
+            _ => None,
         };
         let (desired, clashes) = match rederived {
-            Ok(d) => (d, Vec::new()),
-            Err(connections) => {
-                requests.connections = connections;
-                desired::without_metadata_clashes(desired::desired(requests, &self.guard))
+            Some(d) => (d, Vec::new()),
+            None => {
+                let requests = contract::Requests::from_objects(public, protected, &hash_key)?;
+                let fingerprints: desired::Fingerprints = raw
+                    .iter()
+                    .flatten()
+                    .map(|(name, texts)| (*name, desired::fingerprint(texts)))
+                    .collect();
+                desired::without_metadata_clashes(desired::desired(
+                    requests,
+                    &self.guard,
+                    &fingerprints,
+                ))
             }
         };
         let desired = Arc::new(desired);

@@ -849,7 +849,7 @@ mod tests {
                                 "ok": conn("apps")}),
         };
         let guard = sc_model::NamespaceGuard::new(Some("sc-system"), Vec::<String>::new());
-        let d = desired(requests, &guard);
+        let d = desired(requests, &guard, &Default::default());
         let errors: Vec<(&str, &[String])> = d
             .iter()
             .map(|x| (x.name.as_str(), x.errors.as_slice()))
@@ -877,7 +877,11 @@ mod tests {
                 "bad": {"targetType": "nope", "secrets": {"x": "s3cr3t"}},
             }),
         };
-        let d = desired(requests, &sc_model::NamespaceGuard::default());
+        let d = desired(
+            requests,
+            &sc_model::NamespaceGuard::default(),
+            &Default::default(),
+        );
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "bad");
         assert!(!d[0].errors.is_empty());
