@@ -111,6 +111,41 @@ pub struct JobSamples {
     pub cpu_secs: f64,
 }
 
+/// The CPU time of kubesim and of the agent from a start.
+struct CpuMeter {
+    agent: u32,
+    kubesim0: u64,
+    agent0: u64,
+}
+
+fn cpu_ticks(pid: Option<u32>) -> u64 {
+    pid.and_then(|p| procfs::cpu_ticks(p).ok()).unwrap_or(0)
+}
+
+impl CpuMeter {
+    async fn start(c: &Cluster) -> Result<CpuMeter> {
+        let agent = c
+            .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
+            .await?
+            .context("the agent pod has no running container")?;
+        Ok(CpuMeter {
+            agent,
+            kubesim0: cpu_ticks(c.kubesim_pid()),
+            agent0: cpu_ticks(Some(agent)),
+        })
+    }
+
+    /// CPU seconds of kubesim and of the agent since the start.
+    fn used(&self, c: &Cluster) -> (f64, f64) {
+        let hz = procfs::clock_ticks();
+        let since = |now: u64, then: u64| now.saturating_sub(then) as f64 / hz;
+        (
+            since(cpu_ticks(c.kubesim_pid()), self.kubesim0),
+            since(cpu_ticks(Some(self.agent)), self.agent0),
+        )
+    }
+}
+
 /// Samples the sc-job pod every 50 ms until `stop` is set.
 fn sample_job(
     c: &Cluster,
@@ -305,12 +340,7 @@ async fn bulk_and_kubectl(c: &Cluster, n: usize, kubectl: bool) -> Result<(Bulk,
         revision: 2,
     };
     let before = audit_counts(c).await?;
-    let agent = c
-        .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
-        .await?
-        .context("the agent pod has no running container")?;
-    let ticks = |pid: Option<u32>| pid.and_then(|p| procfs::cpu_ticks(p).ok()).unwrap_or(0);
-    let (kubesim0, agent0) = (ticks(c.kubesim_pid()), ticks(Some(agent)));
+    let cpu = CpuMeter::start(c).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let sampler = sample_job(c, start, stop.clone());
@@ -321,9 +351,7 @@ async fn bulk_and_kubectl(c: &Cluster, n: usize, kubectl: bool) -> Result<(Bulk,
     wait_job_gone(c).await?;
     stop.store(true, Ordering::Relaxed);
     let job = sampler.await.unwrap_or_default();
-    let hz = procfs::clock_ticks();
-    let cpu_kubesim = (ticks(c.kubesim_pid()) - kubesim0) as f64 / hz;
-    let cpu_agent = (ticks(Some(agent)) - agent0) as f64 / hz;
+    let (cpu_kubesim, cpu_agent) = cpu.used(c);
     let mut requests_by = audit_counts(c).await?;
     for (k, v) in requests_by.iter_mut() {
         *v -= before.get(k).copied().unwrap_or(0);
@@ -443,12 +471,7 @@ pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> R
     if new_revision {
         r.revision += 1;
     }
-    let agent = c
-        .pod_pid("app.kubernetes.io%2Fcomponent%3Dagent")
-        .await?
-        .context("the agent pod has no running container")?;
-    let ticks = |pid: Option<u32>| pid.and_then(|p| procfs::cpu_ticks(p).ok()).unwrap_or(0);
-    let (kubesim0, agent0) = (ticks(c.kubesim_pid()), ticks(Some(agent)));
+    let cpu = CpuMeter::start(c).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let sampler = sample_job(c, start, stop.clone());
@@ -464,9 +487,7 @@ pub async fn incremental(c: &Cluster, r: &mut Requests, new_revision: bool) -> R
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let hz = procfs::clock_ticks();
-    let cpu_kubesim = (ticks(c.kubesim_pid()) - kubesim0) as f64 / hz;
-    let cpu_agent = (ticks(Some(agent)) - agent0) as f64 / hz;
+    let (cpu_kubesim, cpu_agent) = cpu.used(c);
     // Settled: the run succeeded, the Job is gone, and no write for 2 s.
     let end = Instant::now() + Duration::from_secs(120);
     while c.agent_metric(succeeded).await? <= jobs_before {
