@@ -127,15 +127,7 @@ impl RawConnection<'_> {
     pub fn value(&self) -> Option<Value> {
         let mut conn: Value = serde_json::from_str(self.request.get()).ok()?;
         if let Some(p) = self.protected {
-            let p: Value = serde_json::from_str(p.get()).ok()?;
-            let mut one = Map::new();
-            if let Value::Object(c) = conn {
-                one.insert(String::new(), Value::Object(c));
-                let mut protected = Map::new();
-                protected.insert(String::new(), p);
-                merge_protected(&mut one, protected);
-                conn = one.remove("").unwrap_or_default();
-            }
+            merge_secrets(&mut conn, serde_json::from_str(p.get()).ok()?);
         }
         Some(conn)
     }
@@ -200,11 +192,18 @@ pub fn raw_connections<'a>(
 /// the requests are ignored.
 pub fn merge_protected(connections: &mut Map<String, Value>, protected: Map<String, Value>) {
     for (name, p) in protected {
-        if let (Some(Value::Object(c)), Value::Object(mut p)) = (connections.get_mut(&name), p)
-            && let Some(s) = p.remove("secrets")
-        {
-            c.insert("secrets".into(), s);
+        if let Some(c) = connections.get_mut(&name) {
+            merge_secrets(c, p);
         }
+    }
+}
+
+/// Gives one connection the `secrets` of its protected entry (when both are maps).
+fn merge_secrets(connection: &mut Value, entry: Value) {
+    if let (Value::Object(c), Value::Object(mut p)) = (connection, entry)
+        && let Some(s) = p.remove("secrets")
+    {
+        c.insert("secrets".into(), s);
     }
 }
 

@@ -19,12 +19,12 @@ pub struct Desired {
     pub recheck: Recheck,
 }
 
-/// What [`rederive`] needs to check a connection again alone: a fingerprint of its request
-/// (secrets merged in), and what the checks of its whole set gave it.
+/// What [`rederive`] needs to check a connection again alone: a fingerprint of its texts,
+/// and what the checks of its whole set gave it.
 #[derive(Debug, Clone, Default)]
 pub struct Recheck {
-    /// A keyed hash of the request's JSON text (the key is random per process: it is never
-    /// shown, and says nothing of a secret outside it).
+    /// A keyed hash of its request's and its protected entry's JSON texts (the key is random
+    /// per process: it is never shown, and says nothing of a secret outside it).
     pub fingerprint: u64,
     /// [`sc_model::cross_signature`], when the request parsed.
     pub signature: Option<u64>,
@@ -208,6 +208,9 @@ pub fn without_metadata_clashes(desired: Vec<Desired>) -> (Vec<Desired>, Vec<Nam
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use serde_json::{Map, Value};
+    use std::sync::Arc;
 
     pub(crate) fn want(name: &str, hash: &str) -> Desired {
         Desired {
@@ -218,10 +221,6 @@ pub(crate) mod tests {
             recheck: Recheck::default(),
         }
     }
-
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    use serde_json::{Map, Value};
-    use std::sync::Arc;
 
     fn blob(ns: &str, account: &str, key: &str) -> Value {
         serde_json::json!({"namespace": ns, "targetType": "storage-blob", "authType": "secret",

@@ -98,6 +98,8 @@ struct Stores {
 /// the versions of the objects they were derived from.
 struct Derived {
     key: Vec<String>,
+    /// The key the hashes were computed with.
+    hash_key: String,
     desired: Arc<Vec<Desired>>,
     clashes: Vec<NameClash>,
 }
@@ -507,10 +509,11 @@ impl Observer {
             return Ok((d.desired.clone(), d.clashes.clone()));
         }
         // What the last request objects gave, if this one's can be derived from it: the same
-        // hash key, no connection dropped (the hash key and revision end the key).
-        let previous = self.derived.take().filter(|d| {
-            d.clashes.is_empty() && d.key.iter().rev().nth(1) == key.iter().rev().nth(1)
-        });
+        // hash key, no connection dropped.
+        let previous = self
+            .derived
+            .take()
+            .filter(|d| d.clashes.is_empty() && d.hash_key == hash_key);
         // The connections' texts, unparsed: only those whose texts changed are parsed again.
         let raw = contract::raw_connections(public, protected);
         let rederived = match (&previous, &raw) {
@@ -536,6 +539,7 @@ impl Observer {
         let desired = Arc::new(desired);
         self.derived = Some(Derived {
             key,
+            hash_key,
             desired: desired.clone(),
             clashes: clashes.clone(),
         });
