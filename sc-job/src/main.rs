@@ -25,7 +25,9 @@ use sc_contract::{
     Action, CHANGESET_KEY, ChangeEntry, ChangeSet, METADATA_SELECTOR, Metadata, ObjectKey, Reason,
     Requests, RunError, RunPhase,
 };
+use sc_model::DeletionPolicy;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -327,33 +329,41 @@ async fn run(args: Args) -> u8 {
         .await;
 
     let recorder = &recorder;
-    let unrecorded: usize = futures::stream::iter(&runs)
+    // A result that could not be recorded fails its connection (the agent would apply it
+    // again): counted and reported as failed whatever the run did.
+    let unrecorded: BTreeMap<&str, RunError> = futures::stream::iter(&runs)
         .map(|run| async move {
-            match recorder.record(run).await {
-                Ok(()) => 0,
-                Err(f) => {
-                    log.failed(
-                        &run.name,
-                        &RunError::new(
-                            f.reason.clone(),
-                            format!("recording the result failed: {}", f.message),
-                            f.remedy.clone(),
-                        ),
-                    );
-                    1
-                }
-            }
+            let f = recorder.record(run).await.err()?;
+            let error = RunError::new(
+                f.reason.clone(),
+                format!("recording the result failed: {}", f.message),
+                f.remedy.clone(),
+            );
+            log.failed(&run.name, &error);
+            Some((run.name.as_str(), error))
         })
         .buffer_unordered(IN_FLIGHT)
-        .fold(0, |sum, n| async move { sum + n })
+        .filter_map(std::future::ready)
+        .collect()
         .await;
-    let count = |p: RunPhase| runs.iter().filter(|r| r.phase == p).count();
-    let failed = count(RunPhase::Failed);
+    let count = |p: RunPhase| {
+        runs.iter()
+            .filter(|r| r.phase == p && !unrecorded.contains_key(r.name.as_str()))
+            .count()
+    };
+    let failed = runs
+        .iter()
+        .filter(|r| r.phase == RunPhase::Failed || unrecorded.contains_key(r.name.as_str()))
+        .count();
     log.summary(count(RunPhase::Ready), failed, count(RunPhase::Deleted));
-    if failed > 0 || unrecorded > 0 {
+    if failed > 0 {
         let failures: Vec<(Option<&str>, &RunError)> = runs
             .iter()
-            .filter_map(|r| r.error.as_ref().map(|e| (Some(r.name.as_str()), e)))
+            .filter_map(|r| {
+                let name = r.name.as_str();
+                let e = r.error.as_ref().or_else(|| unrecorded.get(name))?;
+                Some((Some(name), e))
+            })
             .collect();
         if let Err(e) = events::post_failures(&kube, &ns, &args.job_name, &failures).await {
             log.job(&format!("events: {e}"));
@@ -451,8 +461,10 @@ async fn run_entry(
                 }
                 let applied = async {
                     let mut metadata = recorder.metadata(&entry.name).await?;
-                    if metadata.is_none() {
-                        // Recorded before anything of it is written (see write_ahead).
+                    if metadata.is_none() && conn.spec.deletion_policy == DeletionPolicy::Delete {
+                        // Recorded before anything of it is written (see write_ahead): its
+                        // removal deletes what it wrote, so it must be known even if this
+                        // run is killed before its record.
                         recorder.write_ahead(&entry.name).await?;
                         metadata = recorder.metadata(&entry.name).await?;
                     }

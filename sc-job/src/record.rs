@@ -141,12 +141,14 @@ impl ResultRecorder<'_> {
     }
 
     /// Writes what is requested of `connection` (`spec.json`, `requested.json`) into a new
-    /// metadata ConfigMap before anything of it is applied, when no run has recorded it yet:
-    /// an object is never written without a record naming it, so a connection removed after
-    /// a run was killed mid-way is still known (its deletion policy and namespace) and
-    /// removed. Costs one write per connection seen for the first time; a connection already
-    /// recorded costs none. An existing ConfigMap (one that lost its labels) is left to
-    /// [`Self::record`].
+    /// metadata ConfigMap before anything of it is applied, when no run has recorded it yet
+    /// and its `deletionPolicy` is `Delete`: an object that a removal must delete is never
+    /// written without a record naming it, so a connection removed after a run was killed
+    /// mid-way is still known (its deletion policy and namespace) and removed. Costs one write
+    /// per such connection seen for the first time; a connection already recorded costs none,
+    /// and neither does one with `Retain` (its removal keeps its objects, recorded or not, so
+    /// its first record is created with its result). An existing ConfigMap (one that lost its
+    /// labels) is left to [`Self::record`].
     pub async fn write_ahead(&self, connection: &str) -> Result<(), RunError> {
         let Some(requested) = self.requested.get(connection) else {
             return Ok(());

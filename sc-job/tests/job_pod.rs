@@ -185,10 +185,12 @@ async fn the_job_deletes_itself_after_success() {
     assert_no_secret("a ConfigMap", &all_config_maps(&c), &[ACCOUNT_KEY]);
 }
 
-/// No object without a record naming it: a connection no run has recorded yet gets its
-/// metadata ConfigMap before any of its objects is written, so when that ConfigMap cannot be
-/// created (here sc-job may not create ConfigMaps) nothing of the connection is written, and
-/// a run killed between the apply and the record could not leave objects behind either.
+/// No object a removal must delete without a record naming it: a connection with
+/// `deletionPolicy: Delete` that no run has recorded yet gets its metadata ConfigMap before
+/// any of its objects is written, so when that ConfigMap cannot be created (here sc-job may
+/// not create ConfigMaps) nothing of the connection is written, and a run killed between the
+/// apply and the record could not leave objects behind either. A `Retain` connection (its
+/// removal keeps its objects, recorded or not) is applied first and recorded with its result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_object_is_written_before_its_connection_is_recorded() {
     let ks = start().await;
@@ -200,20 +202,35 @@ async fn no_object_is_written_before_its_connection_is_recorded() {
         .unwrap()
         .push(json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}));
     cluster_role(&c, rules);
+    let mut deleted = blob("default");
+    deleted["deletionPolicy"] = json!("Delete");
     request_all(
         &c,
         "cs-job-unrecorded",
         1,
-        &json!({"unrecorded": blob("default")}),
+        &json!({"unrecorded": deleted, "retained": blob("default")}),
     );
     let (_, text) = run_to_failure(&ks).await;
     assert!(
-        text.contains("sc-job: 0 applied, 1 failed, 0 deleted"),
+        text.contains("sc-job: 0 applied, 2 failed, 0 deleted"),
         "{text}"
     );
     assert!(
         get(&c, "Secret", "default", "sc-unrecorded-secret").is_none(),
         "the Secret was written without a record naming its connection: {text}"
+    );
+    assert!(
+        get(&c, "Secret", "default", "sc-retained-secret").is_some(),
+        "the Secret of the Retain connection was not written: {text}"
+    );
+    // Its result could not be recorded: a failure of the run, told by a Warning event too.
+    let events = list(&c, "Event", Some(NS));
+    assert!(
+        events.iter().any(|e| e["type"] == "Warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| { m.starts_with("[retained] recording the result failed") })),
+        "{events:#?}"
     );
 }
 
@@ -333,7 +350,10 @@ async fn job_requests(ks: &kubesim::Kubesim) -> Vec<Logged> {
 }
 
 /// The ownership check in bulk: a run writing 40 Secrets in one namespace lists them once
-/// (metadata only) and gets none; each is written by one apply.
+/// (metadata only) and gets none; each is written by one apply. A connection no run has
+/// recorded costs one metadata write (its creation with the result), unless its
+/// `deletionPolicy` is `Delete`: then its metadata is created before its Secret and updated
+/// with the result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_lists_each_namespace_and_kind_once_and_gets_no_object() {
     let ks = start().await;
@@ -344,6 +364,9 @@ async fn a_run_lists_each_namespace_and_kind_once_and_gets_no_object() {
     for i in 0..N {
         conns.insert(format!("b{i:02}"), blob("default"));
     }
+    let mut deleted = blob("default");
+    deleted["deletionPolicy"] = json!("Delete");
+    conns.insert("d00".into(), deleted);
     request_all(&c, "cs-job-6", 1, &Value::Object(conns));
     create(&c, sc_job());
     wait_until(WAIT, "the Job sc-job to be deleted after success", || {
@@ -371,6 +394,23 @@ async fn a_run_lists_each_namespace_and_kind_once_and_gets_no_object() {
             "Ready"
         );
     }
+    let metadata_writes = |name: &str, verb: &str| {
+        let cm = sc_contract::metadata_name(name);
+        sum(&|r| r.0 == verb && r.1 == "configmaps" && r.2 == NS && r.3 == cm)
+    };
+    // A create names no object (a POST to the collection): one per connection in all.
+    let creates = sum(&|r| r.0 == "create" && r.1 == "configmaps" && r.2 == NS);
+    assert_eq!(creates, N as u64 + 1, "{requests:?}");
+    for i in 0..N {
+        let name = format!("b{i:02}");
+        assert_eq!(metadata_writes(&name, "update"), 0, "{name}: {requests:?}");
+    }
+    assert_eq!(metadata_writes("d00", "update"), 1, "{requests:?}");
+    assert_eq!(metadata(&c, "d00", "status.json")["phase"], "Ready");
+    assert_eq!(
+        metadata(&c, "d00", "status.json")["deletionPolicy"],
+        "Delete"
+    );
     // By verb and resource, for the record (an apply that creates is logged as patch and
     // create, the two verbs kube-apiserver authorizes for it: one request).
     let mut by_kind = std::collections::BTreeMap::<(String, String), u64>::new();

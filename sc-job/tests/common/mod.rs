@@ -46,6 +46,7 @@ pub fn res(kind: &str) -> ResKey {
         "ServiceAccount" => ("", "serviceaccounts"),
         "Namespace" => ("", "namespaces"),
         "Pod" => ("", "pods"),
+        "Event" => ("", "events"),
         "Deployment" => ("apps", "deployments"),
         "Job" => ("batch", "jobs"),
         "SecretProviderClass" => ("secrets-store.csi.x-k8s.io", "secretproviderclasses"),
