@@ -23,7 +23,8 @@ pub use documents::{
 };
 pub use drift::{Change, DRIFT_KEY, Drift, DriftedObject, ObjectState, REAPPLY_ANNOTATION};
 pub use metadata::{
-    ConnectionPhase, Metadata, by_connection, mark_applying, phase_without_metadata,
+    Carried, ConnectionPhase, Metadata, by_connection, mark_applying, phase_if_carried,
+    phase_without_metadata,
 };
 pub use reason::{Reason, RunError};
 pub use requests::{

@@ -114,21 +114,49 @@ pub fn mark_applying(metadata: &mut [Metadata], changeset: &ChangeSet) {
 
 /// The phase of a connection that has no metadata ConfigMap yet (no run recorded it):
 /// `Applying` while `changeset` (in flight) carries it, with `hash` when known, else
-/// `Pending`.
+/// `Pending`. For many connections, [`Carried`] looks each one up without a scan.
 pub fn phase_without_metadata(
     changeset: Option<&ChangeSet>,
     name: &str,
     hash: Option<&str>,
 ) -> ConnectionPhase {
-    let carried = changeset.is_some_and(|cs| {
-        cs.connections.iter().any(|c| {
-            c.name == name && c.action == Action::Apply && hash.is_none_or(|h| c.hash == h)
-        })
-    });
-    if carried {
+    let entry = changeset.and_then(|cs| cs.connections.iter().find(|c| c.name == name));
+    phase_if_carried(entry, hash)
+}
+
+/// `Applying` when `entry` (a connection's entry in the change set in flight) applies `hash`
+/// (any hash when not known), else `Pending`.
+pub fn phase_if_carried(entry: Option<&ChangeEntry>, hash: Option<&str>) -> ConnectionPhase {
+    if entry.is_some_and(|c| c.action == Action::Apply && hash.is_none_or(|h| c.hash == h)) {
         ConnectionPhase::Applying
     } else {
         ConnectionPhase::Pending
+    }
+}
+
+/// The entries of the change set in flight by connection name: the phase of each of
+/// thousands of connections without metadata in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct Carried<'a>(std::collections::HashMap<&'a str, &'a ChangeEntry>);
+
+impl<'a> Carried<'a> {
+    /// The index of `changeset` (none: nothing is carried).
+    pub fn new(changeset: Option<&'a ChangeSet>) -> Self {
+        Carried(
+            changeset
+                .map(|cs| {
+                    cs.connections
+                        .iter()
+                        .map(|c| (c.name.as_str(), c))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// [`phase_without_metadata`] of `name`.
+    pub fn phase(&self, name: &str, hash: Option<&str>) -> ConnectionPhase {
+        phase_if_carried(self.0.get(name).copied(), hash)
     }
 }
 
@@ -569,6 +597,22 @@ mod tests {
         );
         assert_eq!(
             phase_without_metadata(None, "new", None),
+            ConnectionPhase::Pending
+        );
+        // The index gives the same phases, a delete entry included.
+        let carried = Carried::new(Some(&cs));
+        for name in ["a", "b", "new", "gone", "other"] {
+            for hash in [Some("h"), Some("h2"), None] {
+                assert_eq!(
+                    carried.phase(name, hash),
+                    phase_without_metadata(Some(&cs), name, hash),
+                    "{name} {hash:?}"
+                );
+            }
+        }
+        assert_eq!(carried.phase("gone", None), ConnectionPhase::Pending);
+        assert_eq!(
+            Carried::new(None).phase("new", None),
             ConnectionPhase::Pending
         );
         // A failed connection keeps the run in flight (the agent marks it concluded).

@@ -55,13 +55,17 @@ impl Snapshot {
             .collect::<Vec<_>>();
         // The change set in flight makes its connections Applying (those without metadata
         // too: no run has recorded them yet); without read access to it they show as Pending.
-        let in_flight = match cms.get_opt(contract::CHANGESET_CONFIGMAP).await {
+        let mut in_flight = match cms.get_opt(contract::CHANGESET_CONFIGMAP).await {
             Ok(Some(cs)) => contract::in_flight_changeset(&cs),
             _ => None,
         };
-        if let Some(cs) = &in_flight {
+        if let Some(cs) = &mut in_flight {
             contract::mark_applying(&mut metadata, cs);
+            // Looked up by name for each connection (`phase`).
+            cs.connections.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        // Looked up by connection for each connection (`metadata`).
+        metadata.sort_by(|a, b| a.connection.cmp(&b.connection));
         let requests_cm = cms
             .get_opt(REQUESTS_CONFIGMAP)
             .await
@@ -134,13 +138,29 @@ impl Snapshot {
         }
         match self.metadata(name) {
             Some(m) => m.phase(hash),
-            None => contract::phase_without_metadata(self.in_flight.as_ref(), name, hash),
+            None => {
+                let carried = self.in_flight.as_ref().and_then(|cs| {
+                    let i = cs
+                        .connections
+                        .binary_search_by(|c| c.name.as_str().cmp(name))
+                        .ok()?;
+                    Some(&cs.connections[i])
+                });
+                contract::phase_if_carried(carried, hash)
+            }
         }
     }
 
-    /// The metadata of a connection.
+    /// The metadata of a connection (sorted by connection when loaded: no scan, so that a
+    /// command over thousands of connections stays linear).
     pub fn metadata(&self, name: &str) -> Option<&Metadata> {
-        self.metadata.iter().find(|m| m.connection == name)
+        match self
+            .metadata
+            .binary_search_by(|m| m.connection.as_str().cmp(name))
+        {
+            Ok(i) => Some(&self.metadata[i]),
+            Err(_) => None,
+        }
     }
 
     /// Why the agent ignores a requested connection that has no metadata of its own: its

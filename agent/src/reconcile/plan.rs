@@ -396,13 +396,12 @@ pub fn phase_counts(
         .iter()
         .map(|m| (m.connection.as_str(), m))
         .collect();
+    let carried = crate::contract::Carried::new(in_flight);
     for d in desired {
         let phase = by_name
             .get(d.name.as_str())
             .map(|m| m.phase(Some(&d.hash)))
-            .unwrap_or_else(|| {
-                crate::contract::phase_without_metadata(in_flight, &d.name, Some(&d.hash))
-            });
+            .unwrap_or_else(|| carried.phase(&d.name, Some(&d.hash)));
         *counts.entry(phase).or_default() += 1;
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
