@@ -205,7 +205,9 @@ pub async fn run(client: Client, settings: RunSettings) -> anyhow::Result<()> {
         // The preflight checks resolve new requests at a later step that finds no Job (the
         // run the new requests started is over), rather than at their next look: resolving
         // thousands of connections takes CPU the run needs. The step that saw them may have
-        // just created the Job, which its watch does not show yet.
+        // just created the Job, which its watch does not show yet, and a run that ends with
+        // changes still pending (more than one change set holds) is followed by the next:
+        // a step that set out to create a Job counts as one.
         if preflight_behind && !requests_new && !reconciler.job_exists() {
             requests_changed.notify_one();
             preflight_behind = false;

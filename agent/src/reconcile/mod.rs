@@ -33,6 +33,8 @@ pub struct Reconciler {
     memory: Memory,
     /// Since when the requests have been incomplete, if they are.
     incomplete: Option<Incomplete>,
+    /// Whether the last step set out to start a run (its Job may not show in the watch yet).
+    starting: bool,
 }
 
 impl Reconciler {
@@ -44,6 +46,7 @@ impl Reconciler {
             backoff,
             memory: Memory::default(),
             incomplete: None,
+            starting: false,
         }
     }
 
@@ -53,9 +56,10 @@ impl Reconciler {
         self.observer.requests_version()
     }
 
-    /// Whether Job `sc-job` exists (see [`Observer::job_exists`]).
+    /// Whether Job `sc-job` exists (see [`Observer::job_exists`]), or the last step set out to
+    /// create it (a run of the changes still pending follows the one that just ended).
     pub fn job_exists(&self) -> bool {
-        self.observer.job_exists()
+        self.starting || self.observer.job_exists()
     }
 
     /// One step; returns when it wants to be woken up (seconds since the epoch) besides
@@ -70,6 +74,7 @@ impl Reconciler {
     }
 
     async fn step_inner(&mut self) -> anyhow::Result<Option<i64>> {
+        self.starting = false;
         let Some(requests) = self.observer.requests() else {
             tracing::debug!(configmap = %self.observer.requests_name(), "no requests yet");
             return Ok(None);
@@ -107,6 +112,7 @@ impl Reconciler {
         }
         let plan = plan::plan(&observed, &self.memory, &self.backoff);
         self.memory = plan.memory.clone();
+        self.starting = matches!(plan.job, plan::JobAction::Start { .. });
         // Secrets read by name are looked at by a task of their own, which wakes a step when
         // it finds a change (`Observer::look_at_secrets`): no step is scheduled for them.
         tracing::debug!(
