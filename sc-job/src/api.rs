@@ -98,6 +98,22 @@ pub struct MetadataList {
     pub items: std::collections::BTreeMap<String, Value>,
 }
 
+/// What sc-job reads of the API server's answer to a write: the object's metadata. The rest
+/// (a Secret's data, a ConfigMap's journal) is skipped by the parser, never held.
+#[derive(serde::Deserialize)]
+struct Written {
+    #[serde(default)]
+    metadata: Value,
+}
+
+impl Written {
+    fn into_value(self) -> Value {
+        let mut out = Map::new();
+        out.insert("metadata".into(), self.metadata);
+        Value::Object(out)
+    }
+}
+
 /// A client for untyped objects.
 #[derive(Clone)]
 pub struct Kube {
@@ -122,6 +138,17 @@ impl Kube {
         } else {
             Api::namespaced_with(self.client.clone(), namespace, &ar)
         }
+    }
+
+    /// The request builder of `kind`'s collection in `namespace`.
+    fn request(&self, kind: &str, namespace: &str) -> kube::core::Request {
+        kube::core::Request::new(self.api(kind, namespace).resource_url())
+    }
+
+    /// Sends a write and reads the object's metadata from the answer (see [`Written`]).
+    async fn written(&self, req: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
+        let w: Written = self.client.request(req).await?;
+        Ok(w.into_value())
     }
 
     /// The object, or `None` when it does not exist.
@@ -219,17 +246,23 @@ impl Kube {
         namespace: &str,
         object: &Value,
     ) -> Result<Value, kube::Error> {
-        let api = self.api(kind, namespace);
-        let obj: DynamicObject =
-            serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
+        let request = self.request(kind, namespace);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PostParams::default()
         };
-        retry(|| api.create(&params, &obj)).await.map(to_value)
+        let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        retry(|| async {
+            let req = request
+                .create(&params, body.clone())
+                .map_err(kube::Error::BuildRequest)?;
+            self.written(req).await
+        })
+        .await
     }
 
-    /// Server-side apply of `object` (forced, field manager `sc-job`).
+    /// Server-side apply of `object` (forced, field manager `sc-job`); the answer is the
+    /// object's `{"metadata": ...}`.
     pub async fn apply(
         &self,
         kind: &str,
@@ -237,19 +270,15 @@ impl Kube {
         name: &str,
         object: &Value,
     ) -> Result<Value, kube::Error> {
-        let api = self.api(kind, namespace);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let patch = Patch::Apply(object);
-        retry(|| api.patch(name, &params, &patch))
-            .await
-            .map(to_value)
+        self.apply_if(kind, namespace, name, object, None).await
     }
 
     /// Server-side apply of `object` (forced, field manager `sc-job`) on the precondition
     /// `resource_version` (set as its `metadata.resourceVersion`) when given: an existing
     /// object with another resourceVersion answers 409 Conflict, which is returned at once
     /// (other transient errors are retried). On a missing object the API server takes the
-    /// create path, where the resourceVersion is not compared.
+    /// create path, where the resourceVersion is not compared. The answer is the object's
+    /// `{"metadata": ...}`.
     pub async fn apply_if(
         &self,
         kind: &str,
@@ -258,19 +287,28 @@ impl Kube {
         object: &Value,
         resource_version: Option<&str>,
     ) -> Result<Value, kube::Error> {
-        let Some(rv) = resource_version.filter(|rv| !rv.is_empty()) else {
-            return self.apply(kind, namespace, name, object).await;
-        };
-        let api = self.api(kind, namespace);
+        let request = self.request(kind, namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let mut guarded = object.clone();
-        guarded["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        let patch = Patch::Apply(&guarded);
-        (|| api.patch(name, &params, &patch))
-            .retry(backoff())
-            .when(|e| is_transient(e) && !is_conflict(e))
-            .await
-            .map(to_value)
+        let guarded;
+        let (object, guarded_by) = match resource_version.filter(|rv| !rv.is_empty()) {
+            Some(rv) => {
+                let mut o = object.clone();
+                o["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+                guarded = o;
+                (&guarded, true)
+            }
+            None => (object, false),
+        };
+        let patch = Patch::Apply(object);
+        (|| async {
+            let req = request
+                .patch(name, &params, &patch)
+                .map_err(kube::Error::BuildRequest)?;
+            self.written(req).await
+        })
+        .retry(backoff())
+        .when(|e| is_transient(e) && !(guarded_by && is_conflict(e)))
+        .await
     }
 
     /// Removes the keys `keys` of a Secret's `data` (a merge patch, field manager `sc-job`)
@@ -331,14 +369,16 @@ impl Kube {
         name: &str,
         object: &Value,
     ) -> Result<Value, kube::Error> {
-        let api = self.api(kind, namespace);
-        let obj: DynamicObject =
-            serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..Default::default()
         };
-        api.replace(name, &pp, &obj).await.map(to_value)
+        let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let req = self
+            .request(kind, namespace)
+            .replace(name, &pp, body)
+            .map_err(kube::Error::BuildRequest)?;
+        self.written(req).await
     }
 
     /// Deletes the object with background propagation; `false` when it did not exist.

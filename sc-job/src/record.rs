@@ -160,7 +160,10 @@ impl ResultRecorder<'_> {
         self.complete_metadata(&mut cm, &name, connection);
         let obj = serde_json::to_value(&cm).unwrap_or_default();
         match self.kube.create("ConfigMap", &self.namespace, &obj).await {
-            Ok(created) => {
+            Ok(written) => {
+                // The answer holds the metadata (its resourceVersion); the data is as sent.
+                let mut created = obj;
+                created["metadata"] = written["metadata"].clone();
                 if let Some(created) = typed(Some(created)) {
                     self.created
                         .lock()
