@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod error;
 pub mod guard;
 pub mod names;
+mod par;
 pub mod patch;
 pub mod render;
 pub mod request;

@@ -1232,11 +1232,12 @@ pub fn parse_connections(
     match connections {
         Value::Null => {}
         Value::Object(m) => {
-            for (name, v) in m {
-                if let Some(c) = parse_connection(name, v, errors) {
-                    out.push(c);
-                }
-            }
+            let entries: Vec<(&String, &Value)> = m.iter().collect();
+            let (parsed, errs) = crate::par::map_in_order(entries, |(name, v), errors| {
+                parse_connection(name, v, errors)
+            });
+            out.extend(parsed.into_iter().flatten());
+            errors.extend(errs);
         }
         other => errors.push(FieldError::new(
             "connections",

@@ -369,18 +369,26 @@ fn resolve(
         }
     }
 
-    let mut connections = Vec::new();
-    for r in requests {
-        let is_first = first.get(&r.spec.name).copied().unwrap_or(true);
-        let identity_tenant_id = r
-            .spec
-            .parameters
-            .get("clientId")
-            .filter(|_| uses_workload_identity(&r.spec))
-            .and_then(|cid| tenants.get(&(r.spec.namespace.clone(), cid.to_ascii_lowercase())))
-            .map(|(_, tid)| tid.clone());
-        connections.push(finish(r, is_first, identity_tenant_id, hash_key, errors));
-    }
+    let given: Vec<(ConnectionRequest, bool, Option<String>)> = requests
+        .into_iter()
+        .map(|r| {
+            let is_first = first.get(&r.spec.name).copied().unwrap_or(true);
+            let identity_tenant_id = r
+                .spec
+                .parameters
+                .get("clientId")
+                .filter(|_| uses_workload_identity(&r.spec))
+                .and_then(|cid| tenants.get(&(r.spec.namespace.clone(), cid.to_ascii_lowercase())))
+                .map(|(_, tid)| tid.clone());
+            (r, is_first, identity_tenant_id)
+        })
+        .collect();
+    // Each connection's keys and hashes depend on it alone now.
+    let (connections, errs) =
+        crate::par::map_in_order(given, |(r, is_first, identity_tenant_id), errors| {
+            finish(r, is_first, identity_tenant_id, hash_key, errors)
+        });
+    errors.extend(errs);
     RequestSet { connections }
 }
 
@@ -815,6 +823,63 @@ mod check_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A set large enough to be checked on several threads gives each connection what it
+    /// gets alone given the set's cross-connection results, and the errors of one pass in
+    /// the order of the names.
+    #[test]
+    fn a_large_set_checks_as_one_pass() {
+        let mut m = serde_json::Map::new();
+        for i in 0..1500 {
+            let ns = format!("ns{}", i % 3);
+            let conn = match i % 5 {
+                0 => serde_json::json!({"namespace": ns, "targetType": "storage-blob",
+                    "authType": "secret", "parameters": {"accountName": format!("a{i}")},
+                    "secrets": {"accountKey": "k"}}),
+                1 => serde_json::json!({"namespace": ns, "targetType": "servicebus",
+                    "authType": "workloadIdentity", "parameters": {"namespace": "sb",
+                    "clientId": format!("00000000-0000-0000-0000-{:012}", i % 4),
+                    "tenantId": "11111111-1111-1111-1111-111111111111"}}),
+                2 => serde_json::json!({"namespace": ns, "targetType": "storage-blob",
+                    "authType": "secret", "parameters": {}}),
+                _ => serde_json::json!({"namespace": ns, "targetType": "storage-blob",
+                    "authType": "secret", "parameters": {"accountName": "x"},
+                    "secrets": {"accountKey": "k"}}),
+            };
+            m.insert(format!("c{i:04}"), conn);
+        }
+        let all = Value::Object(m.clone());
+        let errors = validate_connections_keyed(&all, "key").unwrap_err().0;
+        let mut seq = Vec::new();
+        for (name, v) in &m {
+            parse_connection(name, v, &mut seq);
+        }
+        assert!(!seq.is_empty());
+        assert_eq!(errors[..seq.len()], seq[..]);
+        let valid: serde_json::Map<String, Value> = m
+            .into_iter()
+            .filter(|(n, _)| {
+                !errors
+                    .iter()
+                    .any(|e| path_owner(&e.path, |o| o == n).is_some())
+            })
+            .collect();
+        assert!(valid.len() > 512);
+        let set = validate_connections_keyed(&Value::Object(valid.clone()), "key").unwrap();
+        assert_eq!(set.connections().len(), valid.len());
+        for c in set.connections() {
+            let (alone, _) = recheck_connection(
+                c.name(),
+                &valid[c.name()],
+                "key",
+                c.is_first,
+                c.identity_tenant_id.clone(),
+            );
+            let alone = alone.connection.unwrap();
+            assert_eq!(alone.hash, c.hash, "{}", c.name());
+            assert_eq!(alone.keys, c.keys, "{}", c.name());
+        }
+    }
 
     #[test]
     fn infix_goes_after_the_service_segment() {
