@@ -659,17 +659,23 @@ pub fn check_connections_owned(connections: Value, hash_key: &str) -> Vec<Connec
     let Value::Object(raw) = connections else {
         return Vec::new();
     };
-    let mut errors = Vec::new();
     let mut names = Vec::with_capacity(raw.len());
     let mut requests = Vec::with_capacity(raw.len());
     // Connections that did not parse: (hash, spec text).
     let mut unparsed: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for (name, value) in raw {
-        match parse_connection(&name, &value, &mut errors) {
-            Some(c) => requests.push(c),
-            None => {
-                let hash = raw_hash(&value, hash_key);
-                unparsed.insert(name.clone(), (hash, invalid_spec(&name, value)));
+    let entries: Vec<(String, Value)> = raw.into_iter().collect();
+    let (parsed, mut errors) = crate::par::map_in_order(entries, |(name, value), errors| {
+        let parsed = match parse_connection(&name, &value, errors) {
+            Some(c) => Ok(c),
+            None => Err((raw_hash(&value, hash_key), invalid_spec(&name, value))),
+        };
+        (name, parsed)
+    });
+    for (name, parsed) in parsed {
+        match parsed {
+            Ok(c) => requests.push(c),
+            Err(unparsable) => {
+                unparsed.insert(name.clone(), unparsable);
             }
         }
         names.push(name);
@@ -856,6 +862,17 @@ mod tests {
         }
         assert!(!seq.is_empty());
         assert_eq!(errors[..seq.len()], seq[..]);
+        // The checks connection by connection hold the same errors.
+        let checks = check_connections_keyed(&all, "key");
+        assert_eq!(checks.len(), 1500);
+        let mut by_check: Vec<String> = checks
+            .iter()
+            .flat_map(|c| c.errors.iter().map(ToString::to_string))
+            .collect();
+        let mut by_set: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        by_check.sort();
+        by_set.sort();
+        assert_eq!(by_check, by_set);
         let valid: serde_json::Map<String, Value> = m
             .into_iter()
             .filter(|(n, _)| {
