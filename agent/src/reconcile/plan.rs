@@ -286,6 +286,24 @@ fn clash_note(clash: &NameClash) -> String {
     }
 }
 
+/// The candidates of a new change set whose metadata is read again, live, before it is
+/// written: those the last run carried (only a run records a connection, so only they can
+/// have a record the metadata watch does not show yet).
+pub fn to_recheck(
+    candidates: &[ChangeEntry],
+    last_run: Option<&super::observe::LastRun>,
+) -> Vec<ChangeEntry> {
+    let carried: BTreeSet<&str> = last_run
+        .iter()
+        .flat_map(|r| r.changeset.connections.iter().map(|c| c.name.as_str()))
+        .collect();
+    candidates
+        .iter()
+        .filter(|c| carried.contains(c.name.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// The change set in flight: the last one, not marked concluded.
 fn in_flight(observed: &Observed) -> Option<&ChangeSet> {
     observed
@@ -1404,6 +1422,31 @@ mod tests {
         );
         assert_eq!(p.job, JobAction::Nothing);
         assert_eq!(p.phases, BTreeMap::from([(ConnectionPhase::Deleted, 1)]));
+    }
+
+    #[test]
+    fn only_the_candidates_the_last_run_carried_are_read_again() {
+        let candidates = vec![
+            entry("a", "h1", Action::Apply),
+            entry("b", "h1", Action::Apply),
+            entry("c", "", Action::Delete),
+        ];
+        assert!(to_recheck(&candidates, None).is_empty());
+        let last = run(
+            vec![
+                entry("b", "h0", Action::Apply),
+                entry("c", "", Action::Delete),
+            ],
+            false,
+        );
+        let names: Vec<String> = to_recheck(&candidates, last.as_ref())
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["b", "c"]);
+        // The second run of a bulk change: none of its candidates was in the first.
+        let first = run(vec![entry("x", "h", Action::Apply)], false);
+        assert!(to_recheck(&candidates, first.as_ref()).is_empty());
     }
 
     #[test]
