@@ -453,11 +453,11 @@ impl Actor {
         let revision = observed.revision;
         // The metadata watch may lag behind sc-job's last records: a connection it shows
         // pending may be done, never the reverse (only the agent makes a connection pending).
-        // So the candidates the last run carried (only a run records a connection: the others
-        // cannot have a record the watch does not show yet) are checked against the API: a
-        // few read one by one, many in a fresh list, read in pages and kept without the
-        // journals. A connection shown pending wrongly would only be applied once more: the
-        // check saves a run, it guards nothing.
+        // So the candidates the last run carried, and the repairs and reapplies (marked by this
+        // step or an operator), are checked against the API (`plan::to_recheck`): a few read
+        // one by one, many in a fresh list, read in pages and kept without the journals. A
+        // connection shown pending wrongly would only be applied once more: the check saves a
+        // run, it guards nothing.
         let recheck = plan::to_recheck(candidates, observed.last_run.as_ref());
         let fresh: Vec<Metadata> = if recheck.len() <= FRESH_READS {
             self.read_metadata_of(&observed.metadata, &recheck).await?

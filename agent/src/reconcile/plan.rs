@@ -287,8 +287,10 @@ fn clash_note(clash: &NameClash) -> String {
 }
 
 /// The candidates of a new change set whose metadata is read again, live, before it is
-/// written: those the last run carried (only a run records a connection, so only they can
-/// have a record the metadata watch does not show yet).
+/// written: those the last run carried (only a run records a connection's result, so only
+/// they can have a record the metadata watch does not show yet), and the repairs and
+/// reapplies (the agent marks a repair in `drift.json` in the same step, the operator a
+/// reapply: the watch may not show either yet).
 pub fn to_recheck(
     candidates: &[ChangeEntry],
     last_run: Option<&super::observe::LastRun>,
@@ -299,7 +301,7 @@ pub fn to_recheck(
         .collect();
     candidates
         .iter()
-        .filter(|c| carried.contains(c.name.as_str()))
+        .filter(|c| c.cause.is_some() || carried.contains(c.name.as_str()))
         .cloned()
         .collect()
 }
@@ -1447,6 +1449,14 @@ mod tests {
         // The second run of a bulk change: none of its candidates was in the first.
         let first = run(vec![entry("x", "h", Action::Apply)], false);
         assert!(to_recheck(&candidates, first.as_ref()).is_empty());
+        // A repair is read again whatever the last run carried: its mark is this step's.
+        let mut repair = entry("r", "h1", Action::Apply);
+        repair.cause = Some(Cause::Repair);
+        let names: Vec<String> = to_recheck(&[repair], first.as_ref())
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["r"]);
     }
 
     #[test]
