@@ -24,7 +24,6 @@ pub use documents::{
 pub use drift::{Change, DRIFT_KEY, Drift, DriftedObject, ObjectState, REAPPLY_ANNOTATION};
 pub use metadata::{
     Carried, ConnectionPhase, Metadata, by_connection, mark_applying, phase_if_carried,
-    phase_without_metadata,
 };
 pub use reason::{Reason, RunError};
 pub use requests::{

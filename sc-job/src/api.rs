@@ -289,17 +289,12 @@ impl Kube {
     ) -> Result<Value, kube::Error> {
         let request = self.request(kind, namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let guarded;
-        let (object, guarded_by) = match resource_version.filter(|rv| !rv.is_empty()) {
-            Some(rv) => {
-                let mut o = object.clone();
-                o["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-                guarded = o;
-                (&guarded, true)
-            }
-            None => (object, false),
-        };
-        let patch = Patch::Apply(object);
+        let guarded = resource_version.filter(|rv| !rv.is_empty()).map(|rv| {
+            let mut o = object.clone();
+            o["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+            o
+        });
+        let patch = Patch::Apply(guarded.as_ref().unwrap_or(object));
         (|| async {
             let req = request
                 .patch(name, &params, &patch)
@@ -307,7 +302,7 @@ impl Kube {
             self.written(req).await
         })
         .retry(backoff())
-        .when(|e| is_transient(e) && !(guarded_by && is_conflict(e)))
+        .when(|e| is_transient(e) && !(guarded.is_some() && is_conflict(e)))
         .await
     }
 
